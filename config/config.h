@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * config.h - the typed, validated configuration.
+ *
+ * config/ reads the INI file with inih into one immutable struct config,
+ * one sub-struct per section. Each module receives only its own section
+ * (struct config_queue to queue_open(), and so on), never the file. A
+ * reload builds a new snapshot; an old one stays valid until freed by its
+ * owner. Units: sizes in bytes, durations in milliseconds.
+ *
+ * The key table (config_keys.c) is the single source of every key, its
+ * type, default and bounds; mta.conf.example documents each one.
+ */
+#ifndef MTA_CONFIG_H
+#define MTA_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "base/compat.h"
+
+#define CONFIG_HOST_MAX 256 /* host names, with NUL */
+#define CONFIG_PATH_MAX 4096
+
+/* A listen or server address: "0.0.0.0:587", "[::1]:587", "127.0.0.1". */
+struct config_addr {
+	struct sockaddr_storage ss; /* resolved numeric address */
+	socklen_t sslen;
+	char text[64]; /* as written, normalised: "127.0.0.1:587", "[::1]:587" */
+};
+
+/* One CIDR block of relay_networks. */
+struct config_net {
+	int family;        /* AF_INET or AF_INET6 */
+	uint8_t addr[16];  /* network byte order; IPv4 in the first 4 */
+	uint8_t prefix;    /* bits */
+};
+
+struct config_server {
+	char hostname[CONFIG_HOST_MAX]; /* default: gethostname() */
+	struct config_addr *listen;     /* STARTTLS-capable submission */
+	size_t nlisten;
+	struct config_addr *listen_tls; /* implicit TLS */
+	size_t nlisten_tls;
+	unsigned threads;               /* 0 = one per CPU (resolved at load) */
+	uint64_t max_message_size;      /* bytes */
+	unsigned max_recipients;
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	uint64_t idle_timeout;          /* ms, per command */
+	uint64_t session_timeout;       /* ms, whole session */
+	uint64_t max_inflight;          /* bytes of bodies being received, all sessions */
+	unsigned max_errors;            /* bad commands before 421 */
+	struct config_net *relay_networks;
+	size_t nrelay_networks;
+};
+
+struct config_tls {
+	char certificate[CONFIG_PATH_MAX]; /* PEM, chain allowed; "" = no TLS */
+	char private_key[CONFIG_PATH_MAX];
+};
+
+struct config_auth {
+	char users[CONFIG_PATH_MAX]; /* NAME:CRYPT_HASH lines; "" = no AUTH */
+	bool require_tls;
+	unsigned max_failures;       /* per connection, then 421 4.7.0 */
+};
+
+enum config_sync {
+	CONFIG_SYNC_FULL, /* fsync before 250 */
+};
+
+struct config_queue {
+	char path[CONFIG_PATH_MAX];
+	uint64_t *retry; /* ms; the last repeats */
+	size_t nretry;
+	uint64_t max_age;        /* ms, then bounce */
+	uint64_t delay_warning;  /* ms; 0 = off */
+	enum config_sync sync;
+	uint64_t map_size;       /* bytes, LMDB map */
+};
+
+struct config_dns {
+	struct config_addr *servers; /* none: /etc/resolv.conf; port 53 default */
+	size_t nservers;
+	uint64_t timeout;            /* ms per try */
+	unsigned tries;
+	uint64_t min_ttl, max_ttl;   /* ms, cache floor and ceiling */
+};
+
+enum config_tls_policy {
+	CONFIG_TLS_NONE,
+	CONFIG_TLS_MAY,
+	CONFIG_TLS_ENCRYPT,
+	CONFIG_TLS_VERIFY,
+};
+
+struct config_delivery {
+	unsigned workers;                  /* 0 = one per CPU (resolved at load) */
+	uint16_t port;                     /* remote SMTP port */
+	unsigned max_connections;          /* all hosts */
+	unsigned max_connections_per_host;
+	unsigned max_messages_per_connection;
+	enum config_tls_policy tls;
+	uint64_t connect_timeout;          /* ms */
+	uint64_t command_timeout;          /* ms: greeting, EHLO, MAIL, RCPT */
+	uint64_t data_timeout;             /* ms: DATA, body, final dot */
+	uint64_t idle_timeout;             /* ms an unused connection is kept */
+	char helo_name[CONFIG_HOST_MAX];   /* "" = [server] hostname */
+};
+
+/* [route DOMAIN] or [route *]. */
+struct config_route {
+	char domain[CONFIG_HOST_MAX]; /* lowercase; "*" = every other domain */
+	char host[CONFIG_HOST_MAX];   /* host name or IP, without brackets */
+	bool literal;                 /* written [bracketed]: no MX lookup */
+	uint16_t port;                /* 0 = [delivery] port */
+	enum config_tls_policy tls;
+	bool tls_set;                 /* false: [delivery] tls applies */
+	char username[256];           /* AUTH to the upstream; "" = none */
+	char password[256];
+};
+
+struct config {
+	char file[CONFIG_PATH_MAX]; /* the file it was read from */
+	struct config_server server;
+	struct config_tls tls;
+	struct config_auth auth;
+	struct config_queue queue;
+	struct config_dns dns;
+	struct config_delivery delivery;
+	struct config_route *routes;
+	size_t nroutes;
+};
+
+#define CONFIG_DEFAULT_PATH "/etc/mta/mta.conf"
+
+/*
+ * config_load - read and validate path.
+ * On success returns 0 and *out owns a new struct config (config_free it).
+ * On failure returns -1 and writes one line "FILE:LINE: key: reason" (or
+ * "FILE: reason" when the file cannot be read) into err.
+ */
+int config_load(const char *path, struct config **out, char *err,
+    size_t errlen) MTA_MUST_CHECK;
+
+/* A config with every default, as if loaded from an empty file. */
+struct config *config_defaults(void);
+
+void config_free(struct config *c);
+
+/* Print the effective configuration as a valid INI file. */
+void config_dump(const struct config *c, FILE *fp);
+
+/* Find the route for a domain (exact, then "*"); NULL when none. */
+const struct config_route *config_route_find(const struct config *c,
+    const char *domain);
+
+/* Is addr (AF_INET/AF_INET6 sockaddr; v4-mapped v6 counts as v4) in one of
+ * the networks? */
+bool config_net_match(const struct config_net *nets, size_t n,
+    const struct sockaddr *addr);
+
+#endif

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * log.h - one logfmt line per event on stderr.
+ *
+ * Every line starts with `ts=<UTC ISO-8601 with ms>`. Event lines are
+ * written by callers as `event=NAME key=value ...` through log_event();
+ * diagnostics carry `level=` and a quoted `msg=`. Each line is formatted
+ * into a stack buffer and written with one write(2), so lines from many
+ * threads never interleave and no lock is held. Safe from any thread.
+ *
+ * Peer-supplied strings must go through log_quote() before being logged.
+ */
+#ifndef MTA_BASE_LOG_H
+#define MTA_BASE_LOG_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+#include "compat.h"
+
+enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN };
+
+/* Set the minimum level written (default INFO; MTA_DEBUG=1 in the
+ * environment selects DEBUG). Call before starting threads. */
+void log_set_level(enum log_level level);
+bool log_debug_enabled(void);
+
+/* `ts=... event=...`: fmt must start with "event=". */
+void log_event(const char *fmt, ...) MTA_PRINTF(1, 2);
+
+void log_debug(const char *fmt, ...) MTA_PRINTF(1, 2);
+void log_info(const char *fmt, ...) MTA_PRINTF(1, 2);
+void log_warnx(const char *fmt, ...) MTA_PRINTF(1, 2);
+/* As log_warnx, with ": strerror(errno)" appended. */
+void log_warn(const char *fmt, ...) MTA_PRINTF(1, 2);
+
+/* Startup and corruption only; never from code a peer can reach. fatal()
+ * appends strerror(errno). Both exit(1). */
+MTA_NORETURN void fatal(const char *fmt, ...) MTA_PRINTF(1, 2);
+MTA_NORETURN void fatalx(const char *fmt, ...) MTA_PRINTF(1, 2);
+
+/*
+ * log_quote - render (src, len) as a logfmt value into dst: wrapped in
+ * double quotes, with `"` and `\` escaped, control and non-ASCII bytes as
+ * \xHH, truncated to fit dstlen (with "..." appended when cut). Always
+ * NUL-terminates when dstlen > 0. Returns dst, for use inside printf args.
+ */
+char *log_quote(char *dst, size_t dstlen, const char *src, size_t len);
+
+#endif

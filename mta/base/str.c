@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: ISC */
+#include "str.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+bool
+str_ncopy(char *dst, size_t size, const char *src, size_t len)
+{
+	size_t n;
+
+	if (size == 0)
+		return false;
+	n = len < size - 1 ? len : size - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return n == len;
+}
+
+bool
+str_copy(char *dst, size_t size, const char *src)
+{
+	return str_ncopy(dst, size, src, strlen(src));
+}
+
+bool
+str_fmt(char *dst, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(dst, size, fmt, ap);
+	va_end(ap);
+	return n >= 0 && (size_t)n < size;
+}
+
+static int
+lc(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+bool
+str_ieq(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+
+	return alen == blen && strncasecmp(a, b, alen) == 0;
+}
+
+bool
+str_iprefix(const char *s, size_t len, const char *prefix)
+{
+	size_t i;
+
+	for (i = 0; prefix[i]; i++)
+		if (i >= len || lc((unsigned char)s[i]) !=
+				    lc((unsigned char)prefix[i]))
+			return false;
+	return true;
+}
+
+void
+str_lower(char *s)
+{
+	for (; *s; s++)
+		*s = (char)lc((unsigned char)*s);
+}

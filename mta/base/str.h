@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * str.h - bounded string helpers (glibc 2.36 has no strlcpy).
+ */
+#ifndef MTA_BASE_STR_H
+#define MTA_BASE_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "compat.h"
+
+/* Copy with truncation; always NUL-terminates when size > 0. Returns
+ * false when src did not fit. */
+bool str_copy(char *dst, size_t size, const char *src);
+/* Same for (ptr, len) input. */
+bool str_ncopy(char *dst, size_t size, const char *src, size_t len);
+/* snprintf that reports truncation as false. */
+bool str_fmt(char *dst, size_t size, const char *fmt, ...) MTA_PRINTF(3, 4);
+/* ASCII case-insensitive compare of (a, alen) with NUL-terminated b. */
+bool str_ieq(const char *a, size_t alen, const char *b);
+/* Does (s, len) start with prefix, ignoring ASCII case? */
+bool str_iprefix(const char *s, size_t len, const char *prefix);
+/* Lowercase ASCII in place. */
+void str_lower(char *s);
+
+#endif

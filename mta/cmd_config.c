@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: ISC */
+/* cmd_config.c - placeholder until its owner lands it. */
+#include <stdio.h>
+
+#include "cmd.h"
+
+int
+cmd_check_config(const char *config_path, int argc, char **argv)
+{
+	(void)config_path;
+	(void)argc;
+	fprintf(stderr, "mta: %s: not implemented yet\n", argv[0]);
+	return 1;
+}
