@@ -35,24 +35,29 @@ all: $(PROGS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/libmta.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/mta: $(BUILD)/obj/mta/main.o $(BUILD)/libmta.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	@echo "LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(BUILD)/mta-sink: $(BUILD)/obj/bench/sink.o $(BUILD)/libmta.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	@echo "LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(BUILD)/mta-load: $(BUILD)/obj/bench/load.o $(BUILD)/libmta.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	@echo "LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libmta.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	@echo "LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 # LD_PRELOAD shims for fault injection; never sanitized (they load into
 # processes that may not be).

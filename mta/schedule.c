@@ -1,0 +1,713 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * schedule.c - the in-memory delivery schedule (see schedule.h for the design).
+ *
+ * Three structures, all owned by one thread:
+ *   - msgs: a chained hash of id -> struct smsg with its recipients and
+ *     one unit per destination;
+ *   - heap: a binary min-heap of units by due time; each unit knows its
+ *     slot (hpos) so hold, retry and forget can move or remove it;
+ *   - dests: a chained hash of domain -> struct sdest with its window,
+ *     jobs in flight and a FIFO of due units waiting for a free slot.
+ * A unit is in at most one of: the heap, its destination's FIFO, a job in
+ * flight, or nowhere (held, or nothing pending).
+ */
+#include "schedule.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/str.h"
+#include "base/xalloc.h"
+
+#define NOWHERE ((size_t)-1)
+
+struct sdest;
+struct smsg;
+
+struct srcpt {
+	char *addr;
+	uint32_t idx;
+	uint16_t attempts;
+	uint64_t next_ms;
+	bool pending;
+	struct sunit *unit;
+};
+
+struct sunit {
+	struct smsg *msg;
+	struct sdest *dest;
+	uint64_t due;       /* wall ms */
+	size_t hpos;        /* slot in the heap, or NOWHERE */
+	bool waiting;       /* in dest->fifo */
+	bool inflight;      /* a job is out */
+	struct sunit *wnext;
+};
+
+struct smsg {
+	uint64_t id;
+	char *from;
+	uint64_t received_ms;
+	size_t nrcpts;
+	struct srcpt *rcpts;
+	size_t nunits;
+	struct sunit *units;
+	size_t npending;
+	bool held;
+	bool forgotten;     /* forget requested while a job was out */
+	struct smsg *hnext;
+};
+
+struct sdest {
+	char *domain;
+	unsigned inflight;
+	unsigned window;
+	struct sunit *whead, *wtail;
+	struct sdest *hnext;
+};
+
+struct sched {
+	struct sched_cfg cfg;
+	struct smsg **mtab;  /* buckets */
+	size_t mcap, nmsgs;
+	struct sdest **dtab;
+	size_t dcap, ndests;
+	struct sunit **heap;
+	size_t hlen, hcap;
+	size_t nunits;
+	unsigned inflight;
+};
+
+static uint64_t
+hash64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t
+hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* --- heap ------------------------------------------------------------ */
+
+static void
+heap_set(struct sched *s, size_t i, struct sunit *u)
+{
+	s->heap[i] = u;
+	u->hpos = i;
+}
+
+static void
+heap_up(struct sched *s, size_t i)
+{
+	struct sunit *u = s->heap[i];
+
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+
+		if (s->heap[p]->due <= u->due)
+			break;
+		heap_set(s, i, s->heap[p]);
+		i = p;
+	}
+	heap_set(s, i, u);
+}
+
+static void
+heap_down(struct sched *s, size_t i)
+{
+	struct sunit *u = s->heap[i];
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= s->hlen)
+			break;
+		if (c + 1 < s->hlen && s->heap[c + 1]->due < s->heap[c]->due)
+			c++;
+		if (u->due <= s->heap[c]->due)
+			break;
+		heap_set(s, i, s->heap[c]);
+		i = c;
+	}
+	heap_set(s, i, u);
+}
+
+static void
+heap_push(struct sched *s, struct sunit *u)
+{
+	if (s->hlen == s->hcap) {
+		s->hcap = s->hcap ? s->hcap * 2 : 64;
+		s->heap = xreallocarray(s->heap, s->hcap, sizeof(*s->heap));
+	}
+	s->heap[s->hlen] = u;
+	u->hpos = s->hlen++;
+	heap_up(s, u->hpos);
+}
+
+static void
+heap_remove(struct sched *s, struct sunit *u)
+{
+	size_t i = u->hpos;
+	struct sunit *last;
+
+	if (i == NOWHERE)
+		return;
+	u->hpos = NOWHERE;
+	last = s->heap[--s->hlen];
+	if (i == s->hlen)
+		return;
+	heap_set(s, i, last);
+	heap_up(s, i);
+	heap_down(s, last->hpos);
+}
+
+/* --- messages and destinations ---------------------------------------- */
+
+static struct smsg **
+msg_slot(struct sched *s, uint64_t id)
+{
+	struct smsg **pp = &s->mtab[hash64(id) & (s->mcap - 1)];
+
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static void
+msg_grow(struct sched *s)
+{
+	struct smsg **old = s->mtab;
+	size_t ocap = s->mcap;
+
+	s->mcap = ocap ? ocap * 2 : 1024;
+	s->mtab = xcalloc(s->mcap, sizeof(*s->mtab));
+	for (size_t i = 0; i < ocap; i++) {
+		struct smsg *m = old[i], *next;
+
+		for (; m; m = next) {
+			struct smsg **pp = &s->mtab[hash64(m->id) &
+			    (s->mcap - 1)];
+
+			next = m->hnext;
+			m->hnext = *pp;
+			*pp = m;
+		}
+	}
+	free(old);
+}
+
+static struct sdest *
+dest_get(struct sched *s, const char *domain)
+{
+	struct sdest **pp, *d;
+
+	if (s->ndests >= s->dcap) {
+		struct sdest **old = s->dtab;
+		size_t ocap = s->dcap;
+
+		s->dcap = ocap ? ocap * 2 : 256;
+		s->dtab = xcalloc(s->dcap, sizeof(*s->dtab));
+		for (size_t i = 0; i < ocap; i++) {
+			struct sdest *n;
+
+			for (d = old[i]; d; d = n) {
+				pp = &s->dtab[hash_str(d->domain) &
+				    (s->dcap - 1)];
+				n = d->hnext;
+				d->hnext = *pp;
+				*pp = d;
+			}
+		}
+		free(old);
+	}
+	pp = &s->dtab[hash_str(domain) & (s->dcap - 1)];
+	for (d = *pp; d; d = d->hnext)
+		if (strcmp(d->domain, domain) == 0)
+			return d;
+	d = xcalloc(1, sizeof(*d));
+	d->domain = xstrdup(domain);
+	d->window = s->cfg.max_per_dest;
+	d->hnext = *pp;
+	*pp = d;
+	s->ndests++;
+	return d;
+}
+
+static struct sdest *
+dest_find(const struct sched *s, const char *domain)
+{
+	struct sdest *d;
+
+	if (s->dcap == 0)
+		return NULL;
+	for (d = s->dtab[hash_str(domain) & (s->dcap - 1)]; d; d = d->hnext)
+		if (strcmp(d->domain, domain) == 0)
+			return d;
+	return NULL;
+}
+
+/* The destination of an address: its domain, lowercased. */
+static void
+addr_domain(const char *addr, char *out, size_t len)
+{
+	const char *at = strrchr(addr, '@');
+
+	str_copy(out, len, at ? at + 1 : "");
+	str_lower(out);
+}
+
+static void
+fifo_remove(struct sunit *u)
+{
+	struct sdest *d = u->dest;
+	struct sunit **pp = &d->whead, *prev = NULL;
+
+	while (*pp && *pp != u) {
+		prev = *pp;
+		pp = &(*pp)->wnext;
+	}
+	if (*pp == NULL)
+		return;
+	*pp = u->wnext;
+	if (d->wtail == u)
+		d->wtail = prev;
+	u->wnext = NULL;
+	u->waiting = false;
+}
+
+/* Put a unit where it belongs: in the heap at the earliest next_ms of its
+ * pending recipients, or nowhere when it has none or its message is held. */
+static void
+unit_place(struct sched *s, struct sunit *u)
+{
+	struct smsg *m = u->msg;
+	uint64_t due = UINT64_MAX;
+
+	heap_remove(s, u);
+	if (u->waiting)
+		fifo_remove(u);
+	if (u->inflight || m->held)
+		return;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].unit == u && m->rcpts[i].pending &&
+		    m->rcpts[i].next_ms < due)
+			due = m->rcpts[i].next_ms;
+	if (due == UINT64_MAX)
+		return;
+	u->due = due;
+	heap_push(s, u);
+}
+
+static void
+msg_free(struct sched *s, struct smsg *m)
+{
+	for (size_t i = 0; i < m->nunits; i++) {
+		heap_remove(s, &m->units[i]);
+		if (m->units[i].waiting)
+			fifo_remove(&m->units[i]);
+	}
+	s->nunits -= m->nunits;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		free(m->rcpts[i].addr);
+	free(m->rcpts);
+	free(m->units);
+	free(m->from);
+	free(m);
+}
+
+static void
+msg_unlink(struct sched *s, struct smsg *m)
+{
+	struct smsg **pp = msg_slot(s, m->id);
+
+	if (*pp == m) {
+		*pp = m->hnext;
+		s->nmsgs--;
+	}
+}
+
+/* --- public ------------------------------------------------------------ */
+
+struct sched *
+sched_new(const struct sched_cfg *cfg)
+{
+	struct sched *s = xcalloc(1, sizeof(*s));
+
+	s->cfg = *cfg;
+	if (s->cfg.max_per_dest == 0)
+		s->cfg.max_per_dest = 1;
+	if (s->cfg.max_jobs == 0)
+		s->cfg.max_jobs = 1;
+	msg_grow(s);
+	return s;
+}
+
+void
+sched_free(struct sched *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->mcap; i++) {
+		struct smsg *m = s->mtab[i], *n;
+
+		for (; m; m = n) {
+			n = m->hnext;
+			msg_free(s, m);
+		}
+	}
+	for (size_t i = 0; i < s->dcap; i++) {
+		struct sdest *d = s->dtab[i], *n;
+
+		for (; d; d = n) {
+			n = d->hnext;
+			free(d->domain);
+			free(d);
+		}
+	}
+	free(s->mtab);
+	free(s->dtab);
+	free(s->heap);
+	free(s);
+}
+
+int
+sched_msg_add(struct sched *s, uint64_t id, const char *from,
+    uint64_t received_ms, const struct sched_rcpt_in *rcpts, size_t n,
+    uint64_t now_ms)
+{
+	char dom[256];
+	struct smsg *m;
+
+	if (*msg_slot(s, id) != NULL)
+		return -EEXIST;
+	if (n == 0)
+		return 0;
+	if (s->nmsgs >= s->mcap)
+		msg_grow(s);
+	m = xcalloc(1, sizeof(*m));
+	m->id = id;
+	m->from = xstrdup(from);
+	m->received_ms = received_ms;
+	m->rcpts = xcalloc(n, sizeof(*m->rcpts));
+	m->units = xcalloc(n, sizeof(*m->units));
+	for (size_t i = 0; i < n; i++) {
+		struct srcpt *r = &m->rcpts[m->nrcpts++];
+		struct sdest *d;
+		size_t k;
+
+		r->addr = xstrdup(rcpts[i].addr);
+		r->idx = rcpts[i].idx;
+		r->attempts = rcpts[i].attempts;
+		r->next_ms = rcpts[i].next_ms ? rcpts[i].next_ms : now_ms;
+		r->pending = true;
+		addr_domain(r->addr, dom, sizeof(dom));
+		d = dest_get(s, dom);
+		for (k = 0; k < m->nunits; k++)
+			if (m->units[k].dest == d)
+				break;
+		if (k == m->nunits) {
+			m->units[k].msg = m;
+			m->units[k].dest = d;
+			m->units[k].hpos = NOWHERE;
+			m->nunits++;
+		}
+		r->unit = &m->units[k];
+	}
+	m->npending = m->nrcpts;
+	s->nunits += m->nunits;
+	*msg_slot(s, id) = m;
+	s->nmsgs++;
+	for (size_t k = 0; k < m->nunits; k++)
+		unit_place(s, &m->units[k]);
+	return 0;
+}
+
+static struct sched_job *
+job_make(struct sched *s, struct sunit *u, uint64_t now_ms)
+{
+	struct smsg *m = u->msg;
+	struct sched_job *j = xcalloc(1, sizeof(*j));
+
+	j->id = m->id;
+	j->from = xstrdup(m->from);
+	j->domain = xstrdup(u->dest->domain);
+	j->received_ms = m->received_ms;
+	j->rcpts = xcalloc(m->nrcpts, sizeof(*j->rcpts));
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		struct srcpt *r = &m->rcpts[i];
+
+		if (r->unit != u || !r->pending || r->next_ms > now_ms)
+			continue;
+		j->rcpts[j->nrcpts].idx = r->idx;
+		j->rcpts[j->nrcpts].addr = xstrdup(r->addr);
+		j->nrcpts++;
+	}
+	u->inflight = true;
+	u->dest->inflight++;
+	s->inflight++;
+	return j;
+}
+
+struct sched_job *
+sched_job_next(struct sched *s, uint64_t now_ms)
+{
+	while (s->inflight < s->cfg.max_jobs && s->hlen > 0) {
+		struct sunit *u = s->heap[0];
+		struct sdest *d = u->dest;
+
+		if (u->due > now_ms)
+			return NULL;
+		heap_remove(s, u);
+		if (d->inflight >= d->window) {
+			/* due, but its destination is busy: wait in line */
+			u->waiting = true;
+			u->wnext = NULL;
+			if (d->wtail)
+				d->wtail->wnext = u;
+			else
+				d->whead = u;
+			d->wtail = u;
+			continue;
+		}
+		return job_make(s, u, now_ms);
+	}
+	return NULL;
+}
+
+/* Retry delay after the n-th attempt (n >= 1), with +-10% jitter. */
+static uint64_t
+retry_delay(const struct sched *s, uint16_t attempts)
+{
+	size_t i = attempts ? (size_t)attempts - 1 : 0;
+	uint64_t base, span;
+	uint32_t r;
+
+	if (s->cfg.nretry == 0)
+		return 60000;
+	if (i >= s->cfg.nretry)
+		i = s->cfg.nretry - 1;
+	base = s->cfg.retry[i];
+	span = base / 5;
+	if (span == 0)
+		return base;
+	r = s->cfg.rand ? s->cfg.rand(s->cfg.rand_arg) : (uint32_t)random();
+	return base - span / 2 + (uint64_t)r % (span + 1);
+}
+
+static struct srcpt *
+rcpt_find(struct smsg *m, uint32_t idx)
+{
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].idx == idx)
+			return &m->rcpts[i];
+	return NULL;
+}
+
+/* Decide one recipient's fate from its outcome. */
+static void
+rcpt_decide(const struct sched *s, const struct smsg *m,
+    struct sched_job_rcpt *jr, struct srcpt *r, uint64_t now_ms)
+{
+	uint64_t deadline = m->received_ms + s->cfg.max_age;
+
+	jr->attempts = r ? r->attempts + 1 : 1;
+	switch (jr->outcome) {
+	case SCHED_OUTCOME_OK:
+		jr->state = SCHED_RCPT_DELIVERED;
+		break;
+	case SCHED_OUTCOME_PERMFAIL:
+		jr->state = SCHED_RCPT_FAILED;
+		break;
+	case SCHED_OUTCOME_TEMPFAIL:
+		if (now_ms >= deadline) {
+			jr->state = SCHED_RCPT_EXPIRED;
+			break;
+		}
+		jr->state = SCHED_RCPT_PENDING;
+		jr->next_ms = now_ms + retry_delay(s, jr->attempts);
+		/* the last attempt happens at max_age, not a retry later */
+		if (jr->next_ms > deadline)
+			jr->next_ms = deadline;
+		break;
+	}
+}
+
+bool
+sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms)
+{
+	struct smsg *m = *msg_slot(s, job->id);
+	struct sdest *d = dest_find(s, job->domain);
+	struct sunit *u = NULL;
+
+	if (d != NULL) {
+		d->inflight--;
+		if (job->dest_failed)
+			d->window = 1;
+		else if (d->window < s->cfg.max_per_dest)
+			d->window++;
+		/* slots opened: that many units in line go next */
+		for (unsigned n = d->inflight < d->window ?
+			 d->window - d->inflight : 0;
+		     n > 0 && d->whead; n--) {
+			struct sunit *w = d->whead;
+
+			fifo_remove(w);
+			w->due = now_ms;
+			heap_push(s, w);
+		}
+	}
+	s->inflight--;
+	if (m == NULL) {
+		for (size_t i = 0; i < job->nrcpts; i++)
+			rcpt_decide(s, &(struct smsg){ .received_ms =
+			    job->received_ms }, &job->rcpts[i], NULL, now_ms);
+		return false;
+	}
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct sched_job_rcpt *jr = &job->rcpts[i];
+		struct srcpt *r = rcpt_find(m, jr->idx);
+
+		rcpt_decide(s, m, jr, r, now_ms);
+		if (r == NULL)
+			continue;
+		u = r->unit;
+		r->attempts = jr->attempts;
+		if (jr->state == SCHED_RCPT_PENDING) {
+			r->next_ms = jr->next_ms;
+		} else if (r->pending) {
+			r->pending = false;
+			m->npending--;
+		}
+	}
+	for (size_t k = 0; k < m->nunits; k++)
+		if (m->units[k].dest == d)
+			u = &m->units[k];
+	if (u)
+		u->inflight = false;
+	if (m->forgotten || m->npending == 0) {
+		bool done = m->npending == 0;
+		bool busy = false;
+
+		for (size_t k = 0; k < m->nunits; k++)
+			busy |= m->units[k].inflight;
+		if (!busy) {
+			msg_unlink(s, m);
+			msg_free(s, m);
+		}
+		return done;
+	}
+	if (u)
+		unit_place(s, u);
+	return false;
+}
+
+void
+sched_job_free(struct sched_job *job)
+{
+	if (job == NULL)
+		return;
+	for (size_t i = 0; i < job->nrcpts; i++)
+		free(job->rcpts[i].addr);
+	free(job->rcpts);
+	free(job->from);
+	free(job->domain);
+	free(job);
+}
+
+int64_t
+sched_timeout(const struct sched *s, uint64_t now_ms)
+{
+	if (s->hlen == 0 || s->inflight >= s->cfg.max_jobs)
+		return -1;
+	if (s->heap[0]->due <= now_ms)
+		return 0;
+	return (int64_t)(s->heap[0]->due - now_ms);
+}
+
+int
+sched_msg_retry(struct sched *s, uint64_t id, uint64_t now_ms)
+{
+	struct smsg *m = *msg_slot(s, id);
+
+	if (m == NULL || m->forgotten)
+		return -ENOENT;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].pending)
+			m->rcpts[i].next_ms = now_ms;
+	for (size_t k = 0; k < m->nunits; k++)
+		unit_place(s, &m->units[k]);
+	return 0;
+}
+
+void
+sched_retry_all(struct sched *s, uint64_t now_ms)
+{
+	for (size_t i = 0; i < s->mcap; i++)
+		for (struct smsg *m = s->mtab[i]; m; m = m->hnext)
+			if (sched_msg_retry(s, m->id, now_ms) != 0)
+				continue;
+}
+
+int
+sched_msg_hold(struct sched *s, uint64_t id, bool hold, uint64_t now_ms)
+{
+	struct smsg *m = *msg_slot(s, id);
+
+	(void)now_ms;
+	if (m == NULL || m->forgotten)
+		return -ENOENT;
+	m->held = hold;
+	for (size_t k = 0; k < m->nunits; k++)
+		unit_place(s, &m->units[k]);
+	return 0;
+}
+
+int
+sched_msg_forget(struct sched *s, uint64_t id)
+{
+	struct smsg *m = *msg_slot(s, id);
+
+	if (m == NULL || m->forgotten)
+		return -ENOENT;
+	for (size_t k = 0; k < m->nunits; k++)
+		if (m->units[k].inflight) {
+			/* freed when the job comes back */
+			m->forgotten = true;
+			m->held = true;
+			for (size_t j = 0; j < m->nunits; j++)
+				unit_place(s, &m->units[j]);
+			return 0;
+		}
+	msg_unlink(s, m);
+	msg_free(s, m);
+	return 0;
+}
+
+void
+sched_stats_get(const struct sched *s, struct sched_stats *st)
+{
+	st->msgs = s->nmsgs;
+	st->units = s->nunits;
+	st->inflight = s->inflight;
+}
+
+void
+sched_dest_get(const struct sched *s, const char *domain, unsigned *inflight,
+    unsigned *window)
+{
+	const struct sdest *d = dest_find(s, domain);
+
+	*inflight = d ? d->inflight : 0;
+	*window = d ? d->window : s->cfg.max_per_dest;
+}

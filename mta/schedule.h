@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * schedule.h - the delivery schedule: what is due, when, and for whom.
+ *
+ * DESIGN. The scheduler owns, in memory, every message that still has
+ * pending recipients: rebuilt from the queue at start (sched_msg_add for
+ * each recovered envelope), then fed with each newly committed message.
+ * A message's recipients are grouped by destination (their domain,
+ * lowercased); one (message, destination) pair is a unit, and a due unit
+ * becomes one job: one SMTP transaction carrying every due recipient of
+ * that message for that destination.
+ *
+ * Units wait in a min-heap ordered by due time. A due unit whose
+ * destination is at its concurrency window waits in that destination's
+ * FIFO instead, and is released when one of the destination's jobs ends.
+ * The window starts at max_per_dest; a connection-level failure drops it
+ * to 1 and each success widens it by one again (slow start, after
+ * Postfix's qmgr). A global cap bounds jobs in flight.
+ *
+ * Results decide each recipient's fate here and nowhere else: delivered
+ * and failed recipients are done; deferred ones get the next retry time
+ * (the [queue] retry list, last entry repeating, with +-10% jitter) or,
+ * past max_age, fail as expired (4.4.7). sched_job_done() reports those
+ * decisions; the caller commits them before acting on them.
+ *
+ * This file does no I/O and takes time as an argument, so it is unit
+ * tested with a fake clock. Thread: one owner (the scheduler thread).
+ */
+#ifndef MTA_SCHEDULE_H
+#define MTA_SCHEDULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/chan.h"
+#include "base/compat.h"
+
+enum sched_rcpt_state {
+	SCHED_RCPT_PENDING,
+	SCHED_RCPT_DELIVERED,
+	SCHED_RCPT_FAILED,  /* permanent failure (5xx, null MX, ...) */
+	SCHED_RCPT_EXPIRED, /* max_age reached while deferred */
+};
+
+/* What a worker reports for one recipient. */
+enum sched_outcome {
+	SCHED_OUTCOME_OK,
+	SCHED_OUTCOME_TEMPFAIL,
+	SCHED_OUTCOME_PERMFAIL,
+};
+
+struct sched_cfg {
+	const uint64_t *retry; /* ms; the last repeats */
+	size_t nretry;
+	uint64_t max_age;      /* ms since the message was received */
+	unsigned max_jobs;     /* jobs in flight, all destinations */
+	unsigned max_per_dest; /* jobs in flight per destination */
+	uint32_t (*rand)(void *arg); /* jitter source; NULL = random() */
+	void *rand_arg;
+};
+
+/* A recipient as recovered from the queue or received. */
+struct sched_rcpt_in {
+	const char *addr;  /* local@domain, copied */
+	uint32_t idx;      /* position in the queue record */
+	uint16_t attempts; /* attempts so far */
+	uint64_t next_ms;  /* wall ms of the next attempt; 0 = now */
+};
+
+struct sched_job_rcpt {
+	uint32_t idx;
+	char *addr;                 /* owned by the job */
+	/* set by the worker: */
+	enum sched_outcome outcome;
+	char dsn[16];               /* enhanced status, e.g. "5.1.1" */
+	char reply[512];            /* remote reply or local reason */
+	/* set by sched_job_done(): */
+	enum sched_rcpt_state state;
+	uint16_t attempts;
+	uint64_t next_ms;           /* when deferred */
+};
+
+/* One transaction's worth of work, handed to a delivery worker and
+ * handed back with the outcomes filled in. */
+struct sched_job {
+	struct chan_msg msg;       /* first */
+	uint64_t id;               /* message id */
+	char *from;                /* envelope sender, "" for <> */
+	char *domain;              /* destination, lowercase */
+	uint64_t received_ms;      /* wall ms */
+	size_t nrcpts;
+	struct sched_job_rcpt *rcpts;
+	/* set by the worker: */
+	char relay[300];           /* "mx.example[192.0.2.1]:25", or "" */
+	bool dest_failed;          /* connection-level failure: slow start */
+};
+
+struct sched;
+
+struct sched *sched_new(const struct sched_cfg *cfg);
+/* Frees every message; jobs still out must have come back first. */
+void sched_free(struct sched *s);
+
+/* Add a message with its pending recipients (recovery or a new commit).
+ * Strings are copied. Adding an id twice is ignored (returns -EEXIST). */
+int sched_msg_add(struct sched *s, uint64_t id, const char *from,
+    uint64_t received_ms, const struct sched_rcpt_in *rcpts, size_t n,
+    uint64_t now_ms) MTA_MUST_CHECK;
+
+/* The next job due at now_ms that the caps allow, or NULL. Ownership of
+ * the job passes to the caller until sched_job_done(). */
+struct sched_job *sched_job_next(struct sched *s, uint64_t now_ms);
+
+/* A job came back with its outcomes: decide each recipient's state,
+ * attempts and next_ms (written into job->rcpts[]), update the schedule,
+ * and return the job to the caller, who commits the decisions, logs them
+ * and then frees it with sched_job_free(). Returns true when the message
+ * has no pending recipient left (it can leave the queue). */
+bool sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms);
+
+void sched_job_free(struct sched_job *job);
+
+/* Milliseconds until the next unit is due (0 = now), or -1 when nothing
+ * is waiting on time. */
+int64_t sched_timeout(const struct sched *s, uint64_t now_ms);
+
+/* Operator actions (the control socket): make every pending recipient of
+ * id due now; hold (never dispatch) or release; forget the message.
+ * Return 0 or -ENOENT. A held or forgotten message with a job in flight
+ * takes effect when the job returns. */
+int sched_msg_retry(struct sched *s, uint64_t id, uint64_t now_ms);
+void sched_retry_all(struct sched *s, uint64_t now_ms);
+int sched_msg_hold(struct sched *s, uint64_t id, bool hold, uint64_t now_ms);
+int sched_msg_forget(struct sched *s, uint64_t id);
+
+/* Counters for logs and tests. */
+struct sched_stats {
+	size_t msgs;      /* messages with pending recipients */
+	size_t units;     /* (message, destination) units */
+	size_t inflight;  /* jobs out */
+};
+void sched_stats_get(const struct sched *s, struct sched_stats *st);
+/* Jobs in flight and the current window for one destination. */
+void sched_dest_get(const struct sched *s, const char *domain,
+    unsigned *inflight, unsigned *window);
+
+#endif

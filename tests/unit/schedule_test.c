@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: ISC */
+#include <errno.h>
+#include <string.h>
+
+#include "schedule.h"
+#include "../harness.h"
+
+static const uint64_t retry[] = { 1000, 5000, 60000 };
+
+static uint32_t
+mid_rand(void *arg)
+{
+	(void)arg;
+	return 0x7fffffff; /* jitter: a fixed point in the range */
+}
+
+static struct sched *
+mk(unsigned max_jobs, unsigned per_dest)
+{
+	struct sched_cfg cfg = {
+		.retry = retry, .nretry = 3, .max_age = 100000,
+		.max_jobs = max_jobs, .max_per_dest = per_dest,
+		.rand = mid_rand,
+	};
+
+	return sched_new(&cfg);
+}
+
+static void
+set_all(struct sched_job *j, enum sched_outcome o)
+{
+	for (size_t i = 0; i < j->nrcpts; i++)
+		j->rcpts[i].outcome = o;
+}
+
+/* Recipients of one message are grouped by domain, one job per domain. */
+static void
+test_group_by_domain(void)
+{
+	struct sched *s = mk(10, 10);
+	struct sched_rcpt_in r[] = {
+		{ "a@x.org", 0, 0, 0 }, { "b@Y.org", 1, 0, 0 },
+		{ "c@X.ORG", 2, 0, 0 },
+	};
+	struct sched_job *j1, *j2;
+
+	CHECK(sched_msg_add(s, 7, "s@z", 0, r, 3, 1000) == 0);
+	CHECK(sched_msg_add(s, 7, "s@z", 0, r, 3, 1000) == -EEXIST);
+	j1 = sched_job_next(s, 1000);
+	j2 = sched_job_next(s, 1000);
+	CHECK(j1 && j2 && sched_job_next(s, 1000) == NULL);
+	if (strcmp(j1->domain, "x.org") != 0) {
+		struct sched_job *t = j1;
+		j1 = j2;
+		j2 = t;
+	}
+	CHECK(strcmp(j1->domain, "x.org") == 0 && j1->nrcpts == 2);
+	CHECK(strcmp(j2->domain, "y.org") == 0 && j2->nrcpts == 1);
+	set_all(j1, SCHED_OUTCOME_OK);
+	set_all(j2, SCHED_OUTCOME_OK);
+	CHECK(!sched_job_done(s, j1, 1100));
+	CHECK(sched_job_done(s, j2, 1100));
+	CHECK(j2->rcpts[0].state == SCHED_RCPT_DELIVERED);
+	sched_job_free(j1);
+	sched_job_free(j2);
+	sched_free(s);
+}
+
+/* Deferred recipients come back on the retry schedule, last repeating,
+ * and expire at max_age. */
+static void
+test_retry_and_expiry(void)
+{
+	struct sched *s = mk(10, 10);
+	struct sched_rcpt_in r[] = { { "a@x.org", 0, 0, 0 } };
+	struct sched_job *j;
+	uint64_t now = 0;
+	int64_t t;
+
+	CHECK(sched_msg_add(s, 1, "", 0, r, 1, 0) == 0);
+	for (int k = 0; k < 3; k++) {
+		j = sched_job_next(s, now);
+		CHECK(j != NULL);
+		set_all(j, SCHED_OUTCOME_TEMPFAIL);
+		CHECK(!sched_job_done(s, j, now));
+		CHECK(j->rcpts[0].state == SCHED_RCPT_PENDING);
+		CHECK(j->rcpts[0].attempts == k + 1);
+		/* within +-10% of the schedule entry */
+		t = sched_timeout(s, now);
+		CHECK(t >= (int64_t)(retry[k] * 9 / 10) &&
+		    t <= (int64_t)(retry[k] * 11 / 10));
+		CHECK(sched_job_next(s, now + (uint64_t)t - 1) == NULL);
+		now += (uint64_t)t;
+		sched_job_free(j);
+	}
+	/* the last entry repeats, clamped to the deadline */
+	j = sched_job_next(s, now);
+	CHECK(j != NULL);
+	set_all(j, SCHED_OUTCOME_TEMPFAIL);
+	sched_job_done(s, j, 99000);
+	CHECK(j->rcpts[0].next_ms == 100000);
+	sched_job_free(j);
+	j = sched_job_next(s, 100000);
+	CHECK(j != NULL);
+	set_all(j, SCHED_OUTCOME_TEMPFAIL);
+	CHECK(sched_job_done(s, j, 100000));
+	CHECK(j->rcpts[0].state == SCHED_RCPT_EXPIRED);
+	sched_job_free(j);
+	CHECK(sched_timeout(s, 100000) == -1);
+	sched_free(s);
+}
+
+/* Never more jobs to one destination than its window; a connection
+ * failure drops the window to one, successes widen it again. */
+static void
+test_dest_cap_and_slow_start(void)
+{
+	struct sched *s = mk(100, 3);
+	struct sched_rcpt_in r[] = { { "a@x.org", 0, 0, 0 } };
+	struct sched_job *out[10];
+	unsigned inflight, window;
+	size_t n = 0;
+
+	for (uint64_t id = 1; id <= 10; id++)
+		CHECK(sched_msg_add(s, id, "s@z", 0, r, 1, 0) == 0);
+	while ((out[n] = sched_job_next(s, 0)) != NULL)
+		n++;
+	CHECK(n == 3);
+	sched_dest_get(s, "x.org", &inflight, &window);
+	CHECK(inflight == 3 && window == 3);
+	set_all(out[0], SCHED_OUTCOME_TEMPFAIL);
+	out[0]->dest_failed = true;
+	sched_job_done(s, out[0], 0);
+	sched_job_free(out[0]);
+	sched_dest_get(s, "x.org", &inflight, &window);
+	CHECK(window == 1 && inflight == 2);
+	CHECK(sched_job_next(s, 0) == NULL);
+	set_all(out[1], SCHED_OUTCOME_OK);
+	sched_job_done(s, out[1], 0);
+	sched_job_free(out[1]);
+	set_all(out[2], SCHED_OUTCOME_OK);
+	sched_job_done(s, out[2], 0);
+	sched_job_free(out[2]);
+	sched_dest_get(s, "x.org", &inflight, &window);
+	CHECK(window == 3 && inflight == 0);
+	n = 0;
+	while ((out[n] = sched_job_next(s, 0)) != NULL)
+		n++;
+	CHECK(n == 3);
+	for (size_t i = 0; i < n; i++) {
+		set_all(out[i], SCHED_OUTCOME_PERMFAIL);
+		CHECK(sched_job_done(s, out[i], 0));
+		sched_job_free(out[i]);
+	}
+	sched_free(s);
+}
+
+static void
+test_global_cap(void)
+{
+	struct sched *s = mk(2, 10);
+	struct sched_rcpt_in r[] = { { "a@x.org", 0, 0, 0 },
+		{ "a@y.org", 1, 0, 0 }, { "a@z.org", 2, 0, 0 } };
+	struct sched_job *a, *b;
+
+	CHECK(sched_msg_add(s, 1, "s@z", 0, r, 3, 0) == 0);
+	a = sched_job_next(s, 0);
+	b = sched_job_next(s, 0);
+	CHECK(a && b && sched_job_next(s, 0) == NULL);
+	CHECK(sched_timeout(s, 0) == -1);
+	set_all(a, SCHED_OUTCOME_OK);
+	sched_job_done(s, a, 0);
+	sched_job_free(a);
+	a = sched_job_next(s, 0);
+	CHECK(a != NULL);
+	set_all(a, SCHED_OUTCOME_OK);
+	set_all(b, SCHED_OUTCOME_OK);
+	CHECK(!sched_job_done(s, a, 0));
+	CHECK(sched_job_done(s, b, 0));
+	sched_job_free(a);
+	sched_job_free(b);
+	sched_free(s);
+}
+
+/* Hold keeps a message back, release and retry make it due now, forget
+ * drops it (after its job returns, if one is out). */
+static void
+test_operator_actions(void)
+{
+	struct sched *s = mk(10, 10);
+	struct sched_rcpt_in r[] = { { "a@x.org", 0, 2, 50000 } };
+	struct sched_job *j;
+	struct sched_stats st;
+
+	CHECK(sched_msg_add(s, 1, "s@z", 0, r, 1, 0) == 0);
+	CHECK(sched_job_next(s, 0) == NULL);
+	CHECK(sched_msg_retry(s, 1, 10) == 0);
+	CHECK(sched_msg_hold(s, 1, true, 10) == 0);
+	CHECK(sched_job_next(s, 10) == NULL);
+	CHECK(sched_msg_hold(s, 1, false, 10) == 0);
+	j = sched_job_next(s, 10);
+	CHECK(j != NULL && j->nrcpts == 1);
+	CHECK(sched_msg_forget(s, 1) == 0);
+	sched_stats_get(s, &st);
+	CHECK(st.msgs == 1 && st.inflight == 1);
+	set_all(j, SCHED_OUTCOME_TEMPFAIL);
+	CHECK(!sched_job_done(s, j, 20));
+	CHECK(j->rcpts[0].attempts == 3);
+	sched_job_free(j);
+	sched_stats_get(s, &st);
+	CHECK(st.msgs == 0 && st.inflight == 0 && st.units == 0);
+	CHECK(sched_msg_retry(s, 1, 0) == -ENOENT);
+	CHECK(sched_msg_forget(s, 2) == -ENOENT);
+	sched_free(s);
+}
+
+/* Many messages come out in due order. */
+static void
+test_due_order(void)
+{
+	struct sched *s = mk(1000, 1000);
+	uint64_t last = 0;
+
+	for (uint64_t id = 1; id <= 500; id++) {
+		struct sched_rcpt_in r = { "a@x.org", 0, 0,
+			(id * 7919) % 1000 + 1 };
+		CHECK(sched_msg_add(s, id, "", 0, &r, 1, 0) == 0);
+	}
+	for (int k = 0; k < 500; k++) {
+		int64_t t = sched_timeout(s, last);
+		struct sched_job *j;
+
+		CHECK(t >= 0);
+		j = sched_job_next(s, last + (uint64_t)t);
+		CHECK(j != NULL);
+		last += (uint64_t)t;
+		set_all(j, SCHED_OUTCOME_OK);
+		sched_job_done(s, j, last);
+		sched_job_free(j);
+	}
+	CHECK(sched_timeout(s, last) == -1);
+	sched_free(s);
+}
+
+static const struct harness_case cases[] = {
+	{ "group_by_domain", test_group_by_domain },
+	{ "retry_and_expiry", test_retry_and_expiry },
+	{ "dest_cap_and_slow_start", test_dest_cap_and_slow_start },
+	{ "global_cap", test_global_cap },
+	{ "operator_actions", test_operator_actions },
+	{ "due_order", test_due_order },
+};
+
+HARNESS_MAIN(cases)
