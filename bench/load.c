@@ -1,10 +1,1010 @@
 /* SPDX-License-Identifier: ISC */
-/* load.c - placeholder until mta-load lands. */
+/*
+ * load.c - mta-load: an SMTP load generator.
+ *
+ * DESIGN. T threads, each with its own uring loop, drive C/T client
+ * connections. A connection runs one transaction after another: MAIL,
+ * every RCPT and DATA in one write when the server offers PIPELINING (one
+ * command per round trip otherwise), then the message and the dot, then
+ * either the next MAIL on the same connection (reuse) or QUIT and a new
+ * connection (--new-conn). Replies are read with the shared parser
+ * (smtp_reply.h), matched to commands in order as RFC 2920 requires.
+ *
+ * Closed loop (default): every connection starts its next message as
+ * soon as the last one ends. Open loop (--rate R): messages are due at
+ * fixed intervals whether or not the server keeps up, and a message's
+ * latency counts from when it was due, not from when a connection was
+ * free, so a slow server cannot hide its queueing (no coordinated
+ * omission).
+ *
+ * Every message carries a unique Message-ID and an X-Mta-Load-Sent header
+ * (epoch seconds, microseconds), which mta-sink records, so end-to-end
+ * latency through a relay can be measured. Latencies are kept per
+ * transaction in microseconds; the report gives p50/p90/p99/p99.9/max.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/str.h"
+#include "base/xalloc.h"
+#include "smtp_reply.h"
+#include "uring.h"
+
+#define LOAD_MAX_DOMAINS 16
+#define LOAD_MAX_RCPTS	 1000
+#define LOAD_CODES	 600
+
+struct load_opts {
+	struct sockaddr_storage server;
+	socklen_t serverlen;
+	unsigned conns, threads, rcpts;
+	uint64_t messages;   /* 0 = until duration */
+	double duration;     /* seconds; 0 = until messages */
+	size_t size;         /* approximate message size, bytes */
+	bool new_conn, pipelining, json, quiet;
+	double rate;         /* messages/s; 0 = closed loop */
+	const char *from;
+	const char *auth;    /* "user:pass" for AUTH PLAIN */
+	const char *ehlo;
+	char *domains[LOAD_MAX_DOMAINS];
+	unsigned weights[LOAD_MAX_DOMAINS];
+	unsigned ndomains, wsum;
+};
+
+static struct load_opts opt = {
+	.conns = 10, .threads = 1, .rcpts = 1, .size = 1024,
+	.pipelining = true, .from = "load@mta-load.test", .ehlo = "mta-load",
+};
+
+/* Shared progress: atomics, read by the display. */
+static atomic_ulong g_started, g_accepted, g_refused, g_errors;
+static atomic_bool g_stop;
+static uint64_t g_t0_us;
+static char *g_body;      /* filler shared by every message */
+static size_t g_bodylen;
+
+struct load_thread;
+
+enum conn_state {
+	CS_CONNECT, CS_GREETING, CS_EHLO, CS_AUTH, CS_RSET, CS_IDLE, CS_TXN,
+	CS_DATA_REPLY, CS_QUIT, CS_DONE,
+};
+
+struct conn {
+	struct load_thread *t;
+	int fd;
+	struct uring_op rd, wr, cn;
+	enum conn_state state;
+	struct smtp_reply_parser rp;
+	struct buf out;       /* being sent */
+	bool pipelining;      /* negotiated */
+	/* the transaction */
+	unsigned expect;      /* replies still expected before the 354 */
+	unsigned sent_cmds;   /* commands sent one at a time (no pipelining) */
+	int mail_code, first_bad;
+	unsigned rcpt_ok;
+	uint64_t txn_start_us;
+	uint64_t seq;
+	bool dead;
+};
+
+struct load_thread {
+	pthread_t tid;
+	unsigned idx;
+	struct uring_loop *loop;
+	struct conn *conns;
+	unsigned nconns;
+	atomic_uint live;      /* connections not DONE; read by main */
+	uint64_t *lat;         /* microseconds, one per accepted message */
+	size_t nlat, caplat;
+	unsigned long codes[LOAD_CODES];
+	uint64_t quota;        /* messages this thread may start */
+	uint64_t started;
+	struct uring_op tick;  /* progress / stop checks / open-loop pacing */
+	uint32_t rng;
+	/* open loop: messages due and not yet taken by a connection */
+	uint64_t next_due_us, interval_us;
+	uint64_t *backlog;     /* FIFO of due times, wall us */
+	size_t bhead, blen, bcap;
+};
+
+static uint32_t
+rng_next(uint32_t *s)
+{
+	uint32_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return *s = x ? x : 0x9e3779b9u;
+}
+
+static void conn_start(struct conn *c);
+static void conn_next(struct conn *c);
+
+static void
+b64_encode(char *out, const uint8_t *in, size_t n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		*out++ = tab[in[i] >> 2];
+		*out++ = tab[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		*out++ = tab[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+		*out++ = tab[in[i + 2] & 63];
+	}
+	if (i < n) {
+		*out++ = tab[in[i] >> 2];
+		if (i + 1 < n) {
+			*out++ = tab[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+			*out++ = tab[(in[i + 1] & 15) << 2];
+		} else {
+			*out++ = tab[(in[i] & 3) << 4];
+			*out++ = '=';
+		}
+		*out++ = '=';
+	}
+	*out = '\0';
+}
+
+static const char *
+pick_domain(struct load_thread *t)
+{
+	unsigned r = rng_next(&t->rng) % opt.wsum;
+
+	for (unsigned i = 0; i < opt.ndomains; i++) {
+		if (r < opt.weights[i])
+			return opt.domains[i];
+		r -= opt.weights[i];
+	}
+	return opt.domains[0];
+}
+
+static void
+lat_add(struct load_thread *t, uint64_t us)
+{
+	if (t->nlat == t->caplat) {
+		t->caplat = t->caplat ? t->caplat * 2 : 4096;
+		t->lat = xreallocarray(t->lat, t->caplat, sizeof(*t->lat));
+	}
+	t->lat[t->nlat++] = us;
+}
+
+static void
+conn_send_str(struct conn *c, const char *s)
+{
+	buf_reset(&c->out);
+	if (buf_append(&c->out, s, strlen(s)) != 0)
+		abort(); /* out is sized for the largest message */
+	uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->out),
+	    buf_avail(&c->out));
+}
+
+static void
+conn_send(struct conn *c)
+{
+	uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->out),
+	    buf_avail(&c->out));
+}
+
+/* Tear the connection down; conn_start() runs once no op is busy. */
+static void
+conn_drop(struct conn *c, bool error)
+{
+	if (error && !c->dead)
+		atomic_fetch_add(&g_errors, 1);
+	c->dead = true;
+	uring_cancel(c->t->loop, &c->rd);
+	if (!uring_op_busy(&c->rd) && !uring_op_busy(&c->wr) &&
+	    !uring_op_busy(&c->cn))
+		conn_start(c);
+}
+
+/* No more messages will be started by this thread. */
+static bool
+thread_finished(const struct load_thread *t)
+{
+	if (atomic_load(&g_stop))
+		return true;
+	if (opt.rate > 0)
+		return opt.messages && t->started >= t->quota && t->blen == 0;
+	return t->quota && t->started >= t->quota;
+}
+
+/* Take the next message if one may start now; *due_us is when it was
+ * due (open loop) or now (closed loop). */
+static bool
+take_message(struct load_thread *t, uint64_t *due_us)
+{
+	if (atomic_load(&g_stop))
+		return false;
+	if (opt.rate > 0) {
+		if (t->blen == 0)
+			return false;
+		*due_us = t->backlog[t->bhead];
+		t->bhead = (t->bhead + 1) % t->bcap;
+		t->blen--;
+		return true;
+	}
+	if (t->quota && t->started >= t->quota)
+		return false;
+	t->started++;
+	*due_us = clock_wall_us();
+	return true;
+}
+
+/* MAIL, RCPT..., DATA: commands [first, first + count). */
+static void
+txn_commands(struct conn *c, unsigned first, unsigned count)
+{
+	for (unsigned i = first; i < first + count; i++) {
+		int r;
+
+		if (i == 0)
+			r = buf_appendf(&c->out, "MAIL FROM:<%s>\r\n",
+			    opt.from);
+		else if (i <= opt.rcpts)
+			r = buf_appendf(&c->out,
+			    "RCPT TO:<u%u.%" PRIu64 "@%s>\r\n", i, c->seq,
+			    pick_domain(c->t));
+		else
+			r = buf_append(&c->out, "DATA\r\n", 6);
+		if (r != 0)
+			abort();
+	}
+}
+
+static void
+txn_begin(struct conn *c, uint64_t due_us)
+{
+	struct load_thread *t = c->t;
+
+	atomic_fetch_add(&g_started, 1);
+	c->seq = ((uint64_t)t->idx << 56) |
+	    ((uint64_t)(c - t->conns) << 36) | ((c->seq & 0xfffffffffULL) + 1);
+	c->txn_start_us = due_us;
+	c->state = CS_TXN;
+	c->mail_code = 0;
+	c->first_bad = 0;
+	c->rcpt_ok = 0;
+	c->sent_cmds = 0;
+	buf_reset(&c->out);
+	c->expect = c->pipelining ? opt.rcpts + 2 : 1;
+	txn_commands(c, 0, c->expect);
+	conn_send(c);
+}
+
+/* After EHLO or a finished transaction: the next message, idle, or QUIT. */
+static void
+conn_next(struct conn *c)
+{
+	uint64_t due;
+
+	if (take_message(c->t, &due)) {
+		txn_begin(c, due);
+	} else if (thread_finished(c->t)) {
+		c->state = CS_QUIT;
+		conn_send_str(c, "QUIT\r\n");
+	} else {
+		c->state = CS_IDLE; /* open loop: the ticker wakes it */
+	}
+}
+
+static void
+message_send(struct conn *c)
+{
+	char hdr[1024];
+	int n;
+
+	n = snprintf(hdr, sizeof(hdr),
+	    "From: <%s>\r\nTo: <u1.%" PRIu64 "@%s>\r\n"
+	    "Subject: mta-load message %" PRIu64 "\r\n"
+	    "Message-ID: <%" PRIx64 ".%d@mta-load>\r\n"
+	    "X-Mta-Load-Sent: %.6f\r\n\r\n",
+	    opt.from, c->seq, opt.domains[0], c->seq, c->seq, (int)getpid(),
+	    (double)c->txn_start_us / 1e6);
+	buf_reset(&c->out);
+	if (buf_append(&c->out, hdr, (size_t)n) != 0 ||
+	    buf_append(&c->out, g_body, g_bodylen) != 0 ||
+	    buf_append(&c->out, ".\r\n", 3) != 0)
+		abort();
+	c->state = CS_DATA_REPLY;
+	conn_send(c);
+}
+
+static void
+txn_end(struct conn *c, int code)
+{
+	struct load_thread *t = c->t;
+
+	t->codes[code % LOAD_CODES]++;
+	if (code >= 200 && code < 300) {
+		atomic_fetch_add(&g_accepted, 1);
+		lat_add(t, clock_wall_us() - c->txn_start_us);
+	} else {
+		atomic_fetch_add(&g_refused, 1);
+	}
+	if (opt.new_conn) {
+		c->state = CS_QUIT;
+		conn_send_str(c, "QUIT\r\n");
+	} else if (code >= 300) {
+		c->state = CS_RSET; /* a refused transaction: reset first */
+		conn_send_str(c, "RSET\r\n");
+	} else {
+		conn_next(c);
+	}
+}
+
+/* One reply during a transaction, matched to its command in order. */
+static void
+txn_reply(struct conn *c, const struct smtp_reply *r)
+{
+	unsigned idx = c->pipelining ? opt.rcpts + 2 - c->expect :
+				       c->sent_cmds;
+
+	c->expect--;
+	if (idx == 0) {
+		c->mail_code = r->code;
+	} else if (idx <= opt.rcpts) {
+		if (r->code / 100 == 2)
+			c->rcpt_ok++;
+		else if (!c->first_bad)
+			c->first_bad = r->code;
+	} else if (r->code == 354) {
+		if (c->mail_code / 100 == 2 && c->rcpt_ok) {
+			message_send(c);
+		} else {
+			/* DATA accepted without recipients: end it empty */
+			c->state = CS_DATA_REPLY;
+			conn_send_str(c, ".\r\n");
+		}
+		return;
+	} else {
+		txn_end(c, c->mail_code / 100 != 2 ? c->mail_code :
+		    c->first_bad ? c->first_bad : r->code);
+		return;
+	}
+	if (c->pipelining)
+		return;
+	/* one command at a time; stop early when MAIL failed */
+	if (idx == 0 && r->code / 100 != 2) {
+		txn_end(c, r->code);
+		return;
+	}
+	c->sent_cmds++;
+	buf_reset(&c->out);
+	txn_commands(c, c->sent_cmds, 1);
+	c->expect = 1;
+	conn_send(c);
+}
+
+static void
+auth_send(struct conn *c)
+{
+	char raw[512], b64[700];
+	const char *colon = strchr(opt.auth, ':');
+	size_t ul = colon ? (size_t)(colon - opt.auth) : strlen(opt.auth);
+	int n;
+
+	n = snprintf(raw, sizeof(raw), "%c%.*s%c%s", 0, (int)ul, opt.auth, 0,
+	    colon ? colon + 1 : "");
+	b64_encode(b64, (const uint8_t *)raw, (size_t)n);
+	buf_reset(&c->out);
+	if (buf_appendf(&c->out, "AUTH PLAIN %s\r\n", b64) != 0)
+		abort();
+	c->state = CS_AUTH;
+	conn_send(c);
+}
+
+static void
+on_reply(struct conn *c, const struct smtp_reply *r)
+{
+	struct smtp_ehlo e;
+
+	switch (c->state) {
+	case CS_GREETING:
+		if (r->code != 220) {
+			c->t->codes[r->code % LOAD_CODES]++;
+			conn_drop(c, true);
+			return;
+		}
+		buf_reset(&c->out);
+		if (buf_appendf(&c->out, "EHLO %s\r\n", opt.ehlo) != 0)
+			abort();
+		c->state = CS_EHLO;
+		conn_send(c);
+		return;
+	case CS_EHLO:
+		if (r->code != 250) {
+			conn_drop(c, true);
+			return;
+		}
+		smtp_ehlo_parse(r, &e);
+		c->pipelining = opt.pipelining && e.pipelining;
+		if (opt.auth)
+			auth_send(c);
+		else
+			conn_next(c);
+		return;
+	case CS_AUTH:
+		if (r->code != 235) {
+			c->t->codes[r->code % LOAD_CODES]++;
+			conn_drop(c, true);
+			return;
+		}
+		conn_next(c);
+		return;
+	case CS_RSET:
+		conn_next(c);
+		return;
+	case CS_TXN:
+		txn_reply(c, r);
+		return;
+	case CS_DATA_REPLY:
+		txn_end(c, c->rcpt_ok ? r->code :
+		    c->first_bad ? c->first_bad : r->code);
+		return;
+	case CS_QUIT:
+		conn_drop(c, false);
+		return;
+	default:
+		conn_drop(c, true); /* a reply nobody asked for */
+		return;
+	}
+}
+
+static void
+on_recv(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
+    size_t len)
+{
+	struct conn *c = uring_container_of(op, struct conn, rd);
+	size_t off = 0, used;
+
+	if (res > 0) {
+		while (off < len && !c->dead) {
+			int r = smtp_reply_parse(&c->rp, data + off,
+			    len - off, &used);
+
+			off += used;
+			if (r < 0)
+				conn_drop(c, true);
+			else if (r == 1)
+				on_reply(c, smtp_reply_peek(&c->rp));
+		}
+	} else if (!c->dead) {
+		/* EOF or error: fine after QUIT, an error otherwise */
+		conn_drop(c, c->state != CS_QUIT);
+	}
+	if (flags & URING_F_MORE)
+		return;
+	if (!c->dead)
+		uring_recv(c->t->loop, &c->rd, c->fd, true);
+	else if (!uring_op_busy(&c->wr) && !uring_op_busy(&c->cn))
+		conn_start(c);
+}
+
+static void
+on_sent(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
+    size_t len)
+{
+	struct conn *c = uring_container_of(op, struct conn, wr);
+
+	(void)flags;
+	(void)data;
+	(void)len;
+	if (res < 0 && !c->dead)
+		conn_drop(c, c->state != CS_QUIT);
+	else if (c->dead && !uring_op_busy(&c->rd))
+		conn_start(c);
+}
+
+static void
+on_connect(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
+    size_t len)
+{
+	struct conn *c = uring_container_of(op, struct conn, cn);
+
+	(void)flags;
+	(void)data;
+	(void)len;
+	if (res < 0) {
+		atomic_fetch_add(&g_errors, 1);
+		c->dead = true;
+		conn_start(c); /* retries until the run's limit stops it */
+		return;
+	}
+	c->state = CS_GREETING;
+	uring_recv(c->t->loop, &c->rd, c->fd, true);
+}
+
+/* (Re)open a connection, or retire it when the thread has no more work. */
+static void
+conn_start(struct conn *c)
+{
+	struct load_thread *t = c->t;
+	int one = 1;
+
+	if (c->fd >= 0) {
+		uring_close(t->loop, c->fd);
+		c->fd = -1;
+	}
+	smtp_reply_reset(&c->rp);
+	c->dead = false;
+	c->pipelining = false;
+	if (thread_finished(t)) {
+		if (c->state != CS_DONE) {
+			c->state = CS_DONE;
+			t->live--;
+		}
+		return;
+	}
+	c->fd = socket(opt.server.ss_family,
+	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		perror("mta-load: socket");
+		exit(1);
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->state = CS_CONNECT;
+	uring_connect(t->loop, &c->cn, c->fd,
+	    (const struct sockaddr *)&opt.server, opt.serverlen);
+}
+
+static void
+backlog_push(struct load_thread *t, uint64_t due)
+{
+	if (t->blen == t->bcap) {
+		size_t ncap = t->bcap ? t->bcap * 2 : 1024;
+		uint64_t *nb = xcalloc(ncap, sizeof(*nb));
+
+		for (size_t i = 0; i < t->blen; i++)
+			nb[i] = t->backlog[(t->bhead + i) % t->bcap];
+		free(t->backlog);
+		t->backlog = nb;
+		t->bcap = ncap;
+		t->bhead = 0;
+	}
+	t->backlog[(t->bhead + t->blen++) % t->bcap] = due;
+}
+
+static void
+on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
+    size_t len)
+{
+	struct load_thread *t = uring_container_of(op, struct load_thread,
+	    tick);
+	uint64_t now = clock_wall_us();
+
+	(void)res;
+	(void)flags;
+	(void)data;
+	(void)len;
+	if (opt.duration > 0 && (double)(now - g_t0_us) / 1e6 >= opt.duration)
+		atomic_store(&g_stop, true);
+	if (opt.rate > 0) {
+		while (!atomic_load(&g_stop) && t->next_due_us <= now &&
+		    (!opt.messages || t->started < t->quota)) {
+			backlog_push(t, t->next_due_us);
+			t->next_due_us += t->interval_us;
+			t->started++;
+		}
+	}
+	/* idle connections take due messages, or quit when all is done */
+	for (unsigned i = 0; i < t->nconns; i++)
+		if (t->conns[i].state == CS_IDLE &&
+		    (t->blen || thread_finished(t)))
+			conn_next(&t->conns[i]);
+	if (t->live == 0) {
+		uring_loop_stop(t->loop);
+		return;
+	}
+	uring_timeout(t->loop, &t->tick, opt.rate > 0 ? 1 : 100);
+}
+
+static void *
+thread_main(void *arg)
+{
+	struct load_thread *t = arg;
+	char err[256];
+
+	if (uring_loop_new(NULL, &t->loop, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mta-load: %s\n", err);
+		exit(1);
+	}
+	t->rng = 0x12345u + t->idx * 7919u;
+	t->next_due_us = g_t0_us;
+	uring_op_init(&t->tick, on_tick);
+	t->live = t->nconns;
+	for (unsigned i = 0; i < t->nconns; i++) {
+		struct conn *c = &t->conns[i];
+
+		c->t = t;
+		c->fd = -1;
+		smtp_reply_init(&c->rp);
+		buf_init(&c->out, g_bodylen + 64 * 1024 +
+		    (size_t)opt.rcpts * 300);
+		uring_op_init(&c->rd, on_recv);
+		uring_op_init(&c->wr, on_sent);
+		uring_op_init(&c->cn, on_connect);
+		conn_start(c);
+	}
+	uring_timeout(t->loop, &t->tick, 1);
+	if (uring_loop_run(t->loop) != 0)
+		fprintf(stderr, "mta-load: event loop failed\n");
+	for (unsigned i = 0; i < t->nconns; i++) {
+		smtp_reply_fini(&t->conns[i].rp);
+		buf_fini(&t->conns[i].out);
+	}
+	uring_loop_free(t->loop);
+	return NULL;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+pct(const uint64_t *v, size_t n, double p)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	i = (size_t)ceil(p / 100.0 * (double)n);
+	return (double)v[i ? i - 1 : 0] / 1000.0; /* ms */
+}
+
+static void
+report(struct load_thread *ts, double elapsed)
+{
+	unsigned long codes[LOAD_CODES] = { 0 };
+	uint64_t *all = NULL;
+	size_t n = 0;
+	unsigned long acc = atomic_load(&g_accepted);
+	double rate = elapsed > 0 ? (double)acc / elapsed : 0;
+	bool first = true;
+
+	for (unsigned i = 0; i < opt.threads; i++) {
+		all = xreallocarray(all, n + ts[i].nlat + 1, sizeof(*all));
+		memcpy(all + n, ts[i].lat, ts[i].nlat * sizeof(*all));
+		n += ts[i].nlat;
+		for (int k = 0; k < LOAD_CODES; k++)
+			codes[k] += ts[i].codes[k];
+	}
+	qsort(all, n, sizeof(*all), cmp_u64);
+	if (opt.json) {
+		printf("{\"attempted\":%lu,\"accepted\":%lu,\"refused\":%lu,"
+		       "\"errors\":%lu,\"elapsed_s\":%.3f,\"msgs_per_s\":%.1f,"
+		       "\"msgs_per_hour\":%.0f,\"latency_ms\":{\"p50\":%.3f,"
+		       "\"p90\":%.3f,\"p99\":%.3f,\"p99.9\":%.3f,\"max\":%.3f},"
+		       "\"codes\":{",
+		    atomic_load(&g_started), acc, atomic_load(&g_refused),
+		    atomic_load(&g_errors), elapsed, rate, rate * 3600,
+		    pct(all, n, 50), pct(all, n, 90), pct(all, n, 99),
+		    pct(all, n, 99.9), n ? (double)all[n - 1] / 1000.0 : 0);
+		for (int k = 0; k < LOAD_CODES; k++)
+			if (codes[k]) {
+				printf("%s\"%d\":%lu", first ? "" : ",", k,
+				    codes[k]);
+				first = false;
+			}
+		printf("}}\n");
+	} else {
+		printf("attempted   %lu\naccepted    %lu\nrefused     %lu\n"
+		       "errors      %lu\nelapsed     %.3f s\n"
+		       "rate        %.1f msgs/s (%.0f msgs/hour)\n"
+		       "latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  "
+		       "max %.3f\nreplies    ",
+		    atomic_load(&g_started), acc, atomic_load(&g_refused),
+		    atomic_load(&g_errors), elapsed, rate, rate * 3600,
+		    pct(all, n, 50), pct(all, n, 90), pct(all, n, 99),
+		    pct(all, n, 99.9), n ? (double)all[n - 1] / 1000.0 : 0);
+		for (int k = 0; k < LOAD_CODES; k++)
+			if (codes[k])
+				printf(" %d:%lu", k, codes[k]);
+		printf("\n");
+	}
+	free(all);
+}
+
+static int
+parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[128];
+	const char *colon;
+	long port;
+
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return -1;
+		str_ncopy(host, sizeof(host), s + 1, (size_t)(rb - s - 1));
+		colon = rb + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		str_ncopy(host, sizeof(host), s, (size_t)(colon - s));
+	}
+	port = strtol(colon + 1, NULL, 10);
+	if (port <= 0 || port > 65535)
+		return -1;
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr)) {
+		((struct sockaddr_in *)ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host,
+		&((struct sockaddr_in6 *)ss)->sin6_addr)) {
+		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in6);
+		return 0;
+	}
+	return -1;
+}
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: mta-load --server ADDR:PORT [options]\n"
+	    "  --connections N     concurrent connections (default 10)\n"
+	    "  --threads N         event-loop threads (default 1)\n"
+	    "  --messages N        total messages (default 1000 unless --duration)\n"
+	    "  --duration SECS     run for this long\n"
+	    "  --rcpts N           recipients per message (default 1)\n"
+	    "  --domains LIST      recipient domains, weighted: a.test:3,b.test:1\n"
+	    "  --size BYTES        message size (default 1024)\n"
+	    "  --new-conn          a new connection per message (default: reuse)\n"
+	    "  --no-pipelining     one command per round trip\n"
+	    "  --rate N            open loop: N messages/s (default: closed loop)\n"
+	    "  --from ADDR         envelope sender\n"
+	    "  --auth USER:PASS    AUTH PLAIN after EHLO\n"
+	    "  --json              machine-readable final report\n"
+	    "  --quiet             no live progress line\n");
+}
+
+static void
+parse_domains(char *list)
+{
+	char *save = NULL;
+
+	opt.ndomains = opt.wsum = 0;
+	for (char *tok = strtok_r(list, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *colon = strchr(tok, ':');
+		unsigned w = 1;
+
+		if (opt.ndomains == LOAD_MAX_DOMAINS)
+			break;
+		if (colon) {
+			*colon = '\0';
+			w = (unsigned)strtoul(colon + 1, NULL, 10);
+		}
+		if (w == 0)
+			continue;
+		opt.domains[opt.ndomains] = tok;
+		opt.weights[opt.ndomains++] = w;
+		opt.wsum += w;
+	}
+}
+
+static void
+parse_args(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "server", required_argument, NULL, 's' },
+		{ "connections", required_argument, NULL, 'c' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "messages", required_argument, NULL, 'n' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "rcpts", required_argument, NULL, 'r' },
+		{ "domains", required_argument, NULL, 'D' },
+		{ "size", required_argument, NULL, 'z' },
+		{ "new-conn", no_argument, NULL, 'N' },
+		{ "no-pipelining", no_argument, NULL, 'P' },
+		{ "rate", required_argument, NULL, 'R' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "auth", required_argument, NULL, 'a' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static char default_domains[] = "example.test";
+	bool have_server = false;
+	int ch;
+
+	parse_domains(default_domains);
+	while ((ch = getopt_long(argc, argv, "s:c:n:d:r:jq", lo, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			if (parse_addr(optarg, &opt.server, &opt.serverlen)) {
+				fprintf(stderr, "mta-load: bad --server %s\n",
+				    optarg);
+				exit(2);
+			}
+			have_server = true;
+			break;
+		case 'c':
+			opt.conns = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 't':
+			opt.threads = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'n':
+			opt.messages = strtoull(optarg, NULL, 10);
+			break;
+		case 'd':
+			opt.duration = strtod(optarg, NULL);
+			break;
+		case 'r':
+			opt.rcpts = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'D':
+			parse_domains(optarg);
+			break;
+		case 'z':
+			opt.size = strtoull(optarg, NULL, 10);
+			break;
+		case 'N':
+			opt.new_conn = true;
+			break;
+		case 'P':
+			opt.pipelining = false;
+			break;
+		case 'R':
+			opt.rate = strtod(optarg, NULL);
+			break;
+		case 'f':
+			opt.from = optarg;
+			break;
+		case 'a':
+			opt.auth = optarg;
+			break;
+		case 'j':
+			opt.json = true;
+			break;
+		case 'q':
+			opt.quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (!have_server || optind < argc || opt.ndomains == 0) {
+		usage(stderr);
+		exit(2);
+	}
+	if (opt.conns == 0 || opt.conns > 100000 || opt.threads == 0 ||
+	    opt.threads > 64 || opt.rcpts == 0 ||
+	    opt.rcpts > LOAD_MAX_RCPTS || opt.size > (1u << 30) ||
+	    opt.rate < 0 || opt.duration < 0) {
+		fprintf(stderr, "mta-load: an option is out of range\n");
+		exit(2);
+	}
+	if (opt.messages == 0 && opt.duration == 0)
+		opt.messages = 1000;
+	if (opt.threads > opt.conns)
+		opt.threads = opt.conns;
+}
+
+/* The shared body: filler lines of 76 characters up to about opt.size. */
+static void
+body_make(void)
+{
+	size_t line = 78, n = opt.size > 300 ? (opt.size - 300) / line : 1;
+
+	if (n == 0)
+		n = 1;
+	g_bodylen = n * line;
+	g_body = xmalloc(g_bodylen + 1);
+	for (size_t i = 0; i < n; i++) {
+		char *l = g_body + i * line;
+
+		for (size_t k = 0; k < line - 2; k++)
+			l[k] = (char)('a' + (i + k) % 26);
+		l[line - 2] = '\r';
+		l[line - 1] = '\n';
+	}
+}
 
 int
-main(void)
+main(int argc, char **argv)
 {
-	fprintf(stderr, "mta-load: not implemented yet\n");
-	return 1;
+	struct load_thread *ts;
+	bool live;
+	double elapsed;
+	unsigned c0 = 0;
+
+	parse_args(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	body_make();
+	g_t0_us = clock_wall_us();
+	ts = xcalloc(opt.threads, sizeof(*ts));
+	for (unsigned i = 0; i < opt.threads; i++) {
+		struct load_thread *t = &ts[i];
+
+		t->idx = i;
+		t->nconns = opt.conns / opt.threads +
+		    (i < opt.conns % opt.threads);
+		t->conns = xcalloc(t->nconns, sizeof(*t->conns));
+		c0 += t->nconns;
+		if (opt.messages)
+			t->quota = opt.messages / opt.threads +
+			    (i < opt.messages % opt.threads);
+		if (opt.rate > 0)
+			t->interval_us = (uint64_t)(1e6 * opt.threads /
+			    opt.rate);
+		if (t->interval_us == 0)
+			t->interval_us = 1;
+		if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
+			fprintf(stderr, "mta-load: cannot start thread\n");
+			return 1;
+		}
+	}
+	live = !opt.quiet && !opt.json && isatty(STDERR_FILENO);
+	for (;;) {
+		struct timespec ts1 = { 0, 200 * 1000 * 1000 };
+		bool running = false;
+
+		nanosleep(&ts1, NULL);
+		for (unsigned i = 0; i < opt.threads; i++)
+			running |= atomic_load(&ts[i].live) != 0;
+		if (live) {
+			double el = (double)(clock_wall_us() - g_t0_us) / 1e6;
+
+			fprintf(stderr, "\r%8lu accepted %8.0f msgs/s %6lu "
+			    "errors %6lu refused   ",
+			    atomic_load(&g_accepted),
+			    el > 0 ? (double)atomic_load(&g_accepted) / el : 0,
+			    atomic_load(&g_errors), atomic_load(&g_refused));
+		}
+		if (!running)
+			break;
+	}
+	for (unsigned i = 0; i < opt.threads; i++)
+		pthread_join(ts[i].tid, NULL);
+	elapsed = (double)(clock_wall_us() - g_t0_us) / 1e6;
+	if (live)
+		fputc('\n', stderr);
+	report(ts, elapsed);
+	for (unsigned i = 0; i < opt.threads; i++) {
+		free(ts[i].conns);
+		free(ts[i].lat);
+		free(ts[i].backlog);
+	}
+	free(ts);
+	free(g_body);
+	(void)c0;
+	return atomic_load(&g_errors) && !atomic_load(&g_accepted) ? 1 : 0;
 }
