@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * deliver.c - the delivery stage's life cycle and the per-host connection
+ * cap that its workers share (see deliver.h).
+ */
+#include "deliver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/str.h"
+#include "base/xalloc.h"
+#include "deliver_int.h"
+#include "dns/dns.h"
+#include "queue/queue.h"
+#include "tls.h"
+
+/* One remote address with connections open to it. Few exist at a time
+ * (bounded by [delivery] max_connections), so a list is enough. */
+struct deliver_host {
+	char key[80];      /* "ip:port" */
+	unsigned conns;
+	struct deliver_host *next;
+};
+
+bool
+deliver_host_acquire(struct deliver *d, const char *key)
+{
+	struct deliver_host *h;
+	bool ok = false;
+
+	if (atomic_load(&d->conns) >= d->cfg->delivery.max_connections)
+		return false;
+	pthread_mutex_lock(&d->hosts_lock);
+	for (h = d->hosts; h; h = h->next)
+		if (strcmp(h->key, key) == 0)
+			break;
+	if (h == NULL) {
+		h = xcalloc(1, sizeof(*h));
+		str_copy(h->key, sizeof(h->key), key);
+		h->next = d->hosts;
+		d->hosts = h;
+	}
+	if (h->conns < d->cfg->delivery.max_connections_per_host) {
+		h->conns++;
+		ok = true;
+	}
+	pthread_mutex_unlock(&d->hosts_lock);
+	if (ok)
+		atomic_fetch_add(&d->conns, 1);
+	return ok;
+}
+
+void
+deliver_host_release(struct deliver *d, const char *key)
+{
+	struct deliver_host **pp, *h;
+
+	pthread_mutex_lock(&d->hosts_lock);
+	for (pp = &d->hosts; (h = *pp) != NULL; pp = &h->next)
+		if (strcmp(h->key, key) == 0)
+			break;
+	MTA_ASSERT(h != NULL && h->conns > 0);
+	if (--h->conns == 0) {
+		*pp = h->next;
+		free(h);
+	}
+	pthread_mutex_unlock(&d->hosts_lock);
+	atomic_fetch_sub(&d->conns, 1);
+}
+
+struct deliver *
+deliver_new(const struct config *cfg, struct queue *q, struct dns *dns,
+    char *err, size_t errlen)
+{
+	struct deliver *d = xcalloc(1, sizeof(*d));
+	char terr[256];
+
+	d->cfg = cfg;
+	d->q = q;
+	d->dns = dns;
+	pthread_mutex_init(&d->hosts_lock, NULL);
+	/* One context serves every policy: verification is chosen per
+	 * connection (tls_conn_client_new). */
+	if (tls_ctx_client_new(NULL, &d->tls, terr, sizeof(terr)) != 0) {
+		str_fmt(err, errlen, "delivery: %s", terr);
+		goto fail;
+	}
+	d->sched_chan = chan_new();
+	queue_listen(q, d->sched_chan);
+	d->nworkers = cfg->delivery.workers ? cfg->delivery.workers : 1;
+	d->workers = xcalloc(d->nworkers, sizeof(*d->workers));
+	for (unsigned i = 0; i < d->nworkers; i++)
+		d->workers[i] = deliver_worker_new(d, i);
+	return d;
+fail:
+	pthread_mutex_destroy(&d->hosts_lock);
+	free(d);
+	return NULL;
+}
+
+int
+deliver_start(struct deliver *d)
+{
+	int rc;
+
+	for (unsigned i = 0; i < d->nworkers; i++)
+		if ((rc = deliver_worker_start(d->workers[i])) != 0)
+			return rc;
+	if ((rc = pthread_create(&d->sched_tid, NULL, deliver_sched_main, d)))
+		return -rc;
+	d->sched_started = true;
+	return 0;
+}
+
+void
+deliver_stop(struct deliver *d, uint64_t grace_ms)
+{
+	struct chan_msg *stop;
+
+	if (d == NULL)
+		return;
+	if (d->sched_started) {
+		stop = xcalloc(1, sizeof(*stop));
+		stop->type = DELIVER_MSG_STOP;
+		stop->reqid = grace_ms;
+		chan_send(d->sched_chan, stop);
+		pthread_join(d->sched_tid, NULL);
+	}
+	for (unsigned i = 0; i < d->nworkers; i++)
+		deliver_worker_stop(d->workers[i]);
+	free(d->workers);
+	queue_listen(d->q, NULL);
+	/* What reached the scheduler after it stopped: new-message notes
+	 * and jobs finished during shutdown. Both are in the queue already
+	 * and are picked up again at the next start. */
+	for (struct chan_msg *m = chan_take(d->sched_chan), *n; m; m = n) {
+		n = m->next;
+		if (m->type == DELIVER_MSG_DONE)
+			sched_job_free((struct sched_job *)m);
+		else if (m->type == QUEUE_NOTE_NEW)
+			queue_note_free((struct queue_note *)m);
+		else
+			free(m);
+	}
+	chan_free(d->sched_chan);
+	while (d->hosts) {
+		struct deliver_host *h = d->hosts;
+
+		d->hosts = h->next;
+		free(h);
+	}
+	tls_ctx_free(d->tls);
+	pthread_mutex_destroy(&d->hosts_lock);
+	free(d);
+}
