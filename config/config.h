@@ -164,4 +164,36 @@ const struct config_route *config_route_find(const struct config *c,
 bool config_net_match(const struct config_net *nets, size_t n,
     const struct sockaddr *addr);
 
+/*
+ * Value parsers and formatters, pure and thread-safe, for any module that
+ * takes the same syntax (mta-sink --listen, logs of delays and sizes).
+ * Parsers return 0, -EINVAL for bad syntax or -ERANGE for overflow, and
+ * leave *out untouched on failure.
+ *
+ * config_parse_size: "35M", "512K", "1G", "2T" (binary units, either case)
+ * or a bare number of bytes.
+ * config_parse_duration: "500ms", "30s", "5m", "4h", "5d"; a bare number
+ * is seconds. *out is in milliseconds.
+ * config_parse_addr: "1.2.3.4:587", "1.2.3.4", "[::1]:587", "[::1]", "::1";
+ * default_port applies when none is written. Numeric only: no DNS.
+ * config_parse_net: "10.0.0.0/8", "::1/128", "[::1]/128", or a bare address
+ * (= /32 or /128). Host bits set below the prefix are -EINVAL.
+ */
+int config_parse_size(const char *s, uint64_t *out) MTA_MUST_CHECK;
+int config_parse_duration(const char *s, uint64_t *out) MTA_MUST_CHECK;
+int config_parse_addr(const char *s, uint16_t default_port,
+    struct config_addr *out) MTA_MUST_CHECK;
+int config_parse_net(const char *s, struct config_net *out) MTA_MUST_CHECK;
+
+/* Render in the largest unit that is exact ("35M", "90s", "1500ms");
+ * buf (borrowed) is returned, NUL-terminated, truncated to len. */
+#define CONFIG_FMT_MAX 32 /* enough for any uint64_t with a unit */
+char *config_format_size(uint64_t bytes, char *buf, size_t len);
+char *config_format_duration(uint64_t ms, char *buf, size_t len);
+/* "192.0.2.0/24", "::1/128" */
+char *config_format_net(const struct config_net *net, char *buf, size_t len);
+
+/* "none", "may", "encrypt", "verify": static strings. */
+const char *config_tls_policy_name(enum config_tls_policy p);
+
 #endif

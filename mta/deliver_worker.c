@@ -527,7 +527,7 @@ conn_input(struct dconn *c, const uint8_t *p, size_t n)
 static void
 conn_tls_input(struct dconn *c, const uint8_t *p, size_t n)
 {
-	ssize_t r;
+	ssize_t r = -EAGAIN;
 
 	if (tls_conn_feed(c->tls, p, n) != 0) {
 		conn_fail(c, SMTP_OUT_ABORT_IO, "TLS input overflow");
