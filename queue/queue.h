@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * queue.h - the durable message queue: the only header other modules
- * include (queue/*.c are the only includers of lmdb.h).
+ * include (only the .c files in queue/ include lmdb.h).
  *
  * DESIGN. One committer thread is the only LMDB writer. Every request
  * (new messages now; delivery results and operator actions later) is a
@@ -13,8 +13,11 @@
  * recovery) use short read transactions and never block the committer.
  *
  * A failed commit (map full, disk full, I/O error) aborts the whole
- * transaction: every request in that batch gets the error and nothing of
- * it is on disk.
+ * transaction: nothing of it is on disk. An I/O error (a failed sync) is
+ * given to every request of the batch. Any other failure (map or disk
+ * full) is retried one request per transaction, so that one oversized
+ * message does not fail the small ones batched with it; each request gets
+ * its own status. Nothing is ever half-written.
  *
  * Databases: "msgs" (id -> versioned envelope with per-recipient state)
  * and "bodies" (id -> raw message bytes). Ids are 64-bit, unique and
@@ -64,6 +67,10 @@ void queue_submit_free(struct queue_submit *s);
 /*
  * queue_open - open (creating if needed) the environment at cfg->path.
  * readonly: for `mta queue` readers; no committer may be started.
+ * The writer creates the directory (0700) if missing, frees reader slots
+ * of dead processes, checks every stored record and logs
+ * `event=recovered messages=N pending_rcpts=M`; a reader creates nothing
+ * (-ENOENT when there is no queue yet). One open per path per process.
  * Returns 0, or negative errno with a reason written to err.
  */
 int queue_open(const struct config_queue *cfg, bool readonly,
@@ -90,5 +97,165 @@ void queue_submit(struct queue *q, struct queue_submit *req);
 
 /* Number of messages in the queue (a read transaction). */
 int queue_count(struct queue *q, uint64_t *n) MTA_MUST_CHECK;
+
+/*
+ * Stored records (added with the durable queue; additive). Plain value
+ * types: delivery and the scheduler read and update them. A decoded
+ * envelope owns every string and the rcpts array (queue_envelope_fini).
+ */
+enum queue_rcpt_state {
+	QUEUE_RCPT_PENDING = 0, /* not yet delivered; retried when due */
+	QUEUE_RCPT_DELIVERED,   /* remote 2xx */
+	QUEUE_RCPT_FAILED,      /* 5xx or expired; bounced (or not, for <>) */
+	QUEUE_RCPT_NSTATES
+};
+
+#define QUEUE_FLAG_HELD 0x1u /* operator hold: nothing is attempted */
+
+struct queue_rcpt {
+	char *addr;         /* envelope recipient, without <> */
+	uint8_t state;      /* enum queue_rcpt_state */
+	uint32_t attempts;  /* delivery attempts made */
+	uint64_t next_ms;   /* wall ms of the next attempt (pending only) */
+	char *reply;        /* last remote reply or local reason; "" = none */
+};
+
+struct queue_envelope {
+	uint64_t id;
+	uint64_t received_ms; /* wall clock, when DATA ended */
+	uint64_t size;        /* bytes of the stored body */
+	uint32_t flags;       /* QUEUE_FLAG_*; unknown bits are kept */
+	char *from;           /* envelope sender without <>; "" for <> */
+	char *user;           /* authenticated user; "" = none */
+	char *client;         /* client address text */
+	char *helo;           /* HELO/EHLO name */
+	struct queue_rcpt *rcpts;
+	size_t nrcpts;
+};
+
+#define QUEUE_RECORD_VERSION 1
+#define QUEUE_RECORD_MAX     (4u << 20) /* bytes, encoded envelope cap */
+
+/* Free what a decoded envelope owns (not env itself); env is zeroed.
+ * Takes NULL. */
+void queue_envelope_fini(struct queue_envelope *env);
+
+/*
+ * queue_envelope_encode - append the versioned record for env to out
+ * (strings must not contain NUL; they are borrowed). Returns 0, -ENOBUFS
+ * when out's max (or QUEUE_RECORD_MAX) is exceeded, or -EINVAL for an
+ * invalid state. Pure; any thread.
+ */
+int queue_envelope_encode(const struct queue_envelope *env, struct buf *out)
+    MTA_MUST_CHECK;
+
+/*
+ * queue_envelope_decode - parse exactly len bytes at p into *env, which
+ * then owns copies of everything (queue_envelope_fini). Strict: an unknown
+ * version, a truncated field, an embedded NUL, an unknown recipient state
+ * or trailing bytes give -EBADMSG, and *env is left zeroed. Pure; any
+ * thread; safe on hostile input (fuzzed).
+ */
+int queue_envelope_decode(const uint8_t *p, size_t len,
+    struct queue_envelope *env) MTA_MUST_CHECK;
+
+/* Keys are the id as 8 big-endian bytes, so cursor order is age order. */
+void queue_key_put(uint8_t key[8], uint64_t id);
+uint64_t queue_key_get(const uint8_t key[8]);
+
+/*
+ * Reading (any thread, any process: `mta queue` opens the relay's
+ * environment read-only). Each call uses its own short read
+ * transactions; none is held while callbacks run.
+ */
+
+/* Called once per envelope, in id (= age) order. env is borrowed for the
+ * call only. Return 0 to go on; anything else stops the scan and is
+ * returned by queue_scan(). */
+typedef int queue_scan_fn(void *arg, const struct queue_envelope *env);
+
+/*
+ * queue_scan - visit every envelope with id >= start (0: all). Records
+ * are read in batches, one short read transaction per batch, so scanning
+ * a million messages never pins old pages for long; a record that fails
+ * to decode is logged and skipped. Returns 0, fn's nonzero return, or a
+ * negative errno.
+ */
+int queue_scan(struct queue *q, uint64_t start, queue_scan_fn *fn,
+    void *arg) MTA_MUST_CHECK;
+
+/* One envelope into *env (queue_envelope_fini it). 0, -ENOENT, -EBADMSG
+ * (corrupt record) or -EIO. */
+int queue_envelope_get(struct queue *q, uint64_t id,
+    struct queue_envelope *env) MTA_MUST_CHECK;
+
+/* Append the stored message bytes of id to out, exactly. 0, -ENOENT,
+ * -ENOBUFS (over out's max; out unchanged) or -EIO. */
+int queue_body_get(struct queue *q, uint64_t id, struct buf *out)
+    MTA_MUST_CHECK;
+
+/* Counters of the committer, for tests and metrics; any thread. */
+struct queue_stats {
+	uint64_t commits;  /* write transactions committed */
+	uint64_t done;     /* requests committed with status 0 */
+	uint64_t failed;   /* requests answered with an error */
+};
+
+void queue_stats_get(struct queue *q, struct queue_stats *st);
+
+/*
+ * Delivery's side of the queue (added with delivery; additive).
+ *
+ * New-message notes: once a submitted message is committed, the committer
+ * sends a struct queue_note (type QUEUE_NOTE_NEW) holding a copy of its
+ * envelope to the listener chan, so the scheduler learns of it without
+ * reading it back. The listener owns each note (queue_note_free).
+ *
+ * Updates: the scheduler's decisions for some recipients of one message
+ * (delivered, failed, or pending with the next attempt time) go to the
+ * committer as one struct queue_update (QUEUE_REQ_UPDATE) and come back,
+ * committed, as QUEUE_DONE_UPDATE. When no recipient is left pending the
+ * message and its body are removed in the same transaction (`removed`).
+ * An update for a message that is gone (deleted by an operator) succeeds
+ * and changes nothing.
+ */
+enum queue_msg_type_delivery {
+	QUEUE_NOTE_NEW = 0x110,
+	QUEUE_REQ_UPDATE,
+	QUEUE_DONE_UPDATE,
+};
+
+struct queue_note {
+	struct chan_msg msg;        /* first: QUEUE_NOTE_NEW */
+	struct queue_envelope env;  /* owned by the note */
+};
+
+void queue_note_free(struct queue_note *n);
+
+/* Where notes go (NULL: nowhere). Before queue_start(), or after
+ * delivery has stopped; not while the committer may be sending. */
+void queue_listen(struct queue *q, struct chan *c);
+
+struct queue_update_rcpt {
+	uint32_t idx;        /* recipient index in the envelope */
+	uint8_t state;       /* enum queue_rcpt_state */
+	uint32_t attempts;
+	uint64_t next_ms;    /* wall ms, pending only */
+	const char *reply;   /* borrowed until the update comes back */
+};
+
+struct queue_update {
+	struct chan_msg msg;  /* first: type set by queue_submit_update() */
+	struct chan *reply;   /* where it comes back */
+	void *arg;            /* caller's, untouched */
+	uint64_t id;
+	size_t n;
+	struct queue_update_rcpt *rcpts; /* borrowed until it comes back */
+	int status;           /* out: 0 or negative errno */
+	bool removed;         /* out: the message left the queue */
+};
+
+/* Hand an update to the committer; any thread, never blocks. */
+void queue_submit_update(struct queue *q, struct queue_update *u);
 
 #endif

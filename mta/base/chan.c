@@ -63,12 +63,14 @@ chan_send(struct chan *c, struct chan_msg *m)
 		c->head = m;
 	c->tail = m;
 	/* Only the first message after a take needs a wakeup: saves a
-	 * syscall per message when a batch builds up. */
+	 * syscall per message when a batch builds up. The write happens
+	 * under the lock: once unlocked, the consumer may take the message
+	 * and free the chan, so touching c afterwards would be a race. */
 	wake = c->armed;
 	c->armed = false;
-	pthread_mutex_unlock(&c->lock);
 	if (wake && write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_warn("chan eventfd write");
+	pthread_mutex_unlock(&c->lock);
 }
 
 struct chan_msg *

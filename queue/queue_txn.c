@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * queue_txn.c - the committer: the one thread that writes LMDB.
+ *
+ * DESIGN. Any thread hands a request to queue_submit(); it is linked onto
+ * the committer's chan. The committer wakes, takes everything queued at
+ * once, applies it all in ONE write transaction and commits: one
+ * fdatasync for the whole batch (group commit). While that sync runs, new
+ * requests pile up in the chan and become the next batch, so the number
+ * of syncs per second stays bounded while throughput grows with load.
+ * Only after mdb_txn_commit() has returned does each request go back on
+ * its own reply chan with its status: the caller may then say 250.
+ *
+ * Failure. A failed write aborts the transaction whole. A failed sync
+ * (-EIO) fails the whole batch: its data may or may not have reached the
+ * disk, and nothing of it is visible. Any other failure (the map or the
+ * disk is full) is retried one request per transaction, so one message
+ * too big for what is left does not fail the small ones batched with it.
+ *
+ * Request types are rows of queue_txn_ops: apply (inside the write txn)
+ * and done (after the commit, hands the request back). Delivery results
+ * and operator actions become new rows.
+ *
+ * The committer never blocks on anything but LMDB and its chan, and calls
+ * out of this module only through chan_send() to reply.
+ */
+#include "queue_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/chan.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/xalloc.h"
+
+struct queue_txn_op {
+	uint16_t type;
+	/*
+	 * Apply m inside txn. Returns 0 while txn is still good, with the
+	 * request's own outcome in *status (0, or e.g. -EEXIST, which
+	 * fails that request but not the batch); or a negative errno when
+	 * txn is broken and must be aborted (-ENOSPC map full, -EIO).
+	 */
+	int (*apply)(struct queue *q, MDB_txn *txn, struct chan_msg *m,
+	    int *status);
+	/* After the commit (or its failure): record status, hand m back. */
+	void (*done)(struct queue *q, struct chan_msg *m, int status);
+};
+
+static int queue_txn_submit_apply(struct queue *, MDB_txn *,
+    struct chan_msg *, int *);
+static void queue_txn_submit_done(struct queue *, struct chan_msg *, int);
+
+static const struct queue_txn_op queue_txn_ops[] = {
+	{ QUEUE_REQ_SUBMIT, queue_txn_submit_apply, queue_txn_submit_done },
+	{ QUEUE_REQ_UPDATE, queue_update_apply, queue_update_done },
+};
+
+static const struct queue_txn_op *
+queue_txn_op_find(uint16_t type)
+{
+	for (size_t i = 0; i < MTA_ARRAY_LEN(queue_txn_ops); i++)
+		if (queue_txn_ops[i].type == type)
+			return &queue_txn_ops[i];
+	/* Only this module's types reach its chan: anything else is a bug. */
+	MTA_ASSERT(!"unknown queue request type");
+}
+
+void
+queue_submit_free(struct queue_submit *s)
+{
+	if (s == NULL)
+		return;
+	free(s->from);
+	for (size_t i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
+	free(s->user);
+	free(s->client);
+	free(s->helo);
+	buf_fini(&s->body);
+	free(s);
+}
+
+uint64_t
+queue_id_new(struct queue *q)
+{
+	uint64_t now = clock_wall_us();
+	uint64_t old = atomic_load(&q->last_id);
+	uint64_t next;
+
+	/* Time-based ids sort by age and read well in logs; the CAS keeps
+	 * them unique and increasing when the clock stalls or steps back. */
+	do {
+		next = now > old ? now : old + 1;
+	} while (!atomic_compare_exchange_weak(&q->last_id, &old, next));
+	return next;
+}
+
+void
+queue_submit(struct queue *q, struct queue_submit *req)
+{
+	MTA_ASSERT(q->started);
+	req->msg.type = QUEUE_REQ_SUBMIT;
+	chan_send(q->chan, &req->msg);
+}
+
+void
+queue_stats_get(struct queue *q, struct queue_stats *st)
+{
+	st->commits = atomic_load(&q->st_commits);
+	st->done = atomic_load(&q->st_done);
+	st->failed = atomic_load(&q->st_failed);
+}
+
+/* The envelope of a new message: borrowed strings, every recipient
+ * pending and due at once. */
+static int
+queue_txn_submit_encode(const struct queue_submit *s, struct buf *out)
+{
+	static char none[1];
+	struct queue_envelope env = {
+		.id = s->id,
+		.received_ms = s->received_ms,
+		.size = buf_avail(&s->body),
+		.from = s->from ? s->from : none,
+		.user = s->user ? s->user : none,
+		.client = s->client ? s->client : none,
+		.helo = s->helo ? s->helo : none,
+		.nrcpts = s->nrcpts,
+	};
+	int rc;
+
+	env.rcpts = xcalloc(s->nrcpts ? s->nrcpts : 1, sizeof(*env.rcpts));
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		env.rcpts[i].addr = s->rcpts[i];
+		env.rcpts[i].state = QUEUE_RCPT_PENDING;
+		env.rcpts[i].next_ms = s->received_ms;
+		env.rcpts[i].reply = none;
+	}
+	rc = queue_envelope_encode(&env, out);
+	free(env.rcpts);
+	return rc;
+}
+
+static int
+queue_txn_submit_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
+    int *status)
+{
+	struct queue_submit *s = (struct queue_submit *)m;
+	uint8_t key[8];
+	MDB_val k = { sizeof(key), key }, v;
+	struct buf rec;
+	int rc;
+
+	buf_init(&rec, QUEUE_RECORD_MAX);
+	if ((*status = queue_txn_submit_encode(s, &rec)) != 0) {
+		buf_fini(&rec);
+		return 0;
+	}
+	queue_key_put(key, s->id);
+	v.mv_size = buf_avail(&rec);
+	v.mv_data = rec.data + rec.off;
+	/* NOOVERWRITE: a reused id must never replace a queued message.
+	 * It fails this request alone, before anything is written. */
+	rc = mdb_put(txn, q->msgs, &k, &v, MDB_NOOVERWRITE);
+	buf_fini(&rec);
+	if (rc == MDB_KEYEXIST) {
+		*status = -EEXIST;
+		return 0;
+	}
+	if (rc != 0)
+		return queue_env_err(rc);
+	v.mv_size = buf_avail(&s->body);
+	v.mv_data = s->body.data + s->body.off;
+	if ((rc = mdb_put(txn, q->bodies, &k, &v, 0)) != 0)
+		return queue_env_err(rc);
+	*status = 0;
+	return 0;
+}
+
+/* The receive stage logs event=queued when it answers 250: it knows the
+ * session, and that the answer went out. */
+static void
+queue_txn_submit_done(struct queue *q, struct chan_msg *m, int status)
+{
+	struct queue_submit *s = (struct queue_submit *)m;
+
+	/* the scheduler hears of it before the client does: no window in
+	 * which a 250 was sent for a message delivery does not know of */
+	if (status == 0)
+		queue_note_send(q, s);
+	s->status = status;
+	s->msg.type = QUEUE_DONE_SUBMIT;
+	chan_send(s->reply, &s->msg);
+}
+
+/*
+ * One write transaction over reqs[0..n). Returns 0 when it committed
+ * (each request's own outcome in status[]), or the negative errno that
+ * aborted it, in which case nothing of it is on disk.
+ */
+static int
+queue_txn_run(struct queue *q, struct chan_msg **reqs, size_t n, int *status)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(q->env, NULL, 0, &txn)) != 0)
+		return queue_env_err(rc);
+	for (size_t i = 0; i < n; i++) {
+		const struct queue_txn_op *op;
+
+		op = queue_txn_op_find(reqs[i]->type);
+		if ((rc = op->apply(q, txn, reqs[i], &status[i])) != 0) {
+			mdb_txn_abort(txn);
+			return rc;
+		}
+	}
+	/* Syncs (fdatasync, then the O_DSYNC meta page) before it returns. */
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return queue_env_err(rc);
+	atomic_fetch_add(&q->st_commits, 1);
+	return 0;
+}
+
+/* Commit one batch and hand every request back. */
+static void
+queue_txn_batch(struct queue *q, struct chan_msg **reqs, size_t n)
+{
+	int *status = xcalloc(n, sizeof(*status));
+	int rc;
+
+	rc = queue_txn_run(q, reqs, n, status);
+	if (rc != 0 && rc != -EIO && n > 1) {
+		log_warnx("queue: batch of %zu failed (%s); committing one "
+		    "at a time", n, strerror(-rc));
+		for (size_t i = 0; i < n; i++) {
+			if ((rc = queue_txn_run(q, &reqs[i], 1,
+			    &status[i])) != 0)
+				status[i] = rc;
+		}
+	} else if (rc != 0) {
+		log_warnx("queue: commit of %zu request(s) failed: %s", n,
+		    strerror(-rc));
+		for (size_t i = 0; i < n; i++)
+			status[i] = rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		atomic_fetch_add(status[i] == 0 ? &q->st_done : &q->st_failed,
+		    1);
+		queue_txn_op_find(reqs[i]->type)->done(q, reqs[i], status[i]);
+	}
+	free(status);
+}
+
+/* Turn the chan's list into an array (done() relinks ->next), dropping
+ * the stop marker. Returns whether it was there. */
+static bool
+queue_txn_collect(struct chan_msg *list, struct chan_msg ***reqs, size_t *n)
+{
+	struct chan_msg *m;
+	size_t cnt = 0, i = 0;
+	bool stop = false;
+
+	for (m = list; m != NULL; m = m->next)
+		cnt++;
+	*reqs = xcalloc(cnt ? cnt : 1, sizeof(**reqs));
+	for (m = list; m != NULL; m = m->next) {
+		if (m->type == QUEUE_REQ_STOP)
+			stop = true;
+		else
+			(*reqs)[i++] = m;
+	}
+	*n = i;
+	return stop;
+}
+
+static void *
+queue_txn_main(void *arg)
+{
+	struct queue *q = arg;
+	struct chan_msg *list, **reqs;
+	size_t n;
+	bool stop = false;
+
+	while (!stop) {
+		if ((list = chan_wait(q->chan, -1)) == NULL)
+			continue;
+		/* Everything sent before the stop marker is in this list or
+		 * an earlier one (the chan is FIFO), so it all commits. */
+		stop = queue_txn_collect(list, &reqs, &n);
+		if (n > 0)
+			queue_txn_batch(q, reqs, n);
+		free(reqs);
+	}
+	return NULL;
+}
+
+int
+queue_start(struct queue *q)
+{
+	int rc;
+
+	MTA_ASSERT(!q->readonly && !q->started);
+	if ((rc = pthread_create(&q->thread, NULL, queue_txn_main, q)) != 0)
+		return -rc;
+	pthread_setname_np(q->thread, "mta-queue");
+	q->started = true;
+	return 0;
+}
+
+/* Called by queue_close(): commit what was sent, join, and fail anything
+ * that raced in behind the stop marker. */
+void
+queue_txn_stop(struct queue *q)
+{
+	struct chan_msg *m, *next;
+
+	if (!q->started)
+		return;
+	q->stop.type = QUEUE_REQ_STOP;
+	chan_send(q->chan, &q->stop);
+	pthread_join(q->thread, NULL);
+	q->started = false;
+	for (m = chan_take(q->chan); m != NULL; m = next) {
+		next = m->next;
+		atomic_fetch_add(&q->st_failed, 1);
+		queue_txn_op_find(m->type)->done(q, m, -ESHUTDOWN);
+	}
+}
