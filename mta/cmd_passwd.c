@@ -1,14 +1,414 @@
 /* SPDX-License-Identifier: ISC */
-/* cmd_passwd.c - placeholder until its owner lands it. */
+/*
+ * cmd_passwd.c - `mta [-c FILE] passwd NAME`: add or change a submission
+ * user in the [auth] users file.
+ *
+ * The password comes from stdin: its first line, or, on a terminal, two
+ * prompts with echo off. It is hashed with yescrypt (auth_hash_new) and
+ * the file is rewritten atomically: every other line is kept byte for
+ * byte, NAME's line is replaced (or appended), the result goes to a new
+ * file in the same directory (mkostemp: O_EXCL, mode 0600, then the
+ * original's mode and owner), which is fsynced and renamed over the
+ * original, and the directory is fsynced. A crash leaves either the old
+ * file or the new one, never a mix.
+ *
+ * XXX two concurrent runs may lose one update (last rename wins); it is
+ * an administrator's command, not a service.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "cmd.h"
+#include "auth.h"
+#include "base/buf.h"
+#include "base/str.h"
+#include "base/xalloc.h"
+#include "config/config.h"
+
+#define PASSWD_ERR_MAX 512
+
+/* For the SIGINT handler: echo must come back if the prompt is aborted. */
+static struct termios passwd_tio_saved;
+static volatile sig_atomic_t passwd_tio_off;
+
+static void
+passwd_sigint(int sig)
+{
+	(void)sig;
+	if (passwd_tio_off)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &passwd_tio_saved);
+	_exit(1);
+}
+
+/* One line from fp into buf (without its newline). Returns 0, -ENODATA
+ * at EOF before any byte, -E2BIG when longer than size - 1. */
+static int
+passwd_line(FILE *fp, char *buf, size_t size)
+{
+	size_t n;
+
+	if (fgets(buf, (int)size, fp) == NULL)
+		return -ENODATA;
+	n = strlen(buf);
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	else if (!feof(fp)) {
+		int ch;
+
+		/* Longer than the buffer: swallow the rest, refuse it. */
+		while ((ch = fgetc(fp)) != EOF && ch != '\n')
+			;
+		return -E2BIG;
+	}
+	if (n > 0 && buf[n - 1] == '\r')
+		buf[--n] = '\0';
+	return 0;
+}
+
+static int
+passwd_prompt(const char *prompt, char *buf, size_t size)
+{
+	struct termios tio;
+	struct sigaction sa = {.sa_handler = passwd_sigint};
+	int rc;
+
+	fputs(prompt, stderr);
+	fflush(stderr);
+	if (tcgetattr(STDIN_FILENO, &passwd_tio_saved) < 0)
+		return -errno;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	tio = passwd_tio_saved;
+	tio.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+	tio.c_lflag |= ICANON;
+	passwd_tio_off = 1;
+	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &tio) < 0) {
+		passwd_tio_off = 0;
+		return -errno;
+	}
+	rc = passwd_line(stdin, buf, size);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &passwd_tio_saved);
+	passwd_tio_off = 0;
+	fputc('\n', stderr);
+	return rc;
+}
+
+/* The password into pass (AUTH_PASS_MAX bytes). Returns 0, or -1 with a
+ * reason in err. */
+static int
+passwd_read(char *pass, char *err, size_t errlen)
+{
+	char again[AUTH_PASS_MAX];
+	int rc;
+
+	if (isatty(STDIN_FILENO)) {
+		if ((rc = passwd_prompt("Password: ", pass, AUTH_PASS_MAX)) ==
+		    0)
+			rc = passwd_prompt(
+			    "Retype password: ", again, sizeof(again));
+		if (rc == 0 && strcmp(pass, again) != 0) {
+			explicit_bzero(again, sizeof(again));
+			str_fmt(err, errlen, "passwords do not match");
+			return -1;
+		}
+		explicit_bzero(again, sizeof(again));
+	} else {
+		rc = passwd_line(stdin, pass, AUTH_PASS_MAX);
+	}
+	if (rc == -E2BIG) {
+		str_fmt(err, errlen, "password too long (at most %d bytes)",
+		    AUTH_PASS_MAX - 1);
+		return -1;
+	}
+	if (rc == -ENODATA || (rc == 0 && pass[0] == '\0')) {
+		str_fmt(err, errlen, "empty password");
+		return -1;
+	}
+	if (rc < 0) {
+		str_fmt(
+		    err, errlen, "cannot read the password: %s", strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* Does this line of the users file belong to name? */
+static bool
+passwd_line_is(const uint8_t *p, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+
+	while (len > 0 && (*p == ' ' || *p == '\t')) {
+		p++;
+		len--;
+	}
+	return len > n && memcmp(p, name, n) == 0 && p[n] == ':';
+}
+
+/*
+ * Build the new file: old with name's first line replaced by "name:hash"
+ * and later ones dropped, or with that line appended. *found says which.
+ */
+static void
+passwd_rewrite(const uint8_t *old, size_t len, const char *name,
+    const char *hash, struct buf *out, bool *found)
+{
+	const uint8_t *p = old, *end = old + len, *nl;
+	size_t n;
+
+	*found = false;
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+		if (!passwd_line_is(p, n, name)) {
+			MTA_ASSERT(buf_append(out, p, n) == 0);
+		} else if (!*found) {
+			MTA_ASSERT(
+			    buf_appendf(out, "%s:%s\n", name, hash) == 0);
+			*found = true;
+		}
+		p += n;
+	}
+	if (!*found) {
+		if (buf_avail(out) > 0 &&
+		    buf_peek(out)[buf_avail(out) - 1] != '\n')
+			MTA_ASSERT(buf_append(out, "\n", 1) == 0);
+		MTA_ASSERT(buf_appendf(out, "%s:%s\n", name, hash) == 0);
+	}
+}
+
+/* The current file, or empty when it does not exist yet (st_mode 0). */
+static int
+passwd_file_read(const char *path, struct buf *old, struct stat *st, char *err,
+    size_t errlen)
+{
+	uint8_t *d;
+	ssize_t n;
+	int fd;
+
+	memset(st, 0, sizeof(*st));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, st) < 0) {
+		str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		str_fmt(err, errlen, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	for (;;) {
+		if ((d = buf_reserve(old, 65536)) == NULL) {
+			str_fmt(err, errlen, "%s: file too large", path);
+			close(fd);
+			return -1;
+		}
+		if ((n = read(fd, d, 65536)) < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		buf_commit(old, (size_t)n);
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+passwd_write_all(int fd, const uint8_t *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		if ((w = write(fd, p, n)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Replace path with data: temp file, fsync, rename, fsync the dir. */
+static int
+passwd_replace(const char *path, const struct buf *data, const struct stat *st,
+    char *err, size_t errlen)
+{
+	char tmp[PATH_MAX], dcopy[PATH_MAX], bcopy[PATH_MAX];
+	const char *dir, *base;
+	int fd = -1, dfd = -1, rc;
+	bool made = false;
+
+	if (!str_copy(dcopy, sizeof(dcopy), path) ||
+	    !str_copy(bcopy, sizeof(bcopy), path)) {
+		str_fmt(err, errlen, "%s: path too long", path);
+		return -1;
+	}
+	dir = dirname(dcopy);
+	base = basename(bcopy);
+	if (!str_fmt(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, base)) {
+		str_fmt(err, errlen, "%s: path too long", path);
+		return -1;
+	}
+	/* mkostemp: O_CREAT|O_EXCL, mode 0600. */
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+		str_fmt(err, errlen, "%s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	made = true;
+	if (st->st_mode != 0 &&
+	    ((st->st_uid != geteuid() || st->st_gid != getegid()) &&
+	        fchown(fd, st->st_uid, st->st_gid) < 0)) {
+		str_fmt(err, errlen, "%s: cannot keep the owner: %s", tmp,
+		    strerror(errno));
+		goto fail;
+	}
+	if (st->st_mode != 0 && fchmod(fd, st->st_mode & 07777) < 0) {
+		str_fmt(err, errlen, "%s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	if ((rc = passwd_write_all(fd, buf_peek(data), buf_avail(data))) < 0 ||
+	    (rc = fsync(fd) < 0 ? -errno : 0) < 0) {
+		str_fmt(err, errlen, "%s: %s", tmp, strerror(-rc));
+		goto fail;
+	}
+	rc = close(fd);
+	fd = -1;
+	if (rc < 0) {
+		str_fmt(err, errlen, "%s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	if (rename(tmp, path) < 0) {
+		str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	made = false;
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    fsync(dfd) < 0) {
+		str_fmt(err, errlen, "%s: fsync: %s", dir, strerror(errno));
+		goto fail;
+	}
+	close(dfd);
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	if (made)
+		unlink(tmp);
+	return -1;
+}
+
+/* Add or update name in the users file at path. */
+static int
+passwd_update(const char *path, const char *name, const char *hash, bool *found,
+    char *err, size_t errlen)
+{
+	char real[PATH_MAX];
+	struct buf old, out;
+	struct stat st;
+	int rc = -1;
+
+	/* Replace the file a symlink points to, not the link. */
+	if (realpath(path, real) == NULL) {
+		if (errno != ENOENT) {
+			str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+			return -1;
+		}
+		str_copy(real, sizeof(real), path);
+	}
+	buf_init(&old, AUTH_FILE_MAX);
+	buf_init(&out, (size_t)AUTH_FILE_MAX + AUTH_LINE_MAX);
+	if (passwd_file_read(real, &old, &st, err, errlen) < 0)
+		goto out;
+	passwd_rewrite(
+	    buf_peek(&old), buf_avail(&old), name, hash, &out, found);
+	rc = passwd_replace(real, &out, &st, err, errlen);
+out:
+	if (old.data != NULL)
+		explicit_bzero(old.data, old.cap);
+	buf_fini(&old);
+	buf_fini(&out);
+	return rc;
+}
 
 int
 cmd_passwd(const char *config_path, int argc, char **argv)
 {
-	(void)config_path;
-	(void)argc;
-	fprintf(stderr, "mta: %s: not implemented yet\n", argv[0]);
-	return 1;
+	char err[PASSWD_ERR_MAX], pass[AUTH_PASS_MAX], hash[AUTH_HASH_MAX];
+	struct config *cfg = NULL;
+	const char *name;
+	bool found;
+	int rc, status = 1;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: mta [-c FILE] passwd NAME\n");
+		return 1;
+	}
+	name = argv[1];
+	if (!auth_name_valid(name)) {
+		fprintf(stderr,
+		    "mta passwd: invalid user name: it must be 1 "
+		    "to %d bytes without ':' or whitespace\n",
+		    AUTH_USER_MAX - 1);
+		return 1;
+	}
+	if (config_load(config_path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mta passwd: %s\n", err);
+		return 1;
+	}
+	if (cfg->auth.users[0] == '\0') {
+		fprintf(stderr,
+		    "mta passwd: %s: no users file configured "
+		    "([auth] users)\n",
+		    cfg->file[0] ? cfg->file : config_path);
+		goto out;
+	}
+	if (passwd_read(pass, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mta passwd: %s\n", err);
+		goto out;
+	}
+	rc = auth_hash_new(pass, hash, sizeof(hash));
+	explicit_bzero(pass, sizeof(pass));
+	if (rc < 0) {
+		fprintf(stderr, "mta passwd: cannot hash the password: %s\n",
+		    strerror(-rc));
+		goto out;
+	}
+	if (passwd_update(
+	        cfg->auth.users, name, hash, &found, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mta passwd: %s\n", err);
+		goto out;
+	}
+	printf("mta passwd: %s user %s in %s\n", found ? "updated" : "added",
+	    name, cfg->auth.users);
+	status = 0;
+out:
+	explicit_bzero(pass, sizeof(pass));
+	config_free(cfg);
+	return status;
 }

@@ -50,7 +50,9 @@ void chan_send(struct chan *c, struct chan_msg *m);
 struct chan_msg *chan_take(struct chan *c);
 
 /* Block up to timeout_ms (-1: forever) until a message is queued, then
- * take them all as chan_take() does. NULL on timeout. */
+ * take them all as chan_take() does. NULL on timeout, and also after a
+ * spurious wakeup (a wakeup left on the eventfd by an earlier batch):
+ * callers loop on their own deadline, never on one NULL. */
 struct chan_msg *chan_wait(struct chan *c, int timeout_ms);
 
 /* Drain the eventfd counter (after a wakeup). */
