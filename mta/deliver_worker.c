@@ -104,7 +104,8 @@ struct deliver_worker {
 	struct dconn *conns;
 	struct djob *parked;
 	unsigned ndns;      /* DNS requests out: wait for them before exit */
-	bool stopping;
+	bool stopping;      /* finish what is held, take nothing new */
+	bool exiting;       /* all done: chan_op cancelled, not re-armed */
 };
 
 static void conn_act(struct dconn *c, enum smtp_out_action a);
@@ -292,9 +293,11 @@ job_results(struct djob *dj, struct dconn *c)
 		struct sched_job_rcpt *jr = &dj->sj->rcpts[dj->map[i]];
 		char text[SMTP_OUT_TEXT_MAX + 64];
 
+		/* the server's text already starts with its enhanced code,
+		 * if it sent one; dsn= carries ours */
 		if (r->code)
-			str_fmt(text, sizeof(text), "%d %s %s", r->code,
-			    r->enhanced, r->text ? r->text : "");
+			str_fmt(text, sizeof(text), "%d %s", r->code,
+			    r->text ? r->text : "");
 		else
 			str_copy(text, sizeof(text), r->text ? r->text : "");
 		if (r->outcome == SMTP_OUT_TEMPFAIL && host_failed) {
@@ -759,9 +762,14 @@ on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		dj->next = NULL;
 		job_try(dj);
 	}
-	if (w->stopping && w->conns == NULL && w->parked == NULL &&
-	    w->ndns == 0) {
-		uring_loop_stop(w->loop);
+	if (w->exiting || (w->stopping && w->conns == NULL &&
+	    w->parked == NULL && w->ndns == 0)) {
+		/* the tick is not re-armed; the chan read is cancelled and
+		 * on_chan stops the loop once it is the last op */
+		w->exiting = true;
+		uring_cancel(w->loop, &w->chan_op);
+		if (uring_loop_busy(w->loop) == 0)
+			uring_loop_stop(w->loop);
 		return;
 	}
 	uring_timeout(w->loop, &w->tick, WORKER_TICK_MS);
@@ -819,6 +827,11 @@ on_chan(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 			MTA_ASSERT(!"unknown message for a delivery worker");
 		}
 	}
+	if (w->exiting) {
+		if (uring_loop_busy(w->loop) == 0)
+			uring_loop_stop(w->loop);
+		return;
+	}
 	/* read on while stopping: DNS answers must still come home */
 	uring_read(w->loop, &w->chan_op, chan_fd(w->chan), &w->chan_val,
 	    sizeof(w->chan_val));
@@ -840,6 +853,7 @@ worker_main(void *arg)
 	if (uring_loop_run(w->loop) != 0)
 		fatalx("delivery worker %u: event loop failed", w->idx);
 	/* stopped: every op is done once the loop drains */
+	w->exiting = true;
 	while (uring_loop_busy(w->loop) > 0) {
 		uring_cancel(w->loop, &w->chan_op);
 		uring_cancel(w->loop, &w->tick);

@@ -26,6 +26,7 @@ usage(FILE *fp)
 	    "  queue stats                counts by state and domain\n"
 	    "  queue delete|retry|hold|release ID...\n"
 	    "  passwd NAME                add or change a submission user\n"
+	    "  resolve [--host] NAME      show the delivery targets of a domain\n"
 	    "  version                    version and library versions\n");
 }
 
@@ -80,6 +81,8 @@ main(int argc, char **argv)
 		return cmd_queue(config, argc - i, argv + i);
 	if (strcmp(argv[i], "passwd") == 0)
 		return cmd_passwd(config, argc - i, argv + i);
+	if (strcmp(argv[i], "resolve") == 0)
+		return cmd_resolve(config, argc - i, argv + i);
 	if (strcmp(argv[i], "version") == 0)
 		return cmd_version();
 	fprintf(stderr, "mta: unknown command %s\n", argv[i]);

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * dns.h - the DNS resolver stage: MX and address lookups for delivery.
+ *
+ * DESIGN. c-ares 1.18 channels are not thread-safe, so one resolver thread
+ * owns the channel, the TTL cache and every lookup in flight. Callers on
+ * any thread fill a struct dns_req and send it with dns_resolve_mx() or
+ * dns_resolve_host(); the resolver answers exactly once by sending the
+ * same struct back on req->reply, filled in. Nothing else is shared.
+ *
+ * An MX answer is the ordered list of delivery targets, exactly as
+ * delivery must try them: MX hosts by ascending preference, equal
+ * preferences shuffled, each with its addresses (IPv4 first, then IPv6,
+ * each family shuffled). No MX records means the domain itself (implicit
+ * MX, RFC 5321 5.1). A null MX (RFC 7505) is DNS_NULLMX. Transient versus
+ * permanent is decided here (pitfall 10): NXDOMAIN is permanent, SERVFAIL,
+ * REFUSED and timeouts are DNS_TEMPFAIL.
+ *
+ * Lenient, like Postfix: an MX exchange that is an IP address (bare or
+ * [bracketed]) is used as that address, and an exchange that is a CNAME
+ * is followed; both are logged. An MX host without addresses is skipped;
+ * if every host is skipped the answer is DNS_TEMPFAIL. A domain with no
+ * MX and no A/AAAA (a definite answer, not a failed lookup) is
+ * DNS_NOTFOUND, as is a route host that has no address.
+ *
+ * Answers (positive, NXDOMAIN, NODATA) are cached by the resolver thread
+ * for their TTL clamped to [dns] min_ttl..max_ttl; failures never are.
+ *
+ * Names are always absolute: no search list, no HOSTALIASES.
+ */
+#ifndef MTA_DNS_H
+#define MTA_DNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/chan.h"
+#include "base/compat.h"
+
+struct config_dns;
+
+#define DNS_NAME_MAX    256 /* text host name with NUL (RFC 1035: 253) */
+#define DNS_REASON_MAX  160 /* text reason with NUL */
+#define DNS_MAX_TARGETS 10  /* MX hosts kept per answer, best first */
+#define DNS_MAX_ADDRS   8   /* addresses kept per host */
+
+/* chan_msg.type of a request and of its answer (same struct both ways). */
+#define DNS_MSG_MX   0x4401
+#define DNS_MSG_HOST 0x4402
+
+enum dns_status {
+	DNS_OK,       /* targets[] holds at least one address */
+	DNS_TEMPFAIL, /* try again later: SERVFAIL, timeout, no usable MX host */
+	DNS_NOTFOUND, /* permanent: NXDOMAIN, or no MX and no address */
+	DNS_NULLMX,   /* permanent: the domain accepts no mail (RFC 7505) */
+	DNS_PERMFAIL, /* permanent: the name itself is invalid */
+};
+
+/* One host to connect to. Ports in addrs[] are 0: delivery sets them. */
+struct dns_target {
+	char name[DNS_NAME_MAX]; /* MX exchange as published (or the domain) */
+	uint16_t pref; /* MX preference; 0 for implicit MX and hosts */
+	size_t naddrs; /* 1..DNS_MAX_ADDRS */
+	struct sockaddr_storage addrs[DNS_MAX_ADDRS]; /* AF_INET, AF_INET6 */
+};
+
+/*
+ * A request and, once sent back, its answer. The caller owns the struct
+ * except between dns_resolve_*() and its arrival on `reply`, when the
+ * resolver does. Size: about 13 KiB; do not put many on a stack.
+ */
+struct dns_req {
+	struct chan_msg msg;       /* first; type set by dns_resolve_*(),
+				  * reqid is the caller's and kept */
+	struct chan *reply;        /* in: where the answer is sent */
+	void *arg;                 /* in: caller's cookie, untouched */
+	char domain[DNS_NAME_MAX]; /* in: mail domain, or host for HOST */
+
+	enum dns_status status;      /* out */
+	char reason[DNS_REASON_MAX]; /* out: why, for logs and DSNs */
+	size_t ntargets;             /* out: 0 unless DNS_OK */
+	struct dns_target targets[DNS_MAX_TARGETS]; /* out: try in order */
+};
+
+struct dns;
+
+/*
+ * dns_new - create a resolver (no thread yet) from its config section.
+ * cfg is borrowed for this call only. Servers: cfg->servers, or
+ * /etc/resolv.conf when there are none. Startup only, any one thread.
+ * Returns NULL and one line in err on failure.
+ */
+struct dns *dns_new(const struct config_dns *cfg, char *err, size_t errlen);
+
+/* Start the resolver thread. 0, or -errno from pthread_create. */
+int dns_start(struct dns *r) MTA_MUST_CHECK;
+
+/*
+ * dns_free - stop the thread (if started) and free everything. Lookups in
+ * flight and requests still queued are answered DNS_TEMPFAIL first.
+ * Requests sent after dns_free() has begun are a bug. NULL is a no-op.
+ */
+void dns_free(struct dns *r);
+
+/*
+ * dns_resolve_mx - look up the delivery targets of mail domain
+ * req->domain (trailing dot optional). Any thread; never blocks. Ownership
+ * of req passes to the resolver until the answer arrives on req->reply
+ * with msg.type DNS_MSG_MX. Before dns_start() requests just wait.
+ */
+void dns_resolve_mx(struct dns *r, struct dns_req *req);
+
+/*
+ * dns_resolve_host - the addresses of host req->domain (a route's host):
+ * one target named after the host, pref 0. An IP address (bare or
+ * [bracketed]) is answered without a query. Same contract as
+ * dns_resolve_mx(); the answer's msg.type is DNS_MSG_HOST.
+ */
+void dns_resolve_host(struct dns *r, struct dns_req *req);
+
+/* "ok", "tempfail", "notfound", "nullmx", "permfail". */
+const char *dns_status_str(enum dns_status s);
+
+/* Is this status permanent (5xx) rather than transient (4xx)? */
+bool dns_status_permanent(enum dns_status s);
+
+#endif

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * receive.h - the receive stage: R threads, each with its own io_uring
+ * loop, its own SO_REUSEPORT listener on every listen address, and the
+ * SMTP sessions (smtp_in) of the connections it accepted.
+ *
+ * DESIGN. The kernel spreads accepts over the R listeners of an address,
+ * so threads share no lock on the hot path. A connection lives on its
+ * thread from accept to close: recv into the thread's provided buffers,
+ * smtp_in_feed(), one send of every reply of the batch. At end of DATA
+ * the session's commit request goes to the queue with the thread's chan
+ * as its reply address; the answer wakes the loop through the chan's
+ * eventfd. What threads share: the connection counts (an atomic total,
+ * and a mutex-protected per-address table) and the in-flight body budget
+ * (an atomic).
+ *
+ * Lifecycle (main thread): receive_new() (binds: startup errors surface
+ * here) -> receive_start() -> ... -> receive_shutdown() -> poll
+ * receive_done() -> receive_free().
+ */
+#ifndef MTA_RECEIVE_H
+#define MTA_RECEIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/compat.h"
+#include "config/config.h"
+
+struct queue;
+struct receive;
+
+/* chan message type of this module (main thread -> receive threads). */
+enum receive_msg_type {
+	RECEIVE_MSG_SHUTDOWN = 0x500, /* reqid 1: now, 0: graceful */
+};
+
+/* Seconds a transaction in progress gets to finish after shutdown. */
+#define RECEIVE_SHUTDOWN_GRACE_MS 10000
+
+/*
+ * receive_new - create the listening sockets, R per address (R =
+ * cfg->server.threads), non-blocking and close-on-exec. No thread runs yet,
+ * and nothing else is touched, so call it first: a busy port fails fast.
+ * cfg: borrowed; must outlive the receive stage.
+ * Returns 0 and *out, or negative errno with one line in err, e.g.
+ * "listen 127.0.0.1:587: Address already in use". Main thread.
+ */
+int receive_new(const struct config *cfg, struct receive **out, char *err,
+    size_t errlen) MTA_MUST_CHECK;
+
+/*
+ * receive_start - start the R threads; returns once each has its ring set
+ * up and is accepting. q: the started queue that messages are submitted
+ * to; borrowed, must outlive the receive stage. Signals must already be blocked in the caller (the
+ * threads inherit the mask). Returns 0, or negative errno with one line in
+ * err (then every thread has been stopped again; call receive_free).
+ */
+int receive_start(struct receive *r, struct queue *q, char *err,
+    size_t errlen) MTA_MUST_CHECK;
+
+/*
+ * receive_shutdown - stop accepting; sessions without a transaction get
+ * 421 4.3.2 and are closed; those in a transaction get
+ * RECEIVE_SHUTDOWN_GRACE_MS to finish (now = true: no grace). Returns at
+ * once; may be called again with now = true. Main thread.
+ */
+void receive_shutdown(struct receive *r, bool now);
+
+/* True when every thread has finished (after receive_shutdown). */
+bool receive_done(const struct receive *r);
+
+/* Join the threads and free everything (takes NULL). Main thread, after
+ * receive_done() or when receive_start() failed or was never called. */
+void receive_free(struct receive *r);
+
+#endif

@@ -1,0 +1,1556 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * smtp_in.c - the receive-side SMTP state machine behind smtp_in.h.
+ *
+ * Owns: one session's protocol state, its bounded input, the envelope of
+ * the transaction in progress and the body being received. Runs on the
+ * receive thread that created the session; does no I/O and takes no lock.
+ *
+ * DESIGN. Input is consumed in place from the caller's bytes; only a
+ * partial command line, or what arrives behind a pending action, is
+ * copied into s->in, so an idle session holds a few hundred bytes. Command
+ * lines go through one table of {verb, check, proceed} rows (as OpenSMTPD's
+ * smtp_session.c); every state change goes through smtp_in_enter_state().
+ * DATA is a byte-level state machine (smtp_in_data) rather than a line
+ * reader, so lines of any length stream into the body without being held,
+ * and only CR LF "." CR LF ends a message: a bare CR or LF never starts a
+ * line, so no "\n.\n" variant can end DATA early (SMTP smuggling). Bare CR
+ * or LF anywhere, in commands as in DATA, is refused.
+ *
+ * Must not: answer 250 to a message before the committer says so, keep
+ * plaintext buffered across STARTTLS, or log AUTH data or bodies.
+ */
+#include "smtp_in.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/str.h"
+#include "base/xalloc.h"
+#include "queue/queue.h"
+#include "smtp_parse.h"
+
+#define SMTP_IN_CMD_MAX      512         /* command line with CRLF, 4.5.3.1.4 */
+#define SMTP_IN_AUTH_MAX     2048        /* AUTH response line with CRLF */
+#define SMTP_IN_TEXT_MAX     1000        /* DATA line with CRLF, 4.5.3.1.6 */
+#define SMTP_IN_INPUT_MAX    (64 * 1024) /* bytes held in s->in */
+#define SMTP_IN_INPUT_HIWAT  (32 * 1024) /* stop reading above this */
+#define SMTP_IN_INPUT_KEEP   1024        /* free s->in storage above this */
+#define SMTP_IN_FILL_MAX     4096        /* bytes moved into s->in per step */
+#define SMTP_IN_HELO_MAX     255
+#define SMTP_IN_USER_MAX     255
+#define SMTP_IN_PASS_MAX     255
+#define SMTP_IN_MAX_HOPS     50          /* Received: headers, as Postfix */
+#define SMTP_IN_RESERVE_STEP (64 * 1024) /* in-flight budget granularity */
+#define SMTP_IN_RCVD_MAX     2048        /* our Received header, bound */
+#define SMTP_IN_REPLY_MAX    1024
+
+enum smtp_in_state {
+	SMTP_IN_S_CONNECTED,  /* greeted; HELO/EHLO expected */
+	SMTP_IN_S_HELO,       /* no transaction */
+	SMTP_IN_S_MAIL,       /* MAIL accepted, no recipient yet */
+	SMTP_IN_S_RCPT,       /* at least one recipient */
+	SMTP_IN_S_DATA,       /* receiving the body */
+	SMTP_IN_S_AUTH_PLAIN, /* waiting for the PLAIN response */
+	SMTP_IN_S_AUTH_USER,  /* LOGIN: waiting for the user name */
+	SMTP_IN_S_AUTH_PASS,  /* LOGIN: waiting for the password */
+};
+
+/* Where the DATA byte machine is within a line. */
+enum smtp_in_dstate {
+	SMTP_IN_D_BOL,    /* after CR LF (or the 354) */
+	SMTP_IN_D_DOT,    /* "." at the start of a line */
+	SMTP_IN_D_DOT_CR, /* ".\r" at the start of a line */
+	SMTP_IN_D_MID,    /* inside a line */
+	SMTP_IN_D_CR,     /* after a CR inside a line */
+};
+
+struct smtp_in_data {
+	enum smtp_in_dstate st;
+	bool headers;     /* still in the header section */
+	bool bare;        /* a bare CR or LF was seen */
+	bool longline;    /* a line was over SMTP_IN_TEXT_MAX */
+	bool toobig;      /* over max_message_size: body dropped */
+	bool nobudget;    /* in-flight budget refused: body dropped */
+	unsigned hops;    /* Received: headers in the header section */
+	size_t linelen;   /* wire octets of the current line */
+	size_t linestart; /* offset of the current line in the body */
+	uint64_t size;    /* message octets after unstuffing */
+};
+
+struct smtp_in {
+	const struct smtp_in_cfg *cfg; /* borrowed, outlives the session */
+	struct smtp_in_peer peer;
+	enum smtp_in_state state;    /* only smtp_in_enter_state() writes */
+	enum smtp_in_action pending; /* outstanding action; READ if none */
+	bool esmtp;                  /* greeted with EHLO */
+	bool tls;                    /* the connection is encrypted */
+	bool authed;                 /* AUTH succeeded; user holds the name */
+	bool skipping; /* discarding the rest of an over-long line */
+	bool discard;  /* drop buffered input (after STARTTLS) */
+	bool overflow; /* input was lost while an action was pending */
+	unsigned nerrors;
+	unsigned nauthfail;
+	size_t more; /* input bytes behind the line being handled */
+	char helo[SMTP_IN_HELO_MAX + 1];
+	char user[SMTP_IN_USER_MAX + 1];
+	char *pass;    /* only between AUTH and auth_done; wiped */
+	struct buf in; /* partial line, or input behind an action */
+
+	/* The transaction: "from\0rcpt\0rcpt\0..." in one arena. */
+	struct buf env;
+	size_t nrcpts;
+	bool smtputf8;
+
+	/* DATA */
+	struct buf body; /* Received header + message */
+	uint64_t id;
+	size_t hdrlen;   /* our Received header, at body's front */
+	size_t reserved; /* in-flight budget held, bytes */
+	struct smtp_in_data d;
+	struct queue_submit *req; /* built at end of DATA until taken */
+};
+
+struct smtp_in_cmd {
+	const char *verb;
+	/* false: refused, and the reply is already in out */
+	bool (*check)(
+	    struct smtp_in *, const struct smtp_parse_cmd *, struct buf *);
+	void (*proceed)(
+	    struct smtp_in *, const struct smtp_parse_cmd *, struct buf *);
+};
+
+static void smtp_in_vreply(
+    struct smtp_in *, struct buf *, const char *, va_list) MTA_PRINTF(3, 0);
+static void smtp_in_reply(struct smtp_in *, struct buf *, const char *, ...)
+    MTA_PRINTF(3, 4);
+static void smtp_in_error(struct smtp_in *, struct buf *, const char *, ...)
+    MTA_PRINTF(3, 4);
+static size_t smtp_in_run(
+    struct smtp_in *, const uint8_t *, size_t, size_t, struct buf *);
+
+static void
+smtp_in_close(struct smtp_in *s)
+{
+	s->pending = SMTP_IN_CLOSE;
+}
+
+static void
+smtp_in_vreply(struct smtp_in *s, struct buf *out, const char *fmt, va_list ap)
+{
+	char line[SMTP_IN_REPLY_MAX];
+	int n;
+
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	/*
+	 * The loop stops reading while out is large, so this only fails for
+	 * a peer that pipelines far more than it reads back: drop it.
+	 */
+	if (buf_append(out, line, (size_t)n) != 0) {
+		log_warnx(
+		    "smtp client=%s output buffer full, closing", s->peer.addr);
+		smtp_in_close(s);
+	}
+}
+
+static void
+smtp_in_reply(struct smtp_in *s, struct buf *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	smtp_in_vreply(s, out, fmt, ap);
+	va_end(ap);
+}
+
+/* A refused command: reply, and count it against max_errors. */
+static void
+smtp_in_error(struct smtp_in *s, struct buf *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	smtp_in_vreply(s, out, fmt, ap);
+	va_end(ap);
+	if (++s->nerrors > s->cfg->max_errors) {
+		smtp_in_reply(s, out, "421 4.7.0 %s Error: too many errors",
+		    s->cfg->hostname);
+		smtp_in_close(s);
+	}
+}
+
+/*
+ * A peer string as a logfmt value: as is when it needs no quoting (the
+ * common case, and the form SPEC shows: from=<a@b>), else log_quote()d.
+ */
+static const char *
+smtp_in_logval(
+    char *dst, size_t dstlen, const char *v, size_t len, bool brackets)
+{
+	char tmp[SMTP_PARSE_PATH_MAX + 3];
+	size_t n = 0, i;
+	bool plain = true;
+
+	if (brackets)
+		tmp[n++] = '<';
+	for (i = 0; i < len && n < sizeof(tmp) - 2; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '=')
+			plain = false;
+		tmp[n++] = (char)c;
+	}
+	if (i < len)
+		plain = false;
+	if (brackets)
+		tmp[n++] = '>';
+	if (plain && n < dstlen) {
+		memcpy(dst, tmp, n);
+		dst[n] = '\0';
+		return dst;
+	}
+	return log_quote(dst, dstlen, tmp, n);
+}
+
+static void
+smtp_in_reserve_release(struct smtp_in *s)
+{
+	if (s->reserved > 0 && s->cfg->inflight_release != NULL)
+		s->cfg->inflight_release(s->cfg->inflight_arg, s->reserved);
+	s->reserved = 0;
+}
+
+static bool
+smtp_in_reserve(struct smtp_in *s, size_t n)
+{
+	if (s->cfg->inflight_reserve != NULL &&
+	    !s->cfg->inflight_reserve(s->cfg->inflight_arg, n))
+		return false;
+	s->reserved += n;
+	return true;
+}
+
+/* Forget the transaction: envelope, body and their budget. */
+static void
+smtp_in_tx_reset(struct smtp_in *s)
+{
+	buf_fini(&s->env);
+	buf_fini(&s->body);
+	s->nrcpts = 0;
+	s->smtputf8 = false;
+	s->hdrlen = 0;
+	s->id = 0;
+	memset(&s->d, 0, sizeof(s->d));
+	smtp_in_reserve_release(s);
+}
+
+static const char *
+smtp_in_state_name(enum smtp_in_state st)
+{
+	static const char *names[] = {"connected", "helo", "mail", "rcpt",
+	    "data", "auth_plain", "auth_user", "auth_pass"};
+
+	return (size_t)st < MTA_ARRAY_LEN(names) ? names[st] : "?";
+}
+
+/*
+ * The one place the state changes. Leaving a transaction for CONNECTED or
+ * HELO drops it, so no path can leak an envelope into the next one.
+ */
+static void
+smtp_in_enter_state(struct smtp_in *s, enum smtp_in_state st)
+{
+	if (log_debug_enabled())
+		log_debug("smtp client=%s state %s -> %s", s->peer.addr,
+		    smtp_in_state_name(s->state), smtp_in_state_name(st));
+	switch (st) {
+	case SMTP_IN_S_CONNECTED:
+	case SMTP_IN_S_HELO:
+		if (s->state == SMTP_IN_S_MAIL || s->state == SMTP_IN_S_RCPT ||
+		    s->state == SMTP_IN_S_DATA)
+			smtp_in_tx_reset(s);
+		break;
+	case SMTP_IN_S_DATA:
+		memset(&s->d, 0, sizeof(s->d));
+		s->d.st = SMTP_IN_D_BOL;
+		s->d.headers = true;
+		s->d.linestart = s->hdrlen;
+		break;
+	default:
+		break;
+	}
+	s->state = st;
+}
+
+static void
+smtp_in_auth_wipe(struct smtp_in *s)
+{
+	if (s->pass != NULL) {
+		explicit_bzero(s->pass, strlen(s->pass));
+		free(s->pass);
+		s->pass = NULL;
+	}
+}
+
+/* ---- Received header ---- */
+
+static void
+smtp_in_date(uint64_t ms, char *dst, size_t len)
+{
+	static const char days[][4] = {
+	    "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May",
+	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	/* RFC 5322 3.3, in UTC so no time zone data is read per message. */
+	if (!str_fmt(dst, len, "%s, %d %s %d %02d:%02d:%02d +0000",
+	        days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+	        tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec))
+		dst[0] = '\0';
+}
+
+/* "from\0rcpt1\0..." -> the i-th string (0 = sender). */
+static const char *
+smtp_in_env_str(const struct smtp_in *s, size_t i)
+{
+	const char *p = (const char *)buf_peek(&s->env);
+
+	while (i-- > 0)
+		p += strlen(p) + 1;
+	return p;
+}
+
+static int
+smtp_in_received(struct smtp_in *s)
+{
+	char date[64], tcpinfo[80];
+	const char *proto;
+
+	smtp_in_date(clock_wall_ms(), date, sizeof(date));
+	if (!str_fmt(tcpinfo, sizeof(tcpinfo), "[%s%s]",
+	        strchr(s->peer.addr, ':') != NULL ? "IPv6:" : "", s->peer.addr))
+		return -ENAMETOOLONG;
+	/* RFC 3848 protocol types; AUTH data never appears. */
+	if (!s->esmtp)
+		proto = "SMTP";
+	else if (s->tls)
+		proto = s->authed ? "ESMTPSA" : "ESMTPS";
+	else
+		proto = s->authed ? "ESMTPA" : "ESMTP";
+	if (buf_appendf(&s->body,
+	        "Received: from %s (rdns-less %s)\r\n"
+	        "\tby %s (mta) with %s id %016" PRIx64 "%s",
+	        s->helo, tcpinfo, s->cfg->hostname, proto, s->id,
+	        s->nrcpts == 1 ? "\r\n\tfor <" : ";\r\n\t") != 0)
+		return -ENOBUFS;
+	if (s->nrcpts == 1 &&
+	    buf_appendf(&s->body, "%s>; ", smtp_in_env_str(s, 1)) != 0)
+		return -ENOBUFS;
+	if (buf_appendf(&s->body, "%s\r\n", date) != 0)
+		return -ENOBUFS;
+	return 0;
+}
+
+/* ---- checks ---- */
+
+static bool
+smtp_in_check_helo(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	(void)cmd;
+	if (s->state == SMTP_IN_S_CONNECTED) {
+		smtp_in_error(s, out, "503 5.5.1 Error: send HELO/EHLO first");
+		return false;
+	}
+	return true;
+}
+
+static bool
+smtp_in_check_mail(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	if (!smtp_in_check_helo(s, cmd, out))
+		return false;
+	if (s->state != SMTP_IN_S_HELO) {
+		smtp_in_error(s, out, "503 5.5.1 Error: nested MAIL command");
+		return false;
+	}
+	return true;
+}
+
+static bool
+smtp_in_check_rcpt(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	(void)cmd;
+	if (s->state != SMTP_IN_S_MAIL && s->state != SMTP_IN_S_RCPT) {
+		smtp_in_error(s, out, "503 5.5.1 Error: need MAIL command");
+		return false;
+	}
+	return true;
+}
+
+static bool
+smtp_in_check_data(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	/*
+	 * RFC 2920 3.1: DATA ends a pipelined group; the client waits for
+	 * 354. Bytes already behind it were sent blind, and would run as
+	 * commands if DATA failed: a desynchronised or hostile client.
+	 */
+	if (s->more > 0) {
+		smtp_in_reply(
+		    s, out, "554 5.5.0 Error: SMTP protocol synchronization");
+		log_event(
+		    "event=rejected client=%s reason=pipelining", s->peer.addr);
+		smtp_in_close(s);
+		return false;
+	}
+	if (s->state == SMTP_IN_S_MAIL) {
+		smtp_in_error(s, out, "503 5.5.1 Error: need RCPT command");
+		return false;
+	}
+	if (s->state != SMTP_IN_S_RCPT) {
+		smtp_in_error(s, out, "503 5.5.1 Error: need MAIL command");
+		return false;
+	}
+	if (cmd->arglen > 0) {
+		smtp_in_error(s, out, "501 5.5.4 Syntax: DATA");
+		return false;
+	}
+	return true;
+}
+
+static bool
+smtp_in_check_starttls(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	if (!s->cfg->tls_available) {
+		smtp_in_error(
+		    s, out, "502 5.5.1 Error: command not implemented");
+		return false;
+	}
+	if (!smtp_in_check_helo(s, cmd, out))
+		return false;
+	if (s->tls) {
+		smtp_in_error(s, out, "503 5.5.1 Error: TLS already active");
+		return false;
+	}
+	if (s->state != SMTP_IN_S_HELO) {
+		smtp_in_error(
+		    s, out, "503 5.5.1 Error: MAIL transaction in progress");
+		return false;
+	}
+	if (cmd->arglen > 0) {
+		smtp_in_error(s, out, "501 5.5.4 Syntax: STARTTLS");
+		return false;
+	}
+	return true;
+}
+
+static bool
+smtp_in_check_auth(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	(void)cmd;
+	if (s->state == SMTP_IN_S_CONNECTED || !s->esmtp) {
+		smtp_in_error(s, out, "503 5.5.1 Error: send EHLO first");
+		return false;
+	}
+	if (s->authed) {
+		smtp_in_error(s, out, "503 5.5.1 Error: already authenticated");
+		return false;
+	}
+	if (s->state != SMTP_IN_S_HELO) {
+		smtp_in_error(
+		    s, out, "503 5.5.1 Error: MAIL transaction in progress");
+		return false;
+	}
+	if (!s->cfg->auth_available) {
+		smtp_in_error(
+		    s, out, "503 5.5.1 Error: authentication not enabled");
+		return false;
+	}
+	if (s->cfg->auth_require_tls && !s->tls) {
+		smtp_in_error(s, out,
+		    "538 5.7.11 Encryption required for "
+		    "requested authentication mechanism");
+		return false;
+	}
+	return true;
+}
+
+/* ---- proceed ---- */
+
+/* RFC 5321 4.1.1.1: a domain or address literal; we only refuse what
+ * would be unsafe or meaningless in a Received header. */
+static bool
+smtp_in_helo_ok(const char *p, size_t len)
+{
+	if (len == 0 || len > SMTP_IN_HELO_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+static void
+smtp_in_proceed_helo(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	bool ehlo = smtp_parse_verb_is(cmd, "EHLO");
+
+	if (!smtp_in_helo_ok(cmd->arg, cmd->arglen)) {
+		smtp_in_error(s, out, "501 5.5.4 Syntax: %s hostname",
+		    ehlo ? "EHLO" : "HELO");
+		return;
+	}
+	str_ncopy(s->helo, sizeof(s->helo), cmd->arg, cmd->arglen);
+	s->esmtp = ehlo;
+	/* RFC 5321 4.1.4: a new EHLO/HELO resets the transaction. */
+	smtp_in_enter_state(s, SMTP_IN_S_HELO);
+	if (!ehlo) {
+		smtp_in_reply(s, out, "250 %s", s->cfg->hostname);
+		return;
+	}
+	smtp_in_reply(s, out, "250-%s", s->cfg->hostname);
+	smtp_in_reply(s, out, "250-PIPELINING");
+	smtp_in_reply(s, out, "250-SIZE %" PRIu64, s->cfg->max_message_size);
+	smtp_in_reply(s, out, "250-8BITMIME");
+	smtp_in_reply(s, out, "250-SMTPUTF8");
+	if (s->cfg->tls_available && !s->tls)
+		smtp_in_reply(s, out, "250-STARTTLS");
+	if (s->cfg->auth_available && (s->tls || !s->cfg->auth_require_tls))
+		smtp_in_reply(s, out, "250-AUTH PLAIN LOGIN");
+	smtp_in_reply(s, out, "250 ENHANCEDSTATUSCODES");
+}
+
+static void
+smtp_in_path_error(
+    struct smtp_in *s, struct buf *out, enum smtp_parse_status st, bool mail)
+{
+	const char *what = mail ? "MAIL FROM" : "RCPT TO";
+	const char *dsn = mail ? "5.1.7" : "5.1.3";
+
+	switch (st) {
+	case SMTP_PARSE_SYNTAX:
+		smtp_in_error(s, out, "501 5.5.4 Syntax: %s:<address>", what);
+		break;
+	case SMTP_PARSE_TOOLONG:
+		smtp_in_error(s, out, "501 %s Error: address too long", dsn);
+		break;
+	case SMTP_PARSE_PARAM_UNKNOWN:
+		smtp_in_error(s, out, "555 5.5.4 Error: unsupported parameter");
+		break;
+	case SMTP_PARSE_PARAM_BAD:
+		smtp_in_error(s, out, "501 5.5.4 Error: bad parameter");
+		break;
+	case SMTP_PARSE_ADDRESS:
+	default:
+		smtp_in_error(s, out, "501 %s Error: bad %s address syntax",
+		    dsn, mail ? "sender" : "recipient");
+		break;
+	}
+}
+
+static void
+smtp_in_proceed_mail(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	struct smtp_parse_path p;
+	enum smtp_parse_status st;
+	char v[SMTP_PARSE_PATH_MAX * 4 + 8];
+	size_t max;
+
+	if ((st = smtp_parse_mail(cmd->arg, cmd->arglen, &p)) !=
+	    SMTP_PARSE_OK) {
+		smtp_in_path_error(s, out, st, true);
+		return;
+	}
+	if (p.has_size && p.size > s->cfg->max_message_size) {
+		smtp_in_reply(s, out,
+		    "552 5.3.4 Error: message size exceeds fixed limit");
+		log_event("event=rejected client=%s reason=size from=%s "
+		          "size=%" PRIu64,
+		    s->peer.addr,
+		    smtp_in_logval(v, sizeof(v), p.addr, p.addrlen, true),
+		    p.size);
+		return;
+	}
+	/* Sender and every recipient, each with its NUL. */
+	max = ((size_t)s->cfg->max_recipients + 1) * (SMTP_PARSE_PATH_MAX + 1);
+	buf_init(&s->env, max);
+	if (buf_append(&s->env, p.addr, p.addrlen) != 0 ||
+	    buf_append(&s->env, "", 1) != 0) {
+		smtp_in_reply(s, out, "452 4.3.1 Insufficient system storage");
+		buf_fini(&s->env);
+		return;
+	}
+	s->smtputf8 = p.smtputf8;
+	smtp_in_enter_state(s, SMTP_IN_S_MAIL);
+	smtp_in_reply(s, out, "250 2.1.0 Ok");
+}
+
+static bool
+smtp_in_rcpt_dup(const struct smtp_in *s, const char *a, size_t len)
+{
+	const char *p = smtp_in_env_str(s, 1);
+
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		size_t n = strlen(p);
+
+		if (n == len && memcmp(p, a, len) == 0)
+			return true;
+		p += n + 1;
+	}
+	return false;
+}
+
+static void
+smtp_in_proceed_rcpt(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	struct smtp_parse_path p;
+	enum smtp_parse_status st;
+	char v[SMTP_PARSE_PATH_MAX * 4 + 8];
+
+	if ((st = smtp_parse_rcpt(cmd->arg, cmd->arglen, s->smtputf8, &p)) !=
+	    SMTP_PARSE_OK) {
+		smtp_in_path_error(s, out, st, false);
+		return;
+	}
+	/* No local domains: every recipient is a relay. */
+	if (!s->authed && !s->peer.relay_allowed) {
+		log_event("event=rejected client=%s reason=relay_denied "
+		          "rcpt=%s",
+		    s->peer.addr,
+		    smtp_in_logval(v, sizeof(v), p.addr, p.addrlen, true));
+		smtp_in_error(s, out, "554 5.7.1 Relay access denied");
+		return;
+	}
+	/* A duplicate is accepted once: one delivery per mailbox. */
+	if (smtp_in_rcpt_dup(s, p.addr, p.addrlen)) {
+		smtp_in_reply(s, out, "250 2.1.5 Ok");
+		return;
+	}
+	if (s->nrcpts >= s->cfg->max_recipients) {
+		smtp_in_reply(s, out, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (memchr(p.addr, '\0', p.addrlen) != NULL ||
+	    buf_append(&s->env, p.addr, p.addrlen) != 0 ||
+	    buf_append(&s->env, "", 1) != 0) {
+		smtp_in_reply(s, out, "452 4.3.1 Insufficient system storage");
+		return;
+	}
+	s->nrcpts++;
+	smtp_in_enter_state(s, SMTP_IN_S_RCPT);
+	smtp_in_reply(s, out, "250 2.1.5 Ok");
+}
+
+static void
+smtp_in_proceed_data(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	uint64_t max = s->cfg->max_message_size;
+	size_t want, bodymax;
+
+	(void)cmd;
+	/* Hold a first slice of the budget; the rest grows with the body. */
+	want = SMTP_IN_RESERVE_STEP;
+	if (!smtp_in_reserve(s, want)) {
+		smtp_in_reply(s, out, "452 4.3.1 Insufficient system storage");
+		log_event("event=rejected client=%s reason=inflight_budget",
+		    s->peer.addr);
+		return;
+	}
+	s->id = s->cfg->id_new(s->cfg->id_arg);
+	bodymax = max > SIZE_MAX - SMTP_IN_RCVD_MAX
+	              ? SIZE_MAX
+	              : (size_t)max + SMTP_IN_RCVD_MAX;
+	buf_init(&s->body, bodymax);
+	if (smtp_in_received(s) != 0) {
+		smtp_in_tx_reset(s);
+		smtp_in_enter_state(s, SMTP_IN_S_HELO);
+		smtp_in_reply(s, out, "451 4.3.0 Error: local error");
+		return;
+	}
+	s->hdrlen = buf_avail(&s->body);
+	/* The cap the body must fit in: our header + the message limit. */
+	s->body.max =
+	    max > SIZE_MAX - s->hdrlen ? SIZE_MAX : (size_t)max + s->hdrlen;
+	smtp_in_enter_state(s, SMTP_IN_S_DATA);
+	smtp_in_reply(s, out, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void
+smtp_in_proceed_rset(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	(void)cmd;
+	if (s->state != SMTP_IN_S_CONNECTED)
+		smtp_in_enter_state(s, SMTP_IN_S_HELO);
+	smtp_in_reply(s, out, "250 2.0.0 Ok");
+}
+
+static void
+smtp_in_proceed_noop(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	(void)cmd;
+	smtp_in_reply(s, out, "250 2.0.0 Ok");
+}
+
+static void
+smtp_in_proceed_quit(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	(void)cmd;
+	smtp_in_reply(s, out, "221 2.0.0 Bye");
+	smtp_in_close(s);
+}
+
+static void
+smtp_in_proceed_vrfy(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	(void)cmd;
+	/* RFC 5321 3.5.3: 252 says nothing about the mailbox. */
+	smtp_in_reply(
+	    s, out, "252 2.0.0 Cannot VRFY user, but will accept message");
+}
+
+static void
+smtp_in_proceed_help(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	(void)cmd;
+	smtp_in_reply(s, out,
+	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA "
+	    "RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+}
+
+static void
+smtp_in_proceed_starttls(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	(void)cmd;
+	smtp_in_reply(s, out, "220 2.0.0 Ready to start TLS");
+	/*
+	 * CVE-2011-0411: plaintext already behind STARTTLS must never be
+	 * read as if it came through TLS. The callers drop it (s->in may be
+	 * the very buffer being walked, so not here).
+	 */
+	s->discard = true;
+	s->pending = SMTP_IN_STARTTLS;
+}
+
+/* ---- AUTH (RFC 4954) ---- */
+
+static void
+smtp_in_auth_fail(struct smtp_in *s, struct buf *out)
+{
+	char u[SMTP_IN_USER_MAX * 4 + 8];
+
+	smtp_in_auth_wipe(s);
+	log_event("event=auth_failed client=%s user=%s", s->peer.addr,
+	    smtp_in_logval(u, sizeof(u), s->user, strlen(s->user), false));
+	s->user[0] = '\0';
+	smtp_in_reply(s, out, "535 5.7.8 Error: authentication failed");
+	if (++s->nauthfail >= s->cfg->auth_max_failures) {
+		smtp_in_reply(s, out,
+		    "421 4.7.0 %s Error: too many authentication failures",
+		    s->cfg->hostname);
+		smtp_in_close(s);
+	}
+}
+
+/* The credentials are complete: hand them to the loop. */
+static void
+smtp_in_auth_ready(struct smtp_in *s, const uint8_t *pass, size_t len)
+{
+	s->pass = xmalloc(len + 1);
+	memcpy(s->pass, pass, len);
+	s->pass[len] = '\0';
+	s->pending = SMTP_IN_AUTH;
+}
+
+static bool
+smtp_in_set_user(struct smtp_in *s, const uint8_t *p, size_t len)
+{
+	if (len == 0 || len > SMTP_IN_USER_MAX || memchr(p, '\0', len) != NULL)
+		return false;
+	memcpy(s->user, p, len);
+	s->user[len] = '\0';
+	return true;
+}
+
+/* Decode one client response; "=" alone is an empty initial response.
+ * Returns the length, or -1 after replying. */
+static int
+smtp_in_auth_decode(struct smtp_in *s, const char *p, size_t len, uint8_t *dec,
+    size_t decmax, struct buf *out)
+{
+	int n;
+
+	if (len == 1 && p[0] == '=')
+		return 0;
+	if ((n = smtp_parse_base64(p, len, dec, decmax)) < 0) {
+		smtp_in_reply(s, out, "501 5.5.2 Error: invalid base64 data");
+		return -1;
+	}
+	return n;
+}
+
+/* PLAIN: authzid NUL authcid NUL passwd (RFC 4616). */
+static void
+smtp_in_auth_plain(
+    struct smtp_in *s, const char *p, size_t len, struct buf *out)
+{
+	uint8_t dec[SMTP_IN_AUTH_MAX];
+	const uint8_t *z1, *z2;
+	size_t zlen, ulen, plen;
+	int n;
+
+	smtp_in_enter_state(s, SMTP_IN_S_HELO);
+	if ((n = smtp_in_auth_decode(s, p, len, dec, sizeof(dec), out)) < 0)
+		return;
+	if ((z1 = memchr(dec, '\0', (size_t)n)) == NULL ||
+	    (z2 = memchr(z1 + 1, '\0', (size_t)n - (size_t)(z1 + 1 - dec))) ==
+	        NULL) {
+		smtp_in_auth_fail(s, out);
+		goto wipe;
+	}
+	zlen = (size_t)(z1 - dec);
+	ulen = (size_t)(z2 - z1 - 1);
+	plen = (size_t)n - (size_t)(z2 + 1 - dec);
+	/* No proxy authorization: authzid is empty or the user itself. */
+	if ((zlen != 0 && (zlen != ulen || memcmp(dec, z1 + 1, ulen) != 0)) ||
+	    !smtp_in_set_user(s, z1 + 1, ulen) || plen > SMTP_IN_PASS_MAX ||
+	    memchr(z2 + 1, '\0', plen) != NULL) {
+		smtp_in_auth_fail(s, out);
+		goto wipe;
+	}
+	smtp_in_auth_ready(s, z2 + 1, plen);
+wipe:
+	explicit_bzero(dec, sizeof(dec));
+}
+
+static void
+smtp_in_auth_login_user(
+    struct smtp_in *s, const char *p, size_t len, struct buf *out)
+{
+	uint8_t dec[SMTP_IN_AUTH_MAX];
+	int n;
+
+	smtp_in_enter_state(s, SMTP_IN_S_HELO);
+	if ((n = smtp_in_auth_decode(s, p, len, dec, sizeof(dec), out)) < 0)
+		return;
+	if (!smtp_in_set_user(s, dec, (size_t)n)) {
+		smtp_in_auth_fail(s, out);
+		return;
+	}
+	smtp_in_enter_state(s, SMTP_IN_S_AUTH_PASS);
+	smtp_in_reply(s, out, "334 UGFzc3dvcmQ6");
+}
+
+static void
+smtp_in_auth_login_pass(
+    struct smtp_in *s, const char *p, size_t len, struct buf *out)
+{
+	uint8_t dec[SMTP_IN_AUTH_MAX];
+	int n;
+
+	smtp_in_enter_state(s, SMTP_IN_S_HELO);
+	if ((n = smtp_in_auth_decode(s, p, len, dec, sizeof(dec), out)) < 0)
+		goto wipe;
+	if ((size_t)n > SMTP_IN_PASS_MAX || memchr(dec, '\0', (size_t)n)) {
+		smtp_in_auth_fail(s, out);
+		goto wipe;
+	}
+	smtp_in_auth_ready(s, dec, (size_t)n);
+wipe:
+	explicit_bzero(dec, sizeof(dec));
+}
+
+/* A line while an AUTH exchange waits for the client. */
+static void
+smtp_in_auth_line(
+    struct smtp_in *s, const char *line, size_t len, struct buf *out)
+{
+	if (len == 1 && line[0] == '*') {
+		smtp_in_enter_state(s, SMTP_IN_S_HELO);
+		s->user[0] = '\0';
+		smtp_in_reply(s, out, "501 5.7.0 Authentication cancelled");
+		return;
+	}
+	/* A continuation line is the bare response: "=" is not special. */
+	if (len == 1 && line[0] == '=') {
+		smtp_in_enter_state(s, SMTP_IN_S_HELO);
+		smtp_in_reply(s, out, "501 5.5.2 Error: invalid base64 data");
+		return;
+	}
+	switch (s->state) {
+	case SMTP_IN_S_AUTH_PLAIN:
+		smtp_in_auth_plain(s, line, len, out);
+		break;
+	case SMTP_IN_S_AUTH_USER:
+		smtp_in_auth_login_user(s, line, len, out);
+		break;
+	case SMTP_IN_S_AUTH_PASS:
+	default:
+		smtp_in_auth_login_pass(s, line, len, out);
+		break;
+	}
+}
+
+static void
+smtp_in_proceed_auth(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	const char *mech = cmd->arg, *ir = NULL, *sp;
+	size_t mechlen = cmd->arglen, irlen = 0;
+
+	if ((sp = memchr(mech, ' ', mechlen)) != NULL) {
+		ir = sp + 1;
+		irlen = mechlen - (size_t)(ir - mech);
+		mechlen = (size_t)(sp - mech);
+		while (irlen > 0 && ir[0] == ' ') {
+			ir++;
+			irlen--;
+		}
+		if (irlen == 0 || memchr(ir, ' ', irlen) != NULL) {
+			smtp_in_error(s, out,
+			    "501 5.5.4 Syntax: AUTH mechanism [response]");
+			return;
+		}
+	}
+	if (mechlen == 0) {
+		smtp_in_error(
+		    s, out, "501 5.5.4 Syntax: AUTH mechanism [response]");
+		return;
+	}
+	if (str_ieq(mech, mechlen, "PLAIN")) {
+		if (ir != NULL) {
+			smtp_in_auth_plain(s, ir, irlen, out);
+			return;
+		}
+		smtp_in_enter_state(s, SMTP_IN_S_AUTH_PLAIN);
+		smtp_in_reply(s, out, "334 ");
+	} else if (str_ieq(mech, mechlen, "LOGIN")) {
+		if (ir != NULL) {
+			smtp_in_auth_login_user(s, ir, irlen, out);
+			return;
+		}
+		smtp_in_enter_state(s, SMTP_IN_S_AUTH_USER);
+		smtp_in_reply(s, out, "334 VXNlcm5hbWU6");
+	} else {
+		smtp_in_error(s, out,
+		    "504 5.5.4 Error: unrecognized authentication type");
+	}
+}
+
+static const struct smtp_in_cmd smtp_in_commands[] = {
+    {"EHLO", NULL, smtp_in_proceed_helo},
+    {"HELO", NULL, smtp_in_proceed_helo},
+    {"MAIL", smtp_in_check_mail, smtp_in_proceed_mail},
+    {"RCPT", smtp_in_check_rcpt, smtp_in_proceed_rcpt},
+    {"DATA", smtp_in_check_data, smtp_in_proceed_data},
+    {"RSET", NULL, smtp_in_proceed_rset},
+    {"NOOP", NULL, smtp_in_proceed_noop},
+    {"QUIT", NULL, smtp_in_proceed_quit},
+    {"VRFY", NULL, smtp_in_proceed_vrfy},
+    {"HELP", NULL, smtp_in_proceed_help},
+    {"STARTTLS", smtp_in_check_starttls, smtp_in_proceed_starttls},
+    {"AUTH", smtp_in_check_auth, smtp_in_proceed_auth},
+};
+
+/* ---- lines ---- */
+
+static void
+smtp_in_line_error(struct smtp_in *s, struct buf *out, const char *what)
+{
+	/* A broken AUTH response ends the exchange, not just the line. */
+	if (s->state >= SMTP_IN_S_AUTH_PLAIN) {
+		smtp_in_enter_state(s, SMTP_IN_S_HELO);
+		s->user[0] = '\0';
+	}
+	smtp_in_error(s, out, "500 5.5.2 Error: %s", what);
+}
+
+/* One command line, LF included. */
+static void
+smtp_in_line(
+    struct smtp_in *s, const char *line, size_t linelen, struct buf *out)
+{
+	struct smtp_parse_cmd cmd;
+	size_t len;
+
+	if (linelen < 2 || line[linelen - 2] != '\r') {
+		smtp_in_line_error(s, out, "bare <LF> received");
+		return;
+	}
+	len = linelen - 2;
+	if (memchr(line, '\r', len) != NULL) {
+		smtp_in_line_error(s, out, "bare <CR> received");
+		return;
+	}
+	if (memchr(line, '\0', len) != NULL) {
+		smtp_in_line_error(s, out, "NUL character received");
+		return;
+	}
+	if (s->state >= SMTP_IN_S_AUTH_PLAIN) {
+		smtp_in_auth_line(s, line, len, out);
+		return;
+	}
+	if (smtp_parse_command(line, len, &cmd)) {
+		for (size_t i = 0; i < MTA_ARRAY_LEN(smtp_in_commands); i++) {
+			const struct smtp_in_cmd *c = &smtp_in_commands[i];
+
+			if (!smtp_parse_verb_is(&cmd, c->verb))
+				continue;
+			if (c->check == NULL || c->check(s, &cmd, out))
+				c->proceed(s, &cmd, out);
+			return;
+		}
+	}
+	smtp_in_error(s, out, "500 5.5.1 Error: command not recognized");
+}
+
+/* ---- DATA ---- */
+
+/* Drop the body when it cannot be kept; keep reading to the end. */
+static void
+smtp_in_body_drop(struct smtp_in *s)
+{
+	buf_fini(&s->body);
+	smtp_in_reserve_release(s);
+}
+
+static void
+smtp_in_body_add(struct smtp_in *s, const uint8_t *p, size_t n)
+{
+	size_t need, grow;
+
+	if (n == 0)
+		return;
+	if (s->d.toobig || s->d.nobudget) {
+		s->d.size += n;
+		return;
+	}
+	if (n > s->cfg->max_message_size - s->d.size) {
+		s->d.toobig = true;
+		s->d.size += n;
+		smtp_in_body_drop(s);
+		return;
+	}
+	need = buf_avail(&s->body) + n;
+	if (need > s->reserved) {
+		grow = need - s->reserved;
+		if (grow < SMTP_IN_RESERVE_STEP)
+			grow = SMTP_IN_RESERVE_STEP;
+		if (!smtp_in_reserve(s, grow)) {
+			s->d.nobudget = true;
+			smtp_in_body_drop(s);
+			return;
+		}
+	}
+	if (buf_append(&s->body, p, n) != 0) {
+		s->d.toobig = true;
+		smtp_in_body_drop(s);
+		return;
+	}
+	s->d.size += n;
+}
+
+/* A CR LF ended a line: limits and the header section. */
+static void
+smtp_in_body_eol(struct smtp_in *s)
+{
+	const char *l;
+	size_t len;
+
+	if (s->d.linelen > SMTP_IN_TEXT_MAX)
+		s->d.longline = true;
+	s->d.linelen = 0;
+	if (s->d.toobig || s->d.nobudget)
+		return;
+	if (s->d.headers) {
+		l = (const char *)buf_peek(&s->body) + s->d.linestart;
+		len = buf_avail(&s->body) - s->d.linestart;
+		if (len == 2)
+			s->d.headers = false;
+		else if (str_iprefix(l, len, "Received:"))
+			s->d.hops++;
+	}
+	s->d.linestart = buf_avail(&s->body);
+}
+
+static void
+smtp_in_data_reject(
+    struct smtp_in *s, struct buf *out, const char *reason, const char *fmt)
+{
+	char v[SMTP_PARSE_PATH_MAX * 4 + 8];
+	const char *from = smtp_in_env_str(s, 0);
+
+	log_event("event=rejected client=%s reason=%s from=%s rcpts=%zu "
+	          "size=%" PRIu64,
+	    s->peer.addr, reason,
+	    smtp_in_logval(v, sizeof(v), from, strlen(from), true), s->nrcpts,
+	    s->d.size);
+	smtp_in_enter_state(s, SMTP_IN_S_HELO);
+	smtp_in_reply(s, out, "%s", fmt);
+}
+
+static struct queue_submit *
+smtp_in_submit_new(struct smtp_in *s)
+{
+	struct queue_submit *req = xcalloc(1, sizeof(*req));
+	const char *p;
+
+	req->msg.type = QUEUE_REQ_SUBMIT;
+	req->id = s->id;
+	req->from = xstrdup(smtp_in_env_str(s, 0));
+	req->rcpts = xcalloc(s->nrcpts, sizeof(*req->rcpts));
+	p = smtp_in_env_str(s, 1);
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		req->rcpts[i] = xstrdup(p);
+		p += strlen(p) + 1;
+	}
+	req->nrcpts = s->nrcpts;
+	req->user = s->authed ? xstrdup(s->user) : NULL;
+	req->client = xstrdup(s->peer.addr);
+	req->helo = xstrdup(s->helo);
+	req->received_ms = clock_wall_ms();
+	/* The body moves as is: no copy of the message. */
+	req->body = s->body;
+	buf_init(&s->body, 0);
+	return req;
+}
+
+/* CR LF . CR LF: judge the message, or hand it to the committer. */
+static void
+smtp_in_data_end(struct smtp_in *s, struct buf *out)
+{
+	if (s->d.bare)
+		smtp_in_data_reject(s, out, "bare_newline",
+		    "550 5.5.2 Error: bare <CR> or <LF> in message");
+	else if (s->d.longline)
+		smtp_in_data_reject(s, out, "line_too_long",
+		    "500 5.5.2 Error: message line too long");
+	else if (s->d.toobig)
+		smtp_in_data_reject(s, out, "size",
+		    "552 5.3.4 Error: message size exceeds fixed limit");
+	else if (s->d.nobudget)
+		smtp_in_data_reject(s, out, "inflight_budget",
+		    "452 4.3.1 Insufficient system storage");
+	else if (s->d.hops > SMTP_IN_MAX_HOPS)
+		smtp_in_data_reject(s, out, "loop",
+		    "554 5.4.6 Error: too many hops (mail loop)");
+	else {
+		s->req = smtp_in_submit_new(s);
+		s->pending = SMTP_IN_COMMIT;
+	}
+}
+
+/*
+ * Feed body bytes through the DATA machine; returns the bytes used, which
+ * is all of them unless the message ended inside (p, n).
+ */
+static size_t
+smtp_in_data(struct smtp_in *s, const uint8_t *p, size_t n, struct buf *out)
+{
+	struct smtp_in_data *d = &s->d;
+	size_t i = 0, j;
+
+	while (i < n) {
+		switch (d->st) {
+		case SMTP_IN_D_MID:
+			for (j = i; j < n && p[j] != '\r' && p[j] != '\n'; j++)
+				;
+			smtp_in_body_add(s, p + i, j - i);
+			d->linelen += j - i;
+			i = j;
+			if (i == n)
+				break;
+			d->linelen++;
+			if (p[i++] == '\r') {
+				d->st = SMTP_IN_D_CR;
+			} else {
+				d->bare = true;
+				smtp_in_body_add(s, (const uint8_t *)"\n", 1);
+			}
+			break;
+		case SMTP_IN_D_CR:
+			if (p[i] == '\n') {
+				i++;
+				d->linelen++;
+				smtp_in_body_add(s, (const uint8_t *)"\r\n", 2);
+				smtp_in_body_eol(s);
+				d->st = SMTP_IN_D_BOL;
+				break;
+			}
+			/* The CR was bare; p[i] is looked at again in MID. */
+			d->bare = true;
+			smtp_in_body_add(s, (const uint8_t *)"\r", 1);
+			d->st = SMTP_IN_D_MID;
+			break;
+		case SMTP_IN_D_BOL:
+			if (p[i] == '.') {
+				/* Leading dot: stuffing, or the end. */
+				i++;
+				d->linelen++;
+				d->st = SMTP_IN_D_DOT;
+			} else {
+				d->st = SMTP_IN_D_MID;
+			}
+			break;
+		case SMTP_IN_D_DOT:
+			if (p[i] == '\r') {
+				i++;
+				d->linelen++;
+				d->st = SMTP_IN_D_DOT_CR;
+			} else {
+				d->st = SMTP_IN_D_MID; /* the dot is dropped */
+			}
+			break;
+		case SMTP_IN_D_DOT_CR:
+			if (p[i] == '\n') {
+				smtp_in_data_end(s, out);
+				return i + 1;
+			}
+			d->st = SMTP_IN_D_CR; /* ".\r" + other: a bare CR */
+			break;
+		}
+	}
+	return i;
+}
+
+/* ---- input ---- */
+
+static size_t
+smtp_in_line_max(const struct smtp_in *s)
+{
+	return s->state >= SMTP_IN_S_AUTH_PLAIN ? SMTP_IN_AUTH_MAX
+	                                        : SMTP_IN_CMD_MAX;
+}
+
+/*
+ * Consume complete lines (or body bytes) of (p, n) until it runs out or an
+ * action is pending; `more` is how many input bytes follow p + n. Returns
+ * the bytes used; the rest is a partial line or waits behind the action.
+ */
+static size_t
+smtp_in_run(
+    struct smtp_in *s, const uint8_t *p, size_t n, size_t more, struct buf *out)
+{
+	const uint8_t *lf;
+	size_t done = 0, linelen, limit;
+
+	while (done < n && s->pending == SMTP_IN_READ) {
+		if (s->state == SMTP_IN_S_DATA) {
+			done += smtp_in_data(s, p + done, n - done, out);
+			if (s->state == SMTP_IN_S_DATA &&
+			    s->pending == SMTP_IN_READ)
+				MTA_ASSERT(done == n);
+			continue;
+		}
+		lf = memchr(p + done, '\n', n - done);
+		if (s->skipping) {
+			if (lf == NULL)
+				return n;
+			done = (size_t)(lf - p) + 1;
+			s->skipping = false;
+			smtp_in_line_error(s, out, "line too long");
+			continue;
+		}
+		limit = smtp_in_line_max(s);
+		if (lf == NULL) {
+			/* Already past the limit: stop holding it. */
+			if (n - done >= limit) {
+				s->skipping = true;
+				done = n;
+			}
+			break;
+		}
+		linelen = (size_t)(lf - (p + done)) + 1;
+		if (linelen > limit) {
+			done += linelen;
+			smtp_in_line_error(s, out, "line too long");
+			continue;
+		}
+		s->more = n - done - linelen + more;
+		smtp_in_line(s, (const char *)p + done, linelen, out);
+		done += linelen;
+	}
+	return done;
+}
+
+/* Keep what cannot be consumed now: a partial line, or input that
+ * arrived behind an action. */
+static void
+smtp_in_stash(struct smtp_in *s, const uint8_t *p, size_t n)
+{
+	if (s->discard || s->pending == SMTP_IN_CLOSE) {
+		buf_reset(&s->in);
+		return;
+	}
+	if (n > 0 && buf_append(&s->in, p, n) != 0)
+		s->overflow = true;
+}
+
+/* Give back s->in storage once it is empty, so idle sessions stay small. */
+static void
+smtp_in_trim(struct smtp_in *s)
+{
+	if (buf_avail(&s->in) == 0 && s->in.cap > SMTP_IN_INPUT_KEEP)
+		buf_fini(&s->in);
+}
+
+/* Move bytes into s->in up to the end of the line they complete. */
+static size_t
+smtp_in_fill(struct smtp_in *s, const uint8_t *p, size_t n)
+{
+	const uint8_t *lf = memchr(p, '\n', n);
+	size_t take = lf != NULL ? (size_t)(lf - p) + 1 : n;
+
+	if (take > SMTP_IN_FILL_MAX)
+		take = SMTP_IN_FILL_MAX;
+	if (buf_append(&s->in, p, take) != 0)
+		return 0;
+	return take;
+}
+
+enum smtp_in_action
+smtp_in_feed(
+    struct smtp_in *s, const uint8_t *data, size_t len, struct buf *out)
+{
+	size_t n;
+
+	while (len > 0 && s->pending == SMTP_IN_READ) {
+		if (buf_avail(&s->in) == 0) {
+			n = smtp_in_run(s, data, len, 0, out);
+			data += n;
+			len -= n;
+			break;
+		}
+		/* Finish the held partial line, then go back to in place. */
+		if ((n = smtp_in_fill(s, data, len)) == 0)
+			break;
+		data += n;
+		len -= n;
+		n = smtp_in_run(
+		    s, buf_peek(&s->in), buf_avail(&s->in), len, out);
+		buf_consume(&s->in, n);
+	}
+	smtp_in_stash(s, data, len);
+	smtp_in_trim(s);
+	return s->pending;
+}
+
+/* After an action: report lost input, or go on with what is held. */
+static enum smtp_in_action
+smtp_in_resume(struct smtp_in *s, struct buf *out)
+{
+	size_t n;
+
+	if (s->pending == SMTP_IN_READ && s->overflow) {
+		smtp_in_reply(s, out,
+		    "421 4.7.0 %s Error: too much pipelined input",
+		    s->cfg->hostname);
+		smtp_in_close(s);
+	}
+	if (s->pending == SMTP_IN_READ && buf_avail(&s->in) > 0) {
+		n = smtp_in_run(s, buf_peek(&s->in), buf_avail(&s->in), 0, out);
+		buf_consume(&s->in, n);
+	}
+	smtp_in_stash(s, NULL, 0);
+	smtp_in_trim(s);
+	return s->pending;
+}
+
+/* ---- public ---- */
+
+struct smtp_in *
+smtp_in_new(const struct smtp_in_cfg *cfg, const struct smtp_in_peer *peer,
+    struct buf *out)
+{
+	struct smtp_in *s = xcalloc(1, sizeof(*s));
+
+	s->cfg = cfg;
+	s->peer = *peer;
+	s->peer.addr[sizeof(s->peer.addr) - 1] = '\0';
+	s->tls = peer->tls;
+	s->pending = SMTP_IN_READ;
+	s->state = SMTP_IN_S_CONNECTED;
+	buf_init(&s->in, SMTP_IN_INPUT_MAX);
+	buf_init(&s->env, 0);
+	buf_init(&s->body, 0);
+	smtp_in_reply(s, out, "220 %s ESMTP", cfg->hostname);
+	return s;
+}
+
+void
+smtp_in_free(struct smtp_in *s)
+{
+	if (s == NULL)
+		return;
+	smtp_in_auth_wipe(s);
+	explicit_bzero(s->user, sizeof(s->user));
+	queue_submit_free(s->req);
+	smtp_in_tx_reset(s);
+	buf_fini(&s->in);
+	free(s);
+}
+
+bool
+smtp_in_want_read(const struct smtp_in *s)
+{
+	return s->pending == SMTP_IN_READ &&
+	       buf_avail(&s->in) < SMTP_IN_INPUT_HIWAT;
+}
+
+struct queue_submit *
+smtp_in_commit_take(struct smtp_in *s)
+{
+	struct queue_submit *req = s->req;
+
+	s->req = NULL;
+	return req;
+}
+
+enum smtp_in_action
+smtp_in_commit_done(
+    struct smtp_in *s, struct queue_submit *req, struct buf *out)
+{
+	char idhex[QUEUE_ID_HEX + 1], v[SMTP_PARSE_PATH_MAX * 4 + 8];
+	char u[SMTP_IN_USER_MAX * 4 + 8];
+	int status = req != NULL ? req->status : -EIO;
+
+	if (s->pending != SMTP_IN_COMMIT) {
+		queue_submit_free(req);
+		return s->pending;
+	}
+	s->pending = SMTP_IN_READ;
+	snprintf(idhex, sizeof(idhex), "%016" PRIx64, s->id);
+	if (status == 0) {
+		log_event("event=queued id=%s from=%s rcpts=%zu size=%zu "
+		          "client=%s%s%s",
+		    idhex,
+		    smtp_in_logval(
+		        v, sizeof(v), req->from, strlen(req->from), true),
+		    req->nrcpts, buf_avail(&req->body), s->peer.addr,
+		    s->authed ? " user=" : "",
+		    s->authed ? smtp_in_logval(u, sizeof(u), s->user,
+		                    strlen(s->user), false)
+		              : "");
+		smtp_in_reply(s, out, "250 2.0.0 Ok: queued as %s", idhex);
+	} else {
+		log_event("event=rejected client=%s reason=%s id=%s status=%d",
+		    s->peer.addr,
+		    status == -ENOSPC ? "queue_full" : "queue_error", idhex,
+		    status);
+		if (status == -ENOSPC)
+			smtp_in_reply(
+			    s, out, "452 4.3.1 Insufficient system storage");
+		else
+			smtp_in_reply(
+			    s, out, "451 4.3.0 Error: queue file write error");
+	}
+	/* Our copy, if the loop never took it, goes with the request. */
+	if (req != s->req)
+		queue_submit_free(s->req);
+	s->req = NULL;
+	queue_submit_free(req);
+	smtp_in_enter_state(s, SMTP_IN_S_HELO);
+	return smtp_in_resume(s, out);
+}
+
+enum smtp_in_action
+smtp_in_tls_done(struct smtp_in *s, bool ok, struct buf *out)
+{
+	(void)out;
+	if (s->pending != SMTP_IN_STARTTLS)
+		return s->pending;
+	s->discard = false;
+	buf_reset(&s->in);
+	if (!ok) {
+		smtp_in_close(s);
+		return s->pending;
+	}
+	s->pending = SMTP_IN_READ;
+	/* RFC 3207 4.2: forget everything learnt before TLS. */
+	s->tls = true;
+	s->esmtp = false;
+	s->authed = false;
+	s->helo[0] = '\0';
+	s->user[0] = '\0';
+	smtp_in_enter_state(s, SMTP_IN_S_CONNECTED);
+	return s->pending;
+}
+
+void
+smtp_in_auth_peek(const struct smtp_in *s, const char **user, const char **pass)
+{
+	*user = s->user;
+	*pass = s->pass != NULL ? s->pass : "";
+}
+
+enum smtp_in_action
+smtp_in_auth_done(struct smtp_in *s, bool ok, struct buf *out)
+{
+	if (s->pending != SMTP_IN_AUTH)
+		return s->pending;
+	s->pending = SMTP_IN_READ;
+	if (ok) {
+		smtp_in_auth_wipe(s);
+		s->authed = true;
+		smtp_in_reply(s, out, "235 2.7.0 Authentication successful");
+	} else {
+		smtp_in_auth_fail(s, out);
+	}
+	return smtp_in_resume(s, out);
+}
+
+enum smtp_in_action
+smtp_in_timeout(struct smtp_in *s, struct buf *out)
+{
+	smtp_in_reply(s, out, "421 4.4.2 %s Timeout - closing connection",
+	    s->cfg->hostname);
+	smtp_in_close(s);
+	return s->pending;
+}
+
+enum smtp_in_action
+smtp_in_shutdown(struct smtp_in *s, struct buf *out)
+{
+	smtp_in_reply(
+	    s, out, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+	smtp_in_close(s);
+	return s->pending;
+}
+
+bool
+smtp_in_busy(const struct smtp_in *s)
+{
+	return s->pending == SMTP_IN_COMMIT || s->state == SMTP_IN_S_MAIL ||
+	       s->state == SMTP_IN_S_RCPT || s->state == SMTP_IN_S_DATA;
+}

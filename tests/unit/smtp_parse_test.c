@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * smtp_parse_test.c - table-driven tests of the pure SMTP parsers:
+ * command split, MAIL/RCPT paths and parameters, RFC 5321 limits at the
+ * limit and one past, base64 and xtext.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "smtp_parse.h"
+#include "../harness.h"
+
+static void
+test_command_split(void)
+{
+	static const struct {
+		const char *line;
+		bool ok;
+		const char *verb, *arg;
+	} rows[] = {
+	    {"MAIL FROM:<a@b.c>", true, "MAIL", "FROM:<a@b.c>"},
+	    {"ehlo  client.example  ", true, "ehlo", "client.example"},
+	    {"NOOP", true, "NOOP", ""},
+	    {"QUIT ", true, "QUIT", ""},
+	    {"STARTTLS", true, "STARTTLS", ""},
+	    {"AUTH PLAIN AGEAYg==", true, "AUTH", "PLAIN AGEAYg=="},
+	    {"", false, NULL, NULL},
+	    {" MAIL FROM:<a@b>", false, NULL, NULL},
+	    {"MA-IL x", false, NULL, NULL},
+	    {"1MAIL", false, NULL, NULL},
+	    {"ABCDEFGHIJKLMNOPQ", false, NULL, NULL},
+	};
+	struct smtp_parse_cmd c;
+
+	for (size_t i = 0; i < MTA_ARRAY_LEN(rows); i++) {
+		bool ok =
+		    smtp_parse_command(rows[i].line, strlen(rows[i].line), &c);
+
+		CHECK(ok == rows[i].ok);
+		if (!ok)
+			continue;
+		CHECK_MEM(c.verb, c.verblen, rows[i].verb);
+		CHECK_MEM(c.arg, c.arglen, rows[i].arg);
+	}
+	CHECK(smtp_parse_command("rcpt TO:<a@b>", 13, &c));
+	CHECK(smtp_parse_verb_is(&c, "RCPT"));
+	CHECK(!smtp_parse_verb_is(&c, "RCP"));
+}
+
+struct path_row {
+	const char *arg;
+	enum smtp_parse_status st;
+	const char *addr; /* expected mailbox when OK */
+};
+
+static void
+test_mail(void)
+{
+	static const struct path_row rows[] = {
+	    {"FROM:<a@b.example>", SMTP_PARSE_OK, "a@b.example"},
+	    {"from:<a@b.example>", SMTP_PARSE_OK, "a@b.example"},
+	    {"FROM: <a@b.example>", SMTP_PARSE_OK, "a@b.example"},
+	    {"FROM:<>", SMTP_PARSE_OK, ""},
+	    {"FROM:<> SIZE=10", SMTP_PARSE_OK, ""},
+	    {"FROM:a@b.example", SMTP_PARSE_SYNTAX, NULL},
+	    {"FROM:<a@b.example", SMTP_PARSE_SYNTAX, NULL},
+	    {"FROM<a@b.example>", SMTP_PARSE_SYNTAX, NULL},
+	    {"TO:<a@b.example>", SMTP_PARSE_SYNTAX, NULL},
+	    {"FROM:<a@b.example>x", SMTP_PARSE_SYNTAX, NULL},
+	    {"FROM:<a@b.example> SIZE=100", SMTP_PARSE_OK, "a@b.example"},
+	    {"FROM:<a@b.example>  size=100  ", SMTP_PARSE_OK, "a@b.example"},
+	    {"FROM:<a@b.example> SIZE=", SMTP_PARSE_PARAM_BAD, NULL},
+	    {"FROM:<a@b.example> SIZE", SMTP_PARSE_PARAM_BAD, NULL},
+	    {"FROM:<a@b.example> SIZE=1x", SMTP_PARSE_PARAM_BAD, NULL},
+	    {"FROM:<a@b.example> SIZE=123456789012345678901",
+	        SMTP_PARSE_PARAM_BAD, NULL},
+	    {"FROM:<a@b.example> SIZE=1 SIZE=2", SMTP_PARSE_PARAM_BAD, NULL},
+	    {"FROM:<a@b.example> BODY=8BITMIME", SMTP_PARSE_OK, "a@b.example"},
+	    {"FROM:<a@b.example> BODY=7bit", SMTP_PARSE_OK, "a@b.example"},
+	    {"FROM:<a@b.example> BODY=BINARYMIME", SMTP_PARSE_PARAM_BAD, NULL},
+	    {"FROM:<a@b.example> SMTPUTF8", SMTP_PARSE_OK, "a@b.example"},
+	    {"FROM:<a@b.example> SMTPUTF8=yes", SMTP_PARSE_PARAM_BAD, NULL},
+	    {"FROM:<a@b.example> AUTH=<>", SMTP_PARSE_OK, "a@b.example"},
+	    {"FROM:<a@b.example> AUTH=user+2Bx@b.example", SMTP_PARSE_OK,
+	        "a@b.example"},
+	    {"FROM:<a@b.example> AUTH=us+zz", SMTP_PARSE_PARAM_BAD, NULL},
+	    {"FROM:<a@b.example> FOO=bar", SMTP_PARSE_PARAM_UNKNOWN, NULL},
+	    {"FROM:<a@b.example> RET=HDRS", SMTP_PARSE_PARAM_UNKNOWN, NULL},
+	    {"FROM:<a@b.example> =x", SMTP_PARSE_SYNTAX, NULL},
+	    {"FROM:<\"a b\"@b.example>", SMTP_PARSE_OK, "\"a b\"@b.example"},
+	    {"FROM:<\"a>b\"@b.example>", SMTP_PARSE_OK, "\"a>b\"@b.example"},
+	    {"FROM:<\"a\\\"b\"@b.example>", SMTP_PARSE_OK,
+	        "\"a\\\"b\"@b.example"},
+	    {"FROM:<\"ab@b.example>", SMTP_PARSE_SYNTAX, NULL},
+	    {"FROM:<a.b+c@b.example>", SMTP_PARSE_OK, "a.b+c@b.example"},
+	    {"FROM:<a..b@b.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<.a@b.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a.@b.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a b@b.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@b@c.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<@b.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@[192.0.2.1]>", SMTP_PARSE_OK, "a@[192.0.2.1]"},
+	    {"FROM:<a@[IPv6:2001:db8::1]>", SMTP_PARSE_OK,
+	        "a@[IPv6:2001:db8::1]"},
+	    {"FROM:<a@[192.0.2]>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@[IPv6:192.0.2.1]>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@[2001:db8::1]>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@[tag:foo]>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@-b.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@b-.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@b..example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@b.example.>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@b_c.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<a@x-1.example>", SMTP_PARSE_OK, "a@x-1.example"},
+	    {"FROM:<@r1.example,@r2.example:a@b.example>", SMTP_PARSE_OK,
+	        "a@b.example"},
+	    {"FROM:<@r1.example a@b.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<\xc3\xbc@b.example>", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<\xc3\xbc@b.example> SMTPUTF8", SMTP_PARSE_OK,
+	        "\xc3\xbc@b.example"},
+	    {"FROM:<a@b\xc3\xbc.example> SMTPUTF8", SMTP_PARSE_OK,
+	        "a@b\xc3\xbc.example"},
+	    /* overlong '/', a surrogate, a lone continuation byte */
+	    {"FROM:<\xc0\xaf@b.example> SMTPUTF8", SMTP_PARSE_ADDRESS, NULL},
+	    {"FROM:<\xed\xa0\x80@b.example> SMTPUTF8", SMTP_PARSE_ADDRESS,
+	        NULL},
+	    {"FROM:<\x80@b.example> SMTPUTF8", SMTP_PARSE_ADDRESS, NULL},
+	};
+	struct smtp_parse_path p;
+	const char *all;
+
+	for (size_t i = 0; i < MTA_ARRAY_LEN(rows); i++) {
+		enum smtp_parse_status st =
+		    smtp_parse_mail(rows[i].arg, strlen(rows[i].arg), &p);
+
+		if (st != rows[i].st)
+			fprintf(stderr, "row %zu: %s -> %d\n", i, rows[i].arg,
+			    (int)st);
+		CHECK(st == rows[i].st);
+		if (st == SMTP_PARSE_OK)
+			CHECK_MEM(p.addr, p.addrlen, rows[i].addr);
+	}
+	all = "FROM:<a@b.example> SIZE=12345 BODY=8BITMIME SMTPUTF8 AUTH=<>";
+	CHECK(smtp_parse_mail(all, strlen(all), &p) == SMTP_PARSE_OK);
+	CHECK(p.has_size && p.size == 12345);
+	CHECK(p.body == SMTP_PARSE_BODY_8BITMIME && p.smtputf8 && p.has_auth);
+	CHECK(smtp_parse_mail("FROM:<a@b.example>", 18, &p) == SMTP_PARSE_OK);
+	CHECK(!p.has_size && p.body == SMTP_PARSE_BODY_NONE && !p.smtputf8);
+	CHECK(smtp_parse_mail("FROM:<a@b.example> SIZE=18446744073709551615",
+	          44, &p) == SMTP_PARSE_OK);
+	CHECK(p.size == UINT64_MAX);
+	/* A line may hold NUL: it is never a terminator. */
+	CHECK(smtp_parse_mail("FROM:<a\0b@c.example>", 20, &p) ==
+	      SMTP_PARSE_ADDRESS);
+}
+
+static void
+test_rcpt(void)
+{
+	static const struct {
+		const char *arg;
+		bool utf8;
+		enum smtp_parse_status st;
+	} rows[] = {
+	    {"TO:<r@x.example>", false, SMTP_PARSE_OK},
+	    {"to: <r@x.example>", false, SMTP_PARSE_OK},
+	    {"TO:<>", false, SMTP_PARSE_ADDRESS},
+	    {"TO:<postmaster>", false, SMTP_PARSE_ADDRESS},
+	    {"FROM:<r@x.example>", false, SMTP_PARSE_SYNTAX},
+	    {"TO:<r@x.example> NOTIFY=NEVER", false, SMTP_PARSE_PARAM_UNKNOWN},
+	    {"TO:<r@x.example> SMTPUTF8", false, SMTP_PARSE_PARAM_UNKNOWN},
+	    {"TO:<\xc3\xbc@x.example>", false, SMTP_PARSE_ADDRESS},
+	    {"TO:<\xc3\xbc@x.example>", true, SMTP_PARSE_OK},
+	};
+	struct smtp_parse_path p;
+
+	for (size_t i = 0; i < MTA_ARRAY_LEN(rows); i++)
+		CHECK(smtp_parse_rcpt(rows[i].arg, strlen(rows[i].arg),
+		          rows[i].utf8, &p) == rows[i].st);
+	CHECK(smtp_parse_rcpt("TO:<r@x.example>", 16, false, &p) == 0);
+	CHECK_MEM(p.addr, p.addrlen, "r@x.example");
+}
+
+/* A domain of exactly n octets: 63-octet labels, then the remainder. */
+static size_t
+make_domain(char *d, size_t n)
+{
+	size_t i = 0, label = 0;
+
+	while (i < n) {
+		/* Never end on a dot, never make a label over 63. */
+		if (label == 63 && n - i >= 2) {
+			d[i++] = '.';
+			label = 0;
+			continue;
+		}
+		d[i++] = 'a';
+		label++;
+	}
+	d[i] = '\0';
+	return i;
+}
+
+static void
+test_limits(void)
+{
+	char box[600], arg[700], dom[300];
+	struct smtp_parse_path p;
+	size_t n;
+
+	/* local part: 64 ok, 65 too long */
+	memset(box, 'l', 64);
+	strcpy(box + 64, "@x.example");
+	CHECK(smtp_parse_mailbox(box, strlen(box), false) == SMTP_PARSE_OK);
+	memset(box, 'l', 65);
+	strcpy(box + 65, "@x.example");
+	CHECK(
+	    smtp_parse_mailbox(box, strlen(box), false) == SMTP_PARSE_TOOLONG);
+
+	/* domain: 255 ok, 256 too long */
+	CHECK(make_domain(dom, 255) == 255);
+	snprintf(box, sizeof(box), "a@%s", dom);
+	CHECK(smtp_parse_mailbox(box, strlen(box), false) == SMTP_PARSE_OK);
+	CHECK(make_domain(dom, 256) == 256);
+	snprintf(box, sizeof(box), "a@%s", dom);
+	CHECK(
+	    smtp_parse_mailbox(box, strlen(box), false) == SMTP_PARSE_TOOLONG);
+	/* a 64-octet label */
+	memset(dom, 'a', 64);
+	strcpy(dom + 64, ".example");
+	snprintf(box, sizeof(box), "a@%s", dom);
+	CHECK(
+	    smtp_parse_mailbox(box, strlen(box), false) == SMTP_PARSE_ADDRESS);
+
+	/* path with <>: 256 ok, 257 too long (local 64 + @ + domain) */
+	n = make_domain(dom, 256 - 2 - 65);
+	memset(box, 'l', 64);
+	snprintf(box + 64, sizeof(box) - 64, "@%s", dom);
+	CHECK(strlen(box) + 2 == 256);
+	snprintf(arg, sizeof(arg), "FROM:<%s>", box);
+	CHECK(smtp_parse_mail(arg, strlen(arg), &p) == SMTP_PARSE_OK);
+	CHECK(p.addrlen == 254);
+	n = make_domain(dom, n + 1);
+	snprintf(box + 64, sizeof(box) - 64, "@%s", dom);
+	snprintf(arg, sizeof(arg), "TO:<%s>", box);
+	CHECK(
+	    smtp_parse_rcpt(arg, strlen(arg), false, &p) == SMTP_PARSE_TOOLONG);
+}
+
+static void
+test_base64(void)
+{
+	static const struct {
+		const char *in;
+		int ret;
+		const char *out;
+		size_t outlen;
+	} rows[] = {
+	    {"", 0, "", 0},
+	    {"YQ==", 1, "a", 1},
+	    {"YWI=", 2, "ab", 2},
+	    {"YWJj", 3, "abc", 3},
+	    {"AHVzZXIAcGFzcw==", 10, "\0user\0pass", 10},
+	    {"YQ=", -EINVAL, NULL, 0},
+	    {"YQ", -EINVAL, NULL, 0},
+	    {"Y Q==", -EINVAL, NULL, 0},
+	    {"YQ==\r\n", -EINVAL, NULL, 0},
+	    {"YR==", -EINVAL, NULL, 0}, /* non-zero pad bits */
+	    {"YWJ=", -EINVAL, NULL, 0},
+	    {"YQ==YQ==", -EINVAL, NULL, 0},
+	    {"=AAA", -EINVAL, NULL, 0},
+	    {"Y=Q=", -EINVAL, NULL, 0},
+	    {"YW-j", -EINVAL, NULL, 0},
+	    {"YW_j", -EINVAL, NULL, 0},
+	};
+	uint8_t out[64], raw[256];
+	char enc[400];
+	int n;
+
+	for (size_t i = 0; i < MTA_ARRAY_LEN(rows); i++) {
+		n = smtp_parse_base64(
+		    rows[i].in, strlen(rows[i].in), out, sizeof(out));
+		CHECK(n == rows[i].ret);
+		if (n >= 0)
+			CHECK(memcmp(out, rows[i].out, rows[i].outlen) == 0);
+	}
+	CHECK(smtp_parse_base64("YWJj", 4, out, 2) == -ENOBUFS);
+	for (size_t len = 0; len < sizeof(raw); len++) {
+		for (size_t i = 0; i < len; i++)
+			raw[i] = (uint8_t)(i * 37 + len);
+		smtp_parse_base64_encode(raw, len, enc);
+		CHECK(strlen(enc) == smtp_parse_base64_len(len));
+		n = smtp_parse_base64(
+		    enc, strlen(enc), (uint8_t *)enc + 350, 0);
+		CHECK(len == 0 ? n == 0 : n == -ENOBUFS);
+		{
+			uint8_t dec[256];
+
+			n = smtp_parse_base64(
+			    enc, strlen(enc), dec, sizeof(dec));
+			CHECK(n == (int)len && memcmp(dec, raw, len) == 0);
+		}
+	}
+}
+
+static void
+test_xtext(void)
+{
+	CHECK(smtp_parse_xtext("abc", 3));
+	CHECK(smtp_parse_xtext("a+2Bb", 5));
+	CHECK(smtp_parse_xtext("", 0));
+	CHECK(!smtp_parse_xtext("a+2b", 4));
+	CHECK(!smtp_parse_xtext("a+2", 3));
+	CHECK(!smtp_parse_xtext("a=b", 3));
+	CHECK(!smtp_parse_xtext("a b", 3));
+	CHECK(!smtp_parse_xtext("a\x80", 2));
+}
+
+static const struct harness_case cases[] = {
+    {"command_split", test_command_split},
+    {"mail", test_mail},
+    {"rcpt", test_rcpt},
+    {"limits", test_limits},
+    {"base64", test_base64},
+    {"xtext", test_xtext},
+};
+
+HARNESS_MAIN(cases)
