@@ -43,6 +43,7 @@
 #include "base/clock.h"
 #include "base/str.h"
 #include "base/xalloc.h"
+#include "config/config.h"
 #include "smtp_reply.h"
 #include "uring.h"
 
@@ -122,6 +123,7 @@ struct load_thread {
 	uint64_t next_due_us, interval_us;
 	uint64_t *backlog;     /* FIFO of due times, wall us */
 	size_t bhead, blen, bcap;
+	uint64_t end_us;       /* when this thread's last connection ended */
 };
 
 static uint32_t
@@ -552,7 +554,8 @@ conn_start(struct conn *c)
 	if (thread_finished(t)) {
 		if (c->state != CS_DONE) {
 			c->state = CS_DONE;
-			t->live--;
+			if (--t->live == 0)
+				t->end_us = clock_wall_us();
 		}
 		return;
 	}
@@ -649,6 +652,8 @@ thread_main(void *arg)
 	uring_timeout(t->loop, &t->tick, 1);
 	if (uring_loop_run(t->loop) != 0)
 		fprintf(stderr, "mta-load: event loop failed\n");
+	if (t->end_us == 0)
+		t->end_us = clock_wall_us();
 	for (unsigned i = 0; i < t->nconns; i++) {
 		smtp_reply_fini(&t->conns[i].rp);
 		buf_fini(&t->conns[i].out);
@@ -729,43 +734,20 @@ report(struct load_thread *ts, double elapsed)
 	free(all);
 }
 
+/* ADDR:PORT, [v6]:PORT: the relay's own address parser. */
 static int
 parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
-	char host[128];
-	const char *colon;
-	long port;
+	struct config_addr a;
 
-	memset(ss, 0, sizeof(*ss));
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (!rb || rb[1] != ':')
-			return -1;
-		str_ncopy(host, sizeof(host), s + 1, (size_t)(rb - s - 1));
-		colon = rb + 1;
-	} else {
-		if ((colon = strrchr(s, ':')) == NULL)
-			return -1;
-		str_ncopy(host, sizeof(host), s, (size_t)(colon - s));
-	}
-	port = strtol(colon + 1, NULL, 10);
-	if (port <= 0 || port > 65535)
+	if (config_parse_addr(s, 0, &a) != 0 || a.ss.ss_family == AF_UNSPEC ||
+	    (a.ss.ss_family == AF_INET ?
+		    ((struct sockaddr_in *)&a.ss)->sin_port :
+		    ((struct sockaddr_in6 *)&a.ss)->sin6_port) == 0)
 		return -1;
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr)) {
-		((struct sockaddr_in *)ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host,
-		&((struct sockaddr_in6 *)ss)->sin6_addr)) {
-		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in6);
-		return 0;
-	}
-	return -1;
+	*ss = a.ss;
+	*len = a.sslen;
+	return 0;
 }
 
 static void
@@ -944,6 +926,7 @@ main(int argc, char **argv)
 	struct load_thread *ts;
 	bool live;
 	double elapsed;
+	uint64_t end_us;
 	unsigned c0 = 0;
 
 	parse_args(argc, argv);
@@ -992,9 +975,15 @@ main(int argc, char **argv)
 		if (!running)
 			break;
 	}
-	for (unsigned i = 0; i < opt.threads; i++)
+	/* The run ends when the last thread does, not when this loop, which
+	 * polls every 200 ms, noticed it. */
+	end_us = g_t0_us;
+	for (unsigned i = 0; i < opt.threads; i++) {
 		pthread_join(ts[i].tid, NULL);
-	elapsed = (double)(clock_wall_us() - g_t0_us) / 1e6;
+		if (ts[i].end_us > end_us)
+			end_us = ts[i].end_us;
+	}
+	elapsed = (double)(end_us - g_t0_us) / 1e6;
 	if (live)
 		fputc('\n', stderr);
 	report(ts, elapsed);

@@ -43,6 +43,7 @@
 #include "base/clock.h"
 #include "base/str.h"
 #include "base/xalloc.h"
+#include "config/config.h"
 #include "uring.h"
 
 #define SINK_LINE_MAX	 4096	   /* command line cap, bytes */
@@ -719,44 +720,20 @@ thread_main(void *arg)
 	return NULL;
 }
 
+/* ADDR:PORT, [v6]:PORT: the relay's own address parser. */
 static int
 parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
-	char host[128];
-	const char *colon;
-	long port;
+	struct config_addr a;
 
-	memset(ss, 0, sizeof(*ss));
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (!rb || rb[1] != ':')
-			return -1;
-		str_ncopy(host, sizeof(host), s + 1, (size_t)(rb - s - 1));
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -1;
-		str_ncopy(host, sizeof(host), s, (size_t)(colon - s));
-	}
-	port = strtol(colon + 1, NULL, 10);
-	if (port <= 0 || port > 65535)
+	if (config_parse_addr(s, 0, &a) != 0 || a.ss.ss_family == AF_UNSPEC ||
+	    (a.ss.ss_family == AF_INET ?
+		    ((struct sockaddr_in *)&a.ss)->sin_port :
+		    ((struct sockaddr_in6 *)&a.ss)->sin6_port) == 0)
 		return -1;
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr)) {
-		((struct sockaddr_in *)ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host,
-		&((struct sockaddr_in6 *)ss)->sin6_addr)) {
-		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in6);
-		return 0;
-	}
-	return -1;
+	*ss = a.ss;
+	*len = a.sslen;
+	return 0;
 }
 
 static void
