@@ -505,7 +505,9 @@ conn_process(struct conn *c)
 		buf_consume(&c->in, (size_t)(lf - p) + 1);
 		command(c, line);
 	}
-	conn_flush(c);
+	/* a delayed reply waits in out until its timer fires */
+	if (!c->delayed)
+		conn_flush(c);
 }
 
 static void on_recv(struct uring_op *op, int res, unsigned flags,
