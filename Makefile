@@ -83,7 +83,7 @@ check-headers:
 	  echo "#include \"$$h\"" | $(CC) $(STD) $(WARN) $(INC) -x c -fsyntax-only - || exit 1; done
 
 bench: all
-	@sh bench/relay-bench
+	@/usr/bin/python3 bench/relay-bench --build $(BUILD) $(BENCH_ARGS)
 
 install: all
 	install -d /usr/local/bin

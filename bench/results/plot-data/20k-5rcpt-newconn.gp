@@ -1,0 +1,17 @@
+set terminal pngcairo size 1000,840 noenhanced
+set output 'bench/results/delivery-20k-5rcpt-newconn.png'
+set multiplot layout 3,1 title 'Delivered messages per second into mta-sink, workload 20k-5rcpt-newconn (median run of each system)'
+set grid
+set yrange [0:*]
+set ylabel 'msgs/s'
+unset key
+set title 'raw (load → sink): 5000 messages in 0.72 s, 0.014 s bins'
+unset xlabel
+plot 'bench/results/plot-data/20k-5rcpt-newconn-raw.dat' using 1:2 with steps lw 2 lc 1
+set title 'mta: 5000 messages in 1.12 s, 0.022 s bins'
+unset xlabel
+plot 'bench/results/plot-data/20k-5rcpt-newconn-mta.dat' using 1:2 with steps lw 2 lc 2
+set title 'postfix: 5000 messages in 12.84 s, 0.26 s bins'
+set xlabel 'seconds since mta-load started'
+plot 'bench/results/plot-data/20k-5rcpt-newconn-postfix.dat' using 1:2 with steps lw 2 lc 3
+unset multiplot

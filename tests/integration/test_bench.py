@@ -1,0 +1,364 @@
+# SPDX-License-Identifier: ISC
+"""The bundled load tools and the end-to-end benchmark: mta-load against
+mta-sink with small counts (every message accepted and recorded exactly
+once, injected failures counted by reply code on both sides, --json,
+--new-conn, --rate), and `bench/relay-bench --quick` end to end through
+`mta serve` (without Postfix).
+
+Binaries come from $MTA_BUILD (default: build/). Everything runs on free
+127.0.0.1 ports; every subprocess has a timeout."""
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import free_port, san_problems
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("MTA_BUILD") or "build")
+if not BUILD.is_absolute():
+    BUILD = REPO / BUILD
+SINK = BUILD / "mta-sink"
+LOAD = BUILD / "mta-load"
+RELAY_BENCH = REPO / "bench" / "relay-bench"
+HOST = "127.0.0.1"
+
+
+class Sink:
+    """mta-sink on a free loopback port, recording to tmp/NAME.record."""
+
+    def __init__(self, tmp, *args, name="sink"):
+        self.port = free_port()
+        self.record = pathlib.Path(tmp) / f"{name}.record"
+        self.outp = pathlib.Path(tmp) / f"{name}.stdout"
+        self.errp = pathlib.Path(tmp) / f"{name}.stderr"
+        self.cmd = [str(SINK), "--listen", f"{HOST}:{self.port}", "--record",
+                    str(self.record), "--quiet"] + [str(a) for a in args]
+        self.proc = None
+        self.totals = None
+
+    def __enter__(self):
+        with open(self.outp, "wb") as out, open(self.errp, "wb") as err:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=err,
+                                         stdin=subprocess.DEVNULL)
+        # "ready" is printed once every listener is bound; waiting for it
+        # (not probing the port) keeps the connection count exact
+        deadline = time.monotonic() + 20
+        while b"mta-sink: ready" not in self.errp.read_bytes():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mta-sink exited {self.proc.returncode}: "
+                                     + self.errp.read_text(errors="replace"))
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError("mta-sink: no 'ready' within 20s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        """SIGTERM; returns the totals line as a dict of ints."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise AssertionError("mta-sink did not exit within 15s of SIGTERM")
+        assert self.proc.returncode == 0, f"mta-sink exited {self.proc.returncode}"
+        err = self.errp.read_bytes()
+        assert not san_problems(err), err.decode(errors="replace")[-4000:]
+        out = self.outp.read_text()
+        m = re.search(r"^mta-sink: total (.*)$", out, re.M)
+        assert m, f"no totals line in mta-sink's output: {out!r}"
+        self.totals = {k: int(v) for k, v in
+                       (kv.split("=", 1) for kv in m.group(1).split())}
+        return self.totals
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def records(self):
+        if not self.record.exists():
+            return []
+        out = []
+        for n, line in enumerate(self.record.read_text().splitlines(), 1):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise AssertionError(f"record line {n} is not JSON: {line!r}")
+        return out
+
+
+def load(port, *args, timeout=60):
+    """Run mta-load --json; returns the parsed report."""
+    cmd = [str(LOAD), "--server", f"{HOST}:{port}", "--json", "--quiet"] + \
+        [str(a) for a in args]
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{' '.join(cmd)}: no exit within {timeout}s")
+    err = p.stderr.decode(errors="replace")
+    assert not san_problems(err), err[-4000:]
+    assert p.returncode == 0, f"mta-load exited {p.returncode}: {err[-2000:]}"
+    lines = p.stdout.decode().strip().splitlines()
+    assert len(lines) == 1, f"--json must print one line, got {p.stdout!r}"
+    rep = json.loads(lines[0])
+    check_report_shape(rep)
+    return rep
+
+
+def check_report_shape(rep):
+    for k in ("attempted", "accepted", "refused", "errors"):
+        assert isinstance(rep[k], int) and rep[k] >= 0, (k, rep)
+    for k in ("elapsed_s", "msgs_per_s", "msgs_per_hour"):
+        assert isinstance(rep[k], (int, float)) and rep[k] >= 0, (k, rep)
+    lat = rep["latency_ms"]
+    keys = ["p50", "p90", "p99", "p99.9", "max"]
+    assert set(lat) == set(keys), lat
+    vals = [lat[k] for k in keys]
+    assert vals == sorted(vals), f"percentiles not monotonic: {lat}"
+    assert isinstance(rep["codes"], dict)
+    for code, n in rep["codes"].items():
+        assert re.fullmatch(r"[2-5]\d\d", code) and isinstance(n, int), rep
+    # every attempted transaction ended with one reply code
+    assert sum(rep["codes"].values()) == rep["attempted"], rep
+    assert rep["accepted"] + rep["refused"] == rep["attempted"], rep
+    assert rep["accepted"] == sum(n for c, n in rep["codes"].items()
+                                  if c.startswith("2")), rep
+
+
+def check_records(recs, n, rcpts=1):
+    ids = [r["message_id"] for r in recs]
+    assert len(recs) == n, f"{len(recs)} records for {n} messages"
+    assert len(set(ids)) == n, "a Message-ID was recorded twice"
+    for r in recs:
+        assert re.fullmatch(r"<[0-9a-f]+\.\d+@mta-load>", r["message_id"]), r
+        assert len(r["rcpts"]) == rcpts, r
+        assert r["from"] == "load@mta-load.test", r
+        assert isinstance(r["sent"], float) and isinstance(r["time"], float), r
+        assert 0 <= r["time"] - r["sent"] < 60, r
+        assert re.fullmatch(r"[0-9a-f]{64}", r["sha256"]), r
+
+
+@pytest.fixture(autouse=True)
+def _tools():
+    for p in (SINK, LOAD):
+        assert os.access(p, os.X_OK), f"{p} is missing (MTA_BUILD={BUILD})"
+
+
+# ------------------------------------------------------------ clean runs
+
+def test_every_message_accepted_and_recorded_once(tmp_path):
+    n = 600
+    with Sink(tmp_path) as s:
+        rep = load(s.port, "--messages", n, "--connections", 10, "--rcpts", 3,
+                   "--size", 2048)
+        tot = s.stop()
+        recs = s.records()
+    assert rep["attempted"] == rep["accepted"] == n, rep
+    assert rep["refused"] == 0 and rep["errors"] == 0, rep
+    assert rep["codes"] == {"250": n}, rep
+    assert rep["elapsed_s"] > 0 and rep["msgs_per_s"] > 0
+    check_records(recs, n, rcpts=3)
+    assert tot["messages"] == n and tot["recipients"] == 3 * n, tot
+    assert tot["tempfail"] == tot["permfail"] == tot["dropped"] == 0, tot
+    # connections reused: one per --connections
+    assert tot["connections"] == 10, tot
+    assert tot["bytes"] == sum(r["size"] for r in recs), tot
+    # --size is approximate (headers are added to a filler body)
+    sizes = {r["size"] for r in recs}
+    assert all(1500 <= z <= 2600 for z in sizes), sizes
+
+
+def test_no_pipelining_one_command_per_round_trip(tmp_path):
+    n = 100
+    with Sink(tmp_path, "--no-pipelining") as s:
+        rep = load(s.port, "--messages", n, "--connections", 4, "--rcpts", 2)
+        tot = s.stop()
+        recs = s.records()
+    assert rep["accepted"] == n and rep["codes"] == {"250": n}, rep
+    check_records(recs, n, rcpts=2)
+    assert tot["messages"] == n and tot["recipients"] == 2 * n, tot
+
+
+# ------------------------------------------------------------ injected failures
+
+def test_tempfail_at_rcpt_counted_by_code(tmp_path):
+    n = 1000
+    with Sink(tmp_path, "--tempfail", 30) as s:
+        rep = load(s.port, "--messages", n, "--connections", 10)
+        tot = s.stop()
+        recs = s.records()
+    codes = rep["codes"]
+    assert set(codes) == {"250", "451"}, rep
+    assert rep["attempted"] == n and rep["errors"] == 0, rep
+    assert rep["refused"] == codes["451"] and rep["accepted"] == codes["250"]
+    assert 200 <= codes["451"] <= 400, f"not about 30% tempfail: {codes}"
+    # the sink agrees
+    assert tot["tempfail"] == codes["451"], (tot, rep)
+    assert tot["permfail"] == 0 and tot["messages"] == codes["250"], (tot, rep)
+    check_records(recs, codes["250"])
+
+
+def test_permfail_at_rcpt_counted_by_code(tmp_path):
+    n = 1000
+    with Sink(tmp_path, "--permfail", 20) as s:
+        rep = load(s.port, "--messages", n, "--connections", 10)
+        tot = s.stop()
+        recs = s.records()
+    codes = rep["codes"]
+    assert set(codes) == {"250", "550"}, rep
+    assert rep["attempted"] == n and rep["errors"] == 0, rep
+    assert rep["refused"] == codes["550"] and rep["accepted"] == codes["250"]
+    assert 120 <= codes["550"] <= 280, f"not about 20% permfail: {codes}"
+    assert tot["permfail"] == codes["550"] and tot["tempfail"] == 0, (tot, rep)
+    assert tot["messages"] == codes["250"], (tot, rep)
+    check_records(recs, codes["250"])
+
+
+def test_failures_at_end_of_data_counted_by_code(tmp_path):
+    """--fail-at data: 554 (20%) or 451 (30% of the rest) after the dot;
+    nothing refused there is recorded."""
+    n = 1000
+    with Sink(tmp_path, "--fail-at", "data", "--tempfail", 30,
+              "--permfail", 20) as s:
+        rep = load(s.port, "--messages", n, "--connections", 10, "--rcpts", 2)
+        tot = s.stop()
+        recs = s.records()
+    codes = rep["codes"]
+    assert set(codes) == {"250", "451", "554"}, rep
+    assert rep["attempted"] == n and rep["errors"] == 0, rep
+    assert rep["refused"] == codes["451"] + codes["554"], rep
+    assert 120 <= codes["554"] <= 280, codes
+    assert 160 <= codes["451"] <= 330, codes
+    assert tot["permfail"] == codes["554"], (tot, rep)
+    assert tot["tempfail"] == codes["451"], (tot, rep)
+    assert tot["messages"] == rep["accepted"], (tot, rep)
+    assert tot["recipients"] == 2 * rep["accepted"], (tot, rep)
+    check_records(recs, rep["accepted"], rcpts=2)
+
+
+def test_partial_recipient_failure_still_delivers(tmp_path):
+    """Three recipients, 50% tempfail per RCPT: a message is accepted when
+    any recipient was; the record lists exactly the accepted recipients."""
+    n = 300
+    with Sink(tmp_path, "--tempfail", 50) as s:
+        rep = load(s.port, "--messages", n, "--connections", 5, "--rcpts", 3)
+        tot = s.stop()
+        recs = s.records()
+    codes = rep["codes"]
+    assert set(codes) <= {"250", "451"}, rep
+    assert rep["accepted"] == codes.get("250", 0) and rep["errors"] == 0
+    # all three refused: about 1/8 of the messages
+    assert 10 <= codes.get("451", 0) <= 80, codes
+    assert tot["messages"] == rep["accepted"] == len(recs), (tot, rep)
+    assert tot["recipients"] == sum(len(r["rcpts"]) for r in recs), tot
+    assert tot["tempfail"] + tot["recipients"] == 3 * n, tot
+
+
+# ------------------------------------------------------------ modes
+
+def test_new_conn_one_connection_per_message(tmp_path):
+    n, conns = 200, 5
+    with Sink(tmp_path) as s:
+        rep = load(s.port, "--messages", n, "--connections", conns,
+                   "--new-conn")
+        tot = s.stop()
+        recs = s.records()
+    assert rep["accepted"] == n and rep["codes"] == {"250": n}, rep
+    assert rep["errors"] == 0, rep
+    check_records(recs, n)
+    # one per message; a connection opened as the quota ran out may carry
+    # none
+    assert n <= tot["connections"] <= n + conns, tot
+
+
+def test_rate_open_loop_finishes_and_reports(tmp_path):
+    n, rate = 150, 300.0
+    with Sink(tmp_path) as s:
+        t0 = time.monotonic()
+        rep = load(s.port, "--messages", n, "--connections", 5, "--rate", rate,
+                   timeout=60)
+        wall = time.monotonic() - t0
+        tot = s.stop()
+        recs = s.records()
+    assert rep["attempted"] == rep["accepted"] == n, rep
+    assert rep["codes"] == {"250": n}, rep
+    check_records(recs, n)
+    assert tot["messages"] == n, tot
+    # paced: n messages at rate/s take about n/rate seconds, not less
+    assert rep["elapsed_s"] >= 0.8 * n / rate, rep
+    assert rep["msgs_per_s"] <= 1.25 * rate, rep
+    assert wall < 30, wall
+
+
+def test_duration_mode_stops(tmp_path):
+    with Sink(tmp_path) as s:
+        rep = load(s.port, "--duration", 1, "--connections", 4,
+                   "--rate", 100, timeout=60)
+        tot = s.stop()
+    assert 0.9 <= rep["elapsed_s"] <= 10, rep
+    assert rep["accepted"] >= 50 and rep["errors"] == 0, rep
+    assert tot["messages"] == rep["accepted"], (tot, rep)
+
+
+# ------------------------------------------------------------ relay-bench
+
+def test_relay_bench_quick(tmp_path):
+    """relay-bench --quick: mta-load -> mta serve ([route *] to mta-sink),
+    and the raw ceiling; one run per workload, Markdown table on stdout."""
+    mta = BUILD / "mta"
+    assert os.access(mta, os.X_OK), f"{mta} is missing"
+    cmd = ["/usr/bin/python3", str(RELAY_BENCH), "--quick",
+           "--build", str(BUILD)]
+    out = None
+    if shutil.which("gnuplot"):
+        out = tmp_path / "out"
+        cmd += ["--out", str(out)]
+    env = dict(os.environ, RELAY_BENCH_TMP=str(tmp_path))
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=900, cwd=REPO,
+                           env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail("relay-bench --quick did not finish within 900s")
+    stdout = p.stdout.decode(errors="replace")
+    stderr = p.stderr.decode(errors="replace")
+    ctx = f"\nstdout:\n{stdout[-4000:]}\nstderr:\n{stderr[-6000:]}"
+    assert not san_problems(stderr), ctx
+    assert p.returncode == 0, f"relay-bench exited {p.returncode}{ctx}"
+    rows = [l for l in stdout.splitlines() if l.startswith("|")]
+    assert rows and rows[0].startswith("| workload | system |"), ctx
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    body = [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
+    col = {h: i for i, h in enumerate(header)}
+    systems = {(r[0], r[1]) for r in body}
+    workloads = {r[0] for r in body}
+    assert len(workloads) == 8, f"expected 8 workloads{ctx}"
+    for wl in workloads:
+        assert (wl, "mta") in systems, f"no mta row for {wl}{ctx}"
+        assert (wl, "raw (load → sink)") in systems, ctx
+    assert not any(s == "postfix" for _, s in systems), ctx
+    for r in body:
+        assert r[col["complete runs"]] == "1/1", f"incomplete: {r}{ctx}"
+        for h in ("accepted msg/s", "delivered msg/s", "latency p50 ms"):
+            assert float(r[col[h]]) > 0, f"{h} in {r}{ctx}"
+        if r[1] == "mta":
+            assert float(r[col["CPU s / 1k msgs"]]) >= 0, r
+            assert float(r[col["peak RSS MiB"]]) > 0, r
+    if out is not None:
+        data = json.loads((out / "results.json").read_text())
+        assert set(data["medians"]) == workloads
+        for run in data["runs"]:
+            assert run["delivered"] == run["accepted"] == run["messages"], run
+            assert run["problems"] == [], run
+        assert (out / "results.md").read_text().count("| mta |") == 8
+        assert list(out.glob("delivery-*.png")), "no plot written"
