@@ -88,6 +88,8 @@ struct djob {
 	struct smtp_out_result *results;
 	struct smtp_out_job job;
 	bool any_reply;             /* a host answered: not a dest failure */
+	bool tls_failed;            /* the last handshake failed under may */
+	bool tls_off;               /* so this address goes again in plain */
 	char last_err[400];
 	struct djob *next;          /* parked list */
 };
@@ -547,6 +549,10 @@ conn_tls_input(struct dconn *c, const uint8_t *p, size_t n)
 		if (hs != 0) {
 			log_info("event=tls-failed relay=%s reason=\"%s\"",
 			    c->relay, tls_conn_error(c->tls));
+			/* opportunistic TLS must not cost the delivery: the
+			 * same host is tried again without it (as Postfix) */
+			if (c->job && c->socfg.tls == CONFIG_TLS_MAY)
+				c->job->tls_failed = true;
 			conn_act(c, smtp_out_tls_done(c->so, false, &c->out));
 			return;
 		}
@@ -615,6 +621,8 @@ on_connect(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	c->socfg.helo_name = cfg->delivery.helo_name[0] ?
 	    cfg->delivery.helo_name : cfg->server.hostname;
 	c->socfg.tls = dj ? dj->tls : cfg->delivery.tls;
+	if (dj && dj->tls_off)
+		c->socfg.tls = CONFIG_TLS_NONE;
 	if (dj && dj->route && dj->route->username[0]) {
 		c->socfg.auth_user = dj->route->username;
 		c->socfg.auth_pass = dj->route->password;
@@ -721,6 +729,13 @@ job_try(struct djob *dj)
 static void
 job_next_host(struct djob *dj)
 {
+	if (dj->tls_failed && !dj->tls_off) {
+		dj->tls_failed = false;
+		dj->tls_off = true;
+		job_try(dj);
+		return;
+	}
+	dj->tls_failed = dj->tls_off = false;
 	if (dj->ti < dj->ntargets && ++dj->ai >= dj->targets[dj->ti].naddrs) {
 		dj->ti++;
 		dj->ai = 0;

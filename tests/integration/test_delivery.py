@@ -472,6 +472,26 @@ def test_starttls_used_when_offered(world, cert):
     assert t["tls"] is True
 
 
+def test_starttls_failure_under_may_retries_plaintext(world, cert):
+    """A handshake that fails under `tls = may` must not cost the delivery:
+    the same host is tried again without TLS, not skipped (RFC 3207 s.4.1
+    leaves it to the client; Postfix does the same)."""
+    import ssl
+    world.zone({"badtls.test": {"MX": [[10, "mx.badtls.test"]]},
+                "mx.badtls.test": {"A": ["127.0.0.26"]}})
+    srv = world.server("127.0.0.26", tls_cert=cert)
+    # offers STARTTLS but can only speak TLS 1.1: our client requires 1.2
+    srv.ssl_ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    relay = world.relay(delivery={"tls": "may"})
+    qid, msg = submit(relay, ["plain@badtls.test"])
+    wait_event(relay, "delivered", "plain@badtls.test")
+    (m,) = srv.snapshot()["messages"]
+    assert m["tls"] is False
+    check_exact(m["data"], msg)
+    assert srv.snapshot()["connections"] == 2, "not retried on the same host"
+    assert "event=tls-failed" in relay.stderr_text()
+
+
 def test_connection_reused_for_many_messages(world, capsys):
     world.zone({"reuse.test": {"MX": [[10, "mx.reuse.test"]]},
                 "mx.reuse.test": {"A": ["127.0.0.17"]}})
