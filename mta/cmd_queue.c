@@ -6,9 +6,9 @@
  * LMDB lets this second process read while the relay writes, and every
  * read here is a short read transaction, so a slow terminal or pager
  * never holds back the relay. The verbs that change the live queue
- * (delete, retry, hold, release) must go through the relay itself, since
- * its committer is the only writer; until its control socket exists they
- * say so and fail.
+ * (delete, retry, hold, release) go through the relay itself, since its
+ * committer is the only writer: they talk to its control socket
+ * (control.h) and say so plainly when the relay is not running.
  *
  * Everything read from the queue came from a peer (addresses, HELO,
  * remote replies, headers), so it is escaped before it reaches a
@@ -21,13 +21,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/xalloc.h"
 #include "cmd.h"
 #include "config/config.h"
+#include "control.h"
 #include "queue/queue.h"
 
 #define CMD_QUEUE_HEADERS_MAX (64 * 1024) /* bytes of headers `show` prints */
@@ -714,6 +718,190 @@ cmd_queue_stats(struct queue *q, int argc, char **argv)
 	return rc == 0 ? 0 : 1;
 }
 
+/*
+ * delete, retry, hold, release: through the running relay's control
+ * socket (control.h), since its committer is the only writer and its
+ * scheduler the owner of what is due. Ids go in requests of at most
+ * CONTROL_IDS_MAX; each answer line is printed as it is (`ok ID` on
+ * stdout, errors on stderr).
+ */
+
+/* Connect to the control socket; the fd, or -1 after one line on
+ * stderr. */
+static int
+cmd_queue_ctl_connect(const char *verb, const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct timeval tv = { 30, 0 };
+	int fd, e;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		fprintf(stderr, "mta: queue %s: socket: %s\n", verb,
+		    strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		e = errno;
+		close(fd);
+		if (e == ENOENT || e == ECONNREFUSED)
+			fprintf(stderr, "mta: queue %s: the relay is not "
+			    "running (no control socket at %s)\n", verb, path);
+		else
+			fprintf(stderr, "mta: queue %s: %s: %s\n", verb, path,
+			    strerror(e));
+		return -1;
+	}
+	/* The relay answers once its commit is done: seconds at worst. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Print one answer line; false for an error line. */
+static bool
+cmd_queue_ctl_print(const char *verb, const char *line)
+{
+	if (strncmp(line, "ok ", 3) == 0) {
+		printf("%s\n", line);
+		return true;
+	}
+	if (strncmp(line, "error: ", 7) == 0)
+		line += 7;
+	else if (strncmp(line, "error ", 6) == 0)
+		line += 6;
+	fprintf(stderr, "mta: queue %s: ", verb);
+	cmd_queue_put_text(stderr, line);
+	putc('\n', stderr);
+	return false;
+}
+
+/* One request: send it, print the answers. 0 when every answer was ok,
+ * 1 otherwise (or when the relay could not be asked). */
+static int
+cmd_queue_ctl_request(const char *verb, const char *path, char **ids,
+    size_t n)
+{
+	struct buf req, in;
+	bool done = false, ok = true;
+	int fd;
+
+	if ((fd = cmd_queue_ctl_connect(verb, path)) < 0)
+		return 1;
+	buf_init(&req, CONTROL_LINE_MAX + 1);
+	buf_init(&in, CONTROL_IDS_MAX * 256);
+	if (buf_append(&req, verb, strlen(verb)) != 0)
+		ok = false;
+	for (size_t i = 0; i < n; i++)
+		if (buf_appendf(&req, " %s", ids[i]) < 0)
+			ok = false;
+	if (!ok || buf_append(&req, "\n", 1) != 0) {
+		fprintf(stderr, "mta: queue %s: request too long\n", verb);
+		goto out;
+	}
+	for (size_t off = 0; off < buf_avail(&req);) {
+		ssize_t w = send(fd, buf_peek(&req) + off,
+		    buf_avail(&req) - off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			fprintf(stderr, "mta: queue %s: %s: %s\n", verb, path,
+			    strerror(errno));
+			ok = false;
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	while (!done) {
+		uint8_t *p = buf_reserve(&in, 4096), *nl;
+		ssize_t r;
+
+		if (p == NULL)
+			break; /* more than any answer: stop */
+		if ((r = read(fd, p, 4096)) < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		buf_commit(&in, (size_t)r);
+		while (!done && (nl = memchr(buf_peek(&in), '\n',
+		    buf_avail(&in))) != NULL) {
+			*nl = '\0';
+			if (strncmp((const char *)buf_peek(&in), "done ", 5) ==
+			    0)
+				done = true;
+			else if (!cmd_queue_ctl_print(verb,
+			    (const char *)buf_peek(&in)))
+				ok = false;
+			buf_consume(&in, (size_t)(nl - buf_peek(&in)) + 1);
+		}
+	}
+	if (!done) {
+		fprintf(stderr, "mta: queue %s: the relay did not finish its "
+		    "answer\n", verb);
+		ok = false;
+	}
+out:
+	close(fd);
+	buf_fini(&req);
+	buf_fini(&in);
+	return ok ? 0 : 1;
+}
+
+static int
+cmd_queue_control(const char *config_path, int argc, char **argv)
+{
+	const char *verb = argv[0];
+	char path[CONFIG_PATH_MAX], err[CONFIG_PATH_MAX + 256];
+	struct config *cfg;
+	char **ids;
+	size_t n = 0;
+	uint64_t id;
+	int status = 0;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: mta queue %s %s\n", verb,
+		    strcmp(verb, "retry") == 0 ? "ID...|--all" : "ID...");
+		return 2;
+	}
+	if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mta: %s\n", err);
+		return 1;
+	}
+	if (control_path(&cfg->queue, path, sizeof(path)) != 0) {
+		fprintf(stderr, "mta: queue %s: %s/%s: path too long for a "
+		    "Unix socket\n", verb, cfg->queue.path, CONTROL_SOCK_NAME);
+		config_free(cfg);
+		return 1;
+	}
+	config_free(cfg);
+	if (strcmp(verb, "retry") == 0 && argc == 2 &&
+	    strcmp(argv[1], "--all") == 0)
+		return cmd_queue_ctl_request(verb, path, argv + 1, 1);
+	/* Only well-formed ids reach the relay (and the protocol line). */
+	ids = xcalloc((size_t)argc, sizeof(*ids));
+	for (int i = 1; i < argc; i++) {
+		if (queue_id_parse(argv[i], &id) == 0) {
+			ids[n++] = argv[i];
+			continue;
+		}
+		fprintf(stderr, "mta: queue %s: ", verb);
+		cmd_queue_put_text(stderr, argv[i]);
+		fprintf(stderr, ": not a queue id (16 hex digits%s)\n",
+		    strcmp(verb, "retry") == 0 ? ", or --all alone" : "");
+		status = 1;
+	}
+	for (size_t i = 0; i < n; i += CONTROL_IDS_MAX) {
+		size_t k = n - i < CONTROL_IDS_MAX ? n - i : CONTROL_IDS_MAX;
+
+		if (cmd_queue_ctl_request(verb, path, ids + i, k) != 0)
+			status = 1;
+		fflush(stdout);
+	}
+	free(ids);
+	return status;
+}
+
 static const struct {
 	const char *verb;
 	int (*fn)(struct queue *q, int argc, char **argv);
@@ -739,12 +927,9 @@ cmd_queue(const char *config_path, int argc, char **argv)
 		return 2;
 	}
 	for (size_t i = 0; i < MTA_ARRAY_LEN(cmd_queue_control_verbs); i++)
-		if (strcmp(argv[1], cmd_queue_control_verbs[i]) == 0) {
-			fprintf(stderr, "mta: queue %s: needs the running "
-			    "relay's control socket, not available yet\n",
-			    argv[1]);
-			return 1;
-		}
+		if (strcmp(argv[1], cmd_queue_control_verbs[i]) == 0)
+			return cmd_queue_control(config_path, argc - 1,
+			    argv + 1);
 	for (size_t i = 0; i < MTA_ARRAY_LEN(cmd_queue_verbs); i++) {
 		if (strcmp(argv[1], cmd_queue_verbs[i].verb) != 0)
 			continue;

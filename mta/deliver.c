@@ -116,6 +116,24 @@ deliver_start(struct deliver *d)
 }
 
 void
+deliver_ctl_submit(struct deliver *d, struct deliver_ctl *c)
+{
+	c->msg.type = DELIVER_MSG_CTL;
+	chan_send(d->sched_chan, &c->msg);
+}
+
+void
+deliver_config_submit(struct deliver *d, struct config *cfg)
+{
+	struct deliver_config *m = xcalloc(1, sizeof(*m));
+
+	MTA_ASSERT(d->sched_started);
+	m->msg.type = DELIVER_MSG_CONFIG;
+	m->cfg = cfg;
+	chan_send(d->sched_chan, &m->msg);
+}
+
+void
 deliver_stop(struct deliver *d, uint64_t grace_ms)
 {
 	struct chan_msg *stop;
@@ -142,6 +160,10 @@ deliver_stop(struct deliver *d, uint64_t grace_ms)
 			sched_job_free((struct sched_job *)m);
 		else if (m->type == QUEUE_NOTE_NEW)
 			queue_note_free((struct queue_note *)m);
+		else if (m->type == DELIVER_MSG_CONFIG) {
+			config_free(((struct deliver_config *)m)->cfg);
+			free(m);
+		}
 		else
 			free(m);
 	}
@@ -153,6 +175,14 @@ deliver_stop(struct deliver *d, uint64_t grace_ms)
 		free(h);
 	}
 	tls_ctx_free(d->tls);
+	/* reloaded snapshots: no worker can read them any more */
+	while (d->snaps) {
+		struct deliver_snap *sn = d->snaps;
+
+		d->snaps = sn->next;
+		config_free(sn->cfg);
+		free(sn);
+	}
 	pthread_mutex_destroy(&d->hosts_lock);
 	free(d);
 }

@@ -19,13 +19,79 @@ enum deliver_msg_type {
 	DELIVER_MSG_JOB = 0x5301,
 	DELIVER_MSG_DONE,
 	DELIVER_MSG_STOP, /* a bare struct chan_msg: stop the thread */
+	/* operator control (control.c -> scheduler -> control.c) */
+	DELIVER_MSG_CTL = 0x5340, /* struct deliver_ctl, to the scheduler */
+	DELIVER_MSG_CTL_DONE,     /* the same struct, back on ->reply */
+	DELIVER_MSG_CONFIG,       /* struct deliver_config, to the scheduler */
 };
+
+/*
+ * An operator action from the control socket (control.c), carried out by
+ * the scheduler thread, the owner of the schedule: hold, release and
+ * delete are committed to the queue (QUEUE_REQ_FLAGS, QUEUE_REQ_DELETE)
+ * before the request comes back, so "ok" means "on disk". control.c is
+ * the only file outside deliver*.c that uses this header, for this
+ * struct and deliver_ctl_submit().
+ */
+enum deliver_ctl_op {
+	DELIVER_CTL_DELETE,
+	DELIVER_CTL_RETRY,
+	DELIVER_CTL_RETRY_ALL, /* no ids */
+	DELIVER_CTL_HOLD,
+	DELIVER_CTL_RELEASE,
+};
+
+struct deliver_ctl {
+	struct chan_msg msg;    /* first: DELIVER_MSG_CTL */
+	struct chan *reply;     /* borrowed: where it comes back */
+	enum deliver_ctl_op op;
+	uint64_t *ids;          /* owned by the sender */
+	size_t n;
+	int *status;            /* n entries, out: 0, -ENOENT, -EIO, ... */
+	size_t count;           /* out, RETRY_ALL: messages made due */
+};
+
+/* Hand an operator request to the scheduler; any thread. It comes back
+ * on c->reply as DELIVER_MSG_CTL_DONE; the scheduler always answers,
+ * as long as it runs (stop the sender before deliver_stop()). */
+void deliver_ctl_submit(struct deliver *d, struct deliver_ctl *c);
+
+/*
+ * A reloaded configuration for the delivery stage (routes, timeouts,
+ * connection caps). The scheduler is the safe point: it swaps d->cfg,
+ * which workers read whenever they start a job or a connection, and
+ * keeps the old snapshot until every job dispatched under it has come
+ * back (jobs carry the snapshot's generation in msg.reqid) and a short
+ * grace period has passed (a worker's ticker may be reading it).
+ */
+struct deliver_config {
+	struct chan_msg msg;    /* first: DELIVER_MSG_CONFIG */
+	struct config *cfg;     /* owned: the scheduler frees it when retired */
+};
+
+/* Hand a new snapshot to the delivery stage (ownership of cfg passes);
+ * main thread, after deliver_start(). */
+void deliver_config_submit(struct deliver *d, struct config *cfg);
 
 struct tls_ctx;
 struct deliver_worker;
 
+/* A configuration snapshot the delivery stage has used since a reload
+ * (see struct deliver_config). Scheduler thread only, while it runs. */
+struct deliver_snap {
+	struct config *cfg;         /* owned */
+	uint64_t gen;               /* tag of the jobs dispatched under it */
+	uint64_t jobs;              /* of those, not yet back */
+	bool current;
+	uint64_t retired_ms;        /* mono ms it stopped being current */
+	struct deliver_snap *next;
+};
+
 struct deliver {
-	const struct config *cfg;
+	/* The current snapshot. Atomic: the scheduler swaps it on reload
+	 * (DELIVER_MSG_CONFIG) while workers read it; a plain read of the
+	 * field is an atomic load. */
+	const struct config *_Atomic cfg;
 	struct queue *q;
 	struct dns *dns;
 	struct tls_ctx *tls;        /* client context, system CA store */
@@ -40,6 +106,10 @@ struct deliver {
 	pthread_mutex_t hosts_lock;
 	struct deliver_host *hosts; /* hosts_lock */
 	atomic_uint conns;          /* outbound connections, all hosts */
+	/* reloaded snapshots, newest first (the startup one is borrowed
+	 * and not listed): the scheduler's while it runs, then
+	 * deliver_stop() frees what is left, after the workers stopped */
+	struct deliver_snap *snaps;
 };
 
 /* deliver_worker.c */

@@ -23,11 +23,26 @@
  * carries (slot, generation) as reqid, so an answer for a connection that
  * has gone meanwhile is recognised, freed and counted.
  *
- * Transport: conn_input() and conn_flush() are the only places that know
- * the bytes on the socket are the bytes smtp_in sees. A TLS layer goes
- * there (XPORT_TLS; mta/tls.h works over memory buffers); until then
- * STARTTLS and AUTH cannot be offered (tls_available = false) and are
- * treated as CLOSE if they ever show up.
+ * Transport: conn_input(), conn_flush() and conn_want_read() are the
+ * only places that know whether the bytes on the socket are the bytes
+ * smtp_in sees. With TLS (implicit on listen_tls, or after STARTTLS) a
+ * tls_conn sits in between: every recv goes to tls_conn_feed(), the
+ * plaintext comes out of tls_conn_read() into the thread's scratch buffer
+ * and goes to the session one record at a time, and only while the
+ * session takes input (the rest waits as ciphertext, as unread bytes wait
+ * in the socket without TLS: the same backpressure). Replies go through
+ * tls_conn_write() and the ciphertext through the usual single send. Any
+ * TLS call may want to send (tickets, alerts), so the output is flushed
+ * after each. STARTTLS (CVE-2011-0411): smtp_in drops whatever plaintext
+ * followed the command, nothing is read until the 220 has been sent, and
+ * from then on every byte read is ciphertext, so injected plaintext can
+ * only ever break the handshake.
+ *
+ * AUTH: the credentials go to the auth worker pool as a struct auth_req
+ * with this thread's chan as the reply address and (slot, generation) as
+ * reqid, like commits. A failed check is answered only after
+ * AUTH_FAIL_DELAY_MS (a timer on the connection, never a sleeping worker),
+ * which slows password guessing; smtp_in counts failures and closes.
  */
 #include "receive.h"
 
@@ -50,8 +65,10 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
+#include "auth.h"
 #include "queue/queue.h"
 #include "smtp_in.h"
+#include "tls.h"
 #include "uring.h"
 
 #define OUT_MAX      (256 * 1024) /* bytes of replies waiting, hard cap */
@@ -60,10 +77,13 @@
 #define LINGER_MS    5000         /* last replies after close, at most */
 #define ACCEPT_RETRY_MS 100       /* after EMFILE and friends */
 #define IPTAB_BUCKETS 4096
+#define PLAIN_CHUNK  16384        /* plaintext handed to smtp_in at once */
+#define AUTH_FAIL_DELAY_MS 1000   /* before a failed AUTH is answered */
 
 enum xport {
-	XPORT_PLAIN, /* bytes on the socket are the SMTP stream */
-	/* XPORT_TLS: tls_conn between socket and smtp_in (later) */
+	XPORT_PLAIN,    /* bytes on the socket are the SMTP stream */
+	XPORT_STARTTLS, /* 220 to STARTTLS going out in plaintext; no reads */
+	XPORT_TLS,      /* tls_conn between the socket and smtp_in */
 };
 
 struct rthread;
@@ -80,9 +100,16 @@ struct conn {
 	bool discard;          /* closing on error: drop unsent replies */
 	bool lingering;        /* tmo is the linger timer */
 	bool committing;       /* a commit request is with the queue */
+	bool authing;          /* a password check, or its failure delay */
+	bool implicit;         /* accepted on a listen_tls listener */
+	bool tls_shut;         /* close_notify queued */
+	bool pumping;          /* inside conn_tls_pump(): no re-entry */
 	const char *reason;    /* why it closed, for the log */
 	struct smtp_in *s;
+	struct tls_conn *tls;  /* XPORT_TLS only */
+	struct rsnap *snap;    /* settings it started with; NULL = startup */
 	struct uring_op rd, wr, tmo;
+	struct uring_op dly;   /* delay of a failed AUTH answer */
 	struct buf out;        /* replies not yet handed to send */
 	struct buf wbuf;       /* the replies being sent (wr busy) */
 	uint64_t idle_dl;      /* ms, monotonic: next idle deadline */
@@ -98,6 +125,7 @@ struct listener {
 	struct uring_op acc;   /* multishot accept */
 	struct uring_op retry; /* timer before re-arming after an error */
 	const char *text;      /* borrowed from the config */
+	bool tls;              /* implicit TLS (RFC 8314) */
 };
 
 struct rthread {
@@ -116,11 +144,15 @@ struct rthread {
 	struct conn *free;     /* free list of closed conns */
 	size_t nconns;         /* live */
 	size_t commits;        /* requests with the queue */
+	size_t auths;          /* requests with the auth pool */
 	uint64_t stale;        /* answers for connections that had gone */
+	struct buf pin;        /* scratch: plaintext out of TLS, PLAIN_CHUNK */
 	bool shutting;         /* no accepts; sessions closed when idle */
 	bool deadline;         /* grace over: close the rest when possible */
 	bool finishing;        /* loop is being wound down */
 	struct uring_op sdt;   /* shutdown grace timer */
+	struct rsnap *snap;    /* reloaded settings for new sessions, or
+				  NULL: the startup ones (RECEIVE_MSG_RELOAD) */
 	int start_res;         /* 0 or -errno, set before start_sem post */
 	char start_err[256];
 };
@@ -141,6 +173,9 @@ struct receive {
 	const struct config *cfg;
 	struct queue *q;
 	struct smtp_in_cfg scfg;
+	struct tls_ctx *tls;         /* NULL: no certificate, no TLS */
+	struct auth_users *users;    /* loaded, until the pool takes it */
+	struct auth_pool *auth;      /* NULL: no users file, no AUTH */
 	struct rthread *th;
 	unsigned nth;
 	sem_t start_sem;
@@ -153,7 +188,75 @@ struct receive {
 static void conn_act(struct conn *c, enum smtp_in_action a);
 static void conn_begin_close(struct conn *c, const char *reason,
     bool discard);
+static void conn_want_read(struct conn *c);
 static void thread_check_done(struct rthread *t);
+
+/*
+ * Reloaded settings (SIGHUP, receive_reload): an immutable snapshot of
+ * what a new session uses, reference-counted because smtp_in borrows
+ * its smtp_in_cfg for the session's life. Each thread holds one for new
+ * sessions, each connection the one it started with; the last unref
+ * frees it, with its TLS context (connections made from it keep their
+ * own reference to the OpenSSL context). NULL stands for the startup
+ * settings in struct receive, which live as long as the stage.
+ */
+struct rsnap {
+	atomic_uint refs;
+	struct config_server server; /* copy; relay_networks owned, no listen */
+	struct smtp_in_cfg scfg;     /* hostname points into server */
+	struct tls_ctx *tls;         /* owned; NULL: no STARTTLS */
+};
+
+static struct rsnap *
+rsnap_ref(struct rsnap *sn)
+{
+	if (sn != NULL)
+		atomic_fetch_add(&sn->refs, 1);
+	return sn;
+}
+
+static void
+rsnap_unref(struct rsnap *sn)
+{
+	if (sn == NULL || atomic_fetch_sub(&sn->refs, 1) != 1)
+		return;
+	tls_ctx_free(sn->tls);
+	free(sn->server.relay_networks);
+	free(sn);
+}
+
+/* RECEIVE_MSG_RELOAD: a reference to the new snapshot, for one thread. */
+struct receive_reload_msg {
+	struct chan_msg msg;
+	struct rsnap *snap;
+};
+
+/* What a new session on t gets. */
+static const struct config_server *
+rs_server(const struct rthread *t)
+{
+	return t->snap ? &t->snap->server : &t->r->cfg->server;
+}
+
+/* What c started with. */
+static const struct smtp_in_cfg *
+rs_scfg(const struct conn *c)
+{
+	return c->snap ? &c->snap->scfg : &c->t->r->scfg;
+}
+
+static struct tls_ctx *
+rs_tls(const struct conn *c)
+{
+	return c->snap ? c->snap->tls : c->t->r->tls;
+}
+
+static uint64_t
+rs_idle(const struct conn *c)
+{
+	return c->snap ? c->snap->server.idle_timeout :
+	    c->t->r->cfg->server.idle_timeout;
+}
 
 /* ---- per-address table ---- */
 
@@ -282,6 +385,13 @@ conn_lookup(struct rthread *t, uint64_t reqid)
 	return c;
 }
 
+/* The reqid of a request on behalf of c: (slot, generation). */
+static uint64_t
+conn_reqid(const struct conn *c)
+{
+	return (uint64_t)c->slot << 32 | c->gen;
+}
+
 static uint64_t
 conn_deadline(const struct conn *c)
 {
@@ -304,6 +414,10 @@ conn_free(struct conn *c)
 	conn_log_disconnect(c);
 	smtp_in_free(c->s);
 	c->s = NULL;
+	tls_conn_free(c->tls);
+	c->tls = NULL;
+	rsnap_unref(c->snap);
+	c->snap = NULL;
 	close(c->fd);
 	c->fd = -1;
 	buf_fini(&c->out);
@@ -322,7 +436,8 @@ static void
 conn_maybe_free(struct conn *c)
 {
 	if (c->live && c->closing && !uring_op_busy(&c->rd) &&
-	    !uring_op_busy(&c->wr) && !uring_op_busy(&c->tmo))
+	    !uring_op_busy(&c->wr) && !uring_op_busy(&c->tmo) &&
+	    !uring_op_busy(&c->dly))
 		conn_free(c);
 }
 
@@ -332,33 +447,197 @@ conn_unsent(const struct conn *c)
 	return buf_avail(&c->out) + buf_avail(&c->wbuf);
 }
 
+/*
+ * Replies into the TLS layer, as much as it takes (TLS_OUT_MAX of
+ * ciphertext at most; the rest goes after the next send). Before the
+ * handshake is done nothing can be encrypted, so the greeting of an
+ * implicit-TLS session waits here. Once closing and everything is
+ * encrypted, queue the close_notify.
+ */
+static void
+conn_tls_encrypt(struct conn *c)
+{
+	ssize_t n;
+	int rc;
+
+	if (!tls_conn_handshake_done(c->tls))
+		return;
+	while (buf_avail(&c->out) > 0) {
+		n = tls_conn_write(c->tls, buf_peek(&c->out),
+		    buf_avail(&c->out));
+		if (n > 0) {
+			buf_consume(&c->out, (size_t)n);
+			continue;
+		}
+		if (n != -ENOBUFS) /* broken or shut: nothing more goes */
+			buf_reset(&c->out);
+		break;
+	}
+	if (buf_avail(&c->out) == 0)
+		buf_reset(&c->out);
+	if (c->closing && !c->discard && !c->tls_shut &&
+	    buf_avail(&c->out) == 0) {
+		c->tls_shut = true;
+		if ((rc = tls_conn_close(c->tls)) < 0)
+			log_debug("receive: client=%s close_notify: %s",
+			    c->addr, strerror(-rc));
+	}
+}
+
 /* Transport out: hand every reply built so far to one send. */
 static void
 conn_flush(struct conn *c)
 {
 	struct buf tmp;
 
-	if (uring_op_busy(&c->wr) || buf_avail(&c->out) == 0)
+	if (uring_op_busy(&c->wr))
 		return;
 	switch (c->xport) {
 	case XPORT_PLAIN:
+	case XPORT_STARTTLS:
+		if (buf_avail(&c->out) == 0)
+			return;
 		tmp = c->wbuf;
 		c->wbuf = c->out;
 		c->out = tmp;
 		buf_reset(&c->out);
+		break;
+	case XPORT_TLS:
+		/* wbuf is empty while wr is idle (conn_wr_cb resets it). */
+		conn_tls_encrypt(c);
+		if (tls_conn_out_to_buf(c->tls, &c->wbuf) == 0)
+			return;
 		break;
 	}
 	uring_send(c->t->l, &c->wr, c->fd, buf_peek(&c->wbuf),
 	    buf_avail(&c->wbuf));
 }
 
+static void
+conn_tls_failed(struct conn *c)
+{
+	char why[TLS_ERR_MAX + 16];
+	const char *e = tls_conn_error(c->tls);
+
+	log_event("event=tls_failed client=%s reason=%s", c->addr,
+	    log_quote(why, sizeof(why), e, strlen(e)));
+	c->reason = "tls";
+	/* Nothing more can be encrypted: replies are dropped, a pending
+	 * alert still goes out (conn_begin_close flushes). */
+	buf_reset(&c->out);
+	if (!c->implicit && !tls_conn_handshake_done(c->tls))
+		(void)smtp_in_tls_done(c->s, false, &c->out);
+	conn_begin_close(c, "tls", false);
+}
+
+/* The handshake has just completed. */
+static void
+conn_tls_up(struct conn *c)
+{
+	struct tls_info ti;
+
+	if (log_debug_enabled()) {
+		tls_conn_info(c->tls, &ti);
+		log_event("event=tls client=%s mode=%s version=%s cipher=%s "
+		    "bits=%d reused=%s", c->addr,
+		    c->implicit ? "implicit" : "starttls", ti.version,
+		    ti.cipher, ti.bits, ti.reused ? "yes" : "no");
+	}
+	if (c->implicit)
+		conn_flush(c); /* the greeting, held until now */
+	else
+		conn_act(c, smtp_in_tls_done(c->s, true, &c->out));
+}
+
+/*
+ * Drive the TLS layer after ciphertext came in, or when the session is
+ * ready for input again: finish the handshake, then decrypt at most
+ * PLAIN_CHUNK at a time and feed it to the session, only while the
+ * session takes input and the peer reads its replies. Returns true when
+ * everything fed so far is used up and the socket must be read for more.
+ * conn_act() calls back in here through conn_want_read(); `pumping` turns
+ * that into a no-op and this loop goes on instead.
+ */
+static bool
+conn_tls_pump(struct conn *c)
+{
+	struct buf *pin = &c->t->pin;
+	bool need = false;
+	ssize_t r;
+
+	if (c->pumping)
+		return false;
+	c->pumping = true;
+	if (!tls_conn_handshake_done(c->tls)) {
+		r = tls_conn_handshake(c->tls);
+		if (r == -EAGAIN) {
+			need = true;
+			goto out;
+		}
+		if (r < 0) {
+			conn_tls_failed(c);
+			goto out;
+		}
+		conn_tls_up(c);
+	}
+	while (!c->closing && smtp_in_want_read(c->s) &&
+	    conn_unsent(c) <= OUT_HIWAT) {
+		buf_reset(pin);
+		r = tls_conn_read(c->tls, pin);
+		if (r > 0) {
+			/* smtp_in copies what it cannot use now; pin is
+			 * free again when it returns. */
+			conn_act(c, smtp_in_feed(c->s, buf_peek(pin),
+			    buf_avail(pin), &c->out));
+			continue;
+		}
+		if (r == -EAGAIN)
+			need = true;
+		else if (r == 0)
+			conn_begin_close(c, "eof", true); /* close_notify */
+		else
+			conn_tls_failed(c);
+		break;
+	}
+out:
+	buf_reset(pin);
+	c->pumping = false;
+	if (!c->closing)
+		conn_flush(c); /* handshake records, tickets, alerts */
+	return need;
+}
+
+/* Set up TLS once the 220 to STARTTLS is on the wire. */
+static void
+conn_tls_start(struct conn *c)
+{
+	MTA_ASSERT(rs_tls(c) != NULL && c->tls == NULL);
+	c->tls = tls_conn_server_new(rs_tls(c));
+	c->xport = XPORT_TLS;
+}
+
 /* Read more when the session wants input and the peer reads its replies. */
 static void
 conn_want_read(struct conn *c)
 {
-	if (c->closing || uring_op_busy(&c->rd) || !smtp_in_want_read(c->s) ||
-	    conn_unsent(c) > OUT_HIWAT)
+	if (c->closing || uring_op_busy(&c->rd))
 		return;
+	switch (c->xport) {
+	case XPORT_PLAIN:
+		if (!smtp_in_want_read(c->s) || conn_unsent(c) > OUT_HIWAT)
+			return;
+		break;
+	case XPORT_STARTTLS:
+		/* The 220 must be on the wire before the first TLS byte. */
+		if (uring_op_busy(&c->wr) || buf_avail(&c->out) > 0)
+			return;
+		conn_tls_start(c);
+		/* FALLTHROUGH */
+	case XPORT_TLS:
+		if (!conn_tls_pump(c) || c->closing)
+			return;
+		break;
+	}
 	uring_recv(c->t->l, &c->rd, c->fd, false);
 }
 
@@ -370,7 +649,43 @@ conn_input(struct conn *c, const uint8_t *data, size_t len)
 	case XPORT_PLAIN:
 		conn_act(c, smtp_in_feed(c->s, data, len, &c->out));
 		break;
+	case XPORT_STARTTLS:
+		/* Never read in this state (conn_want_read). */
+		MTA_ASSERT(0);
+		break;
+	case XPORT_TLS:
+		/* We only read once the TLS layer has used up what it had,
+		 * so this stays far below TLS_IN_MAX. */
+		if (tls_conn_feed(c->tls, data, len) < 0) {
+			conn_begin_close(c, "tls input overflow", true);
+			return;
+		}
+		conn_want_read(c);
+		break;
 	}
+}
+
+/* Hand the session's credentials to the auth pool. */
+static void
+conn_auth(struct conn *c)
+{
+	struct rthread *t = c->t;
+	struct auth_req *req;
+	const char *user, *pass;
+
+	MTA_ASSERT(t->r->auth != NULL);
+	req = xcalloc(1, sizeof(*req));
+	smtp_in_auth_peek(c->s, &user, &pass);
+	/* smtp_in bounds both below the request's fields; should that ever
+	 * change, a cut name can only fail the check. */
+	if (!str_copy(req->user, sizeof(req->user), user) ||
+	    !str_copy(req->pass, sizeof(req->pass), pass))
+		req->user[0] = '\0';
+	req->reply = t->chan;
+	req->msg.reqid = conn_reqid(c);
+	c->authing = true;
+	t->auths++;
+	auth_pool_submit(t->r->auth, req);
 }
 
 static void
@@ -381,7 +696,7 @@ conn_commit(struct conn *c)
 
 	MTA_ASSERT(req != NULL);
 	req->reply = t->chan;
-	req->msg.reqid = (uint64_t)c->slot << 32 | c->gen;
+	req->msg.reqid = conn_reqid(c);
 	c->committing = true;
 	t->commits++;
 	queue_submit(t->r->q, req);
@@ -400,19 +715,19 @@ conn_act(struct conn *c, enum smtp_in_action a)
 		conn_commit(c);
 		break;
 	case SMTP_IN_STARTTLS:
+		/* smtp_in dropped what followed the command; the 220 goes
+		 * out in plaintext, then conn_want_read() starts TLS. */
+		MTA_ASSERT(c->xport == XPORT_PLAIN);
+		c->xport = XPORT_STARTTLS;
+		break;
 	case SMTP_IN_AUTH:
-		/* XXX TLS and AUTH are not wired yet (they are never
-		 * offered: tls_available and auth_available are false). */
-		log_warnx("receive: client=%s unexpected %s; closing", c->addr,
-		    a == SMTP_IN_AUTH ? "AUTH" : "STARTTLS");
-		a = SMTP_IN_CLOSE;
-		c->reason = "unsupported";
+		conn_auth(c);
 		break;
 	case SMTP_IN_CLOSE:
 		break;
 	}
 	if (a == SMTP_IN_READ && t->shutting && !c->committing &&
-	    (t->deadline || !smtp_in_busy(c->s))) {
+	    !c->authing && (t->deadline || !smtp_in_busy(c->s))) {
 		a = smtp_in_shutdown(c->s, &c->out);
 		c->reason = "shutdown";
 	}
@@ -437,8 +752,11 @@ conn_begin_close(struct conn *c, const char *reason, bool discard)
 		c->reason = reason;
 	uring_cancel(l, &c->rd);
 	uring_cancel(l, &c->tmo); /* its final callback arms the linger */
+	uring_cancel(l, &c->dly);
 	if (discard)
 		uring_cancel(l, &c->wr);
+	else if (c->xport == XPORT_TLS)
+		conn_flush(c); /* a pending alert, or our close_notify */
 	conn_maybe_free(c);
 }
 
@@ -462,7 +780,7 @@ conn_rd_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		    true);
 		return;
 	}
-	c->idle_dl = clock_mono_ms() + c->t->r->cfg->server.idle_timeout;
+	c->idle_dl = clock_mono_ms() + rs_idle(c);
 	conn_input(c, data, len);
 }
 
@@ -523,15 +841,32 @@ conn_tmo_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	}
 	now = clock_mono_ms();
 	dl = conn_deadline(c);
-	if (res != 0 || c->committing || now < dl) {
+	if (res != 0 || c->committing || c->authing || now < dl) {
 		/* Early (activity moved the deadline), or waiting for the
-		 * queue, which is not the client's idleness. */
+		 * queue or the auth pool, which is not the client's
+		 * idleness. */
 		uring_timeout(l, &c->tmo, now < dl ? dl - now :
-		    c->t->r->cfg->server.idle_timeout);
+		    rs_idle(c));
 		return;
 	}
 	c->reason = "timeout";
 	conn_act(c, smtp_in_timeout(c->s, &c->out));
+}
+
+/* A failed AUTH has waited its delay: answer it now. */
+static void
+conn_dly_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
+    size_t len)
+{
+	struct conn *c = uring_container_of(op, struct conn, dly);
+
+	(void)res, (void)flags, (void)data, (void)len;
+	c->authing = false;
+	if (c->closing) {
+		conn_maybe_free(c);
+		return;
+	}
+	conn_act(c, smtp_in_auth_done(c->s, false, &c->out));
 }
 
 static struct conn *
@@ -557,16 +892,17 @@ conn_alloc(struct rthread *t)
 }
 
 /* Over a limit: one line, written while the socket buffer is surely
- * empty, then close. No session, no ops. */
+ * empty, then close. No session, no ops. On an implicit-TLS listener a
+ * plaintext line would be garbage to the client: just close. */
 static void
-reject(struct rthread *t, int fd, const char *addr)
+reject(struct rthread *t, int fd, const char *addr, bool tls)
 {
 	char line[CONFIG_HOST_MAX + 64];
 	int n;
 
 	n = snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections\r\n",
-	    t->r->cfg->server.hostname);
-	if (n > 0)
+	    rs_server(t)->hostname);
+	if (n > 0 && !tls)
 		(void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
 	if (log_debug_enabled())
@@ -578,7 +914,7 @@ conn_new(struct listener *ls, int fd)
 {
 	struct rthread *t = ls->t;
 	struct receive *r = t->r;
-	const struct config_server *cs = &r->cfg->server;
+	const struct config_server *cs = rs_server(t);
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct smtp_in_peer peer;
@@ -605,24 +941,30 @@ conn_new(struct listener *ls, int fd)
 	}
 	if (atomic_fetch_add(&r->nconns, 1) >= cs->max_connections) {
 		atomic_fetch_sub(&r->nconns, 1);
-		reject(t, fd, peer.addr);
+		reject(t, fd, peer.addr, ls->tls);
 		return;
 	}
 	ip_key(&ss, key);
 	if (!ip_acquire(&r->ip, key, cs->max_connections_per_ip)) {
 		atomic_fetch_sub(&r->nconns, 1);
-		reject(t, fd, peer.addr);
+		reject(t, fd, peer.addr, ls->tls);
 		return;
 	}
 	peer.relay_allowed = config_net_match(cs->relay_networks,
 	    cs->nrelay_networks, (const struct sockaddr *)&ss);
-	peer.tls = false;
+	peer.tls = ls->tls;
 
 	c = conn_alloc(t);
 	c->fd = fd;
-	c->xport = XPORT_PLAIN;
+	c->snap = rsnap_ref(t->snap);
 	c->live = true;
 	c->closing = c->discard = c->lingering = c->committing = false;
+	c->authing = c->tls_shut = c->pumping = false;
+	c->implicit = ls->tls;
+	/* RFC 8314: the session starts TLS before the greeting, which
+	 * waits in out until the handshake is done. */
+	c->xport = ls->tls ? XPORT_TLS : XPORT_PLAIN;
+	c->tls = ls->tls ? tls_conn_server_new(rs_tls(c)) : NULL;
 	c->reason = NULL;
 	memcpy(c->ipkey, key, sizeof(key));
 	str_copy(c->addr, sizeof(c->addr), peer.addr);
@@ -631,13 +973,14 @@ conn_new(struct listener *ls, int fd)
 	uring_op_init(&c->rd, conn_rd_cb);
 	uring_op_init(&c->wr, conn_wr_cb);
 	uring_op_init(&c->tmo, conn_tmo_cb);
+	uring_op_init(&c->dly, conn_dly_cb);
 	now = clock_mono_ms();
 	c->idle_dl = now + cs->idle_timeout;
 	c->sess_dl = now + cs->session_timeout;
 	t->nconns++;
 	if (log_debug_enabled())
 		log_event("event=connect client=%s", c->addr);
-	c->s = smtp_in_new(&r->scfg, &peer, &c->out);
+	c->s = smtp_in_new(rs_scfg(c), &peer, &c->out);
 	uring_timeout(t->l, &c->tmo, conn_deadline(c) - now);
 	conn_act(c, SMTP_IN_READ);
 }
@@ -712,7 +1055,7 @@ shutdown_sweep(struct rthread *t)
 	for (uint32_t i = 0; i < t->nslots; i++) {
 		struct conn *c = t->slots[i];
 
-		if (!c->live || c->closing || c->committing)
+		if (!c->live || c->closing || c->committing || c->authing)
 			continue;
 		if (t->deadline || !smtp_in_busy(c->s)) {
 			c->reason = "shutdown";
@@ -764,11 +1107,12 @@ thread_shutdown(struct rthread *t, bool now)
 }
 
 /* Wind down once nothing is left: no connection, no listener, no answer
- * owed by the queue (it would be sent to our chan). */
+ * owed by the queue or the auth pool (it would be sent to our chan). */
 static void
 thread_check_done(struct rthread *t)
 {
-	if (!t->shutting || t->nconns || t->nls_open || t->commits)
+	if (!t->shutting || t->nconns || t->nls_open || t->commits ||
+	    t->auths)
 		return;
 	if (!t->finishing) {
 		t->finishing = true;
@@ -797,6 +1141,37 @@ handle_msg(struct rthread *t, struct chan_msg *m)
 		}
 		c->committing = false;
 		conn_act(c, smtp_in_commit_done(c->s, req, &c->out));
+		break;
+	}
+	case AUTH_DONE_CHECK: {
+		struct auth_req *req = (struct auth_req *)m;
+		struct conn *c = conn_lookup(t, m->reqid);
+		bool ok = req->ok;
+
+		auth_req_free(req);
+		t->auths--;
+		if (c == NULL || !c->authing || c->closing) {
+			t->stale++;
+			if (c)
+				c->authing = false;
+			break;
+		}
+		if (ok) {
+			c->authing = false;
+			conn_act(c, smtp_in_auth_done(c->s, true, &c->out));
+		} else {
+			/* authing stays set: conn_dly_cb answers. */
+			uring_timeout(t->l, &c->dly, AUTH_FAIL_DELAY_MS);
+		}
+		break;
+	}
+	case RECEIVE_MSG_RELOAD: {
+		struct receive_reload_msg *rm = (struct receive_reload_msg *)m;
+
+		/* the safe point: sessions already open keep theirs */
+		rsnap_unref(t->snap);
+		t->snap = rm->snap;
+		free(rm);
 		break;
 	}
 	case RECEIVE_MSG_SHUTDOWN: {
@@ -831,8 +1206,9 @@ chan_rd_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	if (!t->finishing)
 		uring_read(t->l, &t->chan_rd, chan_fd(t->chan), &t->chan_val,
 		    sizeof(t->chan_val));
-	else
-		thread_check_done(t);
+	/* The last answer owed (for a connection gone meanwhile) may be
+	 * what shutdown was waiting for. */
+	thread_check_done(t);
 }
 
 static void *
@@ -863,8 +1239,8 @@ thread_main(void *arg)
 		fatalx("receive thread %u: io_uring: %s", t->idx,
 		    strerror(-res));
 	if (t->stale)
-		log_debug("receive thread %u: %" PRIu64 " stale commit "
-		    "answers", t->idx, t->stale);
+		log_debug("receive thread %u: %" PRIu64 " stale commit or "
+		    "auth answers", t->idx, t->stale);
 	uring_loop_free(t->l);
 	t->l = NULL;
 	atomic_fetch_sub(&r->running, 1);
@@ -905,6 +1281,15 @@ fail:
 	return -e;
 }
 
+/* Listener j of a thread: the listen addresses, then the listen_tls ones
+ * (*tls = true). */
+static const struct config_addr *
+listen_addr(const struct config_server *cs, size_t j, bool *tls)
+{
+	*tls = j >= cs->nlisten;
+	return *tls ? &cs->listen_tls[j - cs->nlisten] : &cs->listen[j];
+}
+
 int
 receive_new(const struct config *cfg, struct receive **out, char *err,
     size_t errlen)
@@ -912,37 +1297,59 @@ receive_new(const struct config *cfg, struct receive **out, char *err,
 	const struct config_server *cs = &cfg->server;
 	struct receive *r;
 	unsigned nth = cs->threads ? cs->threads : 1;
+	size_t nls = cs->nlisten + cs->nlisten_tls;
+	struct tls_ctx *tls = NULL;
+	struct auth_users *users = NULL;
+	char e2[512];
 	int res, fd;
+	bool ltls;
 
-	if (cs->nlisten_tls > 0) {
-		snprintf(err, errlen, "listen_tls %s: implicit TLS is not "
-		    "supported yet", cs->listen_tls[0].text);
-		return -ENOTSUP;
-	}
-	if (cs->nlisten == 0) {
+	if (nls == 0) {
 		snprintf(err, errlen, "listen: no address configured");
+		return -EINVAL;
+	}
+	if (cs->nlisten_tls > 0 && cfg->tls.certificate[0] == '\0') {
+		snprintf(err, errlen, "listen_tls %s: needs [tls] certificate",
+		    cs->listen_tls[0].text);
 		return -EINVAL;
 	}
 	/* SO_REUSEPORT would let us share a port with another process of
 	 * the same user (another mta): probe each address exclusively
 	 * first, so a busy port is an error, not a silent split. */
-	for (size_t i = 0; i < cs->nlisten; i++) {
-		if ((res = listen_one(&cs->listen[i], false, &fd, err,
-		    errlen)) < 0)
+	for (size_t i = 0; i < nls; i++) {
+		if ((res = listen_one(listen_addr(cs, i, &ltls), false, &fd,
+		    err, errlen)) < 0)
 			return res;
 		close(fd);
 	}
+	/* The TLS context and the users snapshot are built once here and
+	 * are read-only afterwards: every thread uses them at once. */
+	if (cfg->tls.certificate[0] != '\0' &&
+	    (res = tls_ctx_server_new(&cfg->tls, &tls, err, errlen)) < 0)
+		return res;
+	if (cfg->auth.users[0] != '\0' &&
+	    (res = auth_users_load(cfg->auth.users, &users, e2,
+	    sizeof(e2))) < 0) {
+		snprintf(err, errlen, "auth: %s", e2);
+		tls_ctx_free(tls);
+		return res;
+	}
+	if (users != NULL && tls == NULL && cfg->auth.require_tls)
+		log_warnx("auth: require_tls = yes and no [tls] certificate: "
+		    "AUTH is never offered");
 	r = xcalloc(1, sizeof(*r));
 	r->cfg = cfg;
 	r->nth = nth;
+	r->tls = tls;
+	r->users = users;
 	pthread_mutex_init(&r->ip.lock, NULL);
 	sem_init(&r->start_sem, 0, 0);
 	r->scfg.hostname = cs->hostname;
 	r->scfg.max_message_size = cs->max_message_size;
 	r->scfg.max_recipients = cs->max_recipients;
 	r->scfg.max_errors = cs->max_errors;
-	r->scfg.tls_available = false;
-	r->scfg.auth_available = false;
+	r->scfg.tls_available = tls != NULL;
+	r->scfg.auth_available = users != NULL;
 	r->scfg.auth_require_tls = cfg->auth.require_tls;
 	r->scfg.auth_max_failures = cfg->auth.max_failures;
 	r->scfg.id_new = cb_id_new;
@@ -957,14 +1364,17 @@ receive_new(const struct config *cfg, struct receive **out, char *err,
 		t->r = r;
 		t->idx = i;
 		t->chan = chan_new();
-		t->ls = xcalloc(cs->nlisten, sizeof(*t->ls));
-		for (size_t j = 0; j < cs->nlisten; j++) {
+		buf_init(&t->pin, PLAIN_CHUNK);
+		t->ls = xcalloc(nls, sizeof(*t->ls));
+		for (size_t j = 0; j < nls; j++) {
 			struct listener *ls = &t->ls[j];
+			const struct config_addr *a = listen_addr(cs, j,
+			    &ls->tls);
 
 			ls->t = t;
-			ls->text = cs->listen[j].text;
-			if ((res = listen_one(&cs->listen[j], true, &ls->fd,
-			    err, errlen)) < 0) {
+			ls->text = a->text;
+			if ((res = listen_one(a, true, &ls->fd, err,
+			    errlen)) < 0) {
 				receive_free(r);
 				return res;
 			}
@@ -983,6 +1393,12 @@ receive_start(struct receive *r, struct queue *q, char *err, size_t errlen)
 	int res = 0;
 
 	r->q = q;
+	/* Checks cost CPU, not waiting: as many workers as receive threads
+	 * (one per CPU by default). */
+	if (r->users != NULL) {
+		r->auth = auth_pool_new(r->users, r->nth);
+		r->users = NULL;
+	}
 	for (unsigned i = 0; i < r->nth; i++) {
 		struct rthread *t = &r->th[i];
 
@@ -1041,12 +1457,19 @@ receive_free(struct receive *r)
 {
 	if (r == NULL)
 		return;
+	for (unsigned i = 0; i < r->nth; i++)
+		if (r->th[i].started)
+			pthread_join(r->th[i].th, NULL);
+	/* After the threads, before their chans: requests still in the
+	 * pool are answered to those chans and freed below. */
+	auth_pool_free(r->auth);
+	auth_users_unref(r->users);
 	for (unsigned i = 0; i < r->nth; i++) {
 		struct rthread *t = &r->th[i];
 		struct chan_msg *m, *next;
 
-		if (t->started)
-			pthread_join(t->th, NULL);
+		buf_fini(&t->pin);
+		rsnap_unref(t->snap);
 		for (size_t j = 0; j < t->nls; j++)
 			if (t->ls[j].open)
 				close(t->ls[j].fd);
@@ -1060,6 +1483,13 @@ receive_free(struct receive *r)
 				if (m->type == QUEUE_DONE_SUBMIT)
 					queue_submit_free(
 					    (struct queue_submit *)m);
+				else if (m->type == AUTH_DONE_CHECK)
+					auth_req_free((struct auth_req *)m);
+				else if (m->type == RECEIVE_MSG_RELOAD) {
+					rsnap_unref(((struct receive_reload_msg
+					    *)m)->snap);
+					free(m);
+				}
 				else
 					free(m);
 			}
@@ -1077,5 +1507,78 @@ receive_free(struct receive *r)
 	}
 	pthread_mutex_destroy(&r->ip.lock);
 	sem_destroy(&r->start_sem);
+	tls_ctx_free(r->tls);
 	free(r);
+}
+
+/* ---- reload (SIGHUP; main thread) ---- */
+
+int
+receive_reload(struct receive *r, const struct config *cfg, char *err,
+    size_t errlen)
+{
+	const struct config_server *cs = &cfg->server;
+	struct tls_ctx *tls = NULL;
+	struct auth_users *users = NULL;
+	struct rsnap *sn;
+	char e2[512];
+	int res;
+
+	/* What can fail comes first: on failure nothing has changed. The
+	 * listeners are the startup ones (they cannot change live). */
+	if (r->cfg->server.nlisten_tls > 0 && cfg->tls.certificate[0] == '\0') {
+		snprintf(err, errlen, "listen_tls %s: needs [tls] certificate",
+		    r->cfg->server.listen_tls[0].text);
+		return -EINVAL;
+	}
+	if (cfg->tls.certificate[0] != '\0' &&
+	    (res = tls_ctx_server_new(&cfg->tls, &tls, err, errlen)) < 0)
+		return res;
+	if (cfg->auth.users[0] != '\0' && r->auth != NULL &&
+	    (res = auth_users_load(cfg->auth.users, &users, e2,
+	    sizeof(e2))) < 0) {
+		snprintf(err, errlen, "auth: %s", e2);
+		tls_ctx_free(tls);
+		return res;
+	}
+	/* XXX the auth pool is started with the stage, only when a users
+	 * file was set then */
+	if (cfg->auth.users[0] != '\0' && r->auth == NULL)
+		log_event("event=reload-ignored key=auth.users reason=\"AUTH "
+		    "was off at start; restart to enable it\"");
+	sn = xcalloc(1, sizeof(*sn));
+	atomic_init(&sn->refs, 1); /* ours, until each thread has one */
+	sn->server = *cs;
+	sn->server.listen = sn->server.listen_tls = NULL;
+	sn->server.nlisten = sn->server.nlisten_tls = 0;
+	sn->server.relay_networks = NULL;
+	if (cs->nrelay_networks > 0)
+		sn->server.relay_networks = (struct config_net *)xmemdup(
+		    cs->relay_networks,
+		    cs->nrelay_networks * sizeof(*cs->relay_networks));
+	sn->scfg = r->scfg; /* the callbacks stay */
+	sn->scfg.hostname = sn->server.hostname;
+	sn->scfg.max_message_size = cs->max_message_size;
+	sn->scfg.max_recipients = cs->max_recipients;
+	sn->scfg.max_errors = cs->max_errors;
+	sn->scfg.tls_available = tls != NULL;
+	sn->scfg.auth_available = r->auth != NULL && cfg->auth.users[0];
+	sn->scfg.auth_require_tls = cfg->auth.require_tls;
+	sn->scfg.auth_max_failures = cfg->auth.max_failures;
+	sn->tls = tls;
+	/* checks in progress finish with the old users */
+	if (users != NULL)
+		auth_pool_users_swap(r->auth, users);
+	for (unsigned i = 0; i < r->nth; i++) {
+		struct receive_reload_msg *m;
+
+		if (!r->th[i].started || r->th[i].start_res < 0)
+			continue;
+		m = xcalloc(1, sizeof(*m));
+		m->msg.type = RECEIVE_MSG_RELOAD;
+		m->snap = rsnap_ref(sn);
+		chan_send(r->th[i].chan, &m->msg);
+	}
+	rsnap_unref(sn);
+	return 0;
 }

@@ -10,9 +10,12 @@
  * smtp_in_feed(), one send of every reply of the batch. At end of DATA
  * the session's commit request goes to the queue with the thread's chan
  * as its reply address; the answer wakes the loop through the chan's
- * eventfd. What threads share: the connection counts (an atomic total,
- * and a mutex-protected per-address table) and the in-flight body budget
- * (an atomic).
+ * eventfd. AUTH credentials go the same way to the auth worker pool.
+ * TLS (STARTTLS, implicit TLS) runs on the same ring over memory buffers
+ * (tls.h): no extra thread, nothing blocks. What threads share: the
+ * connection counts (an atomic total, and a mutex-protected per-address
+ * table), the in-flight body budget (an atomic), the read-only TLS
+ * context and the auth pool.
  *
  * Lifecycle (main thread): receive_new() (binds: startup errors surface
  * here) -> receive_start() -> ... -> receive_shutdown() -> poll
@@ -33,6 +36,7 @@ struct receive;
 /* chan message type of this module (main thread -> receive threads). */
 enum receive_msg_type {
 	RECEIVE_MSG_SHUTDOWN = 0x500, /* reqid 1: now, 0: graceful */
+	RECEIVE_MSG_RELOAD,           /* new settings (receive_reload) */
 };
 
 /* Seconds a transaction in progress gets to finish after shutdown. */
@@ -40,18 +44,24 @@ enum receive_msg_type {
 
 /*
  * receive_new - create the listening sockets, R per address (R =
- * cfg->server.threads), non-blocking and close-on-exec. No thread runs yet,
- * and nothing else is touched, so call it first: a busy port fails fast.
+ * cfg->server.threads) of listen and listen_tls, non-blocking and
+ * close-on-exec; build the server TLS context from [tls] when a
+ * certificate is set (STARTTLS on listen, implicit TLS on listen_tls) and
+ * load the [auth] users file when one is set (AUTH PLAIN and LOGIN). No
+ * thread runs yet, and nothing else is touched, so call it first: a busy
+ * port or a bad file fails fast.
  * cfg: borrowed; must outlive the receive stage.
  * Returns 0 and *out, or negative errno with one line in err, e.g.
- * "listen 127.0.0.1:587: Address already in use". Main thread.
+ * "listen 127.0.0.1:587: Address already in use",
+ * "tls: private key does not match certificate",
+ * "auth: /etc/mta/users:3: malformed hash". Main thread.
  */
 int receive_new(const struct config *cfg, struct receive **out, char *err,
     size_t errlen) MTA_MUST_CHECK;
 
 /*
- * receive_start - start the R threads; returns once each has its ring set
- * up and is accepting. q: the started queue that messages are submitted
+ * receive_start - start the auth worker pool (when AUTH is configured) and
+ * the R threads; returns once each has its ring set up and is accepting. q: the started queue that messages are submitted
  * to; borrowed, must outlive the receive stage. Signals must already be blocked in the caller (the
  * threads inherit the mask). Returns 0, or negative errno with one line in
  * err (then every thread has been stopped again; call receive_free).
@@ -66,6 +76,23 @@ int receive_start(struct receive *r, struct queue *q, char *err,
  * once; may be called again with now = true. Main thread.
  */
 void receive_shutdown(struct receive *r, bool now);
+
+/*
+ * receive_reload - apply a reloaded configuration to new sessions:
+ * limits (max_message_size, max_recipients, max_errors, idle and session
+ * timeouts, connection caps), relay_networks, hostname, the [tls]
+ * certificate (a new server context; open connections keep theirs) and
+ * the [auth] users file (auth_pool_users_swap). Sessions already open
+ * keep the settings they started with. Each thread switches when it
+ * reads its RECEIVE_MSG_RELOAD. Listen addresses, threads and
+ * max_inflight stay as they were at start (serve.c logs them as
+ * reload-ignored); so does AUTH when no users file was set at start.
+ * cfg: borrowed, read during the call only. Returns 0, or negative errno
+ * with one line in err (a certificate or users file that does not load)
+ * and then nothing has changed. Main thread, after receive_start().
+ */
+int receive_reload(struct receive *r, const struct config *cfg, char *err,
+    size_t errlen) MTA_MUST_CHECK;
 
 /* True when every thread has finished (after receive_shutdown). */
 bool receive_done(const struct receive *r);

@@ -10,7 +10,13 @@
  * close idle sessions with 421, give transactions in progress a grace
  * period; then delivery stops (jobs in flight get a grace period and
  * their results are committed), then the queue commits what it was sent
- * and closes.
+ * and closes. receive_new() comes first: besides binding the ports it
+ * loads the [tls] certificate and the [auth] users file, so a busy port,
+ * a bad certificate or key, or a bad users file is one line and exit 1
+ * before anything else starts. The control socket (control.h) comes up
+ * after the queue and goes down before delivery, which answers it.
+ * SIGHUP reloads the configuration (reload()): the startup config stays
+ * in use for what cannot change live, so it lives until exit.
  */
 #include <errno.h>
 #include <poll.h>
@@ -27,6 +33,7 @@
 #include "base/str.h"
 #include "cmd.h"
 #include "config/config.h"
+#include "control.h"
 #include "deliver.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
@@ -102,20 +109,124 @@ signal_wait(int sfd, int timeout_ms)
 	return (int)si.ssi_signo;
 }
 
+/* "a,b" for a list of addresses; "-" when empty (logfmt needs a value). */
 static void
-listen_text(const struct config_server *cs, char *buf, size_t len)
+listen_text(const struct config_addr *a, size_t na, char *buf, size_t len)
 {
 	size_t n = 0;
 
-	buf[0] = '\0';
-	for (size_t i = 0; i < cs->nlisten && n < len; i++) {
+	str_copy(buf, len, na ? "" : "-");
+	for (size_t i = 0; i < na && n < len; i++) {
 		int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "",
-		    cs->listen[i].text);
+		    a[i].text);
 
 		if (w < 0)
 			break;
 		n += (size_t)w;
 	}
+}
+
+/* ---- reload (SIGHUP) ---- */
+
+static bool
+reload_addrs_differ(const struct config_addr *a, size_t na,
+    const struct config_addr *b, size_t nb)
+{
+	if (na != nb)
+		return true;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i].text, b[i].text) != 0)
+			return true;
+	return false;
+}
+
+static void
+reload_ignored_key(bool differ, const char *key, const char *why)
+{
+	if (differ)
+		log_event("event=reload-ignored key=%s reason=\"%s\"", key, why);
+}
+
+/* What only a restart changes: say so, and keep the running value. */
+static void
+reload_ignored(const struct config *old, const struct config *new)
+{
+	static const char restart[] = "needs a restart";
+	static const char sched[] = "the scheduler keeps its start value; "
+	    "needs a restart";
+	const struct config_server *os = &old->server, *ns = &new->server;
+	const struct config_queue *oq = &old->queue, *nq = &new->queue;
+	const struct config_dns *od = &old->dns, *nd = &new->dns;
+
+	reload_ignored_key(reload_addrs_differ(os->listen, os->nlisten,
+	    ns->listen, ns->nlisten), "server.listen", restart);
+	reload_ignored_key(reload_addrs_differ(os->listen_tls,
+	    os->nlisten_tls, ns->listen_tls, ns->nlisten_tls),
+	    "server.listen_tls", restart);
+	reload_ignored_key(os->threads != ns->threads, "server.threads",
+	    restart);
+	reload_ignored_key(os->max_inflight != ns->max_inflight,
+	    "server.max_inflight", restart);
+	reload_ignored_key(strcmp(oq->path, nq->path) != 0, "queue.path",
+	    restart);
+	reload_ignored_key(oq->map_size != nq->map_size, "queue.map_size",
+	    restart);
+	reload_ignored_key(oq->sync != nq->sync, "queue.sync", restart);
+	reload_ignored_key(oq->nretry != nq->nretry || memcmp(oq->retry,
+	    nq->retry, oq->nretry * sizeof(*oq->retry)) != 0, "queue.retry",
+	    sched);
+	reload_ignored_key(oq->max_age != nq->max_age, "queue.max_age",
+	    sched);
+	reload_ignored_key(old->delivery.workers != new->delivery.workers,
+	    "delivery.workers", restart);
+	/* the connection caps themselves do apply (new connections) */
+	reload_ignored_key(old->delivery.max_connections !=
+	    new->delivery.max_connections, "delivery.max_connections",
+	    "applies to connections; the scheduler's job cap keeps its "
+	    "start value until a restart");
+	reload_ignored_key(old->delivery.max_connections_per_host !=
+	    new->delivery.max_connections_per_host,
+	    "delivery.max_connections_per_host", "applies to connections; "
+	    "the scheduler's per-destination window keeps its start value "
+	    "until a restart");
+	reload_ignored_key(reload_addrs_differ(od->servers, od->nservers,
+	    nd->servers, nd->nservers) || od->timeout != nd->timeout ||
+	    od->tries != nd->tries || od->min_ttl != nd->min_ttl ||
+	    od->max_ttl != nd->max_ttl, "dns", restart);
+}
+
+/*
+ * SIGHUP: read the file again. One that does not load, or whose
+ * certificate or users file does not, changes nothing. Otherwise new
+ * sessions get the new limits, certificate and users (receive_reload;
+ * open sessions keep theirs), delivery the new routes and limits (the
+ * scheduler swaps the snapshot in), and what only a restart can change
+ * is logged as reload-ignored. The startup config stays in use for
+ * those, so it lives until exit.
+ */
+static void
+reload(const char *path, const struct config *cur, struct receive *r,
+    struct control *ctl)
+{
+	struct config *ncfg;
+	char err[1024], qerr[1100];
+
+	if (config_load(path, &ncfg, err, sizeof(err)) < 0) {
+		log_event("event=reload-failed error=%s",
+		    log_quote(qerr, sizeof(qerr), err, strlen(err)));
+		return;
+	}
+	if (receive_reload(r, ncfg, err, sizeof(err)) < 0) {
+		log_event("event=reload-failed error=%s",
+		    log_quote(qerr, sizeof(qerr), err, strlen(err)));
+		config_free(ncfg);
+		return;
+	}
+	reload_ignored(cur, ncfg);
+	log_event("event=reloaded file=%s routes=%zu",
+	    log_quote(qerr, sizeof(qerr), ncfg->file, strlen(ncfg->file)),
+	    ncfg->nroutes);
+	control_reload(ctl, ncfg); /* delivery owns it now */
 }
 
 int
@@ -126,7 +237,8 @@ cmd_serve(const char *config_path, int argc, char **argv)
 	struct receive *r = NULL;
 	struct dns *dns = NULL;
 	struct deliver *d = NULL;
-	char err[1024], lt[512];
+	struct control *ctl = NULL;
+	char err[1024], lt[512], ltls[512];
 	int sfd = -1, sig, rc = 1;
 
 	if (argc > 1) {
@@ -153,6 +265,12 @@ cmd_serve(const char *config_path, int argc, char **argv)
 		fprintf(stderr, "mta: %s\n", err);
 		goto out;
 	}
+	/* after queue_open (it makes the directory); refuses to start when
+	 * another relay answers on this queue's control socket */
+	if (control_new(&cfg->queue, &ctl, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mta: %s\n", err);
+		goto out;
+	}
 	if ((dns = dns_new(&cfg->dns, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "mta: %s\n", err);
 		goto out;
@@ -170,23 +288,30 @@ cmd_serve(const char *config_path, int argc, char **argv)
 		fprintf(stderr, "mta: cannot start the delivery threads\n");
 		goto out;
 	}
+	if (control_start(ctl, d) < 0) {
+		fprintf(stderr, "mta: cannot start the control thread\n");
+		goto out;
+	}
 	if (receive_start(r, q, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mta: %s\n", err);
 		while (!receive_done(r))
 			(void)signal_wait(sfd, 50);
 		goto out;
 	}
-	listen_text(&cfg->server, lt, sizeof(lt));
-	log_event("event=started listen=%s threads=%u", lt,
-	    cfg->server.threads ? cfg->server.threads : 1);
+	listen_text(cfg->server.listen, cfg->server.nlisten, lt, sizeof(lt));
+	listen_text(cfg->server.listen_tls, cfg->server.nlisten_tls, ltls,
+	    sizeof(ltls));
+	log_event("event=started listen=%s listen_tls=%s threads=%u tls=%s "
+	    "auth=%s", lt, ltls, cfg->server.threads ? cfg->server.threads : 1,
+	    cfg->tls.certificate[0] ? "yes" : "no",
+	    cfg->auth.users[0] ? "yes" : "no");
 
 	for (;;) {
 		sig = signal_wait(sfd, -1);
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
 		if (sig == SIGHUP)
-			log_info("SIGHUP: configuration reload is not "
-			    "implemented yet; ignored");
+			reload(config_path, cfg, r, ctl);
 	}
 	log_event("event=stopping signal=%s", sig == SIGINT ? "INT" : "TERM");
 	receive_shutdown(r, false);
@@ -197,6 +322,8 @@ cmd_serve(const char *config_path, int argc, char **argv)
 	}
 	rc = 0;
 out:
+	/* before delivery: the scheduler answers what it was asked */
+	control_free(ctl);
 	receive_free(r);
 	/* delivery before the queue: its last results are committed */
 	deliver_stop(d, DELIVER_GRACE_MS);

@@ -110,7 +110,8 @@ enum queue_rcpt_state {
 	QUEUE_RCPT_NSTATES
 };
 
-#define QUEUE_FLAG_HELD 0x1u /* operator hold: nothing is attempted */
+#define QUEUE_FLAG_HELD   0x1u /* operator hold: nothing is attempted */
+#define QUEUE_FLAG_WARNED 0x2u /* the delay warning DSN was queued */
 
 struct queue_rcpt {
 	char *addr;         /* envelope recipient, without <> */
@@ -253,9 +254,66 @@ struct queue_update {
 	struct queue_update_rcpt *rcpts; /* borrowed until it comes back */
 	int status;           /* out: 0 or negative errno */
 	bool removed;         /* out: the message left the queue */
+	/*
+	 * Bounces (added with DSNs; additive). bounce: NULL, or a new
+	 * message (a DSN: from "", one recipient) inserted in the same
+	 * transaction as the outcomes it reports, so a failure is never
+	 * on disk without its bounce; once committed it is announced with
+	 * QUEUE_NOTE_NEW like any new message. It is inserted even when
+	 * the map is near full (the submit headroom is for new mail; a
+	 * bounce comes with the removal of what it reports), and not at
+	 * all when the message is gone (deleted by an operator). If it
+	 * cannot be inserted, the whole update fails and nothing of it is
+	 * written. Owned by the sender; borrowed until the update comes
+	 * back. set_flags: QUEUE_FLAG_* bits set in the envelope in the
+	 * same transaction (QUEUE_FLAG_WARNED with a delay warning).
+	 */
+	struct queue_submit *bounce;
+	uint32_t set_flags;
+	int bounce_status;    /* out: 0 inserted, -ENOENT message gone (not
+				 inserted), or the update's error */
 };
 
 /* Hand an update to the committer; any thread, never blocks. */
 void queue_submit_update(struct queue *q, struct queue_update *u);
+
+/* Append at most max leading bytes of the stored message id to out (its
+ * header section, for a DSN, without copying a large body). 0, -ENOENT,
+ * -ENOBUFS (over out's max; out unchanged) or -EIO. Any thread; one
+ * short read transaction. */
+int queue_body_head(struct queue *q, uint64_t id, struct buf *out,
+    size_t max) MTA_MUST_CHECK;
+
+/*
+ * Operator actions (added with the control socket; additive). Each
+ * request names some messages and comes back, committed, with a status
+ * per id. QUEUE_REQ_DELETE removes each message and its body; an id that
+ * is not queued gets -ENOENT. QUEUE_REQ_FLAGS sets the bits in `set`,
+ * then clears those in `clear`, in each envelope (QUEUE_FLAG_HELD: hold
+ * and release); -ENOENT likewise, -EBADMSG for a corrupt record (left as
+ * it is). When the commit itself fails, every id that had succeeded gets
+ * the commit's error instead: nothing of the request is on disk.
+ */
+enum queue_msg_type_ctl {
+	QUEUE_REQ_DELETE = 0x120,
+	QUEUE_REQ_FLAGS,
+	QUEUE_DONE_DELETE,
+	QUEUE_DONE_FLAGS,
+};
+
+struct queue_ctl {
+	struct chan_msg msg;  /* first: type set by queue_submit_ctl() */
+	struct chan *reply;   /* where it comes back */
+	void *arg;            /* caller's, untouched */
+	const uint64_t *ids;  /* borrowed until it comes back */
+	size_t n;
+	uint32_t set, clear;  /* QUEUE_REQ_FLAGS: QUEUE_FLAG_* bits */
+	int *status;          /* n entries, out: 0 or negative errno */
+};
+
+/* Hand an operator request (type: QUEUE_REQ_DELETE or QUEUE_REQ_FLAGS)
+ * to the committer; any thread, never blocks. It comes back on c->reply
+ * as QUEUE_DONE_DELETE or QUEUE_DONE_FLAGS. */
+void queue_submit_ctl(struct queue *q, struct queue_ctl *c, uint16_t type);
 
 #endif

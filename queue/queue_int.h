@@ -24,6 +24,22 @@
 /* Private chan message type: queue_close() asks the committer to finish. */
 #define QUEUE_REQ_STOP 0x1ff
 
+/* Map space new mail may not use (queue_space.c): the smaller of this and
+ * 10% of the map. */
+#define QUEUE_SPACE_RESERVE (128ull << 20) /* bytes */
+/* ... and per queued message, for its envelope to grow on deferral. */
+#define QUEUE_SPACE_MSG_SLACK 256 /* bytes */
+
+/* The committer's view of the map during one write transaction. */
+struct queue_space {
+	bool known;         /* measured in this transaction */
+	bool counted;       /* the freelist was subtracted from used */
+	uint64_t psize;     /* bytes per page */
+	uint64_t map_pages; /* pages in the map */
+	uint64_t limit;     /* pages new mail may bring the map to */
+	uint64_t used;      /* pages in use + this txn's accepted submits */
+};
+
 struct queue {
 	MDB_env *env;
 	MDB_dbi msgs;                /* id -> encoded envelope */
@@ -38,6 +54,8 @@ struct queue {
 	pthread_t thread;
 	bool started;                /* committer running; owner thread only */
 	struct chan_msg stop;        /* QUEUE_REQ_STOP, sent by queue_close */
+	struct queue_space space;    /* committer thread only; per txn */
+	bool space_full;             /* committer thread only; for the log */
 
 	_Atomic uint64_t st_commits; /* see struct queue_stats */
 	_Atomic uint64_t st_done;
@@ -48,13 +66,33 @@ struct queue {
 int queue_env_err(int rc);
 int queue_env_read_begin(struct queue *q, MDB_txn **txn);
 
+/* queue_space.c */
+/* Pages new mail may fill in a map of map_pages pages of psize bytes. */
+uint64_t queue_space_limit(uint64_t map_pages, uint64_t psize);
+/* Room for a new message of about bytes bytes in the write transaction
+ * txn (sp zeroed at its start)? 0 and counted, -ENOSPC (nothing
+ * written), or another negative errno. Committer thread only. */
+int queue_space_take(struct queue *q, MDB_txn *txn, struct queue_space *sp,
+    size_t bytes) MTA_MUST_CHECK;
+
 /* queue_txn.c */
 void queue_txn_stop(struct queue *q);
+/* Insert a new message inside txn (the QUEUE_REQ_SUBMIT apply; also how
+ * a bounce joins its update). headroom: refuse with -ENOSPC in *status
+ * when the map is within its reserve (new mail only). Returns as an
+ * apply does (struct queue_txn_op). */
+int queue_txn_submit_put(struct queue *q, MDB_txn *txn,
+    const struct queue_submit *s, bool headroom, int *status);
 
 /* queue_update.c */
 int queue_update_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
     int *status);
 void queue_update_done(struct queue *q, struct chan_msg *m, int status);
 void queue_note_send(struct queue *q, const struct queue_submit *s);
+
+/* queue_ctl.c: operator actions (QUEUE_REQ_DELETE, QUEUE_REQ_FLAGS) */
+int queue_ctl_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
+    int *status);
+void queue_ctl_done(struct queue *q, struct chan_msg *m, int status);
 
 #endif

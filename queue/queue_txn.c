@@ -17,6 +17,10 @@
  * disk is full) is retried one request per transaction, so one message
  * too big for what is left does not fail the small ones batched with it.
  *
+ * Space. New mail (QUEUE_REQ_SUBMIT) is refused with -ENOSPC, without
+ * writing, once the map is within its headroom (queue_space.c); other
+ * request types may use the map to its end, so the queue can drain.
+ *
  * Request types are rows of queue_txn_ops: apply (inside the write txn)
  * and done (after the commit, hands the request back). Delivery results
  * and operator actions become new rows.
@@ -56,6 +60,8 @@ static void queue_txn_submit_done(struct queue *, struct chan_msg *, int);
 static const struct queue_txn_op queue_txn_ops[] = {
 	{ QUEUE_REQ_SUBMIT, queue_txn_submit_apply, queue_txn_submit_done },
 	{ QUEUE_REQ_UPDATE, queue_update_apply, queue_update_done },
+	{ QUEUE_REQ_DELETE, queue_ctl_apply, queue_ctl_done },
+	{ QUEUE_REQ_FLAGS, queue_ctl_apply, queue_ctl_done },
 };
 
 static const struct queue_txn_op *
@@ -145,11 +151,10 @@ queue_txn_submit_encode(const struct queue_submit *s, struct buf *out)
 	return rc;
 }
 
-static int
-queue_txn_submit_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
-    int *status)
+int
+queue_txn_submit_put(struct queue *q, MDB_txn *txn,
+    const struct queue_submit *s, bool headroom, int *status)
 {
-	struct queue_submit *s = (struct queue_submit *)m;
 	uint8_t key[8];
 	MDB_val k = { sizeof(key), key }, v;
 	struct buf rec;
@@ -159,6 +164,19 @@ queue_txn_submit_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
 	if ((*status = queue_txn_submit_encode(s, &rec)) != 0) {
 		buf_fini(&rec);
 		return 0;
+	}
+	/* Headroom (queue_space.c): new mail stops short of a full map so
+	 * that deliveries and removals can still commit. Nothing written. */
+	rc = !headroom ? 0 : queue_space_take(q, txn, &q->space,
+	    buf_avail(&rec) + buf_avail(&s->body));
+	if (rc == -ENOSPC) {
+		buf_fini(&rec);
+		*status = rc;
+		return 0;
+	}
+	if (rc != 0) {
+		buf_fini(&rec);
+		return rc;
 	}
 	queue_key_put(key, s->id);
 	v.mv_size = buf_avail(&rec);
@@ -179,6 +197,14 @@ queue_txn_submit_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
 		return queue_env_err(rc);
 	*status = 0;
 	return 0;
+}
+
+static int
+queue_txn_submit_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
+    int *status)
+{
+	return queue_txn_submit_put(q, txn, (struct queue_submit *)m, true,
+	    status);
 }
 
 /* The receive stage logs event=queued when it answers 250: it knows the
@@ -210,6 +236,7 @@ queue_txn_run(struct queue *q, struct chan_msg **reqs, size_t n, int *status)
 
 	if ((rc = mdb_txn_begin(q->env, NULL, 0, &txn)) != 0)
 		return queue_env_err(rc);
+	memset(&q->space, 0, sizeof(q->space)); /* measured on first use */
 	for (size_t i = 0; i < n; i++) {
 		const struct queue_txn_op *op;
 

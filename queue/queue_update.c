@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * queue_update.c - delivery's requests to the committer: recipient
- * outcomes (QUEUE_REQ_UPDATE), and the new-message notes the committer
- * sends to the scheduler. Runs on the committer thread, inside its write
- * transaction, like every other request (queue_txn.c).
+ * outcomes (QUEUE_REQ_UPDATE) with the bounce they cause, if any, and the
+ * new-message notes the committer sends to the scheduler. Runs on the
+ * committer thread, inside its write transaction, like every other
+ * request (queue_txn.c); queue_body_head() is a reader, any thread.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -63,7 +64,45 @@ queue_submit_update(struct queue *q, struct queue_update *u)
 	u->msg.type = QUEUE_REQ_UPDATE;
 	u->status = 0;
 	u->removed = false;
+	u->bounce_status = u->bounce ? -ENOENT : 0;
 	chan_send(q->chan, &u->msg);
+}
+
+int
+queue_body_head(struct queue *q, uint64_t id, struct buf *out, size_t max)
+{
+	uint8_t key[8];
+	MDB_val k = { sizeof(key), key }, v;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = queue_env_read_begin(q, &txn)) != 0)
+		return rc;
+	queue_key_put(key, id);
+	/* v points into the map until the txn ends: copy before that. */
+	if ((rc = mdb_get(txn, q->bodies, &k, &v)) == 0)
+		rc = buf_append(out, v.mv_data, v.mv_size < max ? v.mv_size :
+								     max);
+	else
+		rc = rc == MDB_NOTFOUND ? -ENOENT : queue_env_err(rc);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* The bounce goes in first: if it cannot, the outcomes it reports are
+ * not written either (the caller gets the error and nothing changed). */
+static int
+queue_update_bounce(struct queue *q, MDB_txn *txn, struct queue_update *u,
+    int *status)
+{
+	int rc;
+
+	if (u->bounce == NULL)
+		return 0;
+	rc = queue_txn_submit_put(q, txn, u->bounce, false, status);
+	if (rc == 0 && *status == 0)
+		u->bounce_status = 0;
+	return rc;
 }
 
 /* Apply the outcomes to the stored envelope; remove the message when no
@@ -82,6 +121,7 @@ queue_update_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
 	int rc;
 
 	*status = 0;
+	u->bounce_status = u->bounce ? -ENOENT : 0; /* a retried batch */
 	queue_key_put(key, u->id);
 	rc = mdb_get(txn, q->msgs, &k, &v);
 	if (rc == MDB_NOTFOUND)
@@ -94,6 +134,13 @@ queue_update_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
 		*status = -EBADMSG;
 		return 0;
 	}
+	/* after the decode: a put may move what v points to */
+	if ((rc = queue_update_bounce(q, txn, u, status)) != 0 ||
+	    *status != 0) {
+		queue_envelope_fini(&env);
+		return rc;
+	}
+	env.flags |= u->set_flags;
 	old = xcalloc(env.nrcpts ? env.nrcpts : 1, sizeof(*old));
 	for (size_t i = 0; i < u->n; i++) {
 		struct queue_rcpt *r;
@@ -128,6 +175,10 @@ queue_update_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
 			v.mv_data = rec.data + rec.off;
 			rc = mdb_put(txn, q->msgs, &k, &v, 0);
 			rc = rc ? queue_env_err(rc) : 0;
+		} else if (u->bounce != NULL) {
+			/* the bounce is in this txn already: abort it all
+			 * (the batch is then retried one request at a time,
+			 * and only this one fails) */
 		} else {
 			*status = rc;
 			rc = 0;
@@ -148,10 +199,16 @@ queue_update_done(struct queue *q, struct chan_msg *m, int status)
 {
 	struct queue_update *u = (struct queue_update *)m;
 
-	(void)q;
 	u->status = status;
-	if (status != 0)
+	if (status != 0) {
 		u->removed = false;
+		if (u->bounce)
+			u->bounce_status = status;
+	}
+	/* the scheduler learns of the bounce before the update comes back,
+	 * on the same chan, as it learns of any new message */
+	if (status == 0 && u->bounce && u->bounce_status == 0)
+		queue_note_send(q, u->bounce);
 	u->msg.type = QUEUE_DONE_UPDATE;
 	chan_send(u->reply, &u->msg);
 }
