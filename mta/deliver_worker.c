@@ -66,6 +66,7 @@ struct dconn {
 	bool want_flushed;        /* smtp_out said WRITE */
 	bool after_send_close;
 	bool closing;
+	bool in_recv;             /* inside on_recv: freeing waits for it */
 	struct djob *job;         /* NULL when idle */
 	uint64_t deadline;        /* mono ms, 0 = none */
 	uint64_t idle_since;      /* mono ms */
@@ -340,7 +341,10 @@ conn_maybe_free(struct dconn *c)
 	struct deliver_worker *w = c->w;
 	struct dconn **pp;
 
-	if (uring_op_busy(&c->rd) || uring_op_busy(&c->wr) ||
+	/* In its final callback the recv op no longer counts as busy, yet
+	 * on_recv still uses c after the session closed it: it frees c
+	 * itself on the way out. */
+	if (c->in_recv || uring_op_busy(&c->rd) || uring_op_busy(&c->wr) ||
 	    uring_op_busy(&c->cn))
 		return;
 	for (pp = &w->conns; *pp && *pp != c; pp = &(*pp)->next)
@@ -582,6 +586,7 @@ on_recv(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 			conn_maybe_free(c);
 		return;
 	}
+	c->in_recv = true;
 	if (res > 0) {
 		if (c->tls)
 			conn_tls_input(c, data, len);
@@ -591,6 +596,7 @@ on_recv(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		conn_fail(c, res == 0 ? SMTP_OUT_ABORT_EOF : SMTP_OUT_ABORT_IO,
 		    res == 0 ? "connection closed" : strerror(-res));
 	}
+	c->in_recv = false;
 	if (flags & URING_F_MORE)
 		return;
 	if (c->closing)

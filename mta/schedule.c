@@ -42,7 +42,7 @@ struct sunit {
 	size_t hpos;        /* slot in the heap, or NOWHERE */
 	bool waiting;       /* in dest->fifo */
 	bool inflight;      /* a job is out */
-	struct sunit *wnext;
+	struct sunit *wnext, *wprev; /* dest->fifo links: O(1) removal */
 };
 
 struct smsg {
@@ -63,6 +63,7 @@ struct sdest {
 	char *domain;
 	unsigned inflight;
 	unsigned window;
+	uint64_t dead_until; /* wall ms: a failed destination rests */
 	struct sunit *whead, *wtail;
 	struct sdest *hnext;
 };
@@ -271,19 +272,34 @@ static void
 fifo_remove(struct sunit *u)
 {
 	struct sdest *d = u->dest;
-	struct sunit **pp = &d->whead, *prev = NULL;
 
-	while (*pp && *pp != u) {
-		prev = *pp;
-		pp = &(*pp)->wnext;
-	}
-	if (*pp == NULL)
+	if (!u->waiting)
 		return;
-	*pp = u->wnext;
-	if (d->wtail == u)
-		d->wtail = prev;
-	u->wnext = NULL;
+	if (u->wprev)
+		u->wprev->wnext = u->wnext;
+	else
+		d->whead = u->wnext;
+	if (u->wnext)
+		u->wnext->wprev = u->wprev;
+	else
+		d->wtail = u->wprev;
+	u->wnext = u->wprev = NULL;
 	u->waiting = false;
+}
+
+static void
+fifo_push(struct sunit *u)
+{
+	struct sdest *d = u->dest;
+
+	u->waiting = true;
+	u->wnext = NULL;
+	u->wprev = d->wtail;
+	if (d->wtail)
+		d->wtail->wnext = u;
+	else
+		d->whead = u;
+	d->wtail = u;
 }
 
 /* Put a unit where it belongs: in the heap at the earliest next_ms of its
@@ -469,15 +485,17 @@ sched_job_next(struct sched *s, uint64_t now_ms)
 		if (u->due > now_ms)
 			return NULL;
 		heap_remove(s, u);
+		if (d->dead_until > now_ms) {
+			/* its destination just failed as a whole: rest until
+			 * it may be tried again, without spending an attempt
+			 * (Postfix: "delivery temporarily suspended") */
+			u->due = d->dead_until;
+			heap_push(s, u);
+			continue;
+		}
 		if (d->inflight >= d->window) {
 			/* due, but its destination is busy: wait in line */
-			u->waiting = true;
-			u->wnext = NULL;
-			if (d->wtail)
-				d->wtail->wnext = u;
-			else
-				d->whead = u;
-			d->wtail = u;
+			fifo_push(u);
 			continue;
 		}
 		return job_make(s, u, now_ms);
@@ -552,10 +570,14 @@ sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms)
 
 	if (d != NULL) {
 		d->inflight--;
-		if (job->dest_failed)
+		if (job->dest_failed) {
 			d->window = 1;
-		else if (d->window < s->cfg.max_per_dest)
+			d->dead_until = now_ms + retry_delay(s, 1);
+		} else if (d->window < s->cfg.max_per_dest) {
 			d->window++;
+		}
+		if (!job->dest_failed)
+			d->dead_until = 0;
 		/* slots opened: that many units in line go next */
 		for (unsigned n = d->inflight < d->window ?
 			 d->window - d->inflight : 0;

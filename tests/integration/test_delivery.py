@@ -492,6 +492,25 @@ def test_starttls_failure_under_may_retries_plaintext(world, cert):
     assert "event=tls-failed" in relay.stderr_text()
 
 
+def test_destination_closes_idle_connection(world):
+    """A destination that drops a kept-alive connection must cost the relay
+    nothing: the next message opens a new connection (a regression test for
+    a use-after-free in the worker's final recv callback, caught by ASan)."""
+    world.zone({"idle.test": {"MX": [[10, "mx.idle.test"]]},
+                "mx.idle.test": {"A": ["127.0.0.27"]}})
+    srv = world.server("127.0.0.27")
+    relay = world.relay(delivery={"idle_timeout": "60s"})
+    submit(relay, ["first@idle.test"], n=1)
+    wait_event(relay, "delivered", "first@idle.test")
+    srv.stop()  # closes the idle connection the relay kept
+    time.sleep(0.5)
+    assert relay.proc.poll() is None, "the relay died"
+    srv2 = world.server("127.0.0.27")
+    submit(relay, ["second@idle.test"], n=2)
+    wait_event(relay, "delivered", "second@idle.test")
+    assert srv2.message_count() == 1
+
+
 def test_connection_reused_for_many_messages(world, capsys):
     world.zone({"reuse.test": {"MX": [[10, "mx.reuse.test"]]},
                 "mx.reuse.test": {"A": ["127.0.0.17"]}})

@@ -242,6 +242,68 @@ test_due_order(void)
 	sched_free(s);
 }
 
+/* A destination that failed as a whole rests until its first retry
+ * interval: its other due messages are not tried meanwhile, and no attempt
+ * is spent on them. */
+static void
+test_dead_destination_rests(void)
+{
+	struct sched *s = mk(100, 5);
+	struct sched_rcpt_in r[] = { { "a@dead.org", 0, 0, 0 } };
+	struct sched_job *j;
+	int64_t t;
+
+	for (uint64_t id = 1; id <= 50; id++)
+		CHECK(sched_msg_add(s, id, "s@z", 0, r, 1, 0) == 0);
+	j = sched_job_next(s, 0);
+	CHECK(j != NULL);
+	set_all(j, SCHED_OUTCOME_TEMPFAIL);
+	j->dest_failed = true;
+	sched_job_done(s, j, 0);
+	sched_job_free(j);
+	/* the other four jobs that went out before the failure come back
+	 * too; then nothing more until the rest is over */
+	for (int k = 0; k < 4; k++) {
+		j = sched_job_next(s, 0);
+		if (j == NULL)
+			break;
+		set_all(j, SCHED_OUTCOME_TEMPFAIL);
+		j->dest_failed = true;
+		sched_job_done(s, j, 0);
+		sched_job_free(j);
+	}
+	CHECK(sched_job_next(s, 10) == NULL);
+	t = sched_timeout(s, 10);
+	CHECK(t >= 800 && t <= 1200);
+	/* after the rest: one probe at a time (window 1) */
+	j = sched_job_next(s, 1200);
+	CHECK(j != NULL);
+	CHECK(sched_job_next(s, 1200) == NULL);
+	set_all(j, SCHED_OUTCOME_OK);
+	sched_job_done(s, j, 1200);
+	sched_job_free(j);
+	CHECK(sched_job_next(s, 1200) != NULL);
+	sched_free(s); /* with jobs out: their copies are the caller's */
+}
+
+/* Freeing a schedule with a long line of waiting units is linear: this
+ * took minutes with a singly linked line. */
+static void
+test_free_long_fifo(void)
+{
+	struct sched *s = mk(1000000, 1);
+	struct sched_rcpt_in r[] = { { "a@x.org", 0, 0, 0 } };
+	struct sched_job *j;
+
+	for (uint64_t id = 1; id <= 200000; id++)
+		CHECK(sched_msg_add(s, id, "s@z", 0, r, 1, 0) == 0);
+	j = sched_job_next(s, 0); /* the rest queue behind it */
+	CHECK(j != NULL);
+	CHECK(sched_job_next(s, 0) == NULL);
+	sched_job_free(j);
+	sched_free(s);
+}
+
 static const struct harness_case cases[] = {
 	{ "group_by_domain", test_group_by_domain },
 	{ "retry_and_expiry", test_retry_and_expiry },
@@ -249,6 +311,8 @@ static const struct harness_case cases[] = {
 	{ "global_cap", test_global_cap },
 	{ "operator_actions", test_operator_actions },
 	{ "due_order", test_due_order },
+	{ "dead_destination_rests", test_dead_destination_rests },
+	{ "free_long_fifo", test_free_long_fifo },
 };
 
 HARNESS_MAIN(cases)
