@@ -731,18 +731,28 @@ cmd_queue_stats(struct queue *q, int argc, char **argv)
 static int
 cmd_queue_ctl_connect(const char *verb, const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun;
 	struct timeval tv = { 30, 0 };
-	int fd, e;
+	int fd, e, dfd, rc;
 
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if ((rc = control_sockaddr(path, &sun, &dfd)) != 0) {
+		/* the queue directory itself is missing or unreadable */
+		fprintf(stderr, "mta: queue %s: the relay is not running (no "
+		    "control socket at %s: %s)\n", verb, path, strerror(-rc));
+		return -1;
+	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
 		fprintf(stderr, "mta: queue %s: socket: %s\n", verb,
 		    strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
 		return -1;
 	}
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		e = errno;
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	e = errno;
+	if (dfd >= 0)
+		close(dfd);
+	if (rc < 0) {
 		close(fd);
 		if (e == ENOENT || e == ECONNREFUSED)
 			fprintf(stderr, "mta: queue %s: the relay is not "
@@ -852,7 +862,7 @@ static int
 cmd_queue_control(const char *config_path, int argc, char **argv)
 {
 	const char *verb = argv[0];
-	char path[CONFIG_PATH_MAX], err[CONFIG_PATH_MAX + 256];
+	char path[CONFIG_PATH_MAX + 16], err[CONFIG_PATH_MAX + 256];
 	struct config *cfg;
 	char **ids;
 	size_t n = 0;

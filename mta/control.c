@@ -18,6 +18,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -47,7 +48,7 @@
 
 struct control {
 	int lfd;                   /* listening socket */
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char path[CONFIG_PATH_MAX + 16];
 	dev_t dev;                 /* the socket file we made: only that */
 	ino_t ino;                 /* one is removed at the end */
 	struct deliver *d;         /* borrowed */
@@ -61,12 +62,33 @@ struct control {
 int
 control_path(const struct config_queue *q, char *out, size_t len)
 {
-	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path);
-
-	if (len < max)
-		max = len;
-	if (!str_fmt(out, max, "%s/%s", q->path, CONTROL_SOCK_NAME))
+	if (!str_fmt(out, len, "%s/%s", q->path, CONTROL_SOCK_NAME))
 		return -ENAMETOOLONG;
+	return 0;
+}
+
+int
+control_sockaddr(const char *path, struct sockaddr_un *sun, int *dfd)
+{
+	char dir[CONFIG_PATH_MAX + 16];
+	const char *slash = strrchr(path, '/');
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	*dfd = -1;
+	if (str_copy(sun->sun_path, sizeof(sun->sun_path), path))
+		return 0;
+	if (slash == NULL ||
+	    !str_ncopy(dir, sizeof(dir), path, (size_t)(slash - path)))
+		return -ENAMETOOLONG;
+	if ((*dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	if (!str_fmt(sun->sun_path, sizeof(sun->sun_path),
+		"/proc/self/fd/%d/%s", *dfd, slash + 1)) {
+		close(*dfd);
+		*dfd = -1;
+		return -ENAMETOOLONG;
+	}
 	return 0;
 }
 
@@ -75,16 +97,22 @@ control_path(const struct config_queue *q, char *out, size_t len)
 static int
 control_probe(const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd, rc;
+	struct sockaddr_un sun;
+	int fd, rc, dfd;
 
-	str_copy(sun.sun_path, sizeof(sun.sun_path), path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return -errno;
+	if ((rc = control_sockaddr(path, &sun, &dfd)) != 0)
+		return rc;
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		rc = -errno;
+		goto out;
+	}
 	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
 	rc = rc == 0 ? 1 : errno == ECONNREFUSED || errno == ENOENT ? 0 :
 	    -errno;
 	close(fd);
+out:
+	if (dfd >= 0)
+		close(dfd);
 	return rc;
 }
 
@@ -92,10 +120,10 @@ int
 control_new(const struct config_queue *q, struct control **out, char *err,
     size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun;
 	struct control *c;
 	struct stat st;
-	int rc;
+	int rc, dfd = -1;
 
 	c = xcalloc(1, sizeof(*c));
 	c->lfd = -1;
@@ -122,7 +150,11 @@ control_new(const struct config_queue *q, struct control **out, char *err,
 		/* stale: its relay is gone (a crash or kill -9) */
 		(void)unlink(c->path);
 	}
-	str_copy(sun.sun_path, sizeof(sun.sun_path), c->path);
+	if ((rc = control_sockaddr(c->path, &sun, &dfd)) != 0) {
+		str_fmt(err, errlen, "control socket %s: %s", c->path,
+		    strerror(-rc));
+		goto fail;
+	}
 	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	/* chmod before listen: until then nobody can connect at all (and
 	 * the queue directory is 0700 anyway) */
@@ -133,8 +165,12 @@ control_new(const struct config_queue *q, struct control **out, char *err,
 		rc = -errno;
 		str_fmt(err, errlen, "control socket %s: %s", c->path,
 		    strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
 		goto fail;
 	}
+	if (dfd >= 0)
+		close(dfd);
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
 	c->chan = chan_new();

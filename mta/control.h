@@ -45,11 +45,21 @@ struct control;
 struct deliver;
 
 /*
- * control_path - the control socket of the queue at q->path:
- * "PATH/control.sock" into out. Returns 0, or -ENAMETOOLONG when it does
- * not fit a Unix socket address (108 bytes on Linux). Any thread.
+ * control_path - the control socket of the queue at q->path, into
+ * out[len] (CONFIG_PATH_MAX + 16 is always enough). 0 or -ENAMETOOLONG.
  */
 int control_path(const struct config_queue *q, char *out, size_t len)
+    MTA_MUST_CHECK;
+
+struct sockaddr_un;
+
+/*
+ * control_sockaddr - the address to bind or connect for path, whatever
+ * its length: a path longer than sun_path (108 bytes) is reached through
+ * /proc/self/fd/N/NAME of its directory, which *dfd then holds open
+ * (close it after bind/connect; -1 when not needed). 0 or negative errno.
+ */
+int control_sockaddr(const char *path, struct sockaddr_un *sun, int *dfd)
     MTA_MUST_CHECK;
 
 /*

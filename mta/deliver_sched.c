@@ -472,6 +472,11 @@ dispatch(struct dsched *ds)
 		unsigned i = (unsigned)(dest_hash(job->domain) %
 		    ds->d->nworkers);
 
+		if (job->suspended) {
+			/* its destination is resting: already decided */
+			job_done(ds, job);
+			continue;
+		}
 		cfg_job_out(ds, job);
 		deliver_worker_send(ds->d->workers[i], job);
 	}

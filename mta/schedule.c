@@ -21,7 +21,8 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 
-#define NOWHERE ((size_t)-1)
+#define NOWHERE  ((size_t)-1)
+#define REST_MAX (5 * 60 * 1000) /* ms a failed destination rests, at most */
 
 struct sdest;
 struct smsg;
@@ -64,6 +65,7 @@ struct sdest {
 	unsigned inflight;
 	unsigned window;
 	uint64_t dead_until; /* wall ms: a failed destination rests */
+	char dead_reason[200];  /* why, for the suspended deferrals */
 	struct sunit *whead, *wtail;
 	struct sdest *hnext;
 };
@@ -475,6 +477,24 @@ job_make(struct sched *s, struct sunit *u, uint64_t now_ms)
 	return j;
 }
 
+/* A due unit of a resting destination: decided without a connection. */
+static struct sched_job *
+job_suspended(struct sched *s, struct sunit *u, uint64_t now_ms)
+{
+	struct sched_job *j = job_make(s, u, now_ms);
+
+	j->suspended = true;
+	for (size_t i = 0; i < j->nrcpts; i++) {
+		j->rcpts[i].outcome = SCHED_OUTCOME_TEMPFAIL;
+		str_copy(j->rcpts[i].dsn, sizeof(j->rcpts[i].dsn), "4.4.1");
+		str_fmt(j->rcpts[i].reply, sizeof(j->rcpts[i].reply),
+		    "delivery temporarily suspended: %s",
+		    u->dest->dead_reason[0] ? u->dest->dead_reason :
+					      "the destination failed");
+	}
+	return j;
+}
+
 struct sched_job *
 sched_job_next(struct sched *s, uint64_t now_ms)
 {
@@ -485,14 +505,8 @@ sched_job_next(struct sched *s, uint64_t now_ms)
 		if (u->due > now_ms)
 			return NULL;
 		heap_remove(s, u);
-		if (d->dead_until > now_ms) {
-			/* its destination just failed as a whole: rest until
-			 * it may be tried again, without spending an attempt
-			 * (Postfix: "delivery temporarily suspended") */
-			u->due = d->dead_until;
-			heap_push(s, u);
-			continue;
-		}
+		if (d->dead_until > now_ms)
+			return job_suspended(s, u, now_ms);
 		if (d->inflight >= d->window) {
 			/* due, but its destination is busy: wait in line */
 			fifo_push(u);
@@ -570,14 +584,19 @@ sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms)
 
 	if (d != NULL) {
 		d->inflight--;
-		if (job->dest_failed) {
+		if (job->suspended) {
+			/* decided here: says nothing new about the host */
+		} else if (job->dest_failed) {
 			d->window = 1;
-			d->dead_until = now_ms + retry_delay(s, 1);
-		} else if (d->window < s->cfg.max_per_dest) {
-			d->window++;
-		}
-		if (!job->dest_failed)
+			d->dead_until = now_ms + (retry_delay(s, 1) < REST_MAX ?
+			    retry_delay(s, 1) : REST_MAX);
+			str_copy(d->dead_reason, sizeof(d->dead_reason),
+			    job->nrcpts ? job->rcpts[0].reply : "");
+		} else {
+			if (d->window < s->cfg.max_per_dest)
+				d->window++;
 			d->dead_until = 0;
+		}
 		/* slots opened: that many units in line go next */
 		for (unsigned n = d->inflight < d->window ?
 			 d->window - d->inflight : 0;
@@ -667,8 +686,11 @@ sched_msg_retry(struct sched *s, uint64_t id, uint64_t now_ms)
 	for (size_t i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].pending)
 			m->rcpts[i].next_ms = now_ms;
-	for (size_t k = 0; k < m->nunits; k++)
+	for (size_t k = 0; k < m->nunits; k++) {
+		/* an operator's retry is a probe: it ends the rest */
+		m->units[k].dest->dead_until = 0;
 		unit_place(s, &m->units[k]);
+	}
 	return 0;
 }
 

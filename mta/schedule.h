@@ -15,7 +15,11 @@
  * FIFO instead, and is released when one of the destination's jobs ends.
  * The window starts at max_per_dest; a connection-level failure drops it
  * to 1 and each success widens it by one again (slow start, after
- * Postfix's qmgr). A global cap bounds jobs in flight.
+ * Postfix's qmgr). A failure also rests the destination for the first
+ * retry interval: units that come due meanwhile are deferred at once with
+ * "delivery temporarily suspended" rather than tried (Postfix does the
+ * same), so a dead host costs one connection attempt, not one per
+ * message. A global cap bounds jobs in flight.
  *
  * Results decide each recipient's fate here and nowhere else: delivered
  * and failed recipients are done; deferred ones get the next retry time
@@ -94,6 +98,11 @@ struct sched_job {
 	/* set by the worker: */
 	char relay[300];           /* "mx.example[192.0.2.1]:25", or "" */
 	bool dest_failed;          /* connection-level failure: slow start */
+	/* set by sched_job_next() instead: the destination is resting after
+	 * a failure, so the job is already decided (every recipient
+	 * TEMPFAIL, "delivery temporarily suspended: ..."); hand it straight
+	 * back to sched_job_done() without a worker. */
+	bool suspended;
 };
 
 struct sched;

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "base/str.h"
 #include "schedule.h"
 #include "../harness.h"
 
@@ -243,47 +244,78 @@ test_due_order(void)
 }
 
 /* A destination that failed as a whole rests until its first retry
- * interval: its other due messages are not tried meanwhile, and no attempt
- * is spent on them. */
+ * interval: messages that come due meanwhile are deferred at once as
+ * "suspended" jobs, without a worker, and nothing is tried until the rest
+ * is over; then one probe at a time. */
 static void
 test_dead_destination_rests(void)
 {
-	struct sched *s = mk(100, 5);
+	struct sched *s = mk(100, 1);
 	struct sched_rcpt_in r[] = { { "a@dead.org", 0, 0, 0 } };
 	struct sched_job *j;
-	int64_t t;
+	unsigned n = 0;
 
 	for (uint64_t id = 1; id <= 50; id++)
 		CHECK(sched_msg_add(s, id, "s@z", 0, r, 1, 0) == 0);
+	j = sched_job_next(s, 0);
+	CHECK(j != NULL && !j->suspended);
+	CHECK(sched_job_next(s, 0) == NULL); /* window 1: the rest wait */
+	set_all(j, SCHED_OUTCOME_TEMPFAIL);
+	str_copy(j->rcpts[0].reply, sizeof(j->rcpts[0].reply),
+	    "connect: Connection refused");
+	j->dest_failed = true;
+	sched_job_done(s, j, 0);
+	sched_job_free(j);
+	while ((j = sched_job_next(s, 10)) != NULL) {
+		CHECK(j->suspended);
+		CHECK(j->rcpts[0].outcome == SCHED_OUTCOME_TEMPFAIL);
+		CHECK(strstr(j->rcpts[0].reply, "suspended: connect: "
+		    "Connection refused") != NULL);
+		CHECK(!sched_job_done(s, j, 10));
+		CHECK(j->rcpts[0].state == SCHED_RCPT_PENDING);
+		CHECK(j->rcpts[0].attempts == 1);
+		sched_job_free(j);
+		n++;
+	}
+	CHECK(n == 49);
+	/* after the rest: one real probe, then the others follow it */
+	j = sched_job_next(s, 1200);
+	CHECK(j != NULL && !j->suspended);
+	CHECK(sched_job_next(s, 1200) == NULL);
+	set_all(j, SCHED_OUTCOME_OK);
+	sched_job_done(s, j, 1200);
+	sched_job_free(j);
+	j = sched_job_next(s, 1200);
+	CHECK(j != NULL && !j->suspended);
+	sched_job_free(j);
+	sched_free(s);
+}
+
+/* An operator's retry is a probe: it lifts the destination's rest. */
+static void
+test_retry_lifts_rest(void)
+{
+	struct sched *s = mk(100, 1);
+	struct sched_rcpt_in r[] = { { "a@dead.org", 0, 0, 0 } };
+	struct sched_job *j;
+
+	CHECK(sched_msg_add(s, 1, "s@z", 0, r, 1, 0) == 0);
+	CHECK(sched_msg_add(s, 2, "s@z", 0, r, 1, 0) == 0);
 	j = sched_job_next(s, 0);
 	CHECK(j != NULL);
 	set_all(j, SCHED_OUTCOME_TEMPFAIL);
 	j->dest_failed = true;
 	sched_job_done(s, j, 0);
 	sched_job_free(j);
-	/* the other four jobs that went out before the failure come back
-	 * too; then nothing more until the rest is over */
-	for (int k = 0; k < 4; k++) {
-		j = sched_job_next(s, 0);
-		if (j == NULL)
-			break;
-		set_all(j, SCHED_OUTCOME_TEMPFAIL);
-		j->dest_failed = true;
-		sched_job_done(s, j, 0);
-		sched_job_free(j);
-	}
-	CHECK(sched_job_next(s, 10) == NULL);
-	t = sched_timeout(s, 10);
-	CHECK(t >= 800 && t <= 1200);
-	/* after the rest: one probe at a time (window 1) */
-	j = sched_job_next(s, 1200);
-	CHECK(j != NULL);
-	CHECK(sched_job_next(s, 1200) == NULL);
-	set_all(j, SCHED_OUTCOME_OK);
-	sched_job_done(s, j, 1200);
+	j = sched_job_next(s, 5);
+	CHECK(j != NULL && j->suspended);
+	sched_job_done(s, j, 5);
 	sched_job_free(j);
-	CHECK(sched_job_next(s, 1200) != NULL);
-	sched_free(s); /* with jobs out: their copies are the caller's */
+	CHECK(sched_msg_retry(s, 2, 10) == 0);
+	j = sched_job_next(s, 10);
+	CHECK(j != NULL && !j->suspended && j->id == 2);
+	sched_job_free(j);
+	sched_free(s);
 }
 
 /* Freeing a schedule with a long line of waiting units is linear: this
@@ -312,6 +344,7 @@ static const struct harness_case cases[] = {
 	{ "operator_actions", test_operator_actions },
 	{ "due_order", test_due_order },
 	{ "dead_destination_rests", test_dead_destination_rests },
+	{ "retry_lifts_rest", test_retry_lifts_rest },
 	{ "free_long_fifo", test_free_long_fifo },
 };
 
