@@ -67,6 +67,7 @@ struct dconn {
 	bool after_send_close;
 	bool closing;
 	bool in_recv;             /* inside on_recv: freeing waits for it */
+	unsigned nmsgs;           /* transactions carried, for the cap */
 	struct djob *job;         /* NULL when idle */
 	uint64_t deadline;        /* mono ms, 0 = none */
 	uint64_t idle_since;      /* mono ms */
@@ -445,7 +446,12 @@ conn_act(struct dconn *c, enum smtp_out_action a)
 			job_results(c->job, c);
 		if (c->closing)
 			return;
-		if (smtp_out_reusable(c->so) && !c->w->stopping) {
+		c->nmsgs++;
+		/* [delivery] max_messages_per_connection: a fresh connection
+		 * now and then spreads load over a host's addresses and
+		 * bounds what one long session can go wrong with */
+		if (smtp_out_reusable(c->so) && !c->w->stopping &&
+		    c->nmsgs < wcfg(c->w)->delivery.max_messages_per_connection) {
 			conn_idle(c);
 		} else {
 			conn_act(c, smtp_out_quit(c->so, &c->out));

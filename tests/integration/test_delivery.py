@@ -511,6 +511,25 @@ def test_destination_closes_idle_connection(world):
     assert srv2.message_count() == 1
 
 
+def test_max_messages_per_connection(world):
+    """A reused connection carries at most max_messages_per_connection
+    transactions, then the relay says QUIT and opens a new one."""
+    world.zone({"cap.test": {"MX": [[10, "mx.cap.test"]]},
+                "mx.cap.test": {"A": ["127.0.0.28"]}})
+    srv = world.server("127.0.0.28")
+    relay = world.relay(delivery={"max_messages_per_connection": "3",
+                                  "idle_timeout": "30s"})
+    for i in range(9):  # one at a time, so each can reuse the last conn
+        submit(relay, [f"c{i}@cap.test"], n=i)
+        wait_until(lambda i=i: srv.message_count() == i + 1, WAIT,
+                   f"message {i} at the destination")
+    per_conn = {}
+    for m in srv.snapshot()["messages"]:
+        per_conn[m["conn"]] = per_conn.get(m["conn"], 0) + 1
+    assert max(per_conn.values()) == 3, per_conn
+    assert len(per_conn) == 3, per_conn
+
+
 def test_connection_reused_for_many_messages(world, capsys):
     world.zone({"reuse.test": {"MX": [[10, "mx.reuse.test"]]},
                 "mx.reuse.test": {"A": ["127.0.0.17"]}})
