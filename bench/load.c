@@ -21,6 +21,15 @@
  * (epoch seconds, microseconds), which mta-sink records, so end-to-end
  * latency through a relay can be measured. Latencies are kept per
  * transaction in microseconds; the report gives p50/p90/p99/p99.9/max.
+ *
+ * With --starttls a connection says EHLO, STARTTLS, runs the client
+ * handshake on the same loop (tls.h over memory buffers: commands go
+ * through tls_conn_write into `wire`, replies come out of tls_conn_read
+ * into `tin`), then EHLO again, AUTH and the transactions. There is no
+ * certificate check (a load tool, not a delivery). Each thread keeps the
+ * newest TLS session and offers it on its next handshake, so --new-conn
+ * measures resumptions, as an MTA with a session cache would do them
+ * (--no-tls-resume: a full handshake every time).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,6 +54,7 @@
 #include "base/xalloc.h"
 #include "config/config.h"
 #include "smtp_reply.h"
+#include "tls.h"
 #include "uring.h"
 
 #define LOAD_MAX_DOMAINS 16
@@ -59,6 +69,8 @@ struct load_opts {
 	double duration;     /* seconds; 0 = until messages */
 	size_t size;         /* approximate message size, bytes */
 	bool new_conn, pipelining, json, quiet;
+	bool starttls, tls_resume;
+	char host[INET6_ADDRSTRLEN]; /* the server's address, for TLS */
 	double rate;         /* messages/s; 0 = closed loop */
 	const char *from;
 	const char *auth;    /* "user:pass" for AUTH PLAIN */
@@ -71,11 +83,15 @@ struct load_opts {
 static struct load_opts opt = {
 	.conns = 10, .threads = 1, .rcpts = 1, .size = 1024,
 	.pipelining = true, .from = "load@mta-load.test", .ehlo = "mta-load",
+	.tls_resume = true,
 };
 
 /* Shared progress: atomics, read by the display. */
 static atomic_ulong g_started, g_accepted, g_refused, g_errors;
+static atomic_ulong g_tls, g_tls_resumed;     /* handshakes done, resumed */
+static atomic_ulong g_setup_ok, g_setup_fail; /* connections through setup */
 static atomic_bool g_stop;
+static struct tls_ctx *g_tls_ctx; /* --starttls; read-only in threads */
 static uint64_t g_t0_us;
 static char *g_body;      /* filler shared by every message */
 static size_t g_bodylen;
@@ -83,8 +99,8 @@ static size_t g_bodylen;
 struct load_thread;
 
 enum conn_state {
-	CS_CONNECT, CS_GREETING, CS_EHLO, CS_AUTH, CS_RSET, CS_IDLE, CS_TXN,
-	CS_DATA_REPLY, CS_QUIT, CS_DONE,
+	CS_CONNECT, CS_GREETING, CS_EHLO, CS_STARTTLS, CS_HANDSHAKE, CS_AUTH,
+	CS_RSET, CS_IDLE, CS_TXN, CS_DATA_REPLY, CS_QUIT, CS_DONE,
 };
 
 struct conn {
@@ -93,7 +109,10 @@ struct conn {
 	struct uring_op rd, wr, cn;
 	enum conn_state state;
 	struct smtp_reply_parser rp;
-	struct buf out;       /* being sent */
+	struct buf out;       /* being sent (TLS: being encrypted) */
+	struct tls_conn *tls; /* after the 220 to STARTTLS */
+	struct buf wire;      /* TLS: ciphertext being sent */
+	struct buf tin;       /* TLS: decrypted replies */
 	bool pipelining;      /* negotiated */
 	/* the transaction */
 	unsigned expect;      /* replies still expected before the 354 */
@@ -124,6 +143,7 @@ struct load_thread {
 	uint64_t *backlog;     /* FIFO of due times, wall us */
 	size_t bhead, blen, bcap;
 	uint64_t end_us;       /* when this thread's last connection ended */
+	struct tls_session *sess; /* newest, for the next handshake */
 };
 
 static uint32_t
@@ -139,6 +159,7 @@ rng_next(uint32_t *s)
 
 static void conn_start(struct conn *c);
 static void conn_next(struct conn *c);
+static void conn_tls_flush(struct conn *c);
 
 static void
 b64_encode(char *out, const uint8_t *in, size_t n)
@@ -191,20 +212,23 @@ lat_add(struct load_thread *t, uint64_t us)
 }
 
 static void
-conn_send_str(struct conn *c, const char *s)
+conn_send(struct conn *c)
 {
-	buf_reset(&c->out);
-	if (buf_append(&c->out, s, strlen(s)) != 0)
-		abort(); /* out is sized for the largest message */
+	if (c->tls != NULL) {
+		conn_tls_flush(c);
+		return;
+	}
 	uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->out),
 	    buf_avail(&c->out));
 }
 
 static void
-conn_send(struct conn *c)
+conn_send_str(struct conn *c, const char *s)
 {
-	uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->out),
-	    buf_avail(&c->out));
+	buf_reset(&c->out);
+	if (buf_append(&c->out, s, strlen(s)) != 0)
+		abort(); /* out is sized for the largest message */
+	conn_send(c);
 }
 
 /* Tear the connection down; conn_start() runs once no op is busy. */
@@ -218,6 +242,24 @@ conn_drop(struct conn *c, bool error)
 	if (!uring_op_busy(&c->rd) && !uring_op_busy(&c->wr) &&
 	    !uring_op_busy(&c->cn))
 		conn_start(c);
+}
+
+/*
+ * The connection failed before its first transaction (greeting, EHLO,
+ * STARTTLS, handshake, AUTH): an error, and the connection starts over,
+ * as a real client would. But when every connection has failed so and
+ * none ever got through, the server will not take this load at all (no
+ * STARTTLS, wrong password): stop the run rather than spin until
+ * --messages that can never be reached.
+ */
+static void
+conn_setup_failed(struct conn *c, const char *why)
+{
+	if (atomic_fetch_add(&g_setup_fail, 1) + 1 >= opt.conns &&
+	    atomic_load(&g_setup_ok) == 0 && !atomic_exchange(&g_stop, true))
+		fprintf(stderr, "mta-load: no connection got through setup "
+		    "(last: %s); stopping\n", why);
+	conn_drop(c, true);
 }
 
 /* No more messages will be started by this thread. */
@@ -416,6 +458,86 @@ auth_send(struct conn *c)
 	conn_send(c);
 }
 
+/* Plaintext commands through TLS, ciphertext to the wire, one send in
+ * flight: on_sent comes back here for the rest. */
+static void
+conn_tls_flush(struct conn *c)
+{
+	ssize_t n;
+
+	if (c->dead || uring_op_busy(&c->wr))
+		return;
+	while (tls_conn_handshake_done(c->tls) && buf_avail(&c->out) > 0) {
+		n = tls_conn_write(c->tls, buf_peek(&c->out),
+		    buf_avail(&c->out));
+		if (n == -ENOBUFS)
+			break; /* send what is waiting first */
+		if (n < 0) {
+			conn_drop(c, true);
+			return;
+		}
+		buf_consume(&c->out, (size_t)n);
+	}
+	buf_reset(&c->wire);
+	tls_conn_out_to_buf(c->tls, &c->wire);
+	if (buf_avail(&c->wire) > 0)
+		uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->wire),
+		    buf_avail(&c->wire));
+}
+
+/* The 220 to STARTTLS: the client handshake from here on. */
+static void
+conn_tls_start(struct conn *c)
+{
+	c->tls = tls_conn_client_new(g_tls_ctx, opt.host, CONFIG_TLS_MAY,
+	    opt.tls_resume ? c->t->sess : NULL);
+	c->state = CS_HANDSHAKE;
+	smtp_reply_reset(&c->rp);
+	if (tls_conn_handshake(c->tls) == -EPROTO) {
+		conn_setup_failed(c, tls_conn_error(c->tls));
+		return;
+	}
+	conn_tls_flush(c); /* the ClientHello */
+}
+
+/* The handshake is done: EHLO again, over TLS (RFC 3207). */
+static void
+conn_tls_up(struct conn *c)
+{
+	struct tls_info ti;
+
+	tls_conn_info(c->tls, &ti);
+	atomic_fetch_add(&g_tls, 1);
+	if (ti.reused)
+		atomic_fetch_add(&g_tls_resumed, 1);
+	buf_reset(&c->out);
+	if (buf_appendf(&c->out, "EHLO %s\r\n", opt.ehlo) != 0)
+		abort();
+	c->state = CS_EHLO;
+	conn_send(c);
+}
+
+/* Keep the newest session for the thread's next handshake. By the EHLO
+ * reply a TLS 1.3 server's tickets have arrived (it sends them first). */
+static void
+conn_tls_keep_session(struct conn *c)
+{
+	struct tls_session *s;
+
+	if (!opt.tls_resume || (s = tls_conn_session_take(c->tls)) == NULL)
+		return;
+	tls_session_free(c->t->sess);
+	c->t->sess = s;
+}
+
+/* EHLO (and AUTH) done: the connection is ready for transactions. */
+static void
+conn_setup_done(struct conn *c)
+{
+	atomic_fetch_add(&g_setup_ok, 1);
+	conn_next(c);
+}
+
 static void
 on_reply(struct conn *c, const struct smtp_reply *r)
 {
@@ -425,7 +547,7 @@ on_reply(struct conn *c, const struct smtp_reply *r)
 	case CS_GREETING:
 		if (r->code != 220) {
 			c->t->codes[r->code % LOAD_CODES]++;
-			conn_drop(c, true);
+			conn_setup_failed(c, "greeting refused");
 			return;
 		}
 		buf_reset(&c->out);
@@ -436,23 +558,41 @@ on_reply(struct conn *c, const struct smtp_reply *r)
 		return;
 	case CS_EHLO:
 		if (r->code != 250) {
-			conn_drop(c, true);
+			conn_setup_failed(c, "EHLO refused");
 			return;
 		}
 		smtp_ehlo_parse(r, &e);
+		if (opt.starttls && c->tls == NULL) {
+			if (!e.starttls) {
+				conn_setup_failed(c, "STARTTLS not offered");
+				return;
+			}
+			c->state = CS_STARTTLS;
+			conn_send_str(c, "STARTTLS\r\n");
+			return;
+		}
+		if (c->tls != NULL)
+			conn_tls_keep_session(c);
 		c->pipelining = opt.pipelining && e.pipelining;
 		if (opt.auth)
 			auth_send(c);
 		else
-			conn_next(c);
+			conn_setup_done(c);
+		return;
+	case CS_STARTTLS:
+		if (r->code != 220) {
+			conn_setup_failed(c, "STARTTLS refused");
+			return;
+		}
+		conn_tls_start(c);
 		return;
 	case CS_AUTH:
 		if (r->code != 235) {
 			c->t->codes[r->code % LOAD_CODES]++;
-			conn_drop(c, true);
+			conn_setup_failed(c, "AUTH refused");
 			return;
 		}
-		conn_next(c);
+		conn_setup_done(c);
 		return;
 	case CS_RSET:
 		conn_next(c);
@@ -473,24 +613,71 @@ on_reply(struct conn *c, const struct smtp_reply *r)
 	}
 }
 
+/* Plaintext replies (from the socket, or decrypted), matched in order.
+ * Stops at the 220 to STARTTLS: bytes after it in the same read were
+ * sent before the handshake and are dropped (RFC 3207). */
+static void
+conn_replies(struct conn *c, const uint8_t *data, size_t len)
+{
+	size_t off = 0, used;
+
+	while (off < len && !c->dead && c->state != CS_HANDSHAKE) {
+		int r = smtp_reply_parse(&c->rp, data + off, len - off, &used);
+
+		off += used;
+		if (r < 0)
+			conn_drop(c, true);
+		else if (r == 1)
+			on_reply(c, smtp_reply_peek(&c->rp));
+	}
+}
+
+/* Ciphertext from the socket: the handshake, then replies. */
+static void
+conn_tls_input(struct conn *c, const uint8_t *p, size_t n)
+{
+	ssize_t r = -EAGAIN;
+
+	if (tls_conn_feed(c->tls, p, n) != 0) {
+		conn_drop(c, true);
+		return;
+	}
+	if (c->state == CS_HANDSHAKE) {
+		r = tls_conn_handshake(c->tls);
+		if (r == -EAGAIN) {
+			conn_tls_flush(c);
+			return;
+		}
+		if (r < 0) {
+			conn_setup_failed(c, tls_conn_error(c->tls));
+			return;
+		}
+		conn_tls_up(c); /* sends the Finished with the EHLO */
+	}
+	while (!c->dead && (r = tls_conn_read(c->tls, &c->tin)) > 0) {
+		conn_replies(c, buf_peek(&c->tin), buf_avail(&c->tin));
+		buf_reset(&c->tin);
+	}
+	if (c->dead)
+		return;
+	if (r != -EAGAIN) /* close_notify or broken */
+		conn_drop(c, c->state != CS_QUIT);
+	else
+		conn_tls_flush(c); /* reads may leave records to send */
+}
+
 static void
 on_recv(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
     size_t len)
 {
 	struct conn *c = uring_container_of(op, struct conn, rd);
-	size_t off = 0, used;
 
 	if (res > 0) {
-		while (off < len && !c->dead) {
-			int r = smtp_reply_parse(&c->rp, data + off,
-			    len - off, &used);
-
-			off += used;
-			if (r < 0)
-				conn_drop(c, true);
-			else if (r == 1)
-				on_reply(c, smtp_reply_peek(&c->rp));
-		}
+		/* once dropped, the rest is of no interest */
+		if (!c->dead && c->tls != NULL)
+			conn_tls_input(c, data, len);
+		else if (!c->dead)
+			conn_replies(c, data, len);
 	} else if (!c->dead) {
 		/* EOF or error: fine after QUIT, an error otherwise */
 		conn_drop(c, c->state != CS_QUIT);
@@ -516,6 +703,8 @@ on_sent(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		conn_drop(c, c->state != CS_QUIT);
 	else if (c->dead && !uring_op_busy(&c->rd))
 		conn_start(c);
+	else if (c->tls != NULL && !c->dead)
+		conn_tls_flush(c); /* what TLS could not take at once */
 }
 
 static void
@@ -548,6 +737,10 @@ conn_start(struct conn *c)
 		uring_close(t->loop, c->fd);
 		c->fd = -1;
 	}
+	tls_conn_free(c->tls);
+	c->tls = NULL;
+	buf_reset(&c->wire);
+	buf_reset(&c->tin);
 	smtp_reply_reset(&c->rp);
 	c->dead = false;
 	c->pipelining = false;
@@ -644,6 +837,8 @@ thread_main(void *arg)
 		smtp_reply_init(&c->rp);
 		buf_init(&c->out, g_bodylen + 64 * 1024 +
 		    (size_t)opt.rcpts * 300);
+		buf_init(&c->wire, TLS_OUT_MAX);
+		buf_init(&c->tin, 64 * 1024);
 		uring_op_init(&c->rd, on_recv);
 		uring_op_init(&c->wr, on_sent);
 		uring_op_init(&c->cn, on_connect);
@@ -657,7 +852,11 @@ thread_main(void *arg)
 	for (unsigned i = 0; i < t->nconns; i++) {
 		smtp_reply_fini(&t->conns[i].rp);
 		buf_fini(&t->conns[i].out);
+		buf_fini(&t->conns[i].wire);
+		buf_fini(&t->conns[i].tin);
+		tls_conn_free(t->conns[i].tls);
 	}
+	tls_session_free(t->sess);
 	uring_loop_free(t->loop);
 	return NULL;
 }
@@ -693,7 +892,8 @@ report(struct load_thread *ts, double elapsed)
 
 	for (unsigned i = 0; i < opt.threads; i++) {
 		all = xreallocarray(all, n + ts[i].nlat + 1, sizeof(*all));
-		memcpy(all + n, ts[i].lat, ts[i].nlat * sizeof(*all));
+		if (ts[i].nlat) /* lat is NULL until a message is accepted */
+			memcpy(all + n, ts[i].lat, ts[i].nlat * sizeof(*all));
 		n += ts[i].nlat;
 		for (int k = 0; k < LOAD_CODES; k++)
 			codes[k] += ts[i].codes[k];
@@ -715,17 +915,25 @@ report(struct load_thread *ts, double elapsed)
 				    codes[k]);
 				first = false;
 			}
-		printf("}}\n");
+		printf("}");
+		if (opt.starttls)
+			printf(",\"tls\":{\"handshakes\":%lu,\"resumed\":%lu}",
+			    atomic_load(&g_tls), atomic_load(&g_tls_resumed));
+		printf("}\n");
 	} else {
 		printf("attempted   %lu\naccepted    %lu\nrefused     %lu\n"
 		       "errors      %lu\nelapsed     %.3f s\n"
 		       "rate        %.1f msgs/s (%.0f msgs/hour)\n"
 		       "latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  "
-		       "max %.3f\nreplies    ",
+		       "max %.3f\n",
 		    atomic_load(&g_started), acc, atomic_load(&g_refused),
 		    atomic_load(&g_errors), elapsed, rate, rate * 3600,
 		    pct(all, n, 50), pct(all, n, 90), pct(all, n, 99),
 		    pct(all, n, 99.9), n ? (double)all[n - 1] / 1000.0 : 0);
+		if (opt.starttls)
+			printf("tls         %lu handshakes, %lu resumed\n",
+			    atomic_load(&g_tls), atomic_load(&g_tls_resumed));
+		printf("replies    ");
 		for (int k = 0; k < LOAD_CODES; k++)
 			if (codes[k])
 				printf(" %d:%lu", k, codes[k]);
@@ -767,6 +975,10 @@ usage(FILE *fp)
 	    "  --rate N            open loop: N messages/s (default: closed loop)\n"
 	    "  --from ADDR         envelope sender\n"
 	    "  --auth USER:PASS    AUTH PLAIN after EHLO\n"
+	    "  --starttls          STARTTLS after EHLO (an error when not offered),\n"
+	    "                      no certificate check, then EHLO again\n"
+	    "  --no-tls-resume     a full handshake every time (default: resume\n"
+	    "                      the thread's last session)\n"
 	    "  --json              machine-readable final report\n"
 	    "  --quiet             no live progress line\n");
 }
@@ -813,6 +1025,8 @@ parse_args(int argc, char **argv)
 		{ "rate", required_argument, NULL, 'R' },
 		{ "from", required_argument, NULL, 'f' },
 		{ "auth", required_argument, NULL, 'a' },
+		{ "starttls", no_argument, NULL, 'T' },
+		{ "no-tls-resume", no_argument, NULL, 'S' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -869,6 +1083,12 @@ parse_args(int argc, char **argv)
 		case 'a':
 			opt.auth = optarg;
 			break;
+		case 'T':
+			opt.starttls = true;
+			break;
+		case 'S':
+			opt.tls_resume = false;
+			break;
 		case 'j':
 			opt.json = true;
 			break;
@@ -896,6 +1116,10 @@ parse_args(int argc, char **argv)
 	}
 	if (opt.messages == 0 && opt.duration == 0)
 		opt.messages = 1000;
+	inet_ntop(opt.server.ss_family, opt.server.ss_family == AF_INET ?
+	    (const void *)&((const struct sockaddr_in *)&opt.server)->sin_addr :
+	    (const void *)&((const struct sockaddr_in6 *)&opt.server)->sin6_addr,
+	    opt.host, sizeof(opt.host));
 	if (opt.threads > opt.conns)
 		opt.threads = opt.conns;
 }
@@ -931,6 +1155,15 @@ main(int argc, char **argv)
 
 	parse_args(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
+	if (opt.starttls) {
+		char err[256];
+
+		/* no trust anchors are needed: policy "may" checks nothing */
+		if (tls_ctx_client_new(NULL, &g_tls_ctx, err, sizeof(err)) != 0) {
+			fprintf(stderr, "mta-load: %s\n", err);
+			return 1;
+		}
+	}
 	body_make();
 	g_t0_us = clock_wall_us();
 	ts = xcalloc(opt.threads, sizeof(*ts));
@@ -994,6 +1227,7 @@ main(int argc, char **argv)
 	}
 	free(ts);
 	free(g_body);
+	tls_ctx_free(g_tls_ctx);
 	(void)c0;
 	return atomic_load(&g_errors) && !atomic_load(&g_accepted) ? 1 : 0;
 }

@@ -16,6 +16,13 @@
  * end of DATA, a delay before chosen replies, dropped connections, a
  * connection cap, PIPELINING on or off. Counters are atomics shared by
  * the threads; the main thread owns signals (signalfd) and the display.
+ *
+ * STARTTLS (--starttls CERT[:KEY]) runs on the same loop through tls.h:
+ * after the 220 goes out as the last plaintext, every recv is fed to the
+ * TLS layer and conn_tls_pump() decrypts into `in`, where the same line
+ * machine takes it. Plaintext pipelined after STARTTLS is dropped (RFC
+ * 3207: commands injected before the handshake must not run), and the
+ * session starts over: EHLO again, no STARTTLS offered.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +51,7 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "config/config.h"
+#include "tls.h"
 #include "uring.h"
 
 #define SINK_LINE_MAX	 4096	   /* command line cap, bytes */
@@ -69,16 +77,19 @@ struct sink_opts {
 	bool pipelining;
 	unsigned max_conns;
 	bool quiet;
+	struct config_tls tls; /* --starttls; certificate "" = off */
 };
 
 struct sink_stats {
 	atomic_ulong conns, conns_now, msgs, rcpts, bytes, temp, perm, drops;
+	atomic_ulong tls, tls_fail; /* handshakes done, failed */
 };
 
 static struct sink_opts opt = { .threads = 1, .pipelining = true,
 	.fail_at = AT_RCPT };
 static struct sink_stats st;
 static int record_fd = -1;
+static struct tls_ctx *sink_tls; /* read-only once the threads run */
 
 struct sink_thread;
 
@@ -90,6 +101,12 @@ struct conn {
 	struct buf out, sending; /* queued replies; the one being sent */
 	enum sink_phase phase;
 	bool closing, eof, delayed, after_send_close;
+	/* STARTTLS: the 220 is queued, TLS starts once it is on its way */
+	bool starttls;
+	bool need_ehlo; /* after the handshake, until EHLO/HELO */
+	bool pumping;   /* inside conn_tls_pump(): no re-entry, no free */
+	bool tls_shut;  /* close_notify queued */
+	struct tls_conn *tls;
 	/* the transaction */
 	bool have_mail;
 	char from[256];
@@ -145,10 +162,11 @@ static void conn_flush(struct conn *c);
 static void
 conn_maybe_free(struct conn *c)
 {
-	if (!c->closing || uring_op_busy(&c->rd) || uring_op_busy(&c->wr) ||
-	    uring_op_busy(&c->tm))
+	if (!c->closing || c->pumping || uring_op_busy(&c->rd) ||
+	    uring_op_busy(&c->wr) || uring_op_busy(&c->tm))
 		return;
 	uring_close(c->t->loop, c->fd);
+	tls_conn_free(c->tls);
 	buf_fini(&c->in);
 	buf_fini(&c->out);
 	buf_fini(&c->sending);
@@ -231,6 +249,7 @@ record_message(struct conn *c, const uint8_t digest[32])
 	r = r ? r : buf_appendf(&b, "],\"size\":%" PRIu64 ",\"sha256\":\"%s\""
 	    ",\"message_id\":", c->size, hex);
 	r = r ? r : json_str(&b, c->msgid);
+	r = r ? r : buf_appendf(&b, ",\"tls\":%s", c->tls ? "true" : "false");
 	if (r == 0 && c->sent_ts[0])
 		r = buf_appendf(&b, ",\"sent\":%s", c->sent_ts);
 	r = r ? r : buf_append(&b, "}\n", 2);
@@ -424,29 +443,66 @@ cmd_data(struct conn *c)
 	EVP_DigestInit_ex(c->md, EVP_sha256(), NULL);
 }
 
+/* STARTTLS: the 220, then nothing more in plaintext either way. */
+static void
+cmd_starttls(struct conn *c, const char *arg)
+{
+	if (*arg) {
+		reply(c, "501 5.5.4 sink: STARTTLS takes no argument");
+		return;
+	}
+	if (c->have_mail) {
+		reply(c, "503 5.5.1 sink: STARTTLS inside a transaction");
+		return;
+	}
+	reply(c, "220 2.0.0 Ready to start TLS");
+	/* whatever the client sent after STARTTLS was sent before the
+	 * handshake: drop it, never run it (conn_process stops here) */
+	buf_reset(&c->in);
+	c->starttls = true;
+}
+
+/* Commands that need a fresh EHLO after the handshake. */
+static bool
+needs_ehlo(const char *verb)
+{
+	return strcmp(verb, "MAIL") == 0 || strcmp(verb, "RCPT") == 0 ||
+	    strcmp(verb, "DATA") == 0;
+}
+
 static void
 command(struct conn *c, char *line)
 {
 	char *arg = line;
-	char verb[8];
+	char verb[16];
 	size_t n = strcspn(line, " ");
 
 	str_ncopy(verb, sizeof(verb), line, n);
 	for (char *p = verb; *p; p++)
 		*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
 	arg += n;
+	if (c->need_ehlo && needs_ehlo(verb)) {
+		reply(c, "503 5.5.1 sink: send EHLO first");
+		return;
+	}
 	if (strcmp(verb, "EHLO") == 0) {
 		txn_reset(c);
+		c->need_ehlo = false;
 		reply(c, "250-mta-sink");
 		if (opt.pipelining)
 			reply(c, "250-PIPELINING");
+		if (sink_tls && c->tls == NULL)
+			reply(c, "250-STARTTLS");
 		reply(c, "250-8BITMIME");
 		reply(c, "250-SMTPUTF8");
 		reply(c, "250-ENHANCEDSTATUSCODES");
 		reply(c, "250 SIZE 0");
 	} else if (strcmp(verb, "HELO") == 0) {
 		txn_reset(c);
+		c->need_ehlo = false;
 		reply(c, "250 mta-sink");
+	} else if (strcmp(verb, "STARTTLS") == 0 && sink_tls && !c->tls) {
+		cmd_starttls(c, arg[0] == ' ' ? arg + 1 : arg);
 	} else if (strcmp(verb, "MAIL") == 0) {
 		cmd_mail(c, arg);
 		if (delayed_cmd("mail"))
@@ -477,7 +533,7 @@ command(struct conn *c, char *line)
 static void
 conn_process(struct conn *c)
 {
-	while (!c->delayed && !c->eof) {
+	while (!c->delayed && !c->eof && !c->starttls) {
 		const uint8_t *p, *lf;
 		char line[SINK_LINE_MAX];
 		size_t len;
@@ -512,12 +568,20 @@ conn_process(struct conn *c)
 
 static void on_recv(struct uring_op *op, int res, unsigned flags,
     const uint8_t *data, size_t len);
+static void conn_tls_pump(struct conn *c);
 
 static void
 conn_read_more(struct conn *c)
 {
-	if (c->closing || c->eof || c->delayed || uring_op_busy(&c->rd))
+	if (c->closing || c->eof || c->delayed || c->pumping ||
+	    uring_op_busy(&c->rd))
 		return;
+	/* TLS may hold plaintext already: the pump uses it up first and
+	 * reads the socket only when the layer needs more */
+	if (c->tls != NULL) {
+		conn_tls_pump(c);
+		return;
+	}
 	uring_recv(c->t->loop, &c->rd, c->fd, false);
 }
 
@@ -542,26 +606,142 @@ on_sent(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	conn_flush(c);
 }
 
+/* Replies into the TLS layer (once the handshake is done), its records
+ * into `sending`. A failed write ends the session; once everything is
+ * written on a closing session, queue the close_notify. */
 static void
-conn_flush(struct conn *c)
+conn_tls_encrypt(struct conn *c)
+{
+	ssize_t n;
+	int rc;
+
+	if (tls_conn_handshake_done(c->tls)) {
+		while (buf_avail(&c->out) > 0) {
+			n = tls_conn_write(c->tls, buf_peek(&c->out),
+			    buf_avail(&c->out));
+			if (n > 0) {
+				buf_consume(&c->out, (size_t)n);
+				continue;
+			}
+			if (n != -ENOBUFS) { /* broken: nothing more goes */
+				buf_reset(&c->out);
+				c->after_send_close = c->eof = true;
+			}
+			break;
+		}
+		if (buf_avail(&c->out) == 0)
+			buf_reset(&c->out);
+		if (c->after_send_close && !c->tls_shut &&
+		    buf_avail(&c->out) == 0) {
+			c->tls_shut = true;
+			rc = tls_conn_close(c->tls);
+			(void)rc; /* already broken: just close */
+		}
+	}
+	tls_conn_out_to_buf(c->tls, &c->sending);
+}
+
+/* Start a send of what is queued, if none is in flight. Never closes. */
+static void
+conn_send_out(struct conn *c)
 {
 	struct buf tmp;
 
 	if (uring_op_busy(&c->wr) || c->closing)
 		return;
-	if (buf_avail(&c->out) == 0) {
-		if (c->after_send_close)
-			conn_close(c);
-		else
-			conn_read_more(c);
+	if (c->tls != NULL) {
+		conn_tls_encrypt(c);
+	} else if (buf_avail(&c->out) > 0) {
+		tmp = c->sending;
+		c->sending = c->out;
+		c->out = tmp;
+		/* the 220 to STARTTLS was the last plaintext reply: the
+		 * client's next bytes are its ClientHello */
+		if (c->starttls) {
+			c->starttls = false;
+			c->tls = tls_conn_server_new(sink_tls);
+		}
+	}
+	if (buf_avail(&c->sending) > 0)
+		uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->sending),
+		    buf_avail(&c->sending));
+}
+
+static void
+conn_flush(struct conn *c)
+{
+	if (uring_op_busy(&c->wr) || c->closing)
+		return;
+	conn_send_out(c);
+	if (!uring_op_busy(&c->wr) && c->after_send_close) {
+		conn_close(c);
 		return;
 	}
-	tmp = c->sending;
-	c->sending = c->out;
-	c->out = tmp;
-	uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->sending),
-	    buf_avail(&c->sending));
 	conn_read_more(c);
+}
+
+/* The handshake is done: the SMTP session starts over (RFC 3207). */
+static void
+conn_tls_up(struct conn *c)
+{
+	atomic_fetch_add(&st.tls, 1);
+	txn_reset(c);
+	c->need_ehlo = true;
+}
+
+/*
+ * Drive the TLS layer: finish the handshake, then decrypt into `in` and
+ * run the line machine on it while the session takes input (not delayed,
+ * not ending). conn_process() calls back into conn_read_more() through
+ * conn_flush(); `pumping` makes that a no-op (and defers any free) and
+ * this loop goes on instead. Ends by sending what TLS produced, and reads
+ * the socket only when the layer needs more ciphertext.
+ */
+static void
+conn_tls_pump(struct conn *c)
+{
+	bool need = false;
+	ssize_t r;
+
+	c->pumping = true;
+	if (!tls_conn_handshake_done(c->tls)) {
+		r = tls_conn_handshake(c->tls);
+		if (r == -EAGAIN) {
+			need = true;
+		} else if (r < 0) {
+			atomic_fetch_add(&st.tls_fail, 1);
+			c->after_send_close = c->eof = true; /* alert, close */
+		} else {
+			conn_tls_up(c);
+		}
+	}
+	while (!need && !c->closing && !c->eof && !c->delayed) {
+		r = tls_conn_read(c->tls, &c->in);
+		if (r > 0) {
+			conn_process(c);
+			continue;
+		}
+		if (r == -EAGAIN) {
+			need = true;
+		} else if (r == -ENOBUFS) {
+			reply(c, "500 5.5.2 sink: input buffer full");
+			c->after_send_close = c->eof = true;
+		} else { /* close_notify, or broken */
+			c->after_send_close = c->eof = true;
+		}
+	}
+	c->pumping = false;
+	if (c->closing) {
+		conn_maybe_free(c);
+		return;
+	}
+	conn_send_out(c); /* handshake records, tickets, alerts, replies */
+	if (!uring_op_busy(&c->wr) && c->after_send_close) {
+		conn_close(c);
+		return;
+	}
+	if (need && !c->eof && !c->delayed && !uring_op_busy(&c->rd))
+		uring_recv(c->t->loop, &c->rd, c->fd, false);
 }
 
 static void
@@ -581,6 +761,21 @@ on_recv(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	}
 	if (c->eof)
 		return;
+	if (c->starttls) { /* pipelined after STARTTLS: dropped */
+		conn_read_more(c);
+		return;
+	}
+	if (c->tls != NULL) {
+		/* read only once the layer had used up its input: far
+		 * below TLS_IN_MAX */
+		if (tls_conn_feed(c->tls, data, len) != 0) {
+			c->after_send_close = c->eof = true;
+			conn_flush(c);
+			return;
+		}
+		conn_read_more(c);
+		return;
+	}
 	if (buf_append(&c->in, data, len) != 0) {
 		reply(c, "500 5.5.2 sink: input buffer full");
 		c->after_send_close = c->eof = true;
@@ -743,11 +938,15 @@ print_totals(FILE *fp, const char *prefix)
 {
 	fprintf(fp,
 	    "%sconnections=%lu messages=%lu recipients=%lu bytes=%lu "
-	    "tempfail=%lu permfail=%lu dropped=%lu\n",
+	    "tempfail=%lu permfail=%lu dropped=%lu",
 	    prefix, atomic_load(&st.conns), atomic_load(&st.msgs),
 	    atomic_load(&st.rcpts), atomic_load(&st.bytes),
 	    atomic_load(&st.temp), atomic_load(&st.perm),
 	    atomic_load(&st.drops));
+	if (sink_tls)
+		fprintf(fp, " tls=%lu tlsfail=%lu", atomic_load(&st.tls),
+		    atomic_load(&st.tls_fail));
+	fputc('\n', fp);
 	fflush(fp);
 }
 
@@ -766,6 +965,8 @@ usage(void)
 	    "  --delay MS              delay before the replies named by --delay-cmds\n"
 	    "  --delay-cmds LIST       mail,rcpt,data,dot or all (default all)\n"
 	    "  --no-pipelining         do not advertise PIPELINING\n"
+	    "  --starttls CERT[:KEY]   offer STARTTLS with this PEM certificate\n"
+	    "                          (and key; default: the key is in CERT)\n"
 	    "  --max-connections N     refuse connections over N with 421\n"
 	    "  --quiet                 no live counters\n"
 	    "Totals are printed at exit (SIGINT/SIGTERM) and on SIGUSR1.\n");
@@ -783,6 +984,22 @@ pct_arg(const char *s)
 	return (unsigned)v;
 }
 
+/* CERT[:KEY], split at the last colon. */
+static void
+parse_tls(const char *arg)
+{
+	const char *colon = strrchr(arg, ':');
+	size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
+
+	if (n == 0 || n >= sizeof(opt.tls.certificate) ||
+	    !str_copy(opt.tls.private_key, sizeof(opt.tls.private_key),
+		colon ? colon + 1 : "")) {
+		fprintf(stderr, "mta-sink: bad --starttls %s\n", arg);
+		exit(2);
+	}
+	str_ncopy(opt.tls.certificate, sizeof(opt.tls.certificate), arg, n);
+}
+
 static void
 parse_args(int argc, char **argv)
 {
@@ -797,6 +1014,7 @@ parse_args(int argc, char **argv)
 		{ "delay", required_argument, NULL, 'D' },
 		{ "delay-cmds", required_argument, NULL, 'C' },
 		{ "no-pipelining", no_argument, NULL, 'P' },
+		{ "starttls", required_argument, NULL, 'T' },
 		{ "max-connections", required_argument, NULL, 'm' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -848,6 +1066,9 @@ parse_args(int argc, char **argv)
 		case 'P':
 			opt.pipelining = false;
 			break;
+		case 'T':
+			parse_tls(optarg);
+			break;
 		case 'm':
 			opt.max_conns = (unsigned)strtoul(optarg, NULL, 10);
 			break;
@@ -881,6 +1102,15 @@ main(int argc, char **argv)
 	bool live;
 
 	parse_args(argc, argv);
+	if (opt.tls.certificate[0]) {
+		char err[256];
+
+		if (tls_ctx_server_new(&opt.tls, &sink_tls, err,
+			sizeof(err)) != 0) {
+			fprintf(stderr, "mta-sink: %s\n", err);
+			return 1;
+		}
+	}
 	if (opt.record) {
 		record_fd = open(opt.record,
 		    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -362,3 +362,205 @@ def test_relay_bench_quick(tmp_path):
             assert run["problems"] == [], run
         assert (out / "results.md").read_text().count("| mta |") == 8
         assert list(out.glob("delivery-*.png")), "no plot written"
+
+
+# ------------------------------------------------------------ STARTTLS
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory):
+    """A throwaway P-256 certificate and key (CN=localhost)."""
+    d = tmp_path_factory.mktemp("benchtls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+                    "-days", "1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+def starttls_arg(tls_cert):
+    return ["--starttls", f"{tls_cert[0]}:{tls_cert[1]}"]
+
+
+def load_raw(port, *args, timeout=60):
+    """mta-load --json without the success assertions: (exit status,
+    report or None, stderr)."""
+    cmd = [str(LOAD), "--server", f"{HOST}:{port}", "--json", "--quiet"] + \
+        [str(a) for a in args]
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{' '.join(cmd)}: no exit within {timeout}s")
+    err = p.stderr.decode(errors="replace")
+    assert not san_problems(err), err[-4000:]
+    lines = p.stdout.decode().strip().splitlines()
+    rep = json.loads(lines[-1]) if lines else None
+    return p.returncode, rep, err
+
+
+@pytest.mark.parametrize("sink_args", [[], ["--no-pipelining"]],
+                         ids=["pipelining", "no-pipelining"])
+def test_starttls_every_message_accepted_and_recorded_once(tmp_path, tls_cert,
+                                                           sink_args):
+    n, conns = 400, 8
+    with Sink(tmp_path, *starttls_arg(tls_cert), *sink_args) as s:
+        rep = load(s.port, "--starttls", "--messages", n, "--connections",
+                   conns, "--rcpts", 2, "--size", 4096)
+        tot = s.stop()
+        recs = s.records()
+    assert rep["attempted"] == rep["accepted"] == n, rep
+    assert rep["errors"] == 0 and rep["codes"] == {"250": n}, rep
+    # connections reused: one handshake each
+    assert rep["tls"]["handshakes"] == conns, rep
+    check_records(recs, n, rcpts=2)
+    assert all(r["tls"] is True for r in recs), recs[:3]
+    assert tot["messages"] == n and tot["connections"] == conns, tot
+    assert tot["tls"] == conns and tot["tlsfail"] == 0, tot
+
+
+def test_starttls_new_conn_handshake_per_message(tmp_path, tls_cert):
+    """--new-conn: a handshake per message, resumed from the thread's last
+    session by default, full with --no-tls-resume."""
+    n, conns = 150, 5
+    with Sink(tmp_path, *starttls_arg(tls_cert)) as s:
+        rep = load(s.port, "--starttls", "--new-conn", "--messages", n,
+                   "--connections", conns)
+        full = load(s.port, "--starttls", "--new-conn", "--no-tls-resume",
+                    "--messages", n, "--connections", conns)
+        tot = s.stop()
+        recs = s.records()
+    for r in (rep, full):
+        assert r["attempted"] == r["accepted"] == n, r
+        assert r["errors"] == 0 and r["codes"] == {"250": n}, r
+        # a connection opened as the quota ran out may carry none
+        assert n <= r["tls"]["handshakes"] <= n + conns, r
+    assert rep["tls"]["resumed"] >= n // 2, rep
+    assert full["tls"]["resumed"] == 0, full
+    check_records(recs, 2 * n)
+    assert all(r["tls"] is True for r in recs), recs[:3]
+    assert tot["tls"] == rep["tls"]["handshakes"] + full["tls"]["handshakes"]
+    assert tot["tlsfail"] == 0, tot
+    assert 2 * n <= tot["connections"] <= 2 * (n + conns), tot
+
+
+def test_starttls_not_offered_is_an_error(tmp_path):
+    """A sink without --starttls: every connection fails before its first
+    message; mta-load counts errors and gives up instead of spinning."""
+    with Sink(tmp_path) as s:
+        t0 = time.monotonic()
+        rc, rep, err = load_raw(s.port, "--starttls", "--messages", 100,
+                                "--connections", 4, timeout=60)
+        wall = time.monotonic() - t0
+        tot = s.stop()
+        recs = s.records()
+    assert rc != 0, f"exit 0 with every connection failed: {rep} {err}"
+    assert rep is not None and rep["errors"] >= 4, rep
+    assert rep["accepted"] == 0 and rep["attempted"] == 0, rep
+    assert "tls" in rep and rep["tls"]["handshakes"] == 0, rep
+    assert "STARTTLS not offered" in err, err
+    assert wall < 30, wall
+    assert tot["messages"] == 0 and recs == [], tot
+
+
+def test_sink_starttls_protocol(tmp_path, tls_cert):
+    """The sink's side: STARTTLS advertised only before TLS; plaintext
+    pipelined after STARTTLS is dropped, never run; EHLO required again;
+    records say whether the message came over TLS."""
+    from conftest import SMTPClient
+
+    msg = b"Message-ID: <1.2@mta-load>\r\nSubject: x\r\n\r\nbody\r\n.\r\n"
+    with Sink(tmp_path, *starttls_arg(tls_cert)) as s:
+        with SMTPClient(HOST, s.port) as c:
+            c.expect(220)
+            assert "STARTTLS" in c.ehlo().lines
+            # an injected command after STARTTLS, in the same packet
+            c.send(b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\n")
+            c.expect(220, "2.0.0")
+            c.starttls()
+            # the session starts over: EHLO first (and the injected MAIL
+            # never ran: its 250 would have broken the handshake)
+            c.send(b"MAIL FROM:<a@x.test>\r\n")
+            c.expect(503)
+            r = c.ehlo()
+            assert "STARTTLS" not in r.lines, r
+            c.send(b"STARTTLS\r\n")
+            c.expect(502)
+            for line, code in ((b"MAIL FROM:<tls@x.test>", 250),
+                               (b"RCPT TO:<r@y.test>", 250),
+                               (b"DATA", 354)):
+                c.send(line + b"\r\n")
+                c.expect(code)
+            c.send(msg)
+            c.expect(250)
+            c.send(b"QUIT\r\n")
+            c.expect(221)
+        with SMTPClient(HOST, s.port) as c:
+            c.expect(220)
+            c.ehlo()
+            for line, code in ((b"MAIL FROM:<plain@x.test>", 250),
+                               (b"RCPT TO:<r@y.test>", 250),
+                               (b"DATA", 354)):
+                c.send(line + b"\r\n")
+                c.expect(code)
+            c.send(msg)
+            c.expect(250)
+            c.send(b"QUIT\r\n")
+            c.expect(221)
+        tot = s.stop()
+        recs = s.records()
+    assert [(r["from"], r["tls"]) for r in recs] == \
+        [("tls@x.test", True), ("plain@x.test", False)], recs
+    assert tot["messages"] == 2 and tot["tls"] == 1, tot
+
+
+def test_sink_without_starttls_unchanged(tmp_path):
+    from conftest import SMTPClient
+
+    with Sink(tmp_path) as s:
+        with SMTPClient(HOST, s.port) as c:
+            c.expect(220)
+            r = c.ehlo()
+            assert "STARTTLS" not in r.lines, r
+            c.send(b"STARTTLS\r\n")
+            c.expect(502)
+        tot = s.stop()
+    assert "tls" not in tot, tot
+
+
+def test_starttls_auth_through_relay(tmp_path, tls_cert, relay_factory):
+    """mta-load --starttls --auth against `mta serve`: 127.0.0.1 may not
+    relay, so AUTH (only offered over TLS) is needed; every message is
+    accepted and delivered to a sink, itself over STARTTLS."""
+    n, user, pw = 200, "loaduser", "load-pass-7"
+    h = subprocess.run(["openssl", "passwd", "-6", "-stdin"],
+                       input=pw.encode(), check=True, capture_output=True,
+                       timeout=60).stdout.decode().strip()
+    users = tmp_path / "users"
+    users.write_text(f"{user}:{h}\n")
+    with Sink(tmp_path, *starttls_arg(tls_cert)) as s:
+        relay = relay_factory({
+            "server": {"relay_networks": "192.0.2.0/24"},
+            "tls": {"certificate": tls_cert[0], "private_key": tls_cert[1]},
+            "auth": {"users": str(users), "require_tls": "yes"},
+            "route *": {"host": f"[{HOST}]:{s.port}"},
+        })
+        # without AUTH the relay refuses every recipient
+        rc, bad, _ = load_raw(relay.port, "--starttls", "--messages", 5,
+                              "--connections", 1)
+        assert bad["accepted"] == 0 and bad["refused"] == 5, bad
+        assert all(c.startswith("5") for c in bad["codes"]), bad
+        rep = load(relay.port, "--starttls", "--auth", f"{user}:{pw}",
+                   "--messages", n, "--connections", 4, "--rcpts", 2,
+                   timeout=120)
+        assert rep["attempted"] == rep["accepted"] == n, rep
+        assert rep["errors"] == 0 and rep["codes"] == {"250": n}, rep
+        assert rep["tls"]["handshakes"] == 4, rep
+        deadline = time.monotonic() + 60
+        while len(s.records()) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        recs = s.records()
+        relay.stop()
+        s.stop()
+    check_records(recs, n, rcpts=2)
+    assert all(r["tls"] is True for r in recs), recs[:3]
