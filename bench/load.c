@@ -201,9 +201,61 @@ pick_domain(struct load_thread *t)
 	return opt.domains[0];
 }
 
+/* Live latency for the progress line: a histogram of atomics, 8 buckets
+ * per power of two of microseconds (within 9% of the true value), that
+ * every thread adds to and the display reads without stopping anyone.
+ * The final report uses the exact per-thread samples instead. */
+#define HIST_SUB 8
+#define HIST_N	 (64 * HIST_SUB)
+static atomic_ulong g_hist[HIST_N];
+
+static unsigned
+hist_bucket(uint64_t us)
+{
+	unsigned e, sub;
+
+	if (us < HIST_SUB)
+		return (unsigned)us;
+	e = 63u - (unsigned)__builtin_clzll(us);
+	sub = (unsigned)((us >> (e - 3)) & (HIST_SUB - 1));
+	return (e - 2) * HIST_SUB + sub;
+}
+
+/* The upper edge of a bucket, in microseconds. */
+static double
+hist_edge(unsigned b)
+{
+	unsigned e = b / HIST_SUB + 2, sub = b % HIST_SUB;
+
+	if (b < HIST_SUB)
+		return b + 1;
+	return (double)(HIST_SUB + sub + 1) * (double)(1ull << (e - 3));
+}
+
+/* Approximate percentile p of everything so far, in ms; 0 when empty. */
+static double
+hist_pct(double p)
+{
+	unsigned long n = 0, seen = 0, want;
+
+	for (unsigned b = 0; b < HIST_N; b++)
+		n += atomic_load_explicit(&g_hist[b], memory_order_relaxed);
+	if (n == 0)
+		return 0;
+	want = (unsigned long)((double)n * p / 100.0);
+	for (unsigned b = 0; b < HIST_N; b++) {
+		seen += atomic_load_explicit(&g_hist[b], memory_order_relaxed);
+		if (seen > want)
+			return hist_edge(b) / 1000.0;
+	}
+	return hist_edge(HIST_N - 1) / 1000.0;
+}
+
 static void
 lat_add(struct load_thread *t, uint64_t us)
 {
+	atomic_fetch_add_explicit(&g_hist[hist_bucket(us)], 1,
+	    memory_order_relaxed);
 	if (t->nlat == t->caplat) {
 		t->caplat = t->caplat ? t->caplat * 2 : 4096;
 		t->lat = xreallocarray(t->lat, t->caplat, sizeof(*t->lat));
@@ -1200,10 +1252,11 @@ main(int argc, char **argv)
 			double el = (double)(clock_wall_us() - g_t0_us) / 1e6;
 
 			fprintf(stderr, "\r%8lu accepted %8.0f msgs/s %6lu "
-			    "errors %6lu refused   ",
+			    "errors %6lu refused  p99 %.2f ms   ",
 			    atomic_load(&g_accepted),
 			    el > 0 ? (double)atomic_load(&g_accepted) / el : 0,
-			    atomic_load(&g_errors), atomic_load(&g_refused));
+			    atomic_load(&g_errors), atomic_load(&g_refused),
+			    hist_pct(99));
 		}
 		if (!running)
 			break;
