@@ -484,8 +484,11 @@ config_resolve(struct config *c)
 			str_copy(host, sizeof(host), "localhost");
 		str_copy(c->server.hostname, sizeof(c->server.hostname), host);
 	}
+	/* Half the CPUs receive: the committer, the scheduler and the
+	 * delivery workers need the rest (on 2 CPUs one receive thread
+	 * took 10-20% more mail for 15% less CPU than two). */
 	if (c->server.threads == 0)
-		c->server.threads = cpu_count();
+		c->server.threads = cpu_count() > 1 ? cpu_count() / 2 : 1;
 	if (c->delivery.workers == 0)
 		c->delivery.workers = cpu_count();
 	for (i = 0; i < c->nroutes; i++)

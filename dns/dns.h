@@ -120,6 +120,15 @@ void dns_resolve_mx(struct dns *r, struct dns_req *req);
  */
 void dns_resolve_host(struct dns *r, struct dns_req *req);
 
+/*
+ * dns_literal_target - the answer dns_resolve_host() gives for an IP
+ * address (bare or [bracketed], [IPv6:...] too), without the trip to the
+ * resolver thread: when host is one, fills *t (out) with one target named
+ * host, pref 0, that address (port 0) and returns true; returns false for
+ * a name (*t untouched: ask the resolver). Pure; any thread.
+ */
+bool dns_literal_target(const char *host, struct dns_target *t);
+
 /* "ok", "tempfail", "notfound", "nullmx", "permfail". */
 const char *dns_status_str(enum dns_status s);
 

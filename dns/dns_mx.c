@@ -218,6 +218,24 @@ dns_target_set(struct dns_target *t, const struct dns_mx_host *h,
 	dns_target_fill(t, h->v6, h->nv6, DNS_MAX_ADDRS - n4, rng, arg);
 }
 
+bool
+dns_literal_target(const char *host, struct dns_target *t)
+{
+	struct dns_mx_host h;
+	struct dns_addr a;
+
+	/* what dns_mx_plan_host() makes of it, without the whole plan */
+	if (!dns_addr_parse(host, &a))
+		return false;
+	dns_host_init(&h, host, 0);
+	if (a.family == AF_INET)
+		h.v4[h.nv4++] = a;
+	else
+		h.v6[h.nv6++] = a;
+	dns_target_set(t, &h, NULL, NULL); /* one address: no shuffle */
+	return true;
+}
+
 /* Did every lookup say the name has no address, rather than fail? */
 static bool
 dns_plan_definite(const struct dns_mx_plan *plan)

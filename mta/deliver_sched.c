@@ -607,6 +607,8 @@ ctl_log(enum deliver_ctl_op op, uint64_t id, int status)
 static void
 ctl_answer(struct deliver_ctl *c)
 {
+	/* the operator reads the log once answered: no line held back */
+	log_batch_flush();
 	c->msg.type = DELIVER_MSG_CTL_DONE;
 	chan_send(c->reply, &c->msg);
 }
@@ -788,7 +790,10 @@ deliver_sched_main(void *arg)
 
 		if (ds.draining)
 			wait = 50;
-		for (m = chan_wait(d->sched_chan, wait); m; m = n) {
+		m = chan_wait(d->sched_chan, wait);
+		/* a line or two per recipient: one write(2) per wakeup */
+		log_batch_begin();
+		for (; m; m = n) {
 			uint64_t grace;
 
 			n = m->next;
@@ -799,6 +804,7 @@ deliver_sched_main(void *arg)
 		}
 		dispatch(&ds);
 		cfg_reap(&ds);
+		log_batch_end();
 		/* An update is always answered (commits are quick) and its
 		 * answer comes to this chan, so wait for every one; jobs in
 		 * flight are only waited for until the deadline. */

@@ -401,9 +401,12 @@ conn_deadline(const struct conn *c)
 static void
 conn_log_disconnect(const struct conn *c)
 {
-	if (log_debug_enabled())
+	if (log_debug_enabled()) {
 		log_event("event=disconnect client=%s reason=%s", c->addr,
 		    c->reason ? c->reason : "unknown");
+		/* out before close() shows the peer the end (log.h batch) */
+		log_batch_flush();
+	}
 }
 
 static void

@@ -49,6 +49,7 @@
 #define SMTP_IN_PASS_MAX     255
 #define SMTP_IN_MAX_HOPS     50          /* Received: headers, as Postfix */
 #define SMTP_IN_RESERVE_STEP (64 * 1024) /* in-flight budget granularity */
+#define SMTP_IN_BODY_FIRST   (16 * 1024) /* body buffer at DATA, bytes */
 #define SMTP_IN_RCVD_MAX     2048        /* our Received header, bound */
 #define SMTP_IN_REPLY_MAX    1024
 
@@ -687,6 +688,10 @@ smtp_in_proceed_data(
 	              ? SIZE_MAX
 	              : (size_t)max + SMTP_IN_RCVD_MAX;
 	buf_init(&s->body, bodymax);
+	/* Room for a typical message at once, inside the slice of the budget
+	 * just reserved: growing from nothing by doubling costs a realloc
+	 * and a copy per step. */
+	(void)buf_reserve(&s->body, SMTP_IN_BODY_FIRST);
 	if (smtp_in_received(s) != 0) {
 		smtp_in_tx_reset(s);
 		smtp_in_enter_state(s, SMTP_IN_S_HELO);
@@ -1214,6 +1219,16 @@ smtp_in_data(struct smtp_in *s, const uint8_t *p, size_t n, struct buf *out)
 			d->st = SMTP_IN_D_MID;
 			break;
 		case SMTP_IN_D_BOL:
+			/* Past the headers, whole plain lines go in as they
+			 * are, many at once; the rest byte by byte. */
+			if (!d->headers && (j = smtp_parse_plain_lines(p + i,
+			    n - i, SMTP_IN_TEXT_MAX)) > 0) {
+				smtp_in_body_add(s, p + i, j);
+				if (!d->toobig && !d->nobudget)
+					d->linestart = buf_avail(&s->body);
+				i += j;
+				break;
+			}
 			if (p[i] == '.') {
 				/* Leading dot: stuffing, or the end. */
 				i++;

@@ -28,6 +28,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
+#include "smtp_parse.h"
 
 #define ADDR_MAX 1000 /* bytes of a path we are willing to send */
 #define CMD_MAX  (ADDR_MAX + 128)
@@ -87,7 +88,7 @@ struct smtp_out {
 	struct smtp_ehlo ehlo;
 	bool tls;         /* encrypted */
 	bool tls_refused; /* STARTTLS got 4xx/5xx under `may` */
-	bool used;        /* a MAIL was sent: RSET before the next one */
+	bool used;        /* a transaction was left open: RSET first */
 	bool host_failed;
 	bool has_err;
 	struct smtp_out_result err;
@@ -722,6 +723,18 @@ body_fill(struct smtp_out *s, struct buf *out)
 	w = w0;
 	lim = room - 8;
 	while (pos < len && (size_t)(w - w0) < lim) {
+		if (s->bol && !s->pend_cr) {
+			/* whole plain lines need no stuffing: copy them */
+			n = lim - (size_t)(w - w0);
+			n = smtp_parse_plain_lines(b + pos,
+			    len - pos < n ? len - pos : n, SIZE_MAX);
+			if (n > 0) {
+				memcpy(w, b + pos, n);
+				w += n;
+				pos += n;
+				continue;
+			}
+		}
 		c = b[pos];
 		if (s->pend_cr) {
 			/* CR LF, or a bare CR made into CRLF. */
@@ -891,6 +904,9 @@ on_dot(struct smtp_out *s, const struct smtp_reply *r, struct buf *out)
 		return proto_error(s, "unexpected 3xx reply", out);
 	if (!s->discard_dot)
 		rcpts_accepted(s, SMTP_OUT_CMD_DOT, r);
+	/* The reply to the dot ended the transaction (RFC 5321 4.1.1.4),
+	 * whatever it said: the next MAIL needs no RSET. */
+	s->used = false;
 	enter(s, ST_READY);
 	return job_done(s);
 }

@@ -17,7 +17,9 @@
  * With PIPELINING the whole [RSET] MAIL RCPT... DATA group is written at
  * once and the replies are matched in order (RFC 2920); without it one
  * command at a time. After a job the caller either sets the next job on
- * the same connection (the session sends RSET first) or quits.
+ * the same connection or quits. RSET goes first only when the last
+ * transaction did not end with the reply to its final dot (MAIL or every
+ * RCPT refused, DATA refused): a finished transaction needs none.
  *
  * Output is bounded: the session never puts more than
  * min(SMTP_OUT_CHUNK, out->max) bytes in `out`; a long pipelined group or
@@ -169,7 +171,7 @@ enum smtp_out_action smtp_out_flushed(struct smtp_out *s, struct buf *out);
  * job is held: right after smtp_out_new() (the job starts once the
  * handshake is over; returns READ), on IDLE, or after JOB_DONE (results
  * of the previous job are then forgotten; the session sends RSET before
- * MAIL when it has sent a MAIL before). On a session that can no longer
+ * MAIL when the previous transaction was left open, see DESIGN). On a session that can no longer
  * carry a job, or one refused before MAIL (SIZE too big for the host,
  * SMTPUTF8 not offered, bad addresses), returns JOB_DONE at once.
  */

@@ -613,3 +613,23 @@ smtp_parse_base64_encode(const uint8_t *in, size_t n, char *out)
 	}
 	out[o] = '\0';
 }
+
+size_t
+smtp_parse_plain_lines(const uint8_t *p, size_t n, size_t maxline)
+{
+	size_t done = 0;
+
+	while (done < n && p[done] != '.') {
+		const uint8_t *lf = memchr(p + done, '\n', n - done);
+		size_t len;
+
+		if (lf == NULL)
+			break;
+		len = (size_t)(lf - (p + done)) + 1;
+		if (len < 2 || len > maxline || lf[-1] != '\r' ||
+		    memchr(p + done, '\r', len - 2) != NULL)
+			break;
+		done += len;
+	}
+	return done;
+}

@@ -125,4 +125,15 @@ size_t smtp_parse_base64_len(size_t n);
  * NUL-terminates. For tests and for AUTH prompts. */
 void smtp_parse_base64_encode(const uint8_t *in, size_t n, char *out);
 
+/*
+ * smtp_parse_plain_lines - the fast path through message data: the length
+ * of the longest prefix of (p, n) made of whole lines that need no
+ * care, each ending in CR LF, holding no other CR or LF, not starting with
+ * "." and at most maxline bytes long with its CR LF. 0 when the first line
+ * is not one (or is not complete): the caller takes it byte by byte. Such
+ * lines pass through DATA unchanged in both directions, so a caller copies
+ * the prefix at once. Word-sized scans (memchr), not a loop per byte.
+ */
+size_t smtp_parse_plain_lines(const uint8_t *p, size_t n, size_t maxline);
+
 #endif

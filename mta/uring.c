@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/xalloc.h"
 
 enum {
@@ -595,19 +596,26 @@ uring_loop_run(struct uring_loop *l)
 {
 	int r;
 
+	/* Callbacks log a line per message: one write(2) per wakeup for all
+	 * of them, flushed before the loop sleeps (log.h). */
+	log_batch_begin();
 	while (!l->stop) {
 		run_deferred(l);
 		if (l->stop)
 			break;
+		log_batch_flush();
 		if (l->dhead != NULL)
 			r = io_uring_submit_and_get_events(&l->ring);
 		else
 			r = io_uring_submit_and_wait(&l->ring, 1);
 		if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN &&
-		    r != -ETIME)
+		    r != -ETIME) {
+			log_batch_end();
 			return r;
+		}
 		reap(l);
 	}
+	log_batch_end();
 	l->stop = false;
 	/* Hand over what callbacks queued, so a caller that stops and frees
 	 * soon after does not leave cancels unsent. */

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * log.c - logfmt lines on stderr, one write(2) each, no locks.
+ * log.c - logfmt lines on stderr, one write(2) each (or one per batch of
+ * up to PIPE_BUF bytes, see log.h), no locks.
  */
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,59 @@
 #define LOG_LINE_MAX 4096
 
 static enum log_level log_min = LOG_LEVEL_INFO;
+
+/* The calling thread's batch (log.h): whole lines only, n <= PIPE_BUF. */
+static _Thread_local struct {
+	unsigned depth; /* log_batch_begin() calls not yet ended */
+	size_t n;       /* bytes held */
+	char buf[PIPE_BUF];
+} log_tb;
+
+static void
+log_out(const char *p, size_t n)
+{
+	/* A short or failed write to stderr has nowhere better to go. */
+	if (write(STDERR_FILENO, p, n) < 0)
+		return;
+}
+
+void
+log_batch_flush(void)
+{
+	if (log_tb.n > 0)
+		log_out(log_tb.buf, log_tb.n);
+	log_tb.n = 0;
+}
+
+void
+log_batch_begin(void)
+{
+	log_tb.depth++;
+}
+
+void
+log_batch_end(void)
+{
+	MTA_ASSERT(log_tb.depth > 0);
+	if (--log_tb.depth == 0)
+		log_batch_flush();
+}
+
+/* One whole line: held in the batch when one is open and it is an event
+ * or debug line, else written now, after what is held. */
+static void
+log_line(bool batchable, const char *line, size_t n)
+{
+	if (log_tb.depth > 0 && batchable && n <= sizeof(log_tb.buf)) {
+		if (log_tb.n + n > sizeof(log_tb.buf))
+			log_batch_flush();
+		memcpy(log_tb.buf + log_tb.n, line, n);
+		log_tb.n += n;
+		return;
+	}
+	log_batch_flush();
+	log_out(line, n);
+}
 
 void
 log_set_level(enum log_level level)
@@ -28,19 +83,39 @@ log_debug_enabled(void)
 	return log_min <= LOG_LEVEL_DEBUG;
 }
 
+/* The date and time of the last second this thread logged in, formatted:
+ * a busy thread logs many lines per second, and gmtime_r + strftime cost
+ * more than the rest of the line. */
+static _Thread_local struct {
+	time_t sec;
+	size_t len;
+	char text[32]; /* "ts=YYYY-MM-DDTHH:MM:SS" */
+} log_ts = { .sec = (time_t)-1 };
+
 static size_t
 log_stamp(char *buf, size_t len)
 {
 	struct timespec ts;
 	struct tm tm;
-	size_t n;
+	unsigned ms;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(buf, len, "ts=%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(buf + n, len - n, ".%03ldZ ",
-	    ts.tv_nsec / 1000000);
-	return n;
+	if (ts.tv_sec != log_ts.sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		log_ts.len = strftime(log_ts.text, sizeof(log_ts.text),
+		    "ts=%Y-%m-%dT%H:%M:%S", &tm);
+		log_ts.sec = ts.tv_sec;
+	}
+	MTA_ASSERT(len > log_ts.len + 6);
+	memcpy(buf, log_ts.text, log_ts.len);
+	ms = (unsigned)(ts.tv_nsec / 1000000);
+	buf[log_ts.len] = '.';
+	buf[log_ts.len + 1] = (char)('0' + ms / 100);
+	buf[log_ts.len + 2] = (char)('0' + ms / 10 % 10);
+	buf[log_ts.len + 3] = (char)('0' + ms % 10);
+	buf[log_ts.len + 4] = 'Z';
+	buf[log_ts.len + 5] = ' ';
+	return log_ts.len + 6;
 }
 
 /* Format prefix + message (+ errno text) + "\n" and write it at once. */
@@ -75,9 +150,7 @@ log_vwrite(const char *level, int errnum, const char *fmt, va_list ap)
 	n += (size_t)r < sizeof(line) - n - 1 ? (size_t)r :
 					      sizeof(line) - n - 2;
 	line[n++] = '\n';
-	/* A short or failed write to stderr has nowhere better to go. */
-	if (write(STDERR_FILENO, line, n) < 0)
-		return;
+	log_line(level == NULL || strcmp(level, "debug") == 0, line, n);
 }
 
 #define LOG_BODY(level, errnum)                   \
@@ -146,6 +219,7 @@ mta_assert_fail(const char *expr, const char *file, int line)
 	char buf[512];
 	int n;
 
+	log_batch_flush();
 	n = snprintf(buf, sizeof(buf),
 	    "level=panic msg=\"assertion failed: %s at %s:%d\"\n", expr, file,
 	    line);

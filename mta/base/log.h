@@ -8,6 +8,17 @@
  * into a stack buffer and written with one write(2), so lines from many
  * threads never interleave and no lock is held. Safe from any thread.
  *
+ * Batching: an event loop that logs several event lines per wakeup (a
+ * line per message accepted, delivered, removed) brackets its callbacks
+ * with log_batch_begin()/log_batch_end(). Event lines are then gathered
+ * in a per-thread buffer of at most PIPE_BUF bytes and written by one
+ * write(2) when it is full and at log_batch_end()/log_batch_flush(), so
+ * a line is still never split or interleaved (PIPE_BUF writes are atomic
+ * even on a pipe). The loop flushes before it sleeps, so no line waits
+ * for the next event. Levels other than event and debug are written at
+ * once, after whatever the batch holds, so the order stays the order of
+ * the calls.
+ *
  * Peer-supplied strings must go through log_quote() before being logged.
  */
 #ifndef MTA_BASE_LOG_H
@@ -24,6 +35,14 @@ enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN };
  * environment selects DEBUG). Call before starting threads. */
 void log_set_level(enum log_level level);
 bool log_debug_enabled(void);
+
+/* Start batching this thread's lines; nests (the outermost end writes).
+ * Must be paired with log_batch_end() on the same thread. */
+void log_batch_begin(void);
+/* Write what the batch holds; batching goes on. Call before sleeping. */
+void log_batch_flush(void);
+/* End one level of batching; the outermost writes what is held. */
+void log_batch_end(void);
 
 /* `ts=... event=...`: fmt must start with "event=". */
 void log_event(const char *fmt, ...) MTA_PRINTF(1, 2);

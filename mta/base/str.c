@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -68,4 +69,25 @@ str_lower(char *s)
 {
 	for (; *s; s++)
 		*s = (char)lc((unsigned char)*s);
+}
+
+bool
+mem_has_8bit(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t acc = 0, w;
+	size_t i = 0;
+
+	/* 64 bytes between tests: the inner loop vectorises */
+	for (; n - i >= 64; i += 64) {
+		for (size_t k = 0; k < 64; k += 8) {
+			memcpy(&w, b + i + k, 8);
+			acc |= w;
+		}
+		if (acc & 0x8080808080808080ULL)
+			return true;
+	}
+	for (; i < n; i++)
+		acc |= b[i];
+	return (acc & 0x8080808080808080ULL) != 0;
 }

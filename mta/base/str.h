@@ -23,5 +23,7 @@ bool str_ieq(const char *a, size_t alen, const char *b);
 bool str_iprefix(const char *s, size_t len, const char *prefix);
 /* Lowercase ASCII in place. */
 void str_lower(char *s);
+/* Does (p, n) hold a byte >= 0x80? Word at a time: for message bodies. */
+bool mem_has_8bit(const void *p, size_t n);
 
 #endif

@@ -319,6 +319,36 @@ test_xtext(void)
 	CHECK(!smtp_parse_xtext("a\x80", 2));
 }
 
+/* The DATA fast path: whole CRLF lines, no dot at the start, no bare CR
+ * or LF, none over the limit; it stops before the first that is not. */
+static void
+test_plain_lines(void)
+{
+	static const struct {
+		const char *in;
+		size_t max, want;
+	} t[] = {
+		{ "", 1000, 0 },
+		{ "abc", 1000, 0 },                 /* no line end yet */
+		{ "abc\r\n", 1000, 5 },
+		{ "abc\r\ndef\r\nxy", 1000, 10 }, /* partial tail left */
+		{ "\r\n\r\n", 1000, 4 },          /* empty lines */
+		{ ".\r\n", 1000, 0 },               /* the end, or stuffed */
+		{ "a\r\n..b\r\n", 1000, 3 },
+		{ "a\nb\r\n", 1000, 0 },           /* bare LF */
+		{ "a\rb\r\n", 1000, 0 },           /* bare CR */
+		{ "ab\r\nc\r\r\n", 1000, 4 },
+		{ "\n", 1000, 0 },
+		{ "abc\r\n", 5, 5 },               /* at the limit */
+		{ "abc\r\n", 4, 0 },               /* one past */
+		{ "ab\r\nabcd\r\n", 5, 4 },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		CHECK(smtp_parse_plain_lines((const uint8_t *)t[i].in,
+		    strlen(t[i].in), t[i].max) == t[i].want);
+}
+
 static const struct harness_case cases[] = {
     {"command_split", test_command_split},
     {"mail", test_mail},
@@ -326,6 +356,7 @@ static const struct harness_case cases[] = {
     {"limits", test_limits},
     {"base64", test_base64},
     {"xtext", test_xtext},
+    {"plain_lines", test_plain_lines},
 };
 
 HARNESS_MAIN(cases)

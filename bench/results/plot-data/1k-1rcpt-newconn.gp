@@ -5,13 +5,13 @@ set grid
 set yrange [0:*]
 set ylabel 'msgs/s'
 unset key
-set title 'raw (load → sink): 10000 messages in 0.43 s, 0.0086 s bins'
+set title 'raw (load → sink): 20000 messages in 0.69 s, 0.014 s bins'
 unset xlabel
 plot 'bench/results/plot-data/1k-1rcpt-newconn-raw.dat' using 1:2 with steps lw 2 lc 1
-set title 'mta: 10000 messages in 1.04 s, 0.021 s bins'
+set title 'mta: 20000 messages in 1.23 s, 0.025 s bins'
 unset xlabel
 plot 'bench/results/plot-data/1k-1rcpt-newconn-mta.dat' using 1:2 with steps lw 2 lc 2
-set title 'postfix: 10000 messages in 14.85 s, 0.3 s bins'
+set title 'postfix: 20000 messages in 20.59 s, 0.41 s bins'
 set xlabel 'seconds since mta-load started'
 plot 'bench/results/plot-data/1k-1rcpt-newconn-postfix.dat' using 1:2 with steps lw 2 lc 3
 unset multiplot

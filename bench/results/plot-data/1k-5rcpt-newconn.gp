@@ -5,13 +5,13 @@ set grid
 set yrange [0:*]
 set ylabel 'msgs/s'
 unset key
-set title 'raw (load → sink): 10000 messages in 0.44 s, 0.0087 s bins'
+set title 'raw (load → sink): 20000 messages in 0.60 s, 0.012 s bins'
 unset xlabel
 plot 'bench/results/plot-data/1k-5rcpt-newconn-raw.dat' using 1:2 with steps lw 2 lc 1
-set title 'mta: 10000 messages in 0.76 s, 0.015 s bins'
+set title 'mta: 20000 messages in 0.99 s, 0.02 s bins'
 unset xlabel
 plot 'bench/results/plot-data/1k-5rcpt-newconn-mta.dat' using 1:2 with steps lw 2 lc 2
-set title 'postfix: 10000 messages in 17.54 s, 0.35 s bins'
+set title 'postfix: 20000 messages in 27.01 s, 0.54 s bins'
 set xlabel 'seconds since mta-load started'
 plot 'bench/results/plot-data/1k-5rcpt-newconn-postfix.dat' using 1:2 with steps lw 2 lc 3
 unset multiplot

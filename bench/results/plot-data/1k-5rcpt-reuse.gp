@@ -5,13 +5,13 @@ set grid
 set yrange [0:*]
 set ylabel 'msgs/s'
 unset key
-set title 'raw (load → sink): 10000 messages in 0.27 s, 0.0053 s bins'
+set title 'raw (load → sink): 20000 messages in 0.27 s, 0.0054 s bins'
 unset xlabel
 plot 'bench/results/plot-data/1k-5rcpt-reuse-raw.dat' using 1:2 with steps lw 2 lc 1
-set title 'mta: 10000 messages in 0.73 s, 0.015 s bins'
+set title 'mta: 20000 messages in 0.77 s, 0.015 s bins'
 unset xlabel
 plot 'bench/results/plot-data/1k-5rcpt-reuse-mta.dat' using 1:2 with steps lw 2 lc 2
-set title 'postfix: 10000 messages in 20.43 s, 0.41 s bins'
+set title 'postfix: 20000 messages in 29.42 s, 0.59 s bins'
 set xlabel 'seconds since mta-load started'
 plot 'bench/results/plot-data/1k-5rcpt-reuse-postfix.dat' using 1:2 with steps lw 2 lc 3
 unset multiplot

@@ -5,13 +5,13 @@ set grid
 set yrange [0:*]
 set ylabel 'msgs/s'
 unset key
-set title 'raw (load → sink): 5000 messages in 0.30 s, 0.0059 s bins'
+set title 'raw (load → sink): 10000 messages in 0.56 s, 0.011 s bins'
 unset xlabel
 plot 'bench/results/plot-data/20k-1rcpt-newconn-raw.dat' using 1:2 with steps lw 2 lc 1
-set title 'mta: 5000 messages in 0.70 s, 0.014 s bins'
+set title 'mta: 10000 messages in 0.81 s, 0.016 s bins'
 unset xlabel
 plot 'bench/results/plot-data/20k-1rcpt-newconn-mta.dat' using 1:2 with steps lw 2 lc 2
-set title 'postfix: 5000 messages in 10.01 s, 0.2 s bins'
+set title 'postfix: 10000 messages in 14.01 s, 0.28 s bins'
 set xlabel 'seconds since mta-load started'
 plot 'bench/results/plot-data/20k-1rcpt-newconn-postfix.dat' using 1:2 with steps lw 2 lc 3
 unset multiplot

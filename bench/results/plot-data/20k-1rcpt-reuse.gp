@@ -5,13 +5,13 @@ set grid
 set yrange [0:*]
 set ylabel 'msgs/s'
 unset key
-set title 'raw (load → sink): 5000 messages in 0.16 s, 0.0032 s bins'
+set title 'raw (load → sink): 10000 messages in 0.29 s, 0.0057 s bins'
 unset xlabel
 plot 'bench/results/plot-data/20k-1rcpt-reuse-raw.dat' using 1:2 with steps lw 2 lc 1
-set title 'mta: 5000 messages in 0.48 s, 0.0095 s bins'
+set title 'mta: 10000 messages in 0.56 s, 0.011 s bins'
 unset xlabel
 plot 'bench/results/plot-data/20k-1rcpt-reuse-mta.dat' using 1:2 with steps lw 2 lc 2
-set title 'postfix: 5000 messages in 8.84 s, 0.18 s bins'
+set title 'postfix: 10000 messages in 11.83 s, 0.24 s bins'
 set xlabel 'seconds since mta-load started'
 plot 'bench/results/plot-data/20k-1rcpt-reuse-postfix.dat' using 1:2 with steps lw 2 lc 3
 unset multiplot

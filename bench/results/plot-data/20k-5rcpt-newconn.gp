@@ -5,13 +5,13 @@ set grid
 set yrange [0:*]
 set ylabel 'msgs/s'
 unset key
-set title 'raw (load → sink): 5000 messages in 0.72 s, 0.014 s bins'
+set title 'raw (load → sink): 10000 messages in 0.51 s, 0.01 s bins'
 unset xlabel
 plot 'bench/results/plot-data/20k-5rcpt-newconn-raw.dat' using 1:2 with steps lw 2 lc 1
-set title 'mta: 5000 messages in 1.12 s, 0.022 s bins'
+set title 'mta: 10000 messages in 1.02 s, 0.02 s bins'
 unset xlabel
 plot 'bench/results/plot-data/20k-5rcpt-newconn-mta.dat' using 1:2 with steps lw 2 lc 2
-set title 'postfix: 5000 messages in 12.84 s, 0.26 s bins'
+set title 'postfix: 10000 messages in 14.13 s, 0.28 s bins'
 set xlabel 'seconds since mta-load started'
 plot 'bench/results/plot-data/20k-5rcpt-newconn-postfix.dat' using 1:2 with steps lw 2 lc 3
 unset multiplot

@@ -5,13 +5,13 @@ set grid
 set yrange [0:*]
 set ylabel 'msgs/s'
 unset key
-set title 'raw (load → sink): 5000 messages in 0.20 s, 0.0039 s bins'
+set title 'raw (load → sink): 10000 messages in 0.29 s, 0.0058 s bins'
 unset xlabel
 plot 'bench/results/plot-data/20k-5rcpt-reuse-raw.dat' using 1:2 with steps lw 2 lc 1
-set title 'mta: 5000 messages in 0.73 s, 0.015 s bins'
+set title 'mta: 10000 messages in 0.63 s, 0.013 s bins'
 unset xlabel
 plot 'bench/results/plot-data/20k-5rcpt-reuse-mta.dat' using 1:2 with steps lw 2 lc 2
-set title 'postfix: 5000 messages in 10.23 s, 0.2 s bins'
+set title 'postfix: 10000 messages in 15.29 s, 0.31 s bins'
 set xlabel 'seconds since mta-load started'
 plot 'bench/results/plot-data/20k-5rcpt-reuse-postfix.dat' using 1:2 with steps lw 2 lc 3
 unset multiplot
