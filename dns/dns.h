@@ -135,4 +135,7 @@ const char *dns_status_str(enum dns_status s);
 /* Is this status permanent (5xx) rather than transient (4xx)? */
 bool dns_status_permanent(enum dns_status s);
 
+/* The c-ares version linked, for `mta version`. Static string. */
+const char *dns_library_version(void);
+
 #endif

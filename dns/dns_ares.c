@@ -664,3 +664,9 @@ dns_resolve_host(struct dns *r, struct dns_req *req)
 {
 	dns_send(r, req, DNS_MSG_HOST);
 }
+
+const char *
+dns_library_version(void)
+{
+	return ares_version(NULL);
+}

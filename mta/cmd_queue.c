@@ -29,6 +29,7 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/str.h"
 #include "base/xalloc.h"
 #include "cmd.h"
 #include "config/config.h"
@@ -566,20 +567,10 @@ struct cmd_queue_stats {
 	size_t ndom, cap; /* cap: a power of two */
 };
 
-static uint64_t
-cmd_queue_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
 static struct cmd_queue_dom *
 cmd_queue_dom_slot(struct cmd_queue_dom *tab, size_t cap, const char *name)
 {
-	size_t i = (size_t)cmd_queue_hash(name) & (cap - 1);
+	size_t i = (size_t)str_hash(name) & (cap - 1);
 
 	while (tab[i].name != NULL && strcmp(tab[i].name, name) != 0)
 		i = (i + 1) & (cap - 1);

@@ -127,4 +127,47 @@ void *deliver_sched_main(void *arg);
 bool deliver_host_acquire(struct deliver *d, const char *key);
 void deliver_host_release(struct deliver *d, const char *key);
 
+/* The scheduler thread's state (deliver_sched.c owns it; the helpers in
+ * deliver_bounce.c and deliver_ctl.c run on the same thread). */
+/* Ids of queued messages whose delay warning is queued (the envelope's
+ * QUEUE_FLAG_WARNED): open addressing with linear probing, 0 = free slot
+ * (ids are never 0). The schedule does not keep envelope flags, and the
+ * check runs on every deferral, so it must not read the queue. */
+struct idset {
+	uint64_t *slot;
+	size_t cap;  /* slots, a power of two, or 0 */
+	size_t n;    /* ids stored, at most cap / 2 */
+};
+
+struct dsched {
+	struct deliver *d;
+	struct sched *s;
+	uint64_t updates_out; /* QUEUE_REQ_UPDATEs not yet answered */
+	uint64_t ctl_out;     /* operator requests with the committer */
+	uint64_t cfg_gen;     /* the current config snapshot (0: startup) */
+	uint64_t cfg_jobs0;   /* jobs out that were dispatched under gen 0 */
+	bool draining;
+	struct idset warned;  /* messages with a delay warning queued */
+};
+
+/* deliver_sched.c, for deliver_ctl.c */
+struct queue_envelope;
+void deliver_sched_add_env(struct dsched *ds,
+    const struct queue_envelope *env, uint64_t now);
+
+/* deliver_bounce.c */
+struct queue_update;
+void deliver_bounce_attach(struct dsched *ds, const struct sched_job *job,
+    struct queue_update *u, uint64_t now);
+void deliver_bounce_done(struct dsched *ds, struct queue_update *u,
+    const struct sched_job *job, const char *id);
+/* Remember (or forget) that id's delay warning is queued. */
+void deliver_bounce_warned(struct dsched *ds, uint64_t id, bool warned);
+void deliver_bounce_fini(struct dsched *ds);
+
+/* deliver_ctl.c */
+struct queue_ctl;
+void deliver_ctl_request(struct dsched *ds, struct deliver_ctl *c);
+void deliver_ctl_committed(struct dsched *ds, struct queue_ctl *qc);
+
 #endif

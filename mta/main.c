@@ -4,14 +4,13 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <lmdb.h>
-#include <ares.h>
-#include <openssl/opensslv.h>
-#include <openssl/crypto.h>
 
 #include "base/compat.h"
 #include "cmd.h"
 #include "config/config.h"
+#include "dns/dns.h"
+#include "queue/queue.h"
+#include "tls.h"
 
 static void
 usage(FILE *fp)
@@ -34,9 +33,9 @@ static int
 cmd_version(void)
 {
 	printf("mta %s\n", MTA_VERSION);
-	printf("openssl %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
-	printf("lmdb %s\n", mdb_version(NULL, NULL, NULL));
-	printf("c-ares %s\n", ares_version(NULL));
+	printf("%s\n", tls_library_version());
+	printf("%s\n", queue_library_version());
+	printf("c-ares %s\n", dns_library_version());
 	return 0;
 }
 

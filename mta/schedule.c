@@ -91,16 +91,6 @@ hash64(uint64_t x)
 	return x;
 }
 
-static uint64_t
-hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
 /* --- heap ------------------------------------------------------------ */
 
 static void
@@ -225,7 +215,7 @@ dest_get(struct sched *s, const char *domain)
 			struct sdest *n;
 
 			for (d = old[i]; d; d = n) {
-				pp = &s->dtab[hash_str(d->domain) &
+				pp = &s->dtab[str_hash(d->domain) &
 				    (s->dcap - 1)];
 				n = d->hnext;
 				d->hnext = *pp;
@@ -234,7 +224,7 @@ dest_get(struct sched *s, const char *domain)
 		}
 		free(old);
 	}
-	pp = &s->dtab[hash_str(domain) & (s->dcap - 1)];
+	pp = &s->dtab[str_hash(domain) & (s->dcap - 1)];
 	for (d = *pp; d; d = d->hnext)
 		if (strcmp(d->domain, domain) == 0)
 			return d;
@@ -254,7 +244,7 @@ dest_find(const struct sched *s, const char *domain)
 
 	if (s->dcap == 0)
 		return NULL;
-	for (d = s->dtab[hash_str(domain) & (s->dcap - 1)]; d; d = d->hnext)
+	for (d = s->dtab[str_hash(domain) & (s->dcap - 1)]; d; d = d->hnext)
 		if (strcmp(d->domain, domain) == 0)
 			return d;
 	return NULL;

@@ -793,3 +793,9 @@ tls_session_free(struct tls_session *s)
 	SSL_SESSION_free(s->sess);
 	free(s);
 }
+
+const char *
+tls_library_version(void)
+{
+	return OpenSSL_version(OPENSSL_VERSION);
+}

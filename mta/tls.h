@@ -241,4 +241,7 @@ void tls_conn_info(const struct tls_conn *c, struct tls_info *out);
 struct tls_session *tls_conn_session_take(struct tls_conn *c);
 void tls_session_free(struct tls_session *s);
 
+/* The OpenSSL version linked, for `mta version`. Static string. */
+const char *tls_library_version(void);
+
 #endif

@@ -316,4 +316,7 @@ struct queue_ctl {
  * as QUEUE_DONE_DELETE or QUEUE_DONE_FLAGS. */
 void queue_submit_ctl(struct queue *q, struct queue_ctl *c, uint16_t type);
 
+/* The LMDB version linked, for `mta version`. Static string. */
+const char *queue_library_version(void);
+
 #endif

@@ -406,3 +406,9 @@ queue_body_get(struct queue *q, uint64_t id, struct buf *out)
 	mdb_txn_abort(txn);
 	return rc;
 }
+
+const char *
+queue_library_version(void)
+{
+	return mdb_version(NULL, NULL, NULL);
+}

@@ -91,3 +91,13 @@ mem_has_8bit(const void *p, size_t n)
 		acc |= b[i];
 	return (acc & 0x8080808080808080ULL) != 0;
 }
+
+uint64_t
+str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "compat.h"
 
@@ -21,6 +22,9 @@ bool str_fmt(char *dst, size_t size, const char *fmt, ...) MTA_PRINTF(3, 4);
 bool str_ieq(const char *a, size_t alen, const char *b);
 /* Does (s, len) start with prefix, ignoring ASCII case? */
 bool str_iprefix(const char *s, size_t len, const char *prefix);
+/* FNV-1a of a NUL-terminated string: for hash tables, not for security
+ * (keys an attacker picks can collide). */
+uint64_t str_hash(const char *s);
 /* Lowercase ASCII in place. */
 void str_lower(char *s);
 /* Does (p, n) hold a byte >= 0x80? Word at a time: for message bodies. */

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * deliver_bounce.c - the scheduler thread's bounces and delay warnings.
+ *
+ * A job whose recipients failed or expired (or that is the first to find
+ * one deferred past [queue] delay_warning) gets one DSN (dsn.h) to the
+ * envelope sender, attached to the job's queue update so that the
+ * committer queues it in the same transaction as the outcomes and
+ * announces it back as a new message. A message from <> never bounces.
+ * Runs on the scheduler thread only (deliver_sched.c).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/str.h"
+#include "base/xalloc.h"
+#include "deliver_int.h"
+#include "dsn.h"
+#include "queue/queue.h"
+
+#define DSN_BODY_MAX ((size_t)8 << 20) /* bytes: headers + 1000 rcpts */
+
+static size_t
+idset_home(const struct idset *set, uint64_t id)
+{
+	return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 17) & (set->cap - 1);
+}
+
+static size_t
+idset_find(const struct idset *set, uint64_t id)
+{
+	size_t i = idset_home(set, id);
+
+	while (set->slot[i] != 0 && set->slot[i] != id)
+		i = (i + 1) & (set->cap - 1);
+	return i;
+}
+
+static bool
+idset_has(const struct idset *set, uint64_t id)
+{
+	return set->cap != 0 && set->slot[idset_find(set, id)] == id;
+}
+
+static void
+idset_add(struct idset *set, uint64_t id)
+{
+	size_t i;
+
+	if (set->cap == 0 || (set->n + 1) * 2 > set->cap) {
+		struct idset big = { xcalloc(set->cap ? set->cap * 2 : 64,
+		    sizeof(uint64_t)), set->cap ? set->cap * 2 : 64, 0 };
+
+		for (size_t k = 0; k < set->cap; k++)
+			if (set->slot[k] != 0)
+				big.slot[idset_find(&big, set->slot[k])] =
+				    set->slot[k];
+		big.n = set->n;
+		free(set->slot);
+		*set = big;
+	}
+	i = idset_find(set, id);
+	if (set->slot[i] == 0) {
+		set->slot[i] = id;
+		set->n++;
+	}
+}
+
+/* Backward-shift deletion: no tombstones, so lookups stay short. */
+static void
+idset_del(struct idset *set, uint64_t id)
+{
+	size_t i, j, k, mask = set->cap - 1;
+
+	if (!idset_has(set, id))
+		return;
+	i = idset_find(set, id);
+	set->slot[i] = 0;
+	set->n--;
+	for (j = (i + 1) & mask; set->slot[j] != 0; j = (j + 1) & mask) {
+		k = idset_home(set, set->slot[j]);
+		/* leave it when its home lies cyclically in (i, j] */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		set->slot[i] = set->slot[j];
+		set->slot[j] = 0;
+		i = j;
+	}
+}
+
+static bool
+rcpt_failed(const struct sched_job_rcpt *r)
+{
+	return r->state == SCHED_RCPT_FAILED || r->state == SCHED_RCPT_EXPIRED;
+}
+
+/* Is this job the one to send its message's delay warning? Once per
+ * message (the set here, QUEUE_FLAG_WARNED on disk), only once a
+ * recipient is still deferred that long after arrival, never to <>. */
+static bool
+bounce_warn_due(struct dsched *ds, const struct sched_job *job, uint64_t now)
+{
+	uint64_t after = ds->d->cfg->queue.delay_warning;
+
+	if (after == 0 || job->from[0] == '\0' || now < job->received_ms ||
+	    now - job->received_ms < after || idset_has(&ds->warned, job->id))
+		return false;
+	for (size_t i = 0; i < job->nrcpts; i++)
+		if (job->rcpts[i].state == SCHED_RCPT_PENDING)
+			return true;
+	return false;
+}
+
+/*
+ * One DSN for every failed or expired recipient of the job and, when
+ * warn, every deferred one: a new message from <> to the sender, or NULL
+ * when it cannot or must not be sent (logged). The original headers come
+ * from the queue (a short read txn, at most DSN_HEADERS_MAX bytes): the
+ * worker does not have the body when DNS failed, the commonest bounce.
+ * Runs before job_done() rewrites expired replies, so the DSN carries the
+ * remote's own words.
+ */
+static struct queue_submit *
+bounce_make(struct dsched *ds, const struct sched_job *job, bool warn,
+    uint64_t now)
+{
+	const struct config *cfg = ds->d->cfg;
+	struct dsn_rcpt *dr = xcalloc(job->nrcpts ? job->nrcpts : 1,
+	    sizeof(*dr));
+	struct queue_submit *b = NULL;
+	struct dsn_msg m = { 0 };
+	char id[QUEUE_ID_HEX + 1];
+	struct buf head;
+	size_t n = 0;
+	int rc;
+
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		const struct sched_job_rcpt *r = &job->rcpts[i];
+
+		if (!rcpt_failed(r) && !(warn &&
+		    r->state == SCHED_RCPT_PENDING))
+			continue;
+		dr[n].addr = r->addr;
+		dr[n].action = rcpt_failed(r) ? DSN_ACTION_FAILED :
+						DSN_ACTION_DELAYED;
+		/* RFC 3463 4.4.7: delivery time expired */
+		dr[n].status = r->state == SCHED_RCPT_EXPIRED ? "4.4.7" :
+								r->dsn;
+		dr[n].reply = r->reply;
+		dr[n].relay = job->relay;
+		dr[n].last_attempt_ms = now;
+		if (dr[n].action == DSN_ACTION_DELAYED)
+			dr[n].retry_until_ms = job->received_ms +
+			    cfg->queue.max_age;
+		n++;
+	}
+	queue_id_fmt(job->id, id);
+	buf_init(&head, DSN_HEADERS_MAX);
+	rc = queue_body_head(ds->d->q, job->id, &head, DSN_HEADERS_MAX);
+	if (rc == -ENOENT) {
+		/* deleted by an operator meanwhile: that never bounces */
+		log_event("event=bounce-dropped id=%s reason=message-gone", id);
+		goto out;
+	}
+	if (rc != 0)
+		log_warnx("event=bounce-without-headers id=%s error=\"%s\"",
+		    id, strerror(-rc));
+	b = xcalloc(1, sizeof(*b));
+	b->id = queue_id_new(ds->d->q);
+	b->from = xstrdup("");
+	b->rcpts = xcalloc(1, sizeof(*b->rcpts));
+	b->rcpts[0] = xstrdup(job->from);
+	b->nrcpts = 1;
+	b->client = xstrdup("");
+	b->helo = xstrdup(cfg->server.hostname);
+	b->received_ms = now;
+	buf_init(&b->body, DSN_BODY_MAX);
+	m.hostname = cfg->server.hostname;
+	m.orig_id = job->id;
+	m.orig_from = job->from;
+	m.received_ms = job->received_ms;
+	m.dsn_id = b->id;
+	m.now_ms = now;
+	if (buf_avail(&head) > 0) {
+		m.headers = buf_peek(&head);
+		m.headers_len = dsn_headers_len(m.headers, buf_avail(&head),
+		    DSN_HEADERS_MAX);
+	}
+	m.rcpts = dr;
+	m.nrcpts = n;
+	if ((rc = dsn_build(&m, &b->body)) != 0) {
+		/* XXX the outcomes still commit: this bounce is lost */
+		log_warnx("event=bounce-failed id=%s error=\"%s\"", id,
+		    strerror(-rc));
+		queue_submit_free(b);
+		b = NULL;
+	}
+out:
+	buf_fini(&head);
+	free(dr);
+	return b;
+}
+
+/* Attach the job's DSN, if it needs one, to its update. A message from
+ * <> never causes one (bounce_done logs that): that is how bounce loops
+ * cannot start. */
+void
+deliver_bounce_attach(struct dsched *ds, const struct sched_job *job,
+    struct queue_update *u, uint64_t now)
+{
+	size_t nfail = 0;
+	bool warn;
+
+	for (size_t i = 0; i < job->nrcpts; i++)
+		nfail += rcpt_failed(&job->rcpts[i]);
+	warn = bounce_warn_due(ds, job, now);
+	if ((nfail == 0 && !warn) || job->from[0] == '\0')
+		return;
+	u->bounce = bounce_make(ds, job, warn, now);
+	if (u->bounce != NULL && warn) {
+		u->set_flags |= QUEUE_FLAG_WARNED;
+		idset_add(&ds->warned, job->id);
+	}
+}
+
+/* The update is back (after its per-recipient lines were logged): log
+ * its DSN, or why there is none, and free it. */
+void
+deliver_bounce_done(struct dsched *ds, struct queue_update *u,
+    const struct sched_job *job, const char *id)
+{
+	char dsn_id[QUEUE_ID_HEX + 1];
+	size_t nfail = 0, ndelay = 0;
+
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		nfail += rcpt_failed(&job->rcpts[i]);
+		ndelay += (u->set_flags & QUEUE_FLAG_WARNED) &&
+		    job->rcpts[i].state == SCHED_RCPT_PENDING;
+	}
+	if (job->from[0] == '\0' && nfail > 0 && u->status == 0)
+		log_event("event=bounce-suppressed id=%s reason=null-sender "
+		    "rcpts=%zu", id, nfail);
+	if (u->bounce == NULL)
+		return;
+	queue_id_fmt(u->bounce->id, dsn_id);
+	if (u->bounce_status == 0) {
+		if (nfail > 0)
+			log_event("event=bounced id=%s dsn_id=%s rcpts=%zu",
+			    id, dsn_id, nfail);
+		if (ndelay > 0)
+			log_event("event=delay-warned id=%s dsn_id=%s "
+			    "rcpts=%zu", id, dsn_id, ndelay);
+	} else if (u->bounce_status == -ENOENT) {
+		log_event("event=bounce-dropped id=%s dsn_id=%s "
+		    "reason=message-gone", id, dsn_id);
+	} else if (u->set_flags & QUEUE_FLAG_WARNED) {
+		/* not on disk: a later attempt may warn again */
+		idset_del(&ds->warned, job->id);
+	}
+	queue_submit_free(u->bounce);
+	u->bounce = NULL;
+}
+
+void
+deliver_bounce_warned(struct dsched *ds, uint64_t id, bool warned)
+{
+	if (warned)
+		idset_add(&ds->warned, id);
+	else
+		idset_del(&ds->warned, id);
+}
+
+void
+deliver_bounce_fini(struct dsched *ds)
+{
+	free(ds->warned.slot);
+	ds->warned.slot = NULL;
+}
