@@ -350,12 +350,25 @@ class Relay:
         _live.append(self.proc)
         self._errpath = errp
         try:
+            # The port accepts as soon as it is bound, a little before the
+            # relay is fully up (control socket, threads): wait for the
+            # line that says it is.
             wait_port(self.host, self.port, timeout, self.proc)
+            self._wait_started(n, timeout)
         except Exception as ex:
             self._end("failed start", signal.SIGKILL, 5)
             raise AssertionError(f"relay did not start: {ex}\nstderr:\n"
                                  + self.stderr_text(n)[-3000:]) from None
         return self
+
+    def _wait_started(self, run, timeout):
+        deadline = time.monotonic() + timeout
+        while "event=started" not in self.stderr_text(run):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no event=started within {timeout}s")
+            time.sleep(0.02)
 
     def _end(self, how, sig, timeout):
         p = self.proc
