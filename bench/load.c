@@ -53,6 +53,7 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "config/config.h"
+#include "smtp_parse.h"
 #include "smtp_reply.h"
 #include "tls.h"
 #include "uring.h"
@@ -62,8 +63,7 @@
 #define LOAD_CODES	 600
 
 struct load_opts {
-	struct sockaddr_storage server;
-	socklen_t serverlen;
+	struct config_addr server;
 	unsigned conns, threads, rcpts;
 	uint64_t messages;   /* 0 = until duration */
 	double duration;     /* seconds; 0 = until messages */
@@ -160,33 +160,6 @@ rng_next(uint32_t *s)
 static void conn_start(struct conn *c);
 static void conn_next(struct conn *c);
 static void conn_tls_flush(struct conn *c);
-
-static void
-b64_encode(char *out, const uint8_t *in, size_t n)
-{
-	static const char tab[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t i;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		*out++ = tab[in[i] >> 2];
-		*out++ = tab[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-		*out++ = tab[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
-		*out++ = tab[in[i + 2] & 63];
-	}
-	if (i < n) {
-		*out++ = tab[in[i] >> 2];
-		if (i + 1 < n) {
-			*out++ = tab[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-			*out++ = tab[(in[i + 1] & 15) << 2];
-		} else {
-			*out++ = tab[(in[i] & 3) << 4];
-			*out++ = '=';
-		}
-		*out++ = '=';
-	}
-	*out = '\0';
-}
 
 static const char *
 pick_domain(struct load_thread *t)
@@ -495,14 +468,18 @@ txn_reply(struct conn *c, const struct smtp_reply *r)
 static void
 auth_send(struct conn *c)
 {
-	char raw[512], b64[700];
+	char raw[512], b64[(sizeof(raw) + 2) / 3 * 4 + 1];
 	const char *colon = strchr(opt.auth, ':');
 	size_t ul = colon ? (size_t)(colon - opt.auth) : strlen(opt.auth);
 	int n;
 
 	n = snprintf(raw, sizeof(raw), "%c%.*s%c%s", 0, (int)ul, opt.auth, 0,
 	    colon ? colon + 1 : "");
-	b64_encode(b64, (const uint8_t *)raw, (size_t)n);
+	if (n < 0 || (size_t)n >= sizeof(raw)) {
+		fprintf(stderr, "mta-load: --auth is too long\n");
+		exit(2);
+	}
+	smtp_parse_base64_encode((const uint8_t *)raw, (size_t)n, b64);
 	buf_reset(&c->out);
 	if (buf_appendf(&c->out, "AUTH PLAIN %s\r\n", b64) != 0)
 		abort();
@@ -804,7 +781,7 @@ conn_start(struct conn *c)
 		}
 		return;
 	}
-	c->fd = socket(opt.server.ss_family,
+	c->fd = socket(opt.server.ss.ss_family,
 	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		perror("mta-load: socket");
@@ -813,7 +790,7 @@ conn_start(struct conn *c)
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->state = CS_CONNECT;
 	uring_connect(t->loop, &c->cn, c->fd,
-	    (const struct sockaddr *)&opt.server, opt.serverlen);
+	    (const struct sockaddr *)&opt.server.ss, opt.server.sslen);
 }
 
 static void
@@ -994,22 +971,6 @@ report(struct load_thread *ts, double elapsed)
 	free(all);
 }
 
-/* ADDR:PORT, [v6]:PORT: the relay's own address parser. */
-static int
-parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	struct config_addr a;
-
-	if (config_parse_addr(s, 0, &a) != 0 || a.ss.ss_family == AF_UNSPEC ||
-	    (a.ss.ss_family == AF_INET ?
-		    ((struct sockaddr_in *)&a.ss)->sin_port :
-		    ((struct sockaddr_in6 *)&a.ss)->sin6_port) == 0)
-		return -1;
-	*ss = a.ss;
-	*len = a.sslen;
-	return 0;
-}
-
 static void
 usage(FILE *fp)
 {
@@ -1092,7 +1053,7 @@ parse_args(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "s:c:n:d:r:jq", lo, NULL)) != -1) {
 		switch (ch) {
 		case 's':
-			if (parse_addr(optarg, &opt.server, &opt.serverlen)) {
+			if (config_parse_endpoint(optarg, &opt.server)) {
 				fprintf(stderr, "mta-load: bad --server %s\n",
 				    optarg);
 				exit(2);
@@ -1168,9 +1129,9 @@ parse_args(int argc, char **argv)
 	}
 	if (opt.messages == 0 && opt.duration == 0)
 		opt.messages = 1000;
-	inet_ntop(opt.server.ss_family, opt.server.ss_family == AF_INET ?
-	    (const void *)&((const struct sockaddr_in *)&opt.server)->sin_addr :
-	    (const void *)&((const struct sockaddr_in6 *)&opt.server)->sin6_addr,
+	inet_ntop(opt.server.ss.ss_family, opt.server.ss.ss_family == AF_INET ?
+	    (const void *)&((const struct sockaddr_in *)&opt.server.ss)->sin_addr :
+	    (const void *)&((const struct sockaddr_in6 *)&opt.server.ss)->sin6_addr,
 	    opt.host, sizeof(opt.host));
 	if (opt.threads > opt.conns)
 		opt.threads = opt.conns;

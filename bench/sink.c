@@ -64,8 +64,7 @@ enum sink_phase { PH_CMD, PH_DATA };
 enum sink_when { AT_RCPT, AT_DATA };
 
 struct sink_opts {
-	struct sockaddr_storage listen[8];
-	socklen_t listenlen[8];
+	struct config_addr listen[8];
 	size_t nlisten;
 	unsigned threads;
 	const char *record;
@@ -917,22 +916,6 @@ thread_main(void *arg)
 	return NULL;
 }
 
-/* ADDR:PORT, [v6]:PORT: the relay's own address parser. */
-static int
-parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	struct config_addr a;
-
-	if (config_parse_addr(s, 0, &a) != 0 || a.ss.ss_family == AF_UNSPEC ||
-	    (a.ss.ss_family == AF_INET ?
-		    ((struct sockaddr_in *)&a.ss)->sin_port :
-		    ((struct sockaddr_in6 *)&a.ss)->sin6_port) == 0)
-		return -1;
-	*ss = a.ss;
-	*len = a.sslen;
-	return 0;
-}
-
 static void
 print_totals(FILE *fp, const char *prefix)
 {
@@ -1027,8 +1010,8 @@ parse_args(int argc, char **argv)
 		switch (ch) {
 		case 'l':
 			if (opt.nlisten == 8 ||
-			    parse_addr(optarg, &opt.listen[opt.nlisten],
-				&opt.listenlen[opt.nlisten]) != 0) {
+			    config_parse_endpoint(optarg,
+				&opt.listen[opt.nlisten]) != 0) {
 				fprintf(stderr, "mta-sink: bad --listen %s\n",
 				    optarg);
 				exit(2);
@@ -1087,8 +1070,8 @@ parse_args(int argc, char **argv)
 		usage();
 		exit(2);
 	}
-	if (opt.nlisten == 0 && parse_addr("127.0.0.1:2525", &opt.listen[0],
-					 &opt.listenlen[0]) == 0)
+	if (opt.nlisten == 0 &&
+	    config_parse_endpoint("127.0.0.1:2525", &opt.listen[0]) == 0)
 		opt.nlisten = 1;
 }
 
@@ -1132,20 +1115,11 @@ main(int argc, char **argv)
 		struct sink_thread *t = &threads[i];
 
 		for (size_t k = 0; k < opt.nlisten; k++) {
-			t->lfd[k] = listen_on(&opt.listen[k],
-			    opt.listenlen[k]);
+			t->lfd[k] = listen_on(&opt.listen[k].ss,
+			    opt.listen[k].sslen);
 			if (t->lfd[k] < 0) {
-				char a[64] = "?";
-				const struct sockaddr_storage *ss =
-				    &opt.listen[k];
-
-				inet_ntop(ss->ss_family,
-				    ss->ss_family == AF_INET ?
-					(const void *)&((const struct sockaddr_in *)ss)->sin_addr :
-					(const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr,
-				    a, sizeof(a));
-				fprintf(stderr, "mta-sink: listen %s: %s\n", a,
-				    strerror(-t->lfd[k]));
+				fprintf(stderr, "mta-sink: listen %s: %s\n",
+				    opt.listen[k].text, strerror(-t->lfd[k]));
 				return 1;
 			}
 		}

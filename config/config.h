@@ -183,6 +183,10 @@ int config_parse_size(const char *s, uint64_t *out) MTA_MUST_CHECK;
 int config_parse_duration(const char *s, uint64_t *out) MTA_MUST_CHECK;
 int config_parse_addr(const char *s, uint16_t default_port,
     struct config_addr *out) MTA_MUST_CHECK;
+/* As config_parse_addr, but the port must be written ("1.2.3.4:25",
+ * "[::1]:25"): the address of a peer, for the bench tools. */
+int config_parse_endpoint(const char *s, struct config_addr *out)
+    MTA_MUST_CHECK;
 int config_parse_net(const char *s, struct config_net *out) MTA_MUST_CHECK;
 
 /* Render in the largest unit that is exact ("35M", "90s", "1500ms");

@@ -858,3 +858,17 @@ config_key_free(const struct config_key *k, void *base)
 	memcpy(field(k, base), &p, sizeof(p));
 	memcpy((char *)base + k->count_off, &zero, sizeof(zero));
 }
+
+int
+config_parse_endpoint(const char *s, struct config_addr *out)
+{
+	int rc = config_parse_addr(s, 0, out);
+
+	if (rc != 0)
+		return rc;
+	if ((out->ss.ss_family == AF_INET ?
+		    ((struct sockaddr_in *)&out->ss)->sin_port :
+		    ((struct sockaddr_in6 *)&out->ss)->sin6_port) == 0)
+		return -EINVAL;
+	return 0;
+}

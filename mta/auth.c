@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/file.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
@@ -130,47 +131,11 @@ static int
 auth_file_read(
     const char *path, char **out, size_t *lenp, char *err, size_t errlen)
 {
-	struct stat st;
-	size_t got = 0;
-	ssize_t n;
-	char *p;
-	int fd, rc;
+	int rc = file_read(path, AUTH_FILE_MAX, out, lenp, NULL);
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
-		rc = -errno;
-		str_fmt(err, errlen, "%s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > AUTH_FILE_MAX) {
-		str_fmt(err, errlen, "%s: %s", path,
-		    S_ISREG(st.st_mode) ? "file too large"
-		                        : "not a regular file");
-		close(fd);
-		return -EINVAL;
-	}
-	p = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		n = read(fd, p + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			str_fmt(err, errlen, "%s: %s", path, strerror(errno));
-			free(p);
-			close(fd);
-			return rc;
-		}
-		if (n == 0)
-			break; /* shrank under us: take what is there */
-		got += (size_t)n;
-	}
-	close(fd);
-	p[got] = '\0';
-	*out = p;
-	*lenp = got;
-	return 0;
+	if (rc < 0)
+		str_fmt(err, errlen, "%s: %s", path, file_strerror(rc));
+	return rc;
 }
 
 /* Parse one line in place. Returns 1 for a user, 0 for nothing (blank or

@@ -31,6 +31,7 @@
 #include "cmd.h"
 #include "auth.h"
 #include "base/buf.h"
+#include "base/file.h"
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "config/config.h"
@@ -193,45 +194,21 @@ static int
 passwd_file_read(const char *path, struct buf *old, struct stat *st, char *err,
     size_t errlen)
 {
-	uint8_t *d;
-	ssize_t n;
-	int fd;
+	char *p;
+	size_t n;
+	int rc;
 
 	memset(st, 0, sizeof(*st));
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		str_fmt(err, errlen, "%s: %s", path, strerror(errno));
+	rc = file_read(path, old->max, &p, &n, st);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0) {
+		str_fmt(err, errlen, "%s: %s", path, file_strerror(rc));
 		return -1;
 	}
-	if (fstat(fd, st) < 0) {
-		str_fmt(err, errlen, "%s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (!S_ISREG(st->st_mode)) {
-		str_fmt(err, errlen, "%s: not a regular file", path);
-		close(fd);
-		return -1;
-	}
-	for (;;) {
-		if ((d = buf_reserve(old, 65536)) == NULL) {
-			str_fmt(err, errlen, "%s: file too large", path);
-			close(fd);
-			return -1;
-		}
-		if ((n = read(fd, d, 65536)) < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			str_fmt(err, errlen, "%s: %s", path, strerror(errno));
-			close(fd);
-			return -1;
-		}
-		if (n == 0)
-			break;
-		buf_commit(old, (size_t)n);
-	}
-	close(fd);
+	rc = buf_append(old, p, n); /* fits: file_read kept to old->max */
+	free(p);
+	MTA_ASSERT(rc == 0);
 	return 0;
 }
 

@@ -37,7 +37,7 @@ deliver_sched_add_env(struct dsched *ds, const struct queue_envelope *env,
 	if (env->flags & QUEUE_FLAG_WARNED)
 		deliver_bounce_warned(ds, env->id, true);
 	if (env->flags & QUEUE_FLAG_HELD)
-		return; /* XXX held messages wait for `mta queue release` */
+		return; /* held: release (deliver_ctl.c) schedules it again */
 	in = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof(*in));
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		if (env->rcpts[i].state != QUEUE_RCPT_PENDING)

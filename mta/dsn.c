@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/str.h"
 
 #define DSN_SOFT_WIDTH 78
@@ -66,23 +67,6 @@ dsn_addf(struct dsn_out *o, const char *fmt, ...)
 		return;
 	}
 	dsn_add(o, line, (size_t)n);
-}
-
-void
-dsn_date(uint64_t ms, char *dst, size_t len)
-{
-	static const char days[][4] = {
-	    "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May",
-	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (gmtime_r(&t, &tm) == NULL ||
-	    !str_fmt(dst, len, "%s, %d %s %d %02d:%02d:%02d +0000",
-	        days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	        tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec))
-		str_copy(dst, len, "Thu, 1 Jan 1970 00:00:00 +0000");
 }
 
 bool
@@ -249,7 +233,7 @@ dsn_render_text(const struct dsn_msg *m, struct dsn_out *o)
 	bool failed = dsn_any(m, DSN_ACTION_FAILED);
 	bool delayed = dsn_any(m, DSN_ACTION_DELAYED);
 
-	dsn_date(m->received_ms, date, sizeof(date));
+	clock_rfc5322(m->received_ms, date, sizeof(date));
 	(void)str_fmt(id, sizeof(id), "%016" PRIx64, m->orig_id);
 	dsn_addf(o, "This is the mail delivery system at %s.\r\n\r\n",
 	    m->hostname);
@@ -309,7 +293,7 @@ dsn_render_status(const struct dsn_msg *m, struct dsn_out *o)
 
 	dsn_addf(o, "Reporting-MTA: dns; %s\r\n", m->hostname);
 	dsn_addf(o, "X-Mta-Queue-ID: %016" PRIx64 "\r\n", m->orig_id);
-	dsn_date(m->received_ms, date, sizeof(date));
+	clock_rfc5322(m->received_ms, date, sizeof(date));
 	dsn_addf(o, "Arrival-Date: %s\r\n", date);
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		const struct dsn_rcpt *r = &m->rcpts[i];
@@ -331,11 +315,11 @@ dsn_render_status(const struct dsn_msg *m, struct dsn_out *o)
 			dsn_fold(o, "Diagnostic-Code: smtp; ", buf, " ");
 		}
 		if (r->last_attempt_ms) {
-			dsn_date(r->last_attempt_ms, date, sizeof(date));
+			clock_rfc5322(r->last_attempt_ms, date, sizeof(date));
 			dsn_addf(o, "Last-Attempt-Date: %s\r\n", date);
 		}
 		if (r->action == DSN_ACTION_DELAYED && r->retry_until_ms) {
-			dsn_date(r->retry_until_ms, date, sizeof(date));
+			clock_rfc5322(r->retry_until_ms, date, sizeof(date));
 			dsn_addf(o, "Will-Retry-Until: %s\r\n", date);
 		}
 	}
@@ -416,7 +400,7 @@ dsn_assemble(const struct dsn_msg *m, struct buf *parts, struct buf *out)
 	}
 	for (int i = 0; i < 3; i++)
 		any8 |= dsn_8bit(buf_peek(&parts[i]), buf_avail(&parts[i]));
-	dsn_date(m->now_ms, date, sizeof(date));
+	clock_rfc5322(m->now_ms, date, sizeof(date));
 	dsn_clean(m->orig_from, to, sizeof(to));
 	dsn_addf(&o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
 	    m->hostname);

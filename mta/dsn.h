@@ -93,8 +93,4 @@ size_t dsn_headers_len(const uint8_t *body, size_t len, size_t max);
  */
 bool dsn_reply_is_smtp(const char *text);
 
-/* RFC 5322 3.3 date for wall ms, in UTC ("Sun, 22 Nov 2026 10:00:00
- * +0000") into dst (>= 32 bytes). Pure (gmtime_r only). */
-void dsn_date(uint64_t ms, char *dst, size_t len);
-
 #endif

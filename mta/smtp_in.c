@@ -308,24 +308,6 @@ smtp_in_auth_wipe(struct smtp_in *s)
 
 /* ---- Received header ---- */
 
-static void
-smtp_in_date(uint64_t ms, char *dst, size_t len)
-{
-	static const char days[][4] = {
-	    "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May",
-	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	/* RFC 5322 3.3, in UTC so no time zone data is read per message. */
-	if (!str_fmt(dst, len, "%s, %d %s %d %02d:%02d:%02d +0000",
-	        days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	        tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec))
-		dst[0] = '\0';
-}
-
 /* "from\0rcpt1\0..." -> the i-th string (0 = sender). */
 static const char *
 smtp_in_env_str(const struct smtp_in *s, size_t i)
@@ -343,7 +325,7 @@ smtp_in_received(struct smtp_in *s)
 	char date[64], tcpinfo[80];
 	const char *proto;
 
-	smtp_in_date(clock_wall_ms(), date, sizeof(date));
+	clock_rfc5322(clock_wall_ms(), date, sizeof(date));
 	if (!str_fmt(tcpinfo, sizeof(tcpinfo), "[%s%s]",
 	        strchr(s->peer.addr, ':') != NULL ? "IPv6:" : "", s->peer.addr))
 		return -ENAMETOOLONG;

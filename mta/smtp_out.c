@@ -345,35 +345,6 @@ send_hello(
 
 /* ---- AUTH PLAIN ---- */
 
-static size_t
-b64_encode(char *dst, const uint8_t *src, size_t n)
-{
-	static const char tab[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t i, o = 0;
-	uint32_t v;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 |
-		    src[i + 2];
-		dst[o++] = tab[v >> 18 & 63];
-		dst[o++] = tab[v >> 12 & 63];
-		dst[o++] = tab[v >> 6 & 63];
-		dst[o++] = tab[v & 63];
-	}
-	if (i < n) {
-		v = (uint32_t)src[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)src[i + 1] << 8;
-		dst[o++] = tab[v >> 18 & 63];
-		dst[o++] = tab[v >> 12 & 63];
-		dst[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-		dst[o++] = '=';
-	}
-	dst[o] = '\0';
-	return o;
-}
-
 static bool
 auth_wanted(const struct smtp_out *s)
 {
@@ -388,7 +359,7 @@ static enum smtp_out_action
 send_auth(struct smtp_out *s, struct buf *out)
 {
 	uint8_t raw[2 * 256 + 2];
-	char enc[sizeof(raw) / 3 * 4 + 8];
+	char enc[(sizeof(raw) + 2) / 3 * 4 + 1];
 	const char *pass = s->cfg.auth_pass ? s->cfg.auth_pass : "";
 	size_t ul = strlen(s->cfg.auth_user), pl = strlen(pass);
 	int rc;
@@ -401,7 +372,7 @@ send_auth(struct smtp_out *s, struct buf *out)
 	memcpy(raw + 1, s->cfg.auth_user, ul);
 	raw[1 + ul] = '\0';
 	memcpy(raw + 2 + ul, pass, pl);
-	b64_encode(enc, raw, ul + pl + 2);
+	smtp_parse_base64_encode(raw, ul + pl + 2, enc);
 	rc = buf_appendf(out, "AUTH PLAIN %s\r\n", enc);
 	explicit_bzero(raw, sizeof(raw));
 	explicit_bzero(enc, sizeof(enc));

@@ -38,6 +38,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "base/file.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
@@ -113,50 +114,11 @@ static int
 tls_file_read(
     const char *path, char **data, size_t *len, char *err, size_t errlen)
 {
-	struct stat st;
-	size_t got = 0;
-	ssize_t n;
-	char *p;
-	int fd, rc;
+	int rc = file_read(path, TLS_FILE_MAX, data, len, NULL);
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		rc = -errno;
-		str_fmt(err, errlen, "tls: %s: %s", path, strerror(errno));
-		return rc;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		str_fmt(err, errlen, "tls: %s: %s", path, strerror(errno));
-		close(fd);
-		return rc;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > TLS_FILE_MAX) {
-		str_fmt(err, errlen, "tls: %s: %s", path,
-		    !S_ISREG(st.st_mode) ? "not a regular file"
-		                         : "file too large");
-		close(fd);
-		return -EINVAL;
-	}
-	p = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		n = read(fd, p + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
-			str_fmt(err, errlen, "tls: %s: %s", path,
-			    n < 0 ? strerror(errno) : "short read");
-			free(p);
-			close(fd);
-			return rc;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	p[got] = '\0';
-	*data = p;
-	*len = got;
-	return 0;
+	if (rc < 0)
+		str_fmt(err, errlen, "tls: %s: %s", path, file_strerror(rc));
+	return rc;
 }
 
 /* Leaf certificate, then chain certificates, from one PEM file. */

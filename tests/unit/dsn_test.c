@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "dsn.h"
 #include "../harness.h"
 
@@ -646,9 +647,9 @@ test_date(void)
 {
 	char d[64];
 
-	dsn_date(T_RECV, d, sizeof(d));
+	clock_rfc5322(T_RECV, d, sizeof(d));
 	CHECK(strcmp(d, "Sun, 22 Nov 2026 10:00:00 +0000") == 0);
-	dsn_date(0, d, sizeof(d));
+	clock_rfc5322(0, d, sizeof(d));
 	CHECK(strcmp(d, "Thu, 1 Jan 1970 00:00:00 +0000") == 0);
 }
 
