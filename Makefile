@@ -20,7 +20,7 @@ ALL_CFLAGS = $(STD) $(CFLAGS) $(SAN) $(WARN) $(HARDEN) $(INC) -MMD -MP
 LDFLAGS_ALL = $(SAN) -pie -Wl,-z,relro,-z,now -pthread
 LIBS    = -luring -lssl -lcrypto -lcares -llmdb -linih -lcrypt -lm
 
-LIB_SRC = $(wildcard mta/base/*.c config/*.c queue/*.c dns/*.c) \
+LIB_SRC = $(wildcard mta/*/*.c config/*.c queue/*.c dns/*.c) \
           $(filter-out mta/main.c,$(wildcard mta/*.c))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC = $(wildcard tests/unit/*_test.c)

@@ -53,10 +53,10 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "config/config.h"
-#include "smtp_parse.h"
-#include "smtp_reply.h"
-#include "tls.h"
-#include "uring.h"
+#include "smtp/smtp_parse.h"
+#include "smtp/smtp_reply.h"
+#include "net/tls.h"
+#include "net/uring.h"
 
 #define LOAD_MAX_DOMAINS 16
 #define LOAD_MAX_RCPTS	 1000

@@ -51,8 +51,8 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "config/config.h"
-#include "tls.h"
-#include "uring.h"
+#include "net/tls.h"
+#include "net/uring.h"
 
 #define SINK_LINE_MAX	 4096	   /* command line cap, bytes */
 #define SINK_INPUT_MAX	 (64 * 1024)

@@ -37,7 +37,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "deliver_int.h"
+#include "deliver/deliver_int.h"
 #include "queue/queue.h"
 
 /* Private chan message type: control_free() asks the thread to finish. */

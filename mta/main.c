@@ -6,11 +6,11 @@
 #include <string.h>
 
 #include "base/compat.h"
-#include "cmd.h"
+#include "cli/cmd.h"
 #include "config/config.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
-#include "tls.h"
+#include "net/tls.h"
 
 static void
 usage(FILE *fp)

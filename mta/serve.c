@@ -31,13 +31,13 @@
 
 #include "base/log.h"
 #include "base/str.h"
-#include "cmd.h"
+#include "cli/cmd.h"
 #include "config/config.h"
 #include "control.h"
-#include "deliver.h"
+#include "deliver/deliver.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
-#include "receive.h"
+#include "receive/receive.h"
 
 /* How long jobs in flight get to finish at shutdown. */
 #define DELIVER_GRACE_MS 5000

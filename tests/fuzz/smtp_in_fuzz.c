@@ -4,7 +4,7 @@
  * and its parsers. Not built by default; with the tree built by `make`:
  *
  *	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined
- *	    -I. -Imta tests/fuzz/smtp_in_fuzz.c mta/smtp_in.c mta/smtp_parse.c
+ *	    -I. -Imta tests/fuzz/smtp_in_fuzz.c mta/smtp/smtp_in.c mta/smtp/smtp_parse.c
  *	    build/libmta.a -llmdb -luring -lssl -lcrypto -lcares -linih -lcrypt
  *	    -o build/smtp_in_fuzz && build/smtp_in_fuzz -max_len=4096
  *
@@ -23,8 +23,8 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "queue/queue.h"
-#include "smtp_in.h"
-#include "smtp_parse.h"
+#include "smtp/smtp_in.h"
+#include "smtp/smtp_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

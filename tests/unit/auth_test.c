@@ -4,7 +4,7 @@
  * other tools (`openssl passwd -6`, `mkpasswd -m yescrypt`, generated at
  * test time), and the worker pool answering through chans.
  */
-#include "auth.h"
+#include "auth/auth.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "base/clock.h"
-#include "dsn.h"
+#include "deliver/dsn.h"
 #include "../harness.h"
 
 /* 2026-11-22 10:00:00 UTC and a little later */

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "base/str.h"
-#include "schedule.h"
+#include "deliver/schedule.h"
 #include "../harness.h"
 
 static const uint64_t retry[] = { 1000, 5000, 60000 };

@@ -13,8 +13,8 @@
 
 #include "base/buf.h"
 #include "queue/queue.h"
-#include "smtp_in.h"
-#include "smtp_parse.h"
+#include "smtp/smtp_in.h"
+#include "smtp/smtp_parse.h"
 #include "../harness.h"
 
 #define HOST "mx.test"

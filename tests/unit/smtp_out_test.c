@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp_out.h"
+#include "smtp/smtp_out.h"
 #include "../harness.h"
 
 #define TMAX_RCPTS 8

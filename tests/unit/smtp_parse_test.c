@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "smtp_parse.h"
+#include "smtp/smtp_parse.h"
 #include "../harness.h"
 
 static void

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp_reply.h"
+#include "smtp/smtp_reply.h"
 #include "../harness.h"
 
 struct rcase {

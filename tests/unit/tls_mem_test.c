@@ -5,7 +5,7 @@
  * sockets, in chunks as small as one byte. The certificate is a throwaway
  * made with `openssl req` in a temp dir at start.
  */
-#include "tls.h"
+#include "net/tls.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "../harness.h"
-#include "uring.h"
+#include "net/uring.h"
 
 static uint64_t
 now_ms(void)

@@ -28,8 +28,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "cmd.h"
-#include "auth.h"
+#include "cli/cmd.h"
+#include "auth/auth.h"
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/str.h"

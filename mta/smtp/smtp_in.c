@@ -20,7 +20,7 @@
  * Must not: answer 250 to a message before the committer says so, keep
  * plaintext buffered across STARTTLS, or log AUTH data or bodies.
  */
-#include "smtp_in.h"
+#include "smtp/smtp_in.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -35,7 +35,7 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "queue/queue.h"
-#include "smtp_parse.h"
+#include "smtp/smtp_parse.h"
 
 #define SMTP_IN_CMD_MAX      512         /* command line with CRLF, 4.5.3.1.4 */
 #define SMTP_IN_AUTH_MAX     2048        /* AUTH response line with CRLF */

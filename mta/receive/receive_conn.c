@@ -6,7 +6,7 @@
  * design (ops, backpressure, slots and generations, STARTTLS and AUTH) is
  * described at the top of receive.c.
  */
-#include "receive.h"
+#include "receive/receive.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,12 +27,12 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "auth.h"
+#include "auth/auth.h"
 #include "queue/queue.h"
-#include "smtp_in.h"
-#include "tls.h"
-#include "uring.h"
-#include "receive_int.h"
+#include "smtp/smtp_in.h"
+#include "net/tls.h"
+#include "net/uring.h"
+#include "receive/receive_int.h"
 
 /* ---- connections ---- */
 

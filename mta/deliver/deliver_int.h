@@ -10,8 +10,8 @@
 #include <stdatomic.h>
 
 #include "base/chan.h"
-#include "deliver.h"
-#include "schedule.h"
+#include "deliver/deliver.h"
+#include "deliver/schedule.h"
 
 /* chan message types of this module. A struct sched_job travels as
  * DELIVER_MSG_JOB to a worker and comes back as DELIVER_MSG_DONE. */

@@ -12,7 +12,7 @@
  * 2.1.1 SHOULD) and never exceed 998 octets (MUST), cutting a word that
  * has no space to break at. Fixed-shape lines use dsn_addf().
  */
-#include "dsn.h"
+#include "deliver/dsn.h"
 
 #include <errno.h>
 #include <inttypes.h>

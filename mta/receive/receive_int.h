@@ -17,9 +17,9 @@
 #include "base/buf.h"
 #include "base/chan.h"
 #include "config/config.h"
-#include "receive.h"
-#include "smtp_in.h"
-#include "uring.h"
+#include "receive/receive.h"
+#include "smtp/smtp_in.h"
+#include "net/uring.h"
 
 struct tls_ctx;
 struct tls_conn;

@@ -28,7 +28,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/str.h"
-#include "cmd.h"
+#include "cli/cmd.h"
 #include "config/config.h"
 #include "dns/dns.h"
 

@@ -12,7 +12,7 @@
  * A unit is in at most one of: the heap, its destination's FIFO, a job in
  * flight, or nowhere (held, or nothing pending).
  */
-#include "schedule.h"
+#include "deliver/schedule.h"
 
 #include <errno.h>
 #include <stdlib.h>

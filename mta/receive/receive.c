@@ -44,7 +44,7 @@
  * AUTH_FAIL_DELAY_MS (a timer on the connection, never a sleeping worker),
  * which slows password guessing; smtp_in counts failures and closes.
  */
-#include "receive.h"
+#include "receive/receive.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -65,12 +65,12 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "auth.h"
+#include "auth/auth.h"
 #include "queue/queue.h"
-#include "smtp_in.h"
-#include "tls.h"
-#include "uring.h"
-#include "receive_int.h"
+#include "smtp/smtp_in.h"
+#include "net/tls.h"
+#include "net/uring.h"
+#include "receive/receive_int.h"
 
 struct rsnap *
 receive_snap_ref(struct rsnap *sn)

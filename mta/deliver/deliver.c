@@ -3,7 +3,7 @@
  * deliver.c - the delivery stage's life cycle and the per-host connection
  * cap that its workers share (see deliver.h).
  */
-#include "deliver.h"
+#include "deliver/deliver.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -12,10 +12,10 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "deliver_int.h"
+#include "deliver/deliver_int.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
-#include "tls.h"
+#include "net/tls.h"
 
 /* One remote address with connections open to it. Few exist at a time
  * (bounded by [delivery] max_connections), so a list is enough. */

@@ -31,7 +31,7 @@
 #include "base/clock.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "cmd.h"
+#include "cli/cmd.h"
 #include "config/config.h"
 #include "control.h"
 #include "queue/queue.h"

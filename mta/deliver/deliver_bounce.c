@@ -17,8 +17,8 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "deliver_int.h"
-#include "dsn.h"
+#include "deliver/deliver_int.h"
+#include "deliver/dsn.h"
 #include "queue/queue.h"
 
 #define DSN_BODY_MAX ((size_t)8 << 20) /* bytes: headers + 1000 rcpts */

@@ -20,7 +20,7 @@
  * error queue (per thread) is cleared before every SSL call so a stale
  * error from another connection can never be reported for this one.
  */
-#include "tls.h"
+#include "net/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -17,7 +17,7 @@
  * one chunk per call; the only state carried between chunks is the read
  * position and whether we are at the start of a line or after a CR.
  */
-#include "smtp_out.h"
+#include "smtp/smtp_out.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -28,7 +28,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "smtp_parse.h"
+#include "smtp/smtp_parse.h"
 
 #define ADDR_MAX 1000 /* bytes of a path we are willing to send */
 #define CMD_MAX  (ADDR_MAX + 128)

@@ -10,7 +10,7 @@
  */
 #include <stdio.h>
 
-#include "cmd.h"
+#include "cli/cmd.h"
 #include "config/config.h"
 
 int

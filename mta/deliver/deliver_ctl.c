@@ -13,7 +13,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "deliver_int.h"
+#include "deliver/deliver_int.h"
 #include "queue/queue.h"
 
 static const char *

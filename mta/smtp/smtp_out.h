@@ -49,7 +49,7 @@
 #include "base/buf.h"
 #include "base/compat.h"
 #include "config/config.h"
-#include "smtp_reply.h"
+#include "smtp/smtp_reply.h"
 
 #define SMTP_OUT_CHUNK    65536 /* bytes appended to out per call, at most */
 #define SMTP_OUT_OUT_MIN  4096  /* out->max must be at least this */

@@ -9,7 +9,7 @@
  * time, and a batch of requests from many sessions still spreads over
  * every worker instead of running serially on the one that took it.
  */
-#include "auth.h"
+#include "auth/auth.h"
 
 #include <crypt.h>
 #include <ctype.h>

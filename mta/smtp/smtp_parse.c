@@ -8,7 +8,7 @@
  * trailing blanks, source routes). Every index is checked against len
  * before it is read: the input is a peer's bytes.
  */
-#include "smtp_parse.h"
+#include "smtp/smtp_parse.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

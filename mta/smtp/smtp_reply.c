@@ -8,7 +8,7 @@
  * accumulate into the reply text until the last line ("DDD " or "DDD"),
  * and the parse stops there so the caller sees replies one at a time.
  */
-#include "smtp_reply.h"
+#include "smtp/smtp_reply.h"
 
 #include <errno.h>
 #include <string.h>

@@ -17,7 +17,7 @@
  * ring right after the callback that saw it, and the ring tail is
  * published once per CQE batch, before deferred recvs are re-armed.
  */
-#include "uring.h"
+#include "net/uring.h"
 
 #include <errno.h>
 #include <liburing.h>

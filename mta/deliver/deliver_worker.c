@@ -35,12 +35,12 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "deliver_int.h"
+#include "deliver/deliver_int.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
-#include "smtp_out.h"
-#include "tls.h"
-#include "uring.h"
+#include "smtp/smtp_out.h"
+#include "net/tls.h"
+#include "net/uring.h"
 
 #define WORKER_TICK_MS 200
 #define BODY_MAX       ((size_t)2 << 30)
