@@ -59,21 +59,21 @@
 #include "net/uring.h"
 
 #define LOAD_MAX_DOMAINS 16
-#define LOAD_MAX_RCPTS	 1000
-#define LOAD_CODES	 600
+#define LOAD_MAX_RCPTS   1000
+#define LOAD_CODES       600
 
 struct load_opts {
 	struct config_addr server;
 	unsigned conns, threads, rcpts;
-	uint64_t messages;   /* 0 = until duration */
-	double duration;     /* seconds; 0 = until messages */
-	size_t size;         /* approximate message size, bytes */
+	uint64_t messages; /* 0 = until duration */
+	double duration;   /* seconds; 0 = until messages */
+	size_t size;       /* approximate message size, bytes */
 	bool new_conn, pipelining, json, quiet;
 	bool starttls, tls_resume;
 	char host[INET6_ADDRSTRLEN]; /* the server's address, for TLS */
-	double rate;         /* messages/s; 0 = closed loop */
+	double rate;                 /* messages/s; 0 = closed loop */
 	const char *from;
-	const char *auth;    /* "user:pass" for AUTH PLAIN */
+	const char *auth; /* "user:pass" for AUTH PLAIN */
 	const char *ehlo;
 	char *domains[LOAD_MAX_DOMAINS];
 	unsigned weights[LOAD_MAX_DOMAINS];
@@ -81,9 +81,14 @@ struct load_opts {
 };
 
 static struct load_opts opt = {
-	.conns = 10, .threads = 1, .rcpts = 1, .size = 1024,
-	.pipelining = true, .from = "load@mta-load.test", .ehlo = "mta-load",
-	.tls_resume = true,
+    .conns = 10,
+    .threads = 1,
+    .rcpts = 1,
+    .size = 1024,
+    .pipelining = true,
+    .from = "load@mta-load.test",
+    .ehlo = "mta-load",
+    .tls_resume = true,
 };
 
 /* Shared progress: atomics, read by the display. */
@@ -93,14 +98,24 @@ static atomic_ulong g_setup_ok, g_setup_fail; /* connections through setup */
 static atomic_bool g_stop;
 static struct tls_ctx *g_tls_ctx; /* --starttls; read-only in threads */
 static uint64_t g_t0_us;
-static char *g_body;      /* filler shared by every message */
+static char *g_body; /* filler shared by every message */
 static size_t g_bodylen;
 
 struct load_thread;
 
 enum conn_state {
-	CS_CONNECT, CS_GREETING, CS_EHLO, CS_STARTTLS, CS_HANDSHAKE, CS_AUTH,
-	CS_RSET, CS_IDLE, CS_TXN, CS_DATA_REPLY, CS_QUIT, CS_DONE,
+	CS_CONNECT,
+	CS_GREETING,
+	CS_EHLO,
+	CS_STARTTLS,
+	CS_HANDSHAKE,
+	CS_AUTH,
+	CS_RSET,
+	CS_IDLE,
+	CS_TXN,
+	CS_DATA_REPLY,
+	CS_QUIT,
+	CS_DONE,
 };
 
 struct conn {
@@ -115,8 +130,8 @@ struct conn {
 	struct buf tin;       /* TLS: decrypted replies */
 	bool pipelining;      /* negotiated */
 	/* the transaction */
-	unsigned expect;      /* replies still expected before the 354 */
-	unsigned sent_cmds;   /* commands sent one at a time (no pipelining) */
+	unsigned expect;    /* replies still expected before the 354 */
+	unsigned sent_cmds; /* commands sent one at a time (no pipelining) */
 	int mail_code, first_bad;
 	unsigned rcpt_ok;
 	uint64_t txn_start_us;
@@ -130,19 +145,19 @@ struct load_thread {
 	struct uring_loop *loop;
 	struct conn *conns;
 	unsigned nconns;
-	atomic_uint live;      /* connections not DONE; read by main */
-	uint64_t *lat;         /* microseconds, one per accepted message */
+	atomic_uint live; /* connections not DONE; read by main */
+	uint64_t *lat;    /* microseconds, one per accepted message */
 	size_t nlat, caplat;
 	unsigned long codes[LOAD_CODES];
-	uint64_t quota;        /* messages this thread may start */
+	uint64_t quota; /* messages this thread may start */
 	uint64_t started;
-	struct uring_op tick;  /* progress / stop checks / open-loop pacing */
+	struct uring_op tick; /* progress / stop checks / open-loop pacing */
 	uint32_t rng;
 	/* open loop: messages due and not yet taken by a connection */
 	uint64_t next_due_us, interval_us;
-	uint64_t *backlog;     /* FIFO of due times, wall us */
+	uint64_t *backlog; /* FIFO of due times, wall us */
 	size_t bhead, blen, bcap;
-	uint64_t end_us;       /* when this thread's last connection ended */
+	uint64_t end_us;          /* when this thread's last connection ended */
 	struct tls_session *sess; /* newest, for the next handshake */
 };
 
@@ -179,7 +194,7 @@ pick_domain(struct load_thread *t)
  * every thread adds to and the display reads without stopping anyone.
  * The final report uses the exact per-thread samples instead. */
 #define HIST_SUB 8
-#define HIST_N	 (64 * HIST_SUB)
+#define HIST_N   (64 * HIST_SUB)
 static atomic_ulong g_hist[HIST_N];
 
 static unsigned
@@ -227,8 +242,8 @@ hist_pct(double p)
 static void
 lat_add(struct load_thread *t, uint64_t us)
 {
-	atomic_fetch_add_explicit(&g_hist[hist_bucket(us)], 1,
-	    memory_order_relaxed);
+	atomic_fetch_add_explicit(
+	    &g_hist[hist_bucket(us)], 1, memory_order_relaxed);
 	if (t->nlat == t->caplat) {
 		t->caplat = t->caplat ? t->caplat * 2 : 4096;
 		t->lat = xreallocarray(t->lat, t->caplat, sizeof(*t->lat));
@@ -243,8 +258,8 @@ conn_send(struct conn *c)
 		conn_tls_flush(c);
 		return;
 	}
-	uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->out),
-	    buf_avail(&c->out));
+	uring_send(
+	    c->t->loop, &c->wr, c->fd, buf_peek(&c->out), buf_avail(&c->out));
 }
 
 static void
@@ -282,8 +297,10 @@ conn_setup_failed(struct conn *c, const char *why)
 {
 	if (atomic_fetch_add(&g_setup_fail, 1) + 1 >= opt.conns &&
 	    atomic_load(&g_setup_ok) == 0 && !atomic_exchange(&g_stop, true))
-		fprintf(stderr, "mta-load: no connection got through setup "
-		    "(last: %s); stopping\n", why);
+		fprintf(stderr,
+		    "mta-load: no connection got through setup "
+		    "(last: %s); stopping\n",
+		    why);
 	conn_drop(c, true);
 }
 
@@ -328,8 +345,8 @@ txn_commands(struct conn *c, unsigned first, unsigned count)
 		int r;
 
 		if (i == 0)
-			r = buf_appendf(&c->out, "MAIL FROM:<%s>\r\n",
-			    opt.from);
+			r = buf_appendf(
+			    &c->out, "MAIL FROM:<%s>\r\n", opt.from);
 		else if (i <= opt.rcpts)
 			r = buf_appendf(&c->out,
 			    "RCPT TO:<u%u.%" PRIu64 "@%s>\r\n", i, c->seq,
@@ -347,8 +364,8 @@ txn_begin(struct conn *c, uint64_t due_us)
 	struct load_thread *t = c->t;
 
 	atomic_fetch_add(&g_started, 1);
-	c->seq = ((uint64_t)t->idx << 56) |
-	    ((uint64_t)(c - t->conns) << 36) | ((c->seq & 0xfffffffffULL) + 1);
+	c->seq = ((uint64_t)t->idx << 56) | ((uint64_t)(c - t->conns) << 36) |
+	         ((c->seq & 0xfffffffffULL) + 1);
 	c->txn_start_us = due_us;
 	c->state = CS_TXN;
 	c->mail_code = 0;
@@ -426,8 +443,7 @@ txn_end(struct conn *c, int code)
 static void
 txn_reply(struct conn *c, const struct smtp_reply *r)
 {
-	unsigned idx = c->pipelining ? opt.rcpts + 2 - c->expect :
-				       c->sent_cmds;
+	unsigned idx = c->pipelining ? opt.rcpts + 2 - c->expect : c->sent_cmds;
 
 	c->expect--;
 	if (idx == 0) {
@@ -447,8 +463,9 @@ txn_reply(struct conn *c, const struct smtp_reply *r)
 		}
 		return;
 	} else {
-		txn_end(c, c->mail_code / 100 != 2 ? c->mail_code :
-		    c->first_bad ? c->first_bad : r->code);
+		txn_end(c, c->mail_code / 100 != 2 ? c->mail_code
+		           : c->first_bad          ? c->first_bad
+		                                   : r->code);
 		return;
 	}
 	if (c->pipelining)
@@ -497,8 +514,8 @@ conn_tls_flush(struct conn *c)
 	if (c->dead || uring_op_busy(&c->wr))
 		return;
 	while (tls_conn_handshake_done(c->tls) && buf_avail(&c->out) > 0) {
-		n = tls_conn_write(c->tls, buf_peek(&c->out),
-		    buf_avail(&c->out));
+		n = tls_conn_write(
+		    c->tls, buf_peek(&c->out), buf_avail(&c->out));
 		if (n == -ENOBUFS)
 			break; /* send what is waiting first */
 		if (n < 0) {
@@ -630,8 +647,9 @@ on_reply(struct conn *c, const struct smtp_reply *r)
 		txn_reply(c, r);
 		return;
 	case CS_DATA_REPLY:
-		txn_end(c, c->rcpt_ok ? r->code :
-		    c->first_bad ? c->first_bad : r->code);
+		txn_end(c, c->rcpt_ok     ? r->code
+		           : c->first_bad ? c->first_bad
+		                          : r->code);
 		return;
 	case CS_QUIT:
 		conn_drop(c, false);
@@ -814,8 +832,8 @@ static void
 on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
     size_t len)
 {
-	struct load_thread *t = uring_container_of(op, struct load_thread,
-	    tick);
+	struct load_thread *t =
+	    uring_container_of(op, struct load_thread, tick);
 	uint64_t now = clock_wall_us();
 
 	(void)res;
@@ -826,7 +844,7 @@ on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		atomic_store(&g_stop, true);
 	if (opt.rate > 0) {
 		while (!atomic_load(&g_stop) && t->next_due_us <= now &&
-		    (!opt.messages || t->started < t->quota)) {
+		       (!opt.messages || t->started < t->quota)) {
 			backlog_push(t, t->next_due_us);
 			t->next_due_us += t->interval_us;
 			t->started++;
@@ -864,8 +882,8 @@ thread_main(void *arg)
 		c->t = t;
 		c->fd = -1;
 		smtp_reply_init(&c->rp);
-		buf_init(&c->out, g_bodylen + 64 * 1024 +
-		    (size_t)opt.rcpts * 300);
+		buf_init(
+		    &c->out, g_bodylen + 64 * 1024 + (size_t)opt.rcpts * 300);
 		buf_init(&c->wire, TLS_OUT_MAX);
 		buf_init(&c->tin, 64 * 1024);
 		uring_op_init(&c->rd, on_recv);
@@ -912,7 +930,7 @@ pct(const uint64_t *v, size_t n, double p)
 static void
 report(struct load_thread *ts, double elapsed)
 {
-	unsigned long codes[LOAD_CODES] = { 0 };
+	unsigned long codes[LOAD_CODES] = {0};
 	uint64_t *all = NULL;
 	size_t n = 0;
 	unsigned long acc = atomic_load(&g_accepted);
@@ -978,19 +996,25 @@ usage(FILE *fp)
 	    "usage: mta-load --server ADDR:PORT [options]\n"
 	    "  --connections N     concurrent connections (default 10)\n"
 	    "  --threads N         event-loop threads (default 1)\n"
-	    "  --messages N        total messages (default 1000 unless --duration)\n"
+	    "  --messages N        total messages (default 1000 unless "
+	    "--duration)\n"
 	    "  --duration SECS     run for this long\n"
 	    "  --rcpts N           recipients per message (default 1)\n"
-	    "  --domains LIST      recipient domains, weighted: a.test:3,b.test:1\n"
+	    "  --domains LIST      recipient domains, weighted: "
+	    "a.test:3,b.test:1\n"
 	    "  --size BYTES        message size (default 1024)\n"
-	    "  --new-conn          a new connection per message (default: reuse)\n"
+	    "  --new-conn          a new connection per message (default: "
+	    "reuse)\n"
 	    "  --no-pipelining     one command per round trip\n"
-	    "  --rate N            open loop: N messages/s (default: closed loop)\n"
+	    "  --rate N            open loop: N messages/s (default: closed "
+	    "loop)\n"
 	    "  --from ADDR         envelope sender\n"
 	    "  --auth USER:PASS    AUTH PLAIN after EHLO\n"
-	    "  --starttls          STARTTLS after EHLO (an error when not offered),\n"
+	    "  --starttls          STARTTLS after EHLO (an error when not "
+	    "offered),\n"
 	    "                      no certificate check, then EHLO again\n"
-	    "  --no-tls-resume     a full handshake every time (default: resume\n"
+	    "  --no-tls-resume     a full handshake every time (default: "
+	    "resume\n"
 	    "                      the thread's last session)\n"
 	    "  --json              machine-readable final report\n"
 	    "  --quiet             no live progress line\n");
@@ -1025,25 +1049,25 @@ static void
 parse_args(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "server", required_argument, NULL, 's' },
-		{ "connections", required_argument, NULL, 'c' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "messages", required_argument, NULL, 'n' },
-		{ "duration", required_argument, NULL, 'd' },
-		{ "rcpts", required_argument, NULL, 'r' },
-		{ "domains", required_argument, NULL, 'D' },
-		{ "size", required_argument, NULL, 'z' },
-		{ "new-conn", no_argument, NULL, 'N' },
-		{ "no-pipelining", no_argument, NULL, 'P' },
-		{ "rate", required_argument, NULL, 'R' },
-		{ "from", required_argument, NULL, 'f' },
-		{ "auth", required_argument, NULL, 'a' },
-		{ "starttls", no_argument, NULL, 'T' },
-		{ "no-tls-resume", no_argument, NULL, 'S' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"server", required_argument, NULL, 's'},
+	    {"connections", required_argument, NULL, 'c'},
+	    {"threads", required_argument, NULL, 't'},
+	    {"messages", required_argument, NULL, 'n'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"rcpts", required_argument, NULL, 'r'},
+	    {"domains", required_argument, NULL, 'D'},
+	    {"size", required_argument, NULL, 'z'},
+	    {"new-conn", no_argument, NULL, 'N'},
+	    {"no-pipelining", no_argument, NULL, 'P'},
+	    {"rate", required_argument, NULL, 'R'},
+	    {"from", required_argument, NULL, 'f'},
+	    {"auth", required_argument, NULL, 'a'},
+	    {"starttls", no_argument, NULL, 'T'},
+	    {"no-tls-resume", no_argument, NULL, 'S'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static char default_domains[] = "example.test";
 	bool have_server = false;
@@ -1121,17 +1145,19 @@ parse_args(int argc, char **argv)
 		exit(2);
 	}
 	if (opt.conns == 0 || opt.conns > 100000 || opt.threads == 0 ||
-	    opt.threads > 64 || opt.rcpts == 0 ||
-	    opt.rcpts > LOAD_MAX_RCPTS || opt.size > (1u << 30) ||
-	    opt.rate < 0 || opt.duration < 0) {
+	    opt.threads > 64 || opt.rcpts == 0 || opt.rcpts > LOAD_MAX_RCPTS ||
+	    opt.size > (1u << 30) || opt.rate < 0 || opt.duration < 0) {
 		fprintf(stderr, "mta-load: an option is out of range\n");
 		exit(2);
 	}
 	if (opt.messages == 0 && opt.duration == 0)
 		opt.messages = 1000;
-	inet_ntop(opt.server.ss.ss_family, opt.server.ss.ss_family == AF_INET ?
-	    (const void *)&((const struct sockaddr_in *)&opt.server.ss)->sin_addr :
-	    (const void *)&((const struct sockaddr_in6 *)&opt.server.ss)->sin6_addr,
+	inet_ntop(opt.server.ss.ss_family,
+	    opt.server.ss.ss_family == AF_INET
+	        ? (const void *)&((const struct sockaddr_in *)&opt.server.ss)
+	              ->sin_addr
+	        : (const void *)&((const struct sockaddr_in6 *)&opt.server.ss)
+	              ->sin6_addr,
 	    opt.host, sizeof(opt.host));
 	if (opt.threads > opt.conns)
 		opt.threads = opt.conns;
@@ -1172,7 +1198,8 @@ main(int argc, char **argv)
 		char err[256];
 
 		/* no trust anchors are needed: policy "may" checks nothing */
-		if (tls_ctx_client_new(NULL, &g_tls_ctx, err, sizeof(err)) != 0) {
+		if (tls_ctx_client_new(NULL, &g_tls_ctx, err, sizeof(err)) !=
+		    0) {
 			fprintf(stderr, "mta-load: %s\n", err);
 			return 1;
 		}
@@ -1184,16 +1211,16 @@ main(int argc, char **argv)
 		struct load_thread *t = &ts[i];
 
 		t->idx = i;
-		t->nconns = opt.conns / opt.threads +
-		    (i < opt.conns % opt.threads);
+		t->nconns =
+		    opt.conns / opt.threads + (i < opt.conns % opt.threads);
 		t->conns = xcalloc(t->nconns, sizeof(*t->conns));
 		c0 += t->nconns;
 		if (opt.messages)
 			t->quota = opt.messages / opt.threads +
-			    (i < opt.messages % opt.threads);
+			           (i < opt.messages % opt.threads);
 		if (opt.rate > 0)
-			t->interval_us = (uint64_t)(1e6 * opt.threads /
-			    opt.rate);
+			t->interval_us =
+			    (uint64_t)(1e6 * opt.threads / opt.rate);
 		if (t->interval_us == 0)
 			t->interval_us = 1;
 		if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
@@ -1203,7 +1230,7 @@ main(int argc, char **argv)
 	}
 	live = !opt.quiet && !opt.json && isatty(STDERR_FILENO);
 	for (;;) {
-		struct timespec ts1 = { 0, 200 * 1000 * 1000 };
+		struct timespec ts1 = {0, 200 * 1000 * 1000};
 		bool running = false;
 
 		nanosleep(&ts1, NULL);
@@ -1212,7 +1239,8 @@ main(int argc, char **argv)
 		if (live) {
 			double el = (double)(clock_wall_us() - g_t0_us) / 1e6;
 
-			fprintf(stderr, "\r%8lu accepted %8.0f msgs/s %6lu "
+			fprintf(stderr,
+			    "\r%8lu accepted %8.0f msgs/s %6lu "
 			    "errors %6lu refused  p99 %.2f ms   ",
 			    atomic_load(&g_accepted),
 			    el > 0 ? (double)atomic_load(&g_accepted) / el : 0,

@@ -48,11 +48,12 @@ fill_new(struct queue *q, struct chan *reply, uint64_t n, const char *dom)
 	s->received_ms = clock_wall_ms();
 	queue_id_fmt(s->id, id);
 	buf_init(&s->body, 4096);
-	len = buf_appendf(&s->body, "Received: from client.test ([127.0.0.1])"
+	len = buf_appendf(&s->body,
+	    "Received: from client.test ([127.0.0.1])"
 	    "\r\n\tby queue-fill id %s\r\nFrom: <bench@client.test>\r\n"
 	    "To: <%s>\r\nSubject: backlog %" PRIu64 "\r\n"
-	    "Message-ID: <fill-%s@client.test>\r\n\r\nhello\r\n", id, rcpt,
-	    n, id);
+	    "Message-ID: <fill-%s@client.test>\r\n\r\nhello\r\n",
+	    id, rcpt, n, id);
 	if (len != 0) {
 		fprintf(stderr, "queue_fill: body: %s\n", strerror(-len));
 		exit(1);
@@ -74,7 +75,8 @@ main(int argc, char **argv)
 	double secs;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: queue_fill PATH N [MAP_SIZE] [DOMAIN]\n");
+		fprintf(
+		    stderr, "usage: queue_fill PATH N [MAP_SIZE] [DOMAIN]\n");
 		return 2;
 	}
 	memset(&cfg, 0, sizeof(cfg));
@@ -108,7 +110,8 @@ main(int argc, char **argv)
 	queue_close(q);
 	chan_free(reply);
 	printf("{\"messages\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"seconds\":"
-	    "%.2f,\"commits\":%" PRIu64 ",\"msgs_per_s\":%.0f}\n", n - bad,
-	    bad, secs, st.commits, secs > 0 ? (double)(n - bad) / secs : 0);
+	       "%.2f,\"commits\":%" PRIu64 ",\"msgs_per_s\":%.0f}\n",
+	    n - bad, bad, secs, st.commits,
+	    secs > 0 ? (double)(n - bad) / secs : 0);
 	return bad ? 1 : 0;
 }

@@ -54,11 +54,11 @@
 #include "net/tls.h"
 #include "net/uring.h"
 
-#define SINK_LINE_MAX	 4096	   /* command line cap, bytes */
-#define SINK_INPUT_MAX	 (64 * 1024)
-#define SINK_OUT_MAX	 (64 * 1024)
-#define SINK_RCPT_MAX	 1000
-#define SINK_HDR_MAX	 998
+#define SINK_LINE_MAX  4096 /* command line cap, bytes */
+#define SINK_INPUT_MAX (64 * 1024)
+#define SINK_OUT_MAX   (64 * 1024)
+#define SINK_RCPT_MAX  1000
+#define SINK_HDR_MAX   998
 
 enum sink_phase { PH_CMD, PH_DATA };
 enum sink_when { AT_RCPT, AT_DATA };
@@ -70,9 +70,9 @@ struct sink_opts {
 	const char *record;
 	unsigned tempfail_pct, permfail_pct; /* share of replies, 0..100 */
 	enum sink_when fail_at;
-	unsigned drop_pct;       /* connections dropped after MAIL */
-	unsigned delay_ms;       /* before each delayed reply */
-	char delay_cmds[64];     /* "mail,rcpt,data,dot" or "all" */
+	unsigned drop_pct;   /* connections dropped after MAIL */
+	unsigned delay_ms;   /* before each delayed reply */
+	char delay_cmds[64]; /* "mail,rcpt,data,dot" or "all" */
 	bool pipelining;
 	unsigned max_conns;
 	bool quiet;
@@ -84,8 +84,8 @@ struct sink_stats {
 	atomic_ulong tls, tls_fail; /* handshakes done, failed */
 };
 
-static struct sink_opts opt = { .threads = 1, .pipelining = true,
-	.fail_at = AT_RCPT };
+static struct sink_opts opt = {
+    .threads = 1, .pipelining = true, .fail_at = AT_RCPT};
 static struct sink_stats st;
 static int record_fd = -1;
 static struct tls_ctx *sink_tls; /* read-only once the threads run */
@@ -235,8 +235,8 @@ record_message(struct conn *c, const uint8_t digest[32])
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 	buf_init(&b, 1 << 20);
-	r = buf_appendf(&b, "{\"time\":%.6f,\"from\":",
-	    (double)clock_wall_us() / 1e6);
+	r = buf_appendf(
+	    &b, "{\"time\":%.6f,\"from\":", (double)clock_wall_us() / 1e6);
 	r = r ? r : json_str(&b, c->from);
 	r = r ? r : buf_append(&b, ",\"rcpts\":[", 10);
 	for (unsigned i = 0, n = 0; i < c->nrcpts && r == 0; i++) {
@@ -245,8 +245,11 @@ record_message(struct conn *c, const uint8_t digest[32])
 		r = n++ ? buf_append(&b, ",", 1) : 0;
 		r = r ? r : json_str(&b, c->rcpts[i]);
 	}
-	r = r ? r : buf_appendf(&b, "],\"size\":%" PRIu64 ",\"sha256\":\"%s\""
-	    ",\"message_id\":", c->size, hex);
+	r = r ? r
+	      : buf_appendf(&b,
+	            "],\"size\":%" PRIu64 ",\"sha256\":\"%s\""
+	            ",\"message_id\":",
+	            c->size, hex);
 	r = r ? r : json_str(&b, c->msgid);
 	r = r ? r : buf_appendf(&b, ",\"tls\":%s", c->tls ? "true" : "false");
 	if (r == 0 && c->sent_ts[0])
@@ -261,7 +264,7 @@ static bool
 delayed_cmd(const char *cmd)
 {
 	return opt.delay_ms && (strcmp(opt.delay_cmds, "all") == 0 ||
-	    strstr(opt.delay_cmds, cmd) != NULL);
+	                           strstr(opt.delay_cmds, cmd) != NULL);
 }
 
 /* Hold further processing until the timer fires, then resume. */
@@ -418,8 +421,8 @@ cmd_rcpt(struct conn *c, const char *arg)
 		reply(c, "451 4.2.0 sink: try again later");
 		return;
 	}
-	c->rcpts[c->nrcpts++] = xstrndup(lt ? lt + 1 : "",
-	    gt ? (size_t)(gt - lt - 1) : 0);
+	c->rcpts[c->nrcpts++] =
+	    xstrndup(lt ? lt + 1 : "", gt ? (size_t)(gt - lt - 1) : 0);
 	c->nok++;
 	reply(c, "250 2.1.5 Ok");
 }
@@ -466,7 +469,7 @@ static bool
 needs_ehlo(const char *verb)
 {
 	return strcmp(verb, "MAIL") == 0 || strcmp(verb, "RCPT") == 0 ||
-	    strcmp(verb, "DATA") == 0;
+	       strcmp(verb, "DATA") == 0;
 }
 
 static void
@@ -616,8 +619,8 @@ conn_tls_encrypt(struct conn *c)
 
 	if (tls_conn_handshake_done(c->tls)) {
 		while (buf_avail(&c->out) > 0) {
-			n = tls_conn_write(c->tls, buf_peek(&c->out),
-			    buf_avail(&c->out));
+			n = tls_conn_write(
+			    c->tls, buf_peek(&c->out), buf_avail(&c->out));
 			if (n > 0) {
 				buf_consume(&c->out, (size_t)n);
 				continue;
@@ -809,9 +812,10 @@ conn_new(struct sink_thread *t, int fd)
 	int one = 1;
 
 	atomic_fetch_add(&st.conns, 1);
-	if (t->stopping || (opt.max_conns &&
-	    atomic_load(&st.conns_now) >= opt.max_conns)) {
-		static const char busy[] = "421 4.7.0 sink: too many connections\r\n";
+	if (t->stopping ||
+	    (opt.max_conns && atomic_load(&st.conns_now) >= opt.max_conns)) {
+		static const char busy[] =
+		    "421 4.7.0 sink: too many connections\r\n";
 
 		if (write(fd, busy, sizeof(busy) - 1) < 0)
 			(void)0;
@@ -822,8 +826,8 @@ conn_new(struct sink_thread *t, int fd)
 	c = xcalloc(1, sizeof(*c));
 	c->t = t;
 	c->fd = fd;
-	c->rng = (uint32_t)(clock_wall_us() ^ ((uint64_t)fd << 16) ^
-	    (uintptr_t)c);
+	c->rng =
+	    (uint32_t)(clock_wall_us() ^ ((uint64_t)fd << 16) ^ (uintptr_t)c);
 	buf_init(&c->in, SINK_INPUT_MAX);
 	buf_init(&c->out, SINK_OUT_MAX);
 	buf_init(&c->sending, SINK_OUT_MAX);
@@ -855,8 +859,8 @@ static void
 on_ctl(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
     size_t len)
 {
-	struct sink_thread *t = uring_container_of(op, struct sink_thread,
-	    ctl_op);
+	struct sink_thread *t =
+	    uring_container_of(op, struct sink_thread, ctl_op);
 
 	(void)res;
 	(void)flags;
@@ -874,8 +878,8 @@ listen_on(const struct sockaddr_storage *ss, socklen_t len)
 {
 	int fd, one = 1;
 
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd = socket(
+	    ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -938,17 +942,22 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: mta-sink [options]\n"
-	    "  --listen ADDR:PORT      listen here (repeatable; default 127.0.0.1:2525)\n"
+	    "  --listen ADDR:PORT      listen here (repeatable; default "
+	    "127.0.0.1:2525)\n"
 	    "  --threads N             event-loop threads (default 1)\n"
-	    "  --record FILE           append one JSON line per accepted message\n"
+	    "  --record FILE           append one JSON line per accepted "
+	    "message\n"
 	    "  --tempfail PCT          share of 4xx replies (default at RCPT)\n"
 	    "  --permfail PCT          share of 5xx replies\n"
 	    "  --fail-at rcpt|data     where --tempfail/--permfail apply\n"
 	    "  --drop PCT              share of connections dropped at MAIL\n"
-	    "  --delay MS              delay before the replies named by --delay-cmds\n"
-	    "  --delay-cmds LIST       mail,rcpt,data,dot or all (default all)\n"
+	    "  --delay MS              delay before the replies named by "
+	    "--delay-cmds\n"
+	    "  --delay-cmds LIST       mail,rcpt,data,dot or all (default "
+	    "all)\n"
 	    "  --no-pipelining         do not advertise PIPELINING\n"
-	    "  --starttls CERT[:KEY]   offer STARTTLS with this PEM certificate\n"
+	    "  --starttls CERT[:KEY]   offer STARTTLS with this PEM "
+	    "certificate\n"
 	    "                          (and key; default: the key is in CERT)\n"
 	    "  --max-connections N     refuse connections over N with 421\n"
 	    "  --quiet                 no live counters\n"
@@ -976,7 +985,7 @@ parse_tls(const char *arg)
 
 	if (n == 0 || n >= sizeof(opt.tls.certificate) ||
 	    !str_copy(opt.tls.private_key, sizeof(opt.tls.private_key),
-		colon ? colon + 1 : "")) {
+	        colon ? colon + 1 : "")) {
 		fprintf(stderr, "mta-sink: bad --starttls %s\n", arg);
 		exit(2);
 	}
@@ -987,21 +996,21 @@ static void
 parse_args(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "listen", required_argument, NULL, 'l' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "record", required_argument, NULL, 'r' },
-		{ "tempfail", required_argument, NULL, '4' },
-		{ "permfail", required_argument, NULL, '5' },
-		{ "fail-at", required_argument, NULL, 'f' },
-		{ "drop", required_argument, NULL, 'd' },
-		{ "delay", required_argument, NULL, 'D' },
-		{ "delay-cmds", required_argument, NULL, 'C' },
-		{ "no-pipelining", no_argument, NULL, 'P' },
-		{ "starttls", required_argument, NULL, 'T' },
-		{ "max-connections", required_argument, NULL, 'm' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"listen", required_argument, NULL, 'l'},
+	    {"threads", required_argument, NULL, 't'},
+	    {"record", required_argument, NULL, 'r'},
+	    {"tempfail", required_argument, NULL, '4'},
+	    {"permfail", required_argument, NULL, '5'},
+	    {"fail-at", required_argument, NULL, 'f'},
+	    {"drop", required_argument, NULL, 'd'},
+	    {"delay", required_argument, NULL, 'D'},
+	    {"delay-cmds", required_argument, NULL, 'C'},
+	    {"no-pipelining", no_argument, NULL, 'P'},
+	    {"starttls", required_argument, NULL, 'T'},
+	    {"max-connections", required_argument, NULL, 'm'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	int ch;
 
@@ -1010,8 +1019,8 @@ parse_args(int argc, char **argv)
 		switch (ch) {
 		case 'l':
 			if (opt.nlisten == 8 ||
-			    config_parse_endpoint(optarg,
-				&opt.listen[opt.nlisten]) != 0) {
+			    config_parse_endpoint(
+			        optarg, &opt.listen[opt.nlisten]) != 0) {
 				fprintf(stderr, "mta-sink: bad --listen %s\n",
 				    optarg);
 				exit(2);
@@ -1033,8 +1042,8 @@ parse_args(int argc, char **argv)
 			opt.permfail_pct = pct_arg(optarg);
 			break;
 		case 'f':
-			opt.fail_at = strcmp(optarg, "data") == 0 ? AT_DATA :
-								    AT_RCPT;
+			opt.fail_at =
+			    strcmp(optarg, "data") == 0 ? AT_DATA : AT_RCPT;
 			break;
 		case 'd':
 			opt.drop_pct = pct_arg(optarg);
@@ -1043,8 +1052,8 @@ parse_args(int argc, char **argv)
 			opt.delay_ms = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'C':
-			str_copy(opt.delay_cmds, sizeof(opt.delay_cmds),
-			    optarg);
+			str_copy(
+			    opt.delay_cmds, sizeof(opt.delay_cmds), optarg);
 			break;
 		case 'P':
 			opt.pipelining = false;
@@ -1088,8 +1097,8 @@ main(int argc, char **argv)
 	if (opt.tls.certificate[0]) {
 		char err[256];
 
-		if (tls_ctx_server_new(&opt.tls, &sink_tls, err,
-			sizeof(err)) != 0) {
+		if (tls_ctx_server_new(&opt.tls, &sink_tls, err, sizeof(err)) !=
+		    0) {
 			fprintf(stderr, "mta-sink: %s\n", err);
 			return 1;
 		}
@@ -1115,8 +1124,8 @@ main(int argc, char **argv)
 		struct sink_thread *t = &threads[i];
 
 		for (size_t k = 0; k < opt.nlisten; k++) {
-			t->lfd[k] = listen_on(&opt.listen[k].ss,
-			    opt.listen[k].sslen);
+			t->lfd[k] =
+			    listen_on(&opt.listen[k].ss, opt.listen[k].sslen);
 			if (t->lfd[k] < 0) {
 				fprintf(stderr, "mta-sink: listen %s: %s\n",
 				    opt.listen[k].text, strerror(-t->lfd[k]));
@@ -1132,7 +1141,7 @@ main(int argc, char **argv)
 	live = !opt.quiet && isatty(STDERR_FILENO);
 	fprintf(stderr, "mta-sink: ready\n");
 	for (;;) {
-		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = sfd, .events = POLLIN};
 		int n = poll(&pfd, 1, live ? 1000 : -1);
 
 		if (n > 0 && read(sfd, &si, sizeof(si)) == sizeof(si)) {

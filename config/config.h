@@ -29,14 +29,15 @@
 struct config_addr {
 	struct sockaddr_storage ss; /* resolved numeric address */
 	socklen_t sslen;
-	char text[64]; /* as written, normalised: "127.0.0.1:587", "[::1]:587" */
+	char
+	    text[64]; /* as written, normalised: "127.0.0.1:587", "[::1]:587" */
 };
 
 /* One CIDR block of relay_networks. */
 struct config_net {
-	int family;        /* AF_INET or AF_INET6 */
-	uint8_t addr[16];  /* network byte order; IPv4 in the first 4 */
-	uint8_t prefix;    /* bits */
+	int family;       /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network byte order; IPv4 in the first 4 */
+	uint8_t prefix;   /* bits */
 };
 
 struct config_server {
@@ -45,15 +46,16 @@ struct config_server {
 	size_t nlisten;
 	struct config_addr *listen_tls; /* implicit TLS */
 	size_t nlisten_tls;
-	unsigned threads;               /* 0 = one per CPU (resolved at load) */
-	uint64_t max_message_size;      /* bytes */
+	unsigned threads;          /* 0 = one per CPU (resolved at load) */
+	uint64_t max_message_size; /* bytes */
 	unsigned max_recipients;
 	unsigned max_connections;
 	unsigned max_connections_per_ip;
-	uint64_t idle_timeout;          /* ms, per command */
-	uint64_t session_timeout;       /* ms, whole session */
-	uint64_t max_inflight;          /* bytes of bodies being received, all sessions */
-	unsigned max_errors;            /* bad commands before 421 */
+	uint64_t idle_timeout;    /* ms, per command */
+	uint64_t session_timeout; /* ms, whole session */
+	uint64_t
+	    max_inflight;    /* bytes of bodies being received, all sessions */
+	unsigned max_errors; /* bad commands before 421 */
 	struct config_net *relay_networks;
 	size_t nrelay_networks;
 };
@@ -66,7 +68,7 @@ struct config_tls {
 struct config_auth {
 	char users[CONFIG_PATH_MAX]; /* NAME:CRYPT_HASH lines; "" = no AUTH */
 	bool require_tls;
-	unsigned max_failures;       /* per connection, then 421 4.7.0 */
+	unsigned max_failures; /* per connection, then 421 4.7.0 */
 };
 
 enum config_sync {
@@ -77,18 +79,19 @@ struct config_queue {
 	char path[CONFIG_PATH_MAX];
 	uint64_t *retry; /* ms; the last repeats */
 	size_t nretry;
-	uint64_t max_age;        /* ms, then bounce */
-	uint64_t delay_warning;  /* ms; 0 = off */
+	uint64_t max_age;       /* ms, then bounce */
+	uint64_t delay_warning; /* ms; 0 = off */
 	enum config_sync sync;
-	uint64_t map_size;       /* bytes, LMDB map */
+	uint64_t map_size; /* bytes, LMDB map */
 };
 
 struct config_dns {
-	struct config_addr *servers; /* none: /etc/resolv.conf; port 53 default */
+	struct config_addr
+	    *servers; /* none: /etc/resolv.conf; port 53 default */
 	size_t nservers;
-	uint64_t timeout;            /* ms per try */
+	uint64_t timeout; /* ms per try */
 	unsigned tries;
-	uint64_t min_ttl, max_ttl;   /* ms, cache floor and ceiling */
+	uint64_t min_ttl, max_ttl; /* ms, cache floor and ceiling */
 };
 
 enum config_tls_policy {
@@ -99,17 +102,17 @@ enum config_tls_policy {
 };
 
 struct config_delivery {
-	unsigned workers;                  /* 0 = one per CPU (resolved at load) */
-	uint16_t port;                     /* remote SMTP port */
-	unsigned max_connections;          /* all hosts */
+	unsigned workers;         /* 0 = one per CPU (resolved at load) */
+	uint16_t port;            /* remote SMTP port */
+	unsigned max_connections; /* all hosts */
 	unsigned max_connections_per_host;
 	unsigned max_messages_per_connection;
 	enum config_tls_policy tls;
-	uint64_t connect_timeout;          /* ms */
-	uint64_t command_timeout;          /* ms: greeting, EHLO, MAIL, RCPT */
-	uint64_t data_timeout;             /* ms: DATA, body, final dot */
-	uint64_t idle_timeout;             /* ms an unused connection is kept */
-	char helo_name[CONFIG_HOST_MAX];   /* "" = [server] hostname */
+	uint64_t connect_timeout;        /* ms */
+	uint64_t command_timeout;        /* ms: greeting, EHLO, MAIL, RCPT */
+	uint64_t data_timeout;           /* ms: DATA, body, final dot */
+	uint64_t idle_timeout;           /* ms an unused connection is kept */
+	char helo_name[CONFIG_HOST_MAX]; /* "" = [server] hostname */
 };
 
 /* [route DOMAIN] or [route *]. */
@@ -119,8 +122,8 @@ struct config_route {
 	bool literal;                 /* written [bracketed]: no MX lookup */
 	uint16_t port;                /* 0 = [delivery] port */
 	enum config_tls_policy tls;
-	bool tls_set;                 /* false: [delivery] tls applies */
-	char username[256];           /* AUTH to the upstream; "" = none */
+	bool tls_set;       /* false: [delivery] tls applies */
+	char username[256]; /* AUTH to the upstream; "" = none */
 	char password[256];
 };
 
@@ -156,13 +159,13 @@ void config_free(struct config *c);
 void config_dump(const struct config *c, FILE *fp);
 
 /* Find the route for a domain (exact, then "*"); NULL when none. */
-const struct config_route *config_route_find(const struct config *c,
-    const char *domain);
+const struct config_route *config_route_find(
+    const struct config *c, const char *domain);
 
 /* Is addr (AF_INET/AF_INET6 sockaddr; v4-mapped v6 counts as v4) in one of
  * the networks? */
-bool config_net_match(const struct config_net *nets, size_t n,
-    const struct sockaddr *addr);
+bool config_net_match(
+    const struct config_net *nets, size_t n, const struct sockaddr *addr);
 
 /*
  * Value parsers and formatters, pure and thread-safe, for any module that
@@ -185,8 +188,8 @@ int config_parse_addr(const char *s, uint16_t default_port,
     struct config_addr *out) MTA_MUST_CHECK;
 /* As config_parse_addr, but the port must be written ("1.2.3.4:25",
  * "[::1]:25"): the address of a peer, for the bench tools. */
-int config_parse_endpoint(const char *s, struct config_addr *out)
-    MTA_MUST_CHECK;
+int config_parse_endpoint(
+    const char *s, struct config_addr *out) MTA_MUST_CHECK;
 int config_parse_net(const char *s, struct config_net *out) MTA_MUST_CHECK;
 
 /* Render in the largest unit that is exact ("35M", "90s", "1500ms");

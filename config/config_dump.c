@@ -22,7 +22,7 @@
 #include "base/compat.h"
 #include "config/config_keys.h"
 
-#define KB (1024ULL)
+#define KB   (1024ULL)
 #define WRAP 72 /* columns before a list continues on the next line */
 
 char *
@@ -51,10 +51,10 @@ config_format_duration(uint64_t ms, char *buf, size_t len)
 		uint64_t ms;
 		char unit;
 	} units[] = {
-		{ 86400000, 'd' },
-		{ 3600000, 'h' },
-		{ 60000, 'm' },
-		{ 1000, 's' },
+	    {86400000, 'd'},
+	    {3600000, 'h'},
+	    {60000, 'm'},
+	    {1000, 's'},
 	};
 	size_t i;
 
@@ -113,12 +113,15 @@ dump_list(const struct config_key *k, const void *base, FILE *fp)
 			break;
 		}
 		case CONFIG_T_ADDRS:
-			text = ((const struct config_addr *)(const void *)
-			    items)[i].text;
+			text =
+			    ((const struct config_addr *)(const void *)items)[i]
+			        .text;
 			break;
 		case CONFIG_T_NETS:
-			config_format_net(&((const struct config_net *)
-			    (const void *)items)[i], buf, sizeof(buf));
+			config_format_net(
+			    &((const struct config_net *)(const void *)
+			            items)[i],
+			    buf, sizeof(buf));
 			break;
 		default:
 			MTA_ASSERT(!"not a list");
@@ -172,8 +175,7 @@ config_key_dump(const struct config_key *k, const void *base, FILE *fp)
 		break;
 	case CONFIG_T_DURATION:
 		memcpy(&v, field(k, base), sizeof(v));
-		fprintf(fp, " %s",
-		    config_format_duration(v, buf, sizeof(buf)));
+		fprintf(fp, " %s", config_format_duration(v, buf, sizeof(buf)));
 		break;
 	case CONFIG_T_DURATIONS:
 	case CONFIG_T_ADDRS:

@@ -38,25 +38,28 @@
 #define HR  (60 * MIN)
 #define DAY (24 * HR)
 
-static const char *const tls_policy_names[] = { "none", "may", "encrypt",
-	"verify", NULL };
-static const char *const sync_names[] = { "full", NULL };
+static const char *const tls_policy_names[] = {
+    "none", "may", "encrypt", "verify", NULL};
+static const char *const sync_names[] = {"full", NULL};
 
 /* Enums are stored through an int; the table relies on this. */
 _Static_assert(sizeof(enum config_tls_policy) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_sync) == sizeof(int), "enum size");
 
-#define FIELD(f) \
+#define FIELD(f)                           \
 	.off = offsetof(struct config, f), \
 	.size = sizeof(((struct config *)0)->f)
-#define RFIELD(f) \
+#define RFIELD(f)                                \
 	.off = offsetof(struct config_route, f), \
 	.size = sizeof(((struct config_route *)0)->f)
 #define COUNT(f) .count_off = offsetof(struct config, f)
 
 #define KEY(sect, nm, ty, df, lo, hi, ...)                              \
-	{ .section = CONFIG_SECT_##sect, .name = nm, .type = CONFIG_T_##ty, \
-	  .def = df, .min = lo, .max = hi, __VA_ARGS__ }
+	{                                                               \
+		.section = CONFIG_SECT_##sect, .name = nm,              \
+		.type = CONFIG_T_##ty, .def = df, .min = lo, .max = hi, \
+		__VA_ARGS__                                             \
+	}
 
 /* clang-format off */
 const struct config_key config_keys[] = {
@@ -148,14 +151,14 @@ const struct config_key config_keys[] = {
 const size_t config_nkeys = MTA_ARRAY_LEN(config_keys);
 
 static const char *const section_names[] = {
-	[CONFIG_SECT_NONE] = "",
-	[CONFIG_SECT_SERVER] = "server",
-	[CONFIG_SECT_TLS] = "tls",
-	[CONFIG_SECT_AUTH] = "auth",
-	[CONFIG_SECT_QUEUE] = "queue",
-	[CONFIG_SECT_DNS] = "dns",
-	[CONFIG_SECT_DELIVERY] = "delivery",
-	[CONFIG_SECT_ROUTE] = "route",
+    [CONFIG_SECT_NONE] = "",
+    [CONFIG_SECT_SERVER] = "server",
+    [CONFIG_SECT_TLS] = "tls",
+    [CONFIG_SECT_AUTH] = "auth",
+    [CONFIG_SECT_QUEUE] = "queue",
+    [CONFIG_SECT_DNS] = "dns",
+    [CONFIG_SECT_DELIVERY] = "delivery",
+    [CONFIG_SECT_ROUTE] = "route",
 };
 
 const char *
@@ -298,8 +301,7 @@ parse_port(const char *s, uint16_t *out)
 }
 
 int
-config_parse_addr(const char *s, uint16_t default_port,
-    struct config_addr *out)
+config_parse_addr(const char *s, uint16_t default_port, struct config_addr *out)
 {
 	char host[INET6_ADDRSTRLEN];
 	const char *h, *end, *port = NULL;
@@ -336,8 +338,8 @@ config_parse_addr(const char *s, uint16_t default_port,
 		return -EINVAL;
 
 	memset(&a, 0, sizeof(a));
-	if (*s != '[' && inet_pton(AF_INET, host, &((struct sockaddr_in *)
-	    &a.ss)->sin_addr) == 1) {
+	if (*s != '[' && inet_pton(AF_INET, host,
+	                     &((struct sockaddr_in *)&a.ss)->sin_addr) == 1) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
 
 		sin->sin_family = AF_INET;
@@ -345,16 +347,16 @@ config_parse_addr(const char *s, uint16_t default_port,
 		a.sslen = sizeof(*sin);
 		if (!str_fmt(a.text, sizeof(a.text), "%s:%u", host, pnum))
 			return -EINVAL;
-	} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)
-	    &a.ss)->sin6_addr) == 1) {
+	} else if (inet_pton(AF_INET6, host,
+	               &((struct sockaddr_in6 *)&a.ss)->sin6_addr) == 1) {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.ss;
 		char norm[INET6_ADDRSTRLEN];
 
 		sin6->sin6_family = AF_INET6;
 		sin6->sin6_port = htons(pnum);
 		a.sslen = sizeof(*sin6);
-		if (inet_ntop(AF_INET6, &sin6->sin6_addr, norm,
-		    sizeof(norm)) == NULL ||
+		if (inet_ntop(AF_INET6, &sin6->sin6_addr, norm, sizeof(norm)) ==
+		        NULL ||
 		    !str_fmt(a.text, sizeof(a.text), "[%s]:%u", norm, pnum))
 			return -EINVAL;
 	} else
@@ -408,8 +410,9 @@ net_parse(const char *s, struct config_net *out, bool strict)
 	}
 	n.prefix = (uint8_t)bits;
 	for (i = 0; i < maxbits / 8; i++) {
-		unsigned keep = bits >= (i + 1) * 8 ? 8 :
-		    bits > i * 8 ? bits - i * 8 : 0;
+		unsigned keep = bits >= (i + 1) * 8 ? 8
+		                : bits > i * 8      ? bits - i * 8
+		                                    : 0;
 		uint8_t mask = (uint8_t)(0xff00u >> keep);
 
 		if (strict && (n.addr[i] & (uint8_t)~mask) != 0)
@@ -498,7 +501,7 @@ route_host_parse(const char *s, struct config_route *r)
 	if (inet_pton(AF_INET, host, &a4) == 1)
 		literal = true;
 	else if (!(literal && inet_pton(AF_INET6, host, &a6) == 1) &&
-	    !config_valid_hostname(host))
+	         !config_valid_hostname(host))
 		return -EINVAL;
 	str_copy(r->host, sizeof(r->host), host);
 	r->literal = literal;
@@ -525,8 +528,8 @@ why_value(char *why, size_t whylen, const char *what, const char *value)
 }
 
 static void
-why_range(const struct config_key *k, char *why, size_t whylen,
-    const char *value)
+why_range(
+    const struct config_key *k, char *why, size_t whylen, const char *value)
 {
 	char lo[CONFIG_FMT_MAX], hi[CONFIG_FMT_MAX], v[96];
 
@@ -589,8 +592,8 @@ number_parse(const struct config_key *k, const char *value, uint64_t *out,
 }
 
 static int
-enum_parse(const struct config_key *k, const char *value, int *out,
-    char *why, size_t whylen)
+enum_parse(const struct config_key *k, const char *value, int *out, char *why,
+    size_t whylen)
 {
 	char v[96], list[128] = "";
 	int i;
@@ -612,8 +615,8 @@ enum_parse(const struct config_key *k, const char *value, int *out,
 }
 
 static int
-string_set(const struct config_key *k, void *base, const char *value,
-    char *why, size_t whylen)
+string_set(const struct config_key *k, void *base, const char *value, char *why,
+    size_t whylen)
 {
 	const char *p;
 
@@ -655,8 +658,8 @@ item_size(const struct config_key *k)
 }
 
 static int
-item_parse(const struct config_key *k, const char *item, void *out,
-    char *why, size_t whylen)
+item_parse(const struct config_key *k, const char *item, void *out, char *why,
+    size_t whylen)
 {
 	struct config_net lax;
 	char v[96];
@@ -687,8 +690,8 @@ item_parse(const struct config_key *k, const char *item, void *out,
 }
 
 static bool
-item_dup(const struct config_key *k, const void *items, size_t n,
-    const void *item)
+item_dup(
+    const struct config_key *k, const void *items, size_t n, const void *item)
 {
 	const struct config_addr *a = items, *b = item;
 	size_t i;
@@ -708,8 +711,8 @@ item_dup(const struct config_key *k, const void *items, size_t n,
  * item parsed, so a failed set leaves the old list intact.
  */
 static int
-list_set(const struct config_key *k, void *base, const char *value,
-    bool append, char *why, size_t whylen)
+list_set(const struct config_key *k, void *base, const char *value, bool append,
+    char *why, size_t whylen)
 {
 	size_t isz = item_size(k), n = 0, cap, oldn;
 	char *items, *copy, *p, *item, *save = NULL;
@@ -776,7 +779,8 @@ config_key_set(const struct config_key *k, void *base, const char *value,
 
 	if (append && k->type != CONFIG_T_DURATIONS &&
 	    k->type != CONFIG_T_ADDRS && k->type != CONFIG_T_NETS) {
-		snprintf(why, whylen, "unexpected indented line (only lists "
+		snprintf(why, whylen,
+		    "unexpected indented line (only lists "
 		    "may continue on indented lines)");
 		return -1;
 	}
@@ -811,7 +815,7 @@ config_key_set(const struct config_key *k, void *base, const char *value,
 			unsigned u = (unsigned)v;
 
 			MTA_ASSERT(k->size == sizeof(unsigned) &&
-			    k->max <= UINT32_MAX);
+			           k->max <= UINT32_MAX);
 			memcpy(field(k, base), &u, sizeof(u));
 		}
 		return 0;
@@ -866,9 +870,9 @@ config_parse_endpoint(const char *s, struct config_addr *out)
 
 	if (rc != 0)
 		return rc;
-	if ((out->ss.ss_family == AF_INET ?
-		    ((struct sockaddr_in *)&out->ss)->sin_port :
-		    ((struct sockaddr_in6 *)&out->ss)->sin6_port) == 0)
+	if ((out->ss.ss_family == AF_INET
+	            ? ((struct sockaddr_in *)&out->ss)->sin_port
+	            : ((struct sockaddr_in6 *)&out->ss)->sin6_port) == 0)
 		return -EINVAL;
 	return 0;
 }

@@ -46,7 +46,7 @@ enum config_type {
 };
 
 #define CONFIG_F_REQUIRED 0x1 /* strings and lists: may not be empty */
-#define CONFIG_LIST_MAX	  64  /* items in any list */
+#define CONFIG_LIST_MAX   64  /* items in any list */
 
 struct config_key {
 	enum config_section section;
@@ -58,8 +58,8 @@ struct config_key {
 	size_t size;       /* of that field */
 	size_t count_off;  /* lists: of the size_t item count */
 	const char *const *names; /* enums, NULL-terminated */
-	uint16_t port;     /* address lists: port when none is written */
-	unsigned flags;    /* CONFIG_F_* */
+	uint16_t port;            /* address lists: port when none is written */
+	unsigned flags;           /* CONFIG_F_* */
 };
 
 extern const struct config_key config_keys[];
@@ -69,8 +69,8 @@ extern const size_t config_nkeys;
 const char *config_section_name(enum config_section s);
 
 /* The row of name in section, or NULL. */
-const struct config_key *config_key_find(enum config_section s,
-    const char *name);
+const struct config_key *config_key_find(
+    enum config_section s, const char *name);
 
 /*
  * config_key_set - parse value (borrowed) into the field of k in base

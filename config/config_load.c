@@ -47,19 +47,19 @@ struct load {
 	const char *path;
 	FILE *fp;
 	struct config *c;
-	unsigned line;           /* physical line last handed to inih */
-	bool indented;           /* that line starts with a blank */
+	unsigned line; /* physical line last handed to inih */
+	bool indented; /* that line starts with a blank */
 	enum config_section sect;
-	size_t route;            /* index in c->routes when sect is ROUTE */
-	char prev_name[64];      /* last key in this section */
-	unsigned bad_header;     /* first "[..." line without "]" */
-	unsigned *key_line;      /* [config_nkeys]: line each key was set */
-	unsigned *route_line;    /* [nroutes]: line of each [route] header */
+	size_t route;             /* index in c->routes when sect is ROUTE */
+	char prev_name[64];       /* last key in this section */
+	unsigned bad_header;      /* first "[..." line without "]" */
+	unsigned *key_line;       /* [config_nkeys]: line each key was set */
+	unsigned *route_line;     /* [nroutes]: line of each [route] header */
 	unsigned *route_key_line; /* [nroutes * config_nkeys] */
 
-	bool failed;             /* the first error is kept */
-	unsigned err_line;       /* 0: the error concerns the whole file */
-	char err_key[96];        /* "" when the error names no key */
+	bool failed;       /* the first error is kept */
+	unsigned err_line; /* 0: the error concerns the whole file */
+	char err_key[96];  /* "" when the error names no key */
 	char err_why[320];
 };
 
@@ -67,8 +67,7 @@ static void load_fail(struct load *l, unsigned line, const char *key,
     const char *fmt, ...) MTA_PRINTF(4, 5);
 
 static void
-load_fail(struct load *l, unsigned line, const char *key, const char *fmt,
-    ...)
+load_fail(struct load *l, unsigned line, const char *key, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -101,7 +100,7 @@ static unsigned
 route_key_line(struct load *l, size_t route, const char *name)
 {
 	return l->route_key_line[route * config_nkeys +
-	    key_index(key_get(CONFIG_SECT_ROUTE, name))];
+	                         key_index(key_get(CONFIG_SECT_ROUTE, name))];
 }
 
 /* The checks that need a whole [route] section: run when it ends. */
@@ -137,8 +136,8 @@ load_route_begin(struct load *l, const char *header, char *domain)
 	if (len > 1 && domain[len - 1] == '.')
 		domain[len - 1] = '\0';
 	if (strcmp(domain, "*") != 0 && !config_valid_hostname(domain)) {
-		load_fail(l, l->line, header, "invalid domain \"%.64s\"",
-		    domain);
+		load_fail(
+		    l, l->line, header, "invalid domain \"%.64s\"", domain);
 		return;
 	}
 	for (i = 0; i < c->nroutes; i++)
@@ -148,10 +147,10 @@ load_route_begin(struct load *l, const char *header, char *domain)
 			    l->route_line[i]);
 			return;
 		}
-	c->routes = xreallocarray(c->routes, c->nroutes + 1,
-	    sizeof(*c->routes));
-	l->route_line = xreallocarray(l->route_line, c->nroutes + 1,
-	    sizeof(*l->route_line));
+	c->routes =
+	    xreallocarray(c->routes, c->nroutes + 1, sizeof(*c->routes));
+	l->route_line = xreallocarray(
+	    l->route_line, c->nroutes + 1, sizeof(*l->route_line));
 	l->route_key_line = xreallocarray(l->route_key_line,
 	    (c->nroutes + 1) * config_nkeys, sizeof(*l->route_key_line));
 	memset(&c->routes[c->nroutes], 0, sizeof(*c->routes));
@@ -167,9 +166,9 @@ load_route_begin(struct load *l, const char *header, char *domain)
 static void
 load_section(struct load *l, char *name)
 {
-	static const enum config_section plain[] = { CONFIG_SECT_SERVER,
-		CONFIG_SECT_TLS, CONFIG_SECT_AUTH, CONFIG_SECT_QUEUE,
-		CONFIG_SECT_DNS, CONFIG_SECT_DELIVERY };
+	static const enum config_section plain[] = {CONFIG_SECT_SERVER,
+	    CONFIG_SECT_TLS, CONFIG_SECT_AUTH, CONFIG_SECT_QUEUE,
+	    CONFIG_SECT_DNS, CONFIG_SECT_DELIVERY};
 	char header[96];
 	size_t i;
 
@@ -183,8 +182,8 @@ load_section(struct load *l, char *name)
 			l->sect = plain[i];
 			return;
 		}
-	if (strncmp(name, "route", 5) == 0 && (name[5] == ' ' ||
-	    name[5] == '\t')) {
+	if (strncmp(name, "route", 5) == 0 &&
+	    (name[5] == ' ' || name[5] == '\t')) {
 		char *d = name + 5;
 
 		while (*d == ' ' || *d == '\t')
@@ -207,8 +206,8 @@ load_section(struct load *l, char *name)
 static bool
 load_is_key_or_header(const char *p)
 {
-	static const char *const sects[] = { "server", "tls", "auth",
-		"queue", "dns", "delivery", "route" };
+	static const char *const sects[] = {
+	    "server", "tls", "auth", "queue", "dns", "delivery", "route"};
 	size_t i, n;
 
 	if (*p == '[') {
@@ -216,8 +215,8 @@ load_is_key_or_header(const char *p)
 			;
 		for (i = 0; i < MTA_ARRAY_LEN(sects); i++) {
 			n = strlen(sects[i]);
-			if (strncmp(p, sects[i], n) == 0 && (p[n] == ']' ||
-			    p[n] == ' ' || p[n] == '\t'))
+			if (strncmp(p, sects[i], n) == 0 &&
+			    (p[n] == ']' || p[n] == ' ' || p[n] == '\t'))
 				return true;
 		}
 		return false;
@@ -260,7 +259,8 @@ load_peek(struct load *l, char *line)
 	 * releases strip it, as on any other line): cut it here. */
 	if (l->indented && l->prev_name[0] != '\0') {
 		for (end = p; *end != '\0'; end++)
-			if (*end == ';' && (end[-1] == ' ' || end[-1] == '\t')) {
+			if (*end == ';' &&
+			    (end[-1] == ' ' || end[-1] == '\t')) {
 				*end = '\0';
 				break;
 			}
@@ -302,8 +302,8 @@ load_reader(char *str, int num, void *stream)
 		return NULL; /* inih sees EOF: the first error ends the parse */
 	if (fgets(str, num, l->fp) == NULL) {
 		if (ferror(l->fp))
-			load_fail(l, 0, NULL, "cannot read: %s",
-			    strerror(errno));
+			load_fail(
+			    l, 0, NULL, "cannot read: %s", strerror(errno));
 		return NULL;
 	}
 	l->line++;
@@ -322,8 +322,8 @@ load_reader(char *str, int num, void *stream)
 }
 
 static int
-load_handler(void *user, const char *section, const char *name,
-    const char *value)
+load_handler(
+    void *user, const char *section, const char *name, const char *value)
 {
 	struct load *l = user;
 	const struct config_key *k;
@@ -345,8 +345,7 @@ load_handler(void *user, const char *section, const char *name,
 	str_copy(l->prev_name, sizeof(l->prev_name), name);
 	if ((k = config_key_find(l->sect, name)) == NULL) {
 		if (l->sect == CONFIG_SECT_ROUTE)
-			load_fail(l, l->line, name,
-			    "unknown key in [route %s]",
+			load_fail(l, l->line, name, "unknown key in [route %s]",
 			    l->c->routes[l->route].domain);
 		else
 			load_fail(l, l->line, name, "unknown key in [%s]",
@@ -354,22 +353,23 @@ load_handler(void *user, const char *section, const char *name,
 		return 0;
 	}
 	if (l->sect == CONFIG_SECT_ROUTE) {
-		set = &l->route_key_line[l->route * config_nkeys +
-		    key_index(k)];
+		set =
+		    &l->route_key_line[l->route * config_nkeys + key_index(k)];
 		base = &l->c->routes[l->route];
 	} else {
 		set = &l->key_line[key_index(k)];
 		base = l->c;
 	}
 	if (!cont && *set != 0) {
-		load_fail(l, l->line, name, "duplicate key (first on line %u)",
-		    *set);
+		load_fail(
+		    l, l->line, name, "duplicate key (first on line %u)", *set);
 		return 0;
 	}
 	/* An indented "key = value" reads as a continuation of the key
 	 * above; no list item contains "=", so name the real mistake. */
 	if (cont && strchr(value, '=') != NULL) {
-		load_fail(l, l->line, name, "unexpected indented line (only "
+		load_fail(l, l->line, name,
+		    "unexpected indented line (only "
 		    "lists may continue on indented lines)");
 		return 0;
 	}
@@ -416,11 +416,12 @@ load_check(struct load *l)
 
 	if (c->server.nlisten == 0 && c->server.nlisten_tls == 0) {
 		line = load_key_line(l, CONFIG_SECT_SERVER, "listen");
-		load_fail(l, line, "listen", "no address to listen on "
+		load_fail(l, line, "listen",
+		    "no address to listen on "
 		    "(listen and listen_tls are both empty)");
 	}
-	if (c->server.nlisten_tls > 0 && (c->tls.certificate[0] == '\0' ||
-	    c->tls.private_key[0] == '\0'))
+	if (c->server.nlisten_tls > 0 &&
+	    (c->tls.certificate[0] == '\0' || c->tls.private_key[0] == '\0'))
 		load_fail(l, load_key_line(l, CONFIG_SECT_SERVER, "listen_tls"),
 		    "listen_tls", "needs [tls] certificate and private_key");
 	if (c->tls.certificate[0] != '\0' && c->tls.private_key[0] == '\0')
@@ -431,8 +432,7 @@ load_check(struct load *l)
 		    "private_key", "set without certificate");
 
 	load_check_order(l, CONFIG_SECT_SERVER, "max_message_size",
-	    c->server.max_message_size, "max_inflight",
-	    c->server.max_inflight,
+	    c->server.max_message_size, "max_inflight", c->server.max_inflight,
 	    config_format_size(c->server.max_message_size, a, sizeof(a)),
 	    config_format_size(c->server.max_inflight, b, sizeof(b)));
 	snprintf(a, sizeof(a), "%u", c->server.max_connections_per_ip);
@@ -446,8 +446,8 @@ load_check(struct load *l)
 	    c->delivery.max_connections_per_host, "max_connections",
 	    c->delivery.max_connections, a, b);
 	if (c->dns.max_ttl != 0) /* 0 turns the cache off */
-		load_check_order(l, CONFIG_SECT_DNS, "min_ttl",
-		    c->dns.min_ttl, "max_ttl", c->dns.max_ttl,
+		load_check_order(l, CONFIG_SECT_DNS, "min_ttl", c->dns.min_ttl,
+		    "max_ttl", c->dns.max_ttl,
 		    config_format_duration(c->dns.min_ttl, a, sizeof(a)),
 		    config_format_duration(c->dns.max_ttl, b, sizeof(b)));
 }
@@ -547,8 +547,8 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 	memset(&l, 0, sizeof(l));
 	l.path = path;
 	if ((l.fp = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "%s: cannot open: %s", path,
-		    strerror(errno));
+		snprintf(
+		    err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
 	l.c = config_new();
@@ -562,9 +562,9 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 	if (rc > 0 && (!l.failed || (unsigned)rc < l.err_line)) {
 		l.failed = false;
 		load_fail(&l, (unsigned)rc, NULL, "syntax error: %s",
-		    (unsigned)rc == l.bad_header ?
-		    "section header without \"]\"" :
-		    "expected \"key = value\"");
+		    (unsigned)rc == l.bad_header
+		        ? "section header without \"]\""
+		        : "expected \"key = value\"");
 	}
 	load_route_end(&l);
 	if (!l.failed)
@@ -576,8 +576,8 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 
 	if (l.failed) {
 		if (l.err_line > 0 && l.err_key[0] != '\0')
-			snprintf(err, errlen, "%s:%u: %s: %s", path,
-			    l.err_line, l.err_key, l.err_why);
+			snprintf(err, errlen, "%s:%u: %s: %s", path, l.err_line,
+			    l.err_key, l.err_why);
 		else if (l.err_line > 0)
 			snprintf(err, errlen, "%s:%u: %s", path, l.err_line,
 			    l.err_why);
@@ -627,18 +627,20 @@ prefix_match(const uint8_t *net, const uint8_t *addr, unsigned bits)
 }
 
 bool
-config_net_match(const struct config_net *nets, size_t n,
-    const struct sockaddr *addr)
+config_net_match(
+    const struct config_net *nets, size_t n, const struct sockaddr *addr)
 {
 	const uint8_t *v4 = NULL, *v6 = NULL;
 	size_t i;
 
 	if (addr->sa_family == AF_INET) {
-		v4 = (const uint8_t *)&((const struct sockaddr_in *)
-		    (const void *)addr)->sin_addr;
+		v4 = (const uint8_t *)&(
+		    (const struct sockaddr_in *)(const void *)addr)
+		         ->sin_addr;
 	} else if (addr->sa_family == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)
-		    (const void *)addr)->sin6_addr;
+		const struct in6_addr *a6 =
+		    &((const struct sockaddr_in6 *)(const void *)addr)
+		         ->sin6_addr;
 
 		v6 = a6->s6_addr;
 		/* A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d. */

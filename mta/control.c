@@ -47,14 +47,14 @@
 #define CONTROL_ANSWER_MAX (CONTROL_IDS_MAX * 128 + 256)
 
 struct control {
-	int lfd;                   /* listening socket */
+	int lfd; /* listening socket */
 	char path[CONFIG_PATH_MAX + 16];
-	dev_t dev;                 /* the socket file we made: only that */
-	ino_t ino;                 /* one is removed at the end */
-	struct deliver *d;         /* borrowed */
-	struct chan *chan;         /* scheduler answers, the stop marker */
-	struct chan_msg stop;      /* CONTROL_MSG_STOP */
-	bool stopping;             /* control thread only */
+	dev_t dev;            /* the socket file we made: only that */
+	ino_t ino;            /* one is removed at the end */
+	struct deliver *d;    /* borrowed */
+	struct chan *chan;    /* scheduler answers, the stop marker */
+	struct chan_msg stop; /* CONTROL_MSG_STOP */
+	bool stopping;        /* control thread only */
 	pthread_t th;
 	bool started;
 };
@@ -84,7 +84,7 @@ control_sockaddr(const char *path, struct sockaddr_un *sun, int *dfd)
 	if ((*dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -errno;
 	if (!str_fmt(sun->sun_path, sizeof(sun->sun_path),
-		"/proc/self/fd/%d/%s", *dfd, slash + 1)) {
+	        "/proc/self/fd/%d/%s", *dfd, slash + 1)) {
 		close(*dfd);
 		*dfd = -1;
 		return -ENAMETOOLONG;
@@ -107,8 +107,9 @@ control_probe(const char *path)
 		goto out;
 	}
 	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-	rc = rc == 0 ? 1 : errno == ECONNREFUSED || errno == ENOENT ? 0 :
-	    -errno;
+	rc = rc == 0                                    ? 1
+	     : errno == ECONNREFUSED || errno == ENOENT ? 0
+	                                                : -errno;
 	close(fd);
 out:
 	if (dfd >= 0)
@@ -128,15 +129,19 @@ control_new(const struct config_queue *q, struct control **out, char *err,
 	c = xcalloc(1, sizeof(*c));
 	c->lfd = -1;
 	if ((rc = control_path(q, c->path, sizeof(c->path))) != 0) {
-		str_fmt(err, errlen, "control socket: %s/%s: path too long "
-		    "for a Unix socket", q->path, CONTROL_SOCK_NAME);
+		str_fmt(err, errlen,
+		    "control socket: %s/%s: path too long "
+		    "for a Unix socket",
+		    q->path, CONTROL_SOCK_NAME);
 		goto fail;
 	}
 	if (lstat(c->path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			rc = -EEXIST;
-			str_fmt(err, errlen, "control socket %s: exists and "
-			    "is not a socket", c->path);
+			str_fmt(err, errlen,
+			    "control socket %s: exists and "
+			    "is not a socket",
+			    c->path);
 			goto fail;
 		}
 		if ((rc = control_probe(c->path)) != 0) {
@@ -144,7 +149,8 @@ control_new(const struct config_queue *q, struct control **out, char *err,
 				rc = -EADDRINUSE;
 			str_fmt(err, errlen, "control socket %s: %s", c->path,
 			    rc == -EADDRINUSE ? "another relay is running on "
-			    "this queue" : strerror(-rc));
+			                        "this queue"
+			                      : strerror(-rc));
 			goto fail;
 		}
 		/* stale: its relay is gone (a crash or kill -9) */
@@ -188,8 +194,7 @@ fail:
 /* One answer line. The buffer is sized for the longest answer, so a
  * failure here is a bug; the client then sees a truncated answer (no
  * `done` line) and reports an error. */
-static void MTA_PRINTF(2, 3)
-control_say(struct buf *out, const char *fmt, ...)
+static void MTA_PRINTF(2, 3) control_say(struct buf *out, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -228,8 +233,8 @@ control_read_line(struct control *c, int fd, char *line)
 	size_t n = 0;
 
 	for (;;) {
-		struct pollfd p[2] = { { fd, POLLIN, 0 },
-			{ chan_fd(c->chan), POLLIN, 0 } };
+		struct pollfd p[2] = {
+		    {fd, POLLIN, 0}, {chan_fd(c->chan), POLLIN, 0}};
 		uint64_t now = clock_mono_ms();
 		char *nl;
 		ssize_t r;
@@ -281,10 +286,10 @@ static const struct {
 	const char *verb;
 	enum deliver_ctl_op op;
 } control_verbs[] = {
-	{ "delete", DELIVER_CTL_DELETE },
-	{ "retry", DELIVER_CTL_RETRY },
-	{ "hold", DELIVER_CTL_HOLD },
-	{ "release", DELIVER_CTL_RELEASE },
+    {"delete", DELIVER_CTL_DELETE},
+    {"retry", DELIVER_CTL_RETRY},
+    {"hold", DELIVER_CTL_HOLD},
+    {"release", DELIVER_CTL_RELEASE},
 };
 
 /* An argument echoed in an answer: only if it is short and plain. */
@@ -319,8 +324,8 @@ control_ask(struct control *c, struct deliver_ctl *req)
 			else if (m->type == CONTROL_MSG_STOP)
 				c->stopping = true;
 			else
-				log_warnx("control: unexpected message %#x",
-				    m->type);
+				log_warnx(
+				    "control: unexpected message %#x", m->type);
 		}
 	}
 }
@@ -348,7 +353,8 @@ control_run(struct control *c, char *line, struct buf *out)
 			found = true;
 		}
 	if (!found) {
-		control_say(out, "error: unknown request (delete, "
+		control_say(out,
+		    "error: unknown request (delete, "
 		    "retry, hold or release)\ndone ok=0 error=1\n");
 		return;
 	}
@@ -367,13 +373,16 @@ control_run(struct control *c, char *line, struct buf *out)
 	}
 	if (nargs > CONTROL_IDS_MAX || nargs == 0 || (all && nargs > 1)) {
 		control_say(out, "error: %s\ndone ok=0 error=1\n",
-		    nargs == 0 ? "no message id given" : all ?
-		    "--all takes no ids" : "too many ids in one request");
+		    nargs == 0 ? "no message id given"
+		    : all      ? "--all takes no ids"
+		               : "too many ids in one request");
 		goto out;
 	}
 	for (size_t i = 0; i < nbad; i++)
-		control_say(out, "error %s: not a queue id (16 hex "
-		    "digits)\n", control_arg_text(bad[i]));
+		control_say(out,
+		    "error %s: not a queue id (16 hex "
+		    "digits)\n",
+		    control_arg_text(bad[i]));
 	nerr += nbad;
 	if (all)
 		req.op = DELIVER_CTL_RETRY_ALL;
@@ -390,8 +399,9 @@ control_run(struct control *c, char *line, struct buf *out)
 			nok++;
 		} else {
 			control_say(out, "error %s: %s\n", hex,
-			    req.status[i] == -ENOENT ? "no such message" :
-			    strerror(-req.status[i]));
+			    req.status[i] == -ENOENT
+			        ? "no such message"
+			        : strerror(-req.status[i]));
 			nerr++;
 		}
 	}
@@ -432,7 +442,7 @@ control_linger(int fd, char *scratch)
 
 	(void)shutdown(fd, SHUT_WR);
 	while (left > 0) {
-		struct pollfd p = { fd, POLLIN, 0 };
+		struct pollfd p = {fd, POLLIN, 0};
 		uint64_t now = clock_mono_ms();
 		ssize_t r;
 
@@ -448,7 +458,7 @@ control_linger(int fd, char *scratch)
 static void
 control_serve(struct control *c, int fd)
 {
-	struct timeval tv = { CONTROL_IO_TIMEOUT_MS / 1000, 0 };
+	struct timeval tv = {CONTROL_IO_TIMEOUT_MS / 1000, 0};
 	char *line = xmalloc(CONTROL_LINE_MAX + 1);
 	struct buf out;
 	ssize_t n;
@@ -457,12 +467,12 @@ control_serve(struct control *c, int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (!control_peer_ok(fd)) {
 		control_say(&out, "error: permission denied\n"
-		    "done ok=0 error=1\n");
+		                  "done ok=0 error=1\n");
 	} else if ((n = control_read_line(c, fd, line)) >= 0) {
 		control_run(c, line, &out);
 	} else if (n == -E2BIG) {
 		control_say(&out, "error: request too long\n"
-		    "done ok=0 error=1\n");
+		                  "done ok=0 error=1\n");
 	}
 	control_write_all(fd, &out);
 	control_linger(fd, line);
@@ -476,8 +486,8 @@ control_main(void *arg)
 	struct control *c = arg;
 
 	while (!c->stopping) {
-		struct pollfd p[2] = { { c->lfd, POLLIN, 0 },
-			{ chan_fd(c->chan), POLLIN, 0 } };
+		struct pollfd p[2] = {
+		    {c->lfd, POLLIN, 0}, {chan_fd(c->chan), POLLIN, 0}};
 		int fd;
 
 		if (poll(p, 2, -1) < 0) {

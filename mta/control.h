@@ -48,8 +48,8 @@ struct deliver;
  * control_path - the control socket of the queue at q->path, into
  * out[len] (CONFIG_PATH_MAX + 16 is always enough). 0 or -ENAMETOOLONG.
  */
-int control_path(const struct config_queue *q, char *out, size_t len)
-    MTA_MUST_CHECK;
+int control_path(
+    const struct config_queue *q, char *out, size_t len) MTA_MUST_CHECK;
 
 struct sockaddr_un;
 
@@ -59,8 +59,8 @@ struct sockaddr_un;
  * /proc/self/fd/N/NAME of its directory, which *dfd then holds open
  * (close it after bind/connect; -1 when not needed). 0 or negative errno.
  */
-int control_sockaddr(const char *path, struct sockaddr_un *sun, int *dfd)
-    MTA_MUST_CHECK;
+int control_sockaddr(
+    const char *path, struct sockaddr_un *sun, int *dfd) MTA_MUST_CHECK;
 
 /*
  * control_new - create the control socket of the queue at q->path (the
@@ -70,8 +70,8 @@ int control_sockaddr(const char *path, struct sockaddr_un *sun, int *dfd)
  * socket is mode 0600. No thread yet. Returns 0 and *out, or negative
  * errno with one line in err. Main thread.
  */
-int control_new(const struct config_queue *q, struct control **out,
-    char *err, size_t errlen) MTA_MUST_CHECK;
+int control_new(const struct config_queue *q, struct control **out, char *err,
+    size_t errlen) MTA_MUST_CHECK;
 
 /* Start the thread; d (borrowed, started) receives the requests and
  * must outlive control_free(). Returns 0 or negative errno. */

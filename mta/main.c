@@ -19,13 +19,15 @@ usage(FILE *fp)
 	    "usage: mta [-c FILE] COMMAND [ARGS]\n"
 	    "commands:\n"
 	    "  serve                      run the relay in the foreground\n"
-	    "  check-config               validate and print the configuration\n"
+	    "  check-config               validate and print the "
+	    "configuration\n"
 	    "  queue list [--json]        list queued messages\n"
 	    "  queue show ID              one message in detail\n"
 	    "  queue stats                counts by state and domain\n"
 	    "  queue delete|retry|hold|release ID...\n"
 	    "  passwd NAME                add or change a submission user\n"
-	    "  resolve [--host] NAME      show the delivery targets of a domain\n"
+	    "  resolve [--host] NAME      show the delivery targets of a "
+	    "domain\n"
 	    "  version                    version and library versions\n");
 }
 
@@ -50,7 +52,7 @@ main(int argc, char **argv)
 			config = argv[i + 1];
 			i += 2;
 		} else if (strcmp(argv[i], "-h") == 0 ||
-		    strcmp(argv[i], "--help") == 0) {
+		           strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return 0;
 		} else {

@@ -58,7 +58,7 @@ raise_nofile(const struct config *cfg)
 		return;
 	if (rl.rlim_max < need) {
 		/* Root may raise the hard limit too. */
-		struct rlimit want = { need, need };
+		struct rlimit want = {need, need};
 
 		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
 			return;
@@ -67,7 +67,7 @@ raise_nofile(const struct config *cfg)
 	(void)setrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < need)
 		log_warnx("RLIMIT_NOFILE is %llu, below max_connections + %d "
-		    "= %llu: connections may fail with EMFILE",
+		          "= %llu: connections may fail with EMFILE",
 		    (unsigned long long)rl.rlim_cur, FD_MARGIN,
 		    (unsigned long long)need);
 }
@@ -78,8 +78,8 @@ raise_nofile(const struct config *cfg)
 static int
 signals_setup(void)
 {
-	static const int sync_sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL,
-		SIGTRAP, SIGABRT, SIGSYS };
+	static const int sync_sigs[] = {
+	    SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
 	sigset_t all, mine;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -99,7 +99,7 @@ signals_setup(void)
 static int
 signal_wait(int sfd, int timeout_ms)
 {
-	struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+	struct pollfd pfd = {.fd = sfd, .events = POLLIN};
 	struct signalfd_siginfo si;
 
 	if (poll(&pfd, 1, timeout_ms) <= 0)
@@ -117,8 +117,8 @@ listen_text(const struct config_addr *a, size_t na, char *buf, size_t len)
 
 	str_copy(buf, len, na ? "" : "-");
 	for (size_t i = 0; i < na && n < len; i++) {
-		int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "",
-		    a[i].text);
+		int w =
+		    snprintf(buf + n, len - n, "%s%s", i ? "," : "", a[i].text);
 
 		if (w < 0)
 			break;
@@ -144,7 +144,8 @@ static void
 reload_ignored_key(bool differ, const char *key, const char *why)
 {
 	if (differ)
-		log_event("event=reload-ignored key=%s reason=\"%s\"", key, why);
+		log_event(
+		    "event=reload-ignored key=%s reason=\"%s\"", key, why);
 }
 
 /* What only a restart changes: say so, and keep the running value. */
@@ -153,46 +154,51 @@ reload_ignored(const struct config *old, const struct config *new)
 {
 	static const char restart[] = "needs a restart";
 	static const char sched[] = "the scheduler keeps its start value; "
-	    "needs a restart";
+	                            "needs a restart";
 	const struct config_server *os = &old->server, *ns = &new->server;
 	const struct config_queue *oq = &old->queue, *nq = &new->queue;
 	const struct config_dns *od = &old->dns, *nd = &new->dns;
 
 	reload_ignored_key(reload_addrs_differ(os->listen, os->nlisten,
-	    ns->listen, ns->nlisten), "server.listen", restart);
-	reload_ignored_key(reload_addrs_differ(os->listen_tls,
-	    os->nlisten_tls, ns->listen_tls, ns->nlisten_tls),
+	                       ns->listen, ns->nlisten),
+	    "server.listen", restart);
+	reload_ignored_key(reload_addrs_differ(os->listen_tls, os->nlisten_tls,
+	                       ns->listen_tls, ns->nlisten_tls),
 	    "server.listen_tls", restart);
-	reload_ignored_key(os->threads != ns->threads, "server.threads",
-	    restart);
+	reload_ignored_key(
+	    os->threads != ns->threads, "server.threads", restart);
 	reload_ignored_key(os->max_inflight != ns->max_inflight,
 	    "server.max_inflight", restart);
-	reload_ignored_key(strcmp(oq->path, nq->path) != 0, "queue.path",
-	    restart);
-	reload_ignored_key(oq->map_size != nq->map_size, "queue.map_size",
-	    restart);
+	reload_ignored_key(
+	    strcmp(oq->path, nq->path) != 0, "queue.path", restart);
+	reload_ignored_key(
+	    oq->map_size != nq->map_size, "queue.map_size", restart);
 	reload_ignored_key(oq->sync != nq->sync, "queue.sync", restart);
-	reload_ignored_key(oq->nretry != nq->nretry || memcmp(oq->retry,
-	    nq->retry, oq->nretry * sizeof(*oq->retry)) != 0, "queue.retry",
-	    sched);
-	reload_ignored_key(oq->max_age != nq->max_age, "queue.max_age",
-	    sched);
+	reload_ignored_key(oq->nretry != nq->nretry ||
+	                       memcmp(oq->retry, nq->retry,
+	                           oq->nretry * sizeof(*oq->retry)) != 0,
+	    "queue.retry", sched);
+	reload_ignored_key(oq->max_age != nq->max_age, "queue.max_age", sched);
 	reload_ignored_key(old->delivery.workers != new->delivery.workers,
 	    "delivery.workers", restart);
 	/* the connection caps themselves do apply (new connections) */
-	reload_ignored_key(old->delivery.max_connections !=
-	    new->delivery.max_connections, "delivery.max_connections",
+	reload_ignored_key(
+	    old->delivery.max_connections != new->delivery.max_connections,
+	    "delivery.max_connections",
 	    "applies to connections; the scheduler's job cap keeps its "
 	    "start value until a restart");
 	reload_ignored_key(old->delivery.max_connections_per_host !=
-	    new->delivery.max_connections_per_host,
-	    "delivery.max_connections_per_host", "applies to connections; "
+	                       new->delivery.max_connections_per_host,
+	    "delivery.max_connections_per_host",
+	    "applies to connections; "
 	    "the scheduler's per-destination window keeps its start value "
 	    "until a restart");
-	reload_ignored_key(reload_addrs_differ(od->servers, od->nservers,
-	    nd->servers, nd->nservers) || od->timeout != nd->timeout ||
-	    od->tries != nd->tries || od->min_ttl != nd->min_ttl ||
-	    od->max_ttl != nd->max_ttl, "dns", restart);
+	reload_ignored_key(
+	    reload_addrs_differ(
+	        od->servers, od->nservers, nd->servers, nd->nservers) ||
+	        od->timeout != nd->timeout || od->tries != nd->tries ||
+	        od->min_ttl != nd->min_ttl || od->max_ttl != nd->max_ttl,
+	    "dns", restart);
 }
 
 /*
@@ -250,7 +256,8 @@ cmd_serve(const char *config_path, int argc, char **argv)
 		return 1;
 	}
 	/* log.h documents MTA_DEBUG=1; nothing else reads it yet. */
-	if (getenv("MTA_DEBUG") != NULL && strcmp(getenv("MTA_DEBUG"), "1") == 0)
+	if (getenv("MTA_DEBUG") != NULL &&
+	    strcmp(getenv("MTA_DEBUG"), "1") == 0)
 		log_set_level(LOG_LEVEL_DEBUG);
 	raise_nofile(cfg);
 	if ((sfd = signals_setup()) < 0) {
@@ -302,7 +309,8 @@ cmd_serve(const char *config_path, int argc, char **argv)
 	listen_text(cfg->server.listen_tls, cfg->server.nlisten_tls, ltls,
 	    sizeof(ltls));
 	log_event("event=started listen=%s listen_tls=%s threads=%u tls=%s "
-	    "auth=%s", lt, ltls, cfg->server.threads ? cfg->server.threads : 1,
+	          "auth=%s",
+	    lt, ltls, cfg->server.threads ? cfg->server.threads : 1,
 	    cfg->tls.certificate[0] ? "yes" : "no",
 	    cfg->auth.users[0] ? "yes" : "no");
 

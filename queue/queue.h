@@ -47,18 +47,19 @@ enum queue_msg_type {
 
 /* A new message, built by the receive stage. */
 struct queue_submit {
-	struct chan_msg msg; /* first: type QUEUE_REQ_SUBMIT, reqid = caller's */
-	struct chan *reply;  /* where the committer sends it back */
-	uint64_t id;         /* from queue_id_new(); also in the Received header */
-	char *from;          /* envelope sender, without <>; "" for <> */
-	char **rcpts;        /* envelope recipients, without <> */
+	struct chan_msg
+	    msg;            /* first: type QUEUE_REQ_SUBMIT, reqid = caller's */
+	struct chan *reply; /* where the committer sends it back */
+	uint64_t id;  /* from queue_id_new(); also in the Received header */
+	char *from;   /* envelope sender, without <>; "" for <> */
+	char **rcpts; /* envelope recipients, without <> */
 	size_t nrcpts;
-	char *user;          /* authenticated user, or NULL */
-	char *client;        /* client address text, e.g. "127.0.0.1" */
-	char *helo;          /* HELO/EHLO name */
-	uint64_t received_ms;/* wall clock, when DATA ended */
-	struct buf body;     /* Received header + message, CRLF, unstuffed */
-	int status;          /* set by the committer: 0, -ENOSPC, -EIO */
+	char *user;           /* authenticated user, or NULL */
+	char *client;         /* client address text, e.g. "127.0.0.1" */
+	char *helo;           /* HELO/EHLO name */
+	uint64_t received_ms; /* wall clock, when DATA ended */
+	struct buf body;      /* Received header + message, CRLF, unstuffed */
+	int status;           /* set by the committer: 0, -ENOSPC, -EIO */
 };
 
 /* Free a submit request and everything it owns. Takes NULL. */
@@ -114,11 +115,11 @@ enum queue_rcpt_state {
 #define QUEUE_FLAG_WARNED 0x2u /* the delay warning DSN was queued */
 
 struct queue_rcpt {
-	char *addr;         /* envelope recipient, without <> */
-	uint8_t state;      /* enum queue_rcpt_state */
-	uint32_t attempts;  /* delivery attempts made */
-	uint64_t next_ms;   /* wall ms of the next attempt (pending only) */
-	char *reply;        /* last remote reply or local reason; "" = none */
+	char *addr;        /* envelope recipient, without <> */
+	uint8_t state;     /* enum queue_rcpt_state */
+	uint32_t attempts; /* delivery attempts made */
+	uint64_t next_ms;  /* wall ms of the next attempt (pending only) */
+	char *reply;       /* last remote reply or local reason; "" = none */
 };
 
 struct queue_envelope {
@@ -147,8 +148,8 @@ void queue_envelope_fini(struct queue_envelope *env);
  * when out's max (or QUEUE_RECORD_MAX) is exceeded, or -EINVAL for an
  * invalid state. Pure; any thread.
  */
-int queue_envelope_encode(const struct queue_envelope *env, struct buf *out)
-    MTA_MUST_CHECK;
+int queue_envelope_encode(
+    const struct queue_envelope *env, struct buf *out) MTA_MUST_CHECK;
 
 /*
  * queue_envelope_decode - parse exactly len bytes at p into *env, which
@@ -157,8 +158,8 @@ int queue_envelope_encode(const struct queue_envelope *env, struct buf *out)
  * or trailing bytes give -EBADMSG, and *env is left zeroed. Pure; any
  * thread; safe on hostile input (fuzzed).
  */
-int queue_envelope_decode(const uint8_t *p, size_t len,
-    struct queue_envelope *env) MTA_MUST_CHECK;
+int queue_envelope_decode(
+    const uint8_t *p, size_t len, struct queue_envelope *env) MTA_MUST_CHECK;
 
 /* Keys are the id as 8 big-endian bytes, so cursor order is age order. */
 void queue_key_put(uint8_t key[8], uint64_t id);
@@ -187,19 +188,19 @@ int queue_scan(struct queue *q, uint64_t start, queue_scan_fn *fn,
 
 /* One envelope into *env (queue_envelope_fini it). 0, -ENOENT, -EBADMSG
  * (corrupt record) or -EIO. */
-int queue_envelope_get(struct queue *q, uint64_t id,
-    struct queue_envelope *env) MTA_MUST_CHECK;
+int queue_envelope_get(
+    struct queue *q, uint64_t id, struct queue_envelope *env) MTA_MUST_CHECK;
 
 /* Append the stored message bytes of id to out, exactly. 0, -ENOENT,
  * -ENOBUFS (over out's max; out unchanged) or -EIO. */
-int queue_body_get(struct queue *q, uint64_t id, struct buf *out)
-    MTA_MUST_CHECK;
+int queue_body_get(
+    struct queue *q, uint64_t id, struct buf *out) MTA_MUST_CHECK;
 
 /* Counters of the committer, for tests and metrics; any thread. */
 struct queue_stats {
-	uint64_t commits;  /* write transactions committed */
-	uint64_t done;     /* requests committed with status 0 */
-	uint64_t failed;   /* requests answered with an error */
+	uint64_t commits; /* write transactions committed */
+	uint64_t done;    /* requests committed with status 0 */
+	uint64_t failed;  /* requests answered with an error */
 };
 
 void queue_stats_get(struct queue *q, struct queue_stats *st);
@@ -227,8 +228,8 @@ enum queue_msg_type_delivery {
 };
 
 struct queue_note {
-	struct chan_msg msg;        /* first: QUEUE_NOTE_NEW */
-	struct queue_envelope env;  /* owned by the note */
+	struct chan_msg msg;       /* first: QUEUE_NOTE_NEW */
+	struct queue_envelope env; /* owned by the note */
 };
 
 void queue_note_free(struct queue_note *n);
@@ -238,22 +239,22 @@ void queue_note_free(struct queue_note *n);
 void queue_listen(struct queue *q, struct chan *c);
 
 struct queue_update_rcpt {
-	uint32_t idx;        /* recipient index in the envelope */
-	uint8_t state;       /* enum queue_rcpt_state */
+	uint32_t idx;  /* recipient index in the envelope */
+	uint8_t state; /* enum queue_rcpt_state */
 	uint32_t attempts;
-	uint64_t next_ms;    /* wall ms, pending only */
-	const char *reply;   /* borrowed until the update comes back */
+	uint64_t next_ms;  /* wall ms, pending only */
+	const char *reply; /* borrowed until the update comes back */
 };
 
 struct queue_update {
-	struct chan_msg msg;  /* first: type set by queue_submit_update() */
-	struct chan *reply;   /* where it comes back */
-	void *arg;            /* caller's, untouched */
+	struct chan_msg msg; /* first: type set by queue_submit_update() */
+	struct chan *reply;  /* where it comes back */
+	void *arg;           /* caller's, untouched */
 	uint64_t id;
 	size_t n;
 	struct queue_update_rcpt *rcpts; /* borrowed until it comes back */
-	int status;           /* out: 0 or negative errno */
-	bool removed;         /* out: the message left the queue */
+	int status;                      /* out: 0 or negative errno */
+	bool removed;                    /* out: the message left the queue */
 	/*
 	 * Bounces (added with DSNs; additive). bounce: NULL, or a new
 	 * message (a DSN: from "", one recipient) inserted in the same
@@ -270,7 +271,7 @@ struct queue_update {
 	 */
 	struct queue_submit *bounce;
 	uint32_t set_flags;
-	int bounce_status;    /* out: 0 inserted, -ENOENT message gone (not
+	int bounce_status; /* out: 0 inserted, -ENOENT message gone (not
 				 inserted), or the update's error */
 };
 
@@ -281,8 +282,8 @@ void queue_submit_update(struct queue *q, struct queue_update *u);
  * header section, for a DSN, without copying a large body). 0, -ENOENT,
  * -ENOBUFS (over out's max; out unchanged) or -EIO. Any thread; one
  * short read transaction. */
-int queue_body_head(struct queue *q, uint64_t id, struct buf *out,
-    size_t max) MTA_MUST_CHECK;
+int queue_body_head(
+    struct queue *q, uint64_t id, struct buf *out, size_t max) MTA_MUST_CHECK;
 
 /*
  * Operator actions (added with the control socket; additive). Each
@@ -302,13 +303,13 @@ enum queue_msg_type_ctl {
 };
 
 struct queue_ctl {
-	struct chan_msg msg;  /* first: type set by queue_submit_ctl() */
-	struct chan *reply;   /* where it comes back */
-	void *arg;            /* caller's, untouched */
-	const uint64_t *ids;  /* borrowed until it comes back */
+	struct chan_msg msg; /* first: type set by queue_submit_ctl() */
+	struct chan *reply;  /* where it comes back */
+	void *arg;           /* caller's, untouched */
+	const uint64_t *ids; /* borrowed until it comes back */
 	size_t n;
-	uint32_t set, clear;  /* QUEUE_REQ_FLAGS: QUEUE_FLAG_* bits */
-	int *status;          /* n entries, out: 0 or negative errno */
+	uint32_t set, clear; /* QUEUE_REQ_FLAGS: QUEUE_FLAG_* bits */
+	int *status;         /* n entries, out: 0 or negative errno */
 };
 
 /* Hand an operator request (type: QUEUE_REQ_DELETE or QUEUE_REQ_FLAGS)

@@ -61,8 +61,8 @@ queue_wr_u8(struct buf *out, uint8_t v)
 static int
 queue_wr_u32(struct buf *out, uint32_t v)
 {
-	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16),
-		(uint8_t)(v >> 8), (uint8_t)v };
+	uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16),
+	    (uint8_t)(v >> 8), (uint8_t)v};
 
 	return buf_append(out, b, sizeof(b));
 }
@@ -153,8 +153,8 @@ queue_rd_u32(struct queue_rd *rd, uint32_t *v)
 
 	if (rd->end - rd->pos < 4)
 		return -EBADMSG;
-	*v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
+	*v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+	     p[3];
 	rd->pos += 4;
 	return 0;
 }
@@ -201,10 +201,9 @@ queue_rd_rcpt(struct queue_rd *rd, struct queue_rcpt *r)
 }
 
 int
-queue_envelope_decode(const uint8_t *p, size_t len,
-    struct queue_envelope *env)
+queue_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env)
 {
-	struct queue_rd rd = { p, p + len };
+	struct queue_rd rd = {p, p + len};
 	uint8_t version;
 	uint32_t n;
 
@@ -218,8 +217,7 @@ queue_envelope_decode(const uint8_t *p, size_t len,
 	    queue_rd_str(&rd, &env->from) != 0 ||
 	    queue_rd_str(&rd, &env->user) != 0 ||
 	    queue_rd_str(&rd, &env->client) != 0 ||
-	    queue_rd_str(&rd, &env->helo) != 0 ||
-	    queue_rd_u32(&rd, &n) != 0)
+	    queue_rd_str(&rd, &env->helo) != 0 || queue_rd_u32(&rd, &n) != 0)
 		goto fail;
 	if ((size_t)(rd.end - rd.pos) / QUEUE_RCPT_MIN < n)
 		goto fail;

@@ -31,11 +31,10 @@ queue_submit_ctl(struct queue *q, struct queue_ctl *c, uint16_t type)
 }
 
 static int
-queue_ctl_delete_one(struct queue *q, MDB_txn *txn, uint64_t id,
-    int *status)
+queue_ctl_delete_one(struct queue *q, MDB_txn *txn, uint64_t id, int *status)
 {
 	uint8_t key[8];
-	MDB_val k = { sizeof(key), key };
+	MDB_val k = {sizeof(key), key};
 	int rc;
 
 	queue_key_put(key, id);
@@ -55,12 +54,12 @@ queue_ctl_delete_one(struct queue *q, MDB_txn *txn, uint64_t id,
 }
 
 static int
-queue_ctl_flags_one(struct queue *q, MDB_txn *txn, uint64_t id,
-    uint32_t set, uint32_t clear, int *status)
+queue_ctl_flags_one(struct queue *q, MDB_txn *txn, uint64_t id, uint32_t set,
+    uint32_t clear, int *status)
 {
 	struct queue_envelope env;
 	uint8_t key[8];
-	MDB_val k = { sizeof(key), key }, v;
+	MDB_val k = {sizeof(key), key}, v;
 	struct buf rec;
 	uint32_t flags;
 	int rc;
@@ -105,8 +104,7 @@ queue_ctl_flags_one(struct queue *q, MDB_txn *txn, uint64_t id,
  * that is not queued is that id's answer, in c->status[], not a failure
  * that would undo the others. */
 int
-queue_ctl_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
-    int *status)
+queue_ctl_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status)
 {
 	struct queue_ctl *c = (struct queue_ctl *)m;
 	int rc = 0;
@@ -117,11 +115,11 @@ queue_ctl_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
 		c->status[i] = 0;
 	for (size_t i = 0; i < c->n && rc == 0; i++) {
 		if (m->type == QUEUE_REQ_DELETE)
-			rc = queue_ctl_delete_one(q, txn, c->ids[i],
-			    &c->status[i]);
+			rc = queue_ctl_delete_one(
+			    q, txn, c->ids[i], &c->status[i]);
 		else
-			rc = queue_ctl_flags_one(q, txn, c->ids[i], c->set,
-			    c->clear, &c->status[i]);
+			rc = queue_ctl_flags_one(
+			    q, txn, c->ids[i], c->set, c->clear, &c->status[i]);
 	}
 	return rc; /* 0, or the txn is broken (map full, I/O) */
 }
@@ -137,7 +135,7 @@ queue_ctl_done(struct queue *q, struct chan_msg *m, int status)
 		for (size_t i = 0; i < c->n; i++)
 			if (c->status[i] == 0)
 				c->status[i] = status;
-	c->msg.type = m->type == QUEUE_REQ_DELETE ? QUEUE_DONE_DELETE :
-	    QUEUE_DONE_FLAGS;
+	c->msg.type =
+	    m->type == QUEUE_REQ_DELETE ? QUEUE_DONE_DELETE : QUEUE_DONE_FLAGS;
 	chan_send(c->reply, &c->msg);
 }

@@ -167,7 +167,7 @@ queue_env_recover_one(void *arg, const struct queue_envelope *env)
 static int
 queue_env_recover(struct queue *q)
 {
-	struct queue_recovery r = { 0, 0 };
+	struct queue_recovery r = {0, 0};
 	int rc;
 
 	if ((rc = queue_scan(q, 0, queue_env_recover_one, &r)) != 0)
@@ -220,8 +220,8 @@ queue_open(const struct config_queue *cfg, bool readonly, struct queue **out,
 		goto fail;
 	if ((rc = queue_env_open_lmdb(q, cfg)) != 0) {
 		snprintf(err, errlen, "%s: %s", q->path,
-		    rc == MDB_NOTFOUND ? "not a queue (no msgs database)" :
-		    mdb_strerror(rc));
+		    rc == MDB_NOTFOUND ? "not a queue (no msgs database)"
+		                       : mdb_strerror(rc));
 		rc = queue_env_err(rc);
 		goto fail;
 	}
@@ -311,15 +311,15 @@ queue_env_scan_batch(struct queue *q, uint64_t *next, bool *more,
 	k.mv_data = key;
 	k.mv_size = sizeof(key);
 	while (*n < QUEUE_SCAN_BATCH &&
-	    (rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+	       (rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
 		op = MDB_NEXT;
 		if (k.mv_size != 8) {
 			queue_env_corrupt(&k);
 			continue;
 		}
 		id = queue_key_get(k.mv_data);
-		if (queue_envelope_decode(v.mv_data, v.mv_size,
-		    &batch[*n]) != 0)
+		if (queue_envelope_decode(v.mv_data, v.mv_size, &batch[*n]) !=
+		    0)
 			queue_env_corrupt(&k);
 		else
 			(*n)++;
@@ -351,8 +351,8 @@ queue_scan(struct queue *q, uint64_t start, queue_scan_fn *fn, void *arg)
 
 	batch = xcalloc(QUEUE_SCAN_BATCH, sizeof(*batch));
 	while (rc == 0 && more) {
-		if ((rc = queue_env_scan_batch(q, &next, &more, batch,
-		    &n)) != 0)
+		if ((rc = queue_env_scan_batch(q, &next, &more, batch, &n)) !=
+		    0)
 			break;
 		/* The transaction is over: callbacks may take their time. */
 		for (i = 0; i < n && rc == 0; i++)
@@ -369,7 +369,7 @@ static int
 queue_env_get(MDB_txn *txn, MDB_dbi dbi, uint64_t id, MDB_val *v)
 {
 	uint8_t key[8];
-	MDB_val k = { sizeof(key), key };
+	MDB_val k = {sizeof(key), key};
 
 	queue_key_put(key, id);
 	return queue_env_err(mdb_get(txn, dbi, &k, v));

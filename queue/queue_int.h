@@ -42,20 +42,20 @@ struct queue_space {
 
 struct queue {
 	MDB_env *env;
-	MDB_dbi msgs;                /* id -> encoded envelope */
-	MDB_dbi bodies;              /* id -> raw message bytes */
+	MDB_dbi msgs;   /* id -> encoded envelope */
+	MDB_dbi bodies; /* id -> raw message bytes */
 	bool readonly;
 	char path[CONFIG_PATH_MAX];
 
-	_Atomic uint64_t last_id;    /* largest id handed out or stored */
+	_Atomic uint64_t last_id; /* largest id handed out or stored */
 
-	struct chan *chan;           /* requests to the committer */
-	struct chan *listener;       /* new-message notes, or NULL */
+	struct chan *chan;     /* requests to the committer */
+	struct chan *listener; /* new-message notes, or NULL */
 	pthread_t thread;
-	bool started;                /* committer running; owner thread only */
-	struct chan_msg stop;        /* QUEUE_REQ_STOP, sent by queue_close */
-	struct queue_space space;    /* committer thread only; per txn */
-	bool space_full;             /* committer thread only; for the log */
+	bool started;             /* committer running; owner thread only */
+	struct chan_msg stop;     /* QUEUE_REQ_STOP, sent by queue_close */
+	struct queue_space space; /* committer thread only; per txn */
+	bool space_full;          /* committer thread only; for the log */
 
 	_Atomic uint64_t st_commits; /* see struct queue_stats */
 	_Atomic uint64_t st_done;
@@ -85,14 +85,14 @@ int queue_txn_submit_put(struct queue *q, MDB_txn *txn,
     const struct queue_submit *s, bool headroom, int *status);
 
 /* queue_update.c */
-int queue_update_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
-    int *status);
+int queue_update_apply(
+    struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status);
 void queue_update_done(struct queue *q, struct chan_msg *m, int status);
 void queue_note_send(struct queue *q, const struct queue_submit *s);
 
 /* queue_ctl.c: operator actions (QUEUE_REQ_DELETE, QUEUE_REQ_FLAGS) */
-int queue_ctl_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
-    int *status);
+int queue_ctl_apply(
+    struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status);
 void queue_ctl_done(struct queue *q, struct chan_msg *m, int status);
 
 #endif

@@ -116,7 +116,8 @@ queue_space_measure(struct queue *q, MDB_txn *txn, struct queue_space *sp)
 	sp->limit = queue_space_limit(sp->map_pages, st.ms_psize);
 	/* Room for every queued envelope to grow by a deferral reply. */
 	slack = ((uint64_t)msgs.ms_entries * QUEUE_SPACE_MSG_SLACK +
-	    st.ms_psize - 1) / st.ms_psize;
+	            st.ms_psize - 1) /
+	        st.ms_psize;
 	sp->limit = slack < sp->limit ? sp->limit - slack : 0;
 	sp->used = (uint64_t)info.me_last_pgno + 1;
 	sp->counted = false;
@@ -132,19 +133,20 @@ queue_space_report(struct queue *q, const struct queue_space *sp, bool full)
 		return;
 	q->space_full = full;
 	if (full)
-		log_warnx("event=queue-full used_pages=%" PRIu64
+		log_warnx(
+		    "event=queue-full used_pages=%" PRIu64
 		    " limit_pages=%" PRIu64 " map_pages=%" PRIu64
 		    " (new mail gets 452 4.3.1 until deliveries free space)",
 		    sp->used, sp->limit, sp->map_pages);
 	else
 		log_event("event=queue-space-ok used_pages=%" PRIu64
-		    " limit_pages=%" PRIu64 " map_pages=%" PRIu64,
+		          " limit_pages=%" PRIu64 " map_pages=%" PRIu64,
 		    sp->used, sp->limit, sp->map_pages);
 }
 
 int
-queue_space_take(struct queue *q, MDB_txn *txn, struct queue_space *sp,
-    size_t bytes)
+queue_space_take(
+    struct queue *q, MDB_txn *txn, struct queue_space *sp, size_t bytes)
 {
 	uint64_t need, freep;
 	int rc;

@@ -47,21 +47,21 @@ struct queue_txn_op {
 	 * fails that request but not the batch); or a negative errno when
 	 * txn is broken and must be aborted (-ENOSPC map full, -EIO).
 	 */
-	int (*apply)(struct queue *q, MDB_txn *txn, struct chan_msg *m,
-	    int *status);
+	int (*apply)(
+	    struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status);
 	/* After the commit (or its failure): record status, hand m back. */
 	void (*done)(struct queue *q, struct chan_msg *m, int status);
 };
 
-static int queue_txn_submit_apply(struct queue *, MDB_txn *,
-    struct chan_msg *, int *);
+static int queue_txn_submit_apply(
+    struct queue *, MDB_txn *, struct chan_msg *, int *);
 static void queue_txn_submit_done(struct queue *, struct chan_msg *, int);
 
 static const struct queue_txn_op queue_txn_ops[] = {
-	{ QUEUE_REQ_SUBMIT, queue_txn_submit_apply, queue_txn_submit_done },
-	{ QUEUE_REQ_UPDATE, queue_update_apply, queue_update_done },
-	{ QUEUE_REQ_DELETE, queue_ctl_apply, queue_ctl_done },
-	{ QUEUE_REQ_FLAGS, queue_ctl_apply, queue_ctl_done },
+    {QUEUE_REQ_SUBMIT, queue_txn_submit_apply, queue_txn_submit_done},
+    {QUEUE_REQ_UPDATE, queue_update_apply, queue_update_done},
+    {QUEUE_REQ_DELETE, queue_ctl_apply, queue_ctl_done},
+    {QUEUE_REQ_FLAGS, queue_ctl_apply, queue_ctl_done},
 };
 
 static const struct queue_txn_op *
@@ -128,14 +128,14 @@ queue_txn_submit_encode(const struct queue_submit *s, struct buf *out)
 {
 	static char none[1];
 	struct queue_envelope env = {
-		.id = s->id,
-		.received_ms = s->received_ms,
-		.size = buf_avail(&s->body),
-		.from = s->from ? s->from : none,
-		.user = s->user ? s->user : none,
-		.client = s->client ? s->client : none,
-		.helo = s->helo ? s->helo : none,
-		.nrcpts = s->nrcpts,
+	    .id = s->id,
+	    .received_ms = s->received_ms,
+	    .size = buf_avail(&s->body),
+	    .from = s->from ? s->from : none,
+	    .user = s->user ? s->user : none,
+	    .client = s->client ? s->client : none,
+	    .helo = s->helo ? s->helo : none,
+	    .nrcpts = s->nrcpts,
 	};
 	int rc;
 
@@ -156,7 +156,7 @@ queue_txn_submit_put(struct queue *q, MDB_txn *txn,
     const struct queue_submit *s, bool headroom, int *status)
 {
 	uint8_t key[8];
-	MDB_val k = { sizeof(key), key }, v;
+	MDB_val k = {sizeof(key), key}, v;
 	struct buf rec;
 	int rc;
 
@@ -167,8 +167,9 @@ queue_txn_submit_put(struct queue *q, MDB_txn *txn,
 	}
 	/* Headroom (queue_space.c): new mail stops short of a full map so
 	 * that deliveries and removals can still commit. Nothing written. */
-	rc = !headroom ? 0 : queue_space_take(q, txn, &q->space,
-	    buf_avail(&rec) + buf_avail(&s->body));
+	rc = !headroom ? 0
+	               : queue_space_take(q, txn, &q->space,
+	                     buf_avail(&rec) + buf_avail(&s->body));
 	if (rc == -ENOSPC) {
 		buf_fini(&rec);
 		*status = rc;
@@ -200,11 +201,11 @@ queue_txn_submit_put(struct queue *q, MDB_txn *txn,
 }
 
 static int
-queue_txn_submit_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
-    int *status)
+queue_txn_submit_apply(
+    struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status)
 {
-	return queue_txn_submit_put(q, txn, (struct queue_submit *)m, true,
-	    status);
+	return queue_txn_submit_put(
+	    q, txn, (struct queue_submit *)m, true, status);
 }
 
 /* The receive stage logs event=queued when it answers 250: it knows the
@@ -263,10 +264,11 @@ queue_txn_batch(struct queue *q, struct chan_msg **reqs, size_t n)
 	rc = queue_txn_run(q, reqs, n, status);
 	if (rc != 0 && rc != -EIO && n > 1) {
 		log_warnx("queue: batch of %zu failed (%s); committing one "
-		    "at a time", n, strerror(-rc));
+		          "at a time",
+		    n, strerror(-rc));
 		for (size_t i = 0; i < n; i++) {
-			if ((rc = queue_txn_run(q, &reqs[i], 1,
-			    &status[i])) != 0)
+			if ((rc = queue_txn_run(q, &reqs[i], 1, &status[i])) !=
+			    0)
 				status[i] = rc;
 		}
 	} else if (rc != 0) {
@@ -276,8 +278,8 @@ queue_txn_batch(struct queue *q, struct chan_msg **reqs, size_t n)
 			status[i] = rc;
 	}
 	for (size_t i = 0; i < n; i++) {
-		atomic_fetch_add(status[i] == 0 ? &q->st_done : &q->st_failed,
-		    1);
+		atomic_fetch_add(
+		    status[i] == 0 ? &q->st_done : &q->st_failed, 1);
 		queue_txn_op_find(reqs[i]->type)->done(q, reqs[i], status[i]);
 	}
 	free(status);

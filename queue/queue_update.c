@@ -49,8 +49,8 @@ queue_note_send(struct queue *q, const struct queue_submit *s)
 	n->env.client = xstrdup(s->client ? s->client : "");
 	n->env.helo = xstrdup(s->helo ? s->helo : "");
 	n->env.nrcpts = s->nrcpts;
-	n->env.rcpts = xcalloc(s->nrcpts ? s->nrcpts : 1,
-	    sizeof(*n->env.rcpts));
+	n->env.rcpts =
+	    xcalloc(s->nrcpts ? s->nrcpts : 1, sizeof(*n->env.rcpts));
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		n->env.rcpts[i].addr = xstrdup(s->rcpts[i]);
 		n->env.rcpts[i].reply = xstrdup("");
@@ -72,7 +72,7 @@ int
 queue_body_head(struct queue *q, uint64_t id, struct buf *out, size_t max)
 {
 	uint8_t key[8];
-	MDB_val k = { sizeof(key), key }, v;
+	MDB_val k = {sizeof(key), key}, v;
 	MDB_txn *txn;
 	int rc;
 
@@ -81,8 +81,8 @@ queue_body_head(struct queue *q, uint64_t id, struct buf *out, size_t max)
 	queue_key_put(key, id);
 	/* v points into the map until the txn ends: copy before that. */
 	if ((rc = mdb_get(txn, q->bodies, &k, &v)) == 0)
-		rc = buf_append(out, v.mv_data, v.mv_size < max ? v.mv_size :
-								     max);
+		rc = buf_append(
+		    out, v.mv_data, v.mv_size < max ? v.mv_size : max);
 	else
 		rc = rc == MDB_NOTFOUND ? -ENOENT : queue_env_err(rc);
 	mdb_txn_abort(txn);
@@ -92,8 +92,8 @@ queue_body_head(struct queue *q, uint64_t id, struct buf *out, size_t max)
 /* The bounce goes in first: if it cannot, the outcomes it reports are
  * not written either (the caller gets the error and nothing changed). */
 static int
-queue_update_bounce(struct queue *q, MDB_txn *txn, struct queue_update *u,
-    int *status)
+queue_update_bounce(
+    struct queue *q, MDB_txn *txn, struct queue_update *u, int *status)
 {
 	int rc;
 
@@ -108,13 +108,13 @@ queue_update_bounce(struct queue *q, MDB_txn *txn, struct queue_update *u,
 /* Apply the outcomes to the stored envelope; remove the message when no
  * recipient is left pending. */
 int
-queue_update_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
-    int *status)
+queue_update_apply(
+    struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status)
 {
 	struct queue_update *u = (struct queue_update *)m;
 	struct queue_envelope env;
 	uint8_t key[8];
-	MDB_val k = { sizeof(key), key }, v;
+	MDB_val k = {sizeof(key), key}, v;
 	struct buf rec;
 	bool pending = false;
 	char **old;
@@ -154,8 +154,9 @@ queue_update_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m,
 		/* keep the decoded string to free; borrow the new one */
 		if (old[u->rcpts[i].idx] == NULL)
 			old[u->rcpts[i].idx] = r->reply;
-		r->reply = (char *)(uintptr_t)(u->rcpts[i].reply ?
-		    u->rcpts[i].reply : "");
+		r->reply =
+		    (char *)(uintptr_t)(u->rcpts[i].reply ? u->rcpts[i].reply
+		                                          : "");
 	}
 	for (size_t i = 0; i < env.nrcpts; i++)
 		pending |= env.rcpts[i].state == QUEUE_RCPT_PENDING;

@@ -22,40 +22,40 @@ struct harness_case {
 
 static int harness_failed;
 
-#define CHECK(e)                                                      \
-	do {                                                          \
-		if (!(e)) {                                           \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n",  \
-			    __FILE__, __LINE__, #e);                  \
-			harness_failed = 1;                           \
-			return;                                       \
-		}                                                     \
+#define CHECK(e)                                                               \
+	do {                                                                   \
+		if (!(e)) {                                                    \
+			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
+			    __LINE__, #e);                                     \
+			harness_failed = 1;                                    \
+			return;                                                \
+		}                                                              \
 	} while (0)
 
 /* Compare (ptr,len) to a string literal or C string. */
 #define CHECK_MEM(p, n, s) CHECK((n) == strlen(s) && memcmp((p), (s), (n)) == 0)
 
-#define HARNESS_MAIN(cases)                                              \
-	int main(int argc, char **argv)                                  \
-	{                                                                \
-		int pass = 0, fail = 0;                                  \
-		for (size_t i_ = 0; i_ < sizeof(cases) / sizeof(cases[0]); \
-		     i_++) {                                             \
-			if (argc > 1 && strcmp(argv[1], cases[i_].label)) \
-				continue;                                \
-			harness_failed = 0;                              \
-			printf("RUN  %s\n", cases[i_].label);            \
-			fflush(stdout);                                  \
-			cases[i_].fn();                                  \
+#define HARNESS_MAIN(cases)                                                 \
+	int main(int argc, char **argv)                                     \
+	{                                                                   \
+		int pass = 0, fail = 0;                                     \
+		for (size_t i_ = 0; i_ < sizeof(cases) / sizeof(cases[0]);  \
+		     i_++) {                                                \
+			if (argc > 1 && strcmp(argv[1], cases[i_].label))   \
+				continue;                                   \
+			harness_failed = 0;                                 \
+			printf("RUN  %s\n", cases[i_].label);               \
+			fflush(stdout);                                     \
+			cases[i_].fn();                                     \
 			printf("%s %s\n", harness_failed ? "FAIL" : "PASS", \
-			    cases[i_].label);                            \
-			if (harness_failed)                              \
-				fail++;                                  \
-			else                                             \
-				pass++;                                  \
-		}                                                        \
-		printf("%d passed, %d failed\n", pass, fail);            \
-		return fail ? 1 : 0;                                     \
+			    cases[i_].label);                               \
+			if (harness_failed)                                 \
+				fail++;                                     \
+			else                                                \
+				pass++;                                     \
+		}                                                           \
+		printf("%d passed, %d failed\n", pass, fail);               \
+		return fail ? 1 : 0;                                        \
 	}
 
 #endif

@@ -45,8 +45,8 @@ buf_avail(const struct buf *b)
 
 /* 0, or -ENOBUFS when the result would exceed max. */
 int buf_append(struct buf *b, const void *p, size_t n) MTA_MUST_CHECK;
-int buf_appendf(struct buf *b, const char *fmt, ...) MTA_PRINTF(2, 3)
-    MTA_MUST_CHECK;
+int buf_appendf(struct buf *b, const char *fmt, ...)
+    MTA_PRINTF(2, 3) MTA_MUST_CHECK;
 /* Make room for n more bytes; returns a pointer to write them, then
  * buf_commit(b, n). NULL when over max. */
 uint8_t *buf_reserve(struct buf *b, size_t n);

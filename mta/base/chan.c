@@ -98,7 +98,7 @@ chan_ack(struct chan *c)
 struct chan_msg *
 chan_wait(struct chan *c, int timeout_ms)
 {
-	struct pollfd pfd = { .fd = c->efd, .events = POLLIN };
+	struct pollfd pfd = {.fd = c->efd, .events = POLLIN};
 	struct chan_msg *m;
 
 	if ((m = chan_take(c)) != NULL)

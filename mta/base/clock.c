@@ -44,7 +44,7 @@ clock_rfc5322(uint64_t ms, char *dst, size_t len)
 
 	if (gmtime_r(&t, &tm) == NULL ||
 	    !str_fmt(dst, len, "%s, %d %s %d %02d:%02d:%02d +0000",
-		days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-		tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec))
+	        days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+	        tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec))
 		str_copy(dst, len, "Thu, 1 Jan 1970 00:00:00 +0000");
 }

@@ -11,8 +11,8 @@
 #include "xalloc.h"
 
 int
-file_read(const char *path, size_t max, char **out, size_t *len,
-    struct stat *stp)
+file_read(
+    const char *path, size_t max, char **out, size_t *len, struct stat *stp)
 {
 	struct stat st;
 	size_t got = 0;
@@ -26,8 +26,9 @@ file_read(const char *path, size_t max, char **out, size_t *len,
 		rc = -errno;
 		goto fail;
 	}
-	rc = !S_ISREG(st.st_mode) ? -EINVAL :
-	    (uint64_t)st.st_size > max ? -EFBIG : 0;
+	rc = !S_ISREG(st.st_mode)         ? -EINVAL
+	     : (uint64_t)st.st_size > max ? -EFBIG
+	                                  : 0;
 	if (rc != 0)
 		goto fail;
 	p = xmalloc((size_t)st.st_size + 1);

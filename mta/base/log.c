@@ -90,7 +90,7 @@ static _Thread_local struct {
 	time_t sec;
 	size_t len;
 	char text[32]; /* "ts=YYYY-MM-DDTHH:MM:SS" */
-} log_ts = { .sec = (time_t)-1 };
+} log_ts = {.sec = (time_t)-1};
 
 static size_t
 log_stamp(char *buf, size_t len)
@@ -133,32 +133,32 @@ log_vwrite(const char *level, int errnum, const char *fmt, va_list ap)
 		vsnprintf(msg, sizeof(msg), fmt, ap);
 		if (errnum) {
 			size_t m = strlen(msg);
-			snprintf(msg + m, sizeof(msg) - m, ": %s",
-			    strerror(errnum));
+			snprintf(
+			    msg + m, sizeof(msg) - m, ": %s", strerror(errnum));
 		}
-		r = snprintf(line + n, sizeof(line) - n - 1, "level=%s msg=",
-		    level);
+		r = snprintf(
+		    line + n, sizeof(line) - n - 1, "level=%s msg=", level);
 		if (r > 0 && (size_t)r < sizeof(line) - n - 1) {
 			n += (size_t)r;
-			log_quote(line + n, sizeof(line) - n - 1, msg,
-			    strlen(msg));
+			log_quote(
+			    line + n, sizeof(line) - n - 1, msg, strlen(msg));
 			r = (int)strlen(line + n);
 		}
 	}
 	if (r < 0)
 		r = 0;
-	n += (size_t)r < sizeof(line) - n - 1 ? (size_t)r :
-					      sizeof(line) - n - 2;
+	n +=
+	    (size_t)r < sizeof(line) - n - 1 ? (size_t)r : sizeof(line) - n - 2;
 	line[n++] = '\n';
 	log_line(level == NULL || strcmp(level, "debug") == 0, line, n);
 }
 
-#define LOG_BODY(level, errnum)                   \
-	do {                                      \
-		va_list ap;                       \
-		va_start(ap, fmt);                \
+#define LOG_BODY(level, errnum)                     \
+	do {                                        \
+		va_list ap;                         \
+		va_start(ap, fmt);                  \
 		log_vwrite(level, errnum, fmt, ap); \
-		va_end(ap);                       \
+		va_end(ap);                         \
 	} while (0)
 
 void
@@ -223,8 +223,9 @@ mta_assert_fail(const char *expr, const char *file, int line)
 	n = snprintf(buf, sizeof(buf),
 	    "level=panic msg=\"assertion failed: %s at %s:%d\"\n", expr, file,
 	    line);
-	if (n > 0 && write(STDERR_FILENO, buf,
-			 (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1) < 0)
+	if (n > 0 &&
+	    write(STDERR_FILENO, buf,
+	        (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1) < 0)
 		abort();
 	abort();
 }

@@ -58,8 +58,8 @@ str_iprefix(const char *s, size_t len, const char *prefix)
 	size_t i;
 
 	for (i = 0; prefix[i]; i++)
-		if (i >= len || lc((unsigned char)s[i]) !=
-				    lc((unsigned char)prefix[i]))
+		if (i >= len ||
+		    lc((unsigned char)s[i]) != lc((unsigned char)prefix[i]))
 			return false;
 	return true;
 }

@@ -9,10 +9,13 @@
 #ifndef MTA_CMD_H
 #define MTA_CMD_H
 
-int cmd_serve(const char *config_path, int argc, char **argv);        /* serve.c */
-int cmd_check_config(const char *config_path, int argc, char **argv); /* cmd_config.c */
-int cmd_queue(const char *config_path, int argc, char **argv);        /* cmd_queue.c */
-int cmd_passwd(const char *config_path, int argc, char **argv);       /* cmd_passwd.c */
-int cmd_resolve(const char *config_path, int argc, char **argv);      /* cmd_resolve.c */
+int cmd_serve(const char *config_path, int argc, char **argv); /* serve.c */
+int cmd_check_config(
+    const char *config_path, int argc, char **argv); /* cmd_config.c */
+int cmd_queue(const char *config_path, int argc, char **argv); /* cmd_queue.c */
+int cmd_passwd(
+    const char *config_path, int argc, char **argv); /* cmd_passwd.c */
+int cmd_resolve(
+    const char *config_path, int argc, char **argv); /* cmd_resolve.c */
 
 #endif

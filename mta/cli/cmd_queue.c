@@ -40,16 +40,16 @@
 #define CMD_QUEUE_DOMAIN_MAX  255
 
 static const char *const cmd_queue_state_names[QUEUE_RCPT_NSTATES] = {
-	[QUEUE_RCPT_PENDING] = "pending",
-	[QUEUE_RCPT_DELIVERED] = "delivered",
-	[QUEUE_RCPT_FAILED] = "failed",
+    [QUEUE_RCPT_PENDING] = "pending",
+    [QUEUE_RCPT_DELIVERED] = "delivered",
+    [QUEUE_RCPT_FAILED] = "failed",
 };
 
 static void
 cmd_queue_usage(void)
 {
 	fprintf(stderr, "usage: mta queue list [--json] | show [--raw] ID | "
-	    "stats | delete|retry|hold|release ID...\n");
+	                "stats | delete|retry|hold|release ID...\n");
 }
 
 /* Open the queue named by the configuration, read-only. */
@@ -225,8 +225,8 @@ cmd_queue_summarize(const struct queue_envelope *e, struct cmd_queue_sum *s)
 		if (s->pending++ == 0 || r->next_ms < s->next_ms)
 			s->next_ms = r->next_ms;
 		/* The most-tried recipient's reply says most about why. */
-		if (r->reply[0] != '\0' && (s->error == NULL ||
-		    r->attempts > most)) {
+		if (r->reply[0] != '\0' &&
+		    (s->error == NULL || r->attempts > most)) {
 			s->error = r->reply;
 			most = r->attempts;
 		}
@@ -259,13 +259,13 @@ cmd_queue_list_text(FILE *fp, const struct queue_envelope *e, uint64_t now)
 
 	cmd_queue_summarize(e, &s);
 	queue_id_fmt(e->id, id);
-	cmd_queue_fmt_dur(age, sizeof(age),
-	    now > e->received_ms ? now - e->received_ms : 0);
+	cmd_queue_fmt_dur(
+	    age, sizeof(age), now > e->received_ms ? now - e->received_ms : 0);
 	cmd_queue_fmt_next(next, sizeof(next), e, &s, now);
 	fprintf(fp, "%s  %4s  %8" PRIu64 "  <", id, age, e->size);
 	cmd_queue_put_text(fp, e->from);
-	fprintf(fp, ">  pending=%zu/%zu  next=%s  error=", s.pending,
-	    e->nrcpts, next);
+	fprintf(fp, ">  pending=%zu/%zu  next=%s  error=", s.pending, e->nrcpts,
+	    next);
 	if (s.error)
 		cmd_queue_put_quoted(fp, s.error);
 	else
@@ -282,7 +282,8 @@ cmd_queue_json_rcpts(FILE *fp, const struct queue_envelope *e)
 
 		fputs(i ? ",{\"addr\":" : "{\"addr\":", fp);
 		cmd_queue_json_str(fp, r->addr);
-		fprintf(fp, ",\"state\":\"%s\",\"attempts\":%" PRIu32
+		fprintf(fp,
+		    ",\"state\":\"%s\",\"attempts\":%" PRIu32
 		    ",\"next_attempt_ms\":%" PRIu64 ",\"reply\":",
 		    cmd_queue_state_names[r->state], r->attempts, r->next_ms);
 		cmd_queue_json_str(fp, r->reply);
@@ -299,10 +300,11 @@ cmd_queue_list_json(FILE *fp, const struct queue_envelope *e, uint64_t now)
 
 	cmd_queue_summarize(e, &s);
 	queue_id_fmt(e->id, id);
-	fprintf(fp, "{\"id\":\"%s\",\"received_ms\":%" PRIu64 ",\"age_s\":%"
-	    PRIu64 ",\"size\":%" PRIu64 ",\"from\":", id, e->received_ms,
-	    now > e->received_ms ? (now - e->received_ms) / 1000 : 0,
-	    e->size);
+	fprintf(fp,
+	    "{\"id\":\"%s\",\"received_ms\":%" PRIu64 ",\"age_s\":%" PRIu64
+	    ",\"size\":%" PRIu64 ",\"from\":",
+	    id, e->received_ms,
+	    now > e->received_ms ? (now - e->received_ms) / 1000 : 0, e->size);
 	cmd_queue_json_str(fp, e->from);
 	fputs(",\"user\":", fp);
 	cmd_queue_json_str(fp, e->user);
@@ -347,7 +349,7 @@ cmd_queue_list_one(void *arg, const struct queue_envelope *e)
 static int
 cmd_queue_list(struct queue *q, int argc, char **argv)
 {
-	struct cmd_queue_list l = { false, clock_wall_ms() };
+	struct cmd_queue_list l = {false, clock_wall_ms()};
 	int rc;
 
 	for (int i = 1; i < argc; i++) {
@@ -401,8 +403,8 @@ cmd_queue_show_headers(FILE *fp, const struct buf *body)
 			if (p[start + len - 1] == '\r')
 				len--;
 			fputs("  ", fp);
-			cmd_queue_put_bytes(fp, (const char *)p + start, len,
-			    true);
+			cmd_queue_put_bytes(
+			    fp, (const char *)p + start, len, true);
 			putc('\n', fp);
 		}
 		start = i + 1;
@@ -410,15 +412,15 @@ cmd_queue_show_headers(FILE *fp, const struct buf *body)
 }
 
 static void
-cmd_queue_show_rcpt(FILE *fp, const struct queue_rcpt *r, bool held,
-    uint64_t now)
+cmd_queue_show_rcpt(
+    FILE *fp, const struct queue_rcpt *r, bool held, uint64_t now)
 {
 	char when[48], d[32];
 
 	fputs("  <", fp);
 	cmd_queue_put_text(fp, r->addr);
-	fprintf(fp, ">  %s  attempts=%" PRIu32,
-	    cmd_queue_state_names[r->state], r->attempts);
+	fprintf(fp, ">  %s  attempts=%" PRIu32, cmd_queue_state_names[r->state],
+	    r->attempts);
 	if (r->state == QUEUE_RCPT_PENDING) {
 		cmd_queue_fmt_time(when, sizeof(when), r->next_ms);
 		if (held)
@@ -456,16 +458,18 @@ static void
 cmd_queue_show_envelope(FILE *fp, const struct queue_envelope *e)
 {
 	char id[QUEUE_ID_HEX + 1], when[48], age[32];
-	size_t cnt[QUEUE_RCPT_NSTATES] = { 0 };
+	size_t cnt[QUEUE_RCPT_NSTATES] = {0};
 	uint64_t now = clock_wall_ms();
 	bool held = (e->flags & QUEUE_FLAG_HELD) != 0;
 
 	queue_id_fmt(e->id, id);
 	cmd_queue_fmt_time(when, sizeof(when), e->received_ms);
-	cmd_queue_fmt_dur(age, sizeof(age),
-	    now > e->received_ms ? now - e->received_ms : 0);
-	fprintf(fp, "id:        %s\nreceived:  %s (%s ago)\n"
-	    "size:      %" PRIu64 "\nfrom:      <", id, when, age, e->size);
+	cmd_queue_fmt_dur(
+	    age, sizeof(age), now > e->received_ms ? now - e->received_ms : 0);
+	fprintf(fp,
+	    "id:        %s\nreceived:  %s (%s ago)\n"
+	    "size:      %" PRIu64 "\nfrom:      <",
+	    id, when, age, e->size);
 	cmd_queue_put_text(fp, e->from);
 	fputs(">\n", fp);
 	cmd_queue_show_field(fp, "user:", e->user);
@@ -474,9 +478,11 @@ cmd_queue_show_envelope(FILE *fp, const struct queue_envelope *e)
 	fprintf(fp, "held:      %s\n", held ? "yes" : "no");
 	for (size_t i = 0; i < e->nrcpts; i++)
 		cnt[e->rcpts[i].state]++;
-	fprintf(fp, "recipients: %zu (%zu pending, %zu delivered, %zu "
-	    "failed)\n", e->nrcpts, cnt[QUEUE_RCPT_PENDING],
-	    cnt[QUEUE_RCPT_DELIVERED], cnt[QUEUE_RCPT_FAILED]);
+	fprintf(fp,
+	    "recipients: %zu (%zu pending, %zu delivered, %zu "
+	    "failed)\n",
+	    e->nrcpts, cnt[QUEUE_RCPT_PENDING], cnt[QUEUE_RCPT_DELIVERED],
+	    cnt[QUEUE_RCPT_FAILED]);
 	for (size_t i = 0; i < e->nrcpts; i++)
 		cmd_queue_show_rcpt(fp, &e->rcpts[i], held, now);
 }
@@ -497,8 +503,8 @@ cmd_queue_write_all(const struct buf *b)
 {
 	if (fwrite(buf_peek(b), 1, buf_avail(b), stdout) != buf_avail(b) ||
 	    fflush(stdout) != 0) {
-		fprintf(stderr, "mta: queue show: write: %s\n",
-		    strerror(errno));
+		fprintf(
+		    stderr, "mta: queue show: write: %s\n", strerror(errno));
 		return 1;
 	}
 	return 0;
@@ -527,8 +533,10 @@ cmd_queue_show(struct queue *q, int argc, char **argv)
 		return 2;
 	}
 	if (queue_id_parse(arg, &id) != 0) {
-		fprintf(stderr, "mta: queue show: %s: not a queue id "
-		    "(16 hex digits)\n", arg);
+		fprintf(stderr,
+		    "mta: queue show: %s: not a queue id "
+		    "(16 hex digits)\n",
+		    arg);
 		return 1;
 	}
 	if ((rc = queue_envelope_get(q, id, &e)) != 0)
@@ -556,7 +564,7 @@ cmd_queue_show(struct queue *q, int argc, char **argv)
  * open-addressing table (domains are few next to messages).
  */
 struct cmd_queue_dom {
-	char *name;  /* lowercase; NULL = empty slot */
+	char *name; /* lowercase; NULL = empty slot */
 	uint64_t n[QUEUE_RCPT_NSTATES];
 };
 
@@ -593,8 +601,7 @@ cmd_queue_dom_grow(struct cmd_queue_stats *st)
 }
 
 static void
-cmd_queue_dom_count(struct cmd_queue_stats *st, const char *addr,
-    uint8_t state)
+cmd_queue_dom_count(struct cmd_queue_stats *st, const char *addr, uint8_t state)
 {
 	const char *at = strrchr(addr, '@');
 	char name[CMD_QUEUE_DOMAIN_MAX + 1];
@@ -641,8 +648,8 @@ cmd_queue_dom_cmp(const void *a, const void *b)
 	uint64_t tx = 0, ty = 0;
 
 	if (x->n[QUEUE_RCPT_PENDING] != y->n[QUEUE_RCPT_PENDING])
-		return x->n[QUEUE_RCPT_PENDING] > y->n[QUEUE_RCPT_PENDING] ?
-		    -1 : 1;
+		return x->n[QUEUE_RCPT_PENDING] > y->n[QUEUE_RCPT_PENDING] ? -1
+		                                                           : 1;
 	for (int i = 0; i < QUEUE_RCPT_NSTATES; i++) {
 		tx += x->n[i];
 		ty += y->n[i];
@@ -663,12 +670,14 @@ cmd_queue_stats_print(FILE *fp, const struct cmd_queue_stats *st)
 		if (st->dom[i].name != NULL)
 			dom[n++] = st->dom[i];
 	qsort(dom, n, sizeof(*dom), cmd_queue_dom_cmp);
-	fprintf(fp, "messages:   %" PRIu64 " (%" PRIu64 " held)\n"
+	fprintf(fp,
+	    "messages:   %" PRIu64 " (%" PRIu64 " held)\n"
 	    "recipients: %" PRIu64 "\n"
 	    "  pending:   %" PRIu64 " (%" PRIu64 " deferred)\n"
 	    "  delivered: %" PRIu64 "\n  failed:    %" PRIu64 "\n",
-	    st->messages, st->held, st->n[QUEUE_RCPT_PENDING] +
-	    st->n[QUEUE_RCPT_DELIVERED] + st->n[QUEUE_RCPT_FAILED],
+	    st->messages, st->held,
+	    st->n[QUEUE_RCPT_PENDING] + st->n[QUEUE_RCPT_DELIVERED] +
+	        st->n[QUEUE_RCPT_FAILED],
 	    st->n[QUEUE_RCPT_PENDING], st->deferred,
 	    st->n[QUEUE_RCPT_DELIVERED], st->n[QUEUE_RCPT_FAILED]);
 	if (n > 0)
@@ -728,13 +737,15 @@ static int
 cmd_queue_ctl_connect(const char *verb, const char *path)
 {
 	struct sockaddr_un sun;
-	struct timeval tv = { 30, 0 };
+	struct timeval tv = {30, 0};
 	int fd, e, dfd, rc;
 
 	if ((rc = control_sockaddr(path, &sun, &dfd)) != 0) {
 		/* the queue directory itself is missing or unreadable */
-		fprintf(stderr, "mta: queue %s: the relay is not running (no "
-		    "control socket at %s: %s)\n", verb, path, strerror(-rc));
+		fprintf(stderr,
+		    "mta: queue %s: the relay is not running (no "
+		    "control socket at %s: %s)\n",
+		    verb, path, strerror(-rc));
 		return -1;
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
@@ -751,8 +762,10 @@ cmd_queue_ctl_connect(const char *verb, const char *path)
 	if (rc < 0) {
 		close(fd);
 		if (e == ENOENT || e == ECONNREFUSED)
-			fprintf(stderr, "mta: queue %s: the relay is not "
-			    "running (no control socket at %s)\n", verb, path);
+			fprintf(stderr,
+			    "mta: queue %s: the relay is not "
+			    "running (no control socket at %s)\n",
+			    verb, path);
 		else
 			fprintf(stderr, "mta: queue %s: %s: %s\n", verb, path,
 			    strerror(e));
@@ -785,8 +798,7 @@ cmd_queue_ctl_print(const char *verb, const char *line)
 /* One request: send it, print the answers. 0 when every answer was ok,
  * 1 otherwise (or when the relay could not be asked). */
 static int
-cmd_queue_ctl_request(const char *verb, const char *path, char **ids,
-    size_t n)
+cmd_queue_ctl_request(const char *verb, const char *path, char **ids, size_t n)
 {
 	struct buf req, in;
 	bool done = false, ok = true;
@@ -831,20 +843,22 @@ cmd_queue_ctl_request(const char *verb, const char *path, char **ids,
 			break;
 		buf_commit(&in, (size_t)r);
 		while (!done && (nl = memchr(buf_peek(&in), '\n',
-		    buf_avail(&in))) != NULL) {
+		                     buf_avail(&in))) != NULL) {
 			*nl = '\0';
 			if (strncmp((const char *)buf_peek(&in), "done ", 5) ==
 			    0)
 				done = true;
-			else if (!cmd_queue_ctl_print(verb,
-			    (const char *)buf_peek(&in)))
+			else if (!cmd_queue_ctl_print(
+			             verb, (const char *)buf_peek(&in)))
 				ok = false;
 			buf_consume(&in, (size_t)(nl - buf_peek(&in)) + 1);
 		}
 	}
 	if (!done) {
-		fprintf(stderr, "mta: queue %s: the relay did not finish its "
-		    "answer\n", verb);
+		fprintf(stderr,
+		    "mta: queue %s: the relay did not finish its "
+		    "answer\n",
+		    verb);
 		ok = false;
 	}
 out:
@@ -875,8 +889,10 @@ cmd_queue_control(const char *config_path, int argc, char **argv)
 		return 1;
 	}
 	if (control_path(&cfg->queue, path, sizeof(path)) != 0) {
-		fprintf(stderr, "mta: queue %s: %s/%s: path too long for a "
-		    "Unix socket\n", verb, cfg->queue.path, CONTROL_SOCK_NAME);
+		fprintf(stderr,
+		    "mta: queue %s: %s/%s: path too long for a "
+		    "Unix socket\n",
+		    verb, cfg->queue.path, CONTROL_SOCK_NAME);
 		config_free(cfg);
 		return 1;
 	}
@@ -912,14 +928,17 @@ static const struct {
 	const char *verb;
 	int (*fn)(struct queue *q, int argc, char **argv);
 } cmd_queue_verbs[] = {
-	{ "list", cmd_queue_list },
-	{ "show", cmd_queue_show },
-	{ "stats", cmd_queue_stats },
+    {"list", cmd_queue_list},
+    {"show", cmd_queue_show},
+    {"stats", cmd_queue_stats},
 };
 
 /* They change the live queue, so only the relay's committer may do it. */
 static const char *const cmd_queue_control_verbs[] = {
-	"delete", "retry", "hold", "release",
+    "delete",
+    "retry",
+    "hold",
+    "release",
 };
 
 int
@@ -934,8 +953,8 @@ cmd_queue(const char *config_path, int argc, char **argv)
 	}
 	for (size_t i = 0; i < MTA_ARRAY_LEN(cmd_queue_control_verbs); i++)
 		if (strcmp(argv[1], cmd_queue_control_verbs[i]) == 0)
-			return cmd_queue_control(config_path, argc - 1,
-			    argv + 1);
+			return cmd_queue_control(
+			    config_path, argc - 1, argv + 1);
 	for (size_t i = 0; i < MTA_ARRAY_LEN(cmd_queue_verbs); i++) {
 		if (strcmp(argv[1], cmd_queue_verbs[i].verb) != 0)
 			continue;

@@ -20,7 +20,7 @@
 /* One remote address with connections open to it. Few exist at a time
  * (bounded by [delivery] max_connections), so a list is enough. */
 struct deliver_host {
-	char key[80];      /* "ip:port" */
+	char key[80]; /* "ip:port" */
 	unsigned conns;
 	struct deliver_host *next;
 };
@@ -163,8 +163,7 @@ deliver_stop(struct deliver *d, uint64_t grace_ms)
 		else if (m->type == DELIVER_MSG_CONFIG) {
 			config_free(((struct deliver_config *)m)->cfg);
 			free(m);
-		}
-		else
+		} else
 			free(m);
 	}
 	chan_free(d->sched_chan);

@@ -51,8 +51,9 @@ idset_add(struct idset *set, uint64_t id)
 	size_t i;
 
 	if (set->cap == 0 || (set->n + 1) * 2 > set->cap) {
-		struct idset big = { xcalloc(set->cap ? set->cap * 2 : 64,
-		    sizeof(uint64_t)), set->cap ? set->cap * 2 : 64, 0 };
+		struct idset big = {
+		    xcalloc(set->cap ? set->cap * 2 : 64, sizeof(uint64_t)),
+		    set->cap ? set->cap * 2 : 64, 0};
 
 		for (size_t k = 0; k < set->cap; k++)
 			if (set->slot[k] != 0)
@@ -124,14 +125,14 @@ bounce_warn_due(struct dsched *ds, const struct sched_job *job, uint64_t now)
  * remote's own words.
  */
 static struct queue_submit *
-bounce_make(struct dsched *ds, const struct sched_job *job, bool warn,
-    uint64_t now)
+bounce_make(
+    struct dsched *ds, const struct sched_job *job, bool warn, uint64_t now)
 {
 	const struct config *cfg = ds->d->cfg;
-	struct dsn_rcpt *dr = xcalloc(job->nrcpts ? job->nrcpts : 1,
-	    sizeof(*dr));
+	struct dsn_rcpt *dr =
+	    xcalloc(job->nrcpts ? job->nrcpts : 1, sizeof(*dr));
 	struct queue_submit *b = NULL;
-	struct dsn_msg m = { 0 };
+	struct dsn_msg m = {0};
 	char id[QUEUE_ID_HEX + 1];
 	struct buf head;
 	size_t n = 0;
@@ -140,21 +141,21 @@ bounce_make(struct dsched *ds, const struct sched_job *job, bool warn,
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		const struct sched_job_rcpt *r = &job->rcpts[i];
 
-		if (!rcpt_failed(r) && !(warn &&
-		    r->state == SCHED_RCPT_PENDING))
+		if (!rcpt_failed(r) &&
+		    !(warn && r->state == SCHED_RCPT_PENDING))
 			continue;
 		dr[n].addr = r->addr;
-		dr[n].action = rcpt_failed(r) ? DSN_ACTION_FAILED :
-						DSN_ACTION_DELAYED;
+		dr[n].action =
+		    rcpt_failed(r) ? DSN_ACTION_FAILED : DSN_ACTION_DELAYED;
 		/* RFC 3463 4.4.7: delivery time expired */
-		dr[n].status = r->state == SCHED_RCPT_EXPIRED ? "4.4.7" :
-								r->dsn;
+		dr[n].status =
+		    r->state == SCHED_RCPT_EXPIRED ? "4.4.7" : r->dsn;
 		dr[n].reply = r->reply;
 		dr[n].relay = job->relay;
 		dr[n].last_attempt_ms = now;
 		if (dr[n].action == DSN_ACTION_DELAYED)
-			dr[n].retry_until_ms = job->received_ms +
-			    cfg->queue.max_age;
+			dr[n].retry_until_ms =
+			    job->received_ms + cfg->queue.max_age;
 		n++;
 	}
 	queue_id_fmt(job->id, id);
@@ -166,8 +167,8 @@ bounce_make(struct dsched *ds, const struct sched_job *job, bool warn,
 		goto out;
 	}
 	if (rc != 0)
-		log_warnx("event=bounce-without-headers id=%s error=\"%s\"",
-		    id, strerror(-rc));
+		log_warnx("event=bounce-without-headers id=%s error=\"%s\"", id,
+		    strerror(-rc));
 	b = xcalloc(1, sizeof(*b));
 	b->id = queue_id_new(ds->d->q);
 	b->from = xstrdup("");
@@ -186,8 +187,8 @@ bounce_make(struct dsched *ds, const struct sched_job *job, bool warn,
 	m.now_ms = now;
 	if (buf_avail(&head) > 0) {
 		m.headers = buf_peek(&head);
-		m.headers_len = dsn_headers_len(m.headers, buf_avail(&head),
-		    DSN_HEADERS_MAX);
+		m.headers_len = dsn_headers_len(
+		    m.headers, buf_avail(&head), DSN_HEADERS_MAX);
 	}
 	m.rcpts = dr;
 	m.nrcpts = n;
@@ -238,24 +239,27 @@ deliver_bounce_done(struct dsched *ds, struct queue_update *u,
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		nfail += rcpt_failed(&job->rcpts[i]);
 		ndelay += (u->set_flags & QUEUE_FLAG_WARNED) &&
-		    job->rcpts[i].state == SCHED_RCPT_PENDING;
+		          job->rcpts[i].state == SCHED_RCPT_PENDING;
 	}
 	if (job->from[0] == '\0' && nfail > 0 && u->status == 0)
 		log_event("event=bounce-suppressed id=%s reason=null-sender "
-		    "rcpts=%zu", id, nfail);
+		          "rcpts=%zu",
+		    id, nfail);
 	if (u->bounce == NULL)
 		return;
 	queue_id_fmt(u->bounce->id, dsn_id);
 	if (u->bounce_status == 0) {
 		if (nfail > 0)
-			log_event("event=bounced id=%s dsn_id=%s rcpts=%zu",
-			    id, dsn_id, nfail);
+			log_event("event=bounced id=%s dsn_id=%s rcpts=%zu", id,
+			    dsn_id, nfail);
 		if (ndelay > 0)
 			log_event("event=delay-warned id=%s dsn_id=%s "
-			    "rcpts=%zu", id, dsn_id, ndelay);
+			          "rcpts=%zu",
+			    id, dsn_id, ndelay);
 	} else if (u->bounce_status == -ENOENT) {
 		log_event("event=bounce-dropped id=%s dsn_id=%s "
-		    "reason=message-gone", id, dsn_id);
+		          "reason=message-gone",
+		    id, dsn_id);
 	} else if (u->set_flags & QUEUE_FLAG_WARNED) {
 		/* not on disk: a later attempt may warn again */
 		idset_del(&ds->warned, job->id);

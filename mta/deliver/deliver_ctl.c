@@ -43,8 +43,8 @@ ctl_log(enum deliver_ctl_op op, uint64_t id, int status)
 		log_event("event=operator action=%s id=%s", ctl_name(op), hex);
 	else
 		log_event("event=operator action=%s id=%s error=\"%s\"",
-		    ctl_name(op), hex, status == -ENOENT ?
-		    "no such message" : strerror(-status));
+		    ctl_name(op), hex,
+		    status == -ENOENT ? "no such message" : strerror(-status));
 }
 
 static void
@@ -104,8 +104,8 @@ deliver_ctl_request(struct dsched *ds, struct deliver_ctl *c)
 		sched_retry_all(ds->s, now);
 		sched_stats_get(ds->s, &st);
 		c->count = st.msgs;
-		log_event("event=operator action=retry id=all messages=%zu",
-		    st.msgs);
+		log_event(
+		    "event=operator action=retry id=all messages=%zu", st.msgs);
 		ctl_answer(c);
 		return;
 	case DELIVER_CTL_RETRY:
@@ -139,8 +139,8 @@ deliver_ctl_request(struct dsched *ds, struct deliver_ctl *c)
 	else if (c->op == DELIVER_CTL_RELEASE)
 		qc->clear = QUEUE_FLAG_HELD;
 	ds->ctl_out++;
-	queue_submit_ctl(ds->d->q, qc, c->op == DELIVER_CTL_DELETE ?
-	    QUEUE_REQ_DELETE : QUEUE_REQ_FLAGS);
+	queue_submit_ctl(ds->d->q, qc,
+	    c->op == DELIVER_CTL_DELETE ? QUEUE_REQ_DELETE : QUEUE_REQ_FLAGS);
 }
 
 /* XXX a hold or delete whose commit failed stays in effect in memory

@@ -42,13 +42,13 @@ enum deliver_ctl_op {
 };
 
 struct deliver_ctl {
-	struct chan_msg msg;    /* first: DELIVER_MSG_CTL */
-	struct chan *reply;     /* borrowed: where it comes back */
+	struct chan_msg msg; /* first: DELIVER_MSG_CTL */
+	struct chan *reply;  /* borrowed: where it comes back */
 	enum deliver_ctl_op op;
-	uint64_t *ids;          /* owned by the sender */
+	uint64_t *ids; /* owned by the sender */
 	size_t n;
-	int *status;            /* n entries, out: 0, -ENOENT, -EIO, ... */
-	size_t count;           /* out, RETRY_ALL: messages made due */
+	int *status;  /* n entries, out: 0, -ENOENT, -EIO, ... */
+	size_t count; /* out, RETRY_ALL: messages made due */
 };
 
 /* Hand an operator request to the scheduler; any thread. It comes back
@@ -65,8 +65,8 @@ void deliver_ctl_submit(struct deliver *d, struct deliver_ctl *c);
  * grace period has passed (a worker's ticker may be reading it).
  */
 struct deliver_config {
-	struct chan_msg msg;    /* first: DELIVER_MSG_CONFIG */
-	struct config *cfg;     /* owned: the scheduler frees it when retired */
+	struct chan_msg msg; /* first: DELIVER_MSG_CONFIG */
+	struct config *cfg;  /* owned: the scheduler frees it when retired */
 };
 
 /* Hand a new snapshot to the delivery stage (ownership of cfg passes);
@@ -79,11 +79,11 @@ struct deliver_worker;
 /* A configuration snapshot the delivery stage has used since a reload
  * (see struct deliver_config). Scheduler thread only, while it runs. */
 struct deliver_snap {
-	struct config *cfg;         /* owned */
-	uint64_t gen;               /* tag of the jobs dispatched under it */
-	uint64_t jobs;              /* of those, not yet back */
+	struct config *cfg; /* owned */
+	uint64_t gen;       /* tag of the jobs dispatched under it */
+	uint64_t jobs;      /* of those, not yet back */
 	bool current;
-	uint64_t retired_ms;        /* mono ms it stopped being current */
+	uint64_t retired_ms; /* mono ms it stopped being current */
 	struct deliver_snap *next;
 };
 
@@ -94,7 +94,7 @@ struct deliver {
 	const struct config *_Atomic cfg;
 	struct queue *q;
 	struct dns *dns;
-	struct tls_ctx *tls;        /* client context, system CA store */
+	struct tls_ctx *tls; /* client context, system CA store */
 	/* the scheduler thread */
 	pthread_t sched_tid;
 	bool sched_started;
@@ -135,8 +135,8 @@ void deliver_host_release(struct deliver *d, const char *key);
  * check runs on every deferral, so it must not read the queue. */
 struct idset {
 	uint64_t *slot;
-	size_t cap;  /* slots, a power of two, or 0 */
-	size_t n;    /* ids stored, at most cap / 2 */
+	size_t cap; /* slots, a power of two, or 0 */
+	size_t n;   /* ids stored, at most cap / 2 */
 };
 
 struct dsched {
@@ -147,13 +147,13 @@ struct dsched {
 	uint64_t cfg_gen;     /* the current config snapshot (0: startup) */
 	uint64_t cfg_jobs0;   /* jobs out that were dispatched under gen 0 */
 	bool draining;
-	struct idset warned;  /* messages with a delay warning queued */
+	struct idset warned; /* messages with a delay warning queued */
 };
 
 /* deliver_sched.c, for deliver_ctl.c */
 struct queue_envelope;
-void deliver_sched_add_env(struct dsched *ds,
-    const struct queue_envelope *env, uint64_t now);
+void deliver_sched_add_env(
+    struct dsched *ds, const struct queue_envelope *env, uint64_t now);
 
 /* deliver_bounce.c */
 struct queue_update;

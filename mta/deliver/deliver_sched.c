@@ -26,10 +26,9 @@
 #include "deliver/deliver_int.h"
 #include "queue/queue.h"
 
-
 void
-deliver_sched_add_env(struct dsched *ds, const struct queue_envelope *env,
-    uint64_t now)
+deliver_sched_add_env(
+    struct dsched *ds, const struct queue_envelope *env, uint64_t now)
 {
 	struct sched_rcpt_in *in;
 	size_t n = 0;
@@ -48,8 +47,8 @@ deliver_sched_add_env(struct dsched *ds, const struct queue_envelope *env,
 		in[n].next_ms = env->rcpts[i].next_ms;
 		n++;
 	}
-	if (sched_msg_add(ds->s, env->id, env->from, env->received_ms, in, n,
-		now) != 0)
+	if (sched_msg_add(
+	        ds->s, env->id, env->from, env->received_ms, in, n, now) != 0)
 		log_debug("event=sched-duplicate id=%016llx",
 		    (unsigned long long)env->id);
 	free(in);
@@ -101,8 +100,8 @@ job_done(struct dsched *ds, struct sched_job *job)
 			/* RFC 3463 4.4.7: delivery time expired */
 			char why[sizeof(r->reply)];
 
-			str_fmt(why, sizeof(why), "message expired: %s",
-			    r->reply);
+			str_fmt(
+			    why, sizeof(why), "message expired: %s", r->reply);
 			str_copy(r->reply, sizeof(r->reply), why);
 			str_copy(r->dsn, sizeof(r->dsn), "4.4.7");
 		}
@@ -144,31 +143,33 @@ update_done(struct dsched *ds, struct queue_update *u)
 	queue_id_fmt(job->id, id);
 	if (u->status != 0)
 		log_warnx("event=update-failed id=%s error=\"%s\" "
-		    "(outcomes will be retried after a restart)", id,
-		    strerror(-u->status));
+		          "(outcomes will be retried after a restart)",
+		    id, strerror(-u->status));
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		const struct sched_job_rcpt *r = &job->rcpts[i];
 		char rcpt[300], reply[700], relay[340];
-		uint64_t delay = now > job->received_ms ?
-		    now - job->received_ms : 0;
+		uint64_t delay =
+		    now > job->received_ms ? now - job->received_ms : 0;
 
 		log_quote(rcpt, sizeof(rcpt), r->addr, strlen(r->addr));
 		log_quote(reply, sizeof(reply), r->reply, strlen(r->reply));
-		log_quote(relay, sizeof(relay), job->relay,
-		    strlen(job->relay));
+		log_quote(relay, sizeof(relay), job->relay, strlen(job->relay));
 		if (r->state == SCHED_RCPT_PENDING) {
 			log_event("event=deferred id=%s rcpt=%s relay=%s "
-			    "delay=%.2fs dsn=%s attempts=%u next=%llus "
-			    "reply=%s", id, rcpt, relay, (double)delay / 1000,
+			          "delay=%.2fs dsn=%s attempts=%u next=%llus "
+			          "reply=%s",
+			    id, rcpt, relay, (double)delay / 1000,
 			    r->dsn[0] ? r->dsn : "4.0.0", r->attempts,
-			    (unsigned long long)(r->next_ms > now ?
-				(r->next_ms - now) / 1000 : 0), reply);
+			    (unsigned long long)(r->next_ms > now
+			                             ? (r->next_ms - now) / 1000
+			                             : 0),
+			    reply);
 		} else {
 			log_event("event=%s id=%s rcpt=%s relay=%s "
-			    "delay=%.2fs dsn=%s reply=%s",
+			          "delay=%.2fs dsn=%s reply=%s",
 			    event_name(r->state), id, rcpt, relay,
-			    (double)delay / 1000,
-			    r->dsn[0] ? r->dsn : "5.0.0", reply);
+			    (double)delay / 1000, r->dsn[0] ? r->dsn : "5.0.0",
+			    reply);
 		}
 	}
 	deliver_bounce_done(ds, u, job, id);
@@ -192,8 +193,8 @@ dispatch(struct dsched *ds)
 	if (ds->draining)
 		return;
 	while ((job = sched_job_next(ds->s, now)) != NULL) {
-		unsigned i = (unsigned)(str_hash(job->domain) %
-		    ds->d->nworkers);
+		unsigned i =
+		    (unsigned)(str_hash(job->domain) % ds->d->nworkers);
 
 		if (job->suspended) {
 			/* its destination is resting: already decided */
@@ -340,13 +341,13 @@ deliver_sched_main(void *arg)
 	struct deliver *d = arg;
 	const struct config *cfg = d->cfg;
 	struct sched_cfg scfg = {
-		.retry = cfg->queue.retry,
-		.nretry = cfg->queue.nretry,
-		.max_age = cfg->queue.max_age,
-		.max_jobs = cfg->delivery.max_connections,
-		.max_per_dest = cfg->delivery.max_connections_per_host,
+	    .retry = cfg->queue.retry,
+	    .nretry = cfg->queue.nretry,
+	    .max_age = cfg->queue.max_age,
+	    .max_jobs = cfg->delivery.max_connections,
+	    .max_per_dest = cfg->delivery.max_connections_per_host,
 	};
-	struct dsched ds = { .d = d };
+	struct dsched ds = {.d = d};
 	struct sched_stats st;
 	uint64_t deadline = 0;
 	int rc;
@@ -356,8 +357,8 @@ deliver_sched_main(void *arg)
 	if (rc != 0)
 		log_warnx("event=recovery-failed error=\"%s\"", strerror(-rc));
 	sched_stats_get(ds.s, &st);
-	log_event("event=scheduled messages=%zu destinations=%zu", st.msgs,
-	    st.units);
+	log_event(
+	    "event=scheduled messages=%zu destinations=%zu", st.msgs, st.units);
 	for (;;) {
 		int64_t t = sched_timeout(ds.s, clock_wall_ms());
 		int wait = t < 0 || t > 1000 ? 1000 : (int)t;
@@ -393,8 +394,8 @@ deliver_sched_main(void *arg)
 	 * them. Their recipients are still pending on disk. */
 	sched_stats_get(ds.s, &st);
 	if (st.inflight)
-		log_info("event=delivery-stopped jobs_abandoned=%zu",
-		    st.inflight);
+		log_info(
+		    "event=delivery-stopped jobs_abandoned=%zu", st.inflight);
 	sched_free(ds.s);
 	/* XXX ids of messages deleted by an operator stay in it till here */
 	deliver_bounce_fini(&ds);

@@ -51,26 +51,26 @@ struct dconn {
 	struct deliver_worker *w;
 	int fd;
 	struct uring_op rd, wr, cn;
-	char key[80];             /* "ip:port": the per-host cap */
-	char host[DNS_NAME_MAX];  /* MX or route host name */
-	char relay[300];          /* "host[ip]:port", for logs */
+	char key[80];            /* "ip:port": the per-host cap */
+	char host[DNS_NAME_MAX]; /* MX or route host name */
+	char relay[300];         /* "host[ip]:port", for logs */
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	struct smtp_out *so;
 	struct smtp_out_cfg socfg;
 	struct tls_conn *tls;
 	bool handshaking;
-	struct buf out;           /* plaintext from smtp_out */
-	struct buf wire;          /* the bytes of the send in flight */
-	struct buf tin;           /* decrypted input */
-	bool want_flushed;        /* smtp_out said WRITE */
+	struct buf out;    /* plaintext from smtp_out */
+	struct buf wire;   /* the bytes of the send in flight */
+	struct buf tin;    /* decrypted input */
+	bool want_flushed; /* smtp_out said WRITE */
 	bool after_send_close;
 	bool closing;
-	bool in_recv;             /* inside on_recv: freeing waits for it */
-	unsigned nmsgs;           /* transactions carried, for the cap */
-	struct djob *job;         /* NULL when idle */
-	uint64_t deadline;        /* mono ms, 0 = none */
-	uint64_t idle_since;      /* mono ms */
+	bool in_recv;        /* inside on_recv: freeing waits for it */
+	unsigned nmsgs;      /* transactions carried, for the cap */
+	struct djob *job;    /* NULL when idle */
+	uint64_t deadline;   /* mono ms, 0 = none */
+	uint64_t idle_since; /* mono ms */
 	struct dconn *next;
 };
 
@@ -79,21 +79,21 @@ struct djob {
 	struct sched_job *sj;
 	struct dns_req *dns;
 	struct dns_target *targets;
-	size_t ntargets, ti, ai;    /* the next address to try */
+	size_t ntargets, ti, ai; /* the next address to try */
 	uint16_t port;
 	enum config_tls_policy tls;
 	const struct config_route *route;
 	struct buf body;
-	const char **addrs;         /* unresolved recipients, for smtp_out */
-	size_t *map;                /* addrs[i] is sj->rcpts[map[i]] */
+	const char **addrs; /* unresolved recipients, for smtp_out */
+	size_t *map;        /* addrs[i] is sj->rcpts[map[i]] */
 	size_t nleft;
 	struct smtp_out_result *results;
 	struct smtp_out_job job;
-	bool any_reply;             /* a host answered: not a dest failure */
-	bool tls_failed;            /* the last handshake failed under may */
-	bool tls_off;               /* so this address goes again in plain */
+	bool any_reply;  /* a host answered: not a dest failure */
+	bool tls_failed; /* the last handshake failed under may */
+	bool tls_off;    /* so this address goes again in plain */
 	char last_err[400];
-	struct djob *next;          /* parked list */
+	struct djob *next; /* parked list */
 };
 
 struct deliver_worker {
@@ -107,9 +107,9 @@ struct deliver_worker {
 	uint64_t chan_val;
 	struct dconn *conns;
 	struct djob *parked;
-	unsigned ndns;      /* DNS requests out: wait for them before exit */
-	bool stopping;      /* finish what is held, take nothing new */
-	bool exiting;       /* all done: chan_op cancelled, not re-armed */
+	unsigned ndns; /* DNS requests out: wait for them before exit */
+	bool stopping; /* finish what is held, take nothing new */
+	bool exiting;  /* all done: chan_op cancelled, not re-armed */
 };
 
 static void conn_act(struct dconn *c, enum smtp_out_action a);
@@ -159,8 +159,9 @@ job_finish(struct djob *dj)
 
 	for (size_t i = 0; i < dj->nleft; i++)
 		rcpt_set(&sj->rcpts[dj->map[i]], SCHED_OUTCOME_TEMPFAIL,
-		    "4.4.1", dj->last_err[0] ? dj->last_err :
-						     "no host could be reached");
+		    "4.4.1",
+		    dj->last_err[0] ? dj->last_err
+		                    : "no host could be reached");
 	sj->dest_failed = !dj->any_reply;
 	sj->msg.type = DELIVER_MSG_DONE;
 	chan_send(dj->w->d->sched_chan, &sj->msg);
@@ -178,13 +179,14 @@ static void
 job_fail_dns(struct djob *dj, const struct dns_req *req)
 {
 	bool perm = dns_status_permanent(req->status);
-	const char *dsn = req->status == DNS_NULLMX ? "5.1.10" :
-	    perm ? "5.1.2" : "4.4.3";
+	const char *dsn = req->status == DNS_NULLMX ? "5.1.10"
+	                  : perm                    ? "5.1.2"
+	                                            : "4.4.3";
 
 	for (size_t i = 0; i < dj->nleft; i++)
 		rcpt_set(&dj->sj->rcpts[dj->map[i]],
-		    perm ? SCHED_OUTCOME_PERMFAIL : SCHED_OUTCOME_TEMPFAIL,
-		    dsn, req->reason);
+		    perm ? SCHED_OUTCOME_PERMFAIL : SCHED_OUTCOME_TEMPFAIL, dsn,
+		    req->reason);
 	dj->nleft = 0;
 	/* a permanent answer is an answer; a DNS outage is a dest failure */
 	dj->any_reply = perm;
@@ -217,10 +219,10 @@ job_start(struct deliver_worker *w, struct sched_job *sj)
 	buf_init(&dj->body, BODY_MAX);
 	job_prepare(dj);
 	dj->route = config_route_find(cfg, sj->domain);
-	dj->port = dj->route && dj->route->port ? dj->route->port :
-						  cfg->delivery.port;
-	dj->tls = dj->route && dj->route->tls_set ? dj->route->tls :
-						    cfg->delivery.tls;
+	dj->port =
+	    dj->route && dj->route->port ? dj->route->port : cfg->delivery.port;
+	dj->tls = dj->route && dj->route->tls_set ? dj->route->tls
+	                                          : cfg->delivery.tls;
 	if (w->stopping) {
 		str_copy(dj->last_err, sizeof(dj->last_err),
 		    "delivery is shutting down");
@@ -234,8 +236,8 @@ job_start(struct deliver_worker *w, struct sched_job *sj)
 		 * the resolver thread: two thread wakeups per job saved. */
 		if (dns_literal_target(dj->route->host, &t)) {
 			dj->ntargets = 1;
-			dj->targets = (struct dns_target *)(void *)xmemdup(&t,
-			    sizeof(t));
+			dj->targets =
+			    (struct dns_target *)(void *)xmemdup(&t, sizeof(t));
 			job_targets_ready(dj);
 			return;
 		}
@@ -244,13 +246,12 @@ job_start(struct deliver_worker *w, struct sched_job *sj)
 	dj->dns->reply = w->chan;
 	dj->dns->arg = dj;
 	if (dj->route) {
-		str_copy(dj->dns->domain, sizeof(dj->dns->domain),
-		    dj->route->host);
+		str_copy(
+		    dj->dns->domain, sizeof(dj->dns->domain), dj->route->host);
 		/* literal or name: the resolver answers an IP itself */
 		dns_resolve_host(w->d->dns, dj->dns);
 	} else {
-		str_copy(dj->dns->domain, sizeof(dj->dns->domain),
-		    sj->domain);
+		str_copy(dj->dns->domain, sizeof(dj->dns->domain), sj->domain);
 		dns_resolve_mx(w->d->dns, dj->dns);
 	}
 	w->ndns++;
@@ -272,8 +273,8 @@ job_dns_done(struct djob *dj)
 		return;
 	}
 	dj->ntargets = req->ntargets;
-	dj->targets = (struct dns_target *)(void *)xmemdup(req->targets,
-	    req->ntargets * sizeof(*req->targets));
+	dj->targets = (struct dns_target *)(void *)xmemdup(
+	    req->targets, req->ntargets * sizeof(*req->targets));
 	free(dj->dns);
 	dj->dns = NULL;
 	job_targets_ready(dj);
@@ -331,9 +332,10 @@ job_results(struct djob *dj, struct dconn *c)
 			continue;
 		}
 		dj->any_reply = true;
-		rcpt_set(jr, r->outcome == SMTP_OUT_OK ? SCHED_OUTCOME_OK :
-		    r->outcome == SMTP_OUT_PERMFAIL ? SCHED_OUTCOME_PERMFAIL :
-						      SCHED_OUTCOME_TEMPFAIL,
+		rcpt_set(jr,
+		    r->outcome == SMTP_OUT_OK         ? SCHED_OUTCOME_OK
+		    : r->outcome == SMTP_OUT_PERMFAIL ? SCHED_OUTCOME_PERMFAIL
+		                                      : SCHED_OUTCOME_TEMPFAIL,
 		    r->enhanced, text);
 	}
 	dj->nleft = left;
@@ -450,8 +452,9 @@ conn_act(struct dconn *c, enum smtp_out_action a)
 		break;
 	case SMTP_OUT_STARTTLS:
 		c->tls = tls_conn_client_new(c->w->d->tls, c->host,
-		    c->socfg.tls == CONFIG_TLS_VERIFY ? CONFIG_TLS_VERIFY :
-							CONFIG_TLS_MAY, NULL);
+		    c->socfg.tls == CONFIG_TLS_VERIFY ? CONFIG_TLS_VERIFY
+		                                      : CONFIG_TLS_MAY,
+		    NULL);
 		c->handshaking = true;
 		if (tls_conn_handshake(c->tls) == -EPROTO) {
 			c->handshaking = false;
@@ -469,7 +472,8 @@ conn_act(struct dconn *c, enum smtp_out_action a)
 		 * now and then spreads load over a host's addresses and
 		 * bounds what one long session can go wrong with */
 		if (smtp_out_reusable(c->so) && !c->w->stopping &&
-		    c->nmsgs < wcfg(c->w)->delivery.max_messages_per_connection) {
+		    c->nmsgs <
+		        wcfg(c->w)->delivery.max_messages_per_connection) {
 			conn_idle(c);
 		} else {
 			conn_act(c, smtp_out_quit(c->so, &c->out));
@@ -518,8 +522,8 @@ conn_flush(struct dconn *c)
 		return;
 	if (c->tls) {
 		while (!c->handshaking && buf_avail(&c->out)) {
-			ssize_t n = tls_conn_write(c->tls, buf_peek(&c->out),
-			    buf_avail(&c->out));
+			ssize_t n = tls_conn_write(
+			    c->tls, buf_peek(&c->out), buf_avail(&c->out));
 
 			if (n == -ENOBUFS)
 				break;
@@ -532,8 +536,8 @@ conn_flush(struct dconn *c)
 		}
 		tls_conn_out_to_buf(c->tls, &c->wire);
 	} else if (buf_avail(&c->out)) {
-		if (buf_append(&c->wire, buf_peek(&c->out),
-			buf_avail(&c->out)) == 0)
+		if (buf_append(
+		        &c->wire, buf_peek(&c->out), buf_avail(&c->out)) == 0)
 			buf_reset(&c->out);
 	}
 	if (buf_avail(&c->wire)) {
@@ -648,8 +652,9 @@ on_connect(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		conn_fail(c, SMTP_OUT_ABORT_IO, strerror(-res));
 		return;
 	}
-	c->socfg.helo_name = cfg->delivery.helo_name[0] ?
-	    cfg->delivery.helo_name : cfg->server.hostname;
+	c->socfg.helo_name = cfg->delivery.helo_name[0]
+	                         ? cfg->delivery.helo_name
+	                         : cfg->server.hostname;
 	c->socfg.tls = dj ? dj->tls : cfg->delivery.tls;
 	if (dj && dj->tls_off)
 		c->socfg.tls = CONFIG_TLS_NONE;
@@ -669,9 +674,10 @@ on_connect(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 static void
 addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
 {
-	const void *a = ss->ss_family == AF_INET ?
-	    (const void *)&((const struct sockaddr_in *)ss)->sin_addr :
-	    (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+	const void *a =
+	    ss->ss_family == AF_INET
+	        ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+	        : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
 
 	if (inet_ntop(ss->ss_family, a, out, (socklen_t)len) == NULL)
 		str_copy(out, len, "?");
@@ -689,11 +695,10 @@ conn_open(struct djob *dj, const struct dns_target *t,
 	c->job = dj;
 	str_copy(c->key, sizeof(c->key), key);
 	str_copy(c->host, sizeof(c->host), t->name);
-	str_fmt(c->relay, sizeof(c->relay), "%s[%s]:%u", t->name, ip,
-	    dj->port);
+	str_fmt(c->relay, sizeof(c->relay), "%s[%s]:%u", t->name, ip, dj->port);
 	c->sa = *sa;
-	c->salen = sa->ss_family == AF_INET ? sizeof(struct sockaddr_in) :
-					      sizeof(struct sockaddr_in6);
+	c->salen = sa->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+	                                    : sizeof(struct sockaddr_in6);
 	buf_init(&c->out, SMTP_OUT_CHUNK);
 	buf_init(&c->wire, SMTP_OUT_CHUNK + TLS_OUT_MAX);
 	buf_init(&c->tin, 64 * 1024);
@@ -702,16 +707,16 @@ conn_open(struct djob *dj, const struct dns_target *t,
 	uring_op_init(&c->cn, on_connect);
 	c->next = w->conns;
 	w->conns = c;
-	c->fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+	c->fd = socket(
+	    sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		conn_fail(c, SMTP_OUT_ABORT_IO, strerror(errno));
 		return;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->deadline = clock_mono_ms() + wcfg(w)->delivery.connect_timeout;
-	uring_connect(w->loop, &c->cn, c->fd, (const struct sockaddr *)&c->sa,
-	    c->salen);
+	uring_connect(
+	    w->loop, &c->cn, c->fd, (const struct sockaddr *)&c->sa, c->salen);
 }
 
 /* Try the current address: reuse, open, or park. */
@@ -779,8 +784,8 @@ static void
 on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
     size_t len)
 {
-	struct deliver_worker *w = uring_container_of(op,
-	    struct deliver_worker, tick);
+	struct deliver_worker *w =
+	    uring_container_of(op, struct deliver_worker, tick);
 	uint64_t now = clock_mono_ms();
 	struct djob *parked = w->parked;
 
@@ -794,8 +799,9 @@ on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 			continue;
 		if (c->deadline && now >= c->deadline)
 			conn_fail(c, SMTP_OUT_ABORT_TIMEOUT, "timed out");
-		else if (c->job == NULL && c->so && (w->stopping ||
-		    now - c->idle_since >= wcfg(w)->delivery.idle_timeout))
+		else if (c->job == NULL && c->so &&
+		         (w->stopping || now - c->idle_since >=
+		                             wcfg(w)->delivery.idle_timeout))
 			conn_act(c, smtp_out_quit(c->so, &c->out));
 	}
 	/* parked jobs retry: a cap elsewhere may have opened */
@@ -808,7 +814,7 @@ on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		job_try(dj);
 	}
 	if (w->exiting || (w->stopping && w->conns == NULL &&
-	    w->parked == NULL && w->ndns == 0)) {
+	                      w->parked == NULL && w->ndns == 0)) {
 		/* the tick is not re-armed; the chan read is cancelled and
 		 * on_chan stops the loop once it is the last op */
 		w->exiting = true;
@@ -845,8 +851,8 @@ static void
 on_chan(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
     size_t len)
 {
-	struct deliver_worker *w = uring_container_of(op,
-	    struct deliver_worker, chan_op);
+	struct deliver_worker *w =
+	    uring_container_of(op, struct deliver_worker, chan_op);
 	struct chan_msg *m, *n;
 
 	(void)res;

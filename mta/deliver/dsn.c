@@ -46,8 +46,7 @@ dsn_adds(struct dsn_out *o, const char *s)
 	dsn_add(o, s, strlen(s));
 }
 
-static void dsn_addf(struct dsn_out *o, const char *fmt, ...)
-    MTA_PRINTF(2, 3);
+static void dsn_addf(struct dsn_out *o, const char *fmt, ...) MTA_PRINTF(2, 3);
 
 /* Short fixed-shape lines only (dates, ids, codes): a line that would not
  * fit is an internal error, reported as -ENOBUFS. */
@@ -72,8 +71,8 @@ dsn_addf(struct dsn_out *o, const char *fmt, ...)
 bool
 dsn_reply_is_smtp(const char *t)
 {
-	if (t == NULL || t[0] < '2' || t[0] > '5' || t[1] < '0' ||
-	    t[1] > '9' || t[2] < '0' || t[2] > '9')
+	if (t == NULL || t[0] < '2' || t[0] > '5' || t[1] < '0' || t[1] > '9' ||
+	    t[2] < '0' || t[2] > '9')
 		return false;
 	return t[3] == '\0' || t[3] == ' ' || t[3] == '-';
 }
@@ -125,10 +124,11 @@ static const char *
 dsn_status(const struct dsn_rcpt *r)
 {
 	if (r->action == DSN_ACTION_DELAYED)
-		return dsn_status_valid(r->status) && r->status[0] == '4' ?
-		    r->status : "4.0.0";
-	return dsn_status_valid(r->status) && r->status[0] != '2' ?
-	    r->status : "5.0.0";
+		return dsn_status_valid(r->status) && r->status[0] == '4'
+		           ? r->status
+		           : "4.0.0";
+	return dsn_status_valid(r->status) && r->status[0] != '2' ? r->status
+	                                                          : "5.0.0";
 }
 
 /* Peer text made safe for a header field or a text line: every control
@@ -156,8 +156,8 @@ dsn_clean(const char *src, char *dst, size_t dstlen)
  * lines. Ends with CRLF. prefix and cont must be short.
  */
 static void
-dsn_fold(struct dsn_out *o, const char *prefix, const char *text,
-    const char *cont)
+dsn_fold(
+    struct dsn_out *o, const char *prefix, const char *text, const char *cont)
 {
 	size_t col = strlen(prefix), base = col, clen = strlen(cont);
 	const char *p = text;
@@ -203,8 +203,8 @@ dsn_relay_host(const char *relay, char *host, size_t hostlen)
 {
 	const char *b = strchr(relay, '[');
 
-	str_ncopy(host, hostlen, relay, b ? (size_t)(b - relay) :
-					    strlen(relay));
+	str_ncopy(
+	    host, hostlen, relay, b ? (size_t)(b - relay) : strlen(relay));
 }
 
 static bool
@@ -235,18 +235,19 @@ dsn_render_text(const struct dsn_msg *m, struct dsn_out *o)
 
 	clock_rfc5322(m->received_ms, date, sizeof(date));
 	(void)str_fmt(id, sizeof(id), "%016" PRIx64, m->orig_id);
-	dsn_addf(o, "This is the mail delivery system at %s.\r\n\r\n",
-	    m->hostname);
+	dsn_addf(
+	    o, "This is the mail delivery system at %s.\r\n\r\n", m->hostname);
 	if (failed) {
 		dsn_adds(o, "Your message could not be delivered to the "
-		    "recipients listed below.\r\n");
+		            "recipients listed below.\r\n");
 		dsn_adds(o, "This is a permanent error: the mail system "
-		    "has given up on them.\r\n");
+		            "has given up on them.\r\n");
 	}
 	if (delayed) {
 		if (failed)
 			dsn_add(o, "\r\n", 2);
-		dsn_adds(o, "Your message has not yet been delivered to "
+		dsn_adds(o,
+		    "Your message has not yet been delivered to "
 		    "the recipients listed below\r\nas delayed. The mail "
 		    "system keeps trying; you do not need to send it\r\n"
 		    "again. You will be told if it finally fails.\r\n");
@@ -362,7 +363,7 @@ static bool
 dsn_contains(const struct buf *b, const char *s)
 {
 	return buf_avail(b) > 0 &&
-	    memmem(buf_peek(b), buf_avail(b), s, strlen(s)) != NULL;
+	       memmem(buf_peek(b), buf_avail(b), s, strlen(s)) != NULL;
 }
 
 static void
@@ -380,7 +381,7 @@ dsn_part(struct dsn_out *o, const char *boundary, const char *desc,
 static int
 dsn_assemble(const struct dsn_msg *m, struct buf *parts, struct buf *out)
 {
-	struct dsn_out o = { out, 0 };
+	struct dsn_out o = {out, 0};
 	char boundary[80], delim[90], date[64], to[1024];
 	bool any8 = false;
 	unsigned n = 0;
@@ -405,19 +406,20 @@ dsn_assemble(const struct dsn_msg *m, struct buf *parts, struct buf *out)
 	dsn_addf(&o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
 	    m->hostname);
 	dsn_addf(&o, "To: <%s>\r\n", to);
-	dsn_addf(&o, "Subject: %s\r\n", dsn_any(m, DSN_ACTION_FAILED) ?
-	    "Undelivered Mail Returned to Sender" :
-	    "Delayed Mail (still being retried)");
+	dsn_addf(&o, "Subject: %s\r\n",
+	    dsn_any(m, DSN_ACTION_FAILED)
+	        ? "Undelivered Mail Returned to Sender"
+	        : "Delayed Mail (still being retried)");
 	dsn_addf(&o, "Date: %s\r\n", date);
 	dsn_addf(&o, "Message-ID: <%016" PRIx64 ".%016" PRIx64 ".dsn@%s>\r\n",
 	    m->dsn_id, m->orig_id, m->hostname);
 	dsn_adds(&o, "Auto-Submitted: auto-replied\r\n");
 	dsn_adds(&o, "MIME-Version: 1.0\r\n");
 	dsn_adds(&o, "Content-Type: multipart/report; "
-	    "report-type=delivery-status;\r\n");
+	             "report-type=delivery-status;\r\n");
 	dsn_addf(&o, "\tboundary=\"%s\"\r\n", boundary);
-	dsn_addf(&o, "Content-Transfer-Encoding: %s\r\n", any8 ? "8bit" :
-								 "7bit");
+	dsn_addf(
+	    &o, "Content-Transfer-Encoding: %s\r\n", any8 ? "8bit" : "7bit");
 	dsn_adds(&o, "\r\nThis is a MIME-encapsulated message.\r\n");
 	dsn_part(&o, boundary, "Notification", "text/plain; charset=utf-8",
 	    &parts[0]);
@@ -460,8 +462,8 @@ dsn_build(const struct dsn_msg *m, struct buf *out)
 	for (int i = 0; i < 3; i++)
 		buf_init(&parts[i], DSN_PART_MAX);
 	{
-		struct dsn_out t = { &parts[0], 0 }, s = { &parts[1], 0 },
-			       h = { &parts[2], 0 };
+		struct dsn_out t = {&parts[0], 0}, s = {&parts[1], 0},
+		               h = {&parts[2], 0};
 
 		dsn_render_text(m, &t);
 		dsn_render_status(m, &s);

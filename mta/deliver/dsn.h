@@ -40,7 +40,7 @@ enum dsn_action {
 };
 
 struct dsn_rcpt {
-	const char *addr;         /* final recipient, without <> */
+	const char *addr; /* final recipient, without <> */
 	enum dsn_action action;
 	const char *status;       /* RFC 3463 code, e.g. "5.1.1"; replaced by
 				     X.0.0 when missing or malformed */
@@ -52,16 +52,16 @@ struct dsn_rcpt {
 };
 
 struct dsn_msg {
-	const char *hostname;      /* Reporting-MTA and MAILER-DAEMON@ */
-	uint64_t orig_id;          /* the original message's queue id */
-	const char *orig_from;     /* its envelope sender: the DSN's To */
-	uint64_t received_ms;      /* its arrival, wall ms */
-	uint64_t dsn_id;           /* the DSN's own queue id (Message-ID) */
-	uint64_t now_ms;           /* Date */
-	const uint8_t *headers;    /* original header section, or NULL */
-	size_t headers_len;        /* bytes; see dsn_headers_len() */
+	const char *hostname;   /* Reporting-MTA and MAILER-DAEMON@ */
+	uint64_t orig_id;       /* the original message's queue id */
+	const char *orig_from;  /* its envelope sender: the DSN's To */
+	uint64_t received_ms;   /* its arrival, wall ms */
+	uint64_t dsn_id;        /* the DSN's own queue id (Message-ID) */
+	uint64_t now_ms;        /* Date */
+	const uint8_t *headers; /* original header section, or NULL */
+	size_t headers_len;     /* bytes; see dsn_headers_len() */
 	const struct dsn_rcpt *rcpts;
-	size_t nrcpts;             /* >= 1 */
+	size_t nrcpts; /* >= 1 */
 };
 
 /*

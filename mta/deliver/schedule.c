@@ -39,10 +39,10 @@ struct srcpt {
 struct sunit {
 	struct smsg *msg;
 	struct sdest *dest;
-	uint64_t due;       /* wall ms */
-	size_t hpos;        /* slot in the heap, or NOWHERE */
-	bool waiting;       /* in dest->fifo */
-	bool inflight;      /* a job is out */
+	uint64_t due;                /* wall ms */
+	size_t hpos;                 /* slot in the heap, or NOWHERE */
+	bool waiting;                /* in dest->fifo */
+	bool inflight;               /* a job is out */
 	struct sunit *wnext, *wprev; /* dest->fifo links: O(1) removal */
 };
 
@@ -56,7 +56,7 @@ struct smsg {
 	struct sunit *units;
 	size_t npending;
 	bool held;
-	bool forgotten;     /* forget requested while a job was out */
+	bool forgotten; /* forget requested while a job was out */
 	struct smsg *hnext;
 };
 
@@ -64,15 +64,15 @@ struct sdest {
 	char *domain;
 	unsigned inflight;
 	unsigned window;
-	uint64_t dead_until; /* wall ms: a failed destination rests */
-	char dead_reason[200];  /* why, for the suspended deferrals */
+	uint64_t dead_until;   /* wall ms: a failed destination rests */
+	char dead_reason[200]; /* why, for the suspended deferrals */
 	struct sunit *whead, *wtail;
 	struct sdest *hnext;
 };
 
 struct sched {
 	struct sched_cfg cfg;
-	struct smsg **mtab;  /* buckets */
+	struct smsg **mtab; /* buckets */
 	size_t mcap, nmsgs;
 	struct sdest **dtab;
 	size_t dcap, ndests;
@@ -189,8 +189,8 @@ msg_grow(struct sched *s)
 		struct smsg *m = old[i], *next;
 
 		for (; m; m = next) {
-			struct smsg **pp = &s->mtab[hash64(m->id) &
-			    (s->mcap - 1)];
+			struct smsg **pp =
+			    &s->mtab[hash64(m->id) & (s->mcap - 1)];
 
 			next = m->hnext;
 			m->hnext = *pp;
@@ -216,7 +216,7 @@ dest_get(struct sched *s, const char *domain)
 
 			for (d = old[i]; d; d = n) {
 				pp = &s->dtab[str_hash(d->domain) &
-				    (s->dcap - 1)];
+				              (s->dcap - 1)];
 				n = d->hnext;
 				d->hnext = *pp;
 				*pp = d;
@@ -479,8 +479,8 @@ job_suspended(struct sched *s, struct sunit *u, uint64_t now_ms)
 		str_copy(j->rcpts[i].dsn, sizeof(j->rcpts[i].dsn), "4.4.1");
 		str_fmt(j->rcpts[i].reply, sizeof(j->rcpts[i].reply),
 		    "delivery temporarily suspended: %s",
-		    u->dest->dead_reason[0] ? u->dest->dead_reason :
-					      "the destination failed");
+		    u->dest->dead_reason[0] ? u->dest->dead_reason
+		                            : "the destination failed");
 	}
 	return j;
 }
@@ -578,8 +578,9 @@ sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms)
 			/* decided here: says nothing new about the host */
 		} else if (job->dest_failed) {
 			d->window = 1;
-			d->dead_until = now_ms + (retry_delay(s, 1) < REST_MAX ?
-			    retry_delay(s, 1) : REST_MAX);
+			d->dead_until = now_ms + (retry_delay(s, 1) < REST_MAX
+			                                 ? retry_delay(s, 1)
+			                                 : REST_MAX);
 			str_copy(d->dead_reason, sizeof(d->dead_reason),
 			    job->nrcpts ? job->rcpts[0].reply : "");
 		} else {
@@ -588,8 +589,8 @@ sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms)
 			d->dead_until = 0;
 		}
 		/* slots opened: that many units in line go next */
-		for (unsigned n = d->inflight < d->window ?
-			 d->window - d->inflight : 0;
+		for (unsigned n =
+		         d->inflight < d->window ? d->window - d->inflight : 0;
 		     n > 0 && d->whead; n--) {
 			struct sunit *w = d->whead;
 
@@ -601,8 +602,9 @@ sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms)
 	s->inflight--;
 	if (m == NULL) {
 		for (size_t i = 0; i < job->nrcpts; i++)
-			rcpt_decide(s, &(struct smsg){ .received_ms =
-			    job->received_ms }, &job->rcpts[i], NULL, now_ms);
+			rcpt_decide(s,
+			    &(struct smsg){.received_ms = job->received_ms},
+			    &job->rcpts[i], NULL, now_ms);
 		return false;
 	}
 	for (size_t i = 0; i < job->nrcpts; i++) {

@@ -57,9 +57,9 @@ enum sched_outcome {
 struct sched_cfg {
 	const uint64_t *retry; /* ms; the last repeats */
 	size_t nretry;
-	uint64_t max_age;      /* ms since the message was received */
-	unsigned max_jobs;     /* jobs in flight, all destinations */
-	unsigned max_per_dest; /* jobs in flight per destination */
+	uint64_t max_age;            /* ms since the message was received */
+	unsigned max_jobs;           /* jobs in flight, all destinations */
+	unsigned max_per_dest;       /* jobs in flight per destination */
 	uint32_t (*rand)(void *arg); /* jitter source; NULL = random() */
 	void *rand_arg;
 };
@@ -74,30 +74,30 @@ struct sched_rcpt_in {
 
 struct sched_job_rcpt {
 	uint32_t idx;
-	char *addr;                 /* owned by the job */
+	char *addr; /* owned by the job */
 	/* set by the worker: */
 	enum sched_outcome outcome;
-	char dsn[16];               /* enhanced status, e.g. "5.1.1" */
-	char reply[512];            /* remote reply or local reason */
+	char dsn[16];    /* enhanced status, e.g. "5.1.1" */
+	char reply[512]; /* remote reply or local reason */
 	/* set by sched_job_done(): */
 	enum sched_rcpt_state state;
 	uint16_t attempts;
-	uint64_t next_ms;           /* when deferred */
+	uint64_t next_ms; /* when deferred */
 };
 
 /* One transaction's worth of work, handed to a delivery worker and
  * handed back with the outcomes filled in. */
 struct sched_job {
-	struct chan_msg msg;       /* first */
-	uint64_t id;               /* message id */
-	char *from;                /* envelope sender, "" for <> */
-	char *domain;              /* destination, lowercase */
-	uint64_t received_ms;      /* wall ms */
+	struct chan_msg msg;  /* first */
+	uint64_t id;          /* message id */
+	char *from;           /* envelope sender, "" for <> */
+	char *domain;         /* destination, lowercase */
+	uint64_t received_ms; /* wall ms */
 	size_t nrcpts;
 	struct sched_job_rcpt *rcpts;
 	/* set by the worker: */
-	char relay[300];           /* "mx.example[192.0.2.1]:25", or "" */
-	bool dest_failed;          /* connection-level failure: slow start */
+	char relay[300];  /* "mx.example[192.0.2.1]:25", or "" */
+	bool dest_failed; /* connection-level failure: slow start */
 	/* set by sched_job_next() instead: the destination is resting after
 	 * a failure, so the job is already decided (every recipient
 	 * TEMPFAIL, "delivery temporarily suspended: ..."); hand it straight
@@ -145,9 +145,9 @@ int sched_msg_forget(struct sched *s, uint64_t id);
 
 /* Counters for logs and tests. */
 struct sched_stats {
-	size_t msgs;      /* messages with pending recipients */
-	size_t units;     /* (message, destination) units */
-	size_t inflight;  /* jobs out */
+	size_t msgs;     /* messages with pending recipients */
+	size_t units;    /* (message, destination) units */
+	size_t inflight; /* jobs out */
 };
 void sched_stats_get(const struct sched *s, struct sched_stats *st);
 /* Jobs in flight and the current window for one destination. */

@@ -57,11 +57,11 @@ struct uring_loop {
 	uint8_t *bufs;                /* nbufs * bufsize, mmap'd (lazy) */
 	size_t bufs_size;             /* bytes */
 	unsigned nbufs;
-	unsigned bufsize;             /* bytes */
+	unsigned bufsize; /* bytes */
 	int bufmask;
-	int nret;                     /* buffers added, tail not yet published */
+	int nret; /* buffers added, tail not yet published */
 	struct uring_op *dhead, *dtail; /* deferred ops, FIFO */
-	size_t nbusy;                 /* ops between arm and final callback */
+	size_t nbusy;                   /* ops between arm and final callback */
 	bool stop;
 };
 
@@ -81,9 +81,9 @@ static int
 ring_init(struct uring_loop *l, unsigned entries)
 {
 	static const unsigned flagsets[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
-		0,
+	    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	    IORING_SETUP_COOP_TASKRUN,
+	    0,
 	};
 	struct io_uring_params p;
 	int r = -EINVAL;
@@ -92,8 +92,8 @@ ring_init(struct uring_loop *l, unsigned entries)
 		memset(&p, 0, sizeof(p));
 		/* Multishot ops can complete many times per SQE: a big CQ.
 		 * The kernel keeps overflow (FEAT_NODROP) anyway. */
-		p.flags = flagsets[i] | IORING_SETUP_CQSIZE |
-		    IORING_SETUP_SUBMIT_ALL;
+		p.flags =
+		    flagsets[i] | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
 		p.cq_entries = entries * 16;
 		r = io_uring_queue_init_params(entries, &l->ring, &p);
 		if (r != -EINVAL)
@@ -159,8 +159,10 @@ uring_loop_new(const struct uring_loop_opts *opts, struct uring_loop **out,
 			l->bufsize = opts->bufsize;
 	}
 	if (l->nbufs > 32768 || (l->nbufs & (l->nbufs - 1)) != 0) {
-		snprintf(err, errlen, "io_uring: nbufs %u: not a power of two "
-		    "up to 32768", l->nbufs);
+		snprintf(err, errlen,
+		    "io_uring: nbufs %u: not a power of two "
+		    "up to 32768",
+		    l->nbufs);
 		free(l);
 		return -EINVAL;
 	}
@@ -258,7 +260,7 @@ undefer(struct uring_loop *l, struct uring_op *op)
 			break;
 		}
 	op->next = NULL;
-	op->state &= (uint8_t)~(ST_LISTED | ST_CANCEL_SQE);
+	op->state &= (uint8_t) ~(ST_LISTED | ST_CANCEL_SQE);
 }
 
 /* Queue the SQE for op's current step, or park it. */
@@ -273,8 +275,8 @@ arm(struct uring_loop *l, struct uring_op *op)
 	}
 	switch (op->kind) {
 	case OP_ACCEPT:
-		io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		io_uring_prep_multishot_accept(
+		    sqe, op->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		break;
 	case OP_RECV:
 		io_uring_prep_recv(sqe, op->fd, NULL, l->bufsize, 0);
@@ -287,7 +289,8 @@ arm(struct uring_loop *l, struct uring_op *op)
 		sqe->buf_group = BGID;
 		break;
 	case OP_SEND:
-		io_uring_prep_send(sqe, op->fd, op->u.send.buf + op->u.send.done,
+		io_uring_prep_send(sqe, op->fd,
+		    op->u.send.buf + op->u.send.done,
 		    op->u.send.len - op->u.send.done, MSG_NOSIGNAL);
 		break;
 	case OP_CONNECT:
@@ -336,8 +339,8 @@ uring_recv(struct uring_loop *l, struct uring_op *op, int fd, bool multishot)
 }
 
 void
-uring_send(struct uring_loop *l, struct uring_op *op, int fd,
-    const void *buf, size_t len)
+uring_send(struct uring_loop *l, struct uring_op *op, int fd, const void *buf,
+    size_t len)
 {
 	MTA_ASSERT(len <= UINT32_MAX);
 	op->u.send.buf = buf;
@@ -366,8 +369,8 @@ uring_connect(struct uring_loop *l, struct uring_op *op, int fd,
 }
 
 void
-uring_read(struct uring_loop *l, struct uring_op *op, int fd, void *buf,
-    size_t len)
+uring_read(
+    struct uring_loop *l, struct uring_op *op, int fd, void *buf, size_t len)
 {
 	MTA_ASSERT(len <= UINT32_MAX);
 	op->u.io.buf = buf;
@@ -562,7 +565,7 @@ run_deferred(struct uring_loop *l)
 		} else if (op->state & ST_STOP)
 			final(l, op, -ECANCELED, NULL, 0);
 		else if (op->kind == OP_SEND &&
-		    op->u.send.done == op->u.send.len)
+		         op->u.send.done == op->u.send.len)
 			final(l, op, (int)op->u.send.len, NULL, 0);
 		else
 			arm(l, op);
@@ -575,7 +578,8 @@ reap(struct uring_loop *l)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
-	io_uring_for_each_cqe(&l->ring, head, cqe) {
+	io_uring_for_each_cqe(&l->ring, head, cqe)
+	{
 		struct uring_op *op = io_uring_cqe_get_data(cqe);
 		int res = cqe->res;
 		unsigned flags = cqe->flags;

@@ -65,7 +65,7 @@ struct uring_op {
 	struct uring_op *next; /* deferred list link */
 	int fd;
 	uint8_t kind;
-	uint8_t state;         /* URING_ST_* bits, uring.c */
+	uint8_t state; /* URING_ST_* bits, uring.c */
 	uint16_t pad_;
 	union {
 		struct { /* send */
@@ -128,7 +128,7 @@ bool uring_op_busy(const struct uring_op *op);
 
 /* Recover the embedding object: uring_container_of(op, struct conn, rd). */
 #define uring_container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /*
  * The arming functions. None can fail: when the SQ is full they flush it,
@@ -155,8 +155,8 @@ void uring_accept(struct uring_loop *l, struct uring_op *op, int fd);
  * cancel; after uring_cancel() data callbacks may still arrive before the
  * final one, and the caller must take them.
  */
-void uring_recv(struct uring_loop *l, struct uring_op *op, int fd,
-    bool multishot);
+void uring_recv(
+    struct uring_loop *l, struct uring_op *op, int fd, bool multishot);
 
 /*
  * Send all of buf[0..len) with MSG_NOSIGNAL, re-sending the rest after a
@@ -175,8 +175,8 @@ void uring_connect(struct uring_loop *l, struct uring_op *op, int fd,
 /* read(2) into buf (borrowed until the callback): for an eventfd, pass an
  * 8-byte buffer. Works on O_NONBLOCK fds (waits for readability). res =
  * bytes or negative errno. One callback. */
-void uring_read(struct uring_loop *l, struct uring_op *op, int fd, void *buf,
-    size_t len);
+void uring_read(
+    struct uring_loop *l, struct uring_op *op, int fd, void *buf, size_t len);
 
 /* Fire after ms milliseconds (CLOCK_MONOTONIC). res = 0 when it fired,
  * -ECANCELED when cancelled. One callback. */

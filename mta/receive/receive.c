@@ -231,8 +231,8 @@ listener_acc_cb(struct uring_op *op, int res, unsigned flags,
 		return;
 	}
 	if (res < 0) {
-		log_warnx("receive: accept on %s: %s", ls->text,
-		    strerror(-res));
+		log_warnx(
+		    "receive: accept on %s: %s", ls->text, strerror(-res));
 		uring_timeout(t->l, &ls->retry, ACCEPT_RETRY_MS);
 	} else
 		listener_arm(ls);
@@ -327,8 +327,7 @@ thread_shutdown(struct rthread *t, bool now)
 void
 receive_thread_check_done(struct rthread *t)
 {
-	if (!t->shutting || t->nconns || t->nls_open || t->commits ||
-	    t->auths)
+	if (!t->shutting || t->nconns || t->nls_open || t->commits || t->auths)
 		return;
 	if (!t->finishing) {
 		t->finishing = true;
@@ -374,7 +373,8 @@ handle_msg(struct rthread *t, struct chan_msg *m)
 		}
 		if (ok) {
 			c->authing = false;
-			receive_conn_act(c, smtp_in_auth_done(c->s, true, &c->out));
+			receive_conn_act(
+			    c, smtp_in_auth_done(c->s, true, &c->out));
 		} else {
 			/* authing stays set: conn_dly_cb answers. */
 			uring_timeout(t->l, &c->dly, AUTH_FAIL_DELAY_MS);
@@ -432,7 +432,7 @@ thread_main(void *arg)
 {
 	struct rthread *t = arg;
 	struct receive *r = t->r;
-	struct uring_loop_opts o = { 0 };
+	struct uring_loop_opts o = {0};
 	int res;
 
 	res = uring_loop_new(&o, &t->l, t->start_err, sizeof(t->start_err));
@@ -452,11 +452,12 @@ thread_main(void *arg)
 		listener_arm(&t->ls[i]);
 	}
 	if ((res = uring_loop_run(t->l)) < 0)
-		fatalx("receive thread %u: io_uring: %s", t->idx,
-		    strerror(-res));
+		fatalx(
+		    "receive thread %u: io_uring: %s", t->idx, strerror(-res));
 	if (t->stale)
 		log_debug("receive thread %u: %" PRIu64 " stale commit or "
-		    "auth answers", t->idx, t->stale);
+		          "auth answers",
+		    t->idx, t->stale);
 	uring_loop_free(t->l);
 	t->l = NULL;
 	atomic_fetch_sub(&r->running, 1);
@@ -471,8 +472,8 @@ listen_one(const struct config_addr *a, bool reuseport, int *out, char *err,
 {
 	int fd, one = 1, e;
 
-	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd = socket(
+	    a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
@@ -507,8 +508,8 @@ listen_addr(const struct config_server *cs, size_t j, bool *tls)
 }
 
 int
-receive_new(const struct config *cfg, struct receive **out, char *err,
-    size_t errlen)
+receive_new(
+    const struct config *cfg, struct receive **out, char *err, size_t errlen)
 {
 	const struct config_server *cs = &cfg->server;
 	struct receive *r;
@@ -534,7 +535,7 @@ receive_new(const struct config *cfg, struct receive **out, char *err,
 	 * first, so a busy port is an error, not a silent split. */
 	for (size_t i = 0; i < nls; i++) {
 		if ((res = listen_one(listen_addr(cs, i, &ltls), false, &fd,
-		    err, errlen)) < 0)
+		         err, errlen)) < 0)
 			return res;
 		close(fd);
 	}
@@ -544,15 +545,15 @@ receive_new(const struct config *cfg, struct receive **out, char *err,
 	    (res = tls_ctx_server_new(&cfg->tls, &tls, err, errlen)) < 0)
 		return res;
 	if (cfg->auth.users[0] != '\0' &&
-	    (res = auth_users_load(cfg->auth.users, &users, e2,
-	    sizeof(e2))) < 0) {
+	    (res = auth_users_load(cfg->auth.users, &users, e2, sizeof(e2))) <
+	        0) {
 		snprintf(err, errlen, "auth: %s", e2);
 		tls_ctx_free(tls);
 		return res;
 	}
 	if (users != NULL && tls == NULL && cfg->auth.require_tls)
 		log_warnx("auth: require_tls = yes and no [tls] certificate: "
-		    "AUTH is never offered");
+		          "AUTH is never offered");
 	r = xcalloc(1, sizeof(*r));
 	r->cfg = cfg;
 	r->nth = nth;
@@ -584,13 +585,13 @@ receive_new(const struct config *cfg, struct receive **out, char *err,
 		t->ls = xcalloc(nls, sizeof(*t->ls));
 		for (size_t j = 0; j < nls; j++) {
 			struct listener *ls = &t->ls[j];
-			const struct config_addr *a = listen_addr(cs, j,
-			    &ls->tls);
+			const struct config_addr *a =
+			    listen_addr(cs, j, &ls->tls);
 
 			ls->t = t;
 			ls->text = a->text;
-			if ((res = listen_one(a, true, &ls->fd, err,
-			    errlen)) < 0) {
+			if ((res = listen_one(a, true, &ls->fd, err, errlen)) <
+			    0) {
 				receive_free(r);
 				return res;
 			}
@@ -621,8 +622,8 @@ receive_start(struct receive *r, struct queue *q, char *err, size_t errlen)
 		atomic_fetch_add(&r->running, 1);
 		if ((res = pthread_create(&t->th, NULL, thread_main, t)) != 0) {
 			atomic_fetch_sub(&r->running, 1);
-			snprintf(err, errlen, "receive thread: %s",
-			    strerror(res));
+			snprintf(
+			    err, errlen, "receive thread: %s", strerror(res));
 			res = -res;
 			break;
 		}
@@ -702,11 +703,11 @@ receive_free(struct receive *r)
 				else if (m->type == AUTH_DONE_CHECK)
 					auth_req_free((struct auth_req *)m);
 				else if (m->type == RECEIVE_MSG_RELOAD) {
-					receive_snap_unref(((struct receive_reload_msg
-					    *)m)->snap);
+					receive_snap_unref(
+					    ((struct receive_reload_msg *)m)
+					        ->snap);
 					free(m);
-				}
-				else
+				} else
 					free(m);
 			}
 			chan_free(t->chan);
@@ -730,8 +731,8 @@ receive_free(struct receive *r)
 /* ---- reload (SIGHUP; main thread) ---- */
 
 int
-receive_reload(struct receive *r, const struct config *cfg, char *err,
-    size_t errlen)
+receive_reload(
+    struct receive *r, const struct config *cfg, char *err, size_t errlen)
 {
 	const struct config_server *cs = &cfg->server;
 	struct tls_ctx *tls = NULL;
@@ -751,8 +752,8 @@ receive_reload(struct receive *r, const struct config *cfg, char *err,
 	    (res = tls_ctx_server_new(&cfg->tls, &tls, err, errlen)) < 0)
 		return res;
 	if (cfg->auth.users[0] != '\0' && r->auth != NULL &&
-	    (res = auth_users_load(cfg->auth.users, &users, e2,
-	    sizeof(e2))) < 0) {
+	    (res = auth_users_load(cfg->auth.users, &users, e2, sizeof(e2))) <
+	        0) {
 		snprintf(err, errlen, "auth: %s", e2);
 		tls_ctx_free(tls);
 		return res;
@@ -761,7 +762,7 @@ receive_reload(struct receive *r, const struct config *cfg, char *err,
 	 * file was set then */
 	if (cfg->auth.users[0] != '\0' && r->auth == NULL)
 		log_event("event=reload-ignored key=auth.users reason=\"AUTH "
-		    "was off at start; restart to enable it\"");
+		          "was off at start; restart to enable it\"");
 	sn = xcalloc(1, sizeof(*sn));
 	atomic_init(&sn->refs, 1); /* ours, until each thread has one */
 	sn->server = *cs;
@@ -769,9 +770,9 @@ receive_reload(struct receive *r, const struct config *cfg, char *err,
 	sn->server.nlisten = sn->server.nlisten_tls = 0;
 	sn->server.relay_networks = NULL;
 	if (cs->nrelay_networks > 0)
-		sn->server.relay_networks = (struct config_net *)xmemdup(
-		    cs->relay_networks,
-		    cs->nrelay_networks * sizeof(*cs->relay_networks));
+		sn->server.relay_networks =
+		    (struct config_net *)xmemdup(cs->relay_networks,
+		        cs->nrelay_networks * sizeof(*cs->relay_networks));
 	sn->scfg = r->scfg; /* the callbacks stay */
 	sn->scfg.hostname = sn->server.hostname;
 	sn->scfg.max_message_size = cs->max_message_size;

@@ -131,8 +131,8 @@ conn_tls_encrypt(struct conn *c)
 	if (!tls_conn_handshake_done(c->tls))
 		return;
 	while (buf_avail(&c->out) > 0) {
-		n = tls_conn_write(c->tls, buf_peek(&c->out),
-		    buf_avail(&c->out));
+		n = tls_conn_write(
+		    c->tls, buf_peek(&c->out), buf_avail(&c->out));
 		if (n > 0) {
 			buf_consume(&c->out, (size_t)n);
 			continue;
@@ -177,8 +177,8 @@ receive_conn_flush(struct conn *c)
 			return;
 		break;
 	}
-	uring_send(c->t->l, &c->wr, c->fd, buf_peek(&c->wbuf),
-	    buf_avail(&c->wbuf));
+	uring_send(
+	    c->t->l, &c->wr, c->fd, buf_peek(&c->wbuf), buf_avail(&c->wbuf));
 }
 
 static void
@@ -207,8 +207,8 @@ conn_tls_up(struct conn *c)
 	if (log_debug_enabled()) {
 		tls_conn_info(c->tls, &ti);
 		log_event("event=tls client=%s mode=%s version=%s cipher=%s "
-		    "bits=%d reused=%s", c->addr,
-		    c->implicit ? "implicit" : "starttls", ti.version,
+		          "bits=%d reused=%s",
+		    c->addr, c->implicit ? "implicit" : "starttls", ti.version,
 		    ti.cipher, ti.bits, ti.reused ? "yes" : "no");
 	}
 	if (c->implicit)
@@ -250,20 +250,21 @@ receive_conn_tls_pump(struct conn *c)
 		conn_tls_up(c);
 	}
 	while (!c->closing && smtp_in_want_read(c->s) &&
-	    conn_unsent(c) <= OUT_HIWAT) {
+	       conn_unsent(c) <= OUT_HIWAT) {
 		buf_reset(pin);
 		r = tls_conn_read(c->tls, pin);
 		if (r > 0) {
 			/* smtp_in copies what it cannot use now; pin is
 			 * free again when it returns. */
 			receive_conn_act(c, smtp_in_feed(c->s, buf_peek(pin),
-			    buf_avail(pin), &c->out));
+			                        buf_avail(pin), &c->out));
 			continue;
 		}
 		if (r == -EAGAIN)
 			need = true;
 		else if (r == 0)
-			receive_conn_begin_close(c, "eof", true); /* close_notify */
+			receive_conn_begin_close(
+			    c, "eof", true); /* close_notify */
 		else
 			conn_tls_failed(c);
 		break;
@@ -395,14 +396,15 @@ receive_conn_act(struct conn *c, enum smtp_in_action a)
 	case SMTP_IN_CLOSE:
 		break;
 	}
-	if (a == SMTP_IN_READ && t->shutting && !c->committing &&
-	    !c->authing && (t->deadline || !smtp_in_busy(c->s))) {
+	if (a == SMTP_IN_READ && t->shutting && !c->committing && !c->authing &&
+	    (t->deadline || !smtp_in_busy(c->s))) {
 		a = smtp_in_shutdown(c->s, &c->out);
 		c->reason = "shutdown";
 	}
 	receive_conn_flush(c);
 	if (a == SMTP_IN_CLOSE) {
-		receive_conn_begin_close(c, c->reason ? c->reason : "closed", false);
+		receive_conn_begin_close(
+		    c, c->reason ? c->reason : "closed", false);
 		return;
 	}
 	receive_conn_want_read(c);
@@ -425,7 +427,8 @@ receive_conn_begin_close(struct conn *c, const char *reason, bool discard)
 	if (discard)
 		uring_cancel(l, &c->wr);
 	else if (c->xport == XPORT_TLS)
-		receive_conn_flush(c); /* a pending alert, or our close_notify */
+		receive_conn_flush(
+		    c); /* a pending alert, or our close_notify */
 	conn_maybe_free(c);
 }
 
@@ -445,8 +448,8 @@ conn_rd_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		return;
 	}
 	if (res < 0) {
-		receive_conn_begin_close(c, res == -ECONNRESET ? "reset" : "read error",
-		    true);
+		receive_conn_begin_close(
+		    c, res == -ECONNRESET ? "reset" : "read error", true);
 		return;
 	}
 	c->idle_dl = clock_mono_ms() + rs_idle(c);
@@ -466,8 +469,10 @@ conn_wr_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		buf_reset(&c->wbuf);
 	if (res < 0) {
 		if (!c->closing)
-			receive_conn_begin_close(c, res == -ECONNRESET || res == -EPIPE ?
-			    "reset" : "write error", true);
+			receive_conn_begin_close(c,
+			    res == -ECONNRESET || res == -EPIPE ? "reset"
+			                                        : "write error",
+			    true);
 		else {
 			c->discard = true;
 			conn_maybe_free(c);
@@ -514,8 +519,7 @@ conn_tmo_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		/* Early (activity moved the deadline), or waiting for the
 		 * queue or the auth pool, which is not the client's
 		 * idleness. */
-		uring_timeout(l, &c->tmo, now < dl ? dl - now :
-		    rs_idle(c));
+		uring_timeout(l, &c->tmo, now < dl ? dl - now : rs_idle(c));
 		return;
 	}
 	c->reason = "timeout";
@@ -550,8 +554,8 @@ conn_alloc(struct rthread *t)
 	}
 	if (t->nslots == t->capslots) {
 		t->capslots = t->capslots ? t->capslots * 2 : 64;
-		t->slots = xreallocarray(t->slots, t->capslots,
-		    sizeof(*t->slots));
+		t->slots =
+		    xreallocarray(t->slots, t->capslots, sizeof(*t->slots));
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->t = t;
@@ -569,8 +573,8 @@ reject(struct rthread *t, int fd, const char *addr, bool tls)
 	char line[CONFIG_HOST_MAX + 64];
 	int n;
 
-	n = snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections\r\n",
-	    rs_server(t)->hostname);
+	n = snprintf(line, sizeof(line),
+	    "421 4.7.0 %s Too many connections\r\n", rs_server(t)->hostname);
 	if (n > 0 && !tls)
 		(void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
@@ -599,13 +603,14 @@ receive_conn_new(struct listener *ls, int fd)
 	if (ss.ss_family == AF_INET) {
 		const struct sockaddr_in *sin = (const void *)&ss;
 
-		inet_ntop(AF_INET, &sin->sin_addr, peer.addr, sizeof(peer.addr));
+		inet_ntop(
+		    AF_INET, &sin->sin_addr, peer.addr, sizeof(peer.addr));
 		peer.port = ntohs(sin->sin_port);
 	} else {
 		const struct sockaddr_in6 *sin6 = (const void *)&ss;
 
-		inet_ntop(AF_INET6, &sin6->sin6_addr, peer.addr,
-		    sizeof(peer.addr));
+		inet_ntop(
+		    AF_INET6, &sin6->sin6_addr, peer.addr, sizeof(peer.addr));
 		peer.port = ntohs(sin6->sin6_port);
 	}
 	if (atomic_fetch_add(&r->nconns, 1) >= cs->max_connections) {

@@ -26,14 +26,14 @@ struct tls_conn;
 struct auth_pool;
 struct queue;
 
-#define OUT_MAX      (256 * 1024) /* bytes of replies waiting, hard cap */
-#define OUT_HIWAT    (16 * 1024)  /* stop reading above this much unsent */
-#define OUT_KEEP     4096         /* shrink send buffers bigger than this */
-#define LINGER_MS    5000         /* last replies after close, at most */
-#define ACCEPT_RETRY_MS 100       /* after EMFILE and friends */
-#define IPTAB_BUCKETS 4096
-#define PLAIN_CHUNK  16384        /* plaintext handed to smtp_in at once */
-#define AUTH_FAIL_DELAY_MS 1000   /* before a failed AUTH is answered */
+#define OUT_MAX            (256 * 1024) /* bytes of replies waiting, hard cap */
+#define OUT_HIWAT          (16 * 1024) /* stop reading above this much unsent */
+#define OUT_KEEP           4096 /* shrink send buffers bigger than this */
+#define LINGER_MS          5000 /* last replies after close, at most */
+#define ACCEPT_RETRY_MS    100  /* after EMFILE and friends */
+#define IPTAB_BUCKETS      4096
+#define PLAIN_CHUNK        16384 /* plaintext handed to smtp_in at once */
+#define AUTH_FAIL_DELAY_MS 1000  /* before a failed AUTH is answered */
 
 enum xport {
 	XPORT_PLAIN,    /* bytes on the socket are the SMTP stream */
@@ -47,30 +47,30 @@ struct conn {
 	struct rthread *t;
 	struct conn *next_free;
 	uint32_t slot;
-	uint32_t gen;          /* bumped at each reuse of the slot */
+	uint32_t gen; /* bumped at each reuse of the slot */
 	int fd;
 	enum xport xport;
-	bool live;             /* between accept and free */
-	bool closing;          /* no more input; finishing the last send */
-	bool discard;          /* closing on error: drop unsent replies */
-	bool lingering;        /* tmo is the linger timer */
-	bool committing;       /* a commit request is with the queue */
-	bool authing;          /* a password check, or its failure delay */
-	bool implicit;         /* accepted on a listen_tls listener */
-	bool tls_shut;         /* close_notify queued */
-	bool pumping;          /* inside conn_tls_pump(): no re-entry */
-	const char *reason;    /* why it closed, for the log */
+	bool live;          /* between accept and free */
+	bool closing;       /* no more input; finishing the last send */
+	bool discard;       /* closing on error: drop unsent replies */
+	bool lingering;     /* tmo is the linger timer */
+	bool committing;    /* a commit request is with the queue */
+	bool authing;       /* a password check, or its failure delay */
+	bool implicit;      /* accepted on a listen_tls listener */
+	bool tls_shut;      /* close_notify queued */
+	bool pumping;       /* inside conn_tls_pump(): no re-entry */
+	const char *reason; /* why it closed, for the log */
 	struct smtp_in *s;
-	struct tls_conn *tls;  /* XPORT_TLS only */
-	struct rsnap *snap;    /* settings it started with; NULL = startup */
+	struct tls_conn *tls; /* XPORT_TLS only */
+	struct rsnap *snap;   /* settings it started with; NULL = startup */
 	struct uring_op rd, wr, tmo;
-	struct uring_op dly;   /* delay of a failed AUTH answer */
-	struct buf out;        /* replies not yet handed to send */
-	struct buf wbuf;       /* the replies being sent (wr busy) */
-	uint64_t idle_dl;      /* ms, monotonic: next idle deadline */
-	uint64_t sess_dl;      /* ms, monotonic: whole-session deadline */
-	uint8_t ipkey[17];     /* per-address table key */
-	char addr[64];         /* numeric client address */
+	struct uring_op dly; /* delay of a failed AUTH answer */
+	struct buf out;      /* replies not yet handed to send */
+	struct buf wbuf;     /* the replies being sent (wr busy) */
+	uint64_t idle_dl;    /* ms, monotonic: next idle deadline */
+	uint64_t sess_dl;    /* ms, monotonic: whole-session deadline */
+	uint8_t ipkey[17];   /* per-address table key */
+	char addr[64];       /* numeric client address */
 };
 
 struct listener {
@@ -87,40 +87,40 @@ struct rthread {
 	struct receive *r;
 	unsigned idx;
 	pthread_t th;
-	bool started;          /* pthread_create succeeded */
+	bool started; /* pthread_create succeeded */
 	struct uring_loop *l;
-	struct chan *chan;     /* queue answers and control messages */
+	struct chan *chan; /* queue answers and control messages */
 	struct uring_op chan_rd;
 	uint64_t chan_val;
 	struct listener *ls;
 	size_t nls, nls_open;
-	struct conn **slots;   /* index = slot */
+	struct conn **slots; /* index = slot */
 	uint32_t nslots, capslots;
-	struct conn *free;     /* free list of closed conns */
-	size_t nconns;         /* live */
-	size_t commits;        /* requests with the queue */
-	size_t auths;          /* requests with the auth pool */
-	uint64_t stale;        /* answers for connections that had gone */
-	struct buf pin;        /* scratch: plaintext out of TLS, PLAIN_CHUNK */
-	bool shutting;         /* no accepts; sessions closed when idle */
-	bool deadline;         /* grace over: close the rest when possible */
-	bool finishing;        /* loop is being wound down */
-	struct uring_op sdt;   /* shutdown grace timer */
-	struct rsnap *snap;    /* reloaded settings for new sessions, or
+	struct conn *free;   /* free list of closed conns */
+	size_t nconns;       /* live */
+	size_t commits;      /* requests with the queue */
+	size_t auths;        /* requests with the auth pool */
+	uint64_t stale;      /* answers for connections that had gone */
+	struct buf pin;      /* scratch: plaintext out of TLS, PLAIN_CHUNK */
+	bool shutting;       /* no accepts; sessions closed when idle */
+	bool deadline;       /* grace over: close the rest when possible */
+	bool finishing;      /* loop is being wound down */
+	struct uring_op sdt; /* shutdown grace timer */
+	struct rsnap *snap;  /* reloaded settings for new sessions, or
 				  NULL: the startup ones (RECEIVE_MSG_RELOAD) */
-	int start_res;         /* 0 or -errno, set before start_sem post */
+	int start_res;       /* 0 or -errno, set before start_sem post */
 	char start_err[256];
 };
 
 /* Per client address counts, shared by every receive thread. */
 struct ipent {
-	struct ipent *next;    /* iptab.lock */
-	uint8_t key[17];       /* family byte + address; immutable */
-	unsigned count;        /* iptab.lock: live connections */
+	struct ipent *next; /* iptab.lock */
+	uint8_t key[17];    /* family byte + address; immutable */
+	unsigned count;     /* iptab.lock: live connections */
 };
 
 struct iptab {
-	pthread_mutex_t lock;  /* protects every bucket and entry below */
+	pthread_mutex_t lock; /* protects every bucket and entry below */
 	struct ipent *b[IPTAB_BUCKETS];
 };
 
@@ -128,15 +128,15 @@ struct receive {
 	const struct config *cfg;
 	struct queue *q;
 	struct smtp_in_cfg scfg;
-	struct tls_ctx *tls;         /* NULL: no certificate, no TLS */
-	struct auth_users *users;    /* loaded, until the pool takes it */
-	struct auth_pool *auth;      /* NULL: no users file, no AUTH */
+	struct tls_ctx *tls;      /* NULL: no certificate, no TLS */
+	struct auth_users *users; /* loaded, until the pool takes it */
+	struct auth_pool *auth;   /* NULL: no users file, no AUTH */
 	struct rthread *th;
 	unsigned nth;
 	sem_t start_sem;
-	atomic_uint nconns;       /* live connections, all threads */
+	atomic_uint nconns;            /* live connections, all threads */
 	atomic_uint_fast64_t inflight; /* body bytes reserved */
-	atomic_uint running;      /* threads not yet finished */
+	atomic_uint running;           /* threads not yet finished */
 	struct iptab ip;
 };
 
@@ -185,8 +185,8 @@ rs_tls(const struct conn *c)
 static inline uint64_t
 rs_idle(const struct conn *c)
 {
-	return c->snap ? c->snap->server.idle_timeout :
-	    c->t->r->cfg->server.idle_timeout;
+	return c->snap ? c->snap->server.idle_timeout
+	               : c->t->r->cfg->server.idle_timeout;
 }
 
 /* receive.c */

@@ -1204,7 +1204,7 @@ smtp_in_data(struct smtp_in *s, const uint8_t *p, size_t n, struct buf *out)
 			/* Past the headers, whole plain lines go in as they
 			 * are, many at once; the rest byte by byte. */
 			if (!d->headers && (j = smtp_parse_plain_lines(p + i,
-			    n - i, SMTP_IN_TEXT_MAX)) > 0) {
+			                        n - i, SMTP_IN_TEXT_MAX)) > 0) {
 				smtp_in_body_add(s, p + i, j);
 				if (!d->toobig && !d->nobudget)
 					d->linestart = buf_avail(&s->body);

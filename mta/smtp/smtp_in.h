@@ -49,9 +49,9 @@ struct smtp_in_cfg {
 	const char *hostname;      /* greeting, EHLO, Received */
 	uint64_t max_message_size; /* bytes */
 	unsigned max_recipients;
-	unsigned max_errors;       /* bad commands before 421 */
-	bool tls_available;        /* a certificate is loaded (STARTTLS) */
-	bool auth_available;       /* a users file is loaded */
+	unsigned max_errors; /* bad commands before 421 */
+	bool tls_available;  /* a certificate is loaded (STARTTLS) */
+	bool auth_available; /* a users file is loaded */
 	bool auth_require_tls;
 	unsigned auth_max_failures;
 	/* New message id; called once per accepted DATA. */
@@ -67,10 +67,10 @@ struct smtp_in_cfg {
 
 /* The connection, as the loop knows it. */
 struct smtp_in_peer {
-	char addr[64];        /* numeric client address, "127.0.0.1" / "::1" */
+	char addr[64]; /* numeric client address, "127.0.0.1" / "::1" */
 	uint16_t port;
-	bool relay_allowed;   /* address is in relay_networks */
-	bool tls;             /* implicit TLS listener (already encrypted) */
+	bool relay_allowed; /* address is in relay_networks */
+	bool tls;           /* implicit TLS listener (already encrypted) */
 };
 
 struct smtp_in;
@@ -85,8 +85,8 @@ void smtp_in_free(struct smtp_in *s);
 
 /* Consume len bytes (all of them are copied; the caller's buffer may be
  * reused at once), append replies to out, return what to do next. */
-enum smtp_in_action smtp_in_feed(struct smtp_in *s, const uint8_t *data,
-    size_t len, struct buf *out);
+enum smtp_in_action smtp_in_feed(
+    struct smtp_in *s, const uint8_t *data, size_t len, struct buf *out);
 
 /* False while an action is outstanding or the input buffer is full. */
 bool smtp_in_want_read(const struct smtp_in *s);
@@ -96,20 +96,20 @@ bool smtp_in_want_read(const struct smtp_in *s);
 struct queue_submit *smtp_in_commit_take(struct smtp_in *s);
 /* The committer's answer: req comes back (ownership returns; the session
  * frees it). Appends 250/451/452, then resumes buffered input. */
-enum smtp_in_action smtp_in_commit_done(struct smtp_in *s,
-    struct queue_submit *req, struct buf *out);
+enum smtp_in_action smtp_in_commit_done(
+    struct smtp_in *s, struct queue_submit *req, struct buf *out);
 
 /* After SMTP_IN_STARTTLS: the handshake finished (ok) or failed. The
  * session has already dropped input buffered after the STARTTLS line. */
-enum smtp_in_action smtp_in_tls_done(struct smtp_in *s, bool ok,
-    struct buf *out);
+enum smtp_in_action smtp_in_tls_done(
+    struct smtp_in *s, bool ok, struct buf *out);
 
 /* After SMTP_IN_AUTH: the credentials to check, borrowed until
  * smtp_in_auth_done(). */
-void smtp_in_auth_peek(const struct smtp_in *s, const char **user,
-    const char **pass);
-enum smtp_in_action smtp_in_auth_done(struct smtp_in *s, bool ok,
-    struct buf *out);
+void smtp_in_auth_peek(
+    const struct smtp_in *s, const char **user, const char **pass);
+enum smtp_in_action smtp_in_auth_done(
+    struct smtp_in *s, bool ok, struct buf *out);
 
 /* The idle or session timer fired: appends 421 4.4.2, returns CLOSE. */
 enum smtp_in_action smtp_in_timeout(struct smtp_in *s, struct buf *out);

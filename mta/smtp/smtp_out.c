@@ -697,8 +697,8 @@ body_fill(struct smtp_out *s, struct buf *out)
 		if (s->bol && !s->pend_cr) {
 			/* whole plain lines need no stuffing: copy them */
 			n = lim - (size_t)(w - w0);
-			n = smtp_parse_plain_lines(b + pos,
-			    len - pos < n ? len - pos : n, SIZE_MAX);
+			n = smtp_parse_plain_lines(
+			    b + pos, len - pos < n ? len - pos : n, SIZE_MAX);
 			if (n > 0) {
 				memcpy(w, b + pos, n);
 				w += n;

@@ -115,11 +115,11 @@ test_log_batch(void)
 }
 
 static const struct harness_case cases[] = {
-	{ "buf_cap", test_buf_cap },
-	{ "log_quote", test_log_quote },
-	{ "chan_fifo", test_chan_fifo },
-	{ "mem_8bit", test_mem_8bit },
-	{ "log_batch", test_log_batch },
+    {"buf_cap", test_buf_cap},
+    {"log_quote", test_log_quote},
+    {"chan_fifo", test_chan_fifo},
+    {"mem_8bit", test_mem_8bit},
+    {"log_batch", test_log_batch},
 };
 
 HARNESS_MAIN(cases)

@@ -79,7 +79,7 @@ load_text(const char *content, struct config **c, char *err, size_t errlen,
 static const char *
 repo_file(const char *name, char *buf, size_t len)
 {
-	static const char *const up[] = { "", "../", "../../", "../../../" };
+	static const char *const up[] = {"", "../", "../../", "../../../"};
 	size_t i;
 
 	for (i = 0; i < MTA_ARRAY_LEN(up); i++) {
@@ -119,31 +119,31 @@ test_parse_size(void)
 		int rc;
 		uint64_t v;
 	} t[] = {
-		{ "0", 0, 0 },
-		{ "1", 0, 1 },
-		{ "512K", 0, 512 * KB },
-		{ "1k", 0, KB },
-		{ "35M", 0, 35 * MB },
-		{ "1G", 0, GB },
-		{ "2T", 0, 2 * 1024 * GB },
-		{ "18446744073709551615", 0, UINT64_MAX },
-		{ "18446744073709551616", -ERANGE, 0 },
-		{ "16777215T", 0, 16777215ULL << 40 },
-		{ "16777216T", -ERANGE, 0 },
-		{ "17179869183G", 0, 17179869183ULL << 30 },
-		{ "17179869184G", -ERANGE, 0 },
-		{ "99999999999999999999G", -ERANGE, 0 },
-		{ "99999999999999999999Q", -EINVAL, 0 },
-		{ "35Q", -EINVAL, 0 },
-		{ "", -EINVAL, 0 },
-		{ "M", -EINVAL, 0 },
-		{ "-1", -EINVAL, 0 },
-		{ "+1", -EINVAL, 0 },
-		{ " 1", -EINVAL, 0 },
-		{ "1 ", -EINVAL, 0 },
-		{ "1KB", -EINVAL, 0 },
-		{ "0x10", -EINVAL, 0 },
-		{ "1.5M", -EINVAL, 0 },
+	    {"0", 0, 0},
+	    {"1", 0, 1},
+	    {"512K", 0, 512 * KB},
+	    {"1k", 0, KB},
+	    {"35M", 0, 35 * MB},
+	    {"1G", 0, GB},
+	    {"2T", 0, 2 * 1024 * GB},
+	    {"18446744073709551615", 0, UINT64_MAX},
+	    {"18446744073709551616", -ERANGE, 0},
+	    {"16777215T", 0, 16777215ULL << 40},
+	    {"16777216T", -ERANGE, 0},
+	    {"17179869183G", 0, 17179869183ULL << 30},
+	    {"17179869184G", -ERANGE, 0},
+	    {"99999999999999999999G", -ERANGE, 0},
+	    {"99999999999999999999Q", -EINVAL, 0},
+	    {"35Q", -EINVAL, 0},
+	    {"", -EINVAL, 0},
+	    {"M", -EINVAL, 0},
+	    {"-1", -EINVAL, 0},
+	    {"+1", -EINVAL, 0},
+	    {" 1", -EINVAL, 0},
+	    {"1 ", -EINVAL, 0},
+	    {"1KB", -EINVAL, 0},
+	    {"0x10", -EINVAL, 0},
+	    {"1.5M", -EINVAL, 0},
 	};
 	size_t i;
 
@@ -167,28 +167,28 @@ test_parse_duration(void)
 		int rc;
 		uint64_t v;
 	} t[] = {
-		{ "0", 0, 0 },
-		{ "0s", 0, 0 },
-		{ "30", 0, 30 * SEC },
-		{ "30s", 0, 30 * SEC },
-		{ "500ms", 0, 500 },
-		{ "5m", 0, 5 * MIN },
-		{ "4h", 0, 4 * HR },
-		{ "5d", 0, 5 * DAY },
-		{ "18446744073709551615ms", 0, UINT64_MAX },
-		{ "18446744073709551616ms", -ERANGE, 0 },
-		{ "18446744073709551615s", -ERANGE, 0 },
-		{ "213503982334d", 0, 213503982334ULL * DAY },
-		{ "213503982335d", -ERANGE, 0 },
-		{ "99999999999999999999d", -ERANGE, 0 },
-		{ "5x", -EINVAL, 0 },
-		{ "5M", -EINVAL, 0 },
-		{ "5 m", -EINVAL, 0 },
-		{ "m", -EINVAL, 0 },
-		{ "", -EINVAL, 0 },
-		{ "-5s", -EINVAL, 0 },
-		{ "5sm", -EINVAL, 0 },
-		{ "1.5h", -EINVAL, 0 },
+	    {"0", 0, 0},
+	    {"0s", 0, 0},
+	    {"30", 0, 30 * SEC},
+	    {"30s", 0, 30 * SEC},
+	    {"500ms", 0, 500},
+	    {"5m", 0, 5 * MIN},
+	    {"4h", 0, 4 * HR},
+	    {"5d", 0, 5 * DAY},
+	    {"18446744073709551615ms", 0, UINT64_MAX},
+	    {"18446744073709551616ms", -ERANGE, 0},
+	    {"18446744073709551615s", -ERANGE, 0},
+	    {"213503982334d", 0, 213503982334ULL * DAY},
+	    {"213503982335d", -ERANGE, 0},
+	    {"99999999999999999999d", -ERANGE, 0},
+	    {"5x", -EINVAL, 0},
+	    {"5M", -EINVAL, 0},
+	    {"5 m", -EINVAL, 0},
+	    {"m", -EINVAL, 0},
+	    {"", -EINVAL, 0},
+	    {"-5s", -EINVAL, 0},
+	    {"5sm", -EINVAL, 0},
+	    {"1.5h", -EINVAL, 0},
 	};
 	size_t i;
 
@@ -213,18 +213,18 @@ test_format(void)
 	CHECK(strcmp(config_format_size(0, b, sizeof(b)), "0") == 0);
 	CHECK(strcmp(config_format_size(35 * MB, b, sizeof(b)), "35M") == 0);
 	CHECK(strcmp(config_format_size(1536, b, sizeof(b)), "1536") == 0);
-	CHECK(strcmp(config_format_size(1536 * KB, b, sizeof(b)),
-	    "1536K") == 0);
+	CHECK(
+	    strcmp(config_format_size(1536 * KB, b, sizeof(b)), "1536K") == 0);
 	CHECK(strcmp(config_format_size(8 * GB, b, sizeof(b)), "8G") == 0);
 	CHECK(strcmp(config_format_size(UINT64_MAX, b, sizeof(b)),
-	    "18446744073709551615") == 0);
+	          "18446744073709551615") == 0);
 	CHECK(strcmp(config_format_duration(0, b, sizeof(b)), "0s") == 0);
-	CHECK(strcmp(config_format_duration(1500, b, sizeof(b)),
-	    "1500ms") == 0);
-	CHECK(strcmp(config_format_duration(90 * SEC, b, sizeof(b)),
-	    "90s") == 0);
-	CHECK(strcmp(config_format_duration(60 * SEC, b, sizeof(b)),
-	    "1m") == 0);
+	CHECK(
+	    strcmp(config_format_duration(1500, b, sizeof(b)), "1500ms") == 0);
+	CHECK(
+	    strcmp(config_format_duration(90 * SEC, b, sizeof(b)), "90s") == 0);
+	CHECK(
+	    strcmp(config_format_duration(60 * SEC, b, sizeof(b)), "1m") == 0);
 	CHECK(strcmp(config_format_duration(DAY, b, sizeof(b)), "1d") == 0);
 	/* Whatever is printed parses back to the same value. */
 	config_format_duration(UINT64_MAX, b, sizeof(b));
@@ -242,24 +242,24 @@ test_parse_addr(void)
 		int family;
 		const char *text;
 	} t[] = {
-		{ "1.2.3.4:587", 0, AF_INET, "1.2.3.4:587" },
-		{ "127.0.0.1", 0, AF_INET, "127.0.0.1:99" },
-		{ "0.0.0.0:65535", 0, AF_INET, "0.0.0.0:65535" },
-		{ "[::1]:587", 0, AF_INET6, "[::1]:587" },
-		{ "[::1]", 0, AF_INET6, "[::1]:99" },
-		{ "::1", 0, AF_INET6, "[::1]:99" },
-		{ "[2001:DB8:0::1]:25", 0, AF_INET6, "[2001:db8::1]:25" },
-		{ "1.2.3.4:0", -EINVAL, 0, NULL },
-		{ "1.2.3.4:65536", -EINVAL, 0, NULL },
-		{ "1.2.3.4:", -EINVAL, 0, NULL },
-		{ "1.2.3.4:+25", -EINVAL, 0, NULL },
-		{ "1.2.3:25", -EINVAL, 0, NULL },
-		{ "localhost:25", -EINVAL, 0, NULL },
-		{ "[1.2.3.4]:25", -EINVAL, 0, NULL },
-		{ "[::1]x", -EINVAL, 0, NULL },
-		{ "[::1", -EINVAL, 0, NULL },
-		{ "[]:25", -EINVAL, 0, NULL },
-		{ "", -EINVAL, 0, NULL },
+	    {"1.2.3.4:587", 0, AF_INET, "1.2.3.4:587"},
+	    {"127.0.0.1", 0, AF_INET, "127.0.0.1:99"},
+	    {"0.0.0.0:65535", 0, AF_INET, "0.0.0.0:65535"},
+	    {"[::1]:587", 0, AF_INET6, "[::1]:587"},
+	    {"[::1]", 0, AF_INET6, "[::1]:99"},
+	    {"::1", 0, AF_INET6, "[::1]:99"},
+	    {"[2001:DB8:0::1]:25", 0, AF_INET6, "[2001:db8::1]:25"},
+	    {"1.2.3.4:0", -EINVAL, 0, NULL},
+	    {"1.2.3.4:65536", -EINVAL, 0, NULL},
+	    {"1.2.3.4:", -EINVAL, 0, NULL},
+	    {"1.2.3.4:+25", -EINVAL, 0, NULL},
+	    {"1.2.3:25", -EINVAL, 0, NULL},
+	    {"localhost:25", -EINVAL, 0, NULL},
+	    {"[1.2.3.4]:25", -EINVAL, 0, NULL},
+	    {"[::1]x", -EINVAL, 0, NULL},
+	    {"[::1", -EINVAL, 0, NULL},
+	    {"[]:25", -EINVAL, 0, NULL},
+	    {"", -EINVAL, 0, NULL},
 	};
 	struct config_addr a;
 	size_t i;
@@ -274,8 +274,9 @@ test_parse_addr(void)
 			continue;
 		CHECK(a.ss.ss_family == t[i].family);
 		CHECK(strcmp(a.text, t[i].text) == 0);
-		CHECK(a.sslen == (t[i].family == AF_INET ?
-		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)));
+		CHECK(a.sslen == (t[i].family == AF_INET
+		                         ? sizeof(struct sockaddr_in)
+		                         : sizeof(struct sockaddr_in6)));
 	}
 	CHECK(config_parse_addr("10.0.0.1:2525", 1, &a) == 0);
 	CHECK(ntohs(((struct sockaddr_in *)&a.ss)->sin_port) == 2525);
@@ -289,24 +290,24 @@ test_parse_net(void)
 		int rc;
 		const char *text;
 	} t[] = {
-		{ "10.0.0.0/8", 0, "10.0.0.0/8" },
-		{ "192.0.2.1", 0, "192.0.2.1/32" },
-		{ "0.0.0.0/0", 0, "0.0.0.0/0" },
-		{ "::1/128", 0, "::1/128" },
-		{ "[::1]/128", 0, "::1/128" },
-		{ "::1", 0, "::1/128" },
-		{ "::/0", 0, "::/0" },
-		{ "2001:db8::/32", 0, "2001:db8::/32" },
-		{ "10.0.0.0/33", -EINVAL, NULL },
-		{ "10.0.0.1/8", -EINVAL, NULL },
-		{ "10.0.0.0/", -EINVAL, NULL },
-		{ "10.0.0.0/a", -EINVAL, NULL },
-		{ "10.0.0.0/-1", -EINVAL, NULL },
-		{ "10.0.0/8", -EINVAL, NULL },
-		{ "::1/129", -EINVAL, NULL },
-		{ "2001:db8::1/32", -EINVAL, NULL },
-		{ "[::1/128", -EINVAL, NULL },
-		{ "", -EINVAL, NULL },
+	    {"10.0.0.0/8", 0, "10.0.0.0/8"},
+	    {"192.0.2.1", 0, "192.0.2.1/32"},
+	    {"0.0.0.0/0", 0, "0.0.0.0/0"},
+	    {"::1/128", 0, "::1/128"},
+	    {"[::1]/128", 0, "::1/128"},
+	    {"::1", 0, "::1/128"},
+	    {"::/0", 0, "::/0"},
+	    {"2001:db8::/32", 0, "2001:db8::/32"},
+	    {"10.0.0.0/33", -EINVAL, NULL},
+	    {"10.0.0.1/8", -EINVAL, NULL},
+	    {"10.0.0.0/", -EINVAL, NULL},
+	    {"10.0.0.0/a", -EINVAL, NULL},
+	    {"10.0.0.0/-1", -EINVAL, NULL},
+	    {"10.0.0/8", -EINVAL, NULL},
+	    {"::1/129", -EINVAL, NULL},
+	    {"2001:db8::1/32", -EINVAL, NULL},
+	    {"[::1/128", -EINVAL, NULL},
+	    {"", -EINVAL, NULL},
 	};
 	struct config_net n;
 	char b[64];
@@ -320,7 +321,7 @@ test_parse_net(void)
 		CHECK(rc == t[i].rc);
 		if (rc == 0)
 			CHECK(strcmp(config_format_net(&n, b, sizeof(b)),
-			    t[i].text) == 0);
+			          t[i].text) == 0);
 	}
 }
 
@@ -362,9 +363,9 @@ test_empty_is_defaults(void)
 	CHECK(strcmp(c->queue.path, "/var/spool/mta") == 0);
 	CHECK(c->queue.nretry == 7);
 	CHECK(c->queue.retry[0] == MIN && c->queue.retry[1] == 5 * MIN &&
-	    c->queue.retry[2] == 15 * MIN && c->queue.retry[3] == 30 * MIN &&
-	    c->queue.retry[4] == HR && c->queue.retry[5] == 2 * HR &&
-	    c->queue.retry[6] == 4 * HR);
+	      c->queue.retry[2] == 15 * MIN && c->queue.retry[3] == 30 * MIN &&
+	      c->queue.retry[4] == HR && c->queue.retry[5] == 2 * HR &&
+	      c->queue.retry[6] == 4 * HR);
 	CHECK(c->queue.max_age == 5 * DAY);
 	CHECK(c->queue.delay_warning == 0);
 	CHECK(c->queue.sync == CONFIG_SYNC_FULL);
@@ -407,8 +408,8 @@ test_example_loads(void)
 {
 	struct config *c, *d;
 	char err[512], buf[256];
-	const char *path = repo_file("config/mta.conf.example", buf,
-	    sizeof(buf));
+	const char *path =
+	    repo_file("config/mta.conf.example", buf, sizeof(buf));
 	char *a, *b;
 	int rc;
 
@@ -434,8 +435,8 @@ static void
 test_example_documents_every_key(void)
 {
 	char buf[256], line[512], sect[64] = "";
-	const char *path = repo_file("config/mta.conf.example", buf,
-	    sizeof(buf));
+	const char *path =
+	    repo_file("config/mta.conf.example", buf, sizeof(buf));
 	bool *seen = calloc(config_nkeys, sizeof(*seen));
 	FILE *fp = fopen(path, "r");
 	size_t i, missing = 0;
@@ -456,7 +457,7 @@ test_example_documents_every_key(void)
 		for (i = 0; i < config_nkeys; i++)
 			if (strcmp(config_keys[i].name, name) == 0 &&
 			    strcmp(config_section_name(config_keys[i].section),
-			    sect) == 0)
+			        sect) == 0)
 				seen[i] = true;
 	}
 	fclose(fp);
@@ -476,8 +477,7 @@ static void
 test_example_routes_load(void)
 {
 	char buf[256], line[512], path[128], err[512];
-	const char *ex = repo_file("config/mta.conf.example", buf,
-	    sizeof(buf));
+	const char *ex = repo_file("config/mta.conf.example", buf, sizeof(buf));
 	FILE *in = fopen(ex, "r");
 	char *text = NULL;
 	size_t len = 0;
@@ -534,27 +534,26 @@ test_dev_conf(void)
 	config_free(c);
 }
 
-static const char routes_conf[] =
-    "[delivery]\n"
-    "tls = encrypt\n"
-    "\n"
-    "[route Example.COM.]\n"
-    "host = [192.0.2.10]:25\n"
-    "tls = none\n"
-    "[route ipv6.example]\n"
-    "host = [2001:db8::1]\n"
-    "[route ipv6b.example]\n"
-    "host = [IPv6:2001:db8::2]:2525\n"
-    "[route bare-ip.example]\n"
-    "host = 192.0.2.20\n"
-    "[route mx.example]\n"
-    "host = relay.mx.example:2525\n"
-    "username = alice\n"
-    "password = s3cret:with=chars\n"
-    "[route name.example]\n"
-    "host = [smtp.name.example]\n"
-    "[route *]\n"
-    "host = smarthost.example.net\n";
+static const char routes_conf[] = "[delivery]\n"
+                                  "tls = encrypt\n"
+                                  "\n"
+                                  "[route Example.COM.]\n"
+                                  "host = [192.0.2.10]:25\n"
+                                  "tls = none\n"
+                                  "[route ipv6.example]\n"
+                                  "host = [2001:db8::1]\n"
+                                  "[route ipv6b.example]\n"
+                                  "host = [IPv6:2001:db8::2]:2525\n"
+                                  "[route bare-ip.example]\n"
+                                  "host = 192.0.2.20\n"
+                                  "[route mx.example]\n"
+                                  "host = relay.mx.example:2525\n"
+                                  "username = alice\n"
+                                  "password = s3cret:with=chars\n"
+                                  "[route name.example]\n"
+                                  "host = [smtp.name.example]\n"
+                                  "[route *]\n"
+                                  "host = smarthost.example.net\n";
 
 static void
 test_routes(void)
@@ -746,131 +745,125 @@ static const struct {
 	const char *conf;
 	const char *err;
 } bad[] = {
-	{ "unknown key", "[server]\nfoo = 1\n",
-	    "2: foo: unknown key in [server]" },
-	{ "unknown route key", "[route *]\nhost = a.example\nport = 25\n",
-	    "3: port: unknown key in [route *]" },
-	{ "unknown section", "[server]\nthreads = 1\n\n[bogus]\n",
-	    "4: [bogus]: unknown section" },
-	{ "key outside section", "; hi\nthreads = 1\n",
-	    "2: threads: outside any [section]" },
-	{ "bad size", "[server]\n\nmax_message_size = 35Q\n",
-	    "3: max_message_size: invalid size \"35Q\"" },
-	{ "size overflow",
-	    "[server]\nmax_message_size = 99999999999999999999G\n",
-	    "2: max_message_size: out of range \"99999999999999999999G\" "
-	    "(1K..2G)" },
-	{ "size over max", "[server]\nmax_message_size = 3G\n",
-	    "2: max_message_size: out of range \"3G\" (1K..2G)" },
-	{ "size under min", "[queue]\nmap_size = 0\n",
-	    "2: map_size: out of range \"0\" (64K..1T)" },
-	{ "bad duration", "[server]\nidle_timeout = 5x\n",
-	    "2: idle_timeout: invalid duration \"5x\"" },
-	{ "duration out of range", "[server]\nidle_timeout = 0\n",
-	    "2: idle_timeout: out of range \"0\" (1s..1d)" },
-	{ "duration list item", "[queue]\nretry = 1m, 5q\n",
-	    "2: retry: invalid duration \"5q\"" },
-	{ "duration list range", "[queue]\nretry = 1m, 500ms\n",
-	    "2: retry: out of range \"500ms\" (1s..30d)" },
-	{ "empty list", "[queue]\nretry =\n",
-	    "2: retry: must not be empty" },
-	{ "empty path", "[queue]\npath =\n", "2: path: must not be empty" },
-	{ "uint out of range", "[server]\nmax_recipients = 0\n",
-	    "2: max_recipients: out of range \"0\" (1..100000)" },
-	{ "uint overflow", "[server]\nthreads = 99999999999999999999\n",
-	    "2: threads: out of range \"99999999999999999999\" (0..1024)" },
-	{ "uint negative", "[server]\nthreads = -1\n",
-	    "2: threads: invalid number \"-1\"" },
-	{ "uint empty", "[server]\nthreads =\n",
-	    "2: threads: invalid number \"\"" },
-	{ "port out of range", "[delivery]\nport = 65536\n",
-	    "2: port: out of range \"65536\" (1..65535)" },
-	{ "bad address", "[server]\nlisten = 1.2.3.4:99999\n",
-	    "2: listen: invalid address \"1.2.3.4:99999\"" },
-	{ "host name address", "[dns]\nservers = ns.example\n",
-	    "2: servers: invalid address \"ns.example\"" },
-	{ "duplicate address", "[server]\nlisten = 127.0.0.1:25, 127.0.0.1:25\n",
-	    "2: listen: duplicate address \"127.0.0.1:25\"" },
-	{ "bad cidr", "[server]\nrelay_networks = 127.0.0.0/8, 10.0.0.0/33\n",
-	    "2: relay_networks: invalid network \"10.0.0.0/33\"" },
-	{ "cidr host bits", "[server]\nrelay_networks = 10.0.0.1/8\n",
-	    "2: relay_networks: invalid network \"10.0.0.1/8\" "
-	    "(host bits set; use 10.0.0.0/8)" },
-	{ "bad bool", "[auth]\nrequire_tls = maybe\n",
-	    "2: require_tls: invalid boolean \"maybe\" (yes or no)" },
-	{ "bad enum", "[delivery]\ntls = sometimes\n",
-	    "2: tls: invalid value \"sometimes\" (none, may, encrypt, "
-	    "verify)" },
-	{ "sync not full", "[queue]\nsync = none\n",
-	    "2: sync: invalid value \"none\" (full)" },
-	{ "bad host name", "[server]\nhostname = relay..example\n",
-	    "2: hostname: invalid host name \"relay..example\"" },
-	{ "duplicate key", "[server]\nthreads = 1\nthreads = 2\n",
-	    "3: threads: duplicate key (first on line 2)" },
-	{ "duplicate key across reopened section",
-	    "[server]\nthreads = 1\n[tls]\n[server]\nthreads = 2\n",
-	    "5: threads: duplicate key (first on line 2)" },
-	{ "duplicate route",
-	    "[route a.example]\nhost = x.example\n[route A.example.]\n"
-	    "host = y.example\n",
-	    "3: [route A.example.]: duplicate route (first on line 1)" },
-	{ "route without host", "[route a.example]\ntls = may\n[server]\n",
-	    "1: host: missing in [route a.example]" },
-	{ "route without host at end", "[server]\n\n[route *]\n",
-	    "3: host: missing in [route *]" },
-	{ "route without domain", "[route]\nhost = a.example\n",
-	    "1: [route]: missing domain ([route DOMAIN] or [route *])" },
-	{ "route bad domain", "[route exa mple.com]\nhost = a.example\n",
-	    "1: [route exa mple.com]: invalid domain \"exa mple.com\"" },
-	{ "route bad host", "[route *]\nhost = [192.0.2.1\n",
-	    "2: host: invalid host \"[192.0.2.1\"" },
-	{ "route bad port", "[route *]\nhost = [192.0.2.1]:0\n",
-	    "2: host: invalid host \"[192.0.2.1]:0\"" },
-	{ "route unbracketed ipv6", "[route *]\nhost = 2001:db8::1\n",
-	    "2: host: invalid host \"2001:db8::1\"" },
-	{ "route username alone",
-	    "[route *]\nhost = a.example\nusername = u\n",
-	    "3: username: set without password" },
-	{ "syntax error", "[server]\nthreads\nfoo = 1\n",
-	    "2: syntax error: expected \"key = value\"" },
-	{ "unterminated header", "[server\nthreads = 1\n",
-	    "1: syntax error: section header without \"]\"" },
-	{ "line too long", "[server]\nhostname = "
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "\n",
-	    "2: line too long (max 198 bytes)" },
-	{ "continuation of a scalar", "[server]\nthreads = 1\n  2\n",
-	    "3: threads: unexpected indented line (only lists may continue "
-	    "on indented lines)" },
-	{ "indented unknown section",
-	    "[server]\n  threads = 1\n  [bogus]\n",
-	    "3: threads: unexpected indented line (only lists may continue "
-	    "on indented lines)" },
-	{ "indented junk in a list",
-	    "[server]\nrelay_networks = 10.0.0.0/8\n  10.1.0.0/16 = x\n",
-	    "3: relay_networks: unexpected indented line (only lists may "
-	    "continue on indented lines)" },
-	{ "nothing to listen on", "[server]\nlisten =\n",
-	    "2: listen: no address to listen on (listen and listen_tls are "
-	    "both empty)" },
-	{ "listen_tls without tls", "[server]\nlisten_tls = 0.0.0.0:465\n",
-	    "2: listen_tls: needs [tls] certificate and private_key" },
-	{ "certificate without key", "[tls]\ncertificate = /c.pem\n",
-	    "2: certificate: set without private_key" },
-	{ "max_ttl below min_ttl", "[dns]\nmax_ttl = 30s\n",
-	    "2: max_ttl: less than min_ttl (1m)" },
-	{ "min_ttl above max_ttl", "[dns]\nmax_ttl = 2m\nmin_ttl = 5m\n",
-	    "3: min_ttl: greater than max_ttl (2m)" },
-	{ "max_ttl out of range", "[dns]\nmax_ttl = 31d\n",
-	    "2: max_ttl: out of range \"31d\" (0s..30d)" },
-	{ "inflight below message size", "[server]\nmax_inflight = 10M\n",
-	    "2: max_inflight: less than max_message_size (35M)" },
-	{ "per-host above total",
-	    "[delivery]\nmax_connections_per_host = 2000\n",
-	    "2: max_connections_per_host: greater than max_connections "
-	    "(1000)" },
+    {"unknown key", "[server]\nfoo = 1\n", "2: foo: unknown key in [server]"},
+    {"unknown route key", "[route *]\nhost = a.example\nport = 25\n",
+        "3: port: unknown key in [route *]"},
+    {"unknown section", "[server]\nthreads = 1\n\n[bogus]\n",
+        "4: [bogus]: unknown section"},
+    {"key outside section", "; hi\nthreads = 1\n",
+        "2: threads: outside any [section]"},
+    {"bad size", "[server]\n\nmax_message_size = 35Q\n",
+        "3: max_message_size: invalid size \"35Q\""},
+    {"size overflow", "[server]\nmax_message_size = 99999999999999999999G\n",
+        "2: max_message_size: out of range \"99999999999999999999G\" "
+        "(1K..2G)"},
+    {"size over max", "[server]\nmax_message_size = 3G\n",
+        "2: max_message_size: out of range \"3G\" (1K..2G)"},
+    {"size under min", "[queue]\nmap_size = 0\n",
+        "2: map_size: out of range \"0\" (64K..1T)"},
+    {"bad duration", "[server]\nidle_timeout = 5x\n",
+        "2: idle_timeout: invalid duration \"5x\""},
+    {"duration out of range", "[server]\nidle_timeout = 0\n",
+        "2: idle_timeout: out of range \"0\" (1s..1d)"},
+    {"duration list item", "[queue]\nretry = 1m, 5q\n",
+        "2: retry: invalid duration \"5q\""},
+    {"duration list range", "[queue]\nretry = 1m, 500ms\n",
+        "2: retry: out of range \"500ms\" (1s..30d)"},
+    {"empty list", "[queue]\nretry =\n", "2: retry: must not be empty"},
+    {"empty path", "[queue]\npath =\n", "2: path: must not be empty"},
+    {"uint out of range", "[server]\nmax_recipients = 0\n",
+        "2: max_recipients: out of range \"0\" (1..100000)"},
+    {"uint overflow", "[server]\nthreads = 99999999999999999999\n",
+        "2: threads: out of range \"99999999999999999999\" (0..1024)"},
+    {"uint negative", "[server]\nthreads = -1\n",
+        "2: threads: invalid number \"-1\""},
+    {"uint empty", "[server]\nthreads =\n", "2: threads: invalid number \"\""},
+    {"port out of range", "[delivery]\nport = 65536\n",
+        "2: port: out of range \"65536\" (1..65535)"},
+    {"bad address", "[server]\nlisten = 1.2.3.4:99999\n",
+        "2: listen: invalid address \"1.2.3.4:99999\""},
+    {"host name address", "[dns]\nservers = ns.example\n",
+        "2: servers: invalid address \"ns.example\""},
+    {"duplicate address", "[server]\nlisten = 127.0.0.1:25, 127.0.0.1:25\n",
+        "2: listen: duplicate address \"127.0.0.1:25\""},
+    {"bad cidr", "[server]\nrelay_networks = 127.0.0.0/8, 10.0.0.0/33\n",
+        "2: relay_networks: invalid network \"10.0.0.0/33\""},
+    {"cidr host bits", "[server]\nrelay_networks = 10.0.0.1/8\n",
+        "2: relay_networks: invalid network \"10.0.0.1/8\" "
+        "(host bits set; use 10.0.0.0/8)"},
+    {"bad bool", "[auth]\nrequire_tls = maybe\n",
+        "2: require_tls: invalid boolean \"maybe\" (yes or no)"},
+    {"bad enum", "[delivery]\ntls = sometimes\n",
+        "2: tls: invalid value \"sometimes\" (none, may, encrypt, "
+        "verify)"},
+    {"sync not full", "[queue]\nsync = none\n",
+        "2: sync: invalid value \"none\" (full)"},
+    {"bad host name", "[server]\nhostname = relay..example\n",
+        "2: hostname: invalid host name \"relay..example\""},
+    {"duplicate key", "[server]\nthreads = 1\nthreads = 2\n",
+        "3: threads: duplicate key (first on line 2)"},
+    {"duplicate key across reopened section",
+        "[server]\nthreads = 1\n[tls]\n[server]\nthreads = 2\n",
+        "5: threads: duplicate key (first on line 2)"},
+    {"duplicate route",
+        "[route a.example]\nhost = x.example\n[route A.example.]\n"
+        "host = y.example\n",
+        "3: [route A.example.]: duplicate route (first on line 1)"},
+    {"route without host", "[route a.example]\ntls = may\n[server]\n",
+        "1: host: missing in [route a.example]"},
+    {"route without host at end", "[server]\n\n[route *]\n",
+        "3: host: missing in [route *]"},
+    {"route without domain", "[route]\nhost = a.example\n",
+        "1: [route]: missing domain ([route DOMAIN] or [route *])"},
+    {"route bad domain", "[route exa mple.com]\nhost = a.example\n",
+        "1: [route exa mple.com]: invalid domain \"exa mple.com\""},
+    {"route bad host", "[route *]\nhost = [192.0.2.1\n",
+        "2: host: invalid host \"[192.0.2.1\""},
+    {"route bad port", "[route *]\nhost = [192.0.2.1]:0\n",
+        "2: host: invalid host \"[192.0.2.1]:0\""},
+    {"route unbracketed ipv6", "[route *]\nhost = 2001:db8::1\n",
+        "2: host: invalid host \"2001:db8::1\""},
+    {"route username alone", "[route *]\nhost = a.example\nusername = u\n",
+        "3: username: set without password"},
+    {"syntax error", "[server]\nthreads\nfoo = 1\n",
+        "2: syntax error: expected \"key = value\""},
+    {"unterminated header", "[server\nthreads = 1\n",
+        "1: syntax error: section header without \"]\""},
+    {"line too long",
+        "[server]\nhostname = "
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "\n",
+        "2: line too long (max 198 bytes)"},
+    {"continuation of a scalar", "[server]\nthreads = 1\n  2\n",
+        "3: threads: unexpected indented line (only lists may continue "
+        "on indented lines)"},
+    {"indented unknown section", "[server]\n  threads = 1\n  [bogus]\n",
+        "3: threads: unexpected indented line (only lists may continue "
+        "on indented lines)"},
+    {"indented junk in a list",
+        "[server]\nrelay_networks = 10.0.0.0/8\n  10.1.0.0/16 = x\n",
+        "3: relay_networks: unexpected indented line (only lists may "
+        "continue on indented lines)"},
+    {"nothing to listen on", "[server]\nlisten =\n",
+        "2: listen: no address to listen on (listen and listen_tls are "
+        "both empty)"},
+    {"listen_tls without tls", "[server]\nlisten_tls = 0.0.0.0:465\n",
+        "2: listen_tls: needs [tls] certificate and private_key"},
+    {"certificate without key", "[tls]\ncertificate = /c.pem\n",
+        "2: certificate: set without private_key"},
+    {"max_ttl below min_ttl", "[dns]\nmax_ttl = 30s\n",
+        "2: max_ttl: less than min_ttl (1m)"},
+    {"min_ttl above max_ttl", "[dns]\nmax_ttl = 2m\nmin_ttl = 5m\n",
+        "3: min_ttl: greater than max_ttl (2m)"},
+    {"max_ttl out of range", "[dns]\nmax_ttl = 31d\n",
+        "2: max_ttl: out of range \"31d\" (0s..30d)"},
+    {"inflight below message size", "[server]\nmax_inflight = 10M\n",
+        "2: max_inflight: less than max_message_size (35M)"},
+    {"per-host above total", "[delivery]\nmax_connections_per_host = 2000\n",
+        "2: max_connections_per_host: greater than max_connections "
+        "(1000)"},
 };
 
 static void
@@ -901,15 +894,13 @@ test_unreadable(void)
 	char err[512], want[512], path[128];
 	struct config *c;
 
-	CHECK(config_load("/nonexistent/mta.conf", &c, err, sizeof(err)) ==
-	    -1);
+	CHECK(config_load("/nonexistent/mta.conf", &c, err, sizeof(err)) == -1);
 	CHECK(strcmp(err, "/nonexistent/mta.conf: cannot open: "
-	    "No such file or directory") == 0);
+	                  "No such file or directory") == 0);
 	/* A directory opens but does not read. */
 	CHECK(tmp_write("", path) == 0);
 	CHECK(config_load(tmpdir, &c, err, sizeof(err)) == -1);
-	snprintf(want, sizeof(want), "%s: cannot read: Is a directory",
-	    tmpdir);
+	snprintf(want, sizeof(want), "%s: cannot read: Is a directory", tmpdir);
 	CHECK(strcmp(err, want) == 0);
 	/* A short error buffer truncates, never overflows. */
 	CHECK(config_load("/nonexistent/mta.conf", &c, err, 8) == -1);
@@ -942,33 +933,32 @@ match(const struct config_net *nets, size_t n, const char *ip)
 static void
 test_net_match(void)
 {
-	static const char *const specs[] = { "127.0.0.0/8", "::1/128",
-		"10.1.0.0/16", "2001:db8::/32", "192.0.2.128/25",
-		"198.51.100.7" };
+	static const char *const specs[] = {"127.0.0.0/8", "::1/128",
+	    "10.1.0.0/16", "2001:db8::/32", "192.0.2.128/25", "198.51.100.7"};
 	static const struct {
 		const char *ip;
 		bool want;
 	} t[] = {
-		{ "127.0.0.1", true },
-		{ "127.255.255.255", true },
-		{ "128.0.0.1", false },
-		{ "10.1.255.255", true },
-		{ "10.2.0.0", false },
-		{ "192.0.2.129", true },
-		{ "192.0.2.127", false },
-		{ "198.51.100.7", true },
-		{ "198.51.100.8", false },
-		{ "::1", true },
-		{ "::2", false },
-		{ "2001:db8:ffff::1", true },
-		{ "2001:db9::", false },
-		/* v4-mapped peers of a dual-stack socket match v4 nets */
-		{ "::ffff:127.0.0.1", true },
-		{ "::ffff:10.1.2.3", true },
-		{ "::ffff:10.2.0.0", false },
-		{ "::ffff:192.0.2.200", true },
-		/* but an IPv4-compatible or NAT64 address does not */
-		{ "64:ff9b::7f00:1", false },
+	    {"127.0.0.1", true},
+	    {"127.255.255.255", true},
+	    {"128.0.0.1", false},
+	    {"10.1.255.255", true},
+	    {"10.2.0.0", false},
+	    {"192.0.2.129", true},
+	    {"192.0.2.127", false},
+	    {"198.51.100.7", true},
+	    {"198.51.100.8", false},
+	    {"::1", true},
+	    {"::2", false},
+	    {"2001:db8:ffff::1", true},
+	    {"2001:db9::", false},
+	    /* v4-mapped peers of a dual-stack socket match v4 nets */
+	    {"::ffff:127.0.0.1", true},
+	    {"::ffff:10.1.2.3", true},
+	    {"::ffff:10.2.0.0", false},
+	    {"::ffff:192.0.2.200", true},
+	    /* but an IPv4-compatible or NAT64 address does not */
+	    {"64:ff9b::7f00:1", false},
 	};
 	struct config_net nets[MTA_ARRAY_LEN(specs)], any4, any6;
 	struct sockaddr_storage un;
@@ -978,8 +968,8 @@ test_net_match(void)
 		CHECK(config_parse_net(specs[i], &nets[i]) == 0);
 	for (i = 0; i < MTA_ARRAY_LEN(t); i++) {
 		if (match(nets, MTA_ARRAY_LEN(nets), t[i].ip) != t[i].want)
-			fprintf(stderr, "match %s: want %d\n", t[i].ip,
-			    t[i].want);
+			fprintf(
+			    stderr, "match %s: want %d\n", t[i].ip, t[i].want);
 		CHECK(match(nets, MTA_ARRAY_LEN(nets), t[i].ip) == t[i].want);
 	}
 	CHECK(config_parse_net("0.0.0.0/0", &any4) == 0);
@@ -992,27 +982,27 @@ test_net_match(void)
 	CHECK(!match(nets, 0, "127.0.0.1"));
 	memset(&un, 0, sizeof(un));
 	un.ss_family = AF_UNIX;
-	CHECK(!config_net_match(nets, MTA_ARRAY_LEN(nets),
-	    (struct sockaddr *)&un));
+	CHECK(!config_net_match(
+	    nets, MTA_ARRAY_LEN(nets), (struct sockaddr *)&un));
 }
 
 static const struct harness_case cases[] = {
-	{ "parse_size", test_parse_size },
-	{ "parse_duration", test_parse_duration },
-	{ "format", test_format },
-	{ "parse_addr", test_parse_addr },
-	{ "parse_net", test_parse_net },
-	{ "empty_is_defaults", test_empty_is_defaults },
-	{ "example_loads", test_example_loads },
-	{ "example_documents_every_key", test_example_documents_every_key },
-	{ "example_routes_load", test_example_routes_load },
-	{ "dev_conf", test_dev_conf },
-	{ "routes", test_routes },
-	{ "indented", test_indented },
-	{ "dump_round_trip", test_dump_round_trip },
-	{ "bad_files", test_bad_files },
-	{ "unreadable", test_unreadable },
-	{ "net_match", test_net_match },
+    {"parse_size", test_parse_size},
+    {"parse_duration", test_parse_duration},
+    {"format", test_format},
+    {"parse_addr", test_parse_addr},
+    {"parse_net", test_parse_net},
+    {"empty_is_defaults", test_empty_is_defaults},
+    {"example_loads", test_example_loads},
+    {"example_documents_every_key", test_example_documents_every_key},
+    {"example_routes_load", test_example_routes_load},
+    {"dev_conf", test_dev_conf},
+    {"routes", test_routes},
+    {"indented", test_indented},
+    {"dump_round_trip", test_dump_round_trip},
+    {"bad_files", test_bad_files},
+    {"unreadable", test_unreadable},
+    {"net_match", test_net_match},
 };
 
 HARNESS_MAIN(cases)

@@ -31,10 +31,12 @@ static struct dsn_rcpt
 rcpt_failed(const char *addr)
 {
 	struct dsn_rcpt r = {
-		.addr = addr, .action = DSN_ACTION_FAILED, .status = "5.1.1",
-		.reply = "550 5.1.1 no such user",
-		.relay = "mx.y.test[127.0.0.2]:25",
-		.last_attempt_ms = T_TRY,
+	    .addr = addr,
+	    .action = DSN_ACTION_FAILED,
+	    .status = "5.1.1",
+	    .reply = "550 5.1.1 no such user",
+	    .relay = "mx.y.test[127.0.0.2]:25",
+	    .last_attempt_ms = T_TRY,
 	};
 
 	return r;
@@ -44,12 +46,16 @@ static struct dsn_msg
 msg_of(const struct dsn_rcpt *r, size_t n)
 {
 	struct dsn_msg m = {
-		.hostname = "relay.test", .orig_id = 0xaa,
-		.orig_from = "a@x.test", .received_ms = T_RECV,
-		.dsn_id = 0xbb, .now_ms = T_NOW,
-		.headers = (const uint8_t *)HDRS,
-		.headers_len = sizeof(HDRS) - 1,
-		.rcpts = r, .nrcpts = n,
+	    .hostname = "relay.test",
+	    .orig_id = 0xaa,
+	    .orig_from = "a@x.test",
+	    .received_ms = T_RECV,
+	    .dsn_id = 0xbb,
+	    .now_ms = T_NOW,
+	    .headers = (const uint8_t *)HDRS,
+	    .headers_len = sizeof(HDRS) - 1,
+	    .rcpts = r,
+	    .nrcpts = n,
 	};
 
 	return m;
@@ -193,13 +199,16 @@ test_structure(void)
 	const char *text, *status, *hdrs;
 
 	CHECK(s != NULL);
-	CHECK(strncmp(s, "From: Mail Delivery System "
-	    "<MAILER-DAEMON@relay.test>\r\n", 54) == 0);
+	CHECK(strncmp(s,
+	          "From: Mail Delivery System "
+	          "<MAILER-DAEMON@relay.test>\r\n",
+	          54) == 0);
 	CHECK(strstr(s, "\r\nAuto-Submitted: auto-replied\r\n") != NULL);
 	CHECK(strstr(s, "\r\nMIME-Version: 1.0\r\n") != NULL);
 	CHECK(strstr(s, "\r\nTo: <a@x.test>\r\n") != NULL);
-	CHECK(strstr(s, "\r\nContent-Type: multipart/report; "
-	    "report-type=delivery-status;\r\n\tboundary=\"") != NULL);
+	CHECK(
+	    strstr(s, "\r\nContent-Type: multipart/report; "
+	              "report-type=delivery-status;\r\n\tboundary=\"") != NULL);
 	CHECK(count(s, "\r\n--=_mta-dsn-00000000000000bb-0\r\n") == 3);
 	CHECK(count(s, "\r\n--=_mta-dsn-00000000000000bb-0--\r\n") == 1);
 	text = strstr(s, "Content-Type: text/plain");
@@ -223,16 +232,17 @@ test_fields(void)
 	CHECK(s != NULL);
 	CHECK(strstr(s, "\r\nReporting-MTA: dns; relay.test\r\n") != NULL);
 	CHECK(strstr(s, "\r\nArrival-Date: Sun, 22 Nov 2026 10:00:00 "
-	    "+0000\r\n") != NULL);
-	CHECK(strstr(s, "\r\n\r\nFinal-Recipient: rfc822; b@y.test\r\n"
-	    "Action: failed\r\nStatus: 5.1.1\r\n"
-	    "Remote-MTA: dns; mx.y.test\r\n"
-	    "Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n"
-	    "Last-Attempt-Date: Sun, 22 Nov 2026 10:01:01 +0000\r\n")
-	    != NULL);
+	                "+0000\r\n") != NULL);
+	CHECK(strstr(s,
+	          "\r\n\r\nFinal-Recipient: rfc822; b@y.test\r\n"
+	          "Action: failed\r\nStatus: 5.1.1\r\n"
+	          "Remote-MTA: dns; mx.y.test\r\n"
+	          "Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n"
+	          "Last-Attempt-Date: Sun, 22 Nov 2026 10:01:01 +0000\r\n") !=
+	      NULL);
 	CHECK(strstr(s, "\r\nDate: Sun, 22 Nov 2026 10:01:02 +0000\r\n"));
 	CHECK(strstr(s, "\r\nMessage-ID: <00000000000000bb.00000000000000aa"
-	    ".dsn@relay.test>\r\n"));
+	                ".dsn@relay.test>\r\n"));
 	CHECK(strstr(s, "Will-Retry-Until") == NULL);
 	free(s);
 }
@@ -243,9 +253,11 @@ static void
 test_local_reason(void)
 {
 	struct dsn_rcpt r = {
-		.addr = "b@nowhere.test", .action = DSN_ACTION_FAILED,
-		.status = "5.1.2", .reply = "domain not found",
-		.last_attempt_ms = T_TRY,
+	    .addr = "b@nowhere.test",
+	    .action = DSN_ACTION_FAILED,
+	    .status = "5.1.2",
+	    .reply = "domain not found",
+	    .last_attempt_ms = T_TRY,
 	};
 	struct dsn_msg m = msg_of(&r, 1);
 	char *s = build(&m);
@@ -261,8 +273,8 @@ test_local_reason(void)
 static void
 test_crlf_only(void)
 {
-	struct dsn_rcpt r[2] = { rcpt_failed("b@y.test"),
-		rcpt_failed("c@y.test") };
+	struct dsn_rcpt r[2] = {
+	    rcpt_failed("b@y.test"), rcpt_failed("c@y.test")};
 	struct dsn_msg m = msg_of(r, 2);
 	/* stored headers with a bare LF and a bare CR: fixed on the way */
 	static const char odd[] = "A: 1\nB: 2\rx\r\nC: 3\r\n";
@@ -276,7 +288,7 @@ test_crlf_only(void)
 	CHECK(lines_ok(s));
 	CHECK(strstr(s, "\r\n\r\nA: 1\r\nB: 2 x\r\nC: 3\r\n\r\n--") != NULL);
 	CHECK(strstr(s, "Diagnostic-Code: smtp; 550 first line 550 second "
-	    "line\r\n") != NULL);
+	                "line\r\n") != NULL);
 	free(s);
 }
 
@@ -284,8 +296,8 @@ test_crlf_only(void)
 static void
 test_multi_rcpt(void)
 {
-	struct dsn_rcpt r[2] = { rcpt_failed("b@y.test"),
-		rcpt_failed("c@y.test") };
+	struct dsn_rcpt r[2] = {
+	    rcpt_failed("b@y.test"), rcpt_failed("c@y.test")};
 	struct dsn_msg m = msg_of(r, 2);
 	char *s;
 	const char *b, *c;
@@ -315,8 +327,8 @@ unfold(char *s)
 	char *w = s;
 
 	for (char *p = s; *p; p++) {
-		if (p[0] == '\r' && p[1] == '\n' && (p[2] == ' ' ||
-		    p[2] == '\t')) {
+		if (p[0] == '\r' && p[1] == '\n' &&
+		    (p[2] == ' ' || p[2] == '\t')) {
 			p++;
 			continue;
 		}
@@ -335,8 +347,8 @@ test_long_reply_folded(void)
 
 	n += (size_t)snprintf(reply, sizeof(reply), "550 5.7.1");
 	while (n < 2000)
-		n += (size_t)snprintf(reply + n, sizeof(reply) - n,
-		    " word%zu", n);
+		n += (size_t)snprintf(
+		    reply + n, sizeof(reply) - n, " word%zu", n);
 	r.reply = reply;
 	s = build(&m);
 	CHECK(s != NULL);
@@ -391,8 +403,8 @@ test_headers_exact(void)
 	size_t hl;
 
 	snprintf(stored, sizeof(stored), "%s%s", HDRS, BODY);
-	hl = dsn_headers_len((const uint8_t *)stored, strlen(stored),
-	    DSN_HEADERS_MAX);
+	hl = dsn_headers_len(
+	    (const uint8_t *)stored, strlen(stored), DSN_HEADERS_MAX);
 	CHECK(hl == sizeof(HDRS) - 1);
 	m.headers = (const uint8_t *)stored;
 	m.headers_len = hl;
@@ -401,7 +413,8 @@ test_headers_exact(void)
 	snprintf(want, sizeof(want),
 	    "Content-Type: text/rfc822-headers\r\n"
 	    "Content-Transfer-Encoding: 7bit\r\n\r\n%s\r\n"
-	    "--=_mta-dsn-00000000000000bb-0--\r\n", HDRS);
+	    "--=_mta-dsn-00000000000000bb-0--\r\n",
+	    HDRS);
 	CHECK(strlen(s) > strlen(want));
 	CHECK(strcmp(s + strlen(s) - strlen(want), want) == 0);
 	free(s);
@@ -419,8 +432,8 @@ test_no_headers(void)
 	s = build(&m);
 	CHECK(s != NULL);
 	CHECK(strstr(s, "Content-Type: text/rfc822-headers\r\n"
-	    "Content-Transfer-Encoding: 7bit\r\n\r\n\r\n"
-	    "--=_mta-dsn-00000000000000bb-0--\r\n") != NULL);
+	                "Content-Transfer-Encoding: 7bit\r\n\r\n\r\n"
+	                "--=_mta-dsn-00000000000000bb-0--\r\n") != NULL);
 	CHECK(lines_ok(s));
 	free(s);
 }
@@ -431,9 +444,8 @@ test_boundary_collision(void)
 {
 	struct dsn_rcpt r = rcpt_failed("b@y.test");
 	struct dsn_msg m = msg_of(&r, 1);
-	static const char evil[] =
-	    "X-A: --=_mta-dsn-00000000000000bb-0\r\n"
-	    "X-B: --=_mta-dsn-00000000000000bb-1--\r\n";
+	static const char evil[] = "X-A: --=_mta-dsn-00000000000000bb-0\r\n"
+	                           "X-B: --=_mta-dsn-00000000000000bb-1--\r\n";
 	char *s;
 
 	m.headers = (const uint8_t *)evil;
@@ -468,10 +480,13 @@ static void
 test_delayed(void)
 {
 	struct dsn_rcpt r = {
-		.addr = "b@y.test", .action = DSN_ACTION_DELAYED,
-		.status = "4.7.1", .reply = "451 4.7.1 try again later",
-		.relay = "mx.y.test[127.0.0.2]:25", .last_attempt_ms = T_TRY,
-		.retry_until_ms = T_RECV + 5 * 86400000ull,
+	    .addr = "b@y.test",
+	    .action = DSN_ACTION_DELAYED,
+	    .status = "4.7.1",
+	    .reply = "451 4.7.1 try again later",
+	    .relay = "mx.y.test[127.0.0.2]:25",
+	    .last_attempt_ms = T_TRY,
+	    .retry_until_ms = T_RECV + 5 * 86400000ull,
 	};
 	struct dsn_msg m = msg_of(&r, 1);
 	char *s;
@@ -479,10 +494,10 @@ test_delayed(void)
 	s = build(&m);
 	CHECK(s != NULL);
 	CHECK(strstr(s, "\r\nSubject: Delayed Mail (still being retried)"
-	    "\r\n"));
+	                "\r\n"));
 	CHECK(strstr(s, "\r\nAction: delayed\r\nStatus: 4.7.1\r\n"));
 	CHECK(strstr(s, "\r\nWill-Retry-Until: Fri, 27 Nov 2026 10:00:00 "
-	    "+0000\r\n"));
+	                "+0000\r\n"));
 	CHECK(strstr(s, "Diagnostic-Code: smtp; 451 4.7.1 try again later"));
 	CHECK(strstr(s, "Action: failed") == NULL);
 	free(s);
@@ -519,18 +534,18 @@ test_status_sanitised(void)
 		enum dsn_action a;
 		const char *out;
 	} rows[] = {
-		{ "5.1.1", DSN_ACTION_FAILED, "5.1.1" },
-		{ "5.100.100", DSN_ACTION_FAILED, "5.100.100" },
-		{ "", DSN_ACTION_FAILED, "5.0.0" },
-		{ NULL, DSN_ACTION_FAILED, "5.0.0" },
-		{ "2.0.0", DSN_ACTION_FAILED, "5.0.0" },
-		{ "5.1", DSN_ACTION_FAILED, "5.0.0" },
-		{ "5.1.1x", DSN_ACTION_FAILED, "5.0.0" },
-		{ "5.1000.1", DSN_ACTION_FAILED, "5.0.0" },
-		{ "5.1.1\r\nX: y", DSN_ACTION_FAILED, "5.0.0" },
-		{ "4.4.7", DSN_ACTION_FAILED, "4.4.7" },
-		{ "4.4.1", DSN_ACTION_DELAYED, "4.4.1" },
-		{ "5.1.1", DSN_ACTION_DELAYED, "4.0.0" },
+	    {"5.1.1", DSN_ACTION_FAILED, "5.1.1"},
+	    {"5.100.100", DSN_ACTION_FAILED, "5.100.100"},
+	    {"", DSN_ACTION_FAILED, "5.0.0"},
+	    {NULL, DSN_ACTION_FAILED, "5.0.0"},
+	    {"2.0.0", DSN_ACTION_FAILED, "5.0.0"},
+	    {"5.1", DSN_ACTION_FAILED, "5.0.0"},
+	    {"5.1.1x", DSN_ACTION_FAILED, "5.0.0"},
+	    {"5.1000.1", DSN_ACTION_FAILED, "5.0.0"},
+	    {"5.1.1\r\nX: y", DSN_ACTION_FAILED, "5.0.0"},
+	    {"4.4.7", DSN_ACTION_FAILED, "4.4.7"},
+	    {"4.4.1", DSN_ACTION_DELAYED, "4.4.1"},
+	    {"5.1.1", DSN_ACTION_DELAYED, "4.0.0"},
 	};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -590,9 +605,9 @@ test_8bit(void)
 	s = build(&m);
 	CHECK(s != NULL);
 	CHECK(strstr(s, "\r\n\tboundary=\"=_mta-dsn-00000000000000bb-0\"\r\n"
-	    "Content-Transfer-Encoding: 8bit\r\n"));
+	                "Content-Transfer-Encoding: 8bit\r\n"));
 	CHECK(strstr(s, "text/rfc822-headers\r\n"
-	    "Content-Transfer-Encoding: 8bit\r\n"));
+	                "Content-Transfer-Encoding: 8bit\r\n"));
 	free(s);
 }
 
@@ -604,17 +619,17 @@ test_headers_len(void)
 		size_t max;
 		size_t want;
 	} rows[] = {
-		{ "A: 1\r\nB: 2\r\n\r\nbody\r\n", 1000, 12 },
-		{ "A: 1\r\n\r\n", 1000, 6 },
-		{ "\r\nbody\r\n", 1000, 0 },
-		{ "", 1000, 0 },
-		{ "A: 1\nB: 2\n\nbody", 1000, 10 },
-		{ "A: 1\r\nB: 2\r\n", 1000, 12 },        /* no empty line */
-		{ "A: 1\r\nB: 2\r\n\r\n", 10, 6 },       /* cut to lines */
-		{ "A: 1\r\nB: 2\r\n", 12, 12 },
-		{ "A: 1\r\nB: 2\r\n", 11, 6 },
-		{ "AAAAAAAAAAAAAAAAAAAA\r\n\r\n", 5, 0 }, /* nothing whole */
-		{ "A: 1\r\n folded\r\n\r\n", 1000, 15 },
+	    {"A: 1\r\nB: 2\r\n\r\nbody\r\n", 1000, 12},
+	    {"A: 1\r\n\r\n", 1000, 6},
+	    {"\r\nbody\r\n", 1000, 0},
+	    {"", 1000, 0},
+	    {"A: 1\nB: 2\n\nbody", 1000, 10},
+	    {"A: 1\r\nB: 2\r\n", 1000, 12},  /* no empty line */
+	    {"A: 1\r\nB: 2\r\n\r\n", 10, 6}, /* cut to lines */
+	    {"A: 1\r\nB: 2\r\n", 12, 12},
+	    {"A: 1\r\nB: 2\r\n", 11, 6},
+	    {"AAAAAAAAAAAAAAAAAAAA\r\n\r\n", 5, 0}, /* nothing whole */
+	    {"A: 1\r\n folded\r\n\r\n", 1000, 15},
 	};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -654,26 +669,26 @@ test_date(void)
 }
 
 static const struct harness_case cases[] = {
-	{ "exact", test_exact },
-	{ "structure", test_structure },
-	{ "fields", test_fields },
-	{ "local_reason", test_local_reason },
-	{ "crlf_only", test_crlf_only },
-	{ "multi_rcpt", test_multi_rcpt },
-	{ "long_reply_folded", test_long_reply_folded },
-	{ "long_word_cut", test_long_word_cut },
-	{ "headers_exact", test_headers_exact },
-	{ "no_headers", test_no_headers },
-	{ "boundary_collision", test_boundary_collision },
-	{ "reply_injection", test_reply_injection },
-	{ "delayed", test_delayed },
-	{ "expired", test_expired },
-	{ "status_sanitised", test_status_sanitised },
-	{ "errors", test_errors },
-	{ "8bit", test_8bit },
-	{ "headers_len", test_headers_len },
-	{ "reply_is_smtp", test_reply_is_smtp },
-	{ "date", test_date },
+    {"exact", test_exact},
+    {"structure", test_structure},
+    {"fields", test_fields},
+    {"local_reason", test_local_reason},
+    {"crlf_only", test_crlf_only},
+    {"multi_rcpt", test_multi_rcpt},
+    {"long_reply_folded", test_long_reply_folded},
+    {"long_word_cut", test_long_word_cut},
+    {"headers_exact", test_headers_exact},
+    {"no_headers", test_no_headers},
+    {"boundary_collision", test_boundary_collision},
+    {"reply_injection", test_reply_injection},
+    {"delayed", test_delayed},
+    {"expired", test_expired},
+    {"status_sanitised", test_status_sanitised},
+    {"errors", test_errors},
+    {"8bit", test_8bit},
+    {"headers_len", test_headers_len},
+    {"reply_is_smtp", test_reply_is_smtp},
+    {"date", test_date},
 };
 
 HARNESS_MAIN(cases)

@@ -17,36 +17,37 @@ static char s_client[] = "192.0.2.7";
 static char s_helo[] = "client.example.org";
 static char s_empty[] = "";
 static char s_r1[] = "bob@example.com";
-static char s_r2[] = "j\xc3\xb6rg@b\xc3\xbc" "cher.example"; /* SMTPUTF8 */
+static char s_r2[] = "j\xc3\xb6rg@b\xc3\xbc"
+                     "cher.example"; /* SMTPUTF8 */
 static char s_r3[] = "carol@example.net";
 static char s_reply2[] = "451 4.7.1 greylisted, \"try\" again later";
 static char s_reply3[] = "550 5.1.1 no such user";
 
 static struct queue_rcpt sample_rcpts[] = {
-	{ s_r1, QUEUE_RCPT_PENDING, 0, 1700000000000ull, s_empty },
-	{ s_r2, QUEUE_RCPT_PENDING, 3, 1700000900000ull, s_reply2 },
-	{ s_r3, QUEUE_RCPT_FAILED, 1, 0, s_reply3 },
+    {s_r1, QUEUE_RCPT_PENDING, 0, 1700000000000ull, s_empty},
+    {s_r2, QUEUE_RCPT_PENDING, 3, 1700000900000ull, s_reply2},
+    {s_r3, QUEUE_RCPT_FAILED, 1, 0, s_reply3},
 };
 
 static const struct queue_envelope sample = {
-	.id = 0x0006123456789abcull,
-	.received_ms = 1700000000123ull,
-	.size = 1834,
-	.flags = QUEUE_FLAG_HELD,
-	.from = s_from,
-	.user = s_user,
-	.client = s_client,
-	.helo = s_helo,
-	.rcpts = sample_rcpts,
-	.nrcpts = 3,
+    .id = 0x0006123456789abcull,
+    .received_ms = 1700000000123ull,
+    .size = 1834,
+    .flags = QUEUE_FLAG_HELD,
+    .from = s_from,
+    .user = s_user,
+    .client = s_client,
+    .helo = s_helo,
+    .rcpts = sample_rcpts,
+    .nrcpts = 3,
 };
 
 static int
 rcpt_eq(const struct queue_rcpt *a, const struct queue_rcpt *b)
 {
 	return strcmp(a->addr, b->addr) == 0 && a->state == b->state &&
-	    a->attempts == b->attempts && a->next_ms == b->next_ms &&
-	    strcmp(a->reply, b->reply) == 0;
+	       a->attempts == b->attempts && a->next_ms == b->next_ms &&
+	       strcmp(a->reply, b->reply) == 0;
 }
 
 static int
@@ -98,8 +99,11 @@ test_round_trip(void)
 static void
 test_no_rcpts_empty_strings(void)
 {
-	struct queue_envelope e = { .id = 1, .from = s_empty,
-		.user = s_empty, .client = s_empty, .helo = s_empty };
+	struct queue_envelope e = {.id = 1,
+	    .from = s_empty,
+	    .user = s_empty,
+	    .client = s_empty,
+	    .helo = s_empty};
 	struct queue_envelope d;
 	struct buf b;
 
@@ -133,7 +137,7 @@ test_truncated(void)
 static void
 test_unknown_version(void)
 {
-	static const uint8_t versions[] = { 0, 2, 0x7f, 0xff };
+	static const uint8_t versions[] = {0, 2, 0x7f, 0xff};
 	struct queue_envelope d;
 	struct buf b;
 
@@ -141,8 +145,8 @@ test_unknown_version(void)
 	CHECK(queue_envelope_encode(&sample, &b) == 0);
 	for (size_t i = 0; i < sizeof(versions); i++) {
 		b.data[b.off] = versions[i];
-		CHECK(queue_envelope_decode(buf_peek(&b), buf_avail(&b),
-		    &d) == -EBADMSG);
+		CHECK(queue_envelope_decode(buf_peek(&b), buf_avail(&b), &d) ==
+		      -EBADMSG);
 		CHECK(is_zero(&d));
 	}
 	buf_fini(&b);
@@ -157,8 +161,8 @@ test_trailing(void)
 	buf_init(&b, 1 << 20);
 	CHECK(queue_envelope_encode(&sample, &b) == 0);
 	CHECK(buf_append(&b, "", 1) == 0);
-	CHECK(queue_envelope_decode(buf_peek(&b), buf_avail(&b), &d) ==
-	    -EBADMSG);
+	CHECK(
+	    queue_envelope_decode(buf_peek(&b), buf_avail(&b), &d) == -EBADMSG);
 	CHECK(is_zero(&d));
 	buf_fini(&b);
 }
@@ -194,7 +198,7 @@ test_corrupt_fields(void)
 	/* A recipient count no input could hold: rejected before any
 	 * allocation (ASan would notice a 4G-entry calloc). */
 	nrcpts_off = OFF_FROM_LEN + 4 * 4 + strlen(s_from) + strlen(s_user) +
-	    strlen(s_client) + strlen(s_helo);
+	             strlen(s_client) + strlen(s_helo);
 	CHECK(p[nrcpts_off + 3] == 3);
 	memset(p + nrcpts_off, 0xff, 4);
 	CHECK(queue_envelope_decode(p, n, &d) == -EBADMSG);
@@ -216,7 +220,7 @@ test_corrupt_fields(void)
 static void
 test_encode_errors(void)
 {
-	struct queue_rcpt bad = { s_r1, QUEUE_RCPT_NSTATES, 0, 0, s_empty };
+	struct queue_rcpt bad = {s_r1, QUEUE_RCPT_NSTATES, 0, 0, s_empty};
 	struct queue_envelope e = sample;
 	struct buf b;
 
@@ -260,9 +264,8 @@ test_id_text(void)
 	CHECK(strcmp(s, "0006123456789abc") == 0);
 	CHECK(queue_id_parse(s, &id) == 0 && id == 0x0006123456789abcull);
 	CHECK(queue_id_parse("0006123456789ABC", &id) == 0 &&
-	    id == 0x0006123456789abcull);
-	CHECK(queue_id_parse("ffffffffffffffff", &id) == 0 &&
-	    id == UINT64_MAX);
+	      id == 0x0006123456789abcull);
+	CHECK(queue_id_parse("ffffffffffffffff", &id) == 0 && id == UINT64_MAX);
 	CHECK(queue_id_parse("", &id) == -EINVAL);
 	CHECK(queue_id_parse("0006123456789ab", &id) == -EINVAL);
 	CHECK(queue_id_parse("0006123456789abcd", &id) == -EINVAL);
@@ -271,15 +274,15 @@ test_id_text(void)
 }
 
 static const struct harness_case cases[] = {
-	{ "round_trip", test_round_trip },
-	{ "no_rcpts_empty_strings", test_no_rcpts_empty_strings },
-	{ "truncated", test_truncated },
-	{ "unknown_version", test_unknown_version },
-	{ "trailing", test_trailing },
-	{ "corrupt_fields", test_corrupt_fields },
-	{ "encode_errors", test_encode_errors },
-	{ "key_order", test_key_order },
-	{ "id_text", test_id_text },
+    {"round_trip", test_round_trip},
+    {"no_rcpts_empty_strings", test_no_rcpts_empty_strings},
+    {"truncated", test_truncated},
+    {"unknown_version", test_unknown_version},
+    {"trailing", test_trailing},
+    {"corrupt_fields", test_corrupt_fields},
+    {"encode_errors", test_encode_errors},
+    {"key_order", test_key_order},
+    {"id_text", test_id_text},
 };
 
 HARNESS_MAIN(cases)

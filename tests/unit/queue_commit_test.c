@@ -44,7 +44,10 @@ static void
 tmp_remove(void)
 {
 	static const char *files[] = {
-		"q/data.mdb", "q/lock.mdb", "q", "flag",
+	    "q/data.mdb",
+	    "q/lock.mdb",
+	    "q",
+	    "flag",
 	};
 	char p[300];
 
@@ -172,7 +175,7 @@ body_matches(struct queue *q, uint64_t id, unsigned seed, size_t len)
 	buf_init(&got, 64 << 20);
 	body_fill(want, len, seed);
 	ok = queue_body_get(q, id, &got) == 0 && buf_avail(&got) == len &&
-	    memcmp(buf_peek(&got), want, len) == 0;
+	     memcmp(buf_peek(&got), want, len) == 0;
 	buf_fini(&got);
 	free(want);
 	return ok;
@@ -183,8 +186,8 @@ struct worker {
 	unsigned t;
 	uint64_t ids[NPER];
 	struct chan *reply; /* freed after queue_close (see reply_chan) */
-	int bad;        /* replies with a nonzero status or wrong type */
-	int unordered;  /* ids not increasing within this thread */
+	int bad;            /* replies with a nonzero status or wrong type */
+	int unordered;      /* ids not increasing within this thread */
 };
 
 static void *
@@ -198,8 +201,8 @@ worker_main(void *arg)
 	while (back < NPER) {
 		while (sent < NPER && sent - back < WINDOW) {
 			unsigned seed = w->t * NPER + sent;
-			struct queue_submit *s = sub_new(w->q, reply, seed,
-			    body_len(seed));
+			struct queue_submit *s =
+			    sub_new(w->q, reply, seed, body_len(seed));
 
 			w->ids[sent] = s->id;
 			if (sent > 0 && w->ids[sent] <= w->ids[sent - 1])
@@ -259,7 +262,7 @@ test_concurrent(void)
 	pthread_t th[NTHREADS];
 	struct queue_stats st;
 	struct queue_envelope e;
-	struct scan_ctx sc = { 0, 0, 0, 0 };
+	struct scan_ctx sc = {0, 0, 0, 0};
 	uint64_t *all = xcalloc(NTHREADS * NPER, sizeof(*all));
 	uint64_t n, maxid = 0;
 
@@ -297,8 +300,8 @@ test_concurrent(void)
 		for (unsigned i = 0; i < NPER; i++) {
 			unsigned seed = t * NPER + i;
 
-			CHECK(body_matches(q, w[t].ids[i], seed,
-			    body_len(seed)));
+			CHECK(
+			    body_matches(q, w[t].ids[i], seed, body_len(seed)));
 		}
 	CHECK(queue_envelope_get(q, w[1].ids[7], &e) == 0);
 	CHECK(e.id == w[1].ids[7]);
@@ -313,11 +316,11 @@ test_concurrent(void)
 	/* Scan sees everything once, in id order, across batches. */
 	CHECK(queue_scan(q, 0, scan_cb, &sc) == 0);
 	CHECK(sc.n == NTHREADS * NPER && sc.bad == 0);
-	sc = (struct scan_ctx){ 0, 0, 0, 300 };
+	sc = (struct scan_ctx){0, 0, 0, 300};
 	CHECK(queue_scan(q, 0, scan_cb, &sc) == 42 && sc.n == 300);
-	sc = (struct scan_ctx){ 0, 0, 0, 0 };
+	sc = (struct scan_ctx){0, 0, 0, 0};
 	CHECK(queue_scan(q, all[1000], scan_cb, &sc) == 0 &&
-	    sc.n == NTHREADS * NPER - 1000);
+	      sc.n == NTHREADS * NPER - 1000);
 	queue_close(q);
 	for (unsigned t = 0; t < NTHREADS; t++)
 		chan_free(w[t].reply);
@@ -326,8 +329,8 @@ test_concurrent(void)
 	CHECK((q = q_open(&cfg, false)) != NULL);
 	CHECK(queue_count(q, &n) == 0 && n == NTHREADS * NPER);
 	CHECK(queue_id_new(q) > maxid);
-	CHECK(body_matches(q, w[3].ids[499], 3 * NPER + 499,
-	    body_len(3 * NPER + 499)));
+	CHECK(body_matches(
+	    q, w[3].ids[499], 3 * NPER + 499, body_len(3 * NPER + 499)));
 	queue_close(q);
 
 	/* A read-only reader (what `mta queue` does). */
@@ -378,8 +381,8 @@ test_map_full(void)
 	while (got < 3)
 		for (m = chan_wait(reply, -1); m != NULL; m = m->next)
 			got++;
-	CHECK(s[0]->status == 0 && s[1]->status == -ENOSPC &&
-	    s[2]->status == 0);
+	CHECK(
+	    s[0]->status == 0 && s[1]->status == -ENOSPC && s[2]->status == 0);
 	CHECK(queue_count(q, &n) == 0 && n == 3);
 	CHECK(queue_body_get(q, s[1]->id, &b) == -ENOENT);
 	CHECK(body_matches(q, s[2]->id, 12, 700));
@@ -571,7 +574,7 @@ test_failsync(void)
 	fflush(NULL);
 	CHECK((pid = fork()) >= 0);
 	if (pid == 0) {
-		char *argv[] = { self, (char *)"failsync_child", NULL };
+		char *argv[] = {self, (char *)"failsync_child", NULL};
 
 		setenv("LD_PRELOAD", shim, 1);
 		setenv("MTA_FAILSYNC_FLAG", flag, 1);
@@ -588,13 +591,13 @@ test_failsync(void)
 }
 
 static const struct harness_case cases[] = {
-	{ "concurrent", test_concurrent },
-	{ "map_full", test_map_full },
-	{ "duplicate_id", test_duplicate_id },
-	{ "close_drains", test_close_drains },
-	{ "open_errors", test_open_errors },
-	{ "failsync", test_failsync },
-	{ "failsync_child", test_failsync_child },
+    {"concurrent", test_concurrent},
+    {"map_full", test_map_full},
+    {"duplicate_id", test_duplicate_id},
+    {"close_drains", test_close_drains},
+    {"open_errors", test_open_errors},
+    {"failsync", test_failsync},
+    {"failsync_child", test_failsync_child},
 };
 
 HARNESS_MAIN(cases)

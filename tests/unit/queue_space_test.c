@@ -40,7 +40,7 @@ tmp_make(void)
 static void
 tmp_remove(void)
 {
-	static const char *files[] = { "q/data.mdb", "q/lock.mdb", "q" };
+	static const char *files[] = {"q/data.mdb", "q/lock.mdb", "q"};
 	char p[300];
 
 	for (size_t i = 0; i < MTA_ARRAY_LEN(files); i++) {
@@ -105,11 +105,17 @@ update_wait(struct queue *q, uint64_t id, uint8_t state, const char *reply,
     bool *removed)
 {
 	struct queue_update_rcpt r = {
-		.idx = 0, .state = state, .attempts = 1,
-		.next_ms = clock_wall_ms() + 60000, .reply = reply,
+	    .idx = 0,
+	    .state = state,
+	    .attempts = 1,
+	    .next_ms = clock_wall_ms() + 60000,
+	    .reply = reply,
 	};
 	struct queue_update u = {
-		.reply = reply_chan(), .id = id, .n = 1, .rcpts = &r,
+	    .reply = reply_chan(),
+	    .id = id,
+	    .n = 1,
+	    .rcpts = &r,
 	};
 
 	queue_submit_update(q, &u);
@@ -144,10 +150,10 @@ test_limit(void)
 	CHECK(queue_space_limit(16, 4096) == 15);
 	CHECK(queue_space_limit(10000, 4096) == 9000);
 	CHECK(queue_space_limit((8ull << 30) / 4096, 4096) ==
-	    (8ull << 30) / 4096 - (QUEUE_SPACE_RESERVE / 4096));
+	      (8ull << 30) / 4096 - (QUEUE_SPACE_RESERVE / 4096));
 	/* The crossover: exactly where 10% == the reserve. */
 	CHECK(queue_space_limit(10 * (QUEUE_SPACE_RESERVE / 4096), 4096) ==
-	    9 * (QUEUE_SPACE_RESERVE / 4096));
+	      9 * (QUEUE_SPACE_RESERVE / 4096));
 }
 
 static void
@@ -167,8 +173,7 @@ test_headroom(void)
 	CHECK((q = q_open(1 << 20)) != NULL);
 	CHECK(queue_start(q) == 0);
 	/* Fill until new mail is refused. */
-	while (nok < MAX_MSGS &&
-	    (rc = submit_wait(q, 600, &ids[nok])) == 0)
+	while (nok < MAX_MSGS && (rc = submit_wait(q, 600, &ids[nok])) == 0)
 		nok++;
 	CHECK(rc == -ENOSPC);
 	refused = ids[nok];
@@ -182,8 +187,8 @@ test_headroom(void)
 	/* The map is not full: every message can still be rewritten with a
 	 * longer record (a deferral with a long reply), which copies pages. */
 	for (size_t i = 0; i < nok; i += 1) {
-		rc = update_wait(q, ids[i], QUEUE_RCPT_PENDING, longreply,
-		    &removed);
+		rc = update_wait(
+		    q, ids[i], QUEUE_RCPT_PENDING, longreply, &removed);
 		if (rc != 0)
 			break;
 	}
@@ -194,8 +199,8 @@ test_headroom(void)
 
 	/* Deliveries remove messages; their pages go to the freelist. */
 	for (size_t i = 0; i < nok / 2; i++) {
-		rc = update_wait(q, ids[i], QUEUE_RCPT_DELIVERED, "250 ok",
-		    &removed);
+		rc = update_wait(
+		    q, ids[i], QUEUE_RCPT_DELIVERED, "250 ok", &removed);
 		if (rc != 0 || !removed)
 			break;
 	}
@@ -215,7 +220,8 @@ test_headroom(void)
 		rc = submit_wait(q, 600, &id);
 	CHECK(rc == -ENOSPC);
 	CHECK(update_wait(q, ids[nok - 1], QUEUE_RCPT_DELIVERED, "250 ok",
-	    &removed) == 0 && removed);
+	          &removed) == 0 &&
+	      removed);
 	queue_close(q);
 	free(ids);
 	tmp_remove();
@@ -241,9 +247,9 @@ test_big_alone(void)
 }
 
 static const struct harness_case cases[] = {
-	{ "limit", test_limit },
-	{ "headroom", test_headroom },
-	{ "big_alone", test_big_alone },
+    {"limit", test_limit},
+    {"headroom", test_headroom},
+    {"big_alone", test_big_alone},
 };
 
 HARNESS_MAIN(cases)

@@ -6,7 +6,7 @@
 #include "deliver/schedule.h"
 #include "../harness.h"
 
-static const uint64_t retry[] = { 1000, 5000, 60000 };
+static const uint64_t retry[] = {1000, 5000, 60000};
 
 static uint32_t
 mid_rand(void *arg)
@@ -19,9 +19,12 @@ static struct sched *
 mk(unsigned max_jobs, unsigned per_dest)
 {
 	struct sched_cfg cfg = {
-		.retry = retry, .nretry = 3, .max_age = 100000,
-		.max_jobs = max_jobs, .max_per_dest = per_dest,
-		.rand = mid_rand,
+	    .retry = retry,
+	    .nretry = 3,
+	    .max_age = 100000,
+	    .max_jobs = max_jobs,
+	    .max_per_dest = per_dest,
+	    .rand = mid_rand,
 	};
 
 	return sched_new(&cfg);
@@ -40,8 +43,9 @@ test_group_by_domain(void)
 {
 	struct sched *s = mk(10, 10);
 	struct sched_rcpt_in r[] = {
-		{ "a@x.org", 0, 0, 0 }, { "b@Y.org", 1, 0, 0 },
-		{ "c@X.ORG", 2, 0, 0 },
+	    {"a@x.org", 0, 0, 0},
+	    {"b@Y.org", 1, 0, 0},
+	    {"c@X.ORG", 2, 0, 0},
 	};
 	struct sched_job *j1, *j2;
 
@@ -73,7 +77,7 @@ static void
 test_retry_and_expiry(void)
 {
 	struct sched *s = mk(10, 10);
-	struct sched_rcpt_in r[] = { { "a@x.org", 0, 0, 0 } };
+	struct sched_rcpt_in r[] = {{"a@x.org", 0, 0, 0}};
 	struct sched_job *j;
 	uint64_t now = 0;
 	int64_t t;
@@ -89,7 +93,7 @@ test_retry_and_expiry(void)
 		/* within +-10% of the schedule entry */
 		t = sched_timeout(s, now);
 		CHECK(t >= (int64_t)(retry[k] * 9 / 10) &&
-		    t <= (int64_t)(retry[k] * 11 / 10));
+		      t <= (int64_t)(retry[k] * 11 / 10));
 		CHECK(sched_job_next(s, now + (uint64_t)t - 1) == NULL);
 		now += (uint64_t)t;
 		sched_job_free(j);
@@ -117,7 +121,7 @@ static void
 test_dest_cap_and_slow_start(void)
 {
 	struct sched *s = mk(100, 3);
-	struct sched_rcpt_in r[] = { { "a@x.org", 0, 0, 0 } };
+	struct sched_rcpt_in r[] = {{"a@x.org", 0, 0, 0}};
 	struct sched_job *out[10];
 	unsigned inflight, window;
 	size_t n = 0;
@@ -160,8 +164,8 @@ static void
 test_global_cap(void)
 {
 	struct sched *s = mk(2, 10);
-	struct sched_rcpt_in r[] = { { "a@x.org", 0, 0, 0 },
-		{ "a@y.org", 1, 0, 0 }, { "a@z.org", 2, 0, 0 } };
+	struct sched_rcpt_in r[] = {
+	    {"a@x.org", 0, 0, 0}, {"a@y.org", 1, 0, 0}, {"a@z.org", 2, 0, 0}};
 	struct sched_job *a, *b;
 
 	CHECK(sched_msg_add(s, 1, "s@z", 0, r, 3, 0) == 0);
@@ -189,7 +193,7 @@ static void
 test_operator_actions(void)
 {
 	struct sched *s = mk(10, 10);
-	struct sched_rcpt_in r[] = { { "a@x.org", 0, 2, 50000 } };
+	struct sched_rcpt_in r[] = {{"a@x.org", 0, 2, 50000}};
 	struct sched_job *j;
 	struct sched_stats st;
 
@@ -223,8 +227,8 @@ test_due_order(void)
 	uint64_t last = 0;
 
 	for (uint64_t id = 1; id <= 500; id++) {
-		struct sched_rcpt_in r = { "a@x.org", 0, 0,
-			(id * 7919) % 1000 + 1 };
+		struct sched_rcpt_in r = {
+		    "a@x.org", 0, 0, (id * 7919) % 1000 + 1};
 		CHECK(sched_msg_add(s, id, "", 0, &r, 1, 0) == 0);
 	}
 	for (int k = 0; k < 500; k++) {
@@ -251,7 +255,7 @@ static void
 test_dead_destination_rests(void)
 {
 	struct sched *s = mk(100, 1);
-	struct sched_rcpt_in r[] = { { "a@dead.org", 0, 0, 0 } };
+	struct sched_rcpt_in r[] = {{"a@dead.org", 0, 0, 0}};
 	struct sched_job *j;
 	unsigned n = 0;
 
@@ -270,7 +274,7 @@ test_dead_destination_rests(void)
 		CHECK(j->suspended);
 		CHECK(j->rcpts[0].outcome == SCHED_OUTCOME_TEMPFAIL);
 		CHECK(strstr(j->rcpts[0].reply, "suspended: connect: "
-		    "Connection refused") != NULL);
+		                                "Connection refused") != NULL);
 		CHECK(!sched_job_done(s, j, 10));
 		CHECK(j->rcpts[0].state == SCHED_RCPT_PENDING);
 		CHECK(j->rcpts[0].attempts == 1);
@@ -296,7 +300,7 @@ static void
 test_retry_lifts_rest(void)
 {
 	struct sched *s = mk(100, 1);
-	struct sched_rcpt_in r[] = { { "a@dead.org", 0, 0, 0 } };
+	struct sched_rcpt_in r[] = {{"a@dead.org", 0, 0, 0}};
 	struct sched_job *j;
 
 	CHECK(sched_msg_add(s, 1, "s@z", 0, r, 1, 0) == 0);
@@ -324,7 +328,7 @@ static void
 test_free_long_fifo(void)
 {
 	struct sched *s = mk(1000000, 1);
-	struct sched_rcpt_in r[] = { { "a@x.org", 0, 0, 0 } };
+	struct sched_rcpt_in r[] = {{"a@x.org", 0, 0, 0}};
 	struct sched_job *j;
 
 	for (uint64_t id = 1; id <= 200000; id++)
@@ -337,15 +341,15 @@ test_free_long_fifo(void)
 }
 
 static const struct harness_case cases[] = {
-	{ "group_by_domain", test_group_by_domain },
-	{ "retry_and_expiry", test_retry_and_expiry },
-	{ "dest_cap_and_slow_start", test_dest_cap_and_slow_start },
-	{ "global_cap", test_global_cap },
-	{ "operator_actions", test_operator_actions },
-	{ "due_order", test_due_order },
-	{ "dead_destination_rests", test_dead_destination_rests },
-	{ "retry_lifts_rest", test_retry_lifts_rest },
-	{ "free_long_fifo", test_free_long_fifo },
+    {"group_by_domain", test_group_by_domain},
+    {"retry_and_expiry", test_retry_and_expiry},
+    {"dest_cap_and_slow_start", test_dest_cap_and_slow_start},
+    {"global_cap", test_global_cap},
+    {"operator_actions", test_operator_actions},
+    {"due_order", test_due_order},
+    {"dead_destination_rests", test_dead_destination_rests},
+    {"retry_lifts_rest", test_retry_lifts_rest},
+    {"free_long_fifo", test_free_long_fifo},
 };
 
 HARNESS_MAIN(cases)

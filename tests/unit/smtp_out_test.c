@@ -40,23 +40,28 @@ struct script {
 	const struct tjob *jobs; /* J takes the next one */
 	const struct tstep *steps;
 	size_t nsteps;
-	size_t outmax;           /* 0 = 1 MiB */
+	size_t outmax; /* 0 = 1 MiB */
 };
 
 static const char *const act_names[] = {
-	"READ", "WRITE", "STARTTLS", "JOB_DONE", "IDLE", "CLOSE",
+    "READ",
+    "WRITE",
+    "STARTTLS",
+    "JOB_DONE",
+    "IDLE",
+    "CLOSE",
 };
 
 /* The loop's view of one run. */
 struct run {
 	struct smtp_out *s;
 	struct buf out;
-	struct buf wire;        /* everything the client sent */
+	struct buf wire; /* everything the client sent */
 	struct smtp_out_job job;
 	struct smtp_out_result res[TMAX_RCPTS];
 	size_t njobs;
 	const struct script *sc;
-	long split;             /* -1 = byte at a time */
+	long split; /* -1 = byte at a time */
 	size_t step;
 };
 
@@ -78,7 +83,7 @@ drain(struct run *r, enum smtp_out_action act)
 			    buf_avail(&r->out) > r->out.max)
 				abort();
 			if (buf_append(&r->wire, buf_peek(&r->out),
-			    buf_avail(&r->out)) < 0)
+			        buf_avail(&r->out)) < 0)
 				abort();
 			buf_reset(&r->out);
 		}
@@ -97,18 +102,18 @@ server_sends(struct run *r, const char *p)
 	if (r->split < 0) {
 		for (k = 0; k < len; k++)
 			act = drain(r, smtp_out_feed(r->s,
-			    (const uint8_t *)p + k, 1, &r->out));
+			                   (const uint8_t *)p + k, 1, &r->out));
 		return act;
 	}
 	k = (size_t)r->split < len ? (size_t)r->split : len;
 	if (k > 0) {
-		act = drain(r, smtp_out_feed(r->s, (const uint8_t *)p, k,
-		    &r->out));
+		act = drain(
+		    r, smtp_out_feed(r->s, (const uint8_t *)p, k, &r->out));
 		off = k;
 	}
 	if (off < len)
 		act = drain(r, smtp_out_feed(r->s, (const uint8_t *)p + off,
-		    len - off, &r->out));
+		                   len - off, &r->out));
 	return act;
 }
 
@@ -131,7 +136,7 @@ job_load(struct run *r)
 	r->job.results = r->res;
 }
 
-static const char outcome_ch[] = { 'O', 'T', 'P' };
+static const char outcome_ch[] = {'O', 'T', 'P'};
 
 static void
 results_fmt(const struct run *r, char *dst, size_t size)
@@ -141,8 +146,8 @@ results_fmt(const struct run *r, char *dst, size_t size)
 	dst[0] = '\0';
 	for (i = 0; i < r->job.nrcpts && o < size; i++)
 		o += (size_t)snprintf(dst + o, size - o, "%s%c:%d:%s",
-		    i ? " " : "", outcome_ch[r->res[i].outcome],
-		    r->res[i].code, r->res[i].enhanced);
+		    i ? " " : "", outcome_ch[r->res[i].outcome], r->res[i].code,
+		    r->res[i].enhanced);
 }
 
 static int
@@ -167,8 +172,8 @@ wire_check(struct run *r, const char *want)
 		buf_reset(&r->wire);
 		return 1;
 	}
-	fprintf(stderr, "wire: [%.*s]\nwant: [%s]\n",
-	    (int)buf_avail(&r->wire), (const char *)buf_peek(&r->wire), want);
+	fprintf(stderr, "wire: [%.*s]\nwant: [%s]\n", (int)buf_avail(&r->wire),
+	    (const char *)buf_peek(&r->wire), want);
 	return fail_at(r, "wire differs");
 }
 
@@ -184,19 +189,22 @@ step_run(struct run *r, const struct tstep *t)
 		return wire_check(r, t->s);
 	case 'J':
 		job_load(r);
-		return act_check(r, drain(r, smtp_out_job_set(r->s, &r->job,
-		    &r->out)), t->act);
+		return act_check(r,
+		    drain(r, smtp_out_job_set(r->s, &r->job, &r->out)), t->act);
 	case 'T':
 	case 'F':
-		return act_check(r, drain(r, smtp_out_tls_done(r->s,
-		    t->op == 'T', &r->out)), t->act);
-	case 'Q':
-		return act_check(r, drain(r, smtp_out_quit(r->s, &r->out)),
+		return act_check(r,
+		    drain(r, smtp_out_tls_done(r->s, t->op == 'T', &r->out)),
 		    t->act);
+	case 'Q':
+		return act_check(
+		    r, drain(r, smtp_out_quit(r->s, &r->out)), t->act);
 	case 'O':
 	case 'E':
-		return act_check(r, smtp_out_abort(r->s, t->op == 'O' ?
-		    SMTP_OUT_ABORT_TIMEOUT : SMTP_OUT_ABORT_EOF), t->act);
+		return act_check(r,
+		    smtp_out_abort(r->s, t->op == 'O' ? SMTP_OUT_ABORT_TIMEOUT
+		                                      : SMTP_OUT_ABORT_EOF),
+		    t->act);
 	case 'R':
 		results_fmt(r, got, sizeof(got));
 		if (strcmp(got, t->s) == 0)
@@ -205,10 +213,10 @@ step_run(struct run *r, const struct tstep *t)
 		return fail_at(r, "results differ");
 	case 'H':
 		return smtp_out_host_failed(r->s) == (t->s[0] == '1') ||
-		    fail_at(r, "host_failed");
+		       fail_at(r, "host_failed");
 	case 'U':
 		return smtp_out_reusable(r->s) == (t->s[0] == '1') ||
-		    fail_at(r, "reusable");
+		       fail_at(r, "reusable");
 	}
 	return fail_at(r, "bad op");
 }
@@ -253,684 +261,486 @@ script_all(const struct script *sc)
 /* ---- configurations and jobs ---- */
 
 static const struct smtp_out_cfg cfg_plain = {
-	.helo_name = "client.example",
-	.tls = CONFIG_TLS_NONE,
-	.command_timeout = 300000,
-	.data_timeout = 600000,
+    .helo_name = "client.example",
+    .tls = CONFIG_TLS_NONE,
+    .command_timeout = 300000,
+    .data_timeout = 600000,
 };
 
 static const struct smtp_out_cfg cfg_may = {
-	.helo_name = "client.example",
-	.tls = CONFIG_TLS_MAY,
-	.command_timeout = 300000,
-	.data_timeout = 600000,
+    .helo_name = "client.example",
+    .tls = CONFIG_TLS_MAY,
+    .command_timeout = 300000,
+    .data_timeout = 600000,
 };
 
 static const struct smtp_out_cfg cfg_encrypt = {
-	.helo_name = "client.example",
-	.tls = CONFIG_TLS_ENCRYPT,
-	.command_timeout = 300000,
-	.data_timeout = 600000,
+    .helo_name = "client.example",
+    .tls = CONFIG_TLS_ENCRYPT,
+    .command_timeout = 300000,
+    .data_timeout = 600000,
 };
 
 static const struct smtp_out_cfg cfg_smarthost = {
-	.helo_name = "client.example",
-	.tls = CONFIG_TLS_MAY,
-	.auth_user = "user",
-	.auth_pass = "pass",
-	.command_timeout = 300000,
-	.data_timeout = 600000,
+    .helo_name = "client.example",
+    .tls = CONFIG_TLS_MAY,
+    .auth_user = "user",
+    .auth_pass = "pass",
+    .command_timeout = 300000,
+    .data_timeout = 600000,
 };
 
 static const struct smtp_out_cfg cfg_auth_plaintext = {
-	.helo_name = "client.example",
-	.tls = CONFIG_TLS_NONE,
-	.auth_user = "user",
-	.auth_pass = "pass",
-	.auth_plaintext = true,
-	.command_timeout = 300000,
-	.data_timeout = 600000,
+    .helo_name = "client.example",
+    .tls = CONFIG_TLS_NONE,
+    .auth_user = "user",
+    .auth_pass = "pass",
+    .auth_plaintext = true,
+    .command_timeout = 300000,
+    .data_timeout = 600000,
 };
 
-#define BODY1 "Subject: hi\r\n\r\nbody\r\n" /* 21 bytes */
+#define BODY1      "Subject: hi\r\n\r\nbody\r\n" /* 21 bytes */
 #define BODY1_WIRE BODY1 ".\r\n"
-#define BODY2 ".dot first\r\nsecond" /* 18 bytes */
+#define BODY2      ".dot first\r\nsecond" /* 18 bytes */
 #define BODY2_WIRE "..dot first\r\nsecond\r\n.\r\n"
 
 static const struct tjob jobs_std[] = {
-	{ "a@x.test", { "b@y.test", "c@y.test" }, BODY1, false, false },
-	{ "", { "d@y.test" }, BODY2, false, false },
-	{ "a@x.test", { "b@y.test", "c@y.test", "d@y.test" }, BODY1, false,
-	  false },
+    {"a@x.test", {"b@y.test", "c@y.test"}, BODY1, false, false},
+    {"", {"d@y.test"}, BODY2, false, false},
+    {"a@x.test", {"b@y.test", "c@y.test", "d@y.test"}, BODY1, false, false},
 };
 
 static const struct tjob jobs_three[] = {
-	{ "a@x.test", { "b@y.test", "c@y.test", "d@y.test" }, BODY1, false,
-	  false },
+    {"a@x.test", {"b@y.test", "c@y.test", "d@y.test"}, BODY1, false, false},
 };
 
 static const struct tjob jobs_flags[] = {
-	{ "a@x.test", { "b@y.test" }, BODY1, true, true },
-	{ "a@x.test", { "b@y.test" }, BODY1, true, false },
+    {"a@x.test", {"b@y.test"}, BODY1, true, true},
+    {"a@x.test", {"b@y.test"}, BODY1, true, false},
 };
 
 static const struct tjob jobs_bad[] = {
-	{ "a@x.test", { "b@y.test\r\nRSET", "c@y.test" }, BODY1, false, false },
-	{ "a\r@x.test", { "c@y.test" }, BODY1, false, false },
+    {"a@x.test", {"b@y.test\r\nRSET", "c@y.test"}, BODY1, false, false},
+    {"a\r@x.test", {"c@y.test"}, BODY1, false, false},
 };
 
 #define GREET    "220 mx.y.test ESMTP\r\n"
 #define EHLO     "EHLO client.example\r\n"
 #define EHLO_MIN "250-mx.y.test\r\n250 8BITMIME\r\n"
-#define EHLO_PIPE \
+#define EHLO_PIPE                                                  \
 	"250-mx.y.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n" \
 	"250 ENHANCEDSTATUSCODES\r\n"
-#define OK_MAIL  "250 2.1.0 Ok\r\n"
-#define OK_RCPT  "250 2.1.5 Ok\r\n"
-#define GO       "354 End data with <CR><LF>.<CR><LF>\r\n"
-#define QUEUED   "250 2.0.0 Ok: queued as 4F2\r\n"
+#define OK_MAIL "250 2.1.0 Ok\r\n"
+#define OK_RCPT "250 2.1.5 Ok\r\n"
+#define GO      "354 End data with <CR><LF>.<CR><LF>\r\n"
+#define QUEUED  "250 2.0.0 Ok: queued as 4F2\r\n"
 
-#define SCRIPT(id, c, j, ...)                                              \
-	static const struct tstep steps_##id[] = { __VA_ARGS__ };          \
-	static const struct script sc_##id = { #id, &(c), (j), steps_##id, \
-		MTA_ARRAY_LEN(steps_##id), 0 };                            \
-	static void test_##id(void) { CHECK(script_all(&sc_##id)); }
+#define SCRIPT(id, c, j, ...)                                          \
+	static const struct tstep steps_##id[] = {__VA_ARGS__};        \
+	static const struct script sc_##id = {                         \
+	    #id, &(c), (j), steps_##id, MTA_ARRAY_LEN(steps_##id), 0}; \
+	static void test_##id(void)                                    \
+	{                                                              \
+		CHECK(script_all(&sc_##id));                           \
+	}
 
-SCRIPT(plain, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-	{ 'S', OK_MAIL, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<b@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<c@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "DATA\r\n", 0 },
-	{ 'S', GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0 O:250:2.0.0", 0 },
-	{ 'H', "0", 0 },
-	{ 'U', "1", 0 },
-	{ 'Q', NULL, SMTP_OUT_READ },
-	{ 'C', "QUIT\r\n", 0 },
-	{ 'S', "221 2.0.0 Bye\r\n", SMTP_OUT_CLOSE },
-)
+SCRIPT(plain, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, {'S', OK_MAIL, SMTP_OUT_READ},
+    {'C', "RCPT TO:<b@y.test>\r\n", 0}, {'S', OK_RCPT, SMTP_OUT_READ},
+    {'C', "RCPT TO:<c@y.test>\r\n", 0}, {'S', OK_RCPT, SMTP_OUT_READ},
+    {'C', "DATA\r\n", 0}, {'S', GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "O:250:2.0.0 O:250:2.0.0", 0},
+    {'H', "0", 0}, {'U', "1", 0}, {'Q', NULL, SMTP_OUT_READ},
+    {'C', "QUIT\r\n", 0}, {'S', "221 2.0.0 Bye\r\n", SMTP_OUT_CLOSE}, )
 
-SCRIPT(pipelined, cfg_plain, jobs_std,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_IDLE },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0 O:250:2.0.0", 0 },
-	{ 'Q', NULL, SMTP_OUT_READ },
-	{ 'C', "QUIT\r\n", 0 },
-	{ 'E', NULL, SMTP_OUT_CLOSE },
-	{ 'H', "0", 0 },
-)
+SCRIPT(pipelined, cfg_plain, jobs_std, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_PIPE, SMTP_OUT_IDLE}, {'J', NULL, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0},
+    {'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "O:250:2.0.0 O:250:2.0.0", 0},
+    {'Q', NULL, SMTP_OUT_READ}, {'C', "QUIT\r\n", 0},
+    {'E', NULL, SMTP_OUT_CLOSE}, {'H', "0", 0}, )
 
-SCRIPT(mixed, cfg_plain, jobs_three,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nRCPT TO:<d@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT "451 4.2.0 mailbox busy\r\n"
-	       "550-5.1.1 no such\r\n550 5.1.1 user\r\n" GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0 T:451:4.2.0 P:550:5.1.1", 0 },
-	{ 'U', "1", 0 },
-)
+SCRIPT(mixed, cfg_plain, jobs_three, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nRCPT TO:<d@y.test>\r\nDATA\r\n",
+        0},
+    {'S',
+        OK_MAIL OK_RCPT "451 4.2.0 mailbox busy\r\n"
+                        "550-5.1.1 no such\r\n550 5.1.1 user\r\n" GO,
+        SMTP_OUT_READ},
+    {'C', BODY1_WIRE, 0}, {'S', QUEUED, SMTP_OUT_JOB_DONE},
+    {'R', "O:250:2.0.0 T:451:4.2.0 P:550:5.1.1", 0}, {'U', "1", 0}, )
 
 /* Without PIPELINING nobody accepted means no DATA at all; the next job
  * starts with RSET. */
-SCRIPT(all_refused, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-	{ 'S', OK_MAIL, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<b@y.test>\r\n", 0 },
-	{ 'S', "550 5.1.1 no\r\n", SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<c@y.test>\r\n", 0 },
-	{ 'S', "450 4.2.1 later\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "P:550:5.1.1 T:450:4.2.1", 0 },
-	{ 'U', "1", 0 },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "RSET\r\n", 0 },
-	{ 'S', "250 2.0.0 Ok\r\n", SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<>\r\n", 0 },
-	{ 'S', OK_MAIL, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<d@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "DATA\r\n", 0 },
-	{ 'S', GO, SMTP_OUT_READ },
-	{ 'C', BODY2_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0", 0 },
-)
+SCRIPT(all_refused, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, {'S', OK_MAIL, SMTP_OUT_READ},
+    {'C', "RCPT TO:<b@y.test>\r\n", 0},
+    {'S', "550 5.1.1 no\r\n", SMTP_OUT_READ},
+    {'C', "RCPT TO:<c@y.test>\r\n", 0},
+    {'S', "450 4.2.1 later\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "P:550:5.1.1 T:450:4.2.1", 0}, {'U', "1", 0},
+    {'J', NULL, SMTP_OUT_READ}, {'C', "RSET\r\n", 0},
+    {'S', "250 2.0.0 Ok\r\n", SMTP_OUT_READ}, {'C', "MAIL FROM:<>\r\n", 0},
+    {'S', OK_MAIL, SMTP_OUT_READ}, {'C', "RCPT TO:<d@y.test>\r\n", 0},
+    {'S', OK_RCPT, SMTP_OUT_READ}, {'C', "DATA\r\n", 0},
+    {'S', GO, SMTP_OUT_READ}, {'C', BODY2_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "O:250:2.0.0", 0}, )
 
 /* With PIPELINING DATA went out anyway: its 554 is expected. */
-SCRIPT(all_refused_pipelined, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL "550 5.1.1 no\r\n550 5.1.1 no\r\n"
-	       "554 5.5.1 Error: no valid recipients\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "P:550:5.1.1 P:550:5.1.1", 0 },
-	{ 'U', "1", 0 },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "RSET\r\nMAIL FROM:<> SIZE=18\r\nRCPT TO:<d@y.test>\r\n"
-	       "DATA\r\n", 0 },
-	{ 'S', "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT GO, SMTP_OUT_READ },
-	{ 'C', BODY2_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0", 0 },
-)
+SCRIPT(all_refused_pipelined, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0},
+    {'S',
+        OK_MAIL "550 5.1.1 no\r\n550 5.1.1 no\r\n"
+                "554 5.5.1 Error: no valid recipients\r\n",
+        SMTP_OUT_JOB_DONE},
+    {'R', "P:550:5.1.1 P:550:5.1.1", 0}, {'U', "1", 0},
+    {'J', NULL, SMTP_OUT_READ},
+    {'C',
+        "RSET\r\nMAIL FROM:<> SIZE=18\r\nRCPT TO:<d@y.test>\r\n"
+        "DATA\r\n",
+        0},
+    {'S', "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT GO, SMTP_OUT_READ},
+    {'C', BODY2_WIRE, 0}, {'S', QUEUED, SMTP_OUT_JOB_DONE},
+    {'R', "O:250:2.0.0", 0}, )
 
 /* A server that says 354 with no valid recipient gets a lone dot. */
-SCRIPT(all_refused_354, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL "550 5.1.1 no\r\n550 5.1.1 no\r\n" GO, SMTP_OUT_READ },
-	{ 'C', ".\r\n", 0 },
-	{ 'S', "554 5.5.1 no valid recipients\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "P:550:5.1.1 P:550:5.1.1", 0 },
-	{ 'U', "1", 0 },
-)
+SCRIPT(all_refused_354, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0},
+    {'S', OK_MAIL "550 5.1.1 no\r\n550 5.1.1 no\r\n" GO, SMTP_OUT_READ},
+    {'C', ".\r\n", 0},
+    {'S', "554 5.5.1 no valid recipients\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "P:550:5.1.1 P:550:5.1.1", 0}, {'U', "1", 0}, )
 
-SCRIPT(mail_refused_pipelined, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', "553 5.7.1 sender rejected\r\n503 5.5.1 need MAIL\r\n"
-	       "503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n",
-	  SMTP_OUT_JOB_DONE },
-	{ 'R', "P:553:5.7.1 P:553:5.7.1", 0 },
-	{ 'U', "1", 0 },
-	{ 'H', "0", 0 },
-)
+SCRIPT(mail_refused_pipelined, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0},
+    {'S',
+        "553 5.7.1 sender rejected\r\n503 5.5.1 need MAIL\r\n"
+        "503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n",
+        SMTP_OUT_JOB_DONE},
+    {'R', "P:553:5.7.1 P:553:5.7.1", 0}, {'U', "1", 0}, {'H', "0", 0}, )
 
-SCRIPT(mail_refused, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-	{ 'S', "451 4.3.0 try later\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:451:4.3.0 T:451:4.3.0", 0 },
-	{ 'U', "1", 0 },
-)
+SCRIPT(mail_refused, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0},
+    {'S', "451 4.3.0 try later\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:451:4.3.0 T:451:4.3.0", 0}, {'U', "1", 0}, )
 
-SCRIPT(data_refused, cfg_plain, jobs_three,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nRCPT TO:<d@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT "550 5.1.1 no\r\n" OK_RCPT
-	       "451 4.3.0 no DATA now\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:451:4.3.0 P:550:5.1.1 T:451:4.3.0", 0 },
-	{ 'U', "1", 0 },
-)
+SCRIPT(data_refused, cfg_plain, jobs_three, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nRCPT TO:<d@y.test>\r\nDATA\r\n",
+        0},
+    {'S',
+        OK_MAIL OK_RCPT "550 5.1.1 no\r\n" OK_RCPT "451 4.3.0 no DATA now\r\n",
+        SMTP_OUT_JOB_DONE},
+    {'R', "T:451:4.3.0 P:550:5.1.1 T:451:4.3.0", 0}, {'U', "1", 0}, )
 
-SCRIPT(dot_451, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT "550 5.1.1 no\r\n" GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', "451 4.3.0 queue trouble\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:451:4.3.0 P:550:5.1.1", 0 },
-	{ 'U', "1", 0 },
-)
+SCRIPT(dot_451, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0},
+    {'S', OK_MAIL OK_RCPT "550 5.1.1 no\r\n" GO, SMTP_OUT_READ},
+    {'C', BODY1_WIRE, 0},
+    {'S', "451 4.3.0 queue trouble\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:451:4.3.0 P:550:5.1.1", 0}, {'U', "1", 0}, )
 
-SCRIPT(dot_552, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-	{ 'S', OK_MAIL, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<b@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<c@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "DATA\r\n", 0 },
-	{ 'S', GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', "552 5.3.4 message too big\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "P:552:5.3.4 P:552:5.3.4", 0 },
-)
+SCRIPT(dot_552, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, {'S', OK_MAIL, SMTP_OUT_READ},
+    {'C', "RCPT TO:<b@y.test>\r\n", 0}, {'S', OK_RCPT, SMTP_OUT_READ},
+    {'C', "RCPT TO:<c@y.test>\r\n", 0}, {'S', OK_RCPT, SMTP_OUT_READ},
+    {'C', "DATA\r\n", 0}, {'S', GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', "552 5.3.4 message too big\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "P:552:5.3.4 P:552:5.3.4", 0}, )
 
 /* 421 after a RCPT was refused: the refusal stands, the rest defer, the
  * host is marked failed and no QUIT is sent. */
-SCRIPT(reply_421, cfg_plain, jobs_three,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nRCPT TO:<d@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT "550 5.1.1 no\r\n"
-	       "421 4.3.2 shutting down\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:421:4.3.2 P:550:5.1.1 T:421:4.3.2", 0 },
-	{ 'H', "1", 0 },
-	{ 'U', "0", 0 },
-	{ 'Q', NULL, SMTP_OUT_CLOSE },
-)
+SCRIPT(reply_421, cfg_plain, jobs_three, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nRCPT TO:<d@y.test>\r\nDATA\r\n",
+        0},
+    {'S',
+        OK_MAIL OK_RCPT "550 5.1.1 no\r\n"
+                        "421 4.3.2 shutting down\r\n",
+        SMTP_OUT_JOB_DONE},
+    {'R', "T:421:4.3.2 P:550:5.1.1 T:421:4.3.2", 0}, {'H', "1", 0},
+    {'U', "0", 0}, {'Q', NULL, SMTP_OUT_CLOSE}, )
 
-SCRIPT(reply_421_dot, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', "421 timeout\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:421:4.0.0 T:421:4.0.0", 0 },
-	{ 'H', "1", 0 },
-	{ 'Q', NULL, SMTP_OUT_CLOSE },
-)
+SCRIPT(reply_421_dot, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0},
+    {'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', "421 timeout\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:421:4.0.0 T:421:4.0.0", 0}, {'H', "1", 0},
+    {'Q', NULL, SMTP_OUT_CLOSE}, )
 
-SCRIPT(helo_fallback, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "502 5.5.2 Error: command not recognized\r\n", SMTP_OUT_READ },
-	{ 'C', "HELO client.example\r\n", 0 },
-	{ 'S', "250 mx.y.test\r\n", SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-	{ 'S', OK_MAIL, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<b@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<c@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "DATA\r\n", 0 },
-	{ 'S', GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0 O:250:2.0.0", 0 },
-)
+SCRIPT(helo_fallback, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "502 5.5.2 Error: command not recognized\r\n", SMTP_OUT_READ},
+    {'C', "HELO client.example\r\n", 0},
+    {'S', "250 mx.y.test\r\n", SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, {'S', OK_MAIL, SMTP_OUT_READ},
+    {'C', "RCPT TO:<b@y.test>\r\n", 0}, {'S', OK_RCPT, SMTP_OUT_READ},
+    {'C', "RCPT TO:<c@y.test>\r\n", 0}, {'S', OK_RCPT, SMTP_OUT_READ},
+    {'C', "DATA\r\n", 0}, {'S', GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "O:250:2.0.0 O:250:2.0.0", 0}, )
 
-SCRIPT(helo_refused, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "500 what\r\n", SMTP_OUT_READ },
-	{ 'C', "HELO client.example\r\n", 0 },
-	{ 'S', "550 go away\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:550:4.0.0 T:550:4.0.0", 0 },
-	{ 'H', "1", 0 },
-	{ 'Q', NULL, SMTP_OUT_READ },
-	{ 'C', "QUIT\r\n", 0 },
-)
+SCRIPT(helo_refused, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "500 what\r\n", SMTP_OUT_READ}, {'C', "HELO client.example\r\n", 0},
+    {'S', "550 go away\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:550:4.0.0 T:550:4.0.0", 0}, {'H', "1", 0},
+    {'Q', NULL, SMTP_OUT_READ}, {'C', "QUIT\r\n", 0}, )
 
 /* The STARTTLS 220 and a forged reply in the same packet: the forged one
  * is dropped, the dialogue restarts with EHLO over TLS. */
-SCRIPT(starttls_may, cfg_may, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-mx.y.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n",
-	  SMTP_OUT_READ },
-	{ 'C', "STARTTLS\r\n", 0 },
-	{ 'S', "220 2.0.0 Ready to start TLS\r\n250-forged\r\n",
-	  SMTP_OUT_STARTTLS },
-	{ 'T', NULL, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-mx.y.test\r\n250 PIPELINING\r\n", SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0 O:250:2.0.0", 0 },
-)
+SCRIPT(starttls_may, cfg_may, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-mx.y.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n", SMTP_OUT_READ},
+    {'C', "STARTTLS\r\n", 0},
+    {'S', "220 2.0.0 Ready to start TLS\r\n250-forged\r\n", SMTP_OUT_STARTTLS},
+    {'T', NULL, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-mx.y.test\r\n250 PIPELINING\r\n", SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0},
+    {'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "O:250:2.0.0 O:250:2.0.0", 0}, )
 
-SCRIPT(starttls_none, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-mx.y.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
-	  SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-)
+SCRIPT(starttls_none, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-mx.y.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n", SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, )
 
-SCRIPT(starttls_refused_may, cfg_may, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-mx.y.test\r\n250 STARTTLS\r\n", SMTP_OUT_READ },
-	{ 'C', "STARTTLS\r\n", 0 },
-	{ 'S', "454 4.7.0 TLS not available\r\n", SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-)
+SCRIPT(starttls_refused_may, cfg_may, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-mx.y.test\r\n250 STARTTLS\r\n", SMTP_OUT_READ},
+    {'C', "STARTTLS\r\n", 0},
+    {'S', "454 4.7.0 TLS not available\r\n", SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, )
 
-SCRIPT(encrypt_not_offered, cfg_encrypt, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_JOB_DONE },
-	{ 'R', "T:0:4.7.4 T:0:4.7.4", 0 },
-	{ 'H', "1", 0 },
-	{ 'U', "0", 0 },
-	{ 'Q', NULL, SMTP_OUT_READ },
-	{ 'C', "QUIT\r\n", 0 },
-	{ 'S', "221 bye\r\n", SMTP_OUT_CLOSE },
-)
+SCRIPT(encrypt_not_offered, cfg_encrypt, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_JOB_DONE}, {'R', "T:0:4.7.4 T:0:4.7.4", 0},
+    {'H', "1", 0}, {'U', "0", 0}, {'Q', NULL, SMTP_OUT_READ},
+    {'C', "QUIT\r\n", 0}, {'S', "221 bye\r\n", SMTP_OUT_CLOSE}, )
 
-SCRIPT(encrypt_refused, cfg_encrypt, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-mx.y.test\r\n250 STARTTLS\r\n", SMTP_OUT_READ },
-	{ 'C', "STARTTLS\r\n", 0 },
-	{ 'S', "454 4.7.0 TLS not available\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:454:4.7.0 T:454:4.7.0", 0 },
-	{ 'H', "1", 0 },
-)
+SCRIPT(encrypt_refused, cfg_encrypt, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-mx.y.test\r\n250 STARTTLS\r\n", SMTP_OUT_READ},
+    {'C', "STARTTLS\r\n", 0},
+    {'S', "454 4.7.0 TLS not available\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:454:4.7.0 T:454:4.7.0", 0}, {'H', "1", 0}, )
 
-SCRIPT(tls_handshake_fails, cfg_encrypt, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-mx.y.test\r\n250 STARTTLS\r\n", SMTP_OUT_READ },
-	{ 'C', "STARTTLS\r\n", 0 },
-	{ 'S', "220 go ahead\r\n", SMTP_OUT_STARTTLS },
-	{ 'F', NULL, SMTP_OUT_JOB_DONE },
-	{ 'R', "T:0:4.7.5 T:0:4.7.5", 0 },
-	{ 'H', "1", 0 },
-	{ 'Q', NULL, SMTP_OUT_CLOSE },
-)
+SCRIPT(tls_handshake_fails, cfg_encrypt, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-mx.y.test\r\n250 STARTTLS\r\n", SMTP_OUT_READ},
+    {'C', "STARTTLS\r\n", 0}, {'S', "220 go ahead\r\n", SMTP_OUT_STARTTLS},
+    {'F', NULL, SMTP_OUT_JOB_DONE}, {'R', "T:0:4.7.5 T:0:4.7.5", 0},
+    {'H', "1", 0}, {'Q', NULL, SMTP_OUT_CLOSE}, )
 
 /* The worker hands over a job while the TLS handshake is running. */
-SCRIPT(job_during_tls, cfg_may, jobs_std,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-mx.y.test\r\n250 STARTTLS\r\n", SMTP_OUT_READ },
-	{ 'C', "STARTTLS\r\n", 0 },
-	{ 'S', "220 go ahead\r\n", SMTP_OUT_STARTTLS },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'T', NULL, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-)
+SCRIPT(job_during_tls, cfg_may, jobs_std, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', "250-mx.y.test\r\n250 STARTTLS\r\n", SMTP_OUT_READ},
+    {'C', "STARTTLS\r\n", 0}, {'S', "220 go ahead\r\n", SMTP_OUT_STARTTLS},
+    {'J', NULL, SMTP_OUT_READ}, {'T', NULL, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0}, )
 
 /* Garbage in answer to QUIT: just close, the host did nothing wrong. */
-SCRIPT(quit_garbage, cfg_plain, jobs_std,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_IDLE },
-	{ 'Q', NULL, SMTP_OUT_READ },
-	{ 'C', "QUIT\r\n", 0 },
-	{ 'Q', NULL, SMTP_OUT_READ },
-	{ 'S', "bye bye\r\n", SMTP_OUT_CLOSE },
-	{ 'H', "0", 0 },
-)
+SCRIPT(quit_garbage, cfg_plain, jobs_std, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_IDLE}, {'Q', NULL, SMTP_OUT_READ},
+    {'C', "QUIT\r\n", 0}, {'Q', NULL, SMTP_OUT_READ},
+    {'S', "bye bye\r\n", SMTP_OUT_CLOSE}, {'H', "0", 0}, )
 
 /* Smarthost: STARTTLS first, then AUTH PLAIN over TLS only. */
-SCRIPT(auth_smarthost, cfg_smarthost, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-relay.test\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n",
-	  SMTP_OUT_READ },
-	{ 'C', "STARTTLS\r\n", 0 },
-	{ 'S', "220 ready\r\n", SMTP_OUT_STARTTLS },
-	{ 'T', NULL, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-relay.test\r\n250-AUTH LOGIN PLAIN\r\n250 PIPELINING\r\n",
-	  SMTP_OUT_READ },
-	{ 'C', "AUTH PLAIN AHVzZXIAcGFzcw==\r\n", 0 },
-	{ 'S', "235 2.7.0 Authentication successful\r\n", SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-)
+SCRIPT(auth_smarthost, cfg_smarthost, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-relay.test\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n",
+        SMTP_OUT_READ},
+    {'C', "STARTTLS\r\n", 0}, {'S', "220 ready\r\n", SMTP_OUT_STARTTLS},
+    {'T', NULL, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-relay.test\r\n250-AUTH LOGIN PLAIN\r\n250 PIPELINING\r\n",
+        SMTP_OUT_READ},
+    {'C', "AUTH PLAIN AHVzZXIAcGFzcw==\r\n", 0},
+    {'S', "235 2.7.0 Authentication successful\r\n", SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0}, )
 
 /* Credentials but no TLS and no plaintext permission: no AUTH. */
-SCRIPT(auth_needs_tls, cfg_smarthost, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-relay.test\r\n250 AUTH PLAIN\r\n", SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-)
+SCRIPT(auth_needs_tls, cfg_smarthost, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-relay.test\r\n250 AUTH PLAIN\r\n", SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, )
 
 SCRIPT(auth_plaintext_refused, cfg_auth_plaintext, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-relay.test\r\n250 AUTH=PLAIN\r\n", SMTP_OUT_READ },
-	{ 'C', "AUTH PLAIN AHVzZXIAcGFzcw==\r\n", 0 },
-	{ 'S', "535 5.7.8 Error: authentication failed\r\n",
-	  SMTP_OUT_JOB_DONE },
-	{ 'R', "T:535:4.7.8 T:535:4.7.8", 0 },
-	{ 'H', "1", 0 },
-	{ 'Q', NULL, SMTP_OUT_READ },
-	{ 'C', "QUIT\r\n", 0 },
-)
+    {'J', NULL, SMTP_OUT_READ}, {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-relay.test\r\n250 AUTH=PLAIN\r\n", SMTP_OUT_READ},
+    {'C', "AUTH PLAIN AHVzZXIAcGFzcw==\r\n", 0},
+    {'S', "535 5.7.8 Error: authentication failed\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:535:4.7.8 T:535:4.7.8", 0}, {'H', "1", 0},
+    {'Q', NULL, SMTP_OUT_READ}, {'C', "QUIT\r\n", 0}, )
 
 /* Two jobs on one connection: the first ended with its dot, so no RSET. */
-SCRIPT(reuse, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0 O:250:2.0.0", 0 },
-	{ 'U', "1", 0 },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<> SIZE=18\r\nRCPT TO:<d@y.test>\r\n"
-	       "DATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT GO, SMTP_OUT_READ },
-	{ 'C', BODY2_WIRE, 0 },
-	{ 'S', "250 2.0.0 Ok: queued as 4F3\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0", 0 },
-	{ 'Q', NULL, SMTP_OUT_READ },
-	{ 'C', "QUIT\r\n", 0 },
-	{ 'S', "221 2.0.0 Bye\r\n", SMTP_OUT_CLOSE },
-)
+SCRIPT(reuse, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0},
+    {'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "O:250:2.0.0 O:250:2.0.0", 0},
+    {'U', "1", 0}, {'J', NULL, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<> SIZE=18\r\nRCPT TO:<d@y.test>\r\n"
+        "DATA\r\n",
+        0},
+    {'S', OK_MAIL OK_RCPT GO, SMTP_OUT_READ}, {'C', BODY2_WIRE, 0},
+    {'S', "250 2.0.0 Ok: queued as 4F3\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "O:250:2.0.0", 0}, {'Q', NULL, SMTP_OUT_READ}, {'C', "QUIT\r\n", 0},
+    {'S', "221 2.0.0 Bye\r\n", SMTP_OUT_CLOSE}, )
 
-SCRIPT(reuse_unpipelined, cfg_plain, jobs_std,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_IDLE },
-	{ 'U', "1", 0 },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-	{ 'S', OK_MAIL, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<b@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<c@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "DATA\r\n", 0 },
-	{ 'S', GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<>\r\n", 0 },
-	{ 'S', OK_MAIL, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<d@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "DATA\r\n", 0 },
-	{ 'S', GO, SMTP_OUT_READ },
-	{ 'C', BODY2_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "O:250:2.0.0", 0 },
-)
+SCRIPT(reuse_unpipelined, cfg_plain, jobs_std, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_IDLE}, {'U', "1", 0},
+    {'J', NULL, SMTP_OUT_READ}, {'C', "MAIL FROM:<a@x.test>\r\n", 0},
+    {'S', OK_MAIL, SMTP_OUT_READ}, {'C', "RCPT TO:<b@y.test>\r\n", 0},
+    {'S', OK_RCPT, SMTP_OUT_READ}, {'C', "RCPT TO:<c@y.test>\r\n", 0},
+    {'S', OK_RCPT, SMTP_OUT_READ}, {'C', "DATA\r\n", 0},
+    {'S', GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'J', NULL, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<>\r\n", 0}, {'S', OK_MAIL, SMTP_OUT_READ},
+    {'C', "RCPT TO:<d@y.test>\r\n", 0}, {'S', OK_RCPT, SMTP_OUT_READ},
+    {'C', "DATA\r\n", 0}, {'S', GO, SMTP_OUT_READ}, {'C', BODY2_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "O:250:2.0.0", 0}, )
 
 /* A reused connection that died while idle: MAIL gets 421. */
-SCRIPT(reuse_dead, cfg_plain, jobs_std,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_IDLE },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
-	       "RCPT TO:<c@y.test>\r\nDATA\r\n", 0 },
-	{ 'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<> SIZE=18\r\nRCPT TO:<d@y.test>\r\n"
-	       "DATA\r\n", 0 },
-	{ 'S', "421 4.4.2 idle too long\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:421:4.4.2", 0 },
-	{ 'H', "1", 0 },
-	{ 'J', NULL, SMTP_OUT_JOB_DONE },
-	{ 'R', "T:421:4.4.2 T:421:4.4.2 T:421:4.4.2", 0 },
-)
+SCRIPT(reuse_dead, cfg_plain, jobs_std, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_PIPE, SMTP_OUT_IDLE}, {'J', NULL, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@y.test>\r\n"
+        "RCPT TO:<c@y.test>\r\nDATA\r\n",
+        0},
+    {'S', OK_MAIL OK_RCPT OK_RCPT GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'J', NULL, SMTP_OUT_READ},
+    {'C',
+        "MAIL FROM:<> SIZE=18\r\nRCPT TO:<d@y.test>\r\n"
+        "DATA\r\n",
+        0},
+    {'S', "421 4.4.2 idle too long\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:421:4.4.2", 0}, {'H', "1", 0}, {'J', NULL, SMTP_OUT_JOB_DONE},
+    {'R', "T:421:4.4.2 T:421:4.4.2 T:421:4.4.2", 0}, )
 
-SCRIPT(greeting_554, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', "554 5.7.1 no thanks\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:554:4.7.1 T:554:4.7.1", 0 },
-	{ 'H', "1", 0 },
-	{ 'Q', NULL, SMTP_OUT_READ },
-	{ 'C', "QUIT\r\n", 0 },
-	{ 'S', "221 bye\r\n", SMTP_OUT_CLOSE },
-)
+SCRIPT(greeting_554, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', "554 5.7.1 no thanks\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:554:4.7.1 T:554:4.7.1", 0}, {'H', "1", 0},
+    {'Q', NULL, SMTP_OUT_READ}, {'C', "QUIT\r\n", 0},
+    {'S', "221 bye\r\n", SMTP_OUT_CLOSE}, )
 
 SCRIPT(greeting_421_nojob, cfg_plain, jobs_std,
-	{ 'S', "421 4.3.2 busy\r\n", SMTP_OUT_CLOSE },
-	{ 'H', "1", 0 },
-)
+    {'S', "421 4.3.2 busy\r\n", SMTP_OUT_CLOSE}, {'H', "1", 0}, )
 
 SCRIPT(greeting_450_nojob, cfg_plain, jobs_std,
-	{ 'S', "450 busy\r\n", SMTP_OUT_READ },
-	{ 'C', "QUIT\r\n", 0 },
-	{ 'E', NULL, SMTP_OUT_CLOSE },
-)
+    {'S', "450 busy\r\n", SMTP_OUT_READ}, {'C', "QUIT\r\n", 0},
+    {'E', NULL, SMTP_OUT_CLOSE}, )
 
-SCRIPT(garbage_greeting, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', "SSH-2.0-OpenSSH_9.2\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "T:0:4.5.0 T:0:4.5.0", 0 },
-	{ 'Q', NULL, SMTP_OUT_CLOSE },
-)
+SCRIPT(garbage_greeting, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', "SSH-2.0-OpenSSH_9.2\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:0:4.5.0 T:0:4.5.0", 0}, {'Q', NULL, SMTP_OUT_CLOSE}, )
 
-SCRIPT(idle_421, cfg_plain, jobs_std,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_IDLE },
-	{ 'S', "421 4.4.2 timeout\r\n", SMTP_OUT_CLOSE },
-	{ 'U', "0", 0 },
-)
+SCRIPT(idle_421, cfg_plain, jobs_std, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_PIPE, SMTP_OUT_IDLE},
+    {'S', "421 4.4.2 timeout\r\n", SMTP_OUT_CLOSE}, {'U', "0", 0}, )
 
-SCRIPT(idle_unsolicited, cfg_plain, jobs_std,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_PIPE, SMTP_OUT_IDLE },
-	{ 'S', "250 surprise\r\n", SMTP_OUT_CLOSE },
-)
+SCRIPT(idle_unsolicited, cfg_plain, jobs_std, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_PIPE, SMTP_OUT_IDLE},
+    {'S', "250 surprise\r\n", SMTP_OUT_CLOSE}, )
 
-SCRIPT(timeout_in_tx, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-	{ 'S', OK_MAIL, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<b@y.test>\r\n", 0 },
-	{ 'S', "550 5.1.1 no\r\n", SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<c@y.test>\r\n", 0 },
-	{ 'O', NULL, SMTP_OUT_JOB_DONE },
-	{ 'R', "P:550:5.1.1 T:0:4.4.2", 0 },
-	{ 'H', "1", 0 },
-	{ 'Q', NULL, SMTP_OUT_CLOSE },
-)
+SCRIPT(timeout_in_tx, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, {'S', OK_MAIL, SMTP_OUT_READ},
+    {'C', "RCPT TO:<b@y.test>\r\n", 0},
+    {'S', "550 5.1.1 no\r\n", SMTP_OUT_READ},
+    {'C', "RCPT TO:<c@y.test>\r\n", 0}, {'O', NULL, SMTP_OUT_JOB_DONE},
+    {'R', "P:550:5.1.1 T:0:4.4.2", 0}, {'H', "1", 0},
+    {'Q', NULL, SMTP_OUT_CLOSE}, )
 
-SCRIPT(idle_eof, cfg_plain, jobs_std,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_IDLE },
-	{ 'E', NULL, SMTP_OUT_CLOSE },
-	{ 'H', "0", 0 },
-	{ 'J', NULL, SMTP_OUT_JOB_DONE },
-	{ 'R', "T:0:4.4.2 T:0:4.4.2", 0 },
-)
+SCRIPT(idle_eof, cfg_plain, jobs_std, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_IDLE}, {'E', NULL, SMTP_OUT_CLOSE},
+    {'H', "0", 0}, {'J', NULL, SMTP_OUT_JOB_DONE},
+    {'R', "T:0:4.4.2 T:0:4.4.2", 0}, )
 
 /* SMTPUTF8 and 8BITMIME parameters; SMTPUTF8 missing bounces. */
-SCRIPT(mail_params, cfg_plain, jobs_flags,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-mx\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE\r\n",
-	  SMTP_OUT_IDLE },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> SIZE=21 BODY=8BITMIME SMTPUTF8\r\n", 0 },
-)
+SCRIPT(mail_params, cfg_plain, jobs_flags, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0},
+    {'S', "250-mx\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE\r\n",
+        SMTP_OUT_IDLE},
+    {'J', NULL, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test> SIZE=21 BODY=8BITMIME SMTPUTF8\r\n", 0}, )
 
-SCRIPT(no_smtputf8, cfg_plain, jobs_flags,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_IDLE },
-	{ 'J', NULL, SMTP_OUT_JOB_DONE },
-	{ 'R', "P:0:5.6.7", 0 },
-	{ 'U', "1", 0 },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test> BODY=8BITMIME\r\n", 0 },
-)
+SCRIPT(no_smtputf8, cfg_plain, jobs_flags, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_IDLE},
+    {'J', NULL, SMTP_OUT_JOB_DONE}, {'R', "P:0:5.6.7", 0}, {'U', "1", 0},
+    {'J', NULL, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test> BODY=8BITMIME\r\n", 0}, )
 
-SCRIPT(size_too_big, cfg_plain, jobs_std,
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', "250-mx\r\n250 SIZE 20\r\n", SMTP_OUT_JOB_DONE },
-	{ 'R', "P:0:5.3.4 P:0:5.3.4", 0 },
-	{ 'U', "1", 0 },
-	{ 'H', "0", 0 },
-)
+SCRIPT(size_too_big, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-mx\r\n250 SIZE 20\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "P:0:5.3.4 P:0:5.3.4", 0}, {'U', "1", 0}, {'H', "0", 0}, )
 
 /* CR/LF inside an address is never sent (no command injection). */
-SCRIPT(bad_addresses, cfg_plain, jobs_bad,
-	{ 'S', GREET, SMTP_OUT_READ },
-	{ 'C', EHLO, 0 },
-	{ 'S', EHLO_MIN, SMTP_OUT_IDLE },
-	{ 'J', NULL, SMTP_OUT_READ },
-	{ 'C', "MAIL FROM:<a@x.test>\r\n", 0 },
-	{ 'S', OK_MAIL, SMTP_OUT_READ },
-	{ 'C', "RCPT TO:<c@y.test>\r\n", 0 },
-	{ 'S', OK_RCPT, SMTP_OUT_READ },
-	{ 'C', "DATA\r\n", 0 },
-	{ 'S', GO, SMTP_OUT_READ },
-	{ 'C', BODY1_WIRE, 0 },
-	{ 'S', QUEUED, SMTP_OUT_JOB_DONE },
-	{ 'R', "P:0:5.1.3 O:250:2.0.0", 0 },
-	{ 'J', NULL, SMTP_OUT_JOB_DONE },
-	{ 'R', "P:0:5.1.7", 0 },
-)
+SCRIPT(bad_addresses, cfg_plain, jobs_bad, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_IDLE}, {'J', NULL, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, {'S', OK_MAIL, SMTP_OUT_READ},
+    {'C', "RCPT TO:<c@y.test>\r\n", 0}, {'S', OK_RCPT, SMTP_OUT_READ},
+    {'C', "DATA\r\n", 0}, {'S', GO, SMTP_OUT_READ}, {'C', BODY1_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "P:0:5.1.3 O:250:2.0.0", 0},
+    {'J', NULL, SMTP_OUT_JOB_DONE}, {'R', "P:0:5.1.7", 0}, )
 
 /* ---- tests that are not scripts ---- */
 
@@ -956,8 +766,8 @@ conv_drain(struct conv *c, enum smtp_out_action act)
 	for (;;) {
 		if (buf_avail(&c->out) > SMTP_OUT_CHUNK)
 			abort();
-		if (buf_append(&c->wire, buf_peek(&c->out),
-		    buf_avail(&c->out)) < 0)
+		if (buf_append(
+		        &c->wire, buf_peek(&c->out), buf_avail(&c->out)) < 0)
 			abort();
 		buf_reset(&c->out);
 		if (act != SMTP_OUT_WRITE)
@@ -983,7 +793,8 @@ conv_open(struct conv *c, const uint8_t *body, size_t len, size_t outmax,
 	c->job.body_len = len;
 	c->job.results = c->res;
 	conv_feed(c, GREET);
-	conv_feed(c, pipelining ? "250-mx\r\n250 PIPELINING\r\n" : "250 mx\r\n");
+	conv_feed(
+	    c, pipelining ? "250-mx\r\n250 PIPELINING\r\n" : "250 mx\r\n");
 	if (smtp_out_job_set(c->s, &c->job, &c->out) != SMTP_OUT_READ)
 		return SMTP_OUT_CLOSE;
 	if (!pipelining) {
@@ -1039,20 +850,20 @@ struct dcase {
 };
 
 static const struct dcase dcases[] = {
-	{ "", ".\r\n" },
-	{ ".", "..\r\n.\r\n" },
-	{ ".\r\n", "..\r\n.\r\n" },
-	{ "no newline at end", "no newline at end\r\n.\r\n" },
-	{ ".hidden\r\n..two\r\nmid.dot\r\n.\r\n",
-	  "..hidden\r\n...two\r\nmid.dot\r\n..\r\n.\r\n" },
-	{ "a\r\n.\r\nb\r\n", "a\r\n..\r\nb\r\n.\r\n" },
-	{ "a\nb\n", "a\r\nb\r\n.\r\n" },
-	{ "a\n.\n", "a\r\n..\r\n.\r\n" },
-	{ "a\rb", "a\r\nb\r\n.\r\n" },
-	{ "a\r\n.\r", "a\r\n..\r\n.\r\n" },
-	{ "\r\n.\n.", "\r\n..\r\n..\r\n.\r\n" },
-	{ "x\r\r\n", "x\r\n\r\n.\r\n" },
-	{ "\r\n\r\n", "\r\n\r\n.\r\n" },
+    {"", ".\r\n"},
+    {".", "..\r\n.\r\n"},
+    {".\r\n", "..\r\n.\r\n"},
+    {"no newline at end", "no newline at end\r\n.\r\n"},
+    {".hidden\r\n..two\r\nmid.dot\r\n.\r\n",
+        "..hidden\r\n...two\r\nmid.dot\r\n..\r\n.\r\n"},
+    {"a\r\n.\r\nb\r\n", "a\r\n..\r\nb\r\n.\r\n"},
+    {"a\nb\n", "a\r\nb\r\n.\r\n"},
+    {"a\n.\n", "a\r\n..\r\n.\r\n"},
+    {"a\rb", "a\r\nb\r\n.\r\n"},
+    {"a\r\n.\r", "a\r\n..\r\n.\r\n"},
+    {"\r\n.\n.", "\r\n..\r\n..\r\n.\r\n"},
+    {"x\r\r\n", "x\r\n\r\n.\r\n"},
+    {"\r\n\r\n", "\r\n\r\n.\r\n"},
 };
 
 static void
@@ -1064,16 +875,17 @@ test_dot_stuffing(void)
 	for (i = 0; i < MTA_ARRAY_LEN(dcases); i++) {
 		const char *b = dcases[i].body;
 
-		CHECK(conv_drain(&c, conv_open(&c, (const uint8_t *)b,
-		    strlen(b), 1 << 20, i & 1)) == SMTP_OUT_READ);
+		CHECK(
+		    conv_drain(&c, conv_open(&c, (const uint8_t *)b, strlen(b),
+		                       1 << 20, i & 1)) == SMTP_OUT_READ);
 		if (buf_avail(&c.wire) != strlen(dcases[i].wire) ||
 		    memcmp(buf_peek(&c.wire), dcases[i].wire,
-		    buf_avail(&c.wire)) != 0)
+		        buf_avail(&c.wire)) != 0)
 			fprintf(stderr, "dot case %zu: [%.*s]\n", i,
 			    (int)buf_avail(&c.wire),
 			    (const char *)buf_peek(&c.wire));
-		CHECK_MEM(buf_peek(&c.wire), buf_avail(&c.wire),
-		    dcases[i].wire);
+		CHECK_MEM(
+		    buf_peek(&c.wire), buf_avail(&c.wire), dcases[i].wire);
 		CHECK(smtp_out_timeout(c.s) == cfg_plain.data_timeout);
 		CHECK(conv_feed(&c, QUEUED) == SMTP_OUT_JOB_DONE);
 		CHECK(c.res[0].outcome == SMTP_OUT_OK);
@@ -1086,8 +898,8 @@ test_dot_stuffing(void)
 static void
 test_big_body(void)
 {
-	static const size_t sizes[] = { 3 << 20, 21 << 20 };
-	size_t outmax[] = { SMTP_OUT_OUT_MIN, 1 << 20 };
+	static const size_t sizes[] = {3 << 20, 21 << 20};
+	size_t outmax[] = {SMTP_OUT_OUT_MIN, 1 << 20};
 	struct conv c;
 	uint8_t *body, *want;
 	size_t i, k, n, wn, calls;
@@ -1103,10 +915,19 @@ test_big_body(void)
 			x = x * 1103515245 + 12345;
 			/* Mostly text, with dots, CRs and LFs thrown in. */
 			switch (x >> 27) {
-			case 0: case 1: body[i] = '.'; break;
-			case 2: body[i] = '\r'; break;
-			case 3: case 4: body[i] = '\n'; break;
-			default: body[i] = (uint8_t)('a' + (x >> 20) % 26);
+			case 0:
+			case 1:
+				body[i] = '.';
+				break;
+			case 2:
+				body[i] = '\r';
+				break;
+			case 3:
+			case 4:
+				body[i] = '\n';
+				break;
+			default:
+				body[i] = (uint8_t)('a' + (x >> 20) % 26);
 			}
 		}
 		wn = stuff_ref(body, n, want);
@@ -1115,15 +936,15 @@ test_big_body(void)
 		while (act == SMTP_OUT_WRITE) {
 			CHECK(buf_avail(&c.out) <= outmax[k]);
 			CHECK(buf_append(&c.wire, buf_peek(&c.out),
-			    buf_avail(&c.out)) == 0);
+			          buf_avail(&c.out)) == 0);
 			buf_reset(&c.out);
 			act = smtp_out_flushed(c.s, &c.out);
 			calls++;
 		}
 		CHECK(act == SMTP_OUT_READ);
 		CHECK(calls > n / SMTP_OUT_CHUNK);
-		CHECK(buf_append(&c.wire, buf_peek(&c.out),
-		    buf_avail(&c.out)) == 0);
+		CHECK(buf_append(
+		          &c.wire, buf_peek(&c.out), buf_avail(&c.out)) == 0);
 		CHECK(buf_avail(&c.wire) == wn);
 		CHECK(memcmp(buf_peek(&c.wire), want, wn) == 0);
 		CHECK(conv_feed(&c, QUEUED) == SMTP_OUT_JOB_DONE);
@@ -1142,7 +963,7 @@ test_reply_during_body(void)
 
 	memset(body, 'z', sizeof(body));
 	CHECK(conv_open(&c, body, sizeof(body), SMTP_OUT_OUT_MIN, true) ==
-	    SMTP_OUT_WRITE);
+	      SMTP_OUT_WRITE);
 	CHECK(buf_avail(&c.out) <= SMTP_OUT_OUT_MIN);
 	CHECK(conv_feed(&c, "552 5.3.4 too big\r\n") == SMTP_OUT_JOB_DONE);
 	CHECK(c.res[0].outcome == SMTP_OUT_PERMFAIL);
@@ -1164,7 +985,7 @@ test_pipeline_chunks(void)
 	static char addrs[N][64];
 	static const char *rcpts[N];
 	static struct smtp_out_result res[N];
-	struct smtp_out_job job = { 0 };
+	struct smtp_out_job job = {0};
 	struct smtp_out *s = smtp_out_new(&cfg_plain, 2);
 	struct buf out, wire, want;
 	enum smtp_out_action act;
@@ -1190,7 +1011,7 @@ test_pipeline_chunks(void)
 	smtp_out_feed(s, (const uint8_t *)GREET, strlen(GREET), &out);
 	buf_reset(&out);
 	CHECK(smtp_out_feed(s, (const uint8_t *)"250-mx\r\n250 PIPELINING\r\n",
-	    24, &out) == SMTP_OUT_IDLE);
+	          24, &out) == SMTP_OUT_IDLE);
 	act = smtp_out_job_set(s, &job, &out);
 	while (act == SMTP_OUT_WRITE) {
 		CHECK(buf_avail(&out) <= SMTP_OUT_OUT_MIN);
@@ -1200,7 +1021,7 @@ test_pipeline_chunks(void)
 		/* A reply may arrive between writes. */
 		if (writes == 1)
 			CHECK(smtp_out_feed(s, (const uint8_t *)OK_MAIL,
-			    strlen(OK_MAIL), &out) == SMTP_OUT_WRITE);
+			          strlen(OK_MAIL), &out) == SMTP_OUT_WRITE);
 		act = smtp_out_flushed(s, &out);
 	}
 	CHECK(act == SMTP_OUT_READ);
@@ -1216,18 +1037,18 @@ test_pipeline_chunks(void)
 
 		for (const char *p = r; *p; p++)
 			CHECK(smtp_out_feed(s, (const uint8_t *)p, 1, &out) ==
-			    SMTP_OUT_READ);
+			      SMTP_OUT_READ);
 	}
 	CHECK(smtp_out_feed(s, (const uint8_t *)GO, strlen(GO), &out) ==
-	    SMTP_OUT_READ);
+	      SMTP_OUT_READ);
 	CHECK_MEM(buf_peek(&out), buf_avail(&out), "x\r\n.\r\n");
-	CHECK(smtp_out_feed(s, (const uint8_t *)QUEUED, strlen(QUEUED),
-	    &out) == SMTP_OUT_JOB_DONE);
+	CHECK(smtp_out_feed(s, (const uint8_t *)QUEUED, strlen(QUEUED), &out) ==
+	      SMTP_OUT_JOB_DONE);
 	for (i = 0; i < N; i++) {
-		CHECK(res[i].outcome == (i % 2 ? SMTP_OUT_PERMFAIL :
-		    SMTP_OUT_OK));
-		CHECK(res[i].cmd == (i % 2 ? SMTP_OUT_CMD_RCPT :
-		    SMTP_OUT_CMD_DOT));
+		CHECK(res[i].outcome ==
+		      (i % 2 ? SMTP_OUT_PERMFAIL : SMTP_OUT_OK));
+		CHECK(res[i].cmd ==
+		      (i % 2 ? SMTP_OUT_CMD_RCPT : SMTP_OUT_CMD_DOT));
 	}
 	smtp_out_free(s);
 	buf_fini(&out);
@@ -1244,7 +1065,7 @@ test_trailing_reply(void)
 	const char *p = "250 2.0.0 Ok\r\n250 extra\r\n";
 
 	CHECK(conv_drain(&c, conv_open(&c, (const uint8_t *)"x", 1, 1 << 16,
-	    true)) == SMTP_OUT_READ);
+	                         true)) == SMTP_OUT_READ);
 	CHECK(conv_feed(&c, p) == SMTP_OUT_JOB_DONE);
 	CHECK(c.res[0].outcome == SMTP_OUT_OK);
 	CHECK(!smtp_out_reusable(c.s));
@@ -1259,10 +1080,13 @@ static void
 test_overlong_reply(void)
 {
 	static char line[SMTP_REPLY_LINE_MAX + 16];
-	static const char *rcpts[] = { "b@y.test" };
+	static const char *rcpts[] = {"b@y.test"};
 	struct smtp_out_result res[1];
-	struct smtp_out_job job = { .from = "a@x.test", .rcpts = rcpts,
-		.nrcpts = 1, .body = (const uint8_t *)"", .results = res };
+	struct smtp_out_job job = {.from = "a@x.test",
+	    .rcpts = rcpts,
+	    .nrcpts = 1,
+	    .body = (const uint8_t *)"",
+	    .results = res};
 	struct smtp_out *s;
 	struct buf out;
 	size_t i;
@@ -1274,12 +1098,12 @@ test_overlong_reply(void)
 	/* One long line, fed in pieces. */
 	s = smtp_out_new(&cfg_plain, 5);
 	CHECK(smtp_out_job_set(s, &job, &out) == SMTP_OUT_READ);
-	CHECK(smtp_out_feed(s, (const uint8_t *)GREET, strlen(GREET),
-	    &out) == SMTP_OUT_READ);
+	CHECK(smtp_out_feed(s, (const uint8_t *)GREET, strlen(GREET), &out) ==
+	      SMTP_OUT_READ);
 	CHECK(smtp_out_feed(s, (const uint8_t *)line, 2000, &out) ==
-	    SMTP_OUT_READ);
+	      SMTP_OUT_READ);
 	CHECK(smtp_out_feed(s, (const uint8_t *)line + 2000,
-	    SMTP_REPLY_LINE_MAX + 6 - 2000, &out) == SMTP_OUT_JOB_DONE);
+	          SMTP_REPLY_LINE_MAX + 6 - 2000, &out) == SMTP_OUT_JOB_DONE);
 	CHECK(res[0].outcome == SMTP_OUT_TEMPFAIL);
 	CHECK(strcmp(res[0].enhanced, "4.5.0") == 0);
 	CHECK(smtp_out_host_failed(s));
@@ -1289,8 +1113,8 @@ test_overlong_reply(void)
 	smtp_out_free(s);
 	/* Many short lines past the reply bound, no job: close. */
 	s = smtp_out_new(&cfg_plain, 6);
-	CHECK(smtp_out_feed(s, (const uint8_t *)GREET, strlen(GREET),
-	    &out) == SMTP_OUT_READ);
+	CHECK(smtp_out_feed(s, (const uint8_t *)GREET, strlen(GREET), &out) ==
+	      SMTP_OUT_READ);
 	memset(line + 4, 'Y', 996);
 	memcpy(line + 1000, "\r\n", 2);
 	for (i = 0; i < 100; i++)
@@ -1302,7 +1126,7 @@ test_overlong_reply(void)
 	CHECK(strcmp(smtp_out_error(s)->text, "reply too long") == 0);
 	/* Anything after the close is ignored. */
 	CHECK(smtp_out_feed(s, (const uint8_t *)"250 ok\r\n", 8, &out) ==
-	    SMTP_OUT_CLOSE);
+	      SMTP_OUT_CLOSE);
 	smtp_out_free(s);
 	buf_fini(&out);
 }
@@ -1311,33 +1135,37 @@ test_overlong_reply(void)
 static void
 test_result_text(void)
 {
-	static const char *rcpts[] = { "b@y.test", "c@y.test" };
+	static const char *rcpts[] = {"b@y.test", "c@y.test"};
 	struct smtp_out_result res[2];
-	struct smtp_out_job job = { .from = "a@x.test", .rcpts = rcpts,
-		.nrcpts = 2, .body = (const uint8_t *)"", .results = res };
+	struct smtp_out_job job = {.from = "a@x.test",
+	    .rcpts = rcpts,
+	    .nrcpts = 2,
+	    .body = (const uint8_t *)"",
+	    .results = res};
 	struct smtp_out *s = smtp_out_new(&cfg_plain, 3);
 	struct buf out;
 	const char *srv = GREET EHLO_PIPE;
-	const char *tx = OK_MAIL "550-5.1.1 The email account does not exist.\r\n"
-	    "550 5.1.1 Try again.\r\n" OK_RCPT GO;
+	const char *tx =
+	    OK_MAIL "550-5.1.1 The email account does not exist.\r\n"
+	            "550 5.1.1 Try again.\r\n" OK_RCPT GO;
 
 	buf_init(&out, 1 << 16);
 	CHECK(smtp_out_job_set(s, &job, &out) == SMTP_OUT_READ);
 	CHECK(smtp_out_timeout(s) == cfg_plain.command_timeout);
 	CHECK(smtp_out_feed(s, (const uint8_t *)srv, strlen(srv), &out) ==
-	    SMTP_OUT_READ);
+	      SMTP_OUT_READ);
 	CHECK(smtp_out_ehlo(s)->pipelining);
 	CHECK(!smtp_out_tls_active(s));
 	CHECK(smtp_out_timeout(s) == cfg_plain.command_timeout);
 	CHECK(smtp_out_feed(s, (const uint8_t *)tx, strlen(tx), &out) ==
-	    SMTP_OUT_READ);
+	      SMTP_OUT_READ);
 	CHECK(smtp_out_timeout(s) == cfg_plain.data_timeout);
-	CHECK(smtp_out_feed(s, (const uint8_t *)"451 4.7.1 greylisted\r\n",
-	    22, &out) == SMTP_OUT_JOB_DONE);
+	CHECK(smtp_out_feed(s, (const uint8_t *)"451 4.7.1 greylisted\r\n", 22,
+	          &out) == SMTP_OUT_JOB_DONE);
 	CHECK(smtp_out_timeout(s) == 0);
 	CHECK(res[0].cmd == SMTP_OUT_CMD_RCPT);
 	CHECK(strcmp(res[0].text, "5.1.1 The email account does not exist."
-	    "\n5.1.1 Try again.") == 0);
+	                          "\n5.1.1 Try again.") == 0);
 	CHECK(res[1].cmd == SMTP_OUT_CMD_DOT);
 	CHECK(res[1].outcome == SMTP_OUT_TEMPFAIL);
 	CHECK(strcmp(res[1].text, "4.7.1 greylisted") == 0);
@@ -1350,7 +1178,7 @@ test_result_text(void)
 
 	s = smtp_out_new(&cfg_plain, 4);
 	CHECK(smtp_out_feed(s, (const uint8_t *)"554 5.7.1 go away\r\n", 19,
-	    &out) == SMTP_OUT_READ);
+	          &out) == SMTP_OUT_READ);
 	CHECK(smtp_out_error(s) != NULL);
 	CHECK(smtp_out_error(s)->cmd == SMTP_OUT_CMD_GREETING);
 	CHECK(smtp_out_error(s)->outcome == SMTP_OUT_TEMPFAIL);
@@ -1362,54 +1190,54 @@ test_result_text(void)
 }
 
 static const struct harness_case cases[] = {
-	{ "plain", test_plain },
-	{ "pipelined", test_pipelined },
-	{ "mixed", test_mixed },
-	{ "all_refused", test_all_refused },
-	{ "all_refused_pipelined", test_all_refused_pipelined },
-	{ "all_refused_354", test_all_refused_354 },
-	{ "mail_refused", test_mail_refused },
-	{ "mail_refused_pipelined", test_mail_refused_pipelined },
-	{ "data_refused", test_data_refused },
-	{ "dot_451", test_dot_451 },
-	{ "dot_552", test_dot_552 },
-	{ "reply_421", test_reply_421 },
-	{ "reply_421_dot", test_reply_421_dot },
-	{ "helo_fallback", test_helo_fallback },
-	{ "helo_refused", test_helo_refused },
-	{ "starttls_may", test_starttls_may },
-	{ "starttls_none", test_starttls_none },
-	{ "starttls_refused_may", test_starttls_refused_may },
-	{ "encrypt_not_offered", test_encrypt_not_offered },
-	{ "encrypt_refused", test_encrypt_refused },
-	{ "tls_handshake_fails", test_tls_handshake_fails },
-	{ "job_during_tls", test_job_during_tls },
-	{ "quit_garbage", test_quit_garbage },
-	{ "auth_smarthost", test_auth_smarthost },
-	{ "auth_needs_tls", test_auth_needs_tls },
-	{ "auth_plaintext_refused", test_auth_plaintext_refused },
-	{ "reuse", test_reuse },
-	{ "reuse_unpipelined", test_reuse_unpipelined },
-	{ "reuse_dead", test_reuse_dead },
-	{ "greeting_554", test_greeting_554 },
-	{ "greeting_421_nojob", test_greeting_421_nojob },
-	{ "greeting_450_nojob", test_greeting_450_nojob },
-	{ "garbage_greeting", test_garbage_greeting },
-	{ "idle_421", test_idle_421 },
-	{ "idle_unsolicited", test_idle_unsolicited },
-	{ "trailing_reply", test_trailing_reply },
-	{ "timeout_in_tx", test_timeout_in_tx },
-	{ "idle_eof", test_idle_eof },
-	{ "mail_params", test_mail_params },
-	{ "no_smtputf8", test_no_smtputf8 },
-	{ "size_too_big", test_size_too_big },
-	{ "bad_addresses", test_bad_addresses },
-	{ "overlong_reply", test_overlong_reply },
-	{ "dot_stuffing", test_dot_stuffing },
-	{ "big_body", test_big_body },
-	{ "reply_during_body", test_reply_during_body },
-	{ "pipeline_chunks", test_pipeline_chunks },
-	{ "result_text", test_result_text },
+    {"plain", test_plain},
+    {"pipelined", test_pipelined},
+    {"mixed", test_mixed},
+    {"all_refused", test_all_refused},
+    {"all_refused_pipelined", test_all_refused_pipelined},
+    {"all_refused_354", test_all_refused_354},
+    {"mail_refused", test_mail_refused},
+    {"mail_refused_pipelined", test_mail_refused_pipelined},
+    {"data_refused", test_data_refused},
+    {"dot_451", test_dot_451},
+    {"dot_552", test_dot_552},
+    {"reply_421", test_reply_421},
+    {"reply_421_dot", test_reply_421_dot},
+    {"helo_fallback", test_helo_fallback},
+    {"helo_refused", test_helo_refused},
+    {"starttls_may", test_starttls_may},
+    {"starttls_none", test_starttls_none},
+    {"starttls_refused_may", test_starttls_refused_may},
+    {"encrypt_not_offered", test_encrypt_not_offered},
+    {"encrypt_refused", test_encrypt_refused},
+    {"tls_handshake_fails", test_tls_handshake_fails},
+    {"job_during_tls", test_job_during_tls},
+    {"quit_garbage", test_quit_garbage},
+    {"auth_smarthost", test_auth_smarthost},
+    {"auth_needs_tls", test_auth_needs_tls},
+    {"auth_plaintext_refused", test_auth_plaintext_refused},
+    {"reuse", test_reuse},
+    {"reuse_unpipelined", test_reuse_unpipelined},
+    {"reuse_dead", test_reuse_dead},
+    {"greeting_554", test_greeting_554},
+    {"greeting_421_nojob", test_greeting_421_nojob},
+    {"greeting_450_nojob", test_greeting_450_nojob},
+    {"garbage_greeting", test_garbage_greeting},
+    {"idle_421", test_idle_421},
+    {"idle_unsolicited", test_idle_unsolicited},
+    {"trailing_reply", test_trailing_reply},
+    {"timeout_in_tx", test_timeout_in_tx},
+    {"idle_eof", test_idle_eof},
+    {"mail_params", test_mail_params},
+    {"no_smtputf8", test_no_smtputf8},
+    {"size_too_big", test_size_too_big},
+    {"bad_addresses", test_bad_addresses},
+    {"overlong_reply", test_overlong_reply},
+    {"dot_stuffing", test_dot_stuffing},
+    {"big_body", test_big_body},
+    {"reply_during_body", test_reply_during_body},
+    {"pipeline_chunks", test_pipeline_chunks},
+    {"result_text", test_result_text},
 };
 
 HARNESS_MAIN(cases)

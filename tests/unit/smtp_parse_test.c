@@ -328,25 +328,25 @@ test_plain_lines(void)
 		const char *in;
 		size_t max, want;
 	} t[] = {
-		{ "", 1000, 0 },
-		{ "abc", 1000, 0 },                 /* no line end yet */
-		{ "abc\r\n", 1000, 5 },
-		{ "abc\r\ndef\r\nxy", 1000, 10 }, /* partial tail left */
-		{ "\r\n\r\n", 1000, 4 },          /* empty lines */
-		{ ".\r\n", 1000, 0 },               /* the end, or stuffed */
-		{ "a\r\n..b\r\n", 1000, 3 },
-		{ "a\nb\r\n", 1000, 0 },           /* bare LF */
-		{ "a\rb\r\n", 1000, 0 },           /* bare CR */
-		{ "ab\r\nc\r\r\n", 1000, 4 },
-		{ "\n", 1000, 0 },
-		{ "abc\r\n", 5, 5 },               /* at the limit */
-		{ "abc\r\n", 4, 0 },               /* one past */
-		{ "ab\r\nabcd\r\n", 5, 4 },
+	    {"", 1000, 0},
+	    {"abc", 1000, 0}, /* no line end yet */
+	    {"abc\r\n", 1000, 5},
+	    {"abc\r\ndef\r\nxy", 1000, 10}, /* partial tail left */
+	    {"\r\n\r\n", 1000, 4},          /* empty lines */
+	    {".\r\n", 1000, 0},             /* the end, or stuffed */
+	    {"a\r\n..b\r\n", 1000, 3},
+	    {"a\nb\r\n", 1000, 0}, /* bare LF */
+	    {"a\rb\r\n", 1000, 0}, /* bare CR */
+	    {"ab\r\nc\r\r\n", 1000, 4},
+	    {"\n", 1000, 0},
+	    {"abc\r\n", 5, 5}, /* at the limit */
+	    {"abc\r\n", 4, 0}, /* one past */
+	    {"ab\r\nabcd\r\n", 5, 4},
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		CHECK(smtp_parse_plain_lines((const uint8_t *)t[i].in,
-		    strlen(t[i].in), t[i].max) == t[i].want);
+		          strlen(t[i].in), t[i].max) == t[i].want);
 }
 
 static const struct harness_case cases[] = {

@@ -31,7 +31,7 @@ now_ms(void)
 static struct uring_loop *
 loop_new(unsigned nbufs, unsigned bufsize)
 {
-	struct uring_loop_opts o = { .nbufs = nbufs, .bufsize = bufsize };
+	struct uring_loop_opts o = {.nbufs = nbufs, .bufsize = bufsize};
 	struct uring_loop *l = NULL;
 	char err[128];
 
@@ -73,20 +73,19 @@ struct echo {
 	int accepted, conn_res, acc_final;
 };
 
-static void
-echo_acc_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n);
+static void echo_acc_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n);
 
 static void
-echo_srv_wr_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+echo_srv_wr_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	(void)op, (void)res, (void)flags, (void)d, (void)n;
 }
 
 static void
-echo_srv_rd_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+echo_srv_rd_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct echo *e = uring_container_of(op, struct echo, srv_rd);
 
@@ -100,8 +99,8 @@ echo_srv_rd_cb(struct uring_op *op, int res, unsigned flags,
 }
 
 static void
-echo_acc_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+echo_acc_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct echo *e = uring_container_of(op, struct echo, acc);
 
@@ -120,8 +119,8 @@ echo_acc_cb(struct uring_op *op, int res, unsigned flags,
 }
 
 static void
-echo_cli_rd_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+echo_cli_rd_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct echo *e = uring_container_of(op, struct echo, cli_rd);
 
@@ -139,8 +138,8 @@ echo_cli_rd_cb(struct uring_op *op, int res, unsigned flags,
 }
 
 static void
-echo_cli_wr_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+echo_cli_wr_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	(void)op, (void)flags, (void)d, (void)n;
 	if (res != 5)
@@ -148,8 +147,8 @@ echo_cli_wr_cb(struct uring_op *op, int res, unsigned flags,
 }
 
 static void
-echo_conn_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+echo_conn_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct echo *e = uring_container_of(op, struct echo, cli_conn);
 
@@ -174,8 +173,8 @@ struct timer {
 };
 
 static void
-watchdog_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+watchdog_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct timer *t = uring_container_of(op, struct timer, op);
 
@@ -198,8 +197,8 @@ watchdog(struct timer *t, struct uring_loop *l, uint64_t ms)
 }
 
 static void
-drain_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+drain_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct timer *t = uring_container_of(op, struct timer, op);
 
@@ -245,8 +244,8 @@ test_echo(void)
 	uring_op_init(&e.cli_rd, echo_cli_rd_cb);
 	watchdog(&wd, e.l, 5000);
 	uring_accept(e.l, &e.acc, e.lfd);
-	uring_connect(e.l, &e.cli_conn, e.cfd, (struct sockaddr *)&e.sin,
-	    sizeof(e.sin));
+	uring_connect(
+	    e.l, &e.cli_conn, e.cfd, (struct sockaddr *)&e.sin, sizeof(e.sin));
 	CHECK(uring_loop_run(e.l) == 0);
 	CHECK(!wd.fired);
 	CHECK(e.conn_res == 0);
@@ -277,8 +276,8 @@ struct big {
 };
 
 static void
-big_wr_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+big_wr_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct big *b = uring_container_of(op, struct big, wr);
 
@@ -287,8 +286,8 @@ big_wr_cb(struct uring_op *op, int res, unsigned flags,
 }
 
 static void
-big_rd_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+big_rd_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct big *b = uring_container_of(op, struct big, rd);
 
@@ -314,10 +313,10 @@ test_short_send(void)
 
 	memset(&b, 0, sizeof(b));
 	CHECK((b.l = loop_new(8, 4096)) != NULL);
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0, b.fds) == 0);
-	CHECK(setsockopt(b.fds[0], SOL_SOCKET, SO_SNDBUF, &small,
-	    sizeof(small)) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+	          b.fds) == 0);
+	CHECK(setsockopt(
+	          b.fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
 	CHECK((b.out = malloc(BIG)) != NULL);
 	for (size_t i = 0; i < BIG; i++)
 		b.out[i] = (uint8_t)(i * 7);
@@ -343,8 +342,8 @@ test_short_send(void)
 /* ---- timeouts fire, and cancel ---- */
 
 static void
-stop_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+stop_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct timer *t = uring_container_of(op, struct timer, op);
 
@@ -384,8 +383,8 @@ struct canc {
 };
 
 static void
-canc_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+canc_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct canc *c = uring_container_of(op, struct canc, stopper);
 
@@ -396,8 +395,8 @@ canc_cb(struct uring_op *op, int res, unsigned flags,
 }
 
 static void
-canc_tmo_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+canc_tmo_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct canc *c = uring_container_of(op, struct canc, tmo);
 
@@ -408,8 +407,8 @@ canc_tmo_cb(struct uring_op *op, int res, unsigned flags,
 }
 
 static void
-canc_rd_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+canc_rd_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct canc *c = uring_container_of(op, struct canc, rd);
 
@@ -429,8 +428,8 @@ test_cancel(void)
 
 	memset(&c, 0, sizeof(c));
 	CHECK((c.l = loop_new(0, 0)) != NULL);
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0, fds) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+	          fds) == 0);
 	uring_op_init(&c.tmo, canc_tmo_cb);
 	uring_op_init(&c.rd, canc_rd_cb);
 	uring_op_init(&c.stopper, canc_cb);
@@ -466,8 +465,7 @@ struct efd {
 };
 
 static void
-efd_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+efd_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct efd *e = uring_container_of(op, struct efd, rd);
 
@@ -531,8 +529,8 @@ struct nb {
 };
 
 static void
-nb_rd_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+nb_rd_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct nb_conn *c = uring_container_of(op, struct nb_conn, rd);
 
@@ -566,10 +564,10 @@ test_enobufs(void)
 		int big = 1 << 20;
 
 		c->nb = &nb;
-		CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
-		    c->fds) == 0);
-		(void)setsockopt(c->fds[0], SOL_SOCKET, SO_SNDBUF, &big,
-		    sizeof(big));
+		CHECK(socketpair(
+		          AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->fds) == 0);
+		(void)setsockopt(
+		    c->fds[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
 		CHECK(write(c->fds[0], data, PER) == (ssize_t)PER);
 		shutdown(c->fds[0], SHUT_WR);
 		uring_op_init(&c->rd, nb_rd_cb);
@@ -600,8 +598,8 @@ struct macc {
 };
 
 static void
-macc_acc_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+macc_acc_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	struct macc *m = uring_container_of(op, struct macc, acc);
 
@@ -619,8 +617,8 @@ macc_acc_cb(struct uring_op *op, int res, unsigned flags,
 static int refused_res;
 
 static void
-macc_conn_cb(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *d, size_t n)
+macc_conn_cb(
+    struct uring_op *op, int res, unsigned flags, const uint8_t *d, size_t n)
 {
 	(void)op, (void)flags, (void)d, (void)n;
 	refused_res = res;
@@ -643,8 +641,8 @@ test_accept_many(void)
 	for (int i = 0; i < 8; i++) {
 		m.cfd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		CHECK(m.cfd[i] >= 0);
-		CHECK(connect(m.cfd[i], (struct sockaddr *)&sin,
-		    sizeof(sin)) == 0);
+		CHECK(connect(m.cfd[i], (struct sockaddr *)&sin, sizeof(sin)) ==
+		      0);
 		m.connected++;
 	}
 	CHECK(uring_loop_run(m.l) == 0);
@@ -659,11 +657,12 @@ test_accept_many(void)
 	/* connect to the now closed port: -ECONNREFUSED via the callback */
 	close(lfd);
 	dead = sin;
-	m.cfd[0] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	m.cfd[0] =
+	    socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	CHECK(m.cfd[0] >= 0);
 	uring_op_init(&m.conn[0], macc_conn_cb);
-	uring_connect(m.l, &m.conn[0], m.cfd[0], (struct sockaddr *)&dead,
-	    sizeof(dead));
+	uring_connect(
+	    m.l, &m.conn[0], m.cfd[0], (struct sockaddr *)&dead, sizeof(dead));
 	refused_res = 1;
 	CHECK(drain(m.l) == 0);
 	CHECK(refused_res == -ECONNREFUSED);
@@ -672,13 +671,13 @@ test_accept_many(void)
 }
 
 static const struct harness_case cases[] = {
-	{ "echo", test_echo },
-	{ "short_send", test_short_send },
-	{ "timeout_fires", test_timeout_fires },
-	{ "cancel", test_cancel },
-	{ "eventfd", test_eventfd },
-	{ "enobufs", test_enobufs },
-	{ "accept_many", test_accept_many },
+    {"echo", test_echo},
+    {"short_send", test_short_send},
+    {"timeout_fires", test_timeout_fires},
+    {"cancel", test_cancel},
+    {"eventfd", test_eventfd},
+    {"enobufs", test_enobufs},
+    {"accept_many", test_accept_many},
 };
 
 static int
