@@ -4,9 +4,17 @@
  *
  * config/ reads the INI file with inih into one immutable struct config,
  * one sub-struct per section. Each module receives only its own section
- * (struct config_queue to queue_open(), and so on), never the file. A
- * reload builds a new snapshot; an old one stays valid until freed by its
- * owner. Units: sizes in bytes, durations in milliseconds.
+ * (struct config_queue to queue_open(), and so on), never the file.
+ * Units: sizes in bytes, durations in milliseconds.
+ *
+ * A loaded struct config is a snapshot: immutable once shared, and
+ * reference-counted (config_ref, config_unref; the last unref frees it).
+ * SIGHUP loads and validates a new one once and sends a reference to
+ * every thread that owns state; each swaps it in at its own loop boundary
+ * and drops the old one, so no thread ever sees a snapshot change or
+ * disappear under it, and no timer guesses when an old one is unused.
+ * A module that derives state from a snapshot (a TLS context) attaches
+ * it (config_attach) and it lives exactly as long as the snapshot.
  *
  * The key table (config_keys.c) is the single source of every key, its
  * type, default and bounds; mta.conf.example documents each one.
@@ -14,6 +22,7 @@
 #ifndef MTA_CONFIG_H
 #define MTA_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -127,8 +136,12 @@ struct config_route {
 	char password[256];
 };
 
+struct config_attachment;
+
 struct config {
-	char file[CONFIG_PATH_MAX]; /* the file it was read from */
+	atomic_uint refs;                   /* config_ref / config_unref only */
+	struct config_attachment *attached; /* config_attach */
+	char file[CONFIG_PATH_MAX];         /* the file it was read from */
 	struct config_server server;
 	struct config_tls tls;
 	struct config_auth auth;
@@ -143,24 +156,60 @@ struct config {
 
 /*
  * config_load - read and validate path.
- * On success returns 0 and *out owns a new struct config (config_free it).
+ * On success returns 0 and *out is a new snapshot holding one reference,
+ * the caller's (config_unref it).
  * On failure returns -1 and writes one line "FILE:LINE: key: reason" (or
  * "FILE: reason" when the file cannot be read) into err.
  */
 int config_load(const char *path, struct config **out, char *err,
     size_t errlen) MTA_MUST_CHECK;
 
-/* A config with every default, as if loaded from an empty file. */
+/* A config with every default, as if loaded from an empty file; one
+ * reference, the caller's. */
 struct config *config_defaults(void);
 
-void config_free(struct config *c);
+/* Take one more reference to c (NULL: none) and return c. Any thread. */
+struct config *config_ref(struct config *c);
+
+/* Drop one reference (NULL: nothing); the last one frees c and runs
+ * what is attached to it. Any thread. */
+void config_unref(struct config *c);
+
+/*
+ * config_attach - tie derived state p to c: free_fn(p) runs when the last
+ * reference to c is dropped. free_fn is also the key config_attached()
+ * finds p by, so one module attaches one thing per function. Only while
+ * c is not yet shared with another thread (its loader's thread, before
+ * the first reference is sent anywhere): a snapshot is read-only once
+ * shared, which is what lets threads read it without a lock.
+ */
+void config_attach(struct config *c, void *p, void (*free_fn)(void *));
+
+/* What config_attach tied to c under free_fn, or NULL. Any thread. */
+void *config_attached(const struct config *c, void (*free_fn)(void *));
 
 /* Print the effective configuration as a valid INI file. */
 void config_dump(const struct config *c, FILE *fp);
 
-/* Find the route for a domain (exact, then "*"); NULL when none. */
+/* Find the route for a domain among routes[0..n) (exact, then "*");
+ * NULL when none. */
 const struct config_route *config_route_find(
-    const struct config *c, const char *domain);
+    const struct config_route *routes, size_t n, const char *domain);
+
+/*
+ * The keys that only a restart changes (the `restart` column of the key
+ * table), for a reload to report: config_restart_keys() stores in out
+ * (at most max) every such key whose value differs between the running
+ * snapshot and the new one, in table order, and returns how many differ
+ * (possibly more than max). A reloadable key is never reported.
+ */
+struct config_restart_key {
+	char key[80];       /* "server.threads" */
+	const char *reason; /* static: why the running value stays */
+};
+
+size_t config_restart_keys(const struct config *running,
+    const struct config *next, struct config_restart_key *out, size_t max);
 
 /* Is addr (AF_INET/AF_INET6 sockaddr; v4-mapped v6 counts as v4) in one of
  * the networks? */

@@ -61,14 +61,23 @@ _Static_assert(sizeof(enum config_sync) == sizeof(int), "enum size");
 		__VA_ARGS__                                             \
 	}
 
+/* The restart column: why a reload keeps the running value. */
+#define RESTART .restart = "needs a restart"
+#define SCHED_START                                        \
+	.restart = "the scheduler keeps its start value; " \
+	           "needs a restart"
+
 /* clang-format off */
 const struct config_key config_keys[] = {
 	KEY(SERVER, "hostname", HOST, "", 0, 0, FIELD(server.hostname)),
 	KEY(SERVER, "listen", ADDRS, "0.0.0.0:587", 0, 0,
-	    FIELD(server.listen), COUNT(server.nlisten), .port = 587),
+	    FIELD(server.listen), COUNT(server.nlisten), .port = 587,
+	    RESTART),
 	KEY(SERVER, "listen_tls", ADDRS, "", 0, 0,
-	    FIELD(server.listen_tls), COUNT(server.nlisten_tls), .port = 465),
-	KEY(SERVER, "threads", UINT, "0", 0, 1024, FIELD(server.threads)),
+	    FIELD(server.listen_tls), COUNT(server.nlisten_tls), .port = 465,
+	    RESTART),
+	KEY(SERVER, "threads", UINT, "0", 0, 1024, FIELD(server.threads),
+	    RESTART),
 	KEY(SERVER, "max_message_size", SIZE, "35M", 1 * KB, 2 * GB,
 	    FIELD(server.max_message_size)),
 	KEY(SERVER, "max_recipients", UINT, "1000", 1, 100000,
@@ -82,7 +91,7 @@ const struct config_key config_keys[] = {
 	KEY(SERVER, "session_timeout", DURATION, "1h", 1 * SEC, 7 * DAY,
 	    FIELD(server.session_timeout)),
 	KEY(SERVER, "max_inflight", SIZE, "512M", 1 * MB, 1 * TB,
-	    FIELD(server.max_inflight)),
+	    FIELD(server.max_inflight), RESTART),
 	KEY(SERVER, "max_errors", UINT, "20", 1, 1000,
 	    FIELD(server.max_errors)),
 	KEY(SERVER, "relay_networks", NETS, "127.0.0.0/8, ::1/128", 0, 0,
@@ -97,33 +106,42 @@ const struct config_key config_keys[] = {
 	    FIELD(auth.max_failures)),
 
 	KEY(QUEUE, "path", PATH, "/var/spool/mta", 0, 0, FIELD(queue.path),
-	    .flags = CONFIG_F_REQUIRED),
+	    .flags = CONFIG_F_REQUIRED, RESTART),
 	KEY(QUEUE, "retry", DURATIONS, "1m, 5m, 15m, 30m, 1h, 2h, 4h",
 	    1 * SEC, 30 * DAY, FIELD(queue.retry), COUNT(queue.nretry),
-	    .flags = CONFIG_F_REQUIRED),
+	    .flags = CONFIG_F_REQUIRED, SCHED_START),
 	KEY(QUEUE, "max_age", DURATION, "5d", 1 * SEC, 365 * DAY,
-	    FIELD(queue.max_age)),
+	    FIELD(queue.max_age), SCHED_START),
 	KEY(QUEUE, "delay_warning", DURATION, "0s", 0, 30 * DAY,
 	    FIELD(queue.delay_warning)),
 	KEY(QUEUE, "sync", ENUM, "full", 0, 0, FIELD(queue.sync),
-	    .names = sync_names),
+	    .names = sync_names, RESTART),
 	KEY(QUEUE, "map_size", SIZE, "8G", 64 * KB, 1 * TB,
-	    FIELD(queue.map_size)),
+	    FIELD(queue.map_size), RESTART),
 
 	KEY(DNS, "servers", ADDRS, "", 0, 0, FIELD(dns.servers),
-	    COUNT(dns.nservers), .port = 53),
-	KEY(DNS, "timeout", DURATION, "5s", 100, 60 * SEC, FIELD(dns.timeout)),
-	KEY(DNS, "tries", UINT, "2", 1, 10, FIELD(dns.tries)),
-	KEY(DNS, "min_ttl", DURATION, "60s", 0, 1 * DAY, FIELD(dns.min_ttl)),
+	    COUNT(dns.nservers), .port = 53, RESTART),
+	KEY(DNS, "timeout", DURATION, "5s", 100, 60 * SEC, FIELD(dns.timeout),
+	    RESTART),
+	KEY(DNS, "tries", UINT, "2", 1, 10, FIELD(dns.tries),
+	    RESTART),
+	KEY(DNS, "min_ttl", DURATION, "60s", 0, 1 * DAY, FIELD(dns.min_ttl),
+	    RESTART),
 	KEY(DNS, "max_ttl", DURATION, "1d", 0, 30 * DAY, /* 0: no cache */
-	    FIELD(dns.max_ttl)),
+	    FIELD(dns.max_ttl), RESTART),
 
-	KEY(DELIVERY, "workers", UINT, "0", 0, 4096, FIELD(delivery.workers)),
+	KEY(DELIVERY, "workers", UINT, "0", 0, 4096, FIELD(delivery.workers),
+	    RESTART),
 	KEY(DELIVERY, "port", UINT, "25", 1, 65535, FIELD(delivery.port)),
 	KEY(DELIVERY, "max_connections", UINT, "1000", 1, 1000000,
-	    FIELD(delivery.max_connections)),
+	    FIELD(delivery.max_connections),
+	    .restart = "applies to connections; the scheduler's job cap "
+	               "keeps its start value until a restart"),
 	KEY(DELIVERY, "max_connections_per_host", UINT, "20", 1, 10000,
-	    FIELD(delivery.max_connections_per_host)),
+	    FIELD(delivery.max_connections_per_host),
+	    .restart = "applies to connections; the scheduler's "
+	               "per-destination window keeps its start value "
+	               "until a restart"),
 	KEY(DELIVERY, "max_messages_per_connection", UINT, "100", 1, 100000,
 	    FIELD(delivery.max_messages_per_connection)),
 	KEY(DELIVERY, "tls", ENUM, "may", 0, 0, FIELD(delivery.tls),

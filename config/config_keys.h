@@ -6,7 +6,8 @@
  * name, type, default in file syntax, bounds, and where the value lives.
  * Loading, defaults, dumping and the example-file test all walk this one
  * table, so a key added here is parsed, defaulted, range-checked and
- * printed without touching any other code. Rows of the [route] section
+ * printed without touching any other code, and a reload reports it
+ * when its row says it needs a restart. Rows of the [route] section
  * point into struct config_route; every other row into struct config.
  */
 #ifndef MTA_CONFIG_KEYS_H
@@ -60,6 +61,9 @@ struct config_key {
 	const char *const *names; /* enums, NULL-terminated */
 	uint16_t port;            /* address lists: port when none is written */
 	unsigned flags;           /* CONFIG_F_* */
+	/* NULL: a reload applies it. Else it needs a restart, and this says
+	 * why, for the reload-ignored log line (config_restart_keys). */
+	const char *restart;
 };
 
 extern const struct config_key config_keys[];

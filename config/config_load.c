@@ -503,6 +503,7 @@ config_new(void)
 	char why[320];
 	size_t i;
 
+	atomic_init(&c->refs, 1);
 	for (i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
 
@@ -521,20 +522,6 @@ config_defaults(void)
 
 	config_resolve(c);
 	return c;
-}
-
-void
-config_free(struct config *c)
-{
-	size_t i;
-
-	if (c == NULL)
-		return;
-	for (i = 0; i < config_nkeys; i++)
-		if (config_keys[i].section != CONFIG_SECT_ROUTE)
-			config_key_free(&config_keys[i], c);
-	free(c->routes);
-	free(c);
 }
 
 int
@@ -586,7 +573,7 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 			    l.err_why);
 		else
 			snprintf(err, errlen, "%s: %s", path, l.err_why);
-		config_free(l.c);
+		config_unref(l.c);
 		return -1;
 	}
 	config_resolve(l.c);
@@ -595,20 +582,21 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 }
 
 const struct config_route *
-config_route_find(const struct config *c, const char *domain)
+config_route_find(
+    const struct config_route *routes, size_t n, const char *domain)
 {
 	size_t i, len = strlen(domain);
 
 	if (len > 0 && domain[len - 1] == '.')
 		len--;
-	for (i = 0; i < c->nroutes; i++)
-		if (strcmp(c->routes[i].domain, "*") != 0 &&
-		    strlen(c->routes[i].domain) == len &&
-		    strncasecmp(c->routes[i].domain, domain, len) == 0)
-			return &c->routes[i];
-	for (i = 0; i < c->nroutes; i++)
-		if (strcmp(c->routes[i].domain, "*") == 0)
-			return &c->routes[i];
+	for (i = 0; i < n; i++)
+		if (strcmp(routes[i].domain, "*") != 0 &&
+		    strlen(routes[i].domain) == len &&
+		    strncasecmp(routes[i].domain, domain, len) == 0)
+			return &routes[i];
+	for (i = 0; i < n; i++)
+		if (strcmp(routes[i].domain, "*") == 0)
+			return &routes[i];
 	return NULL;
 }
 

@@ -525,15 +525,6 @@ control_start(struct control *c, struct deliver *d)
 	return 0;
 }
 
-/* Here rather than in deliver.h: the control module is serve.c's one
- * door to delivery's operator interface (deliver_int.h). */
-void
-control_reload(struct control *c, struct config *cfg)
-{
-	MTA_ASSERT(c->started);
-	deliver_config_submit(c->d, cfg);
-}
-
 void
 control_free(struct control *c)
 {

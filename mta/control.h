@@ -77,11 +77,6 @@ int control_new(const struct config_queue *q, struct control **out, char *err,
  * must outlive control_free(). Returns 0 or negative errno. */
 int control_start(struct control *c, struct deliver *d) MTA_MUST_CHECK;
 
-/* Hand a reloaded configuration to the delivery stage (the scheduler
- * swaps it in at a safe point and frees it when no job uses it any
- * more); ownership of cfg passes. Main thread, after control_start(). */
-void control_reload(struct control *c, struct config *cfg);
-
 /* Stop the thread (a request in progress is finished and answered
  * first), close and remove the socket, free. Before deliver_stop(): the
  * scheduler answers every request it was sent. Takes NULL. */

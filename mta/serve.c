@@ -15,8 +15,9 @@
  * a bad certificate or key, or a bad users file is one line and exit 1
  * before anything else starts. The control socket (control.h) comes up
  * after the queue and goes down before delivery, which answers it.
- * SIGHUP reloads the configuration (reload()): the startup config stays
- * in use for what cannot change live, so it lives until exit.
+ * SIGHUP reloads the configuration (reload()): one new snapshot, a
+ * reference to it sent to every stage; the startup snapshot stays in use
+ * for what cannot change live, so it lives until exit.
  */
 #include <errno.h>
 #include <poll.h>
@@ -126,126 +127,168 @@ listen_text(const struct config_addr *a, size_t na, char *buf, size_t len)
 	}
 }
 
+/* The stages, in start order. */
+struct stages {
+	struct receive *r;
+	struct queue *q;
+	struct control *ctl;
+	struct dns *dns;
+	struct deliver *d;
+};
+
 /* ---- reload (SIGHUP) ---- */
 
-static bool
-reload_addrs_differ(const struct config_addr *a, size_t na,
-    const struct config_addr *b, size_t nb)
+/* What only a restart changes (the key table's restart column): say so.
+ * Compared with the startup snapshot, whose values stay in use. */
+static void
+reload_ignored(const struct config *boot, const struct config *next)
 {
-	if (na != nb)
-		return true;
-	for (size_t i = 0; i < na; i++)
-		if (strcmp(a[i].text, b[i].text) != 0)
-			return true;
+	struct config_restart_key keys[64];
+	size_t n = config_restart_keys(boot, next, keys, MTA_ARRAY_LEN(keys));
+
+	for (size_t i = 0; i < n && i < MTA_ARRAY_LEN(keys); i++)
+		log_event("event=reload-ignored key=%s reason=\"%s\"",
+		    keys[i].key, keys[i].reason);
+}
+
+/*
+ * SIGHUP: read the file again, once. One that does not load, or whose
+ * certificate or users file does not, changes nothing. Otherwise every
+ * thread that owns state gets a reference to the new snapshot by chan
+ * and swaps it in at its own loop boundary: new sessions get the new
+ * limits, certificate and users (open sessions keep theirs), delivery
+ * the new routes and limits (jobs and connections under way keep the
+ * snapshot they started with). What only a restart can change is logged
+ * as reload-ignored; the startup snapshot stays in use for those, so it
+ * lives until exit. The last reference to a retired snapshot frees it.
+ */
+static void
+reload(const char *path, const struct config *boot, struct stages *st)
+{
+	struct config *next;
+	char err[1024], qerr[1100];
+
+	if (config_load(path, &next, err, sizeof(err)) < 0) {
+		log_event("event=reload-failed error=%s",
+		    log_quote(qerr, sizeof(qerr), err, strlen(err)));
+		return;
+	}
+	if (receive_reload(st->r, next, err, sizeof(err)) < 0) {
+		log_event("event=reload-failed error=%s",
+		    log_quote(qerr, sizeof(qerr), err, strlen(err)));
+		config_unref(next);
+		return;
+	}
+	reload_ignored(boot, next);
+	log_event("event=reloaded file=%s routes=%zu",
+	    log_quote(qerr, sizeof(qerr), next->file, strlen(next->file)),
+	    next->nroutes);
+	deliver_reload(st->d, next);
+	config_unref(next); /* the threads hold theirs */
+}
+
+/* ---- start and stop ---- */
+
+/* Build and start every stage; false (with the reason on stderr, and
+ * what was built left in st for serve_close) on failure. */
+static bool
+serve_open(const struct config *cfg, struct stages *st)
+{
+	struct deliver_settings ds;
+	char err[1024];
+
+	if (receive_new(&cfg->server, &cfg->tls, &cfg->auth, &st->r, err,
+	        sizeof(err)) < 0)
+		goto fail;
+	if (queue_open(&cfg->queue, false, &st->q, err, sizeof(err)) < 0)
+		goto fail;
+	/* after queue_open (it makes the directory); refuses to start when
+	 * another relay answers on this queue's control socket */
+	if (control_new(&cfg->queue, &st->ctl, err, sizeof(err)) < 0)
+		goto fail;
+	if ((st->dns = dns_new(&cfg->dns, err, sizeof(err))) == NULL)
+		goto fail;
+	/* before queue_start: delivery subscribes to new-message notes */
+	deliver_settings_of(cfg, &ds);
+	if ((st->d = deliver_new(&ds, st->q, st->dns, err, sizeof(err))) ==
+	    NULL)
+		goto fail;
+	if (queue_start(st->q) < 0) {
+		fprintf(stderr, "mta: queue: cannot start the committer\n");
+		return false;
+	}
+	if (dns_start(st->dns) < 0 || deliver_start(st->d) < 0) {
+		fprintf(stderr, "mta: cannot start the delivery threads\n");
+		return false;
+	}
+	if (control_start(st->ctl, st->d) < 0) {
+		fprintf(stderr, "mta: cannot start the control thread\n");
+		return false;
+	}
+	return true;
+fail:
+	fprintf(stderr, "mta: %s\n", err);
 	return false;
 }
 
 static void
-reload_ignored_key(bool differ, const char *key, const char *why)
+serve_close(struct stages *st)
 {
-	if (differ)
-		log_event(
-		    "event=reload-ignored key=%s reason=\"%s\"", key, why);
+	/* before delivery: the scheduler answers what it was asked */
+	control_free(st->ctl);
+	receive_free(st->r);
+	/* delivery before the queue: its last results are committed */
+	deliver_stop(st->d, DELIVER_GRACE_MS);
+	dns_free(st->dns);
+	queue_close(st->q); /* commits everything it was sent */
 }
 
-/* What only a restart changes: say so, and keep the running value. */
 static void
-reload_ignored(const struct config *old, const struct config *new)
+log_started(const struct config *cfg)
 {
-	static const char restart[] = "needs a restart";
-	static const char sched[] = "the scheduler keeps its start value; "
-	                            "needs a restart";
-	const struct config_server *os = &old->server, *ns = &new->server;
-	const struct config_queue *oq = &old->queue, *nq = &new->queue;
-	const struct config_dns *od = &old->dns, *nd = &new->dns;
+	char lt[512], ltls[512];
 
-	reload_ignored_key(reload_addrs_differ(os->listen, os->nlisten,
-	                       ns->listen, ns->nlisten),
-	    "server.listen", restart);
-	reload_ignored_key(reload_addrs_differ(os->listen_tls, os->nlisten_tls,
-	                       ns->listen_tls, ns->nlisten_tls),
-	    "server.listen_tls", restart);
-	reload_ignored_key(
-	    os->threads != ns->threads, "server.threads", restart);
-	reload_ignored_key(os->max_inflight != ns->max_inflight,
-	    "server.max_inflight", restart);
-	reload_ignored_key(
-	    strcmp(oq->path, nq->path) != 0, "queue.path", restart);
-	reload_ignored_key(
-	    oq->map_size != nq->map_size, "queue.map_size", restart);
-	reload_ignored_key(oq->sync != nq->sync, "queue.sync", restart);
-	reload_ignored_key(oq->nretry != nq->nretry ||
-	                       memcmp(oq->retry, nq->retry,
-	                           oq->nretry * sizeof(*oq->retry)) != 0,
-	    "queue.retry", sched);
-	reload_ignored_key(oq->max_age != nq->max_age, "queue.max_age", sched);
-	reload_ignored_key(old->delivery.workers != new->delivery.workers,
-	    "delivery.workers", restart);
-	/* the connection caps themselves do apply (new connections) */
-	reload_ignored_key(
-	    old->delivery.max_connections != new->delivery.max_connections,
-	    "delivery.max_connections",
-	    "applies to connections; the scheduler's job cap keeps its "
-	    "start value until a restart");
-	reload_ignored_key(old->delivery.max_connections_per_host !=
-	                       new->delivery.max_connections_per_host,
-	    "delivery.max_connections_per_host",
-	    "applies to connections; "
-	    "the scheduler's per-destination window keeps its start value "
-	    "until a restart");
-	reload_ignored_key(
-	    reload_addrs_differ(
-	        od->servers, od->nservers, nd->servers, nd->nservers) ||
-	        od->timeout != nd->timeout || od->tries != nd->tries ||
-	        od->min_ttl != nd->min_ttl || od->max_ttl != nd->max_ttl,
-	    "dns", restart);
+	listen_text(cfg->server.listen, cfg->server.nlisten, lt, sizeof(lt));
+	listen_text(cfg->server.listen_tls, cfg->server.nlisten_tls, ltls,
+	    sizeof(ltls));
+	log_event("event=started listen=%s listen_tls=%s threads=%u tls=%s "
+	          "auth=%s",
+	    lt, ltls, cfg->server.threads ? cfg->server.threads : 1,
+	    cfg->tls.certificate[0] ? "yes" : "no",
+	    cfg->auth.users[0] ? "yes" : "no");
 }
 
-/*
- * SIGHUP: read the file again. One that does not load, or whose
- * certificate or users file does not, changes nothing. Otherwise new
- * sessions get the new limits, certificate and users (receive_reload;
- * open sessions keep theirs), delivery the new routes and limits (the
- * scheduler swaps the snapshot in), and what only a restart can change
- * is logged as reload-ignored. The startup config stays in use for
- * those, so it lives until exit.
- */
+/* Serve until SIGTERM or SIGINT, reloading on SIGHUP; then let receive
+ * wind down (a second signal: now). */
 static void
-reload(const char *path, const struct config *cur, struct receive *r,
-    struct control *ctl)
+serve_run(
+    int sfd, const char *path, const struct config *cfg, struct stages *st)
 {
-	struct config *ncfg;
-	char err[1024], qerr[1100];
+	int sig;
 
-	if (config_load(path, &ncfg, err, sizeof(err)) < 0) {
-		log_event("event=reload-failed error=%s",
-		    log_quote(qerr, sizeof(qerr), err, strlen(err)));
-		return;
+	for (;;) {
+		sig = signal_wait(sfd, -1);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig == SIGHUP)
+			reload(path, cfg, st);
 	}
-	if (receive_reload(r, ncfg, err, sizeof(err)) < 0) {
-		log_event("event=reload-failed error=%s",
-		    log_quote(qerr, sizeof(qerr), err, strlen(err)));
-		config_free(ncfg);
-		return;
+	log_event("event=stopping signal=%s", sig == SIGINT ? "INT" : "TERM");
+	receive_shutdown(st->r, false);
+	while (!receive_done(st->r)) {
+		sig = signal_wait(sfd, 50);
+		if (sig == SIGTERM || sig == SIGINT) /* a second one: now */
+			receive_shutdown(st->r, true);
 	}
-	reload_ignored(cur, ncfg);
-	log_event("event=reloaded file=%s routes=%zu",
-	    log_quote(qerr, sizeof(qerr), ncfg->file, strlen(ncfg->file)),
-	    ncfg->nroutes);
-	control_reload(ctl, ncfg); /* delivery owns it now */
 }
 
 int
 cmd_serve(const char *config_path, int argc, char **argv)
 {
 	struct config *cfg = NULL;
-	struct queue *q = NULL;
-	struct receive *r = NULL;
-	struct dns *dns = NULL;
-	struct deliver *d = NULL;
-	struct control *ctl = NULL;
-	char err[1024], lt[512], ltls[512];
-	int sfd = -1, sig, rc = 1;
+	struct stages st = {0};
+	char err[1024];
+	int sfd = -1, rc = 1;
 
 	if (argc > 1) {
 		fprintf(stderr, "mta serve: unexpected argument %s\n", argv[1]);
@@ -264,83 +307,23 @@ cmd_serve(const char *config_path, int argc, char **argv)
 		fprintf(stderr, "mta: signals: %s\n", strerror(errno));
 		goto out;
 	}
-	if (receive_new(cfg, &r, err, sizeof(err)) < 0) {
+	if (!serve_open(cfg, &st))
+		goto out;
+	if (receive_start(st.r, st.q, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mta: %s\n", err);
-		goto out;
-	}
-	if (queue_open(&cfg->queue, false, &q, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mta: %s\n", err);
-		goto out;
-	}
-	/* after queue_open (it makes the directory); refuses to start when
-	 * another relay answers on this queue's control socket */
-	if (control_new(&cfg->queue, &ctl, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mta: %s\n", err);
-		goto out;
-	}
-	if ((dns = dns_new(&cfg->dns, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "mta: %s\n", err);
-		goto out;
-	}
-	/* before queue_start: delivery subscribes to new-message notes */
-	if ((d = deliver_new(cfg, q, dns, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "mta: %s\n", err);
-		goto out;
-	}
-	if (queue_start(q) < 0) {
-		fprintf(stderr, "mta: queue: cannot start the committer\n");
-		goto out;
-	}
-	if (dns_start(dns) < 0 || deliver_start(d) < 0) {
-		fprintf(stderr, "mta: cannot start the delivery threads\n");
-		goto out;
-	}
-	if (control_start(ctl, d) < 0) {
-		fprintf(stderr, "mta: cannot start the control thread\n");
-		goto out;
-	}
-	if (receive_start(r, q, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mta: %s\n", err);
-		while (!receive_done(r))
+		while (!receive_done(st.r))
 			(void)signal_wait(sfd, 50);
 		goto out;
 	}
-	listen_text(cfg->server.listen, cfg->server.nlisten, lt, sizeof(lt));
-	listen_text(cfg->server.listen_tls, cfg->server.nlisten_tls, ltls,
-	    sizeof(ltls));
-	log_event("event=started listen=%s listen_tls=%s threads=%u tls=%s "
-	          "auth=%s",
-	    lt, ltls, cfg->server.threads ? cfg->server.threads : 1,
-	    cfg->tls.certificate[0] ? "yes" : "no",
-	    cfg->auth.users[0] ? "yes" : "no");
-
-	for (;;) {
-		sig = signal_wait(sfd, -1);
-		if (sig == SIGTERM || sig == SIGINT)
-			break;
-		if (sig == SIGHUP)
-			reload(config_path, cfg, r, ctl);
-	}
-	log_event("event=stopping signal=%s", sig == SIGINT ? "INT" : "TERM");
-	receive_shutdown(r, false);
-	while (!receive_done(r)) {
-		sig = signal_wait(sfd, 50);
-		if (sig == SIGTERM || sig == SIGINT) /* a second one: now */
-			receive_shutdown(r, true);
-	}
+	log_started(cfg);
+	serve_run(sfd, config_path, cfg, &st);
 	rc = 0;
 out:
-	/* before delivery: the scheduler answers what it was asked */
-	control_free(ctl);
-	receive_free(r);
-	/* delivery before the queue: its last results are committed */
-	deliver_stop(d, DELIVER_GRACE_MS);
-	dns_free(dns);
-	queue_close(q); /* commits everything it was sent */
+	serve_close(&st);
 	if (rc == 0)
 		log_event("event=stopped");
 	if (sfd >= 0)
 		close(sfd);
-	config_free(cfg);
+	config_unref(cfg);
 	return rc;
 }

@@ -29,7 +29,7 @@ cmd_check_config(const char *config_path, int argc, char **argv)
 		return 1;
 	}
 	config_dump(c, stdout);
-	config_free(c);
+	config_unref(c);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		perror("mta: check-config: stdout");
 		return 1;

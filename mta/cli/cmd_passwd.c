@@ -386,6 +386,6 @@ cmd_passwd(const char *config_path, int argc, char **argv)
 	status = 0;
 out:
 	explicit_bzero(pass, sizeof(pass));
-	config_free(cfg);
+	config_unref(cfg);
 	return status;
 }

@@ -72,7 +72,7 @@ cmd_queue_open(const char *config_path, const char *verb)
 		fprintf(stderr, "mta: queue %s: %s\n", verb, err);
 		q = NULL;
 	}
-	config_free(cfg);
+	config_unref(cfg);
 	return q;
 }
 
@@ -893,10 +893,10 @@ cmd_queue_control(const char *config_path, int argc, char **argv)
 		    "mta: queue %s: %s/%s: path too long for a "
 		    "Unix socket\n",
 		    verb, cfg->queue.path, CONTROL_SOCK_NAME);
-		config_free(cfg);
+		config_unref(cfg);
 		return 1;
 	}
-	config_free(cfg);
+	config_unref(cfg);
 	if (strcmp(verb, "retry") == 0 && argc == 2 &&
 	    strcmp(argv[1], "--all") == 0)
 		return cmd_queue_ctl_request(verb, path, argv + 1, 1);

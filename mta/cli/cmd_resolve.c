@@ -102,7 +102,7 @@ resolve_one(struct dns *r, const struct config *c, struct chan *reply,
     struct dns_req *req, const char *name, bool host)
 {
 	const struct config_route *route =
-	    host ? NULL : config_route_find(c, name);
+	    host ? NULL : config_route_find(c->routes, c->nroutes, name);
 
 	memset(req, 0, sizeof(*req));
 	req->reply = reply;
@@ -195,7 +195,7 @@ cmd_resolve(const char *config_path, int argc, char **argv)
 		return 1;
 	}
 	rc = resolve_run(c, argv + i, argc - i, host);
-	config_free(c);
+	config_unref(c);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		perror("mta: resolve: stdout");
 		return 1;

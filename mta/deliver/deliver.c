@@ -26,12 +26,13 @@ struct deliver_host {
 };
 
 bool
-deliver_host_acquire(struct deliver *d, const char *key)
+deliver_host_acquire(
+    struct deliver *d, const char *key, const struct config_delivery *dl)
 {
 	struct deliver_host *h;
 	bool ok = false;
 
-	if (atomic_load(&d->conns) >= d->cfg->delivery.max_connections)
+	if (atomic_load(&d->conns) >= dl->max_connections)
 		return false;
 	pthread_mutex_lock(&d->hosts_lock);
 	for (h = d->hosts; h; h = h->next)
@@ -43,7 +44,7 @@ deliver_host_acquire(struct deliver *d, const char *key)
 		h->next = d->hosts;
 		d->hosts = h;
 	}
-	if (h->conns < d->cfg->delivery.max_connections_per_host) {
+	if (h->conns < dl->max_connections_per_host) {
 		h->conns++;
 		ok = true;
 	}
@@ -72,13 +73,13 @@ deliver_host_release(struct deliver *d, const char *key)
 }
 
 struct deliver *
-deliver_new(const struct config *cfg, struct queue *q, struct dns *dns,
+deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
     char *err, size_t errlen)
 {
 	struct deliver *d = xcalloc(1, sizeof(*d));
 	char terr[256];
 
-	d->cfg = cfg;
+	d->boot = *s;
 	d->q = q;
 	d->dns = dns;
 	pthread_mutex_init(&d->hosts_lock, NULL);
@@ -90,7 +91,7 @@ deliver_new(const struct config *cfg, struct queue *q, struct dns *dns,
 	}
 	d->sched_chan = chan_new();
 	queue_listen(q, d->sched_chan);
-	d->nworkers = cfg->delivery.workers ? cfg->delivery.workers : 1;
+	d->nworkers = s->delivery->workers ? s->delivery->workers : 1;
 	d->workers = xcalloc(d->nworkers, sizeof(*d->workers));
 	for (unsigned i = 0; i < d->nworkers; i++)
 		d->workers[i] = deliver_worker_new(d, i);
@@ -123,14 +124,12 @@ deliver_ctl_submit(struct deliver *d, struct deliver_ctl *c)
 }
 
 void
-deliver_config_submit(struct deliver *d, struct config *cfg)
+deliver_reload(struct deliver *d, struct config *snap)
 {
-	struct deliver_config *m = xcalloc(1, sizeof(*m));
-
 	MTA_ASSERT(d->sched_started);
-	m->msg.type = DELIVER_MSG_CONFIG;
-	m->cfg = cfg;
-	chan_send(d->sched_chan, &m->msg);
+	chan_send(d->sched_chan, &deliver_cfg_msg(snap)->msg);
+	for (unsigned i = 0; i < d->nworkers; i++)
+		deliver_worker_config(d->workers[i], deliver_cfg_msg(snap));
 }
 
 void
@@ -160,10 +159,9 @@ deliver_stop(struct deliver *d, uint64_t grace_ms)
 			sched_job_free((struct sched_job *)m);
 		else if (m->type == QUEUE_NOTE_NEW)
 			queue_note_free((struct queue_note *)m);
-		else if (m->type == DELIVER_MSG_CONFIG) {
-			config_free(((struct deliver_config *)m)->cfg);
-			free(m);
-		} else
+		else if (m->type == DELIVER_MSG_CONFIG)
+			deliver_cfg_msg_free((struct deliver_config *)m);
+		else
 			free(m);
 	}
 	chan_free(d->sched_chan);
@@ -174,14 +172,6 @@ deliver_stop(struct deliver *d, uint64_t grace_ms)
 		free(h);
 	}
 	tls_ctx_free(d->tls);
-	/* reloaded snapshots: no worker can read them any more */
-	while (d->snaps) {
-		struct deliver_snap *sn = d->snaps;
-
-		d->snaps = sn->next;
-		config_free(sn->cfg);
-		free(sn);
-	}
 	pthread_mutex_destroy(&d->hosts_lock);
 	free(d);
 }

@@ -16,7 +16,15 @@
  * a crash between a remote 250 and that commit can repeat a delivery,
  * never lose one.
  *
- * Thread: deliver_new/start/stop from the main thread only.
+ * Configuration: the stage reads only its part of a snapshot (struct
+ * deliver_settings). A reload (deliver_reload) sends a reference to the
+ * new snapshot to the scheduler and to each worker; each swaps it in
+ * when its loop takes the message. A job holds the snapshot its worker
+ * had when it took the job, a connection the one of the job that opened
+ * it, so the routes and names they borrowed stay valid for their whole
+ * life; the last reference frees a retired snapshot.
+ *
+ * Thread: deliver_new/start/stop/reload from the main thread only.
  */
 #ifndef MTA_DELIVER_H
 #define MTA_DELIVER_H
@@ -31,13 +39,28 @@ struct queue;
 struct dns;
 struct deliver;
 
+/* What the delivery stage reads of a configuration: pointers into one
+ * snapshot. */
+struct deliver_settings {
+	const struct config_delivery *delivery;
+	const struct config_route *routes;
+	size_t nroutes;
+	const struct config_queue *queue; /* retry, max_age, delay_warning */
+	const char *hostname; /* [server]: default HELO name, bounces */
+};
+
+/* Point out at the parts of c the stage reads (c borrowed). */
+void deliver_settings_of(const struct config *c, struct deliver_settings *out);
+
 /*
- * deliver_new - build the stage (no threads yet). cfg, q and dns are
- * borrowed and must outlive it. Subscribes to the queue's new-message
- * notes, so call it before queue_start(). NULL and one line in err on
- * failure (e.g. no usable TLS client context).
+ * deliver_new - build the stage (no threads yet). What s points to, q and
+ * dns are borrowed and must outlive the stage (s itself is copied);
+ * workers, the scheduler's caps and retry intervals keep these startup
+ * values. Subscribes to the queue's new-message notes, so call it before
+ * queue_start(). NULL and one line in err on failure (e.g. no usable TLS
+ * client context).
  */
-struct deliver *deliver_new(const struct config *cfg, struct queue *q,
+struct deliver *deliver_new(const struct deliver_settings *s, struct queue *q,
     struct dns *dns, char *err, size_t errlen);
 
 /* Recover the schedule from the queue and start the threads. */
@@ -47,5 +70,14 @@ int deliver_start(struct deliver *d) MTA_MUST_CHECK;
  * and their results to be committed, stop the threads, free everything.
  * Must run before queue_close(). Takes NULL. */
 void deliver_stop(struct deliver *d, uint64_t grace_ms);
+
+/*
+ * deliver_reload - hand a reloaded snapshot to the scheduler and every
+ * worker: each takes its own reference (the caller keeps its own) and
+ * swaps it in at its loop boundary. New jobs use its routes, limits and
+ * timeouts; jobs and connections under way keep theirs. Main thread,
+ * after deliver_start().
+ */
+void deliver_reload(struct deliver *d, struct config *snap);
 
 #endif

@@ -104,7 +104,7 @@ rcpt_failed(const struct sched_job_rcpt *r)
 static bool
 bounce_warn_due(struct dsched *ds, const struct sched_job *job, uint64_t now)
 {
-	uint64_t after = ds->d->cfg->queue.delay_warning;
+	uint64_t after = ds->cfg.set.queue->delay_warning;
 
 	if (after == 0 || job->from[0] == '\0' || now < job->received_ms ||
 	    now - job->received_ms < after || idset_has(&ds->warned, job->id))
@@ -128,7 +128,7 @@ static struct queue_submit *
 bounce_make(
     struct dsched *ds, const struct sched_job *job, bool warn, uint64_t now)
 {
-	const struct config *cfg = ds->d->cfg;
+	const struct deliver_settings *cfg = &ds->cfg.set;
 	struct dsn_rcpt *dr =
 	    xcalloc(job->nrcpts ? job->nrcpts : 1, sizeof(*dr));
 	struct queue_submit *b = NULL;
@@ -155,7 +155,7 @@ bounce_make(
 		dr[n].last_attempt_ms = now;
 		if (dr[n].action == DSN_ACTION_DELAYED)
 			dr[n].retry_until_ms =
-			    job->received_ms + cfg->queue.max_age;
+			    job->received_ms + cfg->queue->max_age;
 		n++;
 	}
 	queue_id_fmt(job->id, id);
@@ -176,10 +176,10 @@ bounce_make(
 	b->rcpts[0] = xstrdup(job->from);
 	b->nrcpts = 1;
 	b->client = xstrdup("");
-	b->helo = xstrdup(cfg->server.hostname);
+	b->helo = xstrdup(cfg->hostname);
 	b->received_ms = now;
 	buf_init(&b->body, DSN_BODY_MAX);
-	m.hostname = cfg->server.hostname;
+	m.hostname = cfg->hostname;
 	m.orig_id = job->id;
 	m.orig_from = job->from;
 	m.received_ms = job->received_ms;

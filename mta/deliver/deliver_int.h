@@ -22,7 +22,7 @@ enum deliver_msg_type {
 	/* operator control (control.c -> scheduler -> control.c) */
 	DELIVER_MSG_CTL = 0x5340, /* struct deliver_ctl, to the scheduler */
 	DELIVER_MSG_CTL_DONE,     /* the same struct, back on ->reply */
-	DELIVER_MSG_CONFIG,       /* struct deliver_config, to the scheduler */
+	DELIVER_MSG_CONFIG,       /* struct deliver_config, to any thread */
 };
 
 /*
@@ -57,41 +57,44 @@ struct deliver_ctl {
 void deliver_ctl_submit(struct deliver *d, struct deliver_ctl *c);
 
 /*
- * A reloaded configuration for the delivery stage (routes, timeouts,
- * connection caps). The scheduler is the safe point: it swaps d->cfg,
- * which workers read whenever they start a job or a connection, and
- * keeps the old snapshot until every job dispatched under it has come
- * back (jobs carry the snapshot's generation in msg.reqid) and a short
- * grace period has passed (a worker's ticker may be reading it).
+ * DELIVER_MSG_CONFIG: a reloaded snapshot for one thread (the scheduler
+ * or a worker), which swaps it in when its loop takes the message.
  */
 struct deliver_config {
 	struct chan_msg msg; /* first: DELIVER_MSG_CONFIG */
-	struct config *cfg;  /* owned: the scheduler frees it when retired */
+	struct config *snap; /* one reference, the receiver's */
 };
 
-/* Hand a new snapshot to the delivery stage (ownership of cfg passes);
- * main thread, after deliver_start(). */
-void deliver_config_submit(struct deliver *d, struct config *cfg);
+/*
+ * A thread's (or a job's, or a connection's) configuration: its
+ * settings and the snapshot they point into, held by a reference. snap
+ * NULL: the startup settings, borrowed for the stage's life.
+ */
+struct deliver_cfg {
+	struct config *snap;
+	struct deliver_settings set;
+};
+
+/* deliver_cfg.c */
+void deliver_cfg_init(
+    struct deliver_cfg *dc, const struct deliver_settings *boot);
+/* Swap in m's snapshot (dropping the old one) and free m. */
+void deliver_cfg_take(struct deliver_cfg *dc, struct deliver_config *m);
+/* dst holds what src holds, with a reference of its own. */
+void deliver_cfg_copy(struct deliver_cfg *dst, const struct deliver_cfg *src);
+void deliver_cfg_drop(struct deliver_cfg *dc);
+/* A message carrying a new reference to snap. */
+struct deliver_config *deliver_cfg_msg(struct config *snap);
+/* Free a message that was never taken (a thread that had stopped). */
+void deliver_cfg_msg_free(struct deliver_config *m);
 
 struct tls_ctx;
 struct deliver_worker;
 
-/* A configuration snapshot the delivery stage has used since a reload
- * (see struct deliver_config). Scheduler thread only, while it runs. */
-struct deliver_snap {
-	struct config *cfg; /* owned */
-	uint64_t gen;       /* tag of the jobs dispatched under it */
-	uint64_t jobs;      /* of those, not yet back */
-	bool current;
-	uint64_t retired_ms; /* mono ms it stopped being current */
-	struct deliver_snap *next;
-};
-
 struct deliver {
-	/* The current snapshot. Atomic: the scheduler swaps it on reload
-	 * (DELIVER_MSG_CONFIG) while workers read it; a plain read of the
-	 * field is an atomic load. */
-	const struct config *_Atomic cfg;
+	/* the startup settings (borrowed): worker count, the scheduler's
+	 * caps, each thread's settings until its first reload */
+	struct deliver_settings boot;
 	struct queue *q;
 	struct dns *dns;
 	struct tls_ctx *tls; /* client context, system CA store */
@@ -106,10 +109,6 @@ struct deliver {
 	pthread_mutex_t hosts_lock;
 	struct deliver_host *hosts; /* hosts_lock */
 	atomic_uint conns;          /* outbound connections, all hosts */
-	/* reloaded snapshots, newest first (the startup one is borrowed
-	 * and not listed): the scheduler's while it runs, then
-	 * deliver_stop() frees what is left, after the workers stopped */
-	struct deliver_snap *snaps;
 };
 
 /* deliver_worker.c */
@@ -117,14 +116,18 @@ struct deliver_worker *deliver_worker_new(struct deliver *d, unsigned idx);
 int deliver_worker_start(struct deliver_worker *w) MTA_MUST_CHECK;
 /* Hand a job to the worker; any thread. */
 void deliver_worker_send(struct deliver_worker *w, struct sched_job *job);
+/* Hand a reloaded snapshot to the worker (m passes); main thread. */
+void deliver_worker_config(struct deliver_worker *w, struct deliver_config *m);
 /* Stop (jobs still held are returned as deferred first) and free. */
 void deliver_worker_stop(struct deliver_worker *w);
 
 /* deliver_sched.c */
 void *deliver_sched_main(void *arg);
 
-/* deliver.c: the shared per-host cap (key: "ip:port"). */
-bool deliver_host_acquire(struct deliver *d, const char *key);
+/* deliver.c: the shared caps (key: "ip:port"), as dl (the caller's
+ * settings) sets them. */
+bool deliver_host_acquire(
+    struct deliver *d, const char *key, const struct config_delivery *dl);
 void deliver_host_release(struct deliver *d, const char *key);
 
 /* The scheduler thread's state (deliver_sched.c owns it; the helpers in
@@ -142,10 +145,9 @@ struct idset {
 struct dsched {
 	struct deliver *d;
 	struct sched *s;
-	uint64_t updates_out; /* QUEUE_REQ_UPDATEs not yet answered */
-	uint64_t ctl_out;     /* operator requests with the committer */
-	uint64_t cfg_gen;     /* the current config snapshot (0: startup) */
-	uint64_t cfg_jobs0;   /* jobs out that were dispatched under gen 0 */
+	uint64_t updates_out;   /* QUEUE_REQ_UPDATEs not yet answered */
+	uint64_t ctl_out;       /* operator requests with the committer */
+	struct deliver_cfg cfg; /* bounces, delay warnings */
 	bool draining;
 	struct idset warned; /* messages with a delay warning queued */
 };

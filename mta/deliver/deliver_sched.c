@@ -182,8 +182,6 @@ update_done(struct dsched *ds, struct queue_update *u)
 	free(u);
 }
 
-static void cfg_job_out(struct dsched *ds, struct sched_job *job);
-
 static void
 dispatch(struct dsched *ds)
 {
@@ -201,97 +199,7 @@ dispatch(struct dsched *ds)
 			job_done(ds, job);
 			continue;
 		}
-		cfg_job_out(ds, job);
 		deliver_worker_send(ds->d->workers[i], job);
-	}
-}
-
-/* ---- configuration reload ------------------------------------------- */
-
-/* How long a retired snapshot outlives its last job: a worker reads
- * d->cfg outside jobs too (its idle ticker, a connection's setup), each
- * time for a moment. */
-#define DSCHED_CFG_GRACE_MS 5000
-
-static struct deliver_snap *
-cfg_find(struct dsched *ds, uint64_t gen)
-{
-	for (struct deliver_snap *sn = ds->d->snaps; sn; sn = sn->next)
-		if (sn->gen == gen)
-			return sn;
-	return NULL; /* gen 0: the startup config, never freed here */
-}
-
-/* A job uses the snapshot its worker finds when it takes the job (its
- * route, its connection's HELO name and credentials point into it):
- * the one current at dispatch or a newer one. So a job tagged g may hold
- * any snapshot >= g, and snapshot k is unused once no job tagged <= k is
- * out. */
-static void
-cfg_job_out(struct dsched *ds, struct sched_job *job)
-{
-	struct deliver_snap *sn = cfg_find(ds, ds->cfg_gen);
-
-	job->msg.reqid = ds->cfg_gen;
-	if (sn)
-		sn->jobs++;
-	else
-		ds->cfg_jobs0++;
-}
-
-static void
-cfg_job_back(struct dsched *ds, uint64_t gen)
-{
-	struct deliver_snap *sn = cfg_find(ds, gen);
-	uint64_t *n = sn ? &sn->jobs : &ds->cfg_jobs0;
-
-	if (*n > 0)
-		(*n)--;
-}
-
-/* The safe point: nothing of this thread holds the old snapshot, and
- * workers pick the new one up at their next job. */
-static void
-cfg_swap(struct dsched *ds, struct deliver_config *m)
-{
-	struct deliver *d = ds->d;
-	struct deliver_snap *sn = xcalloc(1, sizeof(*sn));
-
-	for (struct deliver_snap *o = d->snaps; o; o = o->next)
-		if (o->current) {
-			o->current = false;
-			o->retired_ms = clock_mono_ms();
-		}
-	sn->cfg = m->cfg;
-	sn->gen = ++ds->cfg_gen;
-	sn->current = true;
-	sn->next = d->snaps;
-	d->snaps = sn;
-	d->cfg = sn->cfg; /* atomic store */
-	free(m);
-}
-
-/* Free retired snapshots no job uses any more. */
-static void
-cfg_reap(struct dsched *ds)
-{
-	uint64_t now = clock_mono_ms(), le = ds->cfg_jobs0, mine;
-	struct deliver_snap **pp = &ds->d->snaps, *sn;
-
-	for (sn = ds->d->snaps; sn; sn = sn->next)
-		le += sn->jobs;
-	/* newest first: le counts the jobs out tagged <= sn->gen */
-	while ((sn = *pp) != NULL) {
-		mine = sn->jobs;
-		if (sn->current || le > 0 ||
-		    now - sn->retired_ms < DSCHED_CFG_GRACE_MS) {
-			pp = &sn->next;
-		} else {
-			*pp = sn->next;
-			config_free(sn->cfg);
-			free(sn);
-		}
-		le -= mine;
 	}
 }
 
@@ -308,7 +216,6 @@ handle(struct dsched *ds, struct chan_msg *m)
 		return 0;
 	}
 	case DELIVER_MSG_DONE:
-		cfg_job_back(ds, m->reqid);
 		job_done(ds, (struct sched_job *)m);
 		return 0;
 	case DELIVER_MSG_CTL:
@@ -319,7 +226,9 @@ handle(struct dsched *ds, struct chan_msg *m)
 		deliver_ctl_committed(ds, (struct queue_ctl *)m);
 		return 0;
 	case DELIVER_MSG_CONFIG:
-		cfg_swap(ds, (struct deliver_config *)m);
+		/* the loop boundary: nothing of this thread holds the old
+		 * one now (jobs carry their worker's) */
+		deliver_cfg_take(&ds->cfg, (struct deliver_config *)m);
 		return 0;
 	case QUEUE_DONE_UPDATE:
 		update_done(ds, (struct queue_update *)m);
@@ -339,19 +248,21 @@ void *
 deliver_sched_main(void *arg)
 {
 	struct deliver *d = arg;
-	const struct config *cfg = d->cfg;
+	const struct deliver_settings *boot = &d->boot;
+	/* what a reload does not change (the key table says so) */
 	struct sched_cfg scfg = {
-	    .retry = cfg->queue.retry,
-	    .nretry = cfg->queue.nretry,
-	    .max_age = cfg->queue.max_age,
-	    .max_jobs = cfg->delivery.max_connections,
-	    .max_per_dest = cfg->delivery.max_connections_per_host,
+	    .retry = boot->queue->retry,
+	    .nretry = boot->queue->nretry,
+	    .max_age = boot->queue->max_age,
+	    .max_jobs = boot->delivery->max_connections,
+	    .max_per_dest = boot->delivery->max_connections_per_host,
 	};
 	struct dsched ds = {.d = d};
 	struct sched_stats st;
 	uint64_t deadline = 0;
 	int rc;
 
+	deliver_cfg_init(&ds.cfg, boot);
 	ds.s = sched_new(&scfg);
 	rc = queue_scan(d->q, 0, recover_one, &ds);
 	if (rc != 0)
@@ -379,7 +290,6 @@ deliver_sched_main(void *arg)
 			}
 		}
 		dispatch(&ds);
-		cfg_reap(&ds);
 		log_batch_end();
 		/* An update is always answered (commits are quick) and its
 		 * answer comes to this chan, so wait for every one; jobs in
@@ -399,5 +309,6 @@ deliver_sched_main(void *arg)
 	sched_free(ds.s);
 	/* XXX ids of messages deleted by an operator stay in it till here */
 	deliver_bounce_fini(&ds);
+	deliver_cfg_drop(&ds.cfg);
 	return NULL;
 }

@@ -18,9 +18,12 @@
  * send in flight. Deadlines (connect, RFC 5321 reply timeouts, idle) are
  * checked by a ticker rather than a timer per connection.
  *
- * Everything here belongs to the worker thread; jobs and DNS answers
- * arrive on its chan, and the per-host cap is the only shared state
- * (deliver.c).
+ * Everything here belongs to the worker thread; jobs, DNS answers and
+ * reloaded snapshots arrive on its chan, and the per-host cap is the only
+ * shared state (deliver.c). Configuration: the worker's current snapshot
+ * changes only in on_chan; a job takes a reference to it at start (its
+ * route points into it) and a connection one to its opening job's (its
+ * HELO name and credentials do), each dropped when it is freed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,6 +61,7 @@ struct dconn {
 	socklen_t salen;
 	struct smtp_out *so;
 	struct smtp_out_cfg socfg;
+	struct deliver_cfg cfg; /* its opening job's: socfg points into it */
 	struct tls_conn *tls;
 	bool handshaking;
 	struct buf out;    /* plaintext from smtp_out */
@@ -82,6 +86,7 @@ struct djob {
 	size_t ntargets, ti, ai; /* the next address to try */
 	uint16_t port;
 	enum config_tls_policy tls;
+	struct deliver_cfg cfg; /* the worker's at start: route points in */
 	const struct config_route *route;
 	struct buf body;
 	const char **addrs; /* unresolved recipients, for smtp_out */
@@ -102,6 +107,7 @@ struct deliver_worker {
 	pthread_t tid;
 	bool started;
 	struct chan *chan;
+	struct deliver_cfg cfg; /* for new jobs; swapped in on_chan only */
 	struct uring_loop *loop;
 	struct uring_op chan_op, tick;
 	uint64_t chan_val;
@@ -134,12 +140,6 @@ job_unpark(struct deliver_worker *w)
 	job_try(dj);
 }
 
-static const struct config *
-wcfg(const struct deliver_worker *w)
-{
-	return w->d->cfg;
-}
-
 /* --- jobs ---------------------------------------------------------------- */
 
 static void
@@ -165,6 +165,7 @@ job_finish(struct djob *dj)
 	sj->dest_failed = !dj->any_reply;
 	sj->msg.type = DELIVER_MSG_DONE;
 	chan_send(dj->w->d->sched_chan, &sj->msg);
+	deliver_cfg_drop(&dj->cfg);
 	free(dj->dns);
 	free(dj->targets);
 	buf_fini(&dj->body);
@@ -211,18 +212,19 @@ job_prepare(struct djob *dj)
 static void
 job_start(struct deliver_worker *w, struct sched_job *sj)
 {
-	const struct config *cfg = wcfg(w);
+	const struct deliver_settings *cfg = &w->cfg.set;
 	struct djob *dj = xcalloc(1, sizeof(*dj));
 
 	dj->w = w;
 	dj->sj = sj;
+	deliver_cfg_copy(&dj->cfg, &w->cfg);
 	buf_init(&dj->body, BODY_MAX);
 	job_prepare(dj);
-	dj->route = config_route_find(cfg, sj->domain);
-	dj->port =
-	    dj->route && dj->route->port ? dj->route->port : cfg->delivery.port;
+	dj->route = config_route_find(cfg->routes, cfg->nroutes, sj->domain);
+	dj->port = dj->route && dj->route->port ? dj->route->port
+	                                        : cfg->delivery->port;
 	dj->tls = dj->route && dj->route->tls_set ? dj->route->tls
-	                                          : cfg->delivery.tls;
+	                                          : cfg->delivery->tls;
 	if (w->stopping) {
 		str_copy(dj->last_err, sizeof(dj->last_err),
 		    "delivery is shutting down");
@@ -376,6 +378,7 @@ conn_maybe_free(struct dconn *c)
 		uring_close(w->loop, c->fd);
 	deliver_host_release(w->d, c->key);
 	smtp_out_free(c->so);
+	deliver_cfg_drop(&c->cfg);
 	tls_conn_free(c->tls);
 	buf_fini(&c->out);
 	buf_fini(&c->wire);
@@ -473,7 +476,7 @@ conn_act(struct dconn *c, enum smtp_out_action a)
 		 * bounds what one long session can go wrong with */
 		if (smtp_out_reusable(c->so) && !c->w->stopping &&
 		    c->nmsgs <
-		        wcfg(c->w)->delivery.max_messages_per_connection) {
+		        c->cfg.set.delivery->max_messages_per_connection) {
 			conn_idle(c);
 		} else {
 			conn_act(c, smtp_out_quit(c->so, &c->out));
@@ -638,7 +641,7 @@ on_connect(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
     size_t len)
 {
 	struct dconn *c = uring_container_of(op, struct dconn, cn);
-	const struct config *cfg = wcfg(c->w);
+	const struct deliver_settings *cfg = &c->cfg.set;
 	const struct djob *dj = c->job;
 
 	(void)flags;
@@ -652,18 +655,18 @@ on_connect(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		conn_fail(c, SMTP_OUT_ABORT_IO, strerror(-res));
 		return;
 	}
-	c->socfg.helo_name = cfg->delivery.helo_name[0]
-	                         ? cfg->delivery.helo_name
-	                         : cfg->server.hostname;
-	c->socfg.tls = dj ? dj->tls : cfg->delivery.tls;
+	c->socfg.helo_name = cfg->delivery->helo_name[0]
+	                         ? cfg->delivery->helo_name
+	                         : cfg->hostname;
+	c->socfg.tls = dj ? dj->tls : cfg->delivery->tls;
 	if (dj && dj->tls_off)
 		c->socfg.tls = CONFIG_TLS_NONE;
 	if (dj && dj->route && dj->route->username[0]) {
 		c->socfg.auth_user = dj->route->username;
 		c->socfg.auth_pass = dj->route->password;
 	}
-	c->socfg.command_timeout = cfg->delivery.command_timeout;
-	c->socfg.data_timeout = cfg->delivery.data_timeout;
+	c->socfg.command_timeout = cfg->delivery->command_timeout;
+	c->socfg.data_timeout = cfg->delivery->data_timeout;
 	c->so = smtp_out_new(&c->socfg, dj ? dj->sj->id : 0);
 	uring_recv(c->w->loop, &c->rd, c->fd, true);
 	if (c->job)
@@ -693,6 +696,7 @@ conn_open(struct djob *dj, const struct dns_target *t,
 
 	c->w = w;
 	c->job = dj;
+	deliver_cfg_copy(&c->cfg, &dj->cfg);
 	str_copy(c->key, sizeof(c->key), key);
 	str_copy(c->host, sizeof(c->host), t->name);
 	str_fmt(c->relay, sizeof(c->relay), "%s[%s]:%u", t->name, ip, dj->port);
@@ -714,7 +718,7 @@ conn_open(struct djob *dj, const struct dns_target *t,
 		return;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->deadline = clock_mono_ms() + wcfg(w)->delivery.connect_timeout;
+	c->deadline = clock_mono_ms() + c->cfg.set.delivery->connect_timeout;
 	uring_connect(
 	    w->loop, &c->cn, c->fd, (const struct sockaddr *)&c->sa, c->salen);
 }
@@ -749,7 +753,7 @@ job_try(struct djob *dj)
 			    "delivery is shutting down");
 			break;
 		}
-		if (deliver_host_acquire(w->d, key)) {
+		if (deliver_host_acquire(w->d, key, dj->cfg.set.delivery)) {
 			conn_open(dj, t, &sa, key, ip);
 			return;
 		}
@@ -801,7 +805,7 @@ on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 			conn_fail(c, SMTP_OUT_ABORT_TIMEOUT, "timed out");
 		else if (c->job == NULL && c->so &&
 		         (w->stopping || now - c->idle_since >=
-		                             wcfg(w)->delivery.idle_timeout))
+		                             c->cfg.set.delivery->idle_timeout))
 			conn_act(c, smtp_out_quit(c->so, &c->out));
 	}
 	/* parked jobs retry: a cap elsewhere may have opened */
@@ -874,6 +878,11 @@ on_chan(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 			free(m);
 			worker_stopping(w);
 			break;
+		case DELIVER_MSG_CONFIG:
+			/* the loop boundary: jobs and connections under way
+			 * hold references of their own */
+			deliver_cfg_take(&w->cfg, (struct deliver_config *)m);
+			break;
 		default:
 			MTA_ASSERT(!"unknown message for a delivery worker");
 		}
@@ -923,6 +932,7 @@ deliver_worker_new(struct deliver *d, unsigned idx)
 	w->d = d;
 	w->idx = idx;
 	w->chan = chan_new();
+	deliver_cfg_init(&w->cfg, &d->boot);
 	return w;
 }
 
@@ -945,6 +955,12 @@ deliver_worker_send(struct deliver_worker *w, struct sched_job *job)
 }
 
 void
+deliver_worker_config(struct deliver_worker *w, struct deliver_config *m)
+{
+	chan_send(w->chan, &m->msg);
+}
+
+void
 deliver_worker_stop(struct deliver_worker *w)
 {
 	struct chan_msg *stop = xcalloc(1, sizeof(*stop));
@@ -957,9 +973,12 @@ deliver_worker_stop(struct deliver_worker *w)
 		n = m->next;
 		if (m->type == DELIVER_MSG_JOB)
 			sched_job_free((struct sched_job *)m);
+		else if (m->type == DELIVER_MSG_CONFIG)
+			deliver_cfg_msg_free((struct deliver_config *)m);
 		else
 			free(m);
 	}
 	chan_free(w->chan);
+	deliver_cfg_drop(&w->cfg);
 	free(w);
 }

@@ -72,21 +72,29 @@
 #include "net/uring.h"
 #include "receive/receive_int.h"
 
+/* A reference to sn is one to its snapshot (the startup one: none). */
 struct rsnap *
 receive_snap_ref(struct rsnap *sn)
 {
 	if (sn != NULL)
-		atomic_fetch_add(&sn->refs, 1);
+		(void)config_ref(sn->cfg);
 	return sn;
 }
 
 void
 receive_snap_unref(struct rsnap *sn)
 {
-	if (sn == NULL || atomic_fetch_sub(&sn->refs, 1) != 1)
-		return;
+	if (sn != NULL)
+		config_unref(sn->cfg);
+}
+
+/* Run by the last config_unref of the snapshot sn is attached to. */
+static void
+snap_free(void *p)
+{
+	struct rsnap *sn = p;
+
 	tls_ctx_free(sn->tls);
-	free(sn->server.relay_networks);
 	free(sn);
 }
 
@@ -183,7 +191,7 @@ static bool
 cb_inflight_reserve(void *arg, size_t n)
 {
 	struct receive *r = arg;
-	uint64_t max = r->cfg->server.max_inflight;
+	uint64_t max = r->server->max_inflight;
 	uint64_t old = atomic_fetch_add(&r->inflight, n);
 
 	if (old + n > max) {
@@ -384,7 +392,7 @@ handle_msg(struct rthread *t, struct chan_msg *m)
 	case RECEIVE_MSG_RELOAD: {
 		struct receive_reload_msg *rm = (struct receive_reload_msg *)m;
 
-		/* the safe point: sessions already open keep theirs */
+		/* the loop boundary: sessions already open keep theirs */
 		receive_snap_unref(t->snap);
 		t->snap = rm->snap;
 		free(rm);
@@ -507,99 +515,143 @@ listen_addr(const struct config_server *cs, size_t j, bool *tls)
 	return *tls ? &cs->listen_tls[j - cs->nlisten] : &cs->listen[j];
 }
 
-int
-receive_new(
-    const struct config *cfg, struct receive **out, char *err, size_t errlen)
+/* The session settings of sn from [server] and [auth]; sn->tls is set. */
+static void
+snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
+    const struct config_auth *ca, bool auth_on)
 {
-	const struct config_server *cs = &cfg->server;
-	struct receive *r;
-	unsigned nth = cs->threads ? cs->threads : 1;
+	sn->server = cs;
+	sn->scfg.hostname = cs->hostname;
+	sn->scfg.max_message_size = cs->max_message_size;
+	sn->scfg.max_recipients = cs->max_recipients;
+	sn->scfg.max_errors = cs->max_errors;
+	sn->scfg.tls_available = sn->tls != NULL;
+	sn->scfg.auth_available = auth_on;
+	sn->scfg.auth_require_tls = ca->require_tls;
+	sn->scfg.auth_max_failures = ca->max_failures;
+	sn->scfg.id_new = cb_id_new;
+	sn->scfg.id_arg = r;
+	sn->scfg.inflight_reserve = cb_inflight_reserve;
+	sn->scfg.inflight_release = cb_inflight_release;
+	sn->scfg.inflight_arg = r;
+}
+
+/* SO_REUSEPORT would let us share a port with another process of the
+ * same user (another mta): probe each address exclusively first, so a
+ * busy port is an error, not a silent split. */
+static int
+listen_probe(const struct config_server *cs, char *err, size_t errlen)
+{
 	size_t nls = cs->nlisten + cs->nlisten_tls;
-	struct tls_ctx *tls = NULL;
-	struct auth_users *users = NULL;
-	char e2[512];
-	int res, fd;
 	bool ltls;
+	int res, fd;
 
 	if (nls == 0) {
 		snprintf(err, errlen, "listen: no address configured");
 		return -EINVAL;
 	}
-	if (cs->nlisten_tls > 0 && cfg->tls.certificate[0] == '\0') {
-		snprintf(err, errlen, "listen_tls %s: needs [tls] certificate",
-		    cs->listen_tls[0].text);
-		return -EINVAL;
-	}
-	/* SO_REUSEPORT would let us share a port with another process of
-	 * the same user (another mta): probe each address exclusively
-	 * first, so a busy port is an error, not a silent split. */
 	for (size_t i = 0; i < nls; i++) {
 		if ((res = listen_one(listen_addr(cs, i, &ltls), false, &fd,
 		         err, errlen)) < 0)
 			return res;
 		close(fd);
 	}
-	/* The TLS context and the users snapshot are built once here and
-	 * are read-only afterwards: every thread uses them at once. */
-	if (cfg->tls.certificate[0] != '\0' &&
-	    (res = tls_ctx_server_new(&cfg->tls, &tls, err, errlen)) < 0)
+	return 0;
+}
+
+/* Thread i's chan, scratch buffer and listeners (one per address). */
+static int
+thread_init(struct receive *r, unsigned i, char *err, size_t errlen)
+{
+	const struct config_server *cs = r->server;
+	struct rthread *t = &r->th[i];
+	size_t nls = cs->nlisten + cs->nlisten_tls;
+	int res;
+
+	t->r = r;
+	t->idx = i;
+	t->snap = &r->boot;
+	t->chan = chan_new();
+	buf_init(&t->pin, PLAIN_CHUNK);
+	t->ls = xcalloc(nls, sizeof(*t->ls));
+	for (size_t j = 0; j < nls; j++) {
+		struct listener *ls = &t->ls[j];
+		const struct config_addr *a = listen_addr(cs, j, &ls->tls);
+
+		ls->t = t;
+		ls->text = a->text;
+		if ((res = listen_one(a, true, &ls->fd, err, errlen)) < 0)
+			return res;
+		ls->open = true;
+		t->nls++;
+		t->nls_open++;
+	}
+	return 0;
+}
+
+/* The [tls] context and the [auth] users, when configured; on failure
+ * neither (and one line in err). */
+static int
+load_tls_users(const struct config_tls *ct, const struct config_auth *ca,
+    bool want_users, struct tls_ctx **tls, struct auth_users **users, char *err,
+    size_t errlen)
+{
+	char e2[512];
+	int res;
+
+	*tls = NULL;
+	*users = NULL;
+	if (ct->certificate[0] != '\0' &&
+	    (res = tls_ctx_server_new(ct, tls, err, errlen)) < 0)
 		return res;
-	if (cfg->auth.users[0] != '\0' &&
-	    (res = auth_users_load(cfg->auth.users, &users, e2, sizeof(e2))) <
-	        0) {
+	if (want_users && ca->users[0] != '\0' &&
+	    (res = auth_users_load(ca->users, users, e2, sizeof(e2))) < 0) {
 		snprintf(err, errlen, "auth: %s", e2);
-		tls_ctx_free(tls);
+		tls_ctx_free(*tls);
+		*tls = NULL;
 		return res;
 	}
-	if (users != NULL && tls == NULL && cfg->auth.require_tls)
+	return 0;
+}
+
+int
+receive_new(const struct config_server *cs, const struct config_tls *ct,
+    const struct config_auth *ca, struct receive **out, char *err,
+    size_t errlen)
+{
+	struct receive *r;
+	struct tls_ctx *tls;
+	struct auth_users *users;
+	int res;
+
+	if (cs->nlisten_tls > 0 && ct->certificate[0] == '\0') {
+		snprintf(err, errlen, "listen_tls %s: needs [tls] certificate",
+		    cs->listen_tls[0].text);
+		return -EINVAL;
+	}
+	if ((res = listen_probe(cs, err, errlen)) < 0)
+		return res;
+	/* The TLS context and the users snapshot are built once here and
+	 * are read-only afterwards: every thread uses them at once. */
+	if ((res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) < 0)
+		return res;
+	if (users != NULL && tls == NULL && ca->require_tls)
 		log_warnx("auth: require_tls = yes and no [tls] certificate: "
 		          "AUTH is never offered");
 	r = xcalloc(1, sizeof(*r));
-	r->cfg = cfg;
-	r->nth = nth;
-	r->tls = tls;
+	r->server = cs;
+	r->nth = cs->threads ? cs->threads : 1;
+	r->boot.tls = tls;
 	r->users = users;
 	pthread_mutex_init(&r->ip.lock, NULL);
 	sem_init(&r->start_sem, 0, 0);
-	r->scfg.hostname = cs->hostname;
-	r->scfg.max_message_size = cs->max_message_size;
-	r->scfg.max_recipients = cs->max_recipients;
-	r->scfg.max_errors = cs->max_errors;
-	r->scfg.tls_available = tls != NULL;
-	r->scfg.auth_available = users != NULL;
-	r->scfg.auth_require_tls = cfg->auth.require_tls;
-	r->scfg.auth_max_failures = cfg->auth.max_failures;
-	r->scfg.id_new = cb_id_new;
-	r->scfg.id_arg = r;
-	r->scfg.inflight_reserve = cb_inflight_reserve;
-	r->scfg.inflight_release = cb_inflight_release;
-	r->scfg.inflight_arg = r;
-	r->th = xcalloc(nth, sizeof(*r->th));
-	for (unsigned i = 0; i < nth; i++) {
-		struct rthread *t = &r->th[i];
-
-		t->r = r;
-		t->idx = i;
-		t->chan = chan_new();
-		buf_init(&t->pin, PLAIN_CHUNK);
-		t->ls = xcalloc(nls, sizeof(*t->ls));
-		for (size_t j = 0; j < nls; j++) {
-			struct listener *ls = &t->ls[j];
-			const struct config_addr *a =
-			    listen_addr(cs, j, &ls->tls);
-
-			ls->t = t;
-			ls->text = a->text;
-			if ((res = listen_one(a, true, &ls->fd, err, errlen)) <
-			    0) {
-				receive_free(r);
-				return res;
-			}
-			ls->open = true;
-			t->nls++;
-			t->nls_open++;
+	snap_fill(r, &r->boot, cs, ca, users != NULL);
+	r->th = xcalloc(r->nth, sizeof(*r->th));
+	for (unsigned i = 0; i < r->nth; i++)
+		if ((res = thread_init(r, i, err, errlen)) < 0) {
+			receive_free(r);
+			return res;
 		}
-	}
 	*out = r;
 	return 0;
 }
@@ -724,65 +776,44 @@ receive_free(struct receive *r)
 	}
 	pthread_mutex_destroy(&r->ip.lock);
 	sem_destroy(&r->start_sem);
-	tls_ctx_free(r->tls);
+	tls_ctx_free(r->boot.tls);
 	free(r);
 }
 
 /* ---- reload (SIGHUP; main thread) ---- */
 
 int
-receive_reload(
-    struct receive *r, const struct config *cfg, char *err, size_t errlen)
+receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 {
-	const struct config_server *cs = &cfg->server;
-	struct tls_ctx *tls = NULL;
-	struct auth_users *users = NULL;
+	const struct config_server *cs = &snap->server;
+	const struct config_auth *ca = &snap->auth;
+	struct tls_ctx *tls;
+	struct auth_users *users;
 	struct rsnap *sn;
-	char e2[512];
 	int res;
 
 	/* What can fail comes first: on failure nothing has changed. The
 	 * listeners are the startup ones (they cannot change live). */
-	if (r->cfg->server.nlisten_tls > 0 && cfg->tls.certificate[0] == '\0') {
+	if (r->server->nlisten_tls > 0 && snap->tls.certificate[0] == '\0') {
 		snprintf(err, errlen, "listen_tls %s: needs [tls] certificate",
-		    r->cfg->server.listen_tls[0].text);
+		    r->server->listen_tls[0].text);
 		return -EINVAL;
 	}
-	if (cfg->tls.certificate[0] != '\0' &&
-	    (res = tls_ctx_server_new(&cfg->tls, &tls, err, errlen)) < 0)
+	if ((res = load_tls_users(&snap->tls, ca, r->auth != NULL, &tls, &users,
+	         err, errlen)) < 0)
 		return res;
-	if (cfg->auth.users[0] != '\0' && r->auth != NULL &&
-	    (res = auth_users_load(cfg->auth.users, &users, e2, sizeof(e2))) <
-	        0) {
-		snprintf(err, errlen, "auth: %s", e2);
-		tls_ctx_free(tls);
-		return res;
-	}
 	/* XXX the auth pool is started with the stage, only when a users
 	 * file was set then */
-	if (cfg->auth.users[0] != '\0' && r->auth == NULL)
+	if (ca->users[0] != '\0' && r->auth == NULL)
 		log_event("event=reload-ignored key=auth.users reason=\"AUTH "
 		          "was off at start; restart to enable it\"");
 	sn = xcalloc(1, sizeof(*sn));
-	atomic_init(&sn->refs, 1); /* ours, until each thread has one */
-	sn->server = *cs;
-	sn->server.listen = sn->server.listen_tls = NULL;
-	sn->server.nlisten = sn->server.nlisten_tls = 0;
-	sn->server.relay_networks = NULL;
-	if (cs->nrelay_networks > 0)
-		sn->server.relay_networks =
-		    (struct config_net *)xmemdup(cs->relay_networks,
-		        cs->nrelay_networks * sizeof(*cs->relay_networks));
-	sn->scfg = r->scfg; /* the callbacks stay */
-	sn->scfg.hostname = sn->server.hostname;
-	sn->scfg.max_message_size = cs->max_message_size;
-	sn->scfg.max_recipients = cs->max_recipients;
-	sn->scfg.max_errors = cs->max_errors;
-	sn->scfg.tls_available = tls != NULL;
-	sn->scfg.auth_available = r->auth != NULL && cfg->auth.users[0];
-	sn->scfg.auth_require_tls = cfg->auth.require_tls;
-	sn->scfg.auth_max_failures = cfg->auth.max_failures;
+	sn->cfg = snap;
 	sn->tls = tls;
+	snap_fill(r, sn, cs, ca, r->auth != NULL && ca->users[0] != '\0');
+	/* not shared yet (serve.c hands it here first): it may still be
+	 * written to; from here on sn lives as long as snap */
+	config_attach(snap, sn, snap_free);
 	/* checks in progress finish with the old users */
 	if (users != NULL)
 		auth_pool_users_swap(r->auth, users);
@@ -796,6 +827,5 @@ receive_reload(
 		m->snap = receive_snap_ref(sn);
 		chan_send(r->th[i].chan, &m->msg);
 	}
-	receive_snap_unref(sn);
 	return 0;
 }

@@ -44,20 +44,23 @@ enum receive_msg_type {
 
 /*
  * receive_new - create the listening sockets, R per address (R =
- * cfg->server.threads) of listen and listen_tls, non-blocking and
- * close-on-exec; build the server TLS context from [tls] when a
+ * server->threads) of listen and listen_tls, non-blocking and
+ * close-on-exec; build the server TLS context from tls when a
  * certificate is set (STARTTLS on listen, implicit TLS on listen_tls) and
- * load the [auth] users file when one is set (AUTH PLAIN and LOGIN). No
+ * load the auth users file when one is set (AUTH PLAIN and LOGIN). No
  * thread runs yet, and nothing else is touched, so call it first: a busy
  * port or a bad file fails fast.
- * cfg: borrowed; must outlive the receive stage.
+ * server, tls, auth: the [server], [tls] and [auth] sections, borrowed;
+ * they must outlive the receive stage (listeners, threads and
+ * max_inflight keep these values; sessions get them until a reload).
  * Returns 0 and *out, or negative errno with one line in err, e.g.
  * "listen 127.0.0.1:587: Address already in use",
  * "tls: private key does not match certificate",
  * "auth: /etc/mta/users:3: malformed hash". Main thread.
  */
-int receive_new(const struct config *cfg, struct receive **out, char *err,
-    size_t errlen) MTA_MUST_CHECK;
+int receive_new(const struct config_server *server,
+    const struct config_tls *tls, const struct config_auth *auth,
+    struct receive **out, char *err, size_t errlen) MTA_MUST_CHECK;
 
 /*
  * receive_start - start the auth worker pool (when AUTH is configured) and
@@ -78,20 +81,25 @@ int receive_start(struct receive *r, struct queue *q, char *err,
 void receive_shutdown(struct receive *r, bool now);
 
 /*
- * receive_reload - apply a reloaded configuration to new sessions:
+ * receive_reload - apply a reloaded snapshot to new sessions; reads its
+ * [server], [tls] and [auth] sections only:
  * limits (max_message_size, max_recipients, max_errors, idle and session
  * timeouts, connection caps), relay_networks, hostname, the [tls]
  * certificate (a new server context; open connections keep theirs) and
  * the [auth] users file (auth_pool_users_swap). Sessions already open
  * keep the settings they started with. Each thread switches when it
- * reads its RECEIVE_MSG_RELOAD. Listen addresses, threads and
- * max_inflight stay as they were at start (serve.c logs them as
- * reload-ignored); so does AUTH when no users file was set at start.
- * cfg: borrowed, read during the call only. Returns 0, or negative errno
- * with one line in err (a certificate or users file that does not load)
- * and then nothing has changed. Main thread, after receive_start().
+ * reads its RECEIVE_MSG_RELOAD (each thread, and each session from
+ * then on, holds a reference to snap). Listen addresses, threads and
+ * max_inflight stay as they were at start (the key table marks them;
+ * serve.c logs them as reload-ignored); so does AUTH when no users file
+ * was set at start.
+ * snap: the caller keeps its reference. Not yet shared with another
+ * thread: the stage attaches the state it derives (the TLS context) to
+ * it (config_attach). Returns 0, or negative errno with one line in err
+ * (a certificate or users file that does not load) and then nothing has
+ * changed. Main thread, after receive_start().
  */
-int receive_reload(struct receive *r, const struct config *cfg, char *err,
+int receive_reload(struct receive *r, struct config *snap, char *err,
     size_t errlen) MTA_MUST_CHECK;
 
 /* True when every thread has finished (after receive_shutdown). */

@@ -62,7 +62,7 @@ struct conn {
 	const char *reason; /* why it closed, for the log */
 	struct smtp_in *s;
 	struct tls_conn *tls; /* XPORT_TLS only */
-	struct rsnap *snap;   /* settings it started with; NULL = startup */
+	struct rsnap *snap;   /* settings it started with (a reference) */
 	struct uring_op rd, wr, tmo;
 	struct uring_op dly; /* delay of a failed AUTH answer */
 	struct buf out;      /* replies not yet handed to send */
@@ -106,10 +106,28 @@ struct rthread {
 	bool deadline;       /* grace over: close the rest when possible */
 	bool finishing;      /* loop is being wound down */
 	struct uring_op sdt; /* shutdown grace timer */
-	struct rsnap *snap;  /* reloaded settings for new sessions, or
-				  NULL: the startup ones (RECEIVE_MSG_RELOAD) */
+	struct rsnap *snap;  /* for new sessions (a reference); swapped
+				  on RECEIVE_MSG_RELOAD only */
 	int start_res;       /* 0 or -errno, set before start_sem post */
 	char start_err[256];
+};
+
+/*
+ * What a new session gets, derived once per configuration snapshot: its
+ * smtp_in_cfg (smtp_in borrows it for the session's life) and the server
+ * TLS context. The startup one is r->boot (cfg NULL), which lives as long
+ * as the stage. A reloaded one is attached to its snapshot
+ * (config_attach) and lives exactly as long as that: whoever holds an
+ * rsnap (a thread for new sessions, a connection for its own) holds a
+ * reference to its snapshot (receive_snap_ref/unref), so the snapshot's
+ * count is the only one. Connections made from a TLS context keep their
+ * own reference to the OpenSSL context.
+ */
+struct rsnap {
+	struct config *cfg;                 /* the snapshot; NULL: startup */
+	const struct config_server *server; /* in cfg, or the startup one */
+	struct smtp_in_cfg scfg;            /* hostname points into server */
+	struct tls_ctx *tls;                /* owned; NULL: no STARTTLS */
 };
 
 /* Per client address counts, shared by every receive thread. */
@@ -125,10 +143,10 @@ struct iptab {
 };
 
 struct receive {
-	const struct config *cfg;
+	/* the startup sections (borrowed): listeners, threads, inflight */
+	const struct config_server *server;
 	struct queue *q;
-	struct smtp_in_cfg scfg;
-	struct tls_ctx *tls;      /* NULL: no certificate, no TLS */
+	struct rsnap boot;        /* the startup settings for sessions */
 	struct auth_users *users; /* loaded, until the pool takes it */
 	struct auth_pool *auth;   /* NULL: no users file, no AUTH */
 	struct rthread *th;
@@ -140,23 +158,7 @@ struct receive {
 	struct iptab ip;
 };
 
-/*
- * Reloaded settings (SIGHUP, receive_reload): an immutable snapshot of
- * what a new session uses, reference-counted because smtp_in borrows
- * its smtp_in_cfg for the session's life. Each thread holds one for new
- * sessions, each connection the one it started with; the last unref
- * frees it, with its TLS context (connections made from it keep their
- * own reference to the OpenSSL context). NULL stands for the startup
- * settings in struct receive, which live as long as the stage.
- */
-struct rsnap {
-	atomic_uint refs;
-	struct config_server server; /* copy; relay_networks owned, no listen */
-	struct smtp_in_cfg scfg;     /* hostname points into server */
-	struct tls_ctx *tls;         /* owned; NULL: no STARTTLS */
-};
-
-/* RECEIVE_MSG_RELOAD: a reference to the new snapshot, for one thread. */
+/* RECEIVE_MSG_RELOAD: the new settings, for one thread (a reference). */
 struct receive_reload_msg {
 	struct chan_msg msg;
 	struct rsnap *snap;
@@ -166,27 +168,26 @@ struct receive_reload_msg {
 static inline const struct config_server *
 rs_server(const struct rthread *t)
 {
-	return t->snap ? &t->snap->server : &t->r->cfg->server;
+	return t->snap->server;
 }
 
 /* What c started with. */
 static inline const struct smtp_in_cfg *
 rs_scfg(const struct conn *c)
 {
-	return c->snap ? &c->snap->scfg : &c->t->r->scfg;
+	return &c->snap->scfg;
 }
 
 static inline struct tls_ctx *
 rs_tls(const struct conn *c)
 {
-	return c->snap ? c->snap->tls : c->t->r->tls;
+	return c->snap->tls;
 }
 
 static inline uint64_t
 rs_idle(const struct conn *c)
 {
-	return c->snap ? c->snap->server.idle_timeout
-	               : c->t->r->cfg->server.idle_timeout;
+	return c->snap->server->idle_timeout;
 }
 
 /* receive.c */

@@ -398,8 +398,8 @@ test_empty_is_defaults(void)
 	CHECK(strcmp(a, b) == 0);
 	free(a);
 	free(b);
-	config_free(c);
-	config_free(d);
+	config_unref(c);
+	config_unref(d);
 }
 
 /* The example sets every key to its default: it must load to defaults. */
@@ -425,8 +425,8 @@ test_example_loads(void)
 	CHECK(strcmp(a, b) == 0);
 	free(a);
 	free(b);
-	config_free(c);
-	config_free(d);
+	config_unref(c);
+	config_unref(d);
 }
 
 /* Every key of the table appears in the example, in its own section (the
@@ -498,14 +498,14 @@ test_example_routes_load(void)
 		fprintf(stderr, "%s\n", err);
 	CHECK(rc == 0);
 	CHECK(c->nroutes == 2);
-	r = config_route_find(c, "example.com");
+	r = config_route_find(c->routes, c->nroutes, "example.com");
 	CHECK(r != NULL && r->literal && strcmp(r->host, "192.0.2.10") == 0);
 	CHECK(r->port == 25 && r->tls_set && r->tls == CONFIG_TLS_VERIFY);
-	r = config_route_find(c, "other.example");
+	r = config_route_find(c->routes, c->nroutes, "other.example");
 	CHECK(r != NULL && strcmp(r->domain, "*") == 0 && !r->literal);
 	CHECK(strcmp(r->host, "smarthost.example.net") == 0 && r->port == 587);
 	CHECK(!r->tls_set && r->tls == CONFIG_TLS_MAY);
-	config_free(c);
+	config_unref(c);
 }
 
 static void
@@ -528,10 +528,10 @@ test_dev_conf(void)
 	CHECK(c->dns.nservers == 1);
 	CHECK(strcmp(c->dns.servers[0].text, "127.0.0.1:2553") == 0);
 	CHECK(c->delivery.port == 2525);
-	r = config_route_find(c, "anything.example");
+	r = config_route_find(c->routes, c->nroutes, "anything.example");
 	CHECK(r != NULL && r->literal && strcmp(r->host, "127.0.0.1") == 0);
 	CHECK(r->port == 2525);
-	config_free(c);
+	config_unref(c);
 }
 
 static const char routes_conf[] = "[delivery]\n"
@@ -569,46 +569,46 @@ test_routes(void)
 	CHECK(rc == 0);
 	CHECK(c->nroutes == 7);
 
-	r = config_route_find(c, "example.com");
+	r = config_route_find(c->routes, c->nroutes, "example.com");
 	CHECK(r != NULL && strcmp(r->domain, "example.com") == 0);
 	CHECK(r->literal && strcmp(r->host, "192.0.2.10") == 0);
 	CHECK(r->port == 25 && r->tls_set && r->tls == CONFIG_TLS_NONE);
-	CHECK(config_route_find(c, "EXAMPLE.com") == r);
-	CHECK(config_route_find(c, "example.com.") == r);
+	CHECK(config_route_find(c->routes, c->nroutes, "EXAMPLE.com") == r);
+	CHECK(config_route_find(c->routes, c->nroutes, "example.com.") == r);
 
-	r = config_route_find(c, "ipv6.example");
+	r = config_route_find(c->routes, c->nroutes, "ipv6.example");
 	CHECK(r != NULL && r->literal && strcmp(r->host, "2001:db8::1") == 0);
 	CHECK(r->port == 0);
 	CHECK(!r->tls_set && r->tls == CONFIG_TLS_ENCRYPT);
-	r = config_route_find(c, "ipv6b.example");
+	r = config_route_find(c->routes, c->nroutes, "ipv6b.example");
 	CHECK(r != NULL && r->literal && strcmp(r->host, "2001:db8::2") == 0);
 	CHECK(r->port == 2525);
-	r = config_route_find(c, "bare-ip.example");
+	r = config_route_find(c->routes, c->nroutes, "bare-ip.example");
 	CHECK(r != NULL && r->literal && strcmp(r->host, "192.0.2.20") == 0);
-	r = config_route_find(c, "mx.example");
+	r = config_route_find(c->routes, c->nroutes, "mx.example");
 	CHECK(r != NULL && !r->literal && r->port == 2525);
 	CHECK(strcmp(r->host, "relay.mx.example") == 0);
 	CHECK(strcmp(r->username, "alice") == 0);
 	CHECK(strcmp(r->password, "s3cret:with=chars") == 0);
-	r = config_route_find(c, "name.example");
+	r = config_route_find(c->routes, c->nroutes, "name.example");
 	CHECK(r != NULL && r->literal);
 	CHECK(strcmp(r->host, "smtp.name.example") == 0);
 
 	/* No exact match: the wildcard; a subdomain is not its parent. */
-	r = config_route_find(c, "sub.example.com");
+	r = config_route_find(c->routes, c->nroutes, "sub.example.com");
 	CHECK(r != NULL && strcmp(r->domain, "*") == 0);
 	CHECK(!r->literal && strcmp(r->host, "smarthost.example.net") == 0);
 	CHECK(r->port == 0);
-	CHECK(config_route_find(c, "") == r);
-	config_free(c);
+	CHECK(config_route_find(c->routes, c->nroutes, "") == r);
+	config_unref(c);
 
 	/* No wildcard: no route. */
 	rc = load_text("[route a.example]\nhost = b.example\n", &c, err,
 	    sizeof(err), path);
 	CHECK(rc == 0);
-	CHECK(config_route_find(c, "a.example") != NULL);
-	CHECK(config_route_find(c, "b.example") == NULL);
-	config_free(c);
+	CHECK(config_route_find(c->routes, c->nroutes, "a.example") != NULL);
+	CHECK(config_route_find(c->routes, c->nroutes, "b.example") == NULL);
+	config_unref(c);
 }
 
 /* Indented keys and headers are a style, not continuations; list items
@@ -643,7 +643,7 @@ test_indented(void)
 	CHECK(c->dns.nservers == 2);
 	CHECK(strcmp(c->dns.servers[0].text, "[::1]:2553") == 0);
 	CHECK(strcmp(c->dns.servers[1].text, "127.0.0.1:53") == 0);
-	config_free(c);
+	config_unref(c);
 }
 
 /* Dump, load the dump, dump again: identical, for a non-default file. */
@@ -732,8 +732,8 @@ test_dump_round_trip(void)
 	CHECK(strcmp(a, b) == 0);
 	free(a);
 	free(b);
-	config_free(c);
-	config_free(c2);
+	config_unref(c);
+	config_unref(c2);
 }
 
 /*
