@@ -87,6 +87,7 @@ class _Conn:
         self.buf = b""
         self.tls = False
         self.tls_version = None
+        self.helo = None
 
     def recv_line(self, limit=65536):
         while b"\r\n" not in self.buf:
@@ -129,7 +130,7 @@ class SMTPServer:
 
     Counters: connections, max_concurrent, concurrent (now); records:
     transactions (every MAIL: from, rcpts with their replies, whether
-    DATA completed, conn no, tls), messages (each accepted message: from,
+    DATA completed, conn no, tls, the client's EHLO/HELO name), messages (each accepted message: from,
     rcpts accepted, data = the unstuffed body bytes, tls, conn, time).
     """
 
@@ -285,6 +286,7 @@ class SMTPServer:
             arg = line[5:].decode("utf-8", "replace") if len(line) > 5 else ""
             if verb in ("EHLO", "HELO"):
                 txn = None
+                c.helo = arg
                 if verb == "HELO":
                     c.send(f"250 {self.name}")
                 else:
@@ -314,7 +316,7 @@ class SMTPServer:
                     continue
                 txn = {"from": addr, "rcpts": [], "accepted": [],
                        "conn": c.no, "tls": c.tls, "data": False,
-                       "time": time.time()}
+                       "helo": c.helo, "time": time.time()}
                 with self.lock:
                     self.transactions.append(txn)
                 c.send("250 2.1.0 Ok")

@@ -26,7 +26,7 @@ import pytest
 from conftest import (BUILD, add_user, free_port, make_cert, make_message,
                       merge_sections, queued_id, run_mta, send_message,
                       write_config)
-from smtp_servers import MtaSink, wait_until
+from smtp_servers import MtaSink, SMTPServer, wait_until
 
 WAIT = 30.0  # seconds: the bound of every wait for a delivery outcome
 SENDER = "sender@origin.test"
@@ -418,10 +418,63 @@ def test_sighup_new_route_keeps_open_session(sinks, relay_factory, tmp_path):
     submit(relay, ["three@dest.test"])
     wait_until(lambda: "three@dest.test" in delivered_rcpts(s1), WAIT,
                "delivery to the first route again")
-    time.sleep(6)  # past the retire grace: the old snapshots are freed
+    time.sleep(1)  # the old snapshots' last jobs are back: freed
     submit(relay, ["four@dest.test"])
     wait_until(lambda: "four@dest.test" in delivered_rcpts(s1), WAIT,
                "delivery after the old snapshots were freed")
+
+
+def _received_by(data):
+    m = re.search(rb"^Received: .*?\bby ([^\s;]+)", data, re.M | re.S)
+    return m.group(1).decode() if m else None
+
+
+def test_sighup_reaches_receive_and_delivery(relay_factory):
+    """One snapshot for every thread: a [server] hostname changed by
+    SIGHUP is what new sessions greet with and stamp, and what the next
+    delivery says in EHLO (the default helo_name), while a session opened
+    before the reload keeps its own."""
+    port = free_port()
+    with SMTPServer("127.0.0.1", port) as mx:
+        relay = relay_factory(overrides={
+            **route_to(port),
+            "server": {"hostname": "before.test"},
+            # a fresh connection per message: its EHLO is the one to see
+            "delivery": {"max_messages_per_connection": "1"},
+        })
+        old = relay.client(timeout=30)
+        assert old.ehlo().lines[0].startswith("before.test"), old.show()
+        send_message(old, make_message(rcpt="one@dest.test"),
+                     sender=SENDER, rcpts=("one@dest.test",))
+        wait_until(lambda: len(mx.messages) == 1, WAIT, "the first delivery")
+        assert mx.transactions[-1]["helo"] == "before.test"
+        assert _received_by(mx.messages[0]["data"]) == "before.test"
+
+        write_config(relay.conf, merge_sections(relay.sections, {
+            "server": {"hostname": "after.test"}}))
+        relay.proc.send_signal(signal.SIGHUP)
+        wait_event(relay, "reloaded")
+        assert not [e for e in events(relay, "reload-ignored")
+                    if e.get("key", "").startswith("server.hostname")]
+
+        with relay.client(timeout=30) as c:
+            assert c.ehlo().lines[0].startswith("after.test"), c.show()
+            queued_id(send_message(c, make_message(rcpt="two@dest.test"),
+                                   sender=SENDER, rcpts=("two@dest.test",)), c)
+            c.cmd("QUIT")
+        wait_until(lambda: len(mx.messages) == 2, WAIT, "the second delivery")
+        assert mx.transactions[-1]["helo"] == "after.test"
+        assert _received_by(mx.messages[1]["data"]) == "after.test"
+
+        # the session from before keeps its name; delivery is the new one
+        assert old.ehlo().lines[0].startswith("before.test"), old.show()
+        queued_id(send_message(old, make_message(rcpt="three@dest.test"),
+                               sender=SENDER, rcpts=("three@dest.test",)), old)
+        old.cmd("QUIT")
+        old.close()
+        wait_until(lambda: len(mx.messages) == 3, WAIT, "the third delivery")
+        assert _received_by(mx.messages[2]["data"]) == "before.test"
+        assert mx.transactions[-1]["helo"] == "after.test"
 
 
 def _peer_cert_der(c):
