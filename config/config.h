@@ -13,11 +13,13 @@
  * every thread that owns state; each swaps it in at its own loop boundary
  * and drops the old one, so no thread ever sees a snapshot change or
  * disappear under it, and no timer guesses when an old one is unused.
- * A module that derives state from a snapshot (a TLS context) attaches
- * it (config_attach) and it lives exactly as long as the snapshot.
+ * A module reads only its own part of a snapshot it holds. A module that
+ * derives state from a snapshot (a TLS context) attaches it
+ * (config_attach) and it lives exactly as long as the snapshot.
  *
  * The key table (config_keys.c) is the single source of every key, its
- * type, default and bounds; mta.conf.example documents each one.
+ * type, default, bounds and whether a reload applies it (else a reload
+ * reports it: config_restart_keys); mta.conf.example documents each one.
  */
 #ifndef MTA_CONFIG_H
 #define MTA_CONFIG_H
