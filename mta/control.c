@@ -4,10 +4,10 @@
  *
  * The thread owns the listening socket and one client connection at a
  * time; it never touches the schedule or the queue itself. A request
- * becomes a struct deliver_ctl sent to the scheduler thread, which
- * answers on this thread's chan once the change is committed; only then
- * is the answer written. That is why this file includes deliver_int.h:
- * the request type belongs to the delivery stage.
+ * becomes a struct deliver_ctl (deliver.h) sent to the scheduler thread,
+ * which answers on this thread's chan once the change is committed and
+ * in effect (or failed, and changed nothing); only then is the answer
+ * written.
  *
  * Blocking I/O on the client socket is fine here (this thread serves
  * nothing else), but every wait is bounded: the request line by
@@ -37,7 +37,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "deliver/deliver_int.h"
+#include "deliver/deliver.h"
 #include "queue/queue.h"
 
 /* Private chan message type: control_free() asks the thread to finish. */
@@ -388,9 +388,13 @@ control_run(struct control *c, char *line, struct buf *out)
 		req.op = DELIVER_CTL_RETRY_ALL;
 	if (all || req.n > 0)
 		control_ask(c, &req);
-	if (all) {
+	if (all && req.error == 0) {
 		control_say(out, "ok all messages=%zu\n", req.count);
 		nok++;
+	} else if (all) {
+		control_say(out, "error all: %s (messages=%zu made due)\n",
+		    strerror(-req.error), req.count);
+		nerr++;
 	}
 	for (size_t i = 0; i < req.n; i++) {
 		queue_id_fmt(req.ids[i], hex);
@@ -525,8 +529,6 @@ control_start(struct control *c, struct deliver *d)
 	return 0;
 }
 
-/* Here rather than in deliver.h: the control module is serve.c's one
- * door to delivery's operator interface (deliver_int.h). */
 void
 control_reload(struct control *c, struct config *cfg)
 {
