@@ -97,7 +97,9 @@ queue_ctl_flags_one(struct queue *q, MDB_txn *txn, uint64_t id,
 		return 0;
 	}
 	flags = (env.flags | c->set) & ~c->clear;
-	if (!queue_ctl_due(&env, c->due_ms) && flags == env.flags) {
+	/* a held message is not due, whatever its times say: left as is */
+	if (((flags & QUEUE_FLAG_HELD) || !queue_ctl_due(&env, c->due_ms)) &&
+	    flags == env.flags) {
 		/* already so: nothing to write, and still a success */
 		queue_envelope_fini(&env);
 		*status = 0;

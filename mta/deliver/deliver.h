@@ -68,7 +68,8 @@ void deliver_config_submit(struct deliver *d, struct config *cfg);
  * the owner of the schedule, has each one committed to the queue first
  * and changes the schedule only once the commit returned 0: hold and
  * release set and clear the envelope's QUEUE_FLAG_HELD, delete removes
- * the message, retry makes every pending recipient due now on disk. A
+ * the message, retry makes every pending recipient of a message that is
+ * not held due now on disk (a held one is left as it is). A
  * failed commit changes nothing in memory and is that id's status, so
  * "0" means "on disk and in effect".
  */

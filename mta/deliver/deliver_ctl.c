@@ -104,29 +104,70 @@ ctl_apply(struct dsched *ds, enum deliver_ctl_op op, uint64_t id, uint64_t now)
 	}
 }
 
-/* retry --all: the ids are every message the schedule holds now; the
- * request owns the arrays until it is answered. */
-static void
-ctl_list_all(struct dsched *ds, struct deliver_ctl *c)
-{
-	struct sched_stats st;
+/* A request with the committer. retry --all names every message the
+ * schedule holds when it arrives, in arrays of its own (the sender's
+ * hold no ids); the others borrow the sender's. */
+struct ctl_pending {
+	struct queue_ctl qc; /* first: what comes back is this */
+	struct deliver_ctl *c;
+	uint64_t *ids; /* qc.ids */
+	int *status;   /* qc.status */
+	bool own;      /* ids and status are ours (retry --all) */
+};
 
-	sched_stats_get(ds->s, &st);
-	c->ids = xcalloc(st.msgs ? st.msgs : 1, sizeof(*c->ids));
-	c->n = sched_msg_ids(ds->s, c->ids, st.msgs);
-	c->status = xcalloc(c->n ? c->n : 1, sizeof(*c->status));
+static struct ctl_pending *
+ctl_pending_new(struct dsched *ds, struct deliver_ctl *c)
+{
+	struct ctl_pending *p = xcalloc(1, sizeof(*p));
+	struct sched_stats st;
+	size_t n = c->n;
+
+	p->c = c;
+	p->ids = c->ids;
+	p->status = c->status;
+	if (c->op == DELIVER_CTL_RETRY_ALL) {
+		sched_stats_get(ds->s, &st);
+		p->own = true;
+		p->ids = xcalloc(st.msgs ? st.msgs : 1, sizeof(*p->ids));
+		n = sched_msg_ids(ds->s, p->ids, st.msgs);
+		p->status = xcalloc(n ? n : 1, sizeof(*p->status));
+	}
+	p->qc.reply = ds->d->sched_chan;
+	p->qc.arg = p;
+	p->qc.ids = p->ids;
+	p->qc.n = n;
+	p->qc.status = p->status;
+	if (c->op == DELIVER_CTL_HOLD)
+		p->qc.set = QUEUE_FLAG_HELD;
+	else if (c->op == DELIVER_CTL_RELEASE)
+		p->qc.clear = QUEUE_FLAG_HELD;
+	else if (c->op != DELIVER_CTL_DELETE)
+		p->qc.due_ms = clock_wall_ms();
+	return p;
 }
 
 static void
-ctl_all_done(struct deliver_ctl *c)
+ctl_pending_free(struct ctl_pending *p)
+{
+	if (p->own) {
+		free(p->ids);
+		free(p->status);
+	}
+	free(p);
+}
+
+/* retry --all is answered with a count, and the first error (an id gone
+ * meanwhile is none: it was delivered or deleted). */
+static void
+ctl_all_done(struct deliver_ctl *c, const struct queue_ctl *qc)
 {
 	c->count = 0;
 	c->error = 0;
-	for (size_t i = 0; i < c->n; i++) {
-		if (c->status[i] == 0)
+	for (size_t i = 0; i < qc->n; i++) {
+		if (qc->status[i] == 0)
 			c->count++;
-		else if (c->status[i] != -ENOENT) /* gone meanwhile: fine */
-			c->error = c->status[i];
+		else if (qc->status[i] != -ENOENT && c->error == 0)
+			c->error = qc->status[i];
 	}
 	if (c->error == 0)
 		log_event("event=operator action=retry id=all messages=%zu",
@@ -135,61 +176,43 @@ ctl_all_done(struct deliver_ctl *c)
 		log_event("event=operator action=retry id=all messages=%zu "
 		          "error=\"%s\"",
 		    c->count, strerror(-c->error));
-	free(c->ids);
-	free(c->status);
-	c->ids = NULL;
-	c->status = NULL;
-	c->n = 0;
 }
 
 void
 deliver_ctl_request(struct dsched *ds, struct deliver_ctl *c)
 {
-	struct queue_ctl *qc;
+	struct ctl_pending *p = ctl_pending_new(ds, c);
 
-	if (c->op == DELIVER_CTL_RETRY_ALL)
-		ctl_list_all(ds, c);
-	if (c->n == 0) {
+	if (p->qc.n == 0) {
 		/* nothing to commit (retry --all of an empty schedule) */
 		if (c->op == DELIVER_CTL_RETRY_ALL)
-			ctl_all_done(c);
+			ctl_all_done(c, &p->qc);
+		ctl_pending_free(p);
 		ctl_answer(c);
 		return;
 	}
-	qc = xcalloc(1, sizeof(*qc));
-	qc->reply = ds->d->sched_chan;
-	qc->arg = c;
-	qc->ids = c->ids;
-	qc->n = c->n;
-	qc->status = c->status;
-	if (c->op == DELIVER_CTL_HOLD)
-		qc->set = QUEUE_FLAG_HELD;
-	else if (c->op == DELIVER_CTL_RELEASE)
-		qc->clear = QUEUE_FLAG_HELD;
-	else if (c->op != DELIVER_CTL_DELETE)
-		qc->due_ms = clock_wall_ms();
 	ds->ctl_out++;
-	queue_submit_ctl(ds->d->q, qc,
+	queue_submit_ctl(ds->d->q, &p->qc,
 	    c->op == DELIVER_CTL_DELETE ? QUEUE_REQ_DELETE : QUEUE_REQ_FLAGS);
 }
 
 void
 deliver_ctl_committed(struct dsched *ds, struct queue_ctl *qc)
 {
-	struct deliver_ctl *c = qc->arg;
-	uint64_t now = clock_wall_ms();
+	struct ctl_pending *p = qc->arg;
+	struct deliver_ctl *c = p->c;
+	/* a retry: due when the disk says */
+	uint64_t now = qc->due_ms ? qc->due_ms : clock_wall_ms();
 
 	ds->ctl_out--;
-	if (qc->due_ms != 0)
-		now = qc->due_ms; /* a retry: due when the disk says */
-	for (size_t i = 0; i < c->n; i++) {
-		if (c->status[i] == 0)
-			ctl_apply(ds, c->op, c->ids[i], now);
+	for (size_t i = 0; i < qc->n; i++) {
+		if (qc->status[i] == 0)
+			ctl_apply(ds, c->op, qc->ids[i], now);
 		if (c->op != DELIVER_CTL_RETRY_ALL)
-			ctl_log(c->op, c->ids[i], c->status[i]);
+			ctl_log(c->op, qc->ids[i], qc->status[i]);
 	}
 	if (c->op == DELIVER_CTL_RETRY_ALL)
-		ctl_all_done(c);
-	free(qc);
+		ctl_all_done(c, qc);
+	ctl_pending_free(p);
 	ctl_answer(c);
 }

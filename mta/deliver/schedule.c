@@ -747,6 +747,8 @@ sched_msg_retry(struct sched *s, uint64_t id, uint64_t now_ms)
 
 	if (m == NULL || m->forgotten)
 		return -ENOENT;
+	if (m->held)
+		return 0; /* not due while held, as on disk */
 	for (size_t i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].pending && m->rcpts[i].next_ms > now_ms)
 			m->rcpts[i].next_ms = now_ms;

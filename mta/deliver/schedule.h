@@ -165,7 +165,8 @@ int64_t sched_timeout(const struct sched *s, uint64_t now_ms);
 
 /* Operator actions (the control socket), each called once its change is
  * on disk: make every pending recipient of id due now (it also ends the
- * rest of the message's destinations and a wait after a failed commit);
+ * rest of the message's destinations and a wait after a failed commit;
+ * a held message is left as it is, as the queue leaves it);
  * hold (never dispatch) or release; forget the message. Return 0 or
  * -ENOENT. A held or forgotten message with a job in flight takes effect
  * when the job returns. */
