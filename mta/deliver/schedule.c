@@ -43,7 +43,6 @@ struct sunit {
 	size_t hpos;                 /* slot in the heap, or NOWHERE */
 	bool waiting;                /* in dest->fifo */
 	bool inflight;               /* a job is out (or deciding) */
-	bool deciding;               /* its job is back, being committed */
 	uint64_t not_before;         /* wall ms: after a failed commit */
 	struct sunit *wnext, *wprev; /* dest->fifo links: O(1) removal */
 };
@@ -585,17 +584,16 @@ void
 sched_job_decide(struct sched *s, struct sched_job *job, uint64_t now_ms)
 {
 	struct smsg *m = *msg_slot(s, job->id);
-	struct sunit *u = job_unit(m, dest_find(s, job->domain));
 	struct smsg gone = {.received_ms = job->received_ms};
 
+	MTA_ASSERT(!job->deciding);
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		struct sched_job_rcpt *jr = &job->rcpts[i];
 
 		rcpt_decide(s, m ? m : &gone, jr,
 		    m ? rcpt_find(m, jr->idx) : NULL, now_ms);
 	}
-	if (u != NULL)
-		u->deciding = true;
+	job->deciding = true;
 	s->deciding++;
 }
 
@@ -605,11 +603,12 @@ static void
 dest_learn(struct sched *s, struct sdest *d, const struct sched_job *job,
     uint64_t now_ms)
 {
-	uint64_t rest = retry_delay(s, 1);
+	uint64_t rest;
 
 	if (job->suspended) {
 		/* decided here: says nothing new about the host */
 	} else if (job->dest_failed) {
+		rest = retry_delay(s, 1);
 		d->window = 1;
 		d->dead_until = now_ms + (rest < REST_MAX ? rest : REST_MAX);
 		str_copy(d->dead_reason, sizeof(d->dead_reason),
@@ -625,9 +624,11 @@ dest_learn(struct sched *s, struct sdest *d, const struct sched_job *job,
  * waiting in line for the destination go next, as many as it now has
  * room for. */
 static void
-job_release(struct sched *s, struct sdest *d, uint64_t now_ms)
+job_release(
+    struct sched *s, struct sched_job *job, struct sdest *d, uint64_t now_ms)
 {
-	MTA_ASSERT(s->inflight > 0 && s->deciding > 0);
+	MTA_ASSERT(job->deciding && s->inflight > 0 && s->deciding > 0);
+	job->deciding = false;
 	s->inflight--;
 	s->deciding--;
 	if (d == NULL)
@@ -653,7 +654,7 @@ unit_settle(struct sched *s, struct smsg *m, struct sunit *u)
 	bool busy = false, done;
 
 	if (u != NULL)
-		u->inflight = u->deciding = false;
+		u->inflight = false;
 	if (m->forgotten || m->npending == 0) {
 		done = m->npending == 0;
 		for (size_t k = 0; k < m->nunits; k++)
@@ -678,7 +679,7 @@ sched_job_apply(struct sched *s, struct sched_job *job, uint64_t now_ms)
 
 	if (d != NULL)
 		dest_learn(s, d, job, now_ms);
-	job_release(s, d, now_ms);
+	job_release(s, job, d, now_ms);
 	if (m == NULL)
 		return false;
 	for (size_t i = 0; i < job->nrcpts; i++) {
@@ -709,7 +710,7 @@ sched_job_revert(struct sched *s, struct sched_job *job, uint64_t now_ms)
 	struct sunit *u = job_unit(m, d);
 	uint64_t rest = retry_delay(s, 1);
 
-	job_release(s, d, now_ms);
+	job_release(s, job, d, now_ms);
 	if (m == NULL)
 		return;
 	if (u != NULL)

@@ -114,6 +114,9 @@ struct sched_job {
 	 * TEMPFAIL, "delivery temporarily suspended: ..."); hand it straight
 	 * to sched_job_decide() without a worker. */
 	bool suspended;
+	/* set by sched_job_decide(), until sched_job_apply/revert(): its
+	 * decisions are being committed and it still holds its slots */
+	bool deciding;
 };
 
 struct sched;
