@@ -69,9 +69,9 @@ void deliver_config_submit(struct deliver *d, struct config *cfg);
  * and changes the schedule only once the commit returned 0: hold and
  * release set and clear the envelope's QUEUE_FLAG_HELD, delete removes
  * the message, retry makes every pending recipient of a message that is
- * not held due now on disk (a held one is left as it is). A
- * failed commit changes nothing in memory and is that id's status, so
- * "0" means "on disk and in effect".
+ * not held due now on disk (a held one is left as it is). A failed
+ * commit changes nothing in memory and is that id's status, so "0" means
+ * "on disk and in effect".
  */
 enum deliver_ctl_op {
 	DELIVER_CTL_DELETE,
@@ -89,7 +89,7 @@ struct deliver_ctl {
 	size_t n;
 	int *status;  /* n entries, out: 0, -ENOENT, -EIO, ... */
 	size_t count; /* out, RETRY_ALL: messages made due */
-	int error;    /* out, RETRY_ALL: 0, or why some could not be */
+	int error;    /* out, RETRY_ALL: 0, or why some were not made due */
 };
 
 /* deliver_ctl_submit - hand an operator request to the scheduler; any
