@@ -4,10 +4,10 @@
  *
  * The thread owns the listening socket and one client connection at a
  * time; it never touches the schedule or the queue itself. A request
- * becomes a struct deliver_ctl sent to the scheduler thread, which
- * answers on this thread's chan once the change is committed; only then
- * is the answer written. That is why this file includes deliver_int.h:
- * the request type belongs to the delivery stage.
+ * becomes a struct deliver_ctl (deliver.h) sent to the scheduler thread,
+ * which answers on this thread's chan once the change is committed and
+ * in effect (or failed, and changed nothing); only then is the answer
+ * written.
  *
  * Blocking I/O on the client socket is fine here (this thread serves
  * nothing else), but every wait is bounded: the request line by
@@ -37,7 +37,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
-#include "deliver/deliver_int.h"
+#include "deliver/deliver.h"
 #include "queue/queue.h"
 
 /* Private chan message type: control_free() asks the thread to finish. */
@@ -330,6 +330,38 @@ control_ask(struct control *c, struct deliver_ctl *req)
 	}
 }
 
+/* The scheduler's answers to req, one line per id (or one for retry
+ * --all), and the closing line; nerr error lines came before. */
+static void
+control_answers(struct buf *out, const struct deliver_ctl *req, size_t nerr)
+{
+	char hex[QUEUE_ID_HEX + 1];
+	size_t nok = 0;
+
+	if (req->op == DELIVER_CTL_RETRY_ALL && req->error == 0) {
+		control_say(out, "ok all messages=%zu\n", req->count);
+		nok++;
+	} else if (req->op == DELIVER_CTL_RETRY_ALL) {
+		control_say(out, "error all: %s (messages=%zu made due)\n",
+		    strerror(-req->error), req->count);
+		nerr++;
+	}
+	for (size_t i = 0; i < req->n; i++) {
+		queue_id_fmt(req->ids[i], hex);
+		if (req->status[i] == 0) {
+			control_say(out, "ok %s\n", hex);
+			nok++;
+		} else {
+			control_say(out, "error %s: %s\n", hex,
+			    req->status[i] == -ENOENT
+			        ? "no such message"
+			        : strerror(-req->status[i]));
+			nerr++;
+		}
+	}
+	control_say(out, "done ok=%zu error=%zu\n", nok, nerr);
+}
+
 /*
  * Parse and carry out one request; the answer goes into out. Ids that
  * do not parse are answered here and never sent on.
@@ -339,9 +371,8 @@ control_run(struct control *c, char *line, struct buf *out)
 {
 	struct deliver_ctl req;
 	char *save = NULL, *verb, *arg, **bad;
-	size_t nok = 0, nerr = 0, nbad = 0, nargs = 0;
+	size_t nerr = 0, nbad = 0, nargs = 0;
 	bool all = false, found = false;
-	char hex[QUEUE_ID_HEX + 1];
 	uint64_t id;
 
 	memset(&req, 0, sizeof(req));
@@ -388,24 +419,7 @@ control_run(struct control *c, char *line, struct buf *out)
 		req.op = DELIVER_CTL_RETRY_ALL;
 	if (all || req.n > 0)
 		control_ask(c, &req);
-	if (all) {
-		control_say(out, "ok all messages=%zu\n", req.count);
-		nok++;
-	}
-	for (size_t i = 0; i < req.n; i++) {
-		queue_id_fmt(req.ids[i], hex);
-		if (req.status[i] == 0) {
-			control_say(out, "ok %s\n", hex);
-			nok++;
-		} else {
-			control_say(out, "error %s: %s\n", hex,
-			    req.status[i] == -ENOENT
-			        ? "no such message"
-			        : strerror(-req.status[i]));
-			nerr++;
-		}
-	}
-	control_say(out, "done ok=%zu error=%zu\n", nok, nerr);
+	control_answers(out, &req, nerr);
 out:
 	free(req.ids);
 	free(req.status);

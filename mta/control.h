@@ -19,8 +19,9 @@
  *	          retry --all       ID: 16 hex digits; at most
  *	                            CONTROL_IDS_MAX ids, CONTROL_LINE_MAX bytes
  *	answer:   ok ID             one line per id, in request order, once
- *	          error ID: REASON  the change is on disk (delete, hold,
- *	          ok all messages=N release) or in the schedule (retry)
+ *	          error ID: REASON  the change is on disk and in effect; an
+ *	          ok all messages=N error (e.g. a failed commit) changed
+ *	          error all: REASON nothing for that id
  *	          done ok=N error=M the last line
  *
  * A malformed request gets `error: REASON` and the `done` line.

@@ -291,8 +291,9 @@ int queue_body_head(
  * per id. QUEUE_REQ_DELETE removes each message and its body; an id that
  * is not queued gets -ENOENT. QUEUE_REQ_FLAGS sets the bits in `set`,
  * then clears those in `clear`, in each envelope (QUEUE_FLAG_HELD: hold
- * and release); -ENOENT likewise, -EBADMSG for a corrupt record (left as
- * it is). When the commit itself fails, every id that had succeeded gets
+ * and release), and, when due_ms is not 0, makes every pending recipient
+ * of a message that is not held due by due_ms (an operator's retry);
+ * -ENOENT likewise, -EBADMSG for a corrupt record (left as it is). When the commit itself fails, every id that had succeeded gets
  * the commit's error instead: nothing of the request is on disk.
  */
 enum queue_msg_type_ctl {
@@ -309,6 +310,7 @@ struct queue_ctl {
 	const uint64_t *ids; /* borrowed until it comes back */
 	size_t n;
 	uint32_t set, clear; /* QUEUE_REQ_FLAGS: QUEUE_FLAG_* bits */
+	uint64_t due_ms;     /* QUEUE_REQ_FLAGS: wall ms, or 0 (additive) */
 	int *status;         /* n entries, out: 0 or negative errno */
 };
 

@@ -2,7 +2,7 @@
 /*
  * queue_ctl.c - operator actions on stored messages: delete
  * (QUEUE_REQ_DELETE) and envelope flags (QUEUE_REQ_FLAGS: hold and
- * release). Runs on the committer thread, inside its write transaction,
+ * release, and retry through due_ms). Runs on the committer thread, inside its write transaction,
  * like every other request (queue_txn.c), so an operator's change is
  * ordered with delivery results for the same message and is on disk
  * before the operator is told "ok".
@@ -53,9 +53,27 @@ queue_ctl_delete_one(struct queue *q, MDB_txn *txn, uint64_t id, int *status)
 	return 0;
 }
 
+/* An operator's retry: every pending recipient due by due_ms. Returns
+ * whether anything changed. */
+static bool
+queue_ctl_due(struct queue_envelope *env, uint64_t due_ms)
+{
+	bool changed = false;
+
+	for (size_t i = 0; due_ms != 0 && i < env->nrcpts; i++) {
+		struct queue_rcpt *r = &env->rcpts[i];
+
+		if (r->state == QUEUE_RCPT_PENDING && r->next_ms > due_ms) {
+			r->next_ms = due_ms;
+			changed = true;
+		}
+	}
+	return changed;
+}
+
 static int
-queue_ctl_flags_one(struct queue *q, MDB_txn *txn, uint64_t id, uint32_t set,
-    uint32_t clear, int *status)
+queue_ctl_flags_one(struct queue *q, MDB_txn *txn, uint64_t id,
+    const struct queue_ctl *c, int *status)
 {
 	struct queue_envelope env;
 	uint8_t key[8];
@@ -78,8 +96,10 @@ queue_ctl_flags_one(struct queue *q, MDB_txn *txn, uint64_t id, uint32_t set,
 		*status = -EBADMSG;
 		return 0;
 	}
-	flags = (env.flags | set) & ~clear;
-	if (flags == env.flags) {
+	flags = (env.flags | c->set) & ~c->clear;
+	/* a held message is not due, whatever its times say: left as is */
+	if (((flags & QUEUE_FLAG_HELD) || !queue_ctl_due(&env, c->due_ms)) &&
+	    flags == env.flags) {
 		/* already so: nothing to write, and still a success */
 		queue_envelope_fini(&env);
 		*status = 0;
@@ -119,7 +139,7 @@ queue_ctl_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status)
 			    q, txn, c->ids[i], &c->status[i]);
 		else
 			rc = queue_ctl_flags_one(
-			    q, txn, c->ids[i], c->set, c->clear, &c->status[i]);
+			    q, txn, c->ids[i], c, &c->status[i]);
 	}
 	return rc; /* 0, or the txn is broken (map full, I/O) */
 }

@@ -12,9 +12,11 @@
  * (route, MX or host, through the dns thread), connects within the
  * per-host cap, tries MX hosts in order, and sends the job back with an
  * outcome per recipient. The scheduler decides each recipient's fate,
- * has the committer record it, and only then logs it and forgets the job:
- * a crash between a remote 250 and that commit can repeat a delivery,
- * never lose one.
+ * has the committer record it, and only then applies it to the schedule,
+ * logs it and forgets the job (commit, then apply): a crash between a
+ * remote 250 and that commit can repeat a delivery, never lose one, and
+ * a failed commit leaves the schedule as the disk is. Operator actions
+ * (deliver_ctl_submit) follow the same rule.
  *
  * Configuration: the stage reads only its part of a snapshot (struct
  * deliver_settings). A reload (deliver_reload) sends a reference to the
@@ -24,7 +26,11 @@
  * it, so the routes and names they borrowed stay valid for their whole
  * life; the last reference frees a retired snapshot.
  *
- * Thread: deliver_new/start/stop/reload from the main thread only.
+ * This header is the stage's whole public API (deliver_int.h is private
+ * to mta/deliver/).
+ *
+ * Thread: deliver_new/start/stop/reload from the main thread;
+ * deliver_ctl_submit from any thread.
  */
 #ifndef MTA_DELIVER_H
 #define MTA_DELIVER_H
@@ -32,6 +38,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/chan.h"
 #include "base/compat.h"
 #include "config/config.h"
 
@@ -79,5 +86,40 @@ void deliver_stop(struct deliver *d, uint64_t grace_ms);
  * after deliver_start().
  */
 void deliver_reload(struct deliver *d, struct config *snap);
+
+/*
+ * Operator actions (the control socket, control.c). The scheduler thread,
+ * the owner of the schedule, has each one committed to the queue first
+ * and changes the schedule only once the commit returned 0: hold and
+ * release set and clear the envelope's QUEUE_FLAG_HELD, delete removes
+ * the message, retry makes every pending recipient of a message that is
+ * not held due now on disk (a held one is left as it is). A failed
+ * commit changes nothing in memory and is that id's status, so "0" means
+ * "on disk and in effect".
+ */
+enum deliver_ctl_op {
+	DELIVER_CTL_DELETE,
+	DELIVER_CTL_RETRY,
+	DELIVER_CTL_RETRY_ALL, /* no ids: every message scheduled */
+	DELIVER_CTL_HOLD,
+	DELIVER_CTL_RELEASE,
+};
+
+struct deliver_ctl {
+	struct chan_msg msg; /* first; its type is set by deliver_ctl_submit */
+	struct chan *reply;  /* borrowed: where it comes back */
+	enum deliver_ctl_op op;
+	uint64_t *ids; /* owned by the sender; unused by RETRY_ALL */
+	size_t n;
+	int *status;  /* n entries, out: 0, -ENOENT, -EIO, ... */
+	size_t count; /* out, RETRY_ALL: messages made due */
+	int error;    /* out, RETRY_ALL: 0, or why some were not made due */
+};
+
+/* deliver_ctl_submit - hand an operator request to the scheduler; any
+ * thread. c and what it points to are borrowed until c comes back on
+ * c->reply (as its msg, chan order); the scheduler always answers, as
+ * long as it runs (stop the sender before deliver_stop()). */
+void deliver_ctl_submit(struct deliver *d, struct deliver_ctl *c);
 
 #endif

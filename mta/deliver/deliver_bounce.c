@@ -7,7 +7,10 @@
  * envelope sender, attached to the job's queue update so that the
  * committer queues it in the same transaction as the outcomes and
  * announces it back as a new message. A message from <> never bounces.
- * Runs on the scheduler thread only (deliver_sched.c).
+ * What it remembers (which messages have their delay warning on disk)
+ * changes only once the update is committed. Runs on the scheduler
+ * thread only (deliver_outcome.c, deliver_env.c, deliver_ctl.c call it;
+ * it calls none of them).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -99,15 +102,18 @@ rcpt_failed(const struct sched_job_rcpt *r)
 }
 
 /* Is this job the one to send its message's delay warning? Once per
- * message (the set here, QUEUE_FLAG_WARNED on disk), only once a
- * recipient is still deferred that long after arrival, never to <>. */
+ * message (QUEUE_FLAG_WARNED on disk, mirrored in ds->warned; another
+ * job of the message may carry one in an update not yet back, in
+ * ds->warning), only once a recipient is still deferred that long after
+ * arrival, never to <>. */
 static bool
 bounce_warn_due(struct dsched *ds, const struct sched_job *job, uint64_t now)
 {
 	uint64_t after = ds->cfg.set.queue->delay_warning;
 
 	if (after == 0 || job->from[0] == '\0' || now < job->received_ms ||
-	    now - job->received_ms < after || idset_has(&ds->warned, job->id))
+	    now - job->received_ms < after || idset_has(&ds->warned, job->id) ||
+	    idset_has(&ds->warning, job->id))
 		return false;
 	for (size_t i = 0; i < job->nrcpts; i++)
 		if (job->rcpts[i].state == SCHED_RCPT_PENDING)
@@ -121,8 +127,8 @@ bounce_warn_due(struct dsched *ds, const struct sched_job *job, uint64_t now)
  * when it cannot or must not be sent (logged). The original headers come
  * from the queue (a short read txn, at most DSN_HEADERS_MAX bytes): the
  * worker does not have the body when DNS failed, the commonest bounce.
- * Runs before job_done() rewrites expired replies, so the DSN carries the
- * remote's own words.
+ * Runs before deliver_outcome_submit() rewrites expired replies, so the
+ * DSN carries the remote's own words.
  */
 static struct queue_submit *
 bounce_make(
@@ -222,8 +228,9 @@ deliver_bounce_attach(struct dsched *ds, const struct sched_job *job,
 		return;
 	u->bounce = bounce_make(ds, job, warn, now);
 	if (u->bounce != NULL && warn) {
+		/* ds->warned only once it is on disk (deliver_bounce_done) */
 		u->set_flags |= QUEUE_FLAG_WARNED;
-		idset_add(&ds->warned, job->id);
+		idset_add(&ds->warning, job->id);
 	}
 }
 
@@ -247,6 +254,13 @@ deliver_bounce_done(struct dsched *ds, struct queue_update *u,
 		    id, nfail);
 	if (u->bounce == NULL)
 		return;
+	if (u->set_flags & QUEUE_FLAG_WARNED) {
+		idset_del(&ds->warning, job->id);
+		/* on disk now, unless the message was gone (then nothing is
+		 * written and the id is not scheduled any more) */
+		if (u->status == 0 && u->bounce_status == 0)
+			idset_add(&ds->warned, job->id);
+	}
 	queue_id_fmt(u->bounce->id, dsn_id);
 	if (u->bounce_status == 0) {
 		if (nfail > 0)
@@ -260,9 +274,6 @@ deliver_bounce_done(struct dsched *ds, struct queue_update *u,
 		log_event("event=bounce-dropped id=%s dsn_id=%s "
 		          "reason=message-gone",
 		    id, dsn_id);
-	} else if (u->set_flags & QUEUE_FLAG_WARNED) {
-		/* not on disk: a later attempt may warn again */
-		idset_del(&ds->warned, job->id);
 	}
 	queue_submit_free(u->bounce);
 	u->bounce = NULL;
@@ -282,4 +293,6 @@ deliver_bounce_fini(struct dsched *ds)
 {
 	free(ds->warned.slot);
 	ds->warned.slot = NULL;
+	free(ds->warning.slot);
+	ds->warning.slot = NULL;
 }

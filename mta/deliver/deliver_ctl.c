@@ -1,9 +1,18 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * deliver_ctl.c - operator actions on the live schedule, as the scheduler
- * thread carries them out for the control socket (control.c): hold,
- * release and delete are committed to the queue before they are answered;
- * retry only moves recipients in the schedule. Scheduler thread only.
+ * deliver_ctl.c - operator actions on the live queue, as the scheduler
+ * thread carries them out for the control socket (control.c). Scheduler
+ * thread only.
+ *
+ * Commit, then apply, like job outcomes (deliver_outcome.c): each action
+ * goes to the committer first (hold and release: QUEUE_REQ_FLAGS with
+ * QUEUE_FLAG_HELD; retry: QUEUE_REQ_FLAGS with due_ms; delete:
+ * QUEUE_REQ_DELETE), and the schedule changes only for the ids whose
+ * commit returned 0. A failed commit is that id's answer and changes
+ * nothing in memory, so the schedule stays equal to the disk. Until the
+ * commit is back the action is not in effect: a job dispatched meanwhile
+ * goes out, and a hold or delete of a message with a job out takes
+ * effect when the job comes back.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,7 +20,6 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "base/str.h"
 #include "base/xalloc.h"
 #include "deliver/deliver_int.h"
 #include "queue/queue.h"
@@ -56,20 +64,6 @@ ctl_answer(struct deliver_ctl *c)
 	chan_send(c->reply, &c->msg);
 }
 
-/* For a message the schedule does not hold (held when the relay started:
- * recovery leaves those out): is it queued? 0, -ENOENT, or the read
- * error. */
-static int
-ctl_queued(struct dsched *ds, uint64_t id)
-{
-	struct queue_envelope env;
-	int rc = queue_envelope_get(ds->d->q, id, &env);
-
-	if (rc == 0)
-		queue_envelope_fini(&env);
-	return rc;
-}
-
 /* The release is on disk: schedule the message again. */
 static void
 ctl_release(struct dsched *ds, uint64_t id, uint64_t now)
@@ -82,82 +76,143 @@ ctl_release(struct dsched *ds, uint64_t id, uint64_t now)
 	 * from the envelope as it is on disk (the flag is clear). */
 	if (queue_envelope_get(ds->d->q, id, &env) != 0)
 		return;
-	deliver_sched_add_env(ds, &env, now);
+	deliver_env_add(ds, &env, now);
 	queue_envelope_fini(&env);
 }
 
-/*
- * retry: the schedule only, answered at once. hold and delete stop
- * dispatching at once (a job already out takes effect when it comes
- * back), then go to disk; release goes to disk first and only then back
- * into the schedule. Those three are answered once committed.
- */
+/* One id's action is on disk: carry it out in the schedule. A message
+ * the schedule does not hold (held since before the start, or not yet
+ * announced) has nothing to change there, except for a release. */
+static void
+ctl_apply(struct dsched *ds, enum deliver_ctl_op op, uint64_t id, uint64_t now)
+{
+	switch (op) {
+	case DELIVER_CTL_RETRY:
+	case DELIVER_CTL_RETRY_ALL:
+		(void)sched_msg_retry(ds->s, id, now);
+		break;
+	case DELIVER_CTL_HOLD:
+		(void)sched_msg_hold(ds->s, id, true, now);
+		break;
+	case DELIVER_CTL_RELEASE:
+		ctl_release(ds, id, now);
+		break;
+	case DELIVER_CTL_DELETE:
+		(void)sched_msg_forget(ds->s, id);
+		deliver_bounce_warned(ds, id, false);
+		break;
+	}
+}
+
+/* A request with the committer. retry --all names every message the
+ * schedule holds when it arrives, in arrays of its own (the sender's
+ * hold no ids); the others borrow the sender's. */
+struct ctl_pending {
+	struct queue_ctl qc; /* first: what comes back is this */
+	struct deliver_ctl *c;
+	uint64_t *ids; /* qc.ids */
+	int *status;   /* qc.status */
+	bool own;      /* ids and status are ours (retry --all) */
+};
+
+static struct ctl_pending *
+ctl_pending_new(struct dsched *ds, struct deliver_ctl *c)
+{
+	struct ctl_pending *p = xcalloc(1, sizeof(*p));
+	struct sched_stats st;
+	size_t n = c->n;
+
+	p->c = c;
+	p->ids = c->ids;
+	p->status = c->status;
+	if (c->op == DELIVER_CTL_RETRY_ALL) {
+		sched_stats_get(ds->s, &st);
+		p->own = true;
+		p->ids = xcalloc(st.msgs ? st.msgs : 1, sizeof(*p->ids));
+		n = sched_msg_ids(ds->s, p->ids, st.msgs);
+		p->status = xcalloc(n ? n : 1, sizeof(*p->status));
+	}
+	p->qc.reply = ds->d->sched_chan;
+	p->qc.arg = p;
+	p->qc.ids = p->ids;
+	p->qc.n = n;
+	p->qc.status = p->status;
+	if (c->op == DELIVER_CTL_HOLD)
+		p->qc.set = QUEUE_FLAG_HELD;
+	else if (c->op == DELIVER_CTL_RELEASE)
+		p->qc.clear = QUEUE_FLAG_HELD;
+	else if (c->op != DELIVER_CTL_DELETE)
+		p->qc.due_ms = clock_wall_ms();
+	return p;
+}
+
+static void
+ctl_pending_free(struct ctl_pending *p)
+{
+	if (p->own) {
+		free(p->ids);
+		free(p->status);
+	}
+	free(p);
+}
+
+/* retry --all is answered with a count, and the first error (an id gone
+ * meanwhile is none: it was delivered or deleted). */
+static void
+ctl_all_done(struct deliver_ctl *c, const struct queue_ctl *qc)
+{
+	c->count = 0;
+	c->error = 0;
+	for (size_t i = 0; i < qc->n; i++) {
+		if (qc->status[i] == 0)
+			c->count++;
+		else if (qc->status[i] != -ENOENT && c->error == 0)
+			c->error = qc->status[i];
+	}
+	if (c->error == 0)
+		log_event("event=operator action=retry id=all messages=%zu",
+		    c->count);
+	else
+		log_event("event=operator action=retry id=all messages=%zu "
+		          "error=\"%s\"",
+		    c->count, strerror(-c->error));
+}
+
 void
 deliver_ctl_request(struct dsched *ds, struct deliver_ctl *c)
 {
-	uint64_t now = clock_wall_ms();
-	struct queue_ctl *qc;
-	struct sched_stats st;
+	struct ctl_pending *p = ctl_pending_new(ds, c);
 
-	switch (c->op) {
-	case DELIVER_CTL_RETRY_ALL:
-		sched_retry_all(ds->s, now);
-		sched_stats_get(ds->s, &st);
-		c->count = st.msgs;
-		log_event(
-		    "event=operator action=retry id=all messages=%zu", st.msgs);
+	if (p->qc.n == 0) {
+		/* nothing to commit (retry --all of an empty schedule) */
+		if (c->op == DELIVER_CTL_RETRY_ALL)
+			ctl_all_done(c, &p->qc);
+		ctl_pending_free(p);
 		ctl_answer(c);
 		return;
-	case DELIVER_CTL_RETRY:
-		for (size_t i = 0; i < c->n; i++) {
-			c->status[i] = sched_msg_retry(ds->s, c->ids[i], now);
-			if (c->status[i] == -ENOENT)
-				c->status[i] = ctl_queued(ds, c->ids[i]);
-			ctl_log(c->op, c->ids[i], c->status[i]);
-		}
-		ctl_answer(c);
-		return;
-	case DELIVER_CTL_HOLD:
-		for (size_t i = 0; i < c->n; i++)
-			(void)sched_msg_hold(ds->s, c->ids[i], true, now);
-		break;
-	case DELIVER_CTL_DELETE:
-		for (size_t i = 0; i < c->n; i++)
-			(void)sched_msg_forget(ds->s, c->ids[i]);
-		break;
-	case DELIVER_CTL_RELEASE:
-		break;
 	}
-	qc = xcalloc(1, sizeof(*qc));
-	qc->reply = ds->d->sched_chan;
-	qc->arg = c;
-	qc->ids = c->ids;
-	qc->n = c->n;
-	qc->status = c->status;
-	if (c->op == DELIVER_CTL_HOLD)
-		qc->set = QUEUE_FLAG_HELD;
-	else if (c->op == DELIVER_CTL_RELEASE)
-		qc->clear = QUEUE_FLAG_HELD;
 	ds->ctl_out++;
-	queue_submit_ctl(ds->d->q, qc,
+	queue_submit_ctl(ds->d->q, &p->qc,
 	    c->op == DELIVER_CTL_DELETE ? QUEUE_REQ_DELETE : QUEUE_REQ_FLAGS);
 }
 
-/* XXX a hold or delete whose commit failed stays in effect in memory
- * until the next start (the safe direction: nothing is sent); the
- * operator was told it failed. */
 void
 deliver_ctl_committed(struct dsched *ds, struct queue_ctl *qc)
 {
-	struct deliver_ctl *c = qc->arg;
-	uint64_t now = clock_wall_ms();
+	struct ctl_pending *p = qc->arg;
+	struct deliver_ctl *c = p->c;
+	/* a retry: due when the disk says */
+	uint64_t now = qc->due_ms ? qc->due_ms : clock_wall_ms();
 
 	ds->ctl_out--;
-	for (size_t i = 0; i < c->n; i++) {
-		if (c->status[i] == 0 && c->op == DELIVER_CTL_RELEASE)
-			ctl_release(ds, c->ids[i], now);
-		ctl_log(c->op, c->ids[i], c->status[i]);
+	for (size_t i = 0; i < qc->n; i++) {
+		if (qc->status[i] == 0)
+			ctl_apply(ds, c->op, qc->ids[i], now);
+		if (c->op != DELIVER_CTL_RETRY_ALL)
+			ctl_log(c->op, qc->ids[i], qc->status[i]);
 	}
-	free(qc);
+	if (c->op == DELIVER_CTL_RETRY_ALL)
+		ctl_all_done(c, qc);
+	ctl_pending_free(p);
 	ctl_answer(c);
 }

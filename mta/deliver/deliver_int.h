@@ -20,41 +20,10 @@ enum deliver_msg_type {
 	DELIVER_MSG_DONE,
 	DELIVER_MSG_STOP, /* a bare struct chan_msg: stop the thread */
 	/* operator control (control.c -> scheduler -> control.c) */
-	DELIVER_MSG_CTL = 0x5340, /* struct deliver_ctl, to the scheduler */
+	DELIVER_MSG_CTL = 0x5340, /* struct deliver_ctl (deliver.h) */
 	DELIVER_MSG_CTL_DONE,     /* the same struct, back on ->reply */
 	DELIVER_MSG_CONFIG,       /* struct deliver_config, to any thread */
 };
-
-/*
- * An operator action from the control socket (control.c), carried out by
- * the scheduler thread, the owner of the schedule: hold, release and
- * delete are committed to the queue (QUEUE_REQ_FLAGS, QUEUE_REQ_DELETE)
- * before the request comes back, so "ok" means "on disk". control.c is
- * the only file outside deliver*.c that uses this header, for this
- * struct and deliver_ctl_submit().
- */
-enum deliver_ctl_op {
-	DELIVER_CTL_DELETE,
-	DELIVER_CTL_RETRY,
-	DELIVER_CTL_RETRY_ALL, /* no ids */
-	DELIVER_CTL_HOLD,
-	DELIVER_CTL_RELEASE,
-};
-
-struct deliver_ctl {
-	struct chan_msg msg; /* first: DELIVER_MSG_CTL */
-	struct chan *reply;  /* borrowed: where it comes back */
-	enum deliver_ctl_op op;
-	uint64_t *ids; /* owned by the sender */
-	size_t n;
-	int *status;  /* n entries, out: 0, -ENOENT, -EIO, ... */
-	size_t count; /* out, RETRY_ALL: messages made due */
-};
-
-/* Hand an operator request to the scheduler; any thread. It comes back
- * on c->reply as DELIVER_MSG_CTL_DONE; the scheduler always answers,
- * as long as it runs (stop the sender before deliver_stop()). */
-void deliver_ctl_submit(struct deliver *d, struct deliver_ctl *c);
 
 /*
  * DELIVER_MSG_CONFIG: a reloaded snapshot for one thread (the scheduler
@@ -131,7 +100,9 @@ bool deliver_host_acquire(
 void deliver_host_release(struct deliver *d, const char *key);
 
 /* The scheduler thread's state (deliver_sched.c owns it; the helpers in
- * deliver_bounce.c and deliver_ctl.c run on the same thread). */
+ * deliver_outcome.c, deliver_ctl.c, deliver_env.c and deliver_bounce.c
+ * run on the same thread). Calls go one way: deliver_sched.c calls
+ * outcome, ctl and env; those call env and bounce; bounce calls none. */
 /* Ids of queued messages whose delay warning is queued (the envelope's
  * QUEUE_FLAG_WARNED): open addressing with linear probing, 0 = free slot
  * (ids are never 0). The schedule does not keep envelope flags, and the
@@ -149,26 +120,39 @@ struct dsched {
 	uint64_t ctl_out;       /* operator requests with the committer */
 	struct deliver_cfg cfg; /* bounces, delay warnings */
 	bool draining;
-	struct idset warned; /* messages with a delay warning queued */
+	struct idset warned;  /* messages with a delay warning on disk */
+	struct idset warning; /* ... with one in an update not yet back */
 };
 
-/* deliver_sched.c, for deliver_ctl.c */
 struct queue_envelope;
-void deliver_sched_add_env(
+struct queue_update;
+struct queue_ctl;
+
+/* deliver_outcome.c: a job is back (or was decided without a worker):
+ * decide, and submit the decisions to the committer; the schedule
+ * changes when they come back, in deliver_outcome_done(). */
+void deliver_outcome_submit(struct dsched *ds, struct sched_job *job);
+/* The update is back: apply it to the schedule and log it when it is on
+ * disk, else leave the schedule as the disk is; free the job. */
+void deliver_outcome_done(struct dsched *ds, struct queue_update *u);
+
+/* deliver_env.c: put a queued envelope's pending recipients into the
+ * schedule (recovery, a new message, a release); a held one only marks
+ * its delay warning. */
+void deliver_env_add(
     struct dsched *ds, const struct queue_envelope *env, uint64_t now);
 
 /* deliver_bounce.c */
-struct queue_update;
 void deliver_bounce_attach(struct dsched *ds, const struct sched_job *job,
     struct queue_update *u, uint64_t now);
 void deliver_bounce_done(struct dsched *ds, struct queue_update *u,
     const struct sched_job *job, const char *id);
-/* Remember (or forget) that id's delay warning is queued. */
+/* Remember (or forget) that id's delay warning is on disk. */
 void deliver_bounce_warned(struct dsched *ds, uint64_t id, bool warned);
 void deliver_bounce_fini(struct dsched *ds);
 
-/* deliver_ctl.c */
-struct queue_ctl;
+/* deliver_ctl.c: an operator request, committed first
+ * (deliver_ctl_committed applies it when the commit is back). */
 void deliver_ctl_request(struct dsched *ds, struct deliver_ctl *c);
 void deliver_ctl_committed(struct dsched *ds, struct queue_ctl *qc);
 

@@ -42,7 +42,8 @@ struct sunit {
 	uint64_t due;                /* wall ms */
 	size_t hpos;                 /* slot in the heap, or NOWHERE */
 	bool waiting;                /* in dest->fifo */
-	bool inflight;               /* a job is out */
+	bool inflight;               /* a job is out (or deciding) */
+	uint64_t not_before;         /* wall ms: after a failed commit */
 	struct sunit *wnext, *wprev; /* dest->fifo links: O(1) removal */
 };
 
@@ -79,7 +80,8 @@ struct sched {
 	struct sunit **heap;
 	size_t hlen, hcap;
 	size_t nunits;
-	unsigned inflight;
+	unsigned inflight; /* jobs out, deciding ones included */
+	unsigned deciding;
 };
 
 static uint64_t
@@ -295,7 +297,8 @@ fifo_push(struct sunit *u)
 }
 
 /* Put a unit where it belongs: in the heap at the earliest next_ms of its
- * pending recipients, or nowhere when it has none or its message is held. */
+ * pending recipients (not before its not_before), or nowhere when it has
+ * none or its message is held. */
 static void
 unit_place(struct sched *s, struct sunit *u)
 {
@@ -313,7 +316,7 @@ unit_place(struct sched *s, struct sunit *u)
 			due = m->rcpts[i].next_ms;
 	if (due == UINT64_MAX)
 		return;
-	u->due = due;
+	u->due = due > u->not_before ? due : u->not_before;
 	heap_push(s, u);
 }
 
@@ -565,73 +568,95 @@ rcpt_decide(const struct sched *s, const struct smsg *m,
 	}
 }
 
-bool
-sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms)
+/* The unit a job came from: the one of its message for its destination. */
+static struct sunit *
+job_unit(struct smsg *m, const struct sdest *d)
 {
-	struct smsg *m = *msg_slot(s, job->id);
-	struct sdest *d = dest_find(s, job->domain);
-	struct sunit *u = NULL;
-
-	if (d != NULL) {
-		d->inflight--;
-		if (job->suspended) {
-			/* decided here: says nothing new about the host */
-		} else if (job->dest_failed) {
-			d->window = 1;
-			d->dead_until = now_ms + (retry_delay(s, 1) < REST_MAX
-			                                 ? retry_delay(s, 1)
-			                                 : REST_MAX);
-			str_copy(d->dead_reason, sizeof(d->dead_reason),
-			    job->nrcpts ? job->rcpts[0].reply : "");
-		} else {
-			if (d->window < s->cfg.max_per_dest)
-				d->window++;
-			d->dead_until = 0;
-		}
-		/* slots opened: that many units in line go next */
-		for (unsigned n =
-		         d->inflight < d->window ? d->window - d->inflight : 0;
-		     n > 0 && d->whead; n--) {
-			struct sunit *w = d->whead;
-
-			fifo_remove(w);
-			w->due = now_ms;
-			heap_push(s, w);
-		}
-	}
-	s->inflight--;
-	if (m == NULL) {
-		for (size_t i = 0; i < job->nrcpts; i++)
-			rcpt_decide(s,
-			    &(struct smsg){.received_ms = job->received_ms},
-			    &job->rcpts[i], NULL, now_ms);
-		return false;
-	}
-	for (size_t i = 0; i < job->nrcpts; i++) {
-		struct sched_job_rcpt *jr = &job->rcpts[i];
-		struct srcpt *r = rcpt_find(m, jr->idx);
-
-		rcpt_decide(s, m, jr, r, now_ms);
-		if (r == NULL)
-			continue;
-		u = r->unit;
-		r->attempts = jr->attempts;
-		if (jr->state == SCHED_RCPT_PENDING) {
-			r->next_ms = jr->next_ms;
-		} else if (r->pending) {
-			r->pending = false;
-			m->npending--;
-		}
-	}
+	if (m == NULL)
+		return NULL;
 	for (size_t k = 0; k < m->nunits; k++)
 		if (m->units[k].dest == d)
-			u = &m->units[k];
-	if (u)
+			return &m->units[k];
+	return NULL;
+}
+
+void
+sched_job_decide(struct sched *s, struct sched_job *job, uint64_t now_ms)
+{
+	struct smsg *m = *msg_slot(s, job->id);
+	struct smsg gone = {.received_ms = job->received_ms};
+
+	MTA_ASSERT(!job->deciding);
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct sched_job_rcpt *jr = &job->rcpts[i];
+
+		rcpt_decide(s, m ? m : &gone, jr,
+		    m ? rcpt_find(m, jr->idx) : NULL, now_ms);
+	}
+	job->deciding = true;
+	s->deciding++;
+}
+
+/* What the job says about its destination: a connection-level failure
+ * shrinks the window to one and rests it; a success widens it again. */
+static void
+dest_learn(struct sched *s, struct sdest *d, const struct sched_job *job,
+    uint64_t now_ms)
+{
+	uint64_t rest;
+
+	if (job->suspended) {
+		/* decided here: says nothing new about the host */
+	} else if (job->dest_failed) {
+		rest = retry_delay(s, 1);
+		d->window = 1;
+		d->dead_until = now_ms + (rest < REST_MAX ? rest : REST_MAX);
+		str_copy(d->dead_reason, sizeof(d->dead_reason),
+		    job->nrcpts ? job->rcpts[0].reply : "");
+	} else {
+		if (d->window < s->cfg.max_per_dest)
+			d->window++;
+		d->dead_until = 0;
+	}
+}
+
+/* A job's slots are free: its destination's and the global one. Units
+ * waiting in line for the destination go next, as many as it now has
+ * room for. */
+static void
+job_release(
+    struct sched *s, struct sched_job *job, struct sdest *d, uint64_t now_ms)
+{
+	MTA_ASSERT(job->deciding && s->inflight > 0 && s->deciding > 0);
+	job->deciding = false;
+	s->inflight--;
+	s->deciding--;
+	if (d == NULL)
+		return;
+	MTA_ASSERT(d->inflight > 0);
+	d->inflight--;
+	for (unsigned n = d->inflight < d->window ? d->window - d->inflight : 0;
+	     n > 0 && d->whead; n--) {
+		struct sunit *w = d->whead;
+
+		fifo_remove(w);
+		w->due = now_ms;
+		heap_push(s, w);
+	}
+}
+
+/* The unit's job is over: free the message if it was forgotten or has
+ * nothing pending and no other job is out, else place the unit again.
+ * Returns true when the message left the schedule with nothing pending. */
+static bool
+unit_settle(struct sched *s, struct smsg *m, struct sunit *u)
+{
+	bool busy = false, done;
+
+	if (u != NULL)
 		u->inflight = false;
 	if (m->forgotten || m->npending == 0) {
-		bool done = m->npending == 0;
-		bool busy = false;
-
+		done = m->npending == 0;
 		for (size_t k = 0; k < m->nunits; k++)
 			busy |= m->units[k].inflight;
 		if (!busy) {
@@ -640,9 +665,57 @@ sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms)
 		}
 		return done;
 	}
-	if (u)
+	if (u != NULL)
 		unit_place(s, u);
 	return false;
+}
+
+bool
+sched_job_apply(struct sched *s, struct sched_job *job, uint64_t now_ms)
+{
+	struct smsg *m = *msg_slot(s, job->id);
+	struct sdest *d = dest_find(s, job->domain);
+	struct sunit *u;
+
+	if (d != NULL)
+		dest_learn(s, d, job, now_ms);
+	job_release(s, job, d, now_ms);
+	if (m == NULL)
+		return false;
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		struct sched_job_rcpt *jr = &job->rcpts[i];
+		struct srcpt *r = rcpt_find(m, jr->idx);
+
+		if (r == NULL)
+			continue;
+		r->attempts = jr->attempts;
+		if (jr->state == SCHED_RCPT_PENDING) {
+			r->next_ms = jr->next_ms;
+		} else if (r->pending) {
+			r->pending = false;
+			m->npending--;
+		}
+	}
+	u = job_unit(m, d);
+	if (u != NULL)
+		u->not_before = 0; /* the disk has fresh retry times */
+	return unit_settle(s, m, u);
+}
+
+void
+sched_job_revert(struct sched *s, struct sched_job *job, uint64_t now_ms)
+{
+	struct smsg *m = *msg_slot(s, job->id);
+	struct sdest *d = dest_find(s, job->domain);
+	struct sunit *u = job_unit(m, d);
+	uint64_t rest = retry_delay(s, 1);
+
+	job_release(s, job, d, now_ms);
+	if (m == NULL)
+		return;
+	if (u != NULL)
+		u->not_before = now_ms + (rest < REST_MAX ? rest : REST_MAX);
+	(void)unit_settle(s, m, u);
 }
 
 void
@@ -675,24 +748,30 @@ sched_msg_retry(struct sched *s, uint64_t id, uint64_t now_ms)
 
 	if (m == NULL || m->forgotten)
 		return -ENOENT;
+	if (m->held)
+		return 0; /* not due while held, as on disk */
 	for (size_t i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].pending)
+		if (m->rcpts[i].pending && m->rcpts[i].next_ms > now_ms)
 			m->rcpts[i].next_ms = now_ms;
 	for (size_t k = 0; k < m->nunits; k++) {
 		/* an operator's retry is a probe: it ends the rest */
 		m->units[k].dest->dead_until = 0;
+		m->units[k].not_before = 0;
 		unit_place(s, &m->units[k]);
 	}
 	return 0;
 }
 
-void
-sched_retry_all(struct sched *s, uint64_t now_ms)
+size_t
+sched_msg_ids(const struct sched *s, uint64_t *out, size_t max)
 {
+	size_t n = 0;
+
 	for (size_t i = 0; i < s->mcap; i++)
-		for (struct smsg *m = s->mtab[i]; m; m = m->hnext)
-			if (sched_msg_retry(s, m->id, now_ms) != 0)
-				continue;
+		for (struct smsg *m = s->mtab[i]; m && n < max; m = m->hnext)
+			if (!m->forgotten)
+				out[n++] = m->id;
+	return n;
 }
 
 int
@@ -736,6 +815,7 @@ sched_stats_get(const struct sched *s, struct sched_stats *st)
 	st->msgs = s->nmsgs;
 	st->units = s->nunits;
 	st->inflight = s->inflight;
+	st->deciding = s->deciding;
 }
 
 void

@@ -24,8 +24,19 @@
  * Results decide each recipient's fate here and nowhere else: delivered
  * and failed recipients are done; deferred ones get the next retry time
  * (the [queue] retry list, last entry repeating, with +-10% jitter) or,
- * past max_age, fail as expired (4.4.7). sched_job_done() reports those
- * decisions; the caller commits them before acting on them.
+ * past max_age, fail as expired (4.4.7).
+ *
+ * Commit, then apply. A job that comes back is first only decided
+ * (sched_job_decide): the decisions are written into the job and the
+ * schedule does not change; the job keeps its slots ("deciding"). The
+ * caller commits the decisions to the queue, then either applies them
+ * (sched_job_apply: recipients, retry times, removal, the destination's
+ * window and rest, slots) or, when the commit failed, reverts
+ * (sched_job_revert: slots only; the recipients stay as they are on
+ * disk). So the schedule never runs ahead of the disk, and a job's slot
+ * stays taken until its result is on disk, which bounds the deliveries
+ * a crash can repeat by the concurrency caps. Operator actions are
+ * likewise called only once their commit has returned.
  *
  * This file does no I/O and takes time as an argument, so it is unit
  * tested with a fake clock. Thread: one owner (the scheduler thread).
@@ -101,8 +112,11 @@ struct sched_job {
 	/* set by sched_job_next() instead: the destination is resting after
 	 * a failure, so the job is already decided (every recipient
 	 * TEMPFAIL, "delivery temporarily suspended: ..."); hand it straight
-	 * back to sched_job_done() without a worker. */
+	 * to sched_job_decide() without a worker. */
 	bool suspended;
+	/* set by sched_job_decide(), until sched_job_apply/revert(): its
+	 * decisions are being committed and it still holds its slots */
+	bool deciding;
 };
 
 struct sched;
@@ -117,16 +131,34 @@ int sched_msg_add(struct sched *s, uint64_t id, const char *from,
     uint64_t received_ms, const struct sched_rcpt_in *rcpts, size_t n,
     uint64_t now_ms) MTA_MUST_CHECK;
 
-/* The next job due at now_ms that the caps allow, or NULL. Ownership of
- * the job passes to the caller until sched_job_done(). */
+/* The next job due at now_ms that the caps allow, or NULL. The job is
+ * the caller's; the schedule counts it in flight until sched_job_apply()
+ * or sched_job_revert(). */
 struct sched_job *sched_job_next(struct sched *s, uint64_t now_ms);
 
 /* A job came back with its outcomes: decide each recipient's state,
- * attempts and next_ms (written into job->rcpts[]), update the schedule,
- * and return the job to the caller, who commits the decisions, logs them
- * and then frees it with sched_job_free(). Returns true when the message
- * has no pending recipient left (it can leave the queue). */
-bool sched_job_done(struct sched *s, struct sched_job *job, uint64_t now_ms);
+ * attempts and next_ms (written into job->rcpts[]) from the schedule as
+ * it is, and change nothing else: the job is "deciding" and keeps its
+ * slots until sched_job_apply() or sched_job_revert(). The caller owns
+ * the job throughout. */
+void sched_job_decide(struct sched *s, struct sched_job *job, uint64_t now_ms);
+
+/* The decisions of a deciding job are on disk: apply them (recipients'
+ * attempts and retry times, delivered and failed ones done, the
+ * destination's window and rest after a connection-level failure or a
+ * success) and release its slots. Returns true when the message has no
+ * pending recipient left and so left the schedule. The caller still owns
+ * the job (log it, then sched_job_free()). */
+bool sched_job_apply(struct sched *s, struct sched_job *job, uint64_t now_ms);
+
+/* The decisions of a deciding job could not be committed: release its
+ * slots and leave its recipients as they are on disk (pending, with their
+ * old attempts and retry times: due), but make the unit wait until
+ * now_ms plus the first retry interval (at most 5 minutes) before it is
+ * due again, so a failing disk does not repeat deliveries in a loop. A
+ * message deleted meanwhile (sched_msg_forget) leaves the schedule. The
+ * caller still owns the job. */
+void sched_job_revert(struct sched *s, struct sched_job *job, uint64_t now_ms);
 
 void sched_job_free(struct sched_job *job);
 
@@ -134,20 +166,27 @@ void sched_job_free(struct sched_job *job);
  * is waiting on time. */
 int64_t sched_timeout(const struct sched *s, uint64_t now_ms);
 
-/* Operator actions (the control socket): make every pending recipient of
- * id due now; hold (never dispatch) or release; forget the message.
- * Return 0 or -ENOENT. A held or forgotten message with a job in flight
- * takes effect when the job returns. */
+/* Operator actions (the control socket), each called once its change is
+ * on disk: make every pending recipient of id due now (it also ends the
+ * rest of the message's destinations and a wait after a failed commit;
+ * a held message is left as it is, as the queue leaves it);
+ * hold (never dispatch) or release; forget the message. Return 0 or
+ * -ENOENT. A held or forgotten message with a job in flight takes effect
+ * when the job returns. */
 int sched_msg_retry(struct sched *s, uint64_t id, uint64_t now_ms);
-void sched_retry_all(struct sched *s, uint64_t now_ms);
 int sched_msg_hold(struct sched *s, uint64_t id, bool hold, uint64_t now_ms);
 int sched_msg_forget(struct sched *s, uint64_t id);
+
+/* The ids of the messages in the schedule (not forgotten), at most max,
+ * into out; returns how many (a retry of every message). */
+size_t sched_msg_ids(const struct sched *s, uint64_t *out, size_t max);
 
 /* Counters for logs and tests. */
 struct sched_stats {
 	size_t msgs;     /* messages with pending recipients */
 	size_t units;    /* (message, destination) units */
-	size_t inflight; /* jobs out */
+	size_t inflight; /* jobs out, deciding ones included */
+	size_t deciding; /* jobs whose decisions are being committed */
 };
 void sched_stats_get(const struct sched *s, struct sched_stats *st);
 /* Jobs in flight and the current window for one destination. */

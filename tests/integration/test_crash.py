@@ -30,17 +30,15 @@ PER_HOST = 10         # [delivery] max_connections_per_host
 SINK_DELAY_MS = 5     # mta-sink --delay: deliveries stay in flight longer
 
 # The duplicate bound. A duplicate is a delivery the sink accepted whose
-# result was not on disk when the relay died. Per kill that is at most:
-#   - the jobs out at the workers: the scheduler caps jobs per destination
-#     at max_connections_per_host (one destination here), each job is one
-#     message (one recipient) and smtp_out runs one transaction at a time
-#     per connection: <= PER_HOST;
-#   - the jobs already back whose QUEUE_REQ_UPDATE was not yet committed:
-#     their slots are released at sched_job_done, before the commit, so
-#     during one group commit another window of jobs can come back:
-#     <= PER_HOST more.
+# result was not on disk when the relay died. Per kill that is at most the
+# jobs that hold a slot: the scheduler caps jobs per destination at
+# max_connections_per_host (one destination here), each job is one
+# message (one recipient), smtp_out runs one transaction at a time per
+# connection, and a job keeps its slot while out at a worker and while
+# its QUEUE_REQ_UPDATE is being committed (commit, then apply): slots are
+# released only once the result is on disk. So <= PER_HOST per kill.
 # Nothing else repeats a delivery (no client retries an accepted message).
-DUP_BOUND = KILLS * 2 * PER_HOST
+DUP_BOUND = KILLS * PER_HOST
 
 
 class Submitter:

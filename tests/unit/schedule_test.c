@@ -37,6 +37,14 @@ set_all(struct sched_job *j, enum sched_outcome o)
 		j->rcpts[i].outcome = o;
 }
 
+/* A job back whose decisions were committed: decide, then apply. */
+static bool
+done(struct sched *s, struct sched_job *j, uint64_t now)
+{
+	sched_job_decide(s, j, now);
+	return sched_job_apply(s, j, now);
+}
+
 /* Recipients of one message are grouped by domain, one job per domain. */
 static void
 test_group_by_domain(void)
@@ -63,8 +71,8 @@ test_group_by_domain(void)
 	CHECK(strcmp(j2->domain, "y.org") == 0 && j2->nrcpts == 1);
 	set_all(j1, SCHED_OUTCOME_OK);
 	set_all(j2, SCHED_OUTCOME_OK);
-	CHECK(!sched_job_done(s, j1, 1100));
-	CHECK(sched_job_done(s, j2, 1100));
+	CHECK(!done(s, j1, 1100));
+	CHECK(done(s, j2, 1100));
 	CHECK(j2->rcpts[0].state == SCHED_RCPT_DELIVERED);
 	sched_job_free(j1);
 	sched_job_free(j2);
@@ -87,7 +95,7 @@ test_retry_and_expiry(void)
 		j = sched_job_next(s, now);
 		CHECK(j != NULL);
 		set_all(j, SCHED_OUTCOME_TEMPFAIL);
-		CHECK(!sched_job_done(s, j, now));
+		CHECK(!done(s, j, now));
 		CHECK(j->rcpts[0].state == SCHED_RCPT_PENDING);
 		CHECK(j->rcpts[0].attempts == k + 1);
 		/* within +-10% of the schedule entry */
@@ -102,13 +110,13 @@ test_retry_and_expiry(void)
 	j = sched_job_next(s, now);
 	CHECK(j != NULL);
 	set_all(j, SCHED_OUTCOME_TEMPFAIL);
-	sched_job_done(s, j, 99000);
+	done(s, j, 99000);
 	CHECK(j->rcpts[0].next_ms == 100000);
 	sched_job_free(j);
 	j = sched_job_next(s, 100000);
 	CHECK(j != NULL);
 	set_all(j, SCHED_OUTCOME_TEMPFAIL);
-	CHECK(sched_job_done(s, j, 100000));
+	CHECK(done(s, j, 100000));
 	CHECK(j->rcpts[0].state == SCHED_RCPT_EXPIRED);
 	sched_job_free(j);
 	CHECK(sched_timeout(s, 100000) == -1);
@@ -135,16 +143,16 @@ test_dest_cap_and_slow_start(void)
 	CHECK(inflight == 3 && window == 3);
 	set_all(out[0], SCHED_OUTCOME_TEMPFAIL);
 	out[0]->dest_failed = true;
-	sched_job_done(s, out[0], 0);
+	done(s, out[0], 0);
 	sched_job_free(out[0]);
 	sched_dest_get(s, "x.org", &inflight, &window);
 	CHECK(window == 1 && inflight == 2);
 	CHECK(sched_job_next(s, 0) == NULL);
 	set_all(out[1], SCHED_OUTCOME_OK);
-	sched_job_done(s, out[1], 0);
+	done(s, out[1], 0);
 	sched_job_free(out[1]);
 	set_all(out[2], SCHED_OUTCOME_OK);
-	sched_job_done(s, out[2], 0);
+	done(s, out[2], 0);
 	sched_job_free(out[2]);
 	sched_dest_get(s, "x.org", &inflight, &window);
 	CHECK(window == 3 && inflight == 0);
@@ -154,7 +162,7 @@ test_dest_cap_and_slow_start(void)
 	CHECK(n == 3);
 	for (size_t i = 0; i < n; i++) {
 		set_all(out[i], SCHED_OUTCOME_PERMFAIL);
-		CHECK(sched_job_done(s, out[i], 0));
+		CHECK(done(s, out[i], 0));
 		sched_job_free(out[i]);
 	}
 	sched_free(s);
@@ -174,14 +182,14 @@ test_global_cap(void)
 	CHECK(a && b && sched_job_next(s, 0) == NULL);
 	CHECK(sched_timeout(s, 0) == -1);
 	set_all(a, SCHED_OUTCOME_OK);
-	sched_job_done(s, a, 0);
+	done(s, a, 0);
 	sched_job_free(a);
 	a = sched_job_next(s, 0);
 	CHECK(a != NULL);
 	set_all(a, SCHED_OUTCOME_OK);
 	set_all(b, SCHED_OUTCOME_OK);
-	CHECK(!sched_job_done(s, a, 0));
-	CHECK(sched_job_done(s, b, 0));
+	CHECK(!done(s, a, 0));
+	CHECK(done(s, b, 0));
 	sched_job_free(a);
 	sched_job_free(b);
 	sched_free(s);
@@ -209,7 +217,7 @@ test_operator_actions(void)
 	sched_stats_get(s, &st);
 	CHECK(st.msgs == 1 && st.inflight == 1);
 	set_all(j, SCHED_OUTCOME_TEMPFAIL);
-	CHECK(!sched_job_done(s, j, 20));
+	CHECK(!done(s, j, 20));
 	CHECK(j->rcpts[0].attempts == 3);
 	sched_job_free(j);
 	sched_stats_get(s, &st);
@@ -240,7 +248,7 @@ test_due_order(void)
 		CHECK(j != NULL);
 		last += (uint64_t)t;
 		set_all(j, SCHED_OUTCOME_OK);
-		sched_job_done(s, j, last);
+		done(s, j, last);
 		sched_job_free(j);
 	}
 	CHECK(sched_timeout(s, last) == -1);
@@ -268,14 +276,14 @@ test_dead_destination_rests(void)
 	str_copy(j->rcpts[0].reply, sizeof(j->rcpts[0].reply),
 	    "connect: Connection refused");
 	j->dest_failed = true;
-	sched_job_done(s, j, 0);
+	done(s, j, 0);
 	sched_job_free(j);
 	while ((j = sched_job_next(s, 10)) != NULL) {
 		CHECK(j->suspended);
 		CHECK(j->rcpts[0].outcome == SCHED_OUTCOME_TEMPFAIL);
 		CHECK(strstr(j->rcpts[0].reply, "suspended: connect: "
 		                                "Connection refused") != NULL);
-		CHECK(!sched_job_done(s, j, 10));
+		CHECK(!done(s, j, 10));
 		CHECK(j->rcpts[0].state == SCHED_RCPT_PENDING);
 		CHECK(j->rcpts[0].attempts == 1);
 		sched_job_free(j);
@@ -287,7 +295,7 @@ test_dead_destination_rests(void)
 	CHECK(j != NULL && !j->suspended);
 	CHECK(sched_job_next(s, 1200) == NULL);
 	set_all(j, SCHED_OUTCOME_OK);
-	sched_job_done(s, j, 1200);
+	done(s, j, 1200);
 	sched_job_free(j);
 	j = sched_job_next(s, 1200);
 	CHECK(j != NULL && !j->suspended);
@@ -309,16 +317,156 @@ test_retry_lifts_rest(void)
 	CHECK(j != NULL);
 	set_all(j, SCHED_OUTCOME_TEMPFAIL);
 	j->dest_failed = true;
-	sched_job_done(s, j, 0);
+	done(s, j, 0);
 	sched_job_free(j);
 	j = sched_job_next(s, 5);
 	CHECK(j != NULL && j->suspended);
-	sched_job_done(s, j, 5);
+	done(s, j, 5);
 	sched_job_free(j);
 	CHECK(sched_msg_retry(s, 2, 10) == 0);
 	j = sched_job_next(s, 10);
 	CHECK(j != NULL && !j->suspended && j->id == 2);
 	sched_job_free(j);
+	sched_free(s);
+}
+
+/* A decided job changes nothing until it is applied: the message stays
+ * (even with every recipient delivered), and the job keeps its slots, so
+ * the next message for the destination waits. */
+static void
+test_decide_changes_nothing(void)
+{
+	struct sched *s = mk(10, 1);
+	struct sched_rcpt_in r[] = {{"a@x.org", 0, 0, 0}};
+	struct sched_job *j, *k;
+	struct sched_stats st;
+	unsigned inflight, window;
+
+	CHECK(sched_msg_add(s, 1, "s@z", 0, r, 1, 0) == 0);
+	CHECK(sched_msg_add(s, 2, "s@z", 0, r, 1, 0) == 0);
+	j = sched_job_next(s, 0);
+	CHECK(j != NULL && j->id == 1);
+	CHECK(sched_job_next(s, 0) == NULL); /* window 1: 2 waits */
+	set_all(j, SCHED_OUTCOME_OK);
+	sched_job_decide(s, j, 10);
+	CHECK(j->rcpts[0].state == SCHED_RCPT_DELIVERED);
+	CHECK(j->rcpts[0].attempts == 1);
+	sched_stats_get(s, &st);
+	CHECK(st.msgs == 2 && st.inflight == 1 && st.deciding == 1);
+	sched_dest_get(s, "x.org", &inflight, &window);
+	CHECK(inflight == 1 && window == 1);
+	CHECK(sched_job_next(s, 10) == NULL); /* the slot is still taken */
+	CHECK(sched_job_apply(s, j, 10));
+	sched_stats_get(s, &st);
+	CHECK(st.msgs == 1 && st.inflight == 0 && st.deciding == 0);
+	k = sched_job_next(s, 10);
+	CHECK(k != NULL && k->id == 2);
+	sched_job_free(j);
+	sched_job_free(k);
+	sched_free(s);
+}
+
+/* A commit that failed: the schedule stays as the disk is. The message is
+ * not removed although its recipient was delivered, its attempts do not
+ * count the attempt, a connection failure does not shrink the window or
+ * rest the destination, the slot is released (the next in line goes),
+ * and the unit is due again only after the first retry interval. */
+static void
+test_revert_keeps_disk_state(void)
+{
+	struct sched *s = mk(10, 1);
+	struct sched_rcpt_in r1[] = {{"a@x.org", 0, 2, 0}};
+	struct sched_rcpt_in r2[] = {{"b@x.org", 0, 0, 0}};
+	struct sched_job *j, *k;
+	struct sched_stats st;
+	unsigned inflight, window;
+
+	CHECK(sched_msg_add(s, 1, "s@z", 0, r1, 1, 0) == 0);
+	CHECK(sched_msg_add(s, 2, "s@z", 0, r2, 1, 0) == 0);
+	j = sched_job_next(s, 0);
+	CHECK(j != NULL && j->id == 1);
+	set_all(j, SCHED_OUTCOME_OK);
+	sched_job_decide(s, j, 100);
+	CHECK(j->rcpts[0].state == SCHED_RCPT_DELIVERED);
+	sched_job_revert(s, j, 100);
+	sched_job_free(j);
+	sched_stats_get(s, &st);
+	CHECK(st.msgs == 2 && st.inflight == 0 && st.deciding == 0);
+	/* the released slot goes to the one in line */
+	k = sched_job_next(s, 100);
+	CHECK(k != NULL && k->id == 2);
+	set_all(k, SCHED_OUTCOME_TEMPFAIL);
+	k->dest_failed = true;
+	sched_job_decide(s, k, 100);
+	sched_job_revert(s, k, 100);
+	sched_job_free(k);
+	sched_dest_get(s, "x.org", &inflight, &window);
+	CHECK(inflight == 0 && window == 1);
+	/* not resting: nothing is "suspended"; 1 waits about 1000 ms */
+	CHECK(sched_job_next(s, 100 + 899) == NULL);
+	j = sched_job_next(s, 100 + 1101);
+	CHECK(j != NULL && !j->suspended && j->id == 1);
+	set_all(j, SCHED_OUTCOME_TEMPFAIL);
+	CHECK(!done(s, j, 1201));
+	CHECK(j->rcpts[0].attempts == 3); /* 2 on disk, then this one */
+	sched_job_free(j);
+	sched_free(s);
+}
+
+/* The window is only learnt from an applied job. */
+static void
+test_revert_keeps_window(void)
+{
+	struct sched *s = mk(10, 3);
+	struct sched_rcpt_in r[] = {{"a@x.org", 0, 0, 0}};
+	struct sched_job *j;
+	unsigned inflight, window;
+
+	CHECK(sched_msg_add(s, 1, "s@z", 0, r, 1, 0) == 0);
+	j = sched_job_next(s, 0);
+	CHECK(j != NULL);
+	set_all(j, SCHED_OUTCOME_TEMPFAIL);
+	j->dest_failed = true;
+	sched_job_decide(s, j, 0);
+	sched_job_revert(s, j, 0);
+	sched_dest_get(s, "x.org", &inflight, &window);
+	CHECK(inflight == 0 && window == 3);
+	sched_job_free(j);
+	sched_free(s);
+}
+
+/* An operator's retry ends the wait after a failed commit; a message
+ * forgotten (deleted) while its job was deciding leaves at the revert. */
+static void
+test_revert_then_retry_or_forget(void)
+{
+	struct sched *s = mk(10, 10);
+	struct sched_rcpt_in r[] = {{"a@x.org", 0, 0, 0}};
+	struct sched_job *j;
+	struct sched_stats st;
+	uint64_t ids[4];
+
+	CHECK(sched_msg_add(s, 1, "s@z", 0, r, 1, 0) == 0);
+	j = sched_job_next(s, 0);
+	set_all(j, SCHED_OUTCOME_OK);
+	sched_job_decide(s, j, 0);
+	sched_job_revert(s, j, 0);
+	sched_job_free(j);
+	CHECK(sched_job_next(s, 10) == NULL);
+	CHECK(sched_msg_ids(s, ids, 4) == 1 && ids[0] == 1);
+	CHECK(sched_msg_retry(s, 1, 10) == 0);
+	j = sched_job_next(s, 10);
+	CHECK(j != NULL && j->id == 1);
+	set_all(j, SCHED_OUTCOME_OK);
+	sched_job_decide(s, j, 20);
+	CHECK(sched_msg_forget(s, 1) == 0);
+	CHECK(sched_msg_ids(s, ids, 4) == 0);
+	sched_stats_get(s, &st);
+	CHECK(st.msgs == 1 && st.deciding == 1);
+	sched_job_revert(s, j, 20);
+	sched_job_free(j);
+	sched_stats_get(s, &st);
+	CHECK(st.msgs == 0 && st.inflight == 0 && st.units == 0);
 	sched_free(s);
 }
 
@@ -350,6 +498,10 @@ static const struct harness_case cases[] = {
     {"dead_destination_rests", test_dead_destination_rests},
     {"retry_lifts_rest", test_retry_lifts_rest},
     {"free_long_fifo", test_free_long_fifo},
+    {"decide_changes_nothing", test_decide_changes_nothing},
+    {"revert_keeps_disk_state", test_revert_keeps_disk_state},
+    {"revert_keeps_window", test_revert_keeps_window},
+    {"revert_then_retry_or_forget", test_revert_then_retry_or_forget},
 };
 
 HARNESS_MAIN(cases)

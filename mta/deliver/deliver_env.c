@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * deliver_env.c - the schedule's intake: a queued envelope, as the queue
+ * holds it, into the schedule. Used for every envelope recovered at
+ * start, every newly committed one (a QUEUE_NOTE_NEW) and one released
+ * by an operator that was held since before the start. Reading the
+ * envelope as it is on disk is what keeps the schedule equal to the
+ * disk. Scheduler thread only.
+ */
+#include <stdlib.h>
+
+#include "base/log.h"
+#include "base/xalloc.h"
+#include "deliver/deliver_int.h"
+#include "queue/queue.h"
+
+void
+deliver_env_add(
+    struct dsched *ds, const struct queue_envelope *env, uint64_t now)
+{
+	struct sched_rcpt_in *in;
+	size_t n = 0;
+
+	if (env->flags & QUEUE_FLAG_WARNED)
+		deliver_bounce_warned(ds, env->id, true);
+	if (env->flags & QUEUE_FLAG_HELD)
+		return; /* held: release (deliver_ctl.c) schedules it again */
+	in = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof(*in));
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].state != QUEUE_RCPT_PENDING)
+			continue;
+		in[n].addr = env->rcpts[i].addr;
+		in[n].idx = (uint32_t)i;
+		in[n].attempts = (uint16_t)env->rcpts[i].attempts;
+		in[n].next_ms = env->rcpts[i].next_ms;
+		n++;
+	}
+	if (sched_msg_add(
+	        ds->s, env->id, env->from, env->received_ms, in, n, now) != 0)
+		log_debug("event=sched-duplicate id=%016llx",
+		    (unsigned long long)env->id);
+	free(in);
+}
