@@ -30,7 +30,7 @@ SHIM_SO  = $(SHIM_SRC:tests/shim/%.c=$(BUILD)/tests/%.so)
 PROGS   = $(BUILD)/mta $(BUILD)/mta-sink $(BUILD)/mta-load
 
 .SECONDARY:
-.PHONY: all deps run test unit integration clean install check-headers bench
+.PHONY: all deps run test test-tsan unit integration clean install check-headers bench
 all: $(PROGS)
 
 $(BUILD)/obj/%.o: %.c
@@ -75,6 +75,13 @@ run: deps all
 test: deps
 	$(MAKE) BUILD=build/san SAN="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all units
 	@sh tests/run.sh build/san
+
+# The same tests on a ThreadSanitizer tree (build/tsan): a data race or a
+# lock-order inversion in any process is a failed test (tests/run.sh).
+TSAN = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+test-tsan: deps
+	$(MAKE) BUILD=build/tsan SAN="$(TSAN)" all units
+	@sh tests/run.sh build/tsan
 
 units: $(UNIT_BIN) $(SHIM_SO)
 

@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-from conftest import (BUILD, ConnectionClosed, make_message,
+from conftest import (BUILD, ConnectionClosed, dot_stuff, make_message,
                       queued_id, send_message, strip_received)
 
 
@@ -27,21 +27,71 @@ def _varied_message(k):
 
 
 def _send_many(relay, ks, msgs, results, errors):
-    """Send messages ks on one connection; results[k] = id for each 250."""
+    """Send messages ks on one connection; results[k] = (id, t_sent,
+    t_acked) for each 250: CLOCK_MONOTONIC ns just before the message's
+    data (with its final dot) was sent, and just after the 250 arrived."""
     try:
         with relay.client(timeout=60) as c:
             c.ehlo()
             for k in ks:
-                r = send_message(c, msgs[k], mail_params="BODY=8BITMIME")
-                results[k] = queued_id(r, c)
+                c.send("MAIL FROM:<a@example.org> BODY=8BITMIME\r\n"
+                       "RCPT TO:<x@example.com>\r\nDATA\r\n")
+                c.expect(250)
+                c.expect(250)
+                c.expect(354)
+                t_sent = time.monotonic_ns()
+                c.send(dot_stuff(msgs[k]))
+                r = c.read_reply(timeout=60)
+                t_acked = time.monotonic_ns()
+                results[k] = (queued_id(r, c), t_sent, t_acked)
             c.cmd("QUIT")
     except Exception as e:  # reported by the caller
         errors.append(f"connection for {ks[0]}..{ks[-1]}: {e!r}")
 
 
-def test_kill9_loses_nothing_answered_250(relay_factory):
+def _sync_record(path, data_file):
+    """The syncrec shim's lines about data_file: (data syncs, synchronous
+    writes), each a sorted list of (start_ns, end_ns). Only calls that
+    succeeded count."""
+    assert path.exists(), f"{path} missing: the syncrec shim was not loaded"
+    syncs, dsync_writes = [], []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        call, t0, t1, res, fpath = line.split(" ", 4)
+        assert int(t0) <= int(t1), f"{path}:{n}: time runs backwards: {line}"
+        if fpath != str(data_file) or int(res) < 0:
+            continue
+        if call in ("fdatasync", "fsync", "sync_file_range"):
+            syncs.append((int(t0), int(t1)))
+        elif call == "pwrite_dsync":
+            dsync_writes.append((int(t0), int(t1)))
+    return sorted(syncs), sorted(dsync_writes)
+
+
+def _first_within(spans, lo, hi):
+    """The first (start, end) in spans with lo <= start and end <= hi."""
+    for t0, t1 in spans:
+        if t0 >= lo and t1 <= hi:
+            return (t0, t1)
+    return None
+
+
+def test_kill9_loses_nothing_answered_250(relay_factory, tmp_path):
+    """Each 250 is answered only after the queue's data file was synced
+    (fdatasync begun after the client sent the message's last byte, ended
+    before the 250 arrived) and its meta page then written synchronously
+    (LMDB's O_DSYNC write), as the syncrec shim records them; and after
+    kill -9 every message answered 250 is there, byte for byte. (kill -9
+    alone cannot tell: the page cache survives it.)"""
     n, nconn = 200, 5
-    relay = relay_factory()
+    shim = os.path.join(BUILD, "tests", "syncrec.so")
+    assert os.path.exists(shim), f"{shim} not built (tests/shim/syncrec.c)"
+    log = tmp_path / "syncrec.log"
+    relay = relay_factory(env={
+        "LD_PRELOAD": shim,
+        "MTA_SYNCREC_LOG": str(log),
+        "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+                        + ":verify_asan_link_order=0",
+    })
     msgs = {k: _varied_message(k) for k in range(n)}
     results, errors = {}, []
     threads = [threading.Thread(target=_send_many,
@@ -55,16 +105,32 @@ def test_kill9_loses_nothing_answered_250(relay_factory):
     assert not any(t.is_alive() for t in threads), "senders still running after 300s"
     assert not errors, errors
     assert len(results) == n
-    assert len(set(results.values())) == n, "duplicate queue ids"
+    ids = {k: r[0] for k, r in results.items()}
+    assert len(set(ids.values())) == n, "duplicate queue ids"
+
+    data_file = os.path.realpath(relay.queue_path / "data.mdb")
+    syncs, dsync_writes = _sync_record(log, data_file)
+    assert syncs, f"no fdatasync of {data_file} recorded at all"
+    for k, (qid, t_sent, t_acked) in sorted(results.items()):
+        sync = _first_within(syncs, t_sent, t_acked)
+        assert sync is not None, (
+            f"message {k} ({qid}) was answered 250 with no sync of "
+            f"{data_file} begun after its data was sent and done before "
+            f"the 250 (sent at {t_sent}, 250 at {t_acked} ns)")
+        meta = _first_within(dsync_writes, sync[1], t_acked)
+        assert meta is not None, (
+            f"message {k} ({qid}): data synced at {sync}, but no "
+            f"synchronous meta-page write of {data_file} followed before "
+            f"the 250 at {t_acked} ns")
 
     relay.kill9()
     relay.start()
 
     listed = relay.queue_ids()
-    missing = set(results.values()) - set(listed)
+    missing = set(ids.values()) - set(listed)
     assert not missing, f"{len(missing)} of {n} messages answered 250 are gone after kill -9: {sorted(missing)[:10]}"
     assert len(listed) == n, f"{len(listed)} listed, {n} sent"
-    for k, qid in results.items():
+    for k, qid in ids.items():
         raw = relay.queue_raw(qid)
         _, rest = strip_received(raw)
         assert rest == msgs[k], f"message {k} ({qid}) differs after restart"
