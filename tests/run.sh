@@ -19,8 +19,11 @@ cd "$(dirname "$0")/.." || exit 1
 # settings come last so they win.
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
-export ASAN_OPTIONS UBSAN_OPTIONS
-SAN_RE='ERROR: AddressSanitizer\|runtime error:\|LeakSanitizer\|ERROR: ThreadSanitizer'
+# ThreadSanitizer (build/tsan): report every race, exit 66 at the end of a
+# process that had one; its reports start "WARNING: ThreadSanitizer:".
+TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+export ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
+SAN_RE='ERROR: AddressSanitizer\|runtime error:\|LeakSanitizer\|ThreadSanitizer:'
 
 pass=0
 fail=0

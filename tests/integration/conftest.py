@@ -49,16 +49,20 @@ MTA = os.path.join(BUILD, "mta")
 HOSTNAME = "relay.test"
 LOOPBACK = "127.0.0.1"
 
+# ThreadSanitizer reports a race or a lock-order inversion as
+# "WARNING: ThreadSanitizer: ..." (and dies with "FATAL: ThreadSanitizer"),
+# so any line naming it counts.
 SAN_PATTERNS = (
     "ERROR: AddressSanitizer",
     "runtime error:",
     "LeakSanitizer",
-    "ERROR: ThreadSanitizer",
+    "ThreadSanitizer:",
 )
 
 # Sanitizer reports on stderr, not in log files; keep an existing setting.
 os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
 os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+os.environ.setdefault("TSAN_OPTIONS", "halt_on_error=0:second_deadlock_stack=1")
 
 
 def raise_nofile(want=65536):

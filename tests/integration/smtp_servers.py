@@ -28,6 +28,8 @@ import subprocess
 import threading
 import time
 
+from conftest import san_problems
+
 __all__ = ["SMTPServer", "make_cert", "MtaSink", "wait_until", "rcpt_table"]
 
 
@@ -422,8 +424,12 @@ class MtaSink:
         raise AssertionError("mta-sink did not start listening")
 
     def stop(self):
+        """SIGTERM and wait. Fails when mta-sink needed SIGKILL, exited
+        non-zero (ThreadSanitizer exits 66 after a report) or wrote a
+        sanitizer report."""
         if self.proc is None:
             return
+        problem = None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -431,8 +437,18 @@ class MtaSink:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+                problem = "no exit within 10s of SIGTERM"
+        rc = self.proc.returncode
         self._err.close()
         self.proc = None
+        err = self.errpath.read_bytes()
+        if problem is None and rc != 0:
+            problem = f"exit status {rc}"
+        if problem is None and san_problems(err):
+            problem = "sanitizer report"
+        if problem is not None:
+            raise AssertionError(f"mta-sink: {problem}; stderr:\n"
+                                 + err.decode(errors="replace")[-6000:])
 
     def records(self):
         try:

@@ -11,9 +11,12 @@ import json
 import os
 import pathlib
 import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -179,15 +182,162 @@ def test_every_message_accepted_and_recorded_once(tmp_path):
     assert all(1500 <= z <= 2600 for z in sizes), sizes
 
 
+class RoundTripServer:
+    """A minimal SMTP server on a free loopback port that tells whether
+    the client waits for each reply: after each command (a line, or a
+    message up to its final dot) it holds the reply for HOLD seconds, and
+    when more input has arrived by then the client sent a command before
+    it had the reply to the one before. Such commands are listed in
+    early; every command seen is in commands."""
+
+    HOLD = 0.03
+
+    def __init__(self, pipelining):
+        self.pipelining = pipelining
+        self.port = free_port()
+        self.commands = []
+        self.early = []
+        self.errors = []
+        self.lock = threading.Lock()
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((HOST, self.port))
+        self.lsock.listen(16)
+        self.lsock.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.threads = []
+
+    def __enter__(self):
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(10)
+        self.lsock.close()
+        assert not self.errors, self.errors
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                sock, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            t = threading.Thread(target=self._serve, args=(sock,),
+                                 daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, sock):
+        try:
+            with sock:
+                sock.settimeout(20)
+                self._session(sock)
+        except Exception as e:  # reported at __exit__
+            self.errors.append(repr(e))
+
+    def _next(self, sock, buf, end):
+        """(command, rest of buf): input up to and including end."""
+        while end not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None, buf
+            buf += chunk
+        i = buf.index(end) + len(end)
+        return buf[:i], buf[i:]
+
+    def _reply(self, sock, cmd, buf, text):
+        """Hold, note whether more input came meanwhile, then answer."""
+        time.sleep(self.HOLD)
+        if select.select([sock], [], [], 0)[0]:
+            buf += sock.recv(65536)
+        with self.lock:
+            self.commands.append(cmd[:40])
+            if buf:
+                self.early.append((cmd[:40], buf[:80]))
+        sock.sendall(text)
+        return buf
+
+    def _session(self, sock):
+        sock.sendall(b"220 roundtrip.test ESMTP\r\n")
+        buf, in_data = b"", False
+        while True:
+            cmd, buf = self._next(sock, buf, b"\r\n.\r\n" if in_data
+                                  else b"\r\n")
+            if cmd is None:
+                return
+            verb = cmd[:4].upper()
+            if in_data:
+                text, in_data = b"250 2.0.0 Ok: queued\r\n", False
+            elif verb == b"EHLO":
+                text = (b"250-roundtrip.test\r\n"
+                        + (b"250-PIPELINING\r\n" if self.pipelining else b"")
+                        + b"250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                text, in_data = b"354 go ahead\r\n", True
+            elif verb == b"QUIT":
+                self._reply(sock, cmd, buf, b"221 2.0.0 Bye\r\n")
+                return
+            else:  # MAIL, RCPT, RSET, NOOP
+                text = b"250 2.0.0 Ok\r\n"
+            buf = self._reply(sock, cmd, buf, text)
+
+
+def _round_trips(pipelining, *load_args):
+    """mta-load (4 messages, 2 RCPT each, 2 connections) against a
+    RoundTripServer; returns the server after it stopped."""
+    with RoundTripServer(pipelining) as srv:
+        rep = load(srv.port, "--messages", 4, "--connections", 2,
+                   "--rcpts", 2, "--size", 512, *load_args)
+    assert rep["accepted"] == 4, rep
+    assert rep["codes"] == {"250": 4}, rep
+    # per message MAIL, 2 RCPT, DATA, the message; per connection EHLO, QUIT
+    assert len(srv.commands) == 4 * 5 + 2 * 2, srv.commands
+    return srv
+
+
 def test_no_pipelining_one_command_per_round_trip(tmp_path):
+    """Without PIPELINING on either side, mta-load sends each command only
+    once the reply to the one before it arrived; mta-sink --no-pipelining
+    does not offer it, and the counts still add up."""
+    srv = _round_trips(False)
+    assert not srv.early, (
+        "commands sent before the previous reply although the server does "
+        f"not offer PIPELINING: {srv.early[:5]}")
+    srv = _round_trips(True, "--no-pipelining")
+    assert not srv.early, (
+        f"commands sent before the previous reply with --no-pipelining: "
+        f"{srv.early[:5]}")
+    # The control: offered and not refused, mta-load batches RCPT and DATA
+    # behind MAIL, and the server sees it (so the checks above can fail).
+    srv = _round_trips(True)
+    batched = [c for c, _ in srv.early if c.upper().startswith(b"MAIL")]
+    assert len(batched) == 4, f"MAIL not pipelined when offered: {srv.early}"
+
     n = 100
     with Sink(tmp_path, "--no-pipelining") as s:
+        with socket.create_connection((HOST, s.port), timeout=10) as c:
+            f = c.makefile("rb")
+            assert f.readline().startswith(b"220")
+            c.sendall(b"EHLO x.test\r\n")
+            ehlo = []
+            while not ehlo or ehlo[-1][3:4] == b"-":
+                ehlo.append(f.readline())
+            assert ehlo[0].startswith(b"250"), ehlo
+            assert not any(b"PIPELINING" in l.upper() for l in ehlo), ehlo
+            c.sendall(b"QUIT\r\n")
+            assert f.readline().startswith(b"221")
         rep = load(s.port, "--messages", n, "--connections", 4, "--rcpts", 2)
         tot = s.stop()
         recs = s.records()
-    assert rep["accepted"] == n and rep["codes"] == {"250": n}, rep
+    assert rep["accepted"] == n, rep
+    assert rep["codes"] == {"250": n}, rep
     check_records(recs, n, rcpts=2)
-    assert tot["messages"] == n and tot["recipients"] == 2 * n, tot
+    assert tot["messages"] == n, tot
+    assert tot["recipients"] == 2 * n, tot
 
 
 # ------------------------------------------------------------ injected failures
