@@ -2,7 +2,8 @@
 /*
  * harness.h - table-driven unit tests: { "label", fn } rows, RUN/PASS/FAIL
  * lines, exit 0 pass / 1 fail / 77 skip. A test function returns nothing;
- * CHECK() records a failure with file and line and returns from it.
+ * CHECK() records a failure with file and line and returns from it;
+ * STEP() records one and lets the test clean up.
  *
  *	static void test_x(void) { CHECK(1 + 1 == 2); }
  *	static const struct harness_case cases[] = { { "x", test_x }, };
@@ -30,6 +31,23 @@ static int harness_failed;
 			harness_failed = 1;                                    \
 			return;                                                \
 		}                                                              \
+	} while (0)
+
+/*
+ * STEP(ok, e): a check that does not return, for the steps of a test
+ * that must clean up before it ends. When ok is still true and e is
+ * false, reports file, line and e as CHECK does, fails the test and sets
+ * ok false; once ok is false, later steps are skipped (they would fail
+ * for the first one's reason). Clean up, then return when !ok.
+ */
+#define STEP(ok, e)                                                           \
+	do {                                                                  \
+		if ((ok) && !(e)) {                                           \
+			fprintf(stderr, "%s:%d: STEP(%s) failed\n", __FILE__, \
+			    __LINE__, #e);                                    \
+			harness_failed = 1;                                   \
+			(ok) = 0;                                             \
+		}                                                             \
 	} while (0)
 
 /* Compare (ptr,len) to a string literal or C string. */

@@ -114,19 +114,18 @@ static void
 test_parse_good(void)
 {
 	struct auth_users *u;
-	bool ok;
+	bool ok = true;
 
 	CHECK(fixture());
 	CHECK((u = load_good()) != NULL);
-	ok = auth_users_count(u) == 4 &&
-	     strcmp(auth_users_lookup(u, "alice"), hash6) == 0 &&
-	     strcmp(auth_users_lookup(u, "bob"), hashy) == 0 &&
-	     auth_users_lookup(u, "carol")[0] == '!' &&
-	     strcmp(auth_users_lookup(u, "dave"), hashy) == 0 &&
-	     auth_users_lookup(u, "eve") == NULL &&
-	     auth_users_lookup(u, "Alice") == NULL;
+	STEP(ok, auth_users_count(u) == 4);
+	STEP(ok, strcmp(auth_users_lookup(u, "alice"), hash6) == 0);
+	STEP(ok, strcmp(auth_users_lookup(u, "bob"), hashy) == 0);
+	STEP(ok, auth_users_lookup(u, "carol")[0] == '!');
+	STEP(ok, strcmp(auth_users_lookup(u, "dave"), hashy) == 0);
+	STEP(ok, auth_users_lookup(u, "eve") == NULL);
+	STEP(ok, auth_users_lookup(u, "Alice") == NULL);
 	auth_users_unref(u);
-	CHECK(ok);
 }
 
 static void
@@ -134,14 +133,14 @@ test_parse_empty(void)
 {
 	char path[256], err[256];
 	struct auth_users *u;
-	bool ok;
+	bool ok = true;
 
 	CHECK(fixture());
 	CHECK(put("empty", "# nobody yet\n", path, sizeof(path)) != NULL);
 	CHECK(auth_users_load(path, &u, err, sizeof(err)) == 0);
-	ok = auth_users_count(u) == 0 && !auth_verify(u, "x", "y");
+	STEP(ok, auth_users_count(u) == 0);
+	STEP(ok, !auth_verify(u, "x", "y"));
 	auth_users_unref(u);
-	CHECK(ok);
 }
 
 static void
@@ -236,7 +235,7 @@ test_hash_new(void)
 	char h[AUTH_HASH_MAX], h2[AUTH_HASH_MAX], text[1024], path[256],
 	    err[256];
 	struct auth_users *u;
-	bool ok;
+	bool ok = true;
 
 	CHECK(fixture());
 	CHECK(auth_hash_new("fresh pw", h, sizeof(h)) == 0);
@@ -247,14 +246,18 @@ test_hash_new(void)
 	str_fmt(text, sizeof(text), "frank:%s\n", h);
 	CHECK(put("fresh", text, path, sizeof(path)) != NULL);
 	CHECK(auth_users_load(path, &u, err, sizeof(err)) == 0);
-	ok = auth_verify(u, "frank", "fresh pw") &&
-	     !auth_verify(u, "frank", "fresh pW");
+	STEP(ok, auth_verify(u, "frank", "fresh pw"));
+	STEP(ok, !auth_verify(u, "frank", "fresh pW"));
 	auth_users_unref(u);
-	CHECK(ok);
-	CHECK(auth_name_valid("a") && auth_name_valid("user@example.org"));
-	CHECK(!auth_name_valid("") && !auth_name_valid("a:b") &&
-	      !auth_name_valid("a b") && !auth_name_valid("a\tb") &&
-	      !auth_name_valid("a\nb"));
+	if (!ok)
+		return;
+	CHECK(auth_name_valid("a"));
+	CHECK(auth_name_valid("user@example.org"));
+	CHECK(!auth_name_valid(""));
+	CHECK(!auth_name_valid("a:b"));
+	CHECK(!auth_name_valid("a b"));
+	CHECK(!auth_name_valid("a\tb"));
+	CHECK(!auth_name_valid("a\nb"));
 }
 
 static struct auth_req *
@@ -325,7 +328,7 @@ test_pool(void)
 	struct auth_users *u, *u2;
 	struct auth_pool *pool;
 	struct chan *reply;
-	bool ok;
+	bool ok = true;
 
 	CHECK(fixture());
 	CHECK((u = load_good()) != NULL);
@@ -335,17 +338,18 @@ test_pool(void)
 	for (size_t i = 0; i < MTA_ARRAY_LEN(rows); i++)
 		auth_pool_submit(
 		    pool, req_new(reply, i, rows[i].user, rows[i].pass));
-	ok = collect(reply, MTA_ARRAY_LEN(rows), got, MTA_ARRAY_LEN(got));
-	for (size_t i = 0; ok && i < MTA_ARRAY_LEN(rows); i++)
-		if (got[i] != rows[i].want) {
+	STEP(ok, collect(reply, MTA_ARRAY_LEN(rows), got, MTA_ARRAY_LEN(got)));
+	for (size_t i = 0; ok && i < MTA_ARRAY_LEN(rows); i++) {
+		if (got[i] != rows[i].want)
 			fprintf(stderr, "row %zu: got %d\n", i, got[i]);
-			ok = false;
-		}
+		STEP(ok, got[i] == rows[i].want);
+	}
 
 	/* Reload: alice now has only the yescrypt password. */
 	str_fmt(text, sizeof(text), "alice:%s\n", hashy);
-	if (ok && put("reload", text, path, sizeof(path)) != NULL &&
-	    auth_users_load(path, &u2, err, sizeof(err)) == 0) {
+	STEP(ok, put("reload", text, path, sizeof(path)) != NULL);
+	STEP(ok, auth_users_load(path, &u2, err, sizeof(err)) == 0);
+	if (ok) {
 		auth_pool_users_swap(pool, u2);
 		memset(got, 0xff, sizeof(got));
 		auth_pool_submit(
@@ -353,19 +357,19 @@ test_pool(void)
 		auth_pool_submit(
 		    pool, req_new(reply, 1, "alice", "sha-secret"));
 		auth_pool_submit(pool, req_new(reply, 2, "bob", "yes secret"));
-		ok = collect(reply, 3, got, MTA_ARRAY_LEN(got)) &&
-		     got[0] == 1 && got[1] == 0 && got[2] == 0;
-	} else {
-		ok = false;
+		STEP(ok, collect(reply, 3, got, MTA_ARRAY_LEN(got)));
+		STEP(ok, got[0] == 1);
+		STEP(ok, got[1] == 0);
+		STEP(ok, got[2] == 0);
 	}
 
 	/* Freeing answers what was already submitted. */
 	auth_pool_submit(pool, req_new(reply, 0, "alice", "yes secret"));
 	auth_pool_free(pool);
 	memset(got, 0xff, sizeof(got));
-	ok = ok && collect(reply, 1, got, MTA_ARRAY_LEN(got)) && got[0] == 1;
+	STEP(ok, collect(reply, 1, got, MTA_ARRAY_LEN(got)));
+	STEP(ok, got[0] == 1);
 	chan_free(reply);
-	CHECK(ok);
 }
 
 static const struct harness_case cases[] = {

@@ -262,29 +262,28 @@ static void
 test_data_both_ways(void)
 {
 	struct pair p;
-	bool ok;
+	bool ok = true;
 
 	CHECK(fixture());
-	ok = pair_open(&p, "localhost", CONFIG_TLS_ENCRYPT, 1 << 20) &&
-	     transfer(p.c, p.s, 17, 1 << 20) &&
-	     transfer(p.s, p.c, 33, 1 << 20) &&
-	     transfer(p.c, p.s, 1 << 20, 64 * 1024) &&
-	     transfer(p.s, p.c, 1 << 20, 5000);
+	STEP(ok, pair_open(&p, "localhost", CONFIG_TLS_ENCRYPT, 1 << 20));
+	STEP(ok, transfer(p.c, p.s, 17, 1 << 20));
+	STEP(ok, transfer(p.s, p.c, 33, 1 << 20));
+	STEP(ok, transfer(p.c, p.s, 1 << 20, 64 * 1024));
+	STEP(ok, transfer(p.s, p.c, 1 << 20, 5000));
 	pair_close(&p);
-	CHECK(ok);
 }
 
 static void
 test_byte_by_byte(void)
 {
 	struct pair p;
-	bool ok;
+	bool ok = true;
 
 	CHECK(fixture());
-	ok = pair_open(&p, "localhost", CONFIG_TLS_VERIFY, 1) &&
-	     transfer(p.c, p.s, 4096, 1) && transfer(p.s, p.c, 4096, 1);
+	STEP(ok, pair_open(&p, "localhost", CONFIG_TLS_VERIFY, 1));
+	STEP(ok, transfer(p.c, p.s, 4096, 1));
+	STEP(ok, transfer(p.s, p.c, 4096, 1));
 	pair_close(&p);
-	CHECK(ok);
 }
 
 static void
@@ -491,22 +490,21 @@ test_bounds(void)
 	size_t held = 0, n;
 	struct pair p;
 	ssize_t r;
-	bool ok;
+	bool ok = true;
 
 	CHECK(fixture());
-	ok = pair_open(&p, "localhost", CONFIG_TLS_MAY, 1 << 20);
+	STEP(ok, pair_open(&p, "localhost", CONFIG_TLS_MAY, 1 << 20));
 	/* Feeding past TLS_IN_MAX is refused whole. */
-	if (ok)
-		ok = tls_conn_feed(p.s, big, sizeof(big)) == -ENOBUFS;
+	STEP(ok, tls_conn_feed(p.s, big, sizeof(big)) == -ENOBUFS);
 	/* A writer whose output is not drained stops near TLS_OUT_MAX. */
 	while (ok && (r = tls_conn_write(p.c, big, sizeof(big) - 1)) > 0)
 		held += (size_t)r;
 	(void)tls_conn_pending_out(p.c, &n);
-	ok = ok && held >= TLS_OUT_MAX / 2 && n >= held &&
-	     n < TLS_OUT_MAX + TLS_OUT_MAX / 8 &&
-	     tls_conn_write(p.c, big, 1) == -ENOBUFS;
+	STEP(ok, held >= TLS_OUT_MAX / 2);
+	STEP(ok, n >= held);
+	STEP(ok, n < TLS_OUT_MAX + TLS_OUT_MAX / 8);
+	STEP(ok, tls_conn_write(p.c, big, 1) == -ENOBUFS);
 	pair_close(&p);
-	CHECK(ok);
 }
 
 static void
@@ -514,24 +512,24 @@ test_close(void)
 {
 	struct buf in;
 	struct pair p;
-	bool ok;
+	bool ok = true;
 
 	CHECK(fixture());
-	ok = pair_open(&p, "localhost", CONFIG_TLS_MAY, 1 << 20) &&
-	     transfer(p.c, p.s, 1000, 1 << 20);
+	STEP(ok, pair_open(&p, "localhost", CONFIG_TLS_MAY, 1 << 20));
+	STEP(ok, transfer(p.c, p.s, 1000, 1 << 20));
 	/* close_notify reaches the peer as end of stream, after the data
 	 * sent before it. */
-	ok = ok && tls_conn_write(p.c, "bye", 3) == 3 &&
-	     tls_conn_close(p.c) == 0 &&
-	     tls_conn_write(p.c, "x", 1) == -EPIPE &&
-	     shuttle(p.c, p.s, 1 << 20, false) > 0;
+	STEP(ok, tls_conn_write(p.c, "bye", 3) == 3);
+	STEP(ok, tls_conn_close(p.c) == 0);
+	STEP(ok, tls_conn_write(p.c, "x", 1) == -EPIPE);
+	STEP(ok, shuttle(p.c, p.s, 1 << 20, false) > 0);
 	buf_init(&in, 1024);
-	ok = ok && tls_conn_read(p.s, &in) == 3 &&
-	     tls_conn_read(p.s, &in) == 0 && buf_avail(&in) == 3 &&
-	     tls_conn_read(p.s, &in) == 0;
+	STEP(ok, tls_conn_read(p.s, &in) == 3);
+	STEP(ok, tls_conn_read(p.s, &in) == 0);
+	STEP(ok, buf_avail(&in) == 3);
+	STEP(ok, tls_conn_read(p.s, &in) == 0);
 	buf_fini(&in);
 	pair_close(&p);
-	CHECK(ok);
 }
 
 static void
@@ -539,19 +537,17 @@ test_garbage(void)
 {
 	static const char junk[] = "EHLO not-tls.example\r\n";
 	struct tls_conn *s;
-	bool ok;
-	int r;
+	bool ok = true;
 
 	CHECK(fixture());
 	s = tls_conn_server_new(sctx);
-	r = tls_conn_feed(s, junk, sizeof(junk) - 1);
-	ok = r == 0 && tls_conn_handshake(s) == -EPROTO &&
-	     strncmp(tls_conn_error(s), "handshake failed: ", 18) == 0 &&
-	     tls_conn_handshake(s) == -EPROTO;
+	STEP(ok, tls_conn_feed(s, junk, sizeof(junk) - 1) == 0);
+	STEP(ok, tls_conn_handshake(s) == -EPROTO);
+	STEP(ok, strncmp(tls_conn_error(s), "handshake failed: ", 18) == 0);
+	STEP(ok, tls_conn_handshake(s) == -EPROTO);
 	if (!ok)
 		fprintf(stderr, "s=%s\n", tls_conn_error(s));
 	tls_conn_free(s);
-	CHECK(ok);
 }
 
 static const struct harness_case cases[] = {
