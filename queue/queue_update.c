@@ -105,6 +105,49 @@ queue_update_bounce(
 	return rc;
 }
 
+/* Store the updated envelope under key k: removed with its body when no
+ * recipient is left pending, else written back. Returns 0, or the txn is
+ * broken (map full, I/O); a record that cannot be encoded fails only
+ * this request (*status), unless a bounce shares the txn. */
+static int
+queue_update_store(struct queue *q, MDB_txn *txn, struct queue_update *u,
+    const struct queue_envelope *env, MDB_val *k, int *status)
+{
+	bool pending = false;
+	struct buf rec;
+	MDB_val v;
+	int rc;
+
+	for (size_t i = 0; i < env->nrcpts; i++)
+		pending |= env->rcpts[i].state == QUEUE_RCPT_PENDING;
+	if (!pending) {
+		u->removed = true;
+		rc = mdb_del(txn, q->msgs, k, NULL);
+		if (rc == 0)
+			rc = mdb_del(txn, q->bodies, k, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+		return rc ? queue_env_err(rc) : 0;
+	}
+	buf_init(&rec, QUEUE_RECORD_MAX);
+	rc = queue_envelope_encode(env, &rec);
+	if (rc == 0) {
+		v.mv_size = buf_avail(&rec);
+		v.mv_data = rec.data + rec.off;
+		rc = mdb_put(txn, q->msgs, k, &v, 0);
+		rc = rc ? queue_env_err(rc) : 0;
+	} else if (u->bounce != NULL) {
+		/* the bounce is in this txn already: abort it all (the
+		 * batch is then retried one request at a time, and only
+		 * this one fails) */
+	} else {
+		*status = rc;
+		rc = 0;
+	}
+	buf_fini(&rec);
+	return rc;
+}
+
 /* Apply the outcomes to the stored envelope; remove the message when no
  * recipient is left pending. */
 int
@@ -115,8 +158,6 @@ queue_update_apply(
 	struct queue_envelope env;
 	uint8_t key[8];
 	MDB_val k = {sizeof(key), key}, v;
-	struct buf rec;
-	bool pending = false;
 	char **old;
 	int rc;
 
@@ -158,34 +199,7 @@ queue_update_apply(
 		    (char *)(uintptr_t)(u->rcpts[i].reply ? u->rcpts[i].reply
 		                                          : "");
 	}
-	for (size_t i = 0; i < env.nrcpts; i++)
-		pending |= env.rcpts[i].state == QUEUE_RCPT_PENDING;
-	if (!pending) {
-		u->removed = true;
-		rc = mdb_del(txn, q->msgs, &k, NULL);
-		if (rc == 0)
-			rc = mdb_del(txn, q->bodies, &k, NULL);
-		if (rc == MDB_NOTFOUND)
-			rc = 0;
-		rc = rc ? queue_env_err(rc) : 0;
-	} else {
-		buf_init(&rec, QUEUE_RECORD_MAX);
-		rc = queue_envelope_encode(&env, &rec);
-		if (rc == 0) {
-			v.mv_size = buf_avail(&rec);
-			v.mv_data = rec.data + rec.off;
-			rc = mdb_put(txn, q->msgs, &k, &v, 0);
-			rc = rc ? queue_env_err(rc) : 0;
-		} else if (u->bounce != NULL) {
-			/* the bounce is in this txn already: abort it all
-			 * (the batch is then retried one request at a time,
-			 * and only this one fails) */
-		} else {
-			*status = rc;
-			rc = 0;
-		}
-		buf_fini(&rec);
-	}
+	rc = queue_update_store(q, txn, u, &env, &k, status);
 	/* give the envelope its own strings back before freeing it */
 	for (size_t i = 0; i < env.nrcpts; i++)
 		if (old[i])
