@@ -1,48 +1,26 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * receive.c - the receive threads: accept, read, drive smtp_in, send,
- * hand finished messages to the queue.
+ * receive.c - the receive threads: their loops, listeners and limits;
+ * the main-thread API and reload; routing of chan messages to the
+ * connections.
  *
- * Threads: receive_new/start/shutdown/done/free run on the main thread;
- * everything else runs on one receive thread and touches only that
- * thread's objects. Shared between threads: struct receive's atomics and
- * the per-address table (iptab, under its own mutex).
+ * Threads: receive_new/start/shutdown/done/free/reload run on the main
+ * thread; everything else runs on one receive thread and touches only
+ * that thread's objects. Shared between threads: struct receive's
+ * atomics and the per-address table (iptab, under its own mutex).
  *
- * A connection (struct conn) has three ops on the thread's loop: rd
- * (single-shot recv, re-armed only while the session wants input and the
- * unsent output is small: that is the backpressure), wr (one send of all
- * the replies built so far; replies that arrive meanwhile wait in `out`
- * and go with the next send), tmo (one lazy timer: activity only moves
- * the deadline; when the timer fires early it re-arms for the rest).
- * Closing: stop reading, let the last replies go (bounded by a linger
- * timer), cancel what is left, and free the connection only once all
- * three ops have delivered their final callback.
+ * Each thread has its listeners (multishot accept), its chan (queue and
+ * auth answers, reload, shutdown) and its connection table
+ * (receive_conn.c, which owns the connections and their pending
+ * requests). An accepted socket is checked against the global and
+ * per-address limits here, then handed to the table with the settings it
+ * starts with; when the connection is gone the table tells us through
+ * rconn_env.gone and we release its limits and settings. Answers are
+ * routed by their reqid; the table knows which connection asked.
  *
- * Connections live in a per-thread slot table and go back to a free list
- * on close; each reuse bumps the slot's generation. A commit request
- * carries (slot, generation) as reqid, so an answer for a connection that
- * has gone meanwhile is recognised, freed and counted.
- *
- * Transport: conn_input(), conn_flush() and conn_want_read() are the
- * only places that know whether the bytes on the socket are the bytes
- * smtp_in sees. With TLS (implicit on listen_tls, or after STARTTLS) a
- * tls_conn sits in between: every recv goes to tls_conn_feed(), the
- * plaintext comes out of tls_conn_read() into the thread's scratch buffer
- * and goes to the session one record at a time, and only while the
- * session takes input (the rest waits as ciphertext, as unread bytes wait
- * in the socket without TLS: the same backpressure). Replies go through
- * tls_conn_write() and the ciphertext through the usual single send. Any
- * TLS call may want to send (tickets, alerts), so the output is flushed
- * after each. STARTTLS (CVE-2011-0411): smtp_in drops whatever plaintext
- * followed the command, nothing is read until the 220 has been sent, and
- * from then on every byte read is ciphertext, so injected plaintext can
- * only ever break the handshake.
- *
- * AUTH: the credentials go to the auth worker pool as a struct auth_req
- * with this thread's chan as the reply address and (slot, generation) as
- * reqid, like commits. A failed check is answered only after
- * AUTH_FAIL_DELAY_MS (a timer on the connection, never a sleeping worker),
- * which slows password guessing; smtp_in counts failures and closes.
+ * Shutdown: stop accepting; sessions get a 421 when idle (at once after
+ * RECEIVE_SHUTDOWN_GRACE_MS); the thread ends once no connection, no
+ * listener and no answer owed by the queue or the auth pool is left.
  */
 #include "receive/receive.h"
 
@@ -59,30 +37,124 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "base/buf.h"
 #include "base/chan.h"
-#include "base/clock.h"
 #include "base/log.h"
-#include "base/str.h"
 #include "base/xalloc.h"
 #include "auth/auth.h"
 #include "queue/queue.h"
 #include "smtp/smtp_in.h"
 #include "net/tls.h"
 #include "net/uring.h"
-#include "receive/receive_int.h"
+#include "receive/receive_conn.h"
+
+#define ACCEPT_RETRY_MS 100 /* after EMFILE and friends */
+#define IPTAB_BUCKETS   4096
+
+struct rthread;
+
+struct listener {
+	struct rthread *t;
+	int fd;
+	bool open;
+	struct uring_op acc;   /* multishot accept */
+	struct uring_op retry; /* timer before re-arming after an error */
+	const char *text;      /* borrowed from the config */
+	bool tls;              /* implicit TLS (RFC 8314) */
+};
+
+struct rthread {
+	struct receive *r;
+	unsigned idx;
+	pthread_t th;
+	bool started; /* pthread_create succeeded */
+	struct uring_loop *l;
+	struct chan *chan; /* queue answers and control messages */
+	struct uring_op chan_rd;
+	uint64_t chan_val;
+	struct listener *ls;
+	size_t nls, nls_open;
+	struct rconn_env env; /* shutting/deadline flags live here */
+	struct rconns *conns; /* receive_conn.c */
+	bool finishing;       /* loop is being wound down */
+	struct uring_op sdt;  /* shutdown grace timer */
+	struct rsnap *snap;   /* for new sessions (a reference); swapped
+				 on RECEIVE_MSG_RELOAD only */
+	int start_res;        /* 0 or -errno, set before start_sem post */
+	char start_err[256];
+};
+
+/* Per client address counts, shared by every receive thread. */
+struct ipent {
+	struct ipent *next;       /* iptab.lock */
+	uint8_t key[RCONN_IPKEY]; /* family byte + address; immutable */
+	unsigned count;           /* iptab.lock: live connections */
+};
+
+struct iptab {
+	pthread_mutex_t lock; /* protects every bucket and entry below */
+	struct ipent *b[IPTAB_BUCKETS];
+};
+
+/*
+ * What a new session gets, derived once per configuration snapshot: its
+ * smtp_in_cfg (smtp_in borrows it for the session's life) and the server
+ * TLS context. The startup one is r->boot (cfg NULL), which lives as long
+ * as the stage. A reloaded one is attached to its snapshot
+ * (config_attach) and lives exactly as long as that: whoever holds an
+ * rsnap (a thread for new sessions, a connection for its own) holds a
+ * reference to its snapshot (snap_ref/snap_unref), so the snapshot's
+ * count is the only one. Connections made from a TLS context keep their
+ * own reference to the OpenSSL context.
+ */
+struct rsnap {
+	struct config *cfg;                 /* the snapshot; NULL: startup */
+	const struct config_server *server; /* in cfg, or the startup one */
+	struct smtp_in_cfg scfg;            /* hostname points into server */
+	struct tls_ctx *tls;                /* owned; NULL: no STARTTLS */
+};
+
+struct receive {
+	/* the startup sections (borrowed): listeners, threads, inflight */
+	const struct config_server *server;
+	struct queue *q;
+	struct rsnap boot;        /* the startup settings for sessions */
+	struct auth_users *users; /* loaded, until the pool takes it */
+	struct auth_pool *auth;   /* NULL: no users file, no AUTH */
+	struct rthread *th;
+	unsigned nth;
+	sem_t start_sem;
+	atomic_uint nconns;            /* live connections, all threads */
+	atomic_uint_fast64_t inflight; /* body bytes reserved */
+	atomic_uint running;           /* threads not yet finished */
+	struct iptab ip;
+};
+
+/* RECEIVE_MSG_RELOAD: the new settings, for one thread (a reference). */
+struct receive_reload_msg {
+	struct chan_msg msg;
+	struct rsnap *snap;
+};
+
+/* What a new session on t gets. */
+static const struct config_server *
+rs_server(const struct rthread *t)
+{
+	return t->snap->server;
+}
+
+static void thread_check_done(struct rthread *t);
 
 /* A reference to sn is one to its snapshot (the startup one: none). */
-struct rsnap *
-receive_snap_ref(struct rsnap *sn)
+static struct rsnap *
+snap_ref(struct rsnap *sn)
 {
 	if (sn != NULL)
 		(void)config_ref(sn->cfg);
 	return sn;
 }
 
-void
-receive_snap_unref(struct rsnap *sn)
+static void
+snap_unref(struct rsnap *sn)
 {
 	if (sn != NULL)
 		config_unref(sn->cfg);
@@ -100,10 +172,10 @@ snap_free(void *p)
 
 /* ---- per-address table ---- */
 
-void
-receive_ip_key(const struct sockaddr_storage *ss, uint8_t key[17])
+static void
+ip_key(const struct sockaddr_storage *ss, uint8_t key[RCONN_IPKEY])
 {
-	memset(key, 0, 17);
+	memset(key, 0, RCONN_IPKEY);
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *sin = (const void *)ss;
 
@@ -123,19 +195,19 @@ receive_ip_key(const struct sockaddr_storage *ss, uint8_t key[17])
 }
 
 static size_t
-ip_hash(const uint8_t key[17])
+ip_hash(const uint8_t key[RCONN_IPKEY])
 {
 	uint32_t h = 2166136261u;
 
-	for (size_t i = 0; i < 17; i++)
+	for (size_t i = 0; i < RCONN_IPKEY; i++)
 		h = (h ^ key[i]) * 16777619u;
 	return h % IPTAB_BUCKETS;
 }
 
 /* Count one more connection from key; false (nothing counted) when that
  * would exceed max. */
-bool
-receive_ip_acquire(struct iptab *tab, const uint8_t key[17], unsigned max)
+static bool
+ip_acquire(struct iptab *tab, const uint8_t key[RCONN_IPKEY], unsigned max)
 {
 	size_t h = ip_hash(key);
 	struct ipent *e;
@@ -143,11 +215,11 @@ receive_ip_acquire(struct iptab *tab, const uint8_t key[17], unsigned max)
 
 	pthread_mutex_lock(&tab->lock);
 	for (e = tab->b[h]; e; e = e->next)
-		if (memcmp(e->key, key, 17) == 0)
+		if (memcmp(e->key, key, RCONN_IPKEY) == 0)
 			break;
 	if (e == NULL) {
 		e = xcalloc(1, sizeof(*e));
-		memcpy(e->key, key, 17);
+		memcpy(e->key, key, RCONN_IPKEY);
 		e->next = tab->b[h];
 		tab->b[h] = e;
 	}
@@ -159,15 +231,15 @@ receive_ip_acquire(struct iptab *tab, const uint8_t key[17], unsigned max)
 	return ok;
 }
 
-void
-receive_ip_release(struct iptab *tab, const uint8_t key[17])
+static void
+ip_release(struct iptab *tab, const uint8_t key[RCONN_IPKEY])
 {
 	size_t h = ip_hash(key);
 	struct ipent **pp, *e;
 
 	pthread_mutex_lock(&tab->lock);
 	for (pp = &tab->b[h]; (e = *pp) != NULL; pp = &e->next)
-		if (memcmp(e->key, key, 17) == 0) {
+		if (memcmp(e->key, key, RCONN_IPKEY) == 0) {
 			if (--e->count == 0) {
 				*pp = e->next;
 				free(e);
@@ -209,9 +281,121 @@ cb_inflight_release(void *arg, size_t n)
 	atomic_fetch_sub(&r->inflight, n);
 }
 
+/* ---- accepting ---- */
+
+/* Over a limit: one line, written while the socket buffer is surely
+ * empty, then close. No session, no stream. On an implicit-TLS listener
+ * a plaintext line would be garbage to the client: just close. */
+static void
+reject(struct rthread *t, int fd, const char *addr, bool tls)
+{
+	char line[CONFIG_HOST_MAX + 64];
+	int n;
+
+	n = snprintf(line, sizeof(line),
+	    "421 4.7.0 %s Too many connections\r\n", rs_server(t)->hostname);
+	if (n > 0 && !tls)
+		(void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+	if (log_debug_enabled())
+		log_event("event=disconnect client=%s reason=limit", addr);
+}
+
+/* The numeric address and port of the peer of fd; false when it has
+ * gone already. */
+static bool
+peer_of(int fd, struct sockaddr_storage *ss, struct smtp_in_peer *peer)
+{
+	socklen_t sl = sizeof(*ss);
+
+	memset(peer, 0, sizeof(*peer));
+	if (getpeername(fd, (struct sockaddr *)ss, &sl) < 0)
+		return false;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)ss;
+
+		inet_ntop(
+		    AF_INET, &sin->sin_addr, peer->addr, sizeof(peer->addr));
+		peer->port = ntohs(sin->sin_port);
+	} else {
+		const struct sockaddr_in6 *sin6 = (const void *)ss;
+
+		inet_ntop(
+		    AF_INET6, &sin6->sin6_addr, peer->addr, sizeof(peer->addr));
+		peer->port = ntohs(sin6->sin6_port);
+	}
+	return true;
+}
+
+/* A connection was accepted on ls: count it against the limits, then
+ * hand it to the thread's connections with the settings of now. */
+static void
+accept_one(struct listener *ls, int fd)
+{
+	struct rthread *t = ls->t;
+	struct receive *r = t->r;
+	const struct config_server *cs = rs_server(t);
+	struct sockaddr_storage ss;
+	struct smtp_in_peer peer;
+	struct rconn_start st;
+	uint8_t key[RCONN_IPKEY];
+
+	if (!peer_of(fd, &ss, &peer)) {
+		close(fd); /* reset before we looked at it */
+		return;
+	}
+	if (atomic_fetch_add(&r->nconns, 1) >= cs->max_connections) {
+		atomic_fetch_sub(&r->nconns, 1);
+		reject(t, fd, peer.addr, ls->tls);
+		return;
+	}
+	ip_key(&ss, key);
+	if (!ip_acquire(&r->ip, key, cs->max_connections_per_ip)) {
+		atomic_fetch_sub(&r->nconns, 1);
+		reject(t, fd, peer.addr, ls->tls);
+		return;
+	}
+	peer.relay_allowed = config_net_match(cs->relay_networks,
+	    cs->nrelay_networks, (const struct sockaddr *)&ss);
+	peer.tls = ls->tls;
+	st.peer = &peer;
+	st.ipkey = key;
+	st.scfg = &t->snap->scfg;
+	st.tls = t->snap->tls;
+	st.idle_ms = cs->idle_timeout;
+	st.session_ms = cs->session_timeout;
+	st.implicit = ls->tls;
+	st.ref = snap_ref(t->snap);
+	rconn_open(t->conns, fd, &st);
+}
+
+/* rconn_env.gone: a connection was freed. */
+static void
+conn_gone(void *arg, const uint8_t ipkey[RCONN_IPKEY], void *ref)
+{
+	struct rthread *t = arg;
+
+	ip_release(&t->r->ip, ipkey);
+	snap_unref(ref);
+	atomic_fetch_sub(&t->r->nconns, 1);
+	thread_check_done(t);
+}
+
 /* ---- listeners ---- */
 
 static void listener_arm(struct listener *ls);
+
+/* Close a listener once none of its ops is busy. */
+static void
+listener_close(struct listener *ls)
+{
+	if (ls->open && !uring_op_busy(&ls->acc) &&
+	    !uring_op_busy(&ls->retry)) {
+		close(ls->fd);
+		ls->open = false;
+		ls->t->nls_open--;
+	}
+}
 
 static void
 listener_acc_cb(struct uring_op *op, int res, unsigned flags,
@@ -222,20 +406,16 @@ listener_acc_cb(struct uring_op *op, int res, unsigned flags,
 
 	(void)data, (void)len;
 	if (res >= 0) {
-		if (t->shutting)
+		if (t->env.shutting)
 			close(res);
 		else
-			receive_conn_new(ls, res);
+			accept_one(ls, res);
 	}
 	if (flags & URING_F_MORE)
 		return;
-	if (t->shutting) {
-		if (ls->open) {
-			close(ls->fd);
-			ls->open = false;
-			t->nls_open--;
-		}
-		receive_thread_check_done(t);
+	if (t->env.shutting) {
+		listener_close(ls);
+		thread_check_done(t);
 		return;
 	}
 	if (res < 0) {
@@ -253,13 +433,9 @@ listener_retry_cb(struct uring_op *op, int res, unsigned flags,
 	struct listener *ls = uring_container_of(op, struct listener, retry);
 
 	(void)res, (void)flags, (void)data, (void)len;
-	if (ls->t->shutting) {
-		if (ls->open && !uring_op_busy(&ls->acc)) {
-			close(ls->fd);
-			ls->open = false;
-			ls->t->nls_open--;
-		}
-		receive_thread_check_done(ls->t);
+	if (ls->t->env.shutting) {
+		listener_close(ls);
+		thread_check_done(ls->t);
 		return;
 	}
 	listener_arm(ls);
@@ -274,21 +450,6 @@ listener_arm(struct listener *ls)
 /* ---- the thread ---- */
 
 static void
-shutdown_sweep(struct rthread *t)
-{
-	for (uint32_t i = 0; i < t->nslots; i++) {
-		struct conn *c = t->slots[i];
-
-		if (!c->live || c->closing || c->committing || c->authing)
-			continue;
-		if (t->deadline || !smtp_in_busy(c->s)) {
-			c->reason = "shutdown";
-			receive_conn_act(c, smtp_in_shutdown(c->s, &c->out));
-		}
-	}
-}
-
-static void
 sdt_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
     size_t len)
 {
@@ -296,46 +457,40 @@ sdt_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 
 	(void)flags, (void)data, (void)len;
 	if (res == 0) {
-		t->deadline = true;
-		shutdown_sweep(t);
+		t->env.deadline = true;
+		rconns_shutdown(t->conns);
 	}
-	receive_thread_check_done(t);
+	thread_check_done(t);
 }
 
 static void
 thread_shutdown(struct rthread *t, bool now)
 {
-	if (!t->shutting) {
-		t->shutting = true;
+	if (!t->env.shutting) {
+		t->env.shutting = true;
 		for (size_t i = 0; i < t->nls; i++) {
-			struct listener *ls = &t->ls[i];
-
-			uring_cancel(t->l, &ls->acc);
-			uring_cancel(t->l, &ls->retry);
-			if (ls->open && !uring_op_busy(&ls->acc) &&
-			    !uring_op_busy(&ls->retry)) {
-				close(ls->fd);
-				ls->open = false;
-				t->nls_open--;
-			}
+			uring_cancel(t->l, &t->ls[i].acc);
+			uring_cancel(t->l, &t->ls[i].retry);
+			listener_close(&t->ls[i]);
 		}
 		if (!now)
 			uring_timeout(t->l, &t->sdt, RECEIVE_SHUTDOWN_GRACE_MS);
 	}
 	if (now) {
-		t->deadline = true;
+		t->env.deadline = true;
 		uring_cancel(t->l, &t->sdt);
 	}
-	shutdown_sweep(t);
-	receive_thread_check_done(t);
+	rconns_shutdown(t->conns);
+	thread_check_done(t);
 }
 
 /* Wind down once nothing is left: no connection, no listener, no answer
  * owed by the queue or the auth pool (it would be sent to our chan). */
-void
-receive_thread_check_done(struct rthread *t)
+static void
+thread_check_done(struct rthread *t)
 {
-	if (!t->shutting || t->nconns || t->nls_open || t->commits || t->auths)
+	if (!t->env.shutting || rconns_live(t->conns) || t->nls_open ||
+	    rconns_pending(t->conns))
 		return;
 	if (!t->finishing) {
 		t->finishing = true;
@@ -350,50 +505,17 @@ static void
 handle_msg(struct rthread *t, struct chan_msg *m)
 {
 	switch (m->type) {
-	case QUEUE_DONE_SUBMIT: {
-		struct queue_submit *req = (struct queue_submit *)m;
-		struct conn *c = receive_conn_lookup(t, m->reqid);
-
-		t->commits--;
-		if (c == NULL || !c->committing || c->closing) {
-			t->stale++;
-			if (c)
-				c->committing = false;
-			queue_submit_free(req);
-			break;
-		}
-		c->committing = false;
-		receive_conn_act(c, smtp_in_commit_done(c->s, req, &c->out));
+	case QUEUE_DONE_SUBMIT:
+		rconns_commit_done(t->conns, (struct queue_submit *)m);
 		break;
-	}
-	case AUTH_DONE_CHECK: {
-		struct auth_req *req = (struct auth_req *)m;
-		struct conn *c = receive_conn_lookup(t, m->reqid);
-		bool ok = req->ok;
-
-		auth_req_free(req);
-		t->auths--;
-		if (c == NULL || !c->authing || c->closing) {
-			t->stale++;
-			if (c)
-				c->authing = false;
-			break;
-		}
-		if (ok) {
-			c->authing = false;
-			receive_conn_act(
-			    c, smtp_in_auth_done(c->s, true, &c->out));
-		} else {
-			/* authing stays set: conn_dly_cb answers. */
-			uring_timeout(t->l, &c->dly, AUTH_FAIL_DELAY_MS);
-		}
+	case AUTH_DONE_CHECK:
+		rconns_auth_done(t->conns, (struct auth_req *)m);
 		break;
-	}
 	case RECEIVE_MSG_RELOAD: {
 		struct receive_reload_msg *rm = (struct receive_reload_msg *)m;
 
-		/* the loop boundary: sessions already open keep theirs */
-		receive_snap_unref(t->snap);
+		/* the safe point: sessions already open keep theirs */
+		snap_unref(t->snap);
 		t->snap = rm->snap;
 		free(rm);
 		break;
@@ -432,7 +554,7 @@ chan_rd_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		    sizeof(t->chan_val));
 	/* The last answer owed (for a connection gone meanwhile) may be
 	 * what shutdown was waiting for. */
-	receive_thread_check_done(t);
+	thread_check_done(t);
 }
 
 static void *
@@ -450,6 +572,13 @@ thread_main(void *arg)
 		atomic_fetch_sub(&r->running, 1);
 		return NULL;
 	}
+	t->env.l = t->l;
+	t->env.chan = t->chan;
+	t->env.q = r->q;
+	t->env.auth = r->auth;
+	t->env.gone = conn_gone;
+	t->env.arg = t;
+	t->conns = rconns_new(&t->env);
 	uring_op_init(&t->chan_rd, chan_rd_cb);
 	uring_op_init(&t->sdt, sdt_cb);
 	uring_read(t->l, &t->chan_rd, chan_fd(t->chan), &t->chan_val,
@@ -462,10 +591,10 @@ thread_main(void *arg)
 	if ((res = uring_loop_run(t->l)) < 0)
 		fatalx(
 		    "receive thread %u: io_uring: %s", t->idx, strerror(-res));
-	if (t->stale)
+	if (rconns_stale(t->conns))
 		log_debug("receive thread %u: %" PRIu64 " stale commit or "
 		          "auth answers",
-		    t->idx, t->stale);
+		    t->idx, rconns_stale(t->conns));
 	uring_loop_free(t->l);
 	t->l = NULL;
 	atomic_fetch_sub(&r->running, 1);
@@ -559,7 +688,7 @@ listen_probe(const struct config_server *cs, char *err, size_t errlen)
 	return 0;
 }
 
-/* Thread i's chan, scratch buffer and listeners (one per address). */
+/* Thread i's chan and listeners (one per address). */
 static int
 thread_init(struct receive *r, unsigned i, char *err, size_t errlen)
 {
@@ -572,7 +701,6 @@ thread_init(struct receive *r, unsigned i, char *err, size_t errlen)
 	t->idx = i;
 	t->snap = &r->boot;
 	t->chan = chan_new();
-	buf_init(&t->pin, PLAIN_CHUNK);
 	t->ls = xcalloc(nls, sizeof(*t->ls));
 	for (size_t j = 0; j < nls; j++) {
 		struct listener *ls = &t->ls[j];
@@ -737,15 +865,12 @@ receive_free(struct receive *r)
 		struct rthread *t = &r->th[i];
 		struct chan_msg *m, *next;
 
-		buf_fini(&t->pin);
-		receive_snap_unref(t->snap);
+		rconns_free(t->conns);
+		snap_unref(t->snap);
 		for (size_t j = 0; j < t->nls; j++)
 			if (t->ls[j].open)
 				close(t->ls[j].fd);
 		free(t->ls);
-		for (uint32_t j = 0; j < t->nslots; j++)
-			free(t->slots[j]);
-		free(t->slots);
 		if (t->chan) {
 			for (m = chan_take(t->chan); m; m = next) {
 				next = m->next;
@@ -755,7 +880,7 @@ receive_free(struct receive *r)
 				else if (m->type == AUTH_DONE_CHECK)
 					auth_req_free((struct auth_req *)m);
 				else if (m->type == RECEIVE_MSG_RELOAD) {
-					receive_snap_unref(
+					snap_unref(
 					    ((struct receive_reload_msg *)m)
 					        ->snap);
 					free(m);
@@ -824,7 +949,7 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 			continue;
 		m = xcalloc(1, sizeof(*m));
 		m->msg.type = RECEIVE_MSG_RELOAD;
-		m->snap = receive_snap_ref(sn);
+		m->snap = snap_ref(sn);
 		chan_send(r->th[i].chan, &m->msg);
 	}
 	return 0;

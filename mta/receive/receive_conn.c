@@ -1,52 +1,147 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * receive_conn.c - one receive connection, on its receive thread: the
- * transport (plain or TLS), the smtp_in actions, its three ops and how it
- * closes. The thread, its listeners and the limits are receive.c's; the
- * design (ops, backpressure, slots and generations, STARTTLS and AUTH) is
- * described at the top of receive.c.
+ * receive_conn.c - the connections of one receive thread: struct conn
+ * (an smtp_in session on a stream), its pending requests, and the table
+ * that maps request ids back to connections. Runs on that thread.
+ *
+ * A connection is a stream (net/stream.h: socket, TLS, flow control,
+ * timers, closing) with an smtp_in session on top. Input goes to
+ * smtp_in_feed(), which copies it and appends the replies of a whole
+ * pipelined batch to the stream's output, sent with one send. When the
+ * session stops taking input (an action is outstanding), the stream is
+ * paused: that is the backpressure.
+ *
+ * Requests: a commit goes to the queue and a password check to the auth
+ * pool, each carrying this thread's chan as reply address and (slot,
+ * generation) of the connection as reqid, as OpenSMTPD's smtp_session.c
+ * correlates its lookups. Connections live in a slot table and go back
+ * to a free list when closed; each reuse bumps the slot's generation, so
+ * an answer for a connection gone meanwhile is recognised, freed and
+ * counted. While a request is out the session is not waiting on the
+ * client: the stream's idle and session timers are held. A failed
+ * password check is answered only after AUTH_FAIL_DELAY_MS (the stream's
+ * timer, never a sleeping worker), which slows guessing.
+ *
+ * TLS: implicit on listen_tls listeners (the greeting waits in the
+ * stream until the handshake is done), or STARTTLS: smtp_in drops what
+ * followed the command, the stream sends the 220 in plaintext, drops any
+ * input received until then and starts the handshake (CVE-2011-0411).
  */
-#include "receive/receive.h"
+#include "receive/receive_conn.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <semaphore.h>
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "base/buf.h"
-#include "base/chan.h"
-#include "base/clock.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "auth/auth.h"
+#include "net/stream.h"
+#include "net/tls.h"
 #include "queue/queue.h"
 #include "smtp/smtp_in.h"
-#include "net/tls.h"
-#include "net/uring.h"
-#include "receive/receive_int.h"
 
-/* ---- connections ---- */
+#define AUTH_FAIL_DELAY_MS 1000 /* before a failed AUTH is answered */
 
-struct conn *
-receive_conn_lookup(struct rthread *t, uint64_t reqid)
+/* The request a connection has out, at most one at a time. */
+enum pending {
+	PEND_NONE,
+	PEND_COMMIT,     /* a struct queue_submit with the queue */
+	PEND_AUTH,       /* a struct auth_req with the auth pool */
+	PEND_AUTH_DELAY, /* failed check: the answer waits for the timer */
+};
+
+struct conn {
+	struct stream st; /* first: the stream's storage */
+	struct rconns *cs;
+	struct conn *next_free;
+	uint32_t slot;
+	uint32_t gen; /* bumped at each reuse of the slot */
+	bool live;    /* between open and closed */
+	bool implicit;
+	bool held; /* the stream is paused */
+	enum pending pend;
+	const char *reason; /* why it closes, when we decided */
+	struct smtp_in *s;
+	const struct smtp_in_cfg *scfg;
+	struct tls_ctx *tls;
+	void *ref; /* settings reference, back to env->gone */
+	uint8_t ipkey[RCONN_IPKEY];
+	char addr[64]; /* numeric client address */
+};
+
+struct rconns {
+	struct rconn_env *env;
+	struct conn **slots; /* index = slot */
+	uint32_t nslots, capslots;
+	struct conn *free; /* closed, for reuse */
+	size_t live;
+	size_t pending; /* answers owed to env->chan */
+	uint64_t stale;
+};
+
+static const struct stream_cbs conn_cbs;
+
+struct rconns *
+rconns_new(struct rconn_env *env)
 {
-	uint32_t slot = (uint32_t)(reqid >> 32), gen = (uint32_t)reqid;
-	struct conn *c;
+	struct rconns *cs = xcalloc(1, sizeof(*cs));
 
-	if (slot >= t->nslots)
-		return NULL;
-	c = t->slots[slot];
-	if (!c->live || c->gen != gen)
-		return NULL;
+	cs->env = env;
+	return cs;
+}
+
+void
+rconns_free(struct rconns *cs)
+{
+	if (cs == NULL)
+		return;
+	for (uint32_t i = 0; i < cs->nslots; i++)
+		free(cs->slots[i]);
+	free(cs->slots);
+	free(cs);
+}
+
+size_t
+rconns_live(const struct rconns *cs)
+{
+	return cs->live;
+}
+
+size_t
+rconns_pending(const struct rconns *cs)
+{
+	return cs->pending;
+}
+
+uint64_t
+rconns_stale(const struct rconns *cs)
+{
+	return cs->stale;
+}
+
+/* ---- the table ---- */
+
+static struct conn *
+conn_alloc(struct rconns *cs)
+{
+	struct conn *c = cs->free;
+
+	if (c != NULL) {
+		cs->free = c->next_free;
+		c->next_free = NULL;
+		return c;
+	}
+	if (cs->nslots == cs->capslots) {
+		cs->capslots = cs->capslots ? cs->capslots * 2 : 64;
+		cs->slots =
+		    xreallocarray(cs->slots, cs->capslots, sizeof(*cs->slots));
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->cs = cs;
+	c->slot = cs->nslots;
+	cs->slots[cs->nslots++] = c;
 	return c;
 }
 
@@ -57,293 +152,36 @@ conn_reqid(const struct conn *c)
 	return (uint64_t)c->slot << 32 | c->gen;
 }
 
-static uint64_t
-conn_deadline(const struct conn *c)
+/* The connection a request was made for, if it is still there and
+ * waiting for that kind of answer. */
+static struct conn *
+conn_lookup(struct rconns *cs, uint64_t reqid, enum pending kind)
 {
-	return c->idle_dl < c->sess_dl ? c->idle_dl : c->sess_dl;
+	uint32_t slot = (uint32_t)(reqid >> 32), gen = (uint32_t)reqid;
+	struct conn *c;
+
+	if (slot >= cs->nslots)
+		return NULL;
+	c = cs->slots[slot];
+	if (!c->live || c->gen != gen || c->pend != kind ||
+	    stream_closing(&c->st))
+		return NULL;
+	return c;
 }
 
-static void
-conn_log_disconnect(const struct conn *c)
-{
-	if (log_debug_enabled()) {
-		log_event("event=disconnect client=%s reason=%s", c->addr,
-		    c->reason ? c->reason : "unknown");
-		/* out before close() shows the peer the end (log.h batch) */
-		log_batch_flush();
-	}
-}
+/* ---- acting on the session ---- */
 
-static void
-conn_free(struct conn *c)
-{
-	struct rthread *t = c->t;
-
-	conn_log_disconnect(c);
-	smtp_in_free(c->s);
-	c->s = NULL;
-	tls_conn_free(c->tls);
-	c->tls = NULL;
-	receive_snap_unref(c->snap);
-	c->snap = NULL;
-	close(c->fd);
-	c->fd = -1;
-	buf_fini(&c->out);
-	buf_fini(&c->wbuf);
-	receive_ip_release(&t->r->ip, c->ipkey);
-	atomic_fetch_sub(&t->r->nconns, 1);
-	c->live = false;
-	c->gen++;
-	c->next_free = t->free;
-	t->free = c;
-	t->nconns--;
-	receive_thread_check_done(t);
-}
-
-static void
-conn_maybe_free(struct conn *c)
-{
-	if (c->live && c->closing && !uring_op_busy(&c->rd) &&
-	    !uring_op_busy(&c->wr) && !uring_op_busy(&c->tmo) &&
-	    !uring_op_busy(&c->dly))
-		conn_free(c);
-}
-
-static size_t
-conn_unsent(const struct conn *c)
-{
-	return buf_avail(&c->out) + buf_avail(&c->wbuf);
-}
-
-/*
- * Replies into the TLS layer, as much as it takes (TLS_OUT_MAX of
- * ciphertext at most; the rest goes after the next send). Before the
- * handshake is done nothing can be encrypted, so the greeting of an
- * implicit-TLS session waits here. Once closing and everything is
- * encrypted, queue the close_notify.
- */
-static void
-conn_tls_encrypt(struct conn *c)
-{
-	ssize_t n;
-	int rc;
-
-	if (!tls_conn_handshake_done(c->tls))
-		return;
-	while (buf_avail(&c->out) > 0) {
-		n = tls_conn_write(
-		    c->tls, buf_peek(&c->out), buf_avail(&c->out));
-		if (n > 0) {
-			buf_consume(&c->out, (size_t)n);
-			continue;
-		}
-		if (n != -ENOBUFS) /* broken or shut: nothing more goes */
-			buf_reset(&c->out);
-		break;
-	}
-	if (buf_avail(&c->out) == 0)
-		buf_reset(&c->out);
-	if (c->closing && !c->discard && !c->tls_shut &&
-	    buf_avail(&c->out) == 0) {
-		c->tls_shut = true;
-		if ((rc = tls_conn_close(c->tls)) < 0)
-			log_debug("receive: client=%s close_notify: %s",
-			    c->addr, strerror(-rc));
-	}
-}
-
-/* Transport out: hand every reply built so far to one send. */
-void
-receive_conn_flush(struct conn *c)
-{
-	struct buf tmp;
-
-	if (uring_op_busy(&c->wr))
-		return;
-	switch (c->xport) {
-	case XPORT_PLAIN:
-	case XPORT_STARTTLS:
-		if (buf_avail(&c->out) == 0)
-			return;
-		tmp = c->wbuf;
-		c->wbuf = c->out;
-		c->out = tmp;
-		buf_reset(&c->out);
-		break;
-	case XPORT_TLS:
-		/* wbuf is empty while wr is idle (conn_wr_cb resets it). */
-		conn_tls_encrypt(c);
-		if (tls_conn_out_to_buf(c->tls, &c->wbuf) == 0)
-			return;
-		break;
-	}
-	uring_send(
-	    c->t->l, &c->wr, c->fd, buf_peek(&c->wbuf), buf_avail(&c->wbuf));
-}
-
-static void
-conn_tls_failed(struct conn *c)
-{
-	char why[TLS_ERR_MAX + 16];
-	const char *e = tls_conn_error(c->tls);
-
-	log_event("event=tls_failed client=%s reason=%s", c->addr,
-	    log_quote(why, sizeof(why), e, strlen(e)));
-	c->reason = "tls";
-	/* Nothing more can be encrypted: replies are dropped, a pending
-	 * alert still goes out (conn_begin_close flushes). */
-	buf_reset(&c->out);
-	if (!c->implicit && !tls_conn_handshake_done(c->tls))
-		(void)smtp_in_tls_done(c->s, false, &c->out);
-	receive_conn_begin_close(c, "tls", false);
-}
-
-/* The handshake has just completed. */
-static void
-conn_tls_up(struct conn *c)
-{
-	struct tls_info ti;
-
-	if (log_debug_enabled()) {
-		tls_conn_info(c->tls, &ti);
-		log_event("event=tls client=%s mode=%s version=%s cipher=%s "
-		          "bits=%d reused=%s",
-		    c->addr, c->implicit ? "implicit" : "starttls", ti.version,
-		    ti.cipher, ti.bits, ti.reused ? "yes" : "no");
-	}
-	if (c->implicit)
-		receive_conn_flush(c); /* the greeting, held until now */
-	else
-		receive_conn_act(c, smtp_in_tls_done(c->s, true, &c->out));
-}
-
-/*
- * Drive the TLS layer after ciphertext came in, or when the session is
- * ready for input again: finish the handshake, then decrypt at most
- * PLAIN_CHUNK at a time and feed it to the session, only while the
- * session takes input and the peer reads its replies. Returns true when
- * everything fed so far is used up and the socket must be read for more.
- * receive_conn_act() calls back in here through
- * receive_conn_want_read(); `pumping` turns that into a no-op and this
- * loop goes on instead.
- */
-bool
-receive_conn_tls_pump(struct conn *c)
-{
-	struct buf *pin = &c->t->pin;
-	bool need = false;
-	ssize_t r;
-
-	if (c->pumping)
-		return false;
-	c->pumping = true;
-	if (!tls_conn_handshake_done(c->tls)) {
-		r = tls_conn_handshake(c->tls);
-		if (r == -EAGAIN) {
-			need = true;
-			goto out;
-		}
-		if (r < 0) {
-			conn_tls_failed(c);
-			goto out;
-		}
-		conn_tls_up(c);
-	}
-	while (!c->closing && smtp_in_want_read(c->s) &&
-	       conn_unsent(c) <= OUT_HIWAT) {
-		buf_reset(pin);
-		r = tls_conn_read(c->tls, pin);
-		if (r > 0) {
-			/* smtp_in copies what it cannot use now; pin is
-			 * free again when it returns. */
-			receive_conn_act(c, smtp_in_feed(c->s, buf_peek(pin),
-			                        buf_avail(pin), &c->out));
-			continue;
-		}
-		if (r == -EAGAIN)
-			need = true;
-		else if (r == 0)
-			receive_conn_begin_close(
-			    c, "eof", true); /* close_notify */
-		else
-			conn_tls_failed(c);
-		break;
-	}
-out:
-	buf_reset(pin);
-	c->pumping = false;
-	if (!c->closing)
-		receive_conn_flush(c); /* handshake records, tickets, alerts */
-	return need;
-}
-
-/* Set up TLS once the 220 to STARTTLS is on the wire. */
-static void
-conn_tls_start(struct conn *c)
-{
-	MTA_ASSERT(rs_tls(c) != NULL && c->tls == NULL);
-	c->tls = tls_conn_server_new(rs_tls(c));
-	c->xport = XPORT_TLS;
-}
-
-/* Read more when the session wants input and the peer reads its replies. */
-void
-receive_conn_want_read(struct conn *c)
-{
-	if (c->closing || uring_op_busy(&c->rd))
-		return;
-	switch (c->xport) {
-	case XPORT_PLAIN:
-		if (!smtp_in_want_read(c->s) || conn_unsent(c) > OUT_HIWAT)
-			return;
-		break;
-	case XPORT_STARTTLS:
-		/* The 220 must be on the wire before the first TLS byte. */
-		if (uring_op_busy(&c->wr) || buf_avail(&c->out) > 0)
-			return;
-		conn_tls_start(c);
-		/* FALLTHROUGH */
-	case XPORT_TLS:
-		if (!receive_conn_tls_pump(c) || c->closing)
-			return;
-		break;
-	}
-	uring_recv(c->t->l, &c->rd, c->fd, false);
-}
-
-/* Transport in: bytes from the socket to the session. */
-void
-receive_conn_input(struct conn *c, const uint8_t *data, size_t len)
-{
-	switch (c->xport) {
-	case XPORT_PLAIN:
-		receive_conn_act(c, smtp_in_feed(c->s, data, len, &c->out));
-		break;
-	case XPORT_STARTTLS:
-		/* Never read in this state (conn_want_read). */
-		MTA_ASSERT(0);
-		break;
-	case XPORT_TLS:
-		/* We only read once the TLS layer has used up what it had,
-		 * so this stays far below TLS_IN_MAX. */
-		if (tls_conn_feed(c->tls, data, len) < 0) {
-			receive_conn_begin_close(c, "tls input overflow", true);
-			return;
-		}
-		receive_conn_want_read(c);
-		break;
-	}
-}
+static void conn_act(struct conn *c, enum smtp_in_action a);
 
 /* Hand the session's credentials to the auth pool. */
 static void
 conn_auth(struct conn *c)
 {
-	struct rthread *t = c->t;
+	struct rconns *cs = c->cs;
 	struct auth_req *req;
 	const char *user, *pass;
 
-	MTA_ASSERT(t->r->auth != NULL);
+	MTA_ASSERT(cs->env->auth != NULL);
 	req = xcalloc(1, sizeof(*req));
 	smtp_in_auth_peek(c->s, &user, &pass);
 	/* smtp_in bounds both below the request's fields; should that ever
@@ -351,310 +189,270 @@ conn_auth(struct conn *c)
 	if (!str_copy(req->user, sizeof(req->user), user) ||
 	    !str_copy(req->pass, sizeof(req->pass), pass))
 		req->user[0] = '\0';
-	req->reply = t->chan;
+	req->reply = cs->env->chan;
 	req->msg.reqid = conn_reqid(c);
-	c->authing = true;
-	t->auths++;
-	auth_pool_submit(t->r->auth, req);
+	c->pend = PEND_AUTH;
+	cs->pending++;
+	stream_hold_timers(&c->st, true);
+	auth_pool_submit(cs->env->auth, req);
 }
 
 static void
 conn_commit(struct conn *c)
 {
-	struct rthread *t = c->t;
+	struct rconns *cs = c->cs;
 	struct queue_submit *req = smtp_in_commit_take(c->s);
 
 	MTA_ASSERT(req != NULL);
-	req->reply = t->chan;
+	req->reply = cs->env->chan;
 	req->msg.reqid = conn_reqid(c);
-	c->committing = true;
-	t->commits++;
-	queue_submit(t->r->q, req);
+	c->pend = PEND_COMMIT;
+	cs->pending++;
+	stream_hold_timers(&c->st, true);
+	queue_submit(cs->env->q, req);
+}
+
+/* The request is answered: the session waits on the client again. */
+static void
+conn_answered(struct conn *c)
+{
+	c->pend = PEND_NONE;
+	stream_hold_timers(&c->st, false);
+}
+
+static void
+conn_starttls(struct conn *c)
+{
+	struct stream_tls t = {.ctx = c->tls};
+
+	/* smtp_in dropped what followed the command and queued the 220 */
+	MTA_ASSERT(c->tls != NULL && !stream_tls_on(&c->st));
+	stream_start_tls(&c->st, &t);
+}
+
+/* Take input while the session wants it. */
+static void
+conn_flow(struct conn *c)
+{
+	bool want = smtp_in_want_read(c->s);
+
+	if (want && c->held) {
+		c->held = false;
+		stream_resume(&c->st);
+	} else if (!want && !c->held) {
+		c->held = true;
+		stream_pause(&c->st);
+	}
 }
 
 /* Do what the session asked, send its replies, read on if it wants. */
-void
-receive_conn_act(struct conn *c, enum smtp_in_action a)
+static void
+conn_act(struct conn *c, enum smtp_in_action a)
 {
-	struct rthread *t = c->t;
+	const struct rconn_env *env = c->cs->env;
 
 	switch (a) {
 	case SMTP_IN_READ:
+	case SMTP_IN_CLOSE:
 		break;
 	case SMTP_IN_COMMIT:
 		conn_commit(c);
 		break;
 	case SMTP_IN_STARTTLS:
-		/* smtp_in dropped what followed the command; the 220 goes
-		 * out in plaintext, then receive_conn_want_read() starts TLS. */
-		MTA_ASSERT(c->xport == XPORT_PLAIN);
-		c->xport = XPORT_STARTTLS;
+		conn_starttls(c);
 		break;
 	case SMTP_IN_AUTH:
 		conn_auth(c);
 		break;
-	case SMTP_IN_CLOSE:
-		break;
 	}
-	if (a == SMTP_IN_READ && t->shutting && !c->committing && !c->authing &&
-	    (t->deadline || !smtp_in_busy(c->s))) {
-		a = smtp_in_shutdown(c->s, &c->out);
+	if (a == SMTP_IN_READ && env->shutting && c->pend == PEND_NONE &&
+	    (env->deadline || !smtp_in_busy(c->s))) {
+		a = smtp_in_shutdown(c->s, stream_outbuf(&c->st));
 		c->reason = "shutdown";
 	}
-	receive_conn_flush(c);
 	if (a == SMTP_IN_CLOSE) {
-		receive_conn_begin_close(
-		    c, c->reason ? c->reason : "closed", false);
+		stream_close(&c->st, c->reason ? c->reason : "closed",
+		    STREAM_CLOSE_ORDERLY);
 		return;
 	}
-	receive_conn_want_read(c);
+	stream_flush(&c->st);
+	conn_flow(c);
 }
 
-void
-receive_conn_begin_close(struct conn *c, const char *reason, bool discard)
-{
-	struct uring_loop *l = c->t->l;
+/* ---- stream callbacks ---- */
 
-	if (c->closing)
-		return;
-	c->closing = true;
-	c->discard = discard;
-	if (c->reason == NULL)
-		c->reason = reason;
-	uring_cancel(l, &c->rd);
-	uring_cancel(l, &c->tmo); /* its final callback arms the linger */
-	uring_cancel(l, &c->dly);
-	if (discard)
-		uring_cancel(l, &c->wr);
-	else if (c->xport == XPORT_TLS)
-		receive_conn_flush(
-		    c); /* a pending alert, or our close_notify */
-	conn_maybe_free(c);
+static size_t
+conn_input(struct stream *st, void *user, const uint8_t *p, size_t n)
+{
+	struct conn *c = user;
+
+	(void)st;
+	/* smtp_in copies what it cannot use now */
+	conn_act(c, smtp_in_feed(c->s, p, n, stream_outbuf(&c->st)));
+	return n;
 }
 
 static void
-conn_rd_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
+conn_tls_done(struct stream *st, void *user, const char *err)
 {
-	struct conn *c = uring_container_of(op, struct conn, rd);
+	struct conn *c = user;
+	struct tls_info ti;
+	char why[TLS_ERR_MAX + 16];
 
-	(void)flags;
-	if (c->closing) {
-		conn_maybe_free(c);
+	if (err != NULL) {
+		log_event("event=tls_failed client=%s reason=%s", c->addr,
+		    log_quote(why, sizeof(why), err, strlen(err)));
+		c->reason = "tls";
+		/* the stream drops it: nothing can be encrypted any more */
+		if (!c->implicit && !stream_tls_ready(st))
+			(void)smtp_in_tls_done(c->s, false, stream_outbuf(st));
 		return;
 	}
-	if (res == 0) {
-		receive_conn_begin_close(c, "eof", true);
-		return;
+	if (log_debug_enabled()) {
+		stream_tls_info(st, &ti);
+		log_event("event=tls client=%s mode=%s version=%s cipher=%s "
+		          "bits=%d reused=%s",
+		    c->addr, c->implicit ? "implicit" : "starttls", ti.version,
+		    ti.cipher, ti.bits, ti.reused ? "yes" : "no");
 	}
-	if (res < 0) {
-		receive_conn_begin_close(
-		    c, res == -ECONNRESET ? "reset" : "read error", true);
-		return;
-	}
-	c->idle_dl = clock_mono_ms() + rs_idle(c);
-	receive_conn_input(c, data, len);
+	/* implicit: the greeting, held until now, goes with the flush */
+	if (!c->implicit)
+		conn_act(c, smtp_in_tls_done(c->s, true, stream_outbuf(st)));
 }
 
 static void
-conn_wr_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
+conn_timeout(struct stream *st, void *user, enum stream_timer which)
 {
-	struct conn *c = uring_container_of(op, struct conn, wr);
+	struct conn *c = user;
 
-	(void)flags, (void)data, (void)len;
-	if (c->wbuf.cap > OUT_KEEP)
-		buf_fini(&c->wbuf);
-	else
-		buf_reset(&c->wbuf);
-	if (res < 0) {
-		if (!c->closing)
-			receive_conn_begin_close(c,
-			    res == -ECONNRESET || res == -EPIPE ? "reset"
-			                                        : "write error",
-			    true);
-		else {
-			c->discard = true;
-			conn_maybe_free(c);
-		}
-		return;
-	}
-	if (c->closing) {
-		if (!c->discard)
-			receive_conn_flush(c);
-		if (!uring_op_busy(&c->wr))
-			uring_cancel(c->t->l, &c->tmo); /* linger no more */
-		conn_maybe_free(c);
-		return;
-	}
-	receive_conn_flush(c);
-	receive_conn_want_read(c);
-}
-
-static void
-conn_tmo_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
-{
-	struct conn *c = uring_container_of(op, struct conn, tmo);
-	struct uring_loop *l = c->t->l;
-	uint64_t now, dl;
-
-	(void)flags, (void)data, (void)len;
-	if (c->closing) {
-		if (uring_op_busy(&c->wr)) {
-			if (!c->lingering) {
-				c->lingering = true;
-				uring_timeout(l, &c->tmo, LINGER_MS);
-				return;
-			}
-			/* The peer does not read its last replies. */
-			uring_cancel(l, &c->wr);
-		}
-		conn_maybe_free(c);
-		return;
-	}
-	now = clock_mono_ms();
-	dl = conn_deadline(c);
-	if (res != 0 || c->committing || c->authing || now < dl) {
-		/* Early (activity moved the deadline), or waiting for the
-		 * queue or the auth pool, which is not the client's
-		 * idleness. */
-		uring_timeout(l, &c->tmo, now < dl ? dl - now : rs_idle(c));
+	if (which == STREAM_TMO_TIMER) {
+		/* a failed AUTH has waited its delay: answer it now */
+		MTA_ASSERT(c->pend == PEND_AUTH_DELAY);
+		conn_answered(c);
+		conn_act(c, smtp_in_auth_done(c->s, false, stream_outbuf(st)));
 		return;
 	}
 	c->reason = "timeout";
-	receive_conn_act(c, smtp_in_timeout(c->s, &c->out));
+	conn_act(c, smtp_in_timeout(c->s, stream_outbuf(st)));
 }
 
-/* A failed AUTH has waited its delay: answer it now. */
 static void
-conn_dly_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
+conn_closed(struct stream *st, void *user, const char *reason)
 {
-	struct conn *c = uring_container_of(op, struct conn, dly);
+	struct conn *c = user;
+	struct rconns *cs = c->cs;
 
-	(void)res, (void)flags, (void)data, (void)len;
-	c->authing = false;
-	if (c->closing) {
-		conn_maybe_free(c);
-		return;
+	(void)st;
+	if (c->reason == NULL)
+		c->reason = reason;
+	if (log_debug_enabled()) {
+		log_event(
+		    "event=disconnect client=%s reason=%s", c->addr, c->reason);
+		/* out before the fd closes shows the peer the end (log.h) */
+		log_batch_flush();
 	}
-	receive_conn_act(c, smtp_in_auth_done(c->s, false, &c->out));
+	smtp_in_free(c->s);
+	c->s = NULL;
+	if (c->pend == PEND_AUTH_DELAY) /* its answer came; none is owed */
+		c->pend = PEND_NONE;
+	c->live = false;
+	c->gen++;
+	c->next_free = cs->free;
+	cs->free = c;
+	cs->live--;
+	cs->env->gone(cs->env->arg, c->ipkey, c->ref);
 }
 
-static struct conn *
-conn_alloc(struct rthread *t)
+static const struct stream_cbs conn_cbs = {
+    .input = conn_input,
+    .tls_done = conn_tls_done,
+    .timeout = conn_timeout,
+    .closed = conn_closed,
+};
+
+/* ---- from receive.c ---- */
+
+void
+rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 {
-	struct conn *c = t->free;
+	struct conn *c = conn_alloc(cs);
+	struct stream_tls t = {.ctx = st->tls};
 
-	if (c != NULL) {
-		t->free = c->next_free;
-		c->next_free = NULL;
-		return c;
-	}
-	if (t->nslots == t->capslots) {
-		t->capslots = t->capslots ? t->capslots * 2 : 64;
-		t->slots =
-		    xreallocarray(t->slots, t->capslots, sizeof(*t->slots));
-	}
-	c = xcalloc(1, sizeof(*c));
-	c->t = t;
-	c->slot = t->nslots;
-	t->slots[t->nslots++] = c;
-	return c;
-}
-
-/* Over a limit: one line, written while the socket buffer is surely
- * empty, then close. No session, no ops. On an implicit-TLS listener a
- * plaintext line would be garbage to the client: just close. */
-static void
-reject(struct rthread *t, int fd, const char *addr, bool tls)
-{
-	char line[CONFIG_HOST_MAX + 64];
-	int n;
-
-	n = snprintf(line, sizeof(line),
-	    "421 4.7.0 %s Too many connections\r\n", rs_server(t)->hostname);
-	if (n > 0 && !tls)
-		(void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-	close(fd);
+	c->live = true;
+	c->implicit = st->implicit;
+	c->held = false;
+	c->pend = PEND_NONE;
+	c->reason = NULL;
+	c->scfg = st->scfg;
+	c->tls = st->tls;
+	c->ref = st->ref;
+	memcpy(c->ipkey, st->ipkey, RCONN_IPKEY);
+	str_copy(c->addr, sizeof(c->addr), st->peer->addr);
+	cs->live++;
 	if (log_debug_enabled())
-		log_event("event=disconnect client=%s reason=limit", addr);
+		log_event("event=connect client=%s", c->addr);
+	stream_open(&c->st, cs->env->l, fd, &conn_cbs, c);
+	stream_set_timeouts(&c->st, st->idle_ms, 0);
+	stream_set_deadline(&c->st, st->session_ms);
+	/* RFC 8314: TLS before the greeting, which waits in the stream
+	 * until the handshake is done */
+	if (st->implicit)
+		stream_start_tls(&c->st, &t);
+	c->s = smtp_in_new(c->scfg, st->peer, stream_outbuf(&c->st));
+	conn_act(c, SMTP_IN_READ);
 }
 
 void
-receive_conn_new(struct listener *ls, int fd)
+rconns_commit_done(struct rconns *cs, struct queue_submit *req)
 {
-	struct rthread *t = ls->t;
-	struct receive *r = t->r;
-	const struct config_server *cs = rs_server(t);
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct smtp_in_peer peer;
-	uint8_t key[17];
-	struct conn *c;
-	uint64_t now;
+	struct conn *c = conn_lookup(cs, req->msg.reqid, PEND_COMMIT);
 
-	memset(&peer, 0, sizeof(peer));
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
-		close(fd); /* reset before we looked at it */
+	cs->pending--;
+	if (c == NULL) {
+		cs->stale++;
+		queue_submit_free(req);
 		return;
 	}
-	if (ss.ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const void *)&ss;
+	conn_answered(c);
+	conn_act(c, smtp_in_commit_done(c->s, req, stream_outbuf(&c->st)));
+}
 
-		inet_ntop(
-		    AF_INET, &sin->sin_addr, peer.addr, sizeof(peer.addr));
-		peer.port = ntohs(sin->sin_port);
-	} else {
-		const struct sockaddr_in6 *sin6 = (const void *)&ss;
+void
+rconns_auth_done(struct rconns *cs, struct auth_req *req)
+{
+	struct conn *c = conn_lookup(cs, req->msg.reqid, PEND_AUTH);
+	bool ok = req->ok;
 
-		inet_ntop(
-		    AF_INET6, &sin6->sin6_addr, peer.addr, sizeof(peer.addr));
-		peer.port = ntohs(sin6->sin6_port);
-	}
-	if (atomic_fetch_add(&r->nconns, 1) >= cs->max_connections) {
-		atomic_fetch_sub(&r->nconns, 1);
-		reject(t, fd, peer.addr, ls->tls);
+	auth_req_free(req);
+	cs->pending--;
+	if (c == NULL) {
+		cs->stale++;
 		return;
 	}
-	receive_ip_key(&ss, key);
-	if (!receive_ip_acquire(&r->ip, key, cs->max_connections_per_ip)) {
-		atomic_fetch_sub(&r->nconns, 1);
-		reject(t, fd, peer.addr, ls->tls);
+	if (!ok) {
+		/* still not waiting on the client until the delay is over */
+		c->pend = PEND_AUTH_DELAY;
+		stream_timer(&c->st, AUTH_FAIL_DELAY_MS);
 		return;
 	}
-	peer.relay_allowed = config_net_match(cs->relay_networks,
-	    cs->nrelay_networks, (const struct sockaddr *)&ss);
-	peer.tls = ls->tls;
+	conn_answered(c);
+	conn_act(c, smtp_in_auth_done(c->s, true, stream_outbuf(&c->st)));
+}
 
-	c = conn_alloc(t);
-	c->fd = fd;
-	c->snap = receive_snap_ref(t->snap);
-	c->live = true;
-	c->closing = c->discard = c->lingering = c->committing = false;
-	c->authing = c->tls_shut = c->pumping = false;
-	c->implicit = ls->tls;
-	/* RFC 8314: the session starts TLS before the greeting, which
-	 * waits in out until the handshake is done. */
-	c->xport = ls->tls ? XPORT_TLS : XPORT_PLAIN;
-	c->tls = ls->tls ? tls_conn_server_new(rs_tls(c)) : NULL;
-	c->reason = NULL;
-	memcpy(c->ipkey, key, sizeof(key));
-	str_copy(c->addr, sizeof(c->addr), peer.addr);
-	buf_init(&c->out, OUT_MAX);
-	buf_init(&c->wbuf, OUT_MAX);
-	uring_op_init(&c->rd, conn_rd_cb);
-	uring_op_init(&c->wr, conn_wr_cb);
-	uring_op_init(&c->tmo, conn_tmo_cb);
-	uring_op_init(&c->dly, conn_dly_cb);
-	now = clock_mono_ms();
-	c->idle_dl = now + cs->idle_timeout;
-	c->sess_dl = now + cs->session_timeout;
-	t->nconns++;
-	if (log_debug_enabled())
-		log_event("event=connect client=%s", c->addr);
-	c->s = smtp_in_new(rs_scfg(c), &peer, &c->out);
-	uring_timeout(t->l, &c->tmo, conn_deadline(c) - now);
-	receive_conn_act(c, SMTP_IN_READ);
+void
+rconns_shutdown(struct rconns *cs)
+{
+	const struct rconn_env *env = cs->env;
+
+	for (uint32_t i = 0; i < cs->nslots; i++) {
+		struct conn *c = cs->slots[i];
+
+		if (!c->live || stream_closing(&c->st) || c->pend != PEND_NONE)
+			continue;
+		if (env->deadline || !smtp_in_busy(c->s)) {
+			c->reason = "shutdown";
+			conn_act(
+			    c, smtp_in_shutdown(c->s, stream_outbuf(&c->st)));
+		}
+	}
 }
