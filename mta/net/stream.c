@@ -789,6 +789,22 @@ stream_tls_session_take(struct stream *s)
 	return s->tls != NULL ? tls_conn_session_take(s->tls) : NULL;
 }
 
+int
+stream_tls_key_update(struct stream *s)
+{
+	int r;
+
+	if (s->tls == NULL || s->closing)
+		return -EPIPE;
+	if (!s->tls_up)
+		return -EAGAIN;
+	if ((r = tls_conn_key_update(s->tls)) == -EPROTO)
+		tls_failed(s);
+	else if (r == 0)
+		stream_flush(s);
+	return r;
+}
+
 static void
 stream_begin_close(struct stream *s, const char *reason, bool discard)
 {

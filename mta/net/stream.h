@@ -278,6 +278,12 @@ void stream_tls_info(const struct stream *s, struct tls_info *out);
  * caller owns it. */
 struct tls_session *stream_tls_session_take(struct stream *s);
 
+/* TLS 1.3: update our keys and ask the peer to update its own (a
+ * KeyUpdate; for long-lived connections and tests). 0, -EAGAIN before
+ * the handshake, -EPIPE without TLS or when closing, -EOPNOTSUPP below
+ * TLS 1.3, -EPROTO when broken (the stream then closes on its own). */
+int stream_tls_key_update(struct stream *s) MTA_MUST_CHECK;
+
 /*
  * stream_close - begin closing (see DESIGN); reason is reported by
  * `closed` unless the stream already had one (borrowed: static or live

@@ -697,6 +697,31 @@ tls_conn_close(struct tls_conn *c)
 	return r == -EPROTO ? -EPROTO : 0;
 }
 
+int
+tls_conn_key_update(struct tls_conn *c)
+{
+	int r;
+
+	if (c->failed)
+		return -EPROTO;
+	if (!c->hs_done)
+		return -EAGAIN;
+	if (c->shut)
+		return -EPIPE;
+	if (SSL_version(c->ssl) != TLS1_3_VERSION)
+		return -EOPNOTSUPP;
+	ERR_clear_error();
+	if (SSL_key_update(c->ssl, SSL_KEY_UPDATE_REQUESTED) != 1) {
+		tls_conn_fail(c, "key update", SSL_ERROR_SSL);
+		return -EPROTO;
+	}
+	/* writes the KeyUpdate record now rather than with the next data */
+	if ((r = SSL_do_handshake(c->ssl)) == 1)
+		return 0;
+	r = tls_conn_status(c, r, "key update");
+	return r == -EAGAIN || r == -ENOBUFS ? 0 : r;
+}
+
 const char *
 tls_conn_error(const struct tls_conn *c)
 {

@@ -222,6 +222,15 @@ size_t tls_conn_out_to_buf(struct tls_conn *c, struct buf *dst);
  */
 int tls_conn_close(struct tls_conn *c) MTA_MUST_CHECK;
 
+/*
+ * tls_conn_key_update - TLS 1.3: queue a KeyUpdate that also asks the
+ * peer to update its keys (send the pending output). For long-lived
+ * connections and tests. Returns 0, -EAGAIN before the handshake is
+ * done, -EPIPE after close, -EOPNOTSUPP below TLS 1.3, -EPROTO when the
+ * connection is broken.
+ */
+int tls_conn_key_update(struct tls_conn *c) MTA_MUST_CHECK;
+
 /* The reason for the last -EPROTO, e.g. "handshake failed: unsupported
  * protocol" or "handshake failed: certificate verify failed: hostname
  * mismatch"; "" when none. Valid until the connection is freed. */

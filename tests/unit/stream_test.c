@@ -3,8 +3,8 @@
  * stream_test.c - the connection stream over a real uring loop and real
  * sockets (socketpairs, loopback TCP): partial writes to a slow reader,
  * pause/resume with pipelined input, TLS with the ciphertext relayed one
- * byte at a time (every WANT_READ/WANT_WRITE point of the handshake and
- * of the TLS 1.3 tickets after it), close during a handshake, orderly and
+ * byte at a time (every WANT_READ/WANT_WRITE point of the handshake, of
+ * the TLS 1.3 tickets after it and of key updates both ways), close during a handshake, orderly and
  * abortive close with writes pending, linger, peer reset while reading
  * and while writing, STARTTLS dropping pipelined plaintext, timeouts and
  * their hold, connect. Exit 77 when io_uring is unavailable.
@@ -871,6 +871,20 @@ exchanged(void)
 	return buf_avail(&A.got) >= 7 && buf_avail(&B.got) >= 4;
 }
 
+static size_t want_a, want_b;
+
+static bool
+a_has(void)
+{
+	return buf_avail(&A.got) >= want_a;
+}
+
+static bool
+b_has(void)
+{
+	return buf_avail(&B.got) >= want_b;
+}
+
 static void
 test_tls_byte_relay(void)
 {
@@ -900,6 +914,25 @@ test_tls_byte_relay(void)
 	sess = stream_tls_session_take(&B.s);
 	CHECK(sess != NULL);
 	tls_session_free(sess);
+	/* key updates both ways, each answered by the peer, byte by byte */
+	CHECK(stream_tls_key_update(&B.s) == 0);
+	CHECK(stream_write(&B.s, "again\r\n", 7) == 0);
+	stream_flush(&B.s);
+	want_a = 14;
+	CHECK(run_until(a_has, 20000));
+	CHECK(stream_tls_key_update(&A.s) == 0);
+	CHECK(stream_write(&A.s, "ok\r\n", 4) == 0);
+	stream_flush(&A.s);
+	want_b = 8;
+	CHECK(run_until(b_has, 20000));
+	CHECK(stream_write(&B.s, "z\r\n", 3) == 0);
+	stream_flush(&B.s);
+	want_a = 17;
+	CHECK(run_until(a_has, 20000));
+	CHECK_MEM(
+	    buf_peek(&A.got), buf_avail(&A.got), "hello\r\nagain\r\nz\r\n");
+	CHECK_MEM(buf_peek(&B.got), buf_avail(&B.got), "hi\r\nok\r\n");
+	CHECK(A.tls_fail == 0 && B.tls_fail == 0);
 	/* orderly: close_notify both ways, then EOF */
 	stream_close(&B.s, "bye", STREAM_CLOSE_ORDERLY);
 	CHECK(run_until(relays_done, 20000));
@@ -937,28 +970,36 @@ test_tls_close_mid_handshake(void)
 	}
 }
 
-static void
-test_tls_verify_fails(void)
+/* A (TLS server) and B (TLS client to host) on a socketpair, implicit
+ * TLS from the start; small socket buffers when small. */
+static bool
+tls_direct(const char *host, bool small)
 {
 	struct stream_tls st = {.ctx = sctx};
 	struct stream_tls ct = {.ctx = cctx,
 	    .client = true,
-	    .host = "wrong.example",
+	    .host = host,
 	    .policy = CONFIG_TLS_VERIFY};
 	int sv[2];
 
-	if (!fixture()) {
-		printf("SKIP no openssl CLI\n");
-		return;
-	}
-	st.ctx = sctx;
-	ct.ctx = cctx;
-	CHECK(loop_open());
-	CHECK(pair(sv));
+	if (!(small ? pair_small(sv) : pair(sv)))
+		return false;
 	ep_open(&A, sv[0]);
 	ep_open(&B, sv[1]);
 	stream_start_tls(&A.s, &st);
 	stream_start_tls(&B.s, &ct);
+	return true;
+}
+
+static void
+test_tls_verify_fails(void)
+{
+	if (!fixture()) {
+		printf("SKIP no openssl CLI\n");
+		return;
+	}
+	CHECK(loop_open());
+	CHECK(tls_direct("wrong.example", false));
 	CHECK(run_until(both_closed, 5000));
 	CHECK(B.tls_fail == 1 && B.tls_ok == 0);
 	CHECK(strstr(B.tls_err, "verify") != NULL);
@@ -1016,26 +1057,14 @@ b_got_big(void)
 static void
 test_tls_pause_big(void)
 {
-	struct stream_tls st = {.ctx = sctx};
-	struct stream_tls ct = {.ctx = cctx,
-	    .client = true,
-	    .host = "localhost",
-	    .policy = CONFIG_TLS_VERIFY};
-	int sv[2];
 	bool ok = true;
 
 	if (!fixture()) {
 		printf("SKIP no openssl CLI\n");
 		return;
 	}
-	st.ctx = sctx;
-	ct.ctx = cctx;
 	CHECK(loop_open());
-	CHECK(pair_small(sv));
-	ep_open(&A, sv[0]);
-	ep_open(&B, sv[1]);
-	stream_start_tls(&A.s, &st);
-	stream_start_tls(&B.s, &ct);
+	CHECK(tls_direct("localhost", true));
 	stream_pause(&B.s);
 	CHECK(queue_big(&A));
 	run_until(NULL, 300);
