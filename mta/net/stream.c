@@ -356,17 +356,24 @@ deliver(struct stream *s)
 	buf_release(&s->pin);
 }
 
-/* The recv ended: close once the user has taken what is kept, or will
- * not take more. */
+/*
+ * The recv ended. An error closes at once, dropping what is queued. An
+ * EOF may be a half-close after pipelined commands: the user takes what
+ * is kept first (after stream_resume() when paused), then the stream
+ * closes in order, so replies already queued still go (bounded by the
+ * linger).
+ */
 static void
 check_end(struct stream *s)
 {
+	bool eof;
+
 	if (s->rd_end == NULL || s->closing)
 		return;
-	if (in_held(s) && !s->tls_wait &&
-	    (buf_avail(&s->in) > 0 || buf_avail(&s->pin) > 0))
+	eof = strcmp(s->rd_end, "eof") == 0;
+	if (eof && !s->tls_wait && in_held(s))
 		return;
-	stream_begin_close(s, s->rd_end, true);
+	stream_begin_close(s, s->rd_end, !eof);
 }
 
 static void

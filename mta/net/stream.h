@@ -49,9 +49,10 @@
  * Closing: stream_close() orderly (what is queued is sent, then a TLS
  * close_notify, then close; bounded by the linger time) or abortive
  * (discard and close at once). The stream closes itself on peer EOF,
- * errors, TLS failure and input overflow; `closed` says why. Buffered
- * input is offered before an EOF or a reset closes the stream, as long
- * as the user takes it.
+ * errors, TLS failure and input overflow; `closed` says why. After an
+ * EOF (perhaps a half-close behind pipelined commands) the input kept is
+ * offered first, also after a pause until stream_resume(), and the close
+ * is orderly, so replies to it still go; errors close at once.
  *
  * Callbacks run on the loop thread, never from inside a stream_*() call
  * except stream_resume() (which may offer buffered input at once) and

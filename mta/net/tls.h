@@ -2,8 +2,8 @@
 /*
  * tls.h - TLS over memory buffers: OpenSSL 3 with no I/O of its own.
  *
- * DESIGN. The receive loop (and the delivery loop) own the sockets and the
- * io_uring; this module only transforms bytes. Ciphertext read from the
+ * DESIGN. The connection stream (net/stream.c) owns the socket and the
+ * io_uring ops; this module only transforms bytes. Ciphertext read from the
  * socket goes in with tls_conn_feed(); plaintext comes out of
  * tls_conn_read() and goes in with tls_conn_write(); ciphertext to send is
  * taken with tls_conn_pending_out()/tls_conn_consume_out() (or moved into

@@ -6,13 +6,14 @@
  *
  * DESIGN. The kernel spreads accepts over the R listeners of an address,
  * so threads share no lock on the hot path. A connection lives on its
- * thread from accept to close: recv into the thread's provided buffers,
- * smtp_in_feed(), one send of every reply of the batch. At end of DATA
+ * thread from accept to close, on a net/stream: recv into the thread's
+ * provided buffers, smtp_in_feed(), one send of every reply of the
+ * batch. At end of DATA
  * the session's commit request goes to the queue with the thread's chan
  * as its reply address; the answer wakes the loop through the chan's
  * eventfd. AUTH credentials go the same way to the auth worker pool.
- * TLS (STARTTLS, implicit TLS) runs on the same ring over memory buffers
- * (tls.h): no extra thread, nothing blocks. What threads share: the
+ * TLS (STARTTLS, implicit TLS) runs in the stream on the same ring over
+ * memory buffers (tls.h): no extra thread, nothing blocks. What threads share: the
  * connection counts (an atomic total, and a mutex-protected per-address
  * table), the in-flight body budget (an atomic), the read-only TLS
  * context and the auth pool.

@@ -2,7 +2,8 @@
 /*
  * smtp_in.h - the receive-side SMTP state machine: bytes in, replies and
  * requests out. It does no I/O, so tests and fuzzers drive it without
- * sockets; the receive loop (receive.c) owns the socket, TLS and timers.
+ * sockets; the receive connection (receive/receive_conn.c, on a
+ * net/stream) owns the socket, TLS and timers.
  *
  * DESIGN. The loop hands every byte it reads to smtp_in_feed(). The
  * session appends them to its bounded input buffer and consumes every

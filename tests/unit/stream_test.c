@@ -150,6 +150,7 @@ struct ep {
 	struct buf got;     /* plaintext taken */
 	size_t take_max;    /* per input call, 0 = all */
 	bool pause_each;    /* pause after each input call */
+	bool echo;          /* write back what was taken */
 	bool starttls_srv;  /* answer STARTTLS with 220 and switch */
 	bool starttls_cli;  /* on 220, switch as a client */
 	const char *on_tls; /* write this once the handshake is done */
@@ -187,6 +188,8 @@ ep_input(struct stream *s, void *user, const uint8_t *p, size_t n)
 	if (e->take_max && n > e->take_max)
 		n = e->take_max;
 	if (buf_append(&e->got, p, n) < 0)
+		abort();
+	if (e->echo && stream_write(s, p, n) < 0)
 		abort();
 	if (e->pause_each)
 		stream_pause(s);
@@ -393,6 +396,42 @@ test_pause_resume_pipelined(void)
 	CHECK(run_until(a_closed, 1000));
 	CHECK(A.closed == 1);
 	CHECK(strcmp(A.reason, "test") == 0);
+	close(sv[1]);
+	loop_close();
+}
+
+/* A half-close behind pipelined lines while paused: every line is
+ * still offered (after resume), the replies go out, then EOF. */
+static void
+test_eof_while_paused(void)
+{
+	char rep[64];
+	ssize_t n;
+	size_t got = 0;
+	int sv[2];
+
+	CHECK(loop_open());
+	CHECK(pair(sv));
+	ep_open(&A, sv[0]);
+	A.take_max = 4;
+	A.pause_each = true;
+	A.echo = true;
+	CHECK(write(sv[1], "L1\r\nL2\r\n", 8) == 8);
+	CHECK(shutdown(sv[1], SHUT_WR) == 0);
+	run_until(NULL, 100);
+	CHECK(A.closed == 0); /* paused: the EOF waits */
+	CHECK(buf_avail(&A.got) == 4);
+	stream_resume(&A.s);
+	run_until(NULL, 50);
+	CHECK(A.closed == 0);
+	stream_resume(&A.s);
+	CHECK(run_until(a_closed, 1000));
+	CHECK(strcmp(A.reason, "eof") == 0);
+	set_blocking(sv[1]);
+	while ((n = read(sv[1], rep + got, sizeof(rep) - got)) > 0)
+		got += (size_t)n;
+	CHECK(n == 0);
+	CHECK_MEM(rep, got, "L1\r\nL2\r\n");
 	close(sv[1]);
 	loop_close();
 }
@@ -1087,6 +1126,7 @@ test_tls_pause_big(void)
 static const struct harness_case cases[] = {
     {"pause_resume_pipelined", test_pause_resume_pipelined},
     {"pause_big_input", test_pause_big_input},
+    {"eof_while_paused", test_eof_while_paused},
     {"partial_writes", test_partial_writes},
     {"close_orderly_pending", test_close_orderly_pending},
     {"close_abort_pending", test_close_abort_pending},
