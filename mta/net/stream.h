@@ -56,9 +56,10 @@
  *
  * Callbacks run on the loop thread, never from inside a stream_*() call
  * except stream_resume() (which may offer buffered input at once) and
- * stream_start_tls() on a client (which may report a handshake failure).
- * From any callback the user may call any stream_*() function on the
- * stream; queued output is flushed when the callback returns.
+ * stream_tls_key_update() (which may report a TLS failure); `closed`
+ * never comes from inside a call. From any callback the user may call
+ * any stream_*() function on the stream; queued output is flushed when
+ * the callback returns.
  *
  * Thread: a stream belongs to the thread of its loop.
  */

@@ -727,6 +727,44 @@ test_connect_refused(void)
 	loop_close();
 }
 
+/* A listener whose accept queue is full drops the SYN: the connect
+ * times out. */
+static void
+test_connect_timeout(void)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	int lfd, fill[4];
+	uint64_t t0;
+
+	CHECK(loop_open());
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK((lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	CHECK(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	CHECK(listen(lfd, 0) == 0);
+	CHECK(getsockname(lfd, (struct sockaddr *)&sin, &sl) == 0);
+	for (int i = 0; i < 4; i++) {
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		(void)connect(fill[i], (struct sockaddr *)&sin, sizeof(sin));
+	}
+	usleep(50000);
+	memset(&A, 0, sizeof(A));
+	t0 = now_ms();
+	CHECK(stream_connect(&A.s, L, (struct sockaddr *)&sin, sizeof(sin), 200,
+	          &ep_cbs, &A) == 0);
+	CHECK(run_until(a_closed, 5000));
+	CHECK(A.connected == 1);
+	CHECK(A.conn_res == -ETIMEDOUT);
+	CHECK(strcmp(A.reason, "connect") == 0);
+	CHECK(now_ms() - t0 >= 190);
+	for (int i = 0; i < 4; i++)
+		close(fill[i]);
+	close(lfd);
+	loop_close();
+}
+
 /* ---- timers ---- */
 
 static int want_read_tmo;
@@ -1134,6 +1172,7 @@ static const struct harness_case cases[] = {
     {"reset_while_reading", test_reset_while_reading},
     {"reset_while_writing", test_reset_while_writing},
     {"connect_refused", test_connect_refused},
+    {"connect_timeout", test_connect_timeout},
     {"timeouts", test_timeouts},
     {"write_timeout", test_write_timeout},
     {"tls_byte_relay", test_tls_byte_relay},
