@@ -149,11 +149,17 @@ tls_encrypt(struct stream *s)
 static void
 tls_switch(struct stream *s)
 {
+	int r;
+
 	s->tls_wait = false;
 	buf_reset(&s->in);
 	buf_release(&s->in);
-	if (s->tls_client)
-		s->hs_res = tls_conn_handshake(s->tls); /* the ClientHello */
+	if (!s->tls_client)
+		return;
+	/* the ClientHello; a failure here is reported by tls_progress()
+	 * at the next turn, never from inside the user's call */
+	r = tls_conn_handshake(s->tls);
+	(void)r;
 }
 
 /* The next plaintext part of out (STARTTLS): copied, it is small. */

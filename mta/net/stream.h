@@ -165,7 +165,6 @@ struct stream {
 	uint64_t read_ms, write_ms, linger_ms;
 	uint64_t read_dl, write_dl, sess_dl, user_dl, conn_dl; /* 0: off */
 	uint64_t tmo_at;   /* when the armed tmo fires */
-	int hs_res;        /* the client's first handshake step */
 	size_t plain_left; /* STARTTLS: bytes of out still plaintext */
 	int fd;
 	bool open;       /* between open and closed */
