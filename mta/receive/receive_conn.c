@@ -29,7 +29,6 @@
  */
 #include "receive/receive_conn.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
