@@ -278,6 +278,23 @@ both_closed(void)
 	return A.closed > 0 && B.closed > 0;
 }
 
+/* Close A how, wait for `closed`; true when it came exactly once, with
+ * reason. Then the peer's end (peer >= 0) and the loop go. */
+static bool
+end_a(enum stream_close_how how, const char *reason, int peer)
+{
+	bool ok;
+
+	stream_close(&A.s, reason, how);
+	ok = run_until(a_closed, 3000);
+	run_until(NULL, 10); /* a second `closed` would show here */
+	ok = ok && A.closed == 1 && strcmp(A.reason, reason) == 0;
+	if (peer >= 0)
+		close(peer);
+	loop_close();
+	return ok;
+}
+
 /* A socketpair, both ends non-blocking (the stream's end must be). */
 static bool
 pair(int sv[2])
@@ -392,12 +409,7 @@ test_pause_resume_pipelined(void)
 	}
 	CHECK(run_until(a_has_all, 1000));
 	CHECK_MEM(buf_peek(&A.got), 9, "L1\r\nL2\r\nL");
-	stream_close(&A.s, "test", STREAM_CLOSE_ORDERLY);
-	CHECK(run_until(a_closed, 1000));
-	CHECK(A.closed == 1);
-	CHECK(strcmp(A.reason, "test") == 0);
-	close(sv[1]);
-	loop_close();
+	CHECK(end_a(STREAM_CLOSE_ORDERLY, "test", sv[1]));
 }
 
 /* A half-close behind pipelined lines while paused: every line is
@@ -495,10 +507,7 @@ test_pause_big_input(void)
 		if (buf_peek(&A.got)[i] != pattern(i))
 			ok = false;
 	CHECK(ok);
-	stream_close(&A.s, "test", STREAM_CLOSE_ABORT);
-	CHECK(run_until(a_closed, 1000));
-	close(sv[1]);
-	loop_close();
+	CHECK(end_a(STREAM_CLOSE_ABORT, "test", sv[1]));
 }
 
 static bool
@@ -669,6 +678,21 @@ connect_pair(int *lfd)
 	return pfd;
 }
 
+/* The peer resets: A closes once, reason "reset"; then the rest goes. */
+static bool
+reset_ends(int pfd, int lfd)
+{
+	bool ok;
+
+	rst_close(pfd);
+	ok = run_until(a_closed, 2000);
+	run_until(NULL, 20);
+	ok = ok && A.closed == 1 && strcmp(A.reason, "reset") == 0;
+	close(lfd);
+	loop_close();
+	return ok;
+}
+
 static void
 test_reset_while_reading(void)
 {
@@ -678,13 +702,8 @@ test_reset_while_reading(void)
 	CHECK((pfd = connect_pair(&lfd)) >= 0);
 	CHECK(write(pfd, "hi\r\n", 4) == 4);
 	run_until(NULL, 30);
-	rst_close(pfd);
-	CHECK(run_until(a_closed, 2000));
-	CHECK(strcmp(A.reason, "reset") == 0);
-	run_until(NULL, 20);
-	CHECK(A.closed == 1);
-	close(lfd);
-	loop_close();
+	CHECK_MEM(buf_peek(&A.got), buf_avail(&A.got), "hi\r\n");
+	CHECK(reset_ends(pfd, lfd));
 }
 
 static void
@@ -699,13 +718,7 @@ test_reset_while_writing(void)
 		run_until(NULL, 20);
 	}
 	CHECK(stream_unsent(&A.s) > 0); /* a send is stuck */
-	rst_close(pfd);
-	CHECK(run_until(a_closed, 2000));
-	CHECK(strcmp(A.reason, "reset") == 0);
-	run_until(NULL, 20);
-	CHECK(A.closed == 1);
-	close(lfd);
-	loop_close();
+	CHECK(reset_ends(pfd, lfd));
 }
 
 static void
@@ -815,10 +828,7 @@ test_timeouts(void)
 	stream_timer(&A.s, 30);
 	run_until(NULL, 100);
 	CHECK(A.tmo[STREAM_TMO_TIMER] == 1);
-	stream_close(&A.s, "test", STREAM_CLOSE_ABORT);
-	CHECK(run_until(a_closed, 1000));
-	close(sv[1]);
-	loop_close();
+	CHECK(end_a(STREAM_CLOSE_ABORT, "test", sv[1]));
 }
 
 static bool
@@ -839,10 +849,7 @@ test_write_timeout(void)
 	CHECK(queue_big(&A));
 	CHECK(run_until(a_write_tmo, 2000));
 	CHECK(A.tmo[STREAM_TMO_READ] == 0);
-	stream_close(&A.s, "test", STREAM_CLOSE_ABORT);
-	CHECK(run_until(a_closed, 1000));
-	close(sv[1]);
-	loop_close();
+	CHECK(end_a(STREAM_CLOSE_ABORT, "test", sv[1]));
 }
 
 /* ---- TLS through a one-byte relay ---- */
