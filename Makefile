@@ -46,7 +46,8 @@ $(BUILD)/mta: $(BUILD)/obj/mta/main.o $(BUILD)/libmta.a
 	@echo "LD $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-$(BUILD)/mta-sink: $(BUILD)/obj/bench/sink.o $(BUILD)/libmta.a
+$(BUILD)/mta-sink: $(BUILD)/obj/bench/sink.o $(BUILD)/obj/bench/sink_conn.o \
+    $(BUILD)/libmta.a
 	@echo "LD $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 

@@ -1,125 +1,54 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * sink.c - mta-sink: a fast SMTP sink for tests and benchmarks.
+ * sink.c - mta-sink: a fast SMTP sink for tests and benchmarks. This
+ * file is the process: options, threads, listeners, signals and totals;
+ * one connection's dialogue is sink_conn.c (sink.h is what they share).
  *
  * DESIGN. T threads, each with its own uring loop and its own
  * SO_REUSEPORT listener per address, like the relay's receive stage. A
- * connection is a small state machine: it consumes every complete line it
- * holds, queues the replies, and sends them with one send per batch, so a
- * pipelining client gets pipelined answers. Message bodies are never
- * stored: they are hashed (SHA-256 of the unstuffed body) and measured as
- * they stream past, so a sink can take millions of messages in constant
- * memory. With --record, one JSON line per accepted message is appended
- * to a file with one write(2), so concurrent threads never interleave.
+ * connection is a stream (net/stream.h) with a small SMTP state machine
+ * on top: it takes every complete line it holds, queues the replies, and
+ * the stream sends them with one send per batch, so a pipelining client
+ * gets pipelined answers. Message bodies are never stored: they are
+ * hashed (SHA-256 of the unstuffed body) and measured as they stream
+ * past, so a sink can take millions of messages in constant memory. With
+ * --record, one JSON line per accepted message is appended to a file
+ * with one write(2), so concurrent threads never interleave.
  *
  * Push-back like a real receiver: a share of 4xx or 5xx per RCPT or at
  * end of DATA, a delay before chosen replies, dropped connections, a
- * connection cap, PIPELINING on or off. Counters are atomics shared by
- * the threads; the main thread owns signals (signalfd) and the display.
- *
- * STARTTLS (--starttls CERT[:KEY]) runs on the same loop through tls.h:
- * after the 220 goes out as the last plaintext, every recv is fed to the
- * TLS layer and conn_tls_pump() decrypts into `in`, where the same line
- * machine takes it. Plaintext pipelined after STARTTLS is dropped (RFC
- * 3207: commands injected before the handshake must not run), and the
- * session starts over: EHLO again, no STARTTLS offered.
+ * connection cap, PIPELINING on or off, STARTTLS (--starttls CERT[:KEY]).
+ * Counters are atomics shared by the threads; the main thread owns
+ * signals (signalfd) and the display.
  */
+#include "bench/sink.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
-#include "base/buf.h"
 #include "base/chan.h"
-#include "base/clock.h"
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "config/config.h"
 #include "net/tls.h"
 #include "net/uring.h"
 
-#define SINK_LINE_MAX  4096 /* command line cap, bytes */
-#define SINK_INPUT_MAX (64 * 1024)
-#define SINK_OUT_MAX   (64 * 1024)
-#define SINK_RCPT_MAX  1000
-#define SINK_HDR_MAX   998
-
-enum sink_phase { PH_CMD, PH_DATA };
-enum sink_when { AT_RCPT, AT_DATA };
-
-struct sink_opts {
-	struct config_addr listen[8];
-	size_t nlisten;
-	unsigned threads;
-	const char *record;
-	unsigned tempfail_pct, permfail_pct; /* share of replies, 0..100 */
-	enum sink_when fail_at;
-	unsigned drop_pct;   /* connections dropped after MAIL */
-	unsigned delay_ms;   /* before each delayed reply */
-	char delay_cmds[64]; /* "mail,rcpt,data,dot" or "all" */
-	bool pipelining;
-	unsigned max_conns;
-	bool quiet;
-	struct config_tls tls; /* --starttls; certificate "" = off */
-};
-
-struct sink_stats {
-	atomic_ulong conns, conns_now, msgs, rcpts, bytes, temp, perm, drops;
-	atomic_ulong tls, tls_fail; /* handshakes done, failed */
-};
-
-static struct sink_opts opt = {
+struct sink_opts sink_opt = {
     .threads = 1, .pipelining = true, .fail_at = AT_RCPT};
-static struct sink_stats st;
-static int record_fd = -1;
-static struct tls_ctx *sink_tls; /* read-only once the threads run */
-
-struct sink_thread;
-
-struct conn {
-	struct sink_thread *t;
-	int fd;
-	struct uring_op rd, wr, tm;
-	struct buf in;           /* unconsumed input */
-	struct buf out, sending; /* queued replies; the one being sent */
-	enum sink_phase phase;
-	bool closing, eof, delayed, after_send_close;
-	/* STARTTLS: the 220 is queued, TLS starts once it is on its way */
-	bool starttls;
-	bool need_ehlo; /* after the handshake, until EHLO/HELO */
-	bool pumping;   /* inside conn_tls_pump(): no re-entry, no free */
-	bool tls_shut;  /* close_notify queued */
-	struct tls_conn *tls;
-	/* the transaction */
-	bool have_mail;
-	char from[256];
-	char *rcpts[SINK_RCPT_MAX];
-	unsigned nrcpts, nok;
-	EVP_MD_CTX *md;
-	uint64_t size;
-	bool in_headers, line_start;
-	char msgid[128];
-	char sent_ts[32];
-	char hdr[SINK_HDR_MAX + 2]; /* current header line, for Message-ID */
-	size_t hdrlen;
-	uint32_t rng;
-};
+struct sink_stats sink_st;
+int sink_record_fd = -1;
+struct tls_ctx *sink_tls; /* read-only once the threads run */
 
 struct sink_listener {
 	struct uring_op op;
@@ -135,710 +64,7 @@ struct sink_thread {
 	struct uring_op ctl_op;
 	uint64_t ctl_val;
 	bool stopping;
-	unsigned nconns;
 };
-
-static uint32_t
-rng_next(uint32_t *s)
-{
-	uint32_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return *s = x ? x : 0x9e3779b9u;
-}
-
-static bool
-roll(struct conn *c, unsigned pct)
-{
-	return pct && rng_next(&c->rng) % 100 < pct;
-}
-
-static void conn_process(struct conn *c);
-static void conn_flush(struct conn *c);
-
-static void
-conn_maybe_free(struct conn *c)
-{
-	if (!c->closing || c->pumping || uring_op_busy(&c->rd) ||
-	    uring_op_busy(&c->wr) || uring_op_busy(&c->tm))
-		return;
-	uring_close(c->t->loop, c->fd);
-	tls_conn_free(c->tls);
-	buf_fini(&c->in);
-	buf_fini(&c->out);
-	buf_fini(&c->sending);
-	for (unsigned i = 0; i < c->nrcpts; i++)
-		free(c->rcpts[i]);
-	EVP_MD_CTX_free(c->md);
-	c->t->nconns--;
-	atomic_fetch_sub(&st.conns_now, 1);
-	free(c);
-}
-
-static void
-conn_close(struct conn *c)
-{
-	c->closing = true;
-	uring_cancel(c->t->loop, &c->rd);
-	uring_cancel(c->t->loop, &c->tm);
-	conn_maybe_free(c);
-}
-
-static void
-reply(struct conn *c, const char *s)
-{
-	if (buf_append(&c->out, s, strlen(s)) != 0 ||
-	    buf_append(&c->out, "\r\n", 2) != 0)
-		c->after_send_close = true;
-}
-
-static void
-txn_reset(struct conn *c)
-{
-	for (unsigned i = 0; i < c->nrcpts; i++)
-		free(c->rcpts[i]);
-	c->nrcpts = c->nok = 0;
-	c->have_mail = false;
-	c->from[0] = '\0';
-}
-
-/* Append s as a JSON string (quotes included) to b. */
-static int
-json_str(struct buf *b, const char *s)
-{
-	int r = buf_append(b, "\"", 1);
-
-	for (; *s && r == 0; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			r = buf_appendf(b, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			r = buf_appendf(b, "\\u%04x", ch);
-		else
-			r = buf_append(b, s, 1);
-	}
-	return r ? r : buf_append(b, "\"", 1);
-}
-
-static void
-record_message(struct conn *c, const uint8_t digest[32])
-{
-	struct buf b;
-	char hex[65];
-	int r;
-
-	if (record_fd < 0)
-		return;
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-	buf_init(&b, 1 << 20);
-	r = buf_appendf(
-	    &b, "{\"time\":%.6f,\"from\":", (double)clock_wall_us() / 1e6);
-	r = r ? r : json_str(&b, c->from);
-	r = r ? r : buf_append(&b, ",\"rcpts\":[", 10);
-	for (unsigned i = 0, n = 0; i < c->nrcpts && r == 0; i++) {
-		if (c->rcpts[i] == NULL)
-			continue;
-		r = n++ ? buf_append(&b, ",", 1) : 0;
-		r = r ? r : json_str(&b, c->rcpts[i]);
-	}
-	r = r ? r
-	      : buf_appendf(&b,
-	            "],\"size\":%" PRIu64 ",\"sha256\":\"%s\""
-	            ",\"message_id\":",
-	            c->size, hex);
-	r = r ? r : json_str(&b, c->msgid);
-	r = r ? r : buf_appendf(&b, ",\"tls\":%s", c->tls ? "true" : "false");
-	if (r == 0 && c->sent_ts[0])
-		r = buf_appendf(&b, ",\"sent\":%s", c->sent_ts);
-	r = r ? r : buf_append(&b, "}\n", 2);
-	if (r == 0 && write(record_fd, buf_peek(&b), buf_avail(&b)) < 0)
-		perror("mta-sink: record");
-	buf_fini(&b);
-}
-
-static bool
-delayed_cmd(const char *cmd)
-{
-	return opt.delay_ms && (strcmp(opt.delay_cmds, "all") == 0 ||
-	                           strstr(opt.delay_cmds, cmd) != NULL);
-}
-
-/* Hold further processing until the timer fires, then resume. */
-static void
-delay_then_continue(struct conn *c)
-{
-	c->delayed = true;
-	uring_timeout(c->t->loop, &c->tm, opt.delay_ms);
-}
-
-/* Look at one complete header line of the message. */
-static void
-header_line(struct conn *c)
-{
-	char *v;
-
-	c->hdr[c->hdrlen] = '\0';
-	if (str_iprefix(c->hdr, c->hdrlen, "message-id:")) {
-		v = c->hdr + 11;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		str_copy(c->msgid, sizeof(c->msgid), v);
-	} else if (str_iprefix(c->hdr, c->hdrlen, "x-mta-load-sent:")) {
-		v = c->hdr + 16;
-		while (*v == ' ')
-			v++;
-		/* a number only: it goes into JSON unquoted */
-		if (strspn(v, "0123456789.") == strlen(v) && *v)
-			str_copy(c->sent_ts, sizeof(c->sent_ts), v);
-	}
-}
-
-static void
-data_end(struct conn *c)
-{
-	uint8_t digest[32];
-	unsigned dlen = 0;
-
-	EVP_DigestFinal_ex(c->md, digest, &dlen);
-	c->phase = PH_CMD;
-	if (opt.fail_at == AT_DATA && roll(c, opt.permfail_pct)) {
-		atomic_fetch_add(&st.perm, 1);
-		reply(c, "554 5.6.0 sink: rejected at end of data");
-	} else if (opt.fail_at == AT_DATA && roll(c, opt.tempfail_pct)) {
-		atomic_fetch_add(&st.temp, 1);
-		reply(c, "451 4.3.0 sink: try again later");
-	} else {
-		atomic_fetch_add(&st.msgs, 1);
-		atomic_fetch_add(&st.rcpts, c->nok);
-		atomic_fetch_add(&st.bytes, c->size);
-		record_message(c, digest);
-		reply(c, "250 2.0.0 Ok: sunk");
-	}
-	txn_reset(c);
-	if (delayed_cmd("dot"))
-		delay_then_continue(c);
-}
-
-/* Consume DATA bytes from the input: hash unstuffed lines until CRLF.CRLF.
- * Lines are taken whole (bounded by the input cap); a partial line waits. */
-static void
-data_consume(struct conn *c)
-{
-	while (c->phase == PH_DATA && !c->delayed) {
-		const uint8_t *p = buf_peek(&c->in), *lf;
-		size_t n = buf_avail(&c->in), len;
-
-		lf = memchr(p, '\n', n);
-		if (lf == NULL) {
-			if (n < SINK_INPUT_MAX / 2)
-				return;
-			/* a very long line: hash what we have */
-			len = n;
-		} else {
-			len = (size_t)(lf - p) + 1;
-		}
-		if (lf && len == 3 && p[0] == '.' && p[1] == '\r') {
-			buf_consume(&c->in, len);
-			data_end(c);
-			return;
-		}
-		{
-			const uint8_t *q = p;
-			size_t qn = len;
-
-			if (c->line_start && qn > 1 && q[0] == '.') {
-				q++;
-				qn--;
-			}
-			EVP_DigestUpdate(c->md, q, qn);
-			c->size += qn;
-			if (c->in_headers && c->line_start) {
-				if (qn <= 2) {
-					c->in_headers = false;
-				} else if ((q[0] == ' ' || q[0] == '\t')) {
-					/* folded: ignore */
-				} else {
-					size_t h = qn - (lf ? 2 : 0);
-
-					if (h > SINK_HDR_MAX)
-						h = SINK_HDR_MAX;
-					memcpy(c->hdr, q, h);
-					c->hdrlen = h;
-					header_line(c);
-				}
-			}
-		}
-		c->line_start = lf != NULL;
-		buf_consume(&c->in, len);
-	}
-}
-
-static void
-cmd_mail(struct conn *c, const char *arg)
-{
-	const char *lt = strchr(arg, '<'), *gt = lt ? strchr(lt, '>') : NULL;
-
-	if (c->have_mail) {
-		reply(c, "503 5.5.1 sink: nested MAIL");
-		return;
-	}
-	if (roll(c, opt.drop_pct)) {
-		atomic_fetch_add(&st.drops, 1);
-		c->after_send_close = true;
-		c->eof = true;
-		return;
-	}
-	str_ncopy(c->from, sizeof(c->from), lt ? lt + 1 : "",
-	    gt ? (size_t)(gt - lt - 1) : 0);
-	c->have_mail = true;
-	reply(c, "250 2.1.0 Ok");
-}
-
-static void
-cmd_rcpt(struct conn *c, const char *arg)
-{
-	const char *lt = strchr(arg, '<'), *gt = lt ? strchr(lt, '>') : NULL;
-
-	if (!c->have_mail) {
-		reply(c, "503 5.5.1 sink: need MAIL");
-		return;
-	}
-	if (c->nrcpts >= SINK_RCPT_MAX) {
-		reply(c, "452 4.5.3 sink: too many recipients");
-		return;
-	}
-	if (opt.fail_at == AT_RCPT && roll(c, opt.permfail_pct)) {
-		atomic_fetch_add(&st.perm, 1);
-		reply(c, "550 5.1.1 sink: no such user");
-		return;
-	}
-	if (opt.fail_at == AT_RCPT && roll(c, opt.tempfail_pct)) {
-		atomic_fetch_add(&st.temp, 1);
-		reply(c, "451 4.2.0 sink: try again later");
-		return;
-	}
-	c->rcpts[c->nrcpts++] =
-	    xstrndup(lt ? lt + 1 : "", gt ? (size_t)(gt - lt - 1) : 0);
-	c->nok++;
-	reply(c, "250 2.1.5 Ok");
-}
-
-static void
-cmd_data(struct conn *c)
-{
-	if (!c->have_mail || c->nok == 0) {
-		reply(c, "554 5.5.1 sink: no valid recipients");
-		return;
-	}
-	reply(c, "354 End data with <CR><LF>.<CR><LF>");
-	c->phase = PH_DATA;
-	c->size = 0;
-	c->in_headers = true;
-	c->line_start = true;
-	c->msgid[0] = c->sent_ts[0] = '\0';
-	if (c->md == NULL)
-		c->md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(c->md, EVP_sha256(), NULL);
-}
-
-/* STARTTLS: the 220, then nothing more in plaintext either way. */
-static void
-cmd_starttls(struct conn *c, const char *arg)
-{
-	if (*arg) {
-		reply(c, "501 5.5.4 sink: STARTTLS takes no argument");
-		return;
-	}
-	if (c->have_mail) {
-		reply(c, "503 5.5.1 sink: STARTTLS inside a transaction");
-		return;
-	}
-	reply(c, "220 2.0.0 Ready to start TLS");
-	/* whatever the client sent after STARTTLS was sent before the
-	 * handshake: drop it, never run it (conn_process stops here) */
-	buf_reset(&c->in);
-	c->starttls = true;
-}
-
-/* Commands that need a fresh EHLO after the handshake. */
-static bool
-needs_ehlo(const char *verb)
-{
-	return strcmp(verb, "MAIL") == 0 || strcmp(verb, "RCPT") == 0 ||
-	       strcmp(verb, "DATA") == 0;
-}
-
-static void
-command(struct conn *c, char *line)
-{
-	char *arg = line;
-	char verb[16];
-	size_t n = strcspn(line, " ");
-
-	str_ncopy(verb, sizeof(verb), line, n);
-	for (char *p = verb; *p; p++)
-		*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-	arg += n;
-	if (c->need_ehlo && needs_ehlo(verb)) {
-		reply(c, "503 5.5.1 sink: send EHLO first");
-		return;
-	}
-	if (strcmp(verb, "EHLO") == 0) {
-		txn_reset(c);
-		c->need_ehlo = false;
-		reply(c, "250-mta-sink");
-		if (opt.pipelining)
-			reply(c, "250-PIPELINING");
-		if (sink_tls && c->tls == NULL)
-			reply(c, "250-STARTTLS");
-		reply(c, "250-8BITMIME");
-		reply(c, "250-SMTPUTF8");
-		reply(c, "250-ENHANCEDSTATUSCODES");
-		reply(c, "250 SIZE 0");
-	} else if (strcmp(verb, "HELO") == 0) {
-		txn_reset(c);
-		c->need_ehlo = false;
-		reply(c, "250 mta-sink");
-	} else if (strcmp(verb, "STARTTLS") == 0 && sink_tls && !c->tls) {
-		cmd_starttls(c, arg[0] == ' ' ? arg + 1 : arg);
-	} else if (strcmp(verb, "MAIL") == 0) {
-		cmd_mail(c, arg);
-		if (delayed_cmd("mail"))
-			delay_then_continue(c);
-	} else if (strcmp(verb, "RCPT") == 0) {
-		cmd_rcpt(c, arg);
-		if (delayed_cmd("rcpt"))
-			delay_then_continue(c);
-	} else if (strcmp(verb, "DATA") == 0) {
-		cmd_data(c);
-		if (delayed_cmd("data"))
-			delay_then_continue(c);
-	} else if (strcmp(verb, "RSET") == 0) {
-		txn_reset(c);
-		reply(c, "250 2.0.0 Ok");
-	} else if (strcmp(verb, "NOOP") == 0) {
-		reply(c, "250 2.0.0 Ok");
-	} else if (strcmp(verb, "QUIT") == 0) {
-		reply(c, "221 2.0.0 Bye");
-		c->after_send_close = true;
-		c->eof = true;
-	} else {
-		reply(c, "502 5.5.2 sink: command not implemented");
-	}
-}
-
-/* Consume every complete line, then send what was queued at once. */
-static void
-conn_process(struct conn *c)
-{
-	while (!c->delayed && !c->eof && !c->starttls) {
-		const uint8_t *p, *lf;
-		char line[SINK_LINE_MAX];
-		size_t len;
-
-		if (c->phase == PH_DATA) {
-			data_consume(c);
-			if (c->phase == PH_DATA)
-				break;
-			continue;
-		}
-		p = buf_peek(&c->in);
-		lf = memchr(p, '\n', buf_avail(&c->in));
-		if (lf == NULL) {
-			if (buf_avail(&c->in) >= SINK_LINE_MAX) {
-				reply(c, "500 5.5.2 sink: line too long");
-				c->after_send_close = c->eof = true;
-			}
-			break;
-		}
-		len = (size_t)(lf - p);
-		if (len && p[len - 1] == '\r')
-			len--;
-		str_ncopy(line, sizeof(line), (const char *)p,
-		    len < sizeof(line) ? len : sizeof(line) - 1);
-		buf_consume(&c->in, (size_t)(lf - p) + 1);
-		command(c, line);
-	}
-	/* a delayed reply waits in out until its timer fires */
-	if (!c->delayed)
-		conn_flush(c);
-}
-
-static void on_recv(struct uring_op *op, int res, unsigned flags,
-    const uint8_t *data, size_t len);
-static void conn_tls_pump(struct conn *c);
-
-static void
-conn_read_more(struct conn *c)
-{
-	if (c->closing || c->eof || c->delayed || c->pumping ||
-	    uring_op_busy(&c->rd))
-		return;
-	/* TLS may hold plaintext already: the pump uses it up first and
-	 * reads the socket only when the layer needs more */
-	if (c->tls != NULL) {
-		conn_tls_pump(c);
-		return;
-	}
-	uring_recv(c->t->loop, &c->rd, c->fd, false);
-}
-
-static void
-on_sent(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
-{
-	struct conn *c = uring_container_of(op, struct conn, wr);
-
-	(void)flags;
-	(void)data;
-	(void)len;
-	buf_reset(&c->sending);
-	if (res < 0) {
-		conn_close(c);
-		return;
-	}
-	if (c->closing) {
-		conn_maybe_free(c);
-		return;
-	}
-	conn_flush(c);
-}
-
-/* Replies into the TLS layer (once the handshake is done), its records
- * into `sending`. A failed write ends the session; once everything is
- * written on a closing session, queue the close_notify. */
-static void
-conn_tls_encrypt(struct conn *c)
-{
-	ssize_t n;
-	int rc;
-
-	if (tls_conn_handshake_done(c->tls)) {
-		while (buf_avail(&c->out) > 0) {
-			n = tls_conn_write(
-			    c->tls, buf_peek(&c->out), buf_avail(&c->out));
-			if (n > 0) {
-				buf_consume(&c->out, (size_t)n);
-				continue;
-			}
-			if (n != -ENOBUFS) { /* broken: nothing more goes */
-				buf_reset(&c->out);
-				c->after_send_close = c->eof = true;
-			}
-			break;
-		}
-		if (buf_avail(&c->out) == 0)
-			buf_reset(&c->out);
-		if (c->after_send_close && !c->tls_shut &&
-		    buf_avail(&c->out) == 0) {
-			c->tls_shut = true;
-			rc = tls_conn_close(c->tls);
-			(void)rc; /* already broken: just close */
-		}
-	}
-	tls_conn_out_to_buf(c->tls, &c->sending);
-}
-
-/* Start a send of what is queued, if none is in flight. Never closes. */
-static void
-conn_send_out(struct conn *c)
-{
-	struct buf tmp;
-
-	if (uring_op_busy(&c->wr) || c->closing)
-		return;
-	if (c->tls != NULL) {
-		conn_tls_encrypt(c);
-	} else if (buf_avail(&c->out) > 0) {
-		tmp = c->sending;
-		c->sending = c->out;
-		c->out = tmp;
-		/* the 220 to STARTTLS was the last plaintext reply: the
-		 * client's next bytes are its ClientHello */
-		if (c->starttls) {
-			c->starttls = false;
-			c->tls = tls_conn_server_new(sink_tls);
-		}
-	}
-	if (buf_avail(&c->sending) > 0)
-		uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->sending),
-		    buf_avail(&c->sending));
-}
-
-static void
-conn_flush(struct conn *c)
-{
-	if (uring_op_busy(&c->wr) || c->closing)
-		return;
-	conn_send_out(c);
-	if (!uring_op_busy(&c->wr) && c->after_send_close) {
-		conn_close(c);
-		return;
-	}
-	conn_read_more(c);
-}
-
-/* The handshake is done: the SMTP session starts over (RFC 3207). */
-static void
-conn_tls_up(struct conn *c)
-{
-	atomic_fetch_add(&st.tls, 1);
-	txn_reset(c);
-	c->need_ehlo = true;
-}
-
-/*
- * Drive the TLS layer: finish the handshake, then decrypt into `in` and
- * run the line machine on it while the session takes input (not delayed,
- * not ending). conn_process() calls back into conn_read_more() through
- * conn_flush(); `pumping` makes that a no-op (and defers any free) and
- * this loop goes on instead. Ends by sending what TLS produced, and reads
- * the socket only when the layer needs more ciphertext.
- */
-static void
-conn_tls_pump(struct conn *c)
-{
-	bool need = false;
-	ssize_t r;
-
-	c->pumping = true;
-	if (!tls_conn_handshake_done(c->tls)) {
-		r = tls_conn_handshake(c->tls);
-		if (r == -EAGAIN) {
-			need = true;
-		} else if (r < 0) {
-			atomic_fetch_add(&st.tls_fail, 1);
-			c->after_send_close = c->eof = true; /* alert, close */
-		} else {
-			conn_tls_up(c);
-		}
-	}
-	while (!need && !c->closing && !c->eof && !c->delayed) {
-		r = tls_conn_read(c->tls, &c->in);
-		if (r > 0) {
-			conn_process(c);
-			continue;
-		}
-		if (r == -EAGAIN) {
-			need = true;
-		} else if (r == -ENOBUFS) {
-			reply(c, "500 5.5.2 sink: input buffer full");
-			c->after_send_close = c->eof = true;
-		} else { /* close_notify, or broken */
-			c->after_send_close = c->eof = true;
-		}
-	}
-	c->pumping = false;
-	if (c->closing) {
-		conn_maybe_free(c);
-		return;
-	}
-	conn_send_out(c); /* handshake records, tickets, alerts, replies */
-	if (!uring_op_busy(&c->wr) && c->after_send_close) {
-		conn_close(c);
-		return;
-	}
-	if (need && !c->eof && !c->delayed && !uring_op_busy(&c->rd))
-		uring_recv(c->t->loop, &c->rd, c->fd, false);
-}
-
-static void
-on_recv(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
-{
-	struct conn *c = uring_container_of(op, struct conn, rd);
-
-	(void)flags;
-	if (c->closing) {
-		conn_maybe_free(c);
-		return;
-	}
-	if (res <= 0) {
-		conn_close(c);
-		return;
-	}
-	if (c->eof)
-		return;
-	if (c->starttls) { /* pipelined after STARTTLS: dropped */
-		conn_read_more(c);
-		return;
-	}
-	if (c->tls != NULL) {
-		/* read only once the layer had used up its input: far
-		 * below TLS_IN_MAX */
-		if (tls_conn_feed(c->tls, data, len) != 0) {
-			c->after_send_close = c->eof = true;
-			conn_flush(c);
-			return;
-		}
-		conn_read_more(c);
-		return;
-	}
-	if (buf_append(&c->in, data, len) != 0) {
-		reply(c, "500 5.5.2 sink: input buffer full");
-		c->after_send_close = c->eof = true;
-		conn_flush(c);
-		return;
-	}
-	conn_process(c);
-}
-
-static void
-on_timer(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
-{
-	struct conn *c = uring_container_of(op, struct conn, tm);
-
-	(void)res;
-	(void)flags;
-	(void)data;
-	(void)len;
-	c->delayed = false;
-	if (c->closing) {
-		conn_maybe_free(c);
-		return;
-	}
-	conn_process(c);
-}
-
-static void
-conn_new(struct sink_thread *t, int fd)
-{
-	struct conn *c;
-	int one = 1;
-
-	atomic_fetch_add(&st.conns, 1);
-	if (t->stopping ||
-	    (opt.max_conns && atomic_load(&st.conns_now) >= opt.max_conns)) {
-		static const char busy[] =
-		    "421 4.7.0 sink: too many connections\r\n";
-
-		if (write(fd, busy, sizeof(busy) - 1) < 0)
-			(void)0;
-		close(fd);
-		return;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c = xcalloc(1, sizeof(*c));
-	c->t = t;
-	c->fd = fd;
-	c->rng =
-	    (uint32_t)(clock_wall_us() ^ ((uint64_t)fd << 16) ^ (uintptr_t)c);
-	buf_init(&c->in, SINK_INPUT_MAX);
-	buf_init(&c->out, SINK_OUT_MAX);
-	buf_init(&c->sending, SINK_OUT_MAX);
-	uring_op_init(&c->rd, on_recv);
-	uring_op_init(&c->wr, on_sent);
-	uring_op_init(&c->tm, on_timer);
-	t->nconns++;
-	atomic_fetch_add(&st.conns_now, 1);
-	reply(c, "220 mta-sink ESMTP");
-	conn_flush(c);
-}
 
 static void
 on_accept(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
@@ -850,7 +76,7 @@ on_accept(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	(void)data;
 	(void)len;
 	if (res >= 0)
-		conn_new(t, res);
+		sink_conn_new(t->loop, res, t->stopping);
 	else if (!(flags & URING_F_MORE) && !t->stopping && res != -ECANCELED)
 		fprintf(stderr, "mta-sink: accept: %s\n", strerror(-res));
 }
@@ -868,7 +94,7 @@ on_ctl(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	(void)len;
 	/* the only control message is "stop" */
 	t->stopping = true;
-	for (size_t i = 0; i < opt.nlisten; i++)
+	for (size_t i = 0; i < sink_opt.nlisten; i++)
 		uring_cancel(t->loop, &t->acc[i].op);
 	uring_loop_stop(t->loop);
 }
@@ -906,7 +132,7 @@ thread_main(void *arg)
 		fprintf(stderr, "mta-sink: %s\n", err);
 		exit(1);
 	}
-	for (size_t i = 0; i < opt.nlisten; i++) {
+	for (size_t i = 0; i < sink_opt.nlisten; i++) {
 		t->acc[i].t = t;
 		uring_op_init(&t->acc[i].op, on_accept);
 		uring_accept(t->loop, &t->acc[i].op, t->lfd[i]);
@@ -926,13 +152,13 @@ print_totals(FILE *fp, const char *prefix)
 	fprintf(fp,
 	    "%sconnections=%lu messages=%lu recipients=%lu bytes=%lu "
 	    "tempfail=%lu permfail=%lu dropped=%lu",
-	    prefix, atomic_load(&st.conns), atomic_load(&st.msgs),
-	    atomic_load(&st.rcpts), atomic_load(&st.bytes),
-	    atomic_load(&st.temp), atomic_load(&st.perm),
-	    atomic_load(&st.drops));
+	    prefix, atomic_load(&sink_st.conns), atomic_load(&sink_st.msgs),
+	    atomic_load(&sink_st.rcpts), atomic_load(&sink_st.bytes),
+	    atomic_load(&sink_st.temp), atomic_load(&sink_st.perm),
+	    atomic_load(&sink_st.drops));
 	if (sink_tls)
-		fprintf(fp, " tls=%lu tlsfail=%lu", atomic_load(&st.tls),
-		    atomic_load(&st.tls_fail));
+		fprintf(fp, " tls=%lu tlsfail=%lu", atomic_load(&sink_st.tls),
+		    atomic_load(&sink_st.tls_fail));
 	fputc('\n', fp);
 	fflush(fp);
 }
@@ -983,13 +209,14 @@ parse_tls(const char *arg)
 	const char *colon = strrchr(arg, ':');
 	size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
 
-	if (n == 0 || n >= sizeof(opt.tls.certificate) ||
-	    !str_copy(opt.tls.private_key, sizeof(opt.tls.private_key),
-	        colon ? colon + 1 : "")) {
+	if (n == 0 || n >= sizeof(sink_opt.tls.certificate) ||
+	    !str_copy(sink_opt.tls.private_key,
+	        sizeof(sink_opt.tls.private_key), colon ? colon + 1 : "")) {
 		fprintf(stderr, "mta-sink: bad --starttls %s\n", arg);
 		exit(2);
 	}
-	str_ncopy(opt.tls.certificate, sizeof(opt.tls.certificate), arg, n);
+	str_ncopy(
+	    sink_opt.tls.certificate, sizeof(sink_opt.tls.certificate), arg, n);
 }
 
 static void
@@ -1014,58 +241,59 @@ parse_args(int argc, char **argv)
 	};
 	int ch;
 
-	str_copy(opt.delay_cmds, sizeof(opt.delay_cmds), "all");
+	str_copy(sink_opt.delay_cmds, sizeof(sink_opt.delay_cmds), "all");
 	while ((ch = getopt_long(argc, argv, "l:t:r:q", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'l':
-			if (opt.nlisten == 8 ||
-			    config_parse_endpoint(
-			        optarg, &opt.listen[opt.nlisten]) != 0) {
+			if (sink_opt.nlisten == 8 ||
+			    config_parse_endpoint(optarg,
+			        &sink_opt.listen[sink_opt.nlisten]) != 0) {
 				fprintf(stderr, "mta-sink: bad --listen %s\n",
 				    optarg);
 				exit(2);
 			}
-			opt.nlisten++;
+			sink_opt.nlisten++;
 			break;
 		case 't':
-			opt.threads = (unsigned)strtoul(optarg, NULL, 10);
-			if (opt.threads == 0 || opt.threads > 64)
-				opt.threads = 1;
+			sink_opt.threads = (unsigned)strtoul(optarg, NULL, 10);
+			if (sink_opt.threads == 0 || sink_opt.threads > 64)
+				sink_opt.threads = 1;
 			break;
 		case 'r':
-			opt.record = optarg;
+			sink_opt.record = optarg;
 			break;
 		case '4':
-			opt.tempfail_pct = pct_arg(optarg);
+			sink_opt.tempfail_pct = pct_arg(optarg);
 			break;
 		case '5':
-			opt.permfail_pct = pct_arg(optarg);
+			sink_opt.permfail_pct = pct_arg(optarg);
 			break;
 		case 'f':
-			opt.fail_at =
+			sink_opt.fail_at =
 			    strcmp(optarg, "data") == 0 ? AT_DATA : AT_RCPT;
 			break;
 		case 'd':
-			opt.drop_pct = pct_arg(optarg);
+			sink_opt.drop_pct = pct_arg(optarg);
 			break;
 		case 'D':
-			opt.delay_ms = (unsigned)strtoul(optarg, NULL, 10);
+			sink_opt.delay_ms = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'C':
-			str_copy(
-			    opt.delay_cmds, sizeof(opt.delay_cmds), optarg);
+			str_copy(sink_opt.delay_cmds,
+			    sizeof(sink_opt.delay_cmds), optarg);
 			break;
 		case 'P':
-			opt.pipelining = false;
+			sink_opt.pipelining = false;
 			break;
 		case 'T':
 			parse_tls(optarg);
 			break;
 		case 'm':
-			opt.max_conns = (unsigned)strtoul(optarg, NULL, 10);
+			sink_opt.max_conns =
+			    (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'q':
-			opt.quiet = true;
+			sink_opt.quiet = true;
 			break;
 		case 'h':
 			usage();
@@ -1079,67 +307,85 @@ parse_args(int argc, char **argv)
 		usage();
 		exit(2);
 	}
-	if (opt.nlisten == 0 &&
-	    config_parse_endpoint("127.0.0.1:2525", &opt.listen[0]) == 0)
-		opt.nlisten = 1;
+	if (sink_opt.nlisten == 0 &&
+	    config_parse_endpoint("127.0.0.1:2525", &sink_opt.listen[0]) == 0)
+		sink_opt.nlisten = 1;
 }
 
-int
-main(int argc, char **argv)
+/* The TLS context and the record file; exits 1 when either fails. */
+static void
+sink_setup(void)
 {
-	struct sink_thread *threads;
-	struct signalfd_siginfo si;
-	sigset_t set;
-	int sfd;
-	bool live;
+	char err[256];
 
-	parse_args(argc, argv);
-	if (opt.tls.certificate[0]) {
-		char err[256];
-
-		if (tls_ctx_server_new(&opt.tls, &sink_tls, err, sizeof(err)) !=
-		    0) {
-			fprintf(stderr, "mta-sink: %s\n", err);
-			return 1;
-		}
+	if (sink_opt.tls.certificate[0] &&
+	    tls_ctx_server_new(&sink_opt.tls, &sink_tls, err, sizeof(err)) !=
+	        0) {
+		fprintf(stderr, "mta-sink: %s\n", err);
+		exit(1);
 	}
-	if (opt.record) {
-		record_fd = open(opt.record,
+	if (sink_opt.record) {
+		sink_record_fd = open(sink_opt.record,
 		    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (record_fd < 0) {
-			fprintf(stderr, "mta-sink: %s: %s\n", opt.record,
+		if (sink_record_fd < 0) {
+			fprintf(stderr, "mta-sink: %s: %s\n", sink_opt.record,
 			    strerror(errno));
-			return 1;
+			exit(1);
 		}
 	}
+}
+
+/* Block the signals the main thread reads (threads inherit the mask). */
+static int
+signals_take(void)
+{
+	sigset_t set;
+
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	threads = xcalloc(opt.threads, sizeof(*threads));
-	for (unsigned i = 0; i < opt.threads; i++) {
+	return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+/* Bind every listener of every thread, then start the threads. */
+static struct sink_thread *
+threads_start(void)
+{
+	struct sink_thread *threads =
+	    xcalloc(sink_opt.threads, sizeof(*threads));
+
+	for (unsigned i = 0; i < sink_opt.threads; i++) {
 		struct sink_thread *t = &threads[i];
 
-		for (size_t k = 0; k < opt.nlisten; k++) {
-			t->lfd[k] =
-			    listen_on(&opt.listen[k].ss, opt.listen[k].sslen);
+		for (size_t k = 0; k < sink_opt.nlisten; k++) {
+			t->lfd[k] = listen_on(
+			    &sink_opt.listen[k].ss, sink_opt.listen[k].sslen);
 			if (t->lfd[k] < 0) {
 				fprintf(stderr, "mta-sink: listen %s: %s\n",
-				    opt.listen[k].text, strerror(-t->lfd[k]));
-				return 1;
+				    sink_opt.listen[k].text,
+				    strerror(-t->lfd[k]));
+				exit(1);
 			}
 		}
 		t->ctl = chan_new();
 		if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
 			fprintf(stderr, "mta-sink: cannot start thread\n");
-			return 1;
+			exit(1);
 		}
 	}
-	live = !opt.quiet && isatty(STDERR_FILENO);
-	fprintf(stderr, "mta-sink: ready\n");
+	return threads;
+}
+
+/* Until SIGINT or SIGTERM: totals on SIGUSR1, live counters on a tty. */
+static void
+signals_wait(int sfd)
+{
+	struct signalfd_siginfo si;
+	bool live = !sink_opt.quiet && isatty(STDERR_FILENO);
+
 	for (;;) {
 		struct pollfd pfd = {.fd = sfd, .events = POLLIN};
 		int n = poll(&pfd, 1, live ? 1000 : -1);
@@ -1155,12 +401,27 @@ main(int argc, char **argv)
 		}
 		if (live) {
 			fprintf(stderr, "\r%lu msgs %lu conns open    ",
-			    atomic_load(&st.msgs), atomic_load(&st.conns_now));
+			    atomic_load(&sink_st.msgs),
+			    atomic_load(&sink_st.conns_now));
 		}
 	}
 	if (live)
 		fputc('\n', stderr);
-	for (unsigned i = 0; i < opt.threads; i++) {
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sink_thread *threads;
+	int sfd;
+
+	parse_args(argc, argv);
+	sink_setup();
+	sfd = signals_take();
+	threads = threads_start();
+	fprintf(stderr, "mta-sink: ready\n");
+	signals_wait(sfd);
+	for (unsigned i = 0; i < sink_opt.threads; i++) {
 		struct chan_msg *m = xcalloc(1, sizeof(*m));
 
 		chan_send(threads[i].ctl, m);
@@ -1168,7 +429,7 @@ main(int argc, char **argv)
 		free(chan_take(threads[i].ctl));
 	}
 	print_totals(stdout, "mta-sink: total ");
-	if (record_fd >= 0)
-		close(record_fd);
+	if (sink_record_fd >= 0)
+		close(sink_record_fd);
 	_exit(0);
 }

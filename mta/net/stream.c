@@ -16,6 +16,8 @@
 #include "net/stream.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -683,6 +685,18 @@ void
 stream_set_linger(struct stream *s, uint64_t ms)
 {
 	s->linger_ms = ms;
+}
+
+int
+stream_set_nodelay(struct stream *s)
+{
+	int one = 1;
+
+	if (!s->open || s->fd < 0)
+		return -EBADF;
+	if (setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		return -errno;
+	return 0;
 }
 
 /* ---- open, flow control, TLS, close ---- */

@@ -261,6 +261,15 @@ void stream_hold_timers(struct stream *s, bool hold);
 void stream_set_linger(struct stream *s, uint64_t ms);
 
 /*
+ * stream_set_nodelay - turn off Nagle's algorithm (TCP_NODELAY) on the
+ * socket, so that a small send is not held back waiting for the ACK of
+ * the one before (a request/reply protocol that writes whole batches).
+ * Any time while open; after stream_connect() it applies to the socket
+ * being connected. 0, or negative errno (not a TCP socket).
+ */
+int stream_set_nodelay(struct stream *s);
+
+/*
  * stream_start_tls - put TLS under the stream (see DESIGN). t: borrowed
  * for the call. Once per stream; not after close. Implicit TLS: call
  * right after stream_open(), before queueing the greeting (which then
