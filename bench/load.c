@@ -22,12 +22,13 @@
  * latency through a relay can be measured. Latencies are kept per
  * transaction in microseconds; the report gives p50/p90/p99/p99.9/max.
  *
- * With --starttls a connection says EHLO, STARTTLS, runs the client
- * handshake on the same loop (tls.h over memory buffers: commands go
- * through tls_conn_write into `wire`, replies come out of tls_conn_read
- * into `tin`), then EHLO again, AUTH and the transactions. There is no
- * certificate check (a load tool, not a delivery). Each thread keeps the
- * newest TLS session and offers it on its next handshake, so --new-conn
+ * A connection is a stream (net/stream.h): the socket, the connect, TLS
+ * and the close are the stream's; this file keeps the client dialogue,
+ * the pacing and the statistics. With --starttls a connection says
+ * EHLO, STARTTLS, lets the stream run the client handshake, then EHLO
+ * again, AUTH and the transactions. There is no certificate check (a
+ * load tool, not a delivery). Each thread keeps the newest TLS session
+ * and offers it on its next handshake, so --new-conn
  * measures resumptions, as an MTA with a session cache would do them
  * (--no-tls-resume: a full handshake every time).
  */
@@ -55,6 +56,7 @@
 #include "config/config.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_reply.h"
+#include "net/stream.h"
 #include "net/tls.h"
 #include "net/uring.h"
 
@@ -120,15 +122,11 @@ enum conn_state {
 
 struct conn {
 	struct load_thread *t;
-	int fd;
-	struct uring_op rd, wr, cn;
+	struct stream s; /* open from conn_start() until `closed` */
 	enum conn_state state;
 	struct smtp_reply_parser rp;
-	struct buf out;       /* being sent (TLS: being encrypted) */
-	struct tls_conn *tls; /* after the 220 to STARTTLS */
-	struct buf wire;      /* TLS: ciphertext being sent */
-	struct buf tin;       /* TLS: decrypted replies */
-	bool pipelining;      /* negotiated */
+	bool pipelining; /* negotiated */
+	size_t body_off; /* of g_body queued; past the end: the dot too */
 	/* the transaction */
 	unsigned expect;    /* replies still expected before the 354 */
 	unsigned sent_cmds; /* commands sent one at a time (no pipelining) */
@@ -136,7 +134,7 @@ struct conn {
 	unsigned rcpt_ok;
 	uint64_t txn_start_us;
 	uint64_t seq;
-	bool dead;
+	bool dead; /* we are closing it: nothing more counts */
 };
 
 struct load_thread {
@@ -174,7 +172,6 @@ rng_next(uint32_t *s)
 
 static void conn_start(struct conn *c);
 static void conn_next(struct conn *c);
-static void conn_tls_flush(struct conn *c);
 
 static const char *
 pick_domain(struct load_thread *t)
@@ -251,37 +248,30 @@ lat_add(struct load_thread *t, uint64_t us)
 	t->lat[t->nlat++] = us;
 }
 
+/* Send what is queued (also from outside a stream callback). */
 static void
 conn_send(struct conn *c)
 {
-	if (c->tls != NULL) {
-		conn_tls_flush(c);
-		return;
-	}
-	uring_send(
-	    c->t->loop, &c->wr, c->fd, buf_peek(&c->out), buf_avail(&c->out));
+	stream_flush(&c->s);
 }
 
+/* Commands are small: they always fit the stream's buffer. */
 static void
 conn_send_str(struct conn *c, const char *s)
 {
-	buf_reset(&c->out);
-	if (buf_append(&c->out, s, strlen(s)) != 0)
-		abort(); /* out is sized for the largest message */
+	if (stream_write(&c->s, s, strlen(s)) != 0)
+		abort();
 	conn_send(c);
 }
 
-/* Tear the connection down; conn_start() runs once no op is busy. */
+/* Tear the connection down; `closed` then starts the next one. */
 static void
 conn_drop(struct conn *c, bool error)
 {
 	if (error && !c->dead)
 		atomic_fetch_add(&g_errors, 1);
 	c->dead = true;
-	uring_cancel(c->t->loop, &c->rd);
-	if (!uring_op_busy(&c->rd) && !uring_op_busy(&c->wr) &&
-	    !uring_op_busy(&c->cn))
-		conn_start(c);
+	stream_close(&c->s, "drop", STREAM_CLOSE_ABORT);
 }
 
 /*
@@ -345,14 +335,14 @@ txn_commands(struct conn *c, unsigned first, unsigned count)
 		int r;
 
 		if (i == 0)
-			r = buf_appendf(
-			    &c->out, "MAIL FROM:<%s>\r\n", opt.from);
+			r = buf_appendf(stream_outbuf(&c->s),
+			    "MAIL FROM:<%s>\r\n", opt.from);
 		else if (i <= opt.rcpts)
-			r = buf_appendf(&c->out,
+			r = buf_appendf(stream_outbuf(&c->s),
 			    "RCPT TO:<u%u.%" PRIu64 "@%s>\r\n", i, c->seq,
 			    pick_domain(c->t));
 		else
-			r = buf_append(&c->out, "DATA\r\n", 6);
+			r = buf_append(stream_outbuf(&c->s), "DATA\r\n", 6);
 		if (r != 0)
 			abort();
 	}
@@ -372,7 +362,6 @@ txn_begin(struct conn *c, uint64_t due_us)
 	c->first_bad = 0;
 	c->rcpt_ok = 0;
 	c->sent_cmds = 0;
-	buf_reset(&c->out);
 	c->expect = c->pipelining ? opt.rcpts + 2 : 1;
 	txn_commands(c, 0, c->expect);
 	conn_send(c);
@@ -394,9 +383,34 @@ conn_next(struct conn *c)
 	}
 }
 
+/* Queue what fits of the body, then the dot; `drained` calls again for
+ * the rest of a body larger than the stream's buffer. */
+static void
+body_fill(struct conn *c)
+{
+	struct buf *o = stream_outbuf(&c->s);
+	size_t room = STREAM_OUT_MAX - buf_avail(o), k;
+
+	if (c->body_off > g_bodylen)
+		return;
+	k = g_bodylen - c->body_off;
+	if (k > room)
+		k = room;
+	if (buf_append(o, g_body + c->body_off, k) != 0)
+		abort();
+	c->body_off += k;
+	if (c->body_off == g_bodylen && room - k >= 3) {
+		if (buf_append(o, ".\r\n", 3) != 0)
+			abort();
+		c->body_off++;
+	}
+	conn_send(c);
+}
+
 static void
 message_send(struct conn *c)
 {
+	struct buf *o = stream_outbuf(&c->s);
 	char hdr[1024];
 	int n;
 
@@ -407,13 +421,14 @@ message_send(struct conn *c)
 	    "X-Mta-Load-Sent: %.6f\r\n\r\n",
 	    opt.from, c->seq, opt.domains[0], c->seq, c->seq, (int)getpid(),
 	    (double)c->txn_start_us / 1e6);
-	buf_reset(&c->out);
-	if (buf_append(&c->out, hdr, (size_t)n) != 0 ||
-	    buf_append(&c->out, g_body, g_bodylen) != 0 ||
-	    buf_append(&c->out, ".\r\n", 3) != 0)
+	/* one allocation for the whole message when it fits */
+	if (buf_avail(o) + (size_t)n + g_bodylen + 3 <= STREAM_OUT_MAX)
+		(void)buf_reserve(o, (size_t)n + g_bodylen + 3);
+	if (buf_append(o, hdr, (size_t)n) != 0)
 		abort();
 	c->state = CS_DATA_REPLY;
-	conn_send(c);
+	c->body_off = 0;
+	body_fill(c);
 }
 
 static void
@@ -476,7 +491,6 @@ txn_reply(struct conn *c, const struct smtp_reply *r)
 		return;
 	}
 	c->sent_cmds++;
-	buf_reset(&c->out);
 	txn_commands(c, c->sent_cmds, 1);
 	c->expect = 1;
 	conn_send(c);
@@ -497,53 +511,28 @@ auth_send(struct conn *c)
 		exit(2);
 	}
 	smtp_parse_base64_encode((const uint8_t *)raw, (size_t)n, b64);
-	buf_reset(&c->out);
-	if (buf_appendf(&c->out, "AUTH PLAIN %s\r\n", b64) != 0)
+	if (buf_appendf(stream_outbuf(&c->s), "AUTH PLAIN %s\r\n", b64) != 0)
 		abort();
 	c->state = CS_AUTH;
 	conn_send(c);
 }
 
-/* Plaintext commands through TLS, ciphertext to the wire, one send in
- * flight: on_sent comes back here for the rest. */
-static void
-conn_tls_flush(struct conn *c)
-{
-	ssize_t n;
-
-	if (c->dead || uring_op_busy(&c->wr))
-		return;
-	while (tls_conn_handshake_done(c->tls) && buf_avail(&c->out) > 0) {
-		n = tls_conn_write(
-		    c->tls, buf_peek(&c->out), buf_avail(&c->out));
-		if (n == -ENOBUFS)
-			break; /* send what is waiting first */
-		if (n < 0) {
-			conn_drop(c, true);
-			return;
-		}
-		buf_consume(&c->out, (size_t)n);
-	}
-	buf_reset(&c->wire);
-	tls_conn_out_to_buf(c->tls, &c->wire);
-	if (buf_avail(&c->wire) > 0)
-		uring_send(c->t->loop, &c->wr, c->fd, buf_peek(&c->wire),
-		    buf_avail(&c->wire));
-}
-
-/* The 220 to STARTTLS: the client handshake from here on. */
+/* The 220 to STARTTLS: the stream drops what followed it and runs the
+ * client handshake; `tls_done` says how it went. */
 static void
 conn_tls_start(struct conn *c)
 {
-	c->tls = tls_conn_client_new(g_tls_ctx, opt.host, CONFIG_TLS_MAY,
-	    opt.tls_resume ? c->t->sess : NULL);
+	struct stream_tls t = {
+	    .ctx = g_tls_ctx,
+	    .client = true,
+	    .host = opt.host,
+	    .policy = CONFIG_TLS_MAY,
+	    .resume = opt.tls_resume ? c->t->sess : NULL,
+	};
+
 	c->state = CS_HANDSHAKE;
 	smtp_reply_reset(&c->rp);
-	if (tls_conn_handshake(c->tls) == -EPROTO) {
-		conn_setup_failed(c, tls_conn_error(c->tls));
-		return;
-	}
-	conn_tls_flush(c); /* the ClientHello */
+	stream_start_tls(&c->s, &t);
 }
 
 /* The handshake is done: EHLO again, over TLS (RFC 3207). */
@@ -552,12 +541,11 @@ conn_tls_up(struct conn *c)
 {
 	struct tls_info ti;
 
-	tls_conn_info(c->tls, &ti);
+	stream_tls_info(&c->s, &ti);
 	atomic_fetch_add(&g_tls, 1);
 	if (ti.reused)
 		atomic_fetch_add(&g_tls_resumed, 1);
-	buf_reset(&c->out);
-	if (buf_appendf(&c->out, "EHLO %s\r\n", opt.ehlo) != 0)
+	if (buf_appendf(stream_outbuf(&c->s), "EHLO %s\r\n", opt.ehlo) != 0)
 		abort();
 	c->state = CS_EHLO;
 	conn_send(c);
@@ -570,7 +558,7 @@ conn_tls_keep_session(struct conn *c)
 {
 	struct tls_session *s;
 
-	if (!opt.tls_resume || (s = tls_conn_session_take(c->tls)) == NULL)
+	if (!opt.tls_resume || (s = stream_tls_session_take(&c->s)) == NULL)
 		return;
 	tls_session_free(c->t->sess);
 	c->t->sess = s;
@@ -596,8 +584,8 @@ on_reply(struct conn *c, const struct smtp_reply *r)
 			conn_setup_failed(c, "greeting refused");
 			return;
 		}
-		buf_reset(&c->out);
-		if (buf_appendf(&c->out, "EHLO %s\r\n", opt.ehlo) != 0)
+		if (buf_appendf(
+		        stream_outbuf(&c->s), "EHLO %s\r\n", opt.ehlo) != 0)
 			abort();
 		c->state = CS_EHLO;
 		conn_send(c);
@@ -608,7 +596,7 @@ on_reply(struct conn *c, const struct smtp_reply *r)
 			return;
 		}
 		smtp_ehlo_parse(r, &e);
-		if (opt.starttls && c->tls == NULL) {
+		if (opt.starttls && !stream_tls_on(&c->s)) {
 			if (!e.starttls) {
 				conn_setup_failed(c, "STARTTLS not offered");
 				return;
@@ -617,7 +605,7 @@ on_reply(struct conn *c, const struct smtp_reply *r)
 			conn_send_str(c, "STARTTLS\r\n");
 			return;
 		}
-		if (c->tls != NULL)
+		if (stream_tls_on(&c->s))
 			conn_tls_keep_session(c);
 		c->pipelining = opt.pipelining && e.pipelining;
 		if (opt.auth)
@@ -660,16 +648,17 @@ on_reply(struct conn *c, const struct smtp_reply *r)
 	}
 }
 
-/* Plaintext replies (from the socket, or decrypted), matched in order.
- * Stops at the 220 to STARTTLS: bytes after it in the same read were
- * sent before the handshake and are dropped (RFC 3207). */
-static void
-conn_replies(struct conn *c, const uint8_t *data, size_t len)
+/* Plaintext replies (decrypted with TLS), matched in order. Stops at
+ * the 220 to STARTTLS: the stream drops what came after it (RFC 3207). */
+static size_t
+on_input(struct stream *s, void *user, const uint8_t *p, size_t n)
 {
+	struct conn *c = user;
 	size_t off = 0, used;
 
-	while (off < len && !c->dead && c->state != CS_HANDSHAKE) {
-		int r = smtp_reply_parse(&c->rp, data + off, len - off, &used);
+	(void)s;
+	while (off < n && !c->dead && c->state != CS_HANDSHAKE) {
+		int r = smtp_reply_parse(&c->rp, p + off, n - off, &used);
 
 		off += used;
 		if (r < 0)
@@ -677,117 +666,80 @@ conn_replies(struct conn *c, const uint8_t *data, size_t len)
 		else if (r == 1)
 			on_reply(c, smtp_reply_peek(&c->rp));
 	}
-}
-
-/* Ciphertext from the socket: the handshake, then replies. */
-static void
-conn_tls_input(struct conn *c, const uint8_t *p, size_t n)
-{
-	ssize_t r = -EAGAIN;
-
-	if (tls_conn_feed(c->tls, p, n) != 0) {
-		conn_drop(c, true);
-		return;
-	}
-	if (c->state == CS_HANDSHAKE) {
-		r = tls_conn_handshake(c->tls);
-		if (r == -EAGAIN) {
-			conn_tls_flush(c);
-			return;
-		}
-		if (r < 0) {
-			conn_setup_failed(c, tls_conn_error(c->tls));
-			return;
-		}
-		conn_tls_up(c); /* sends the Finished with the EHLO */
-	}
-	while (!c->dead && (r = tls_conn_read(c->tls, &c->tin)) > 0) {
-		conn_replies(c, buf_peek(&c->tin), buf_avail(&c->tin));
-		buf_reset(&c->tin);
-	}
-	if (c->dead)
-		return;
-	if (r != -EAGAIN) /* close_notify or broken */
-		conn_drop(c, c->state != CS_QUIT);
-	else
-		conn_tls_flush(c); /* reads may leave records to send */
+	return n;
 }
 
 static void
-on_recv(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
+on_connected(struct stream *s, void *user, int res)
 {
-	struct conn *c = uring_container_of(op, struct conn, rd);
+	struct conn *c = user;
 
-	if (res > 0) {
-		/* once dropped, the rest is of no interest */
-		if (!c->dead && c->tls != NULL)
-			conn_tls_input(c, data, len);
-		else if (!c->dead)
-			conn_replies(c, data, len);
-	} else if (!c->dead) {
-		/* EOF or error: fine after QUIT, an error otherwise */
-		conn_drop(c, c->state != CS_QUIT);
-	}
-	if (flags & URING_F_MORE)
-		return;
-	if (!c->dead)
-		uring_recv(c->t->loop, &c->rd, c->fd, true);
-	else if (!uring_op_busy(&c->wr) && !uring_op_busy(&c->cn))
-		conn_start(c);
-}
-
-static void
-on_sent(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
-{
-	struct conn *c = uring_container_of(op, struct conn, wr);
-
-	(void)flags;
-	(void)data;
-	(void)len;
-	if (res < 0 && !c->dead)
-		conn_drop(c, c->state != CS_QUIT);
-	else if (c->dead && !uring_op_busy(&c->rd))
-		conn_start(c);
-	else if (c->tls != NULL && !c->dead)
-		conn_tls_flush(c); /* what TLS could not take at once */
-}
-
-static void
-on_connect(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
-    size_t len)
-{
-	struct conn *c = uring_container_of(op, struct conn, cn);
-
-	(void)flags;
-	(void)data;
-	(void)len;
 	if (res < 0) {
+		/* the stream closes; `closed` retries until the run's
+		 * limit stops it */
 		atomic_fetch_add(&g_errors, 1);
 		c->dead = true;
-		conn_start(c); /* retries until the run's limit stops it */
 		return;
 	}
+	(void)stream_set_nodelay(s);
 	c->state = CS_GREETING;
-	uring_recv(c->t->loop, &c->rd, c->fd, true);
 }
+
+static void
+on_tls_done(struct stream *s, void *user, const char *err)
+{
+	struct conn *c = user;
+
+	(void)s;
+	if (c->dead)
+		return;
+	if (err == NULL)
+		conn_tls_up(c); /* the EHLO goes with the Finished */
+	else if (c->state == CS_HANDSHAKE)
+		conn_setup_failed(c, err);
+	else
+		conn_drop(c, c->state != CS_QUIT);
+}
+
+/* The rest of a large body. */
+static void
+on_drained(struct stream *s, void *user)
+{
+	struct conn *c = user;
+
+	(void)s;
+	if (!c->dead && c->state == CS_DATA_REPLY && c->body_off <= g_bodylen)
+		body_fill(c);
+}
+
+/* Closed by us, or by the peer, EOF or error: fine after QUIT, an error
+ * otherwise. Then the next connection. */
+static void
+on_closed(struct stream *s, void *user, const char *reason)
+{
+	struct conn *c = user;
+
+	(void)s, (void)reason;
+	if (!c->dead && c->state != CS_QUIT)
+		atomic_fetch_add(&g_errors, 1);
+	conn_start(c);
+}
+
+static const struct stream_cbs load_cbs = {
+    .input = on_input,
+    .drained = on_drained,
+    .tls_done = on_tls_done,
+    .connected = on_connected,
+    .closed = on_closed,
+};
 
 /* (Re)open a connection, or retire it when the thread has no more work. */
 static void
 conn_start(struct conn *c)
 {
 	struct load_thread *t = c->t;
-	int one = 1;
+	int r;
 
-	if (c->fd >= 0) {
-		uring_close(t->loop, c->fd);
-		c->fd = -1;
-	}
-	tls_conn_free(c->tls);
-	c->tls = NULL;
-	buf_reset(&c->wire);
-	buf_reset(&c->tin);
 	smtp_reply_reset(&c->rp);
 	c->dead = false;
 	c->pipelining = false;
@@ -799,16 +751,14 @@ conn_start(struct conn *c)
 		}
 		return;
 	}
-	c->fd = socket(opt.server.ss.ss_family,
-	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		perror("mta-load: socket");
+	c->state = CS_CONNECT;
+	r = stream_connect(&c->s, t->loop,
+	    (const struct sockaddr *)&opt.server.ss, opt.server.sslen, 0,
+	    &load_cbs, c);
+	if (r < 0) {
+		fprintf(stderr, "mta-load: socket: %s\n", strerror(-r));
 		exit(1);
 	}
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->state = CS_CONNECT;
-	uring_connect(t->loop, &c->cn, c->fd,
-	    (const struct sockaddr *)&opt.server.ss, opt.server.sslen);
 }
 
 static void
@@ -880,15 +830,7 @@ thread_main(void *arg)
 		struct conn *c = &t->conns[i];
 
 		c->t = t;
-		c->fd = -1;
 		smtp_reply_init(&c->rp);
-		buf_init(
-		    &c->out, g_bodylen + 64 * 1024 + (size_t)opt.rcpts * 300);
-		buf_init(&c->wire, TLS_OUT_MAX);
-		buf_init(&c->tin, 64 * 1024);
-		uring_op_init(&c->rd, on_recv);
-		uring_op_init(&c->wr, on_sent);
-		uring_op_init(&c->cn, on_connect);
 		conn_start(c);
 	}
 	uring_timeout(t->loop, &t->tick, 1);
@@ -896,13 +838,9 @@ thread_main(void *arg)
 		fprintf(stderr, "mta-load: event loop failed\n");
 	if (t->end_us == 0)
 		t->end_us = clock_wall_us();
-	for (unsigned i = 0; i < t->nconns; i++) {
+	/* every connection is DONE: its stream is closed */
+	for (unsigned i = 0; i < t->nconns; i++)
 		smtp_reply_fini(&t->conns[i].rp);
-		buf_fini(&t->conns[i].out);
-		buf_fini(&t->conns[i].wire);
-		buf_fini(&t->conns[i].tin);
-		tls_conn_free(t->conns[i].tls);
-	}
 	tls_session_free(t->sess);
 	uring_loop_free(t->loop);
 	return NULL;
