@@ -1121,30 +1121,12 @@ body_make(void)
 	}
 }
 
-int
-main(int argc, char **argv)
+/* Share the connections and messages out, and start the threads. */
+static struct load_thread *
+threads_start(void)
 {
-	struct load_thread *ts;
-	bool live;
-	double elapsed;
-	uint64_t end_us;
-	unsigned c0 = 0;
+	struct load_thread *ts = xcalloc(opt.threads, sizeof(*ts));
 
-	parse_args(argc, argv);
-	signal(SIGPIPE, SIG_IGN);
-	if (opt.starttls) {
-		char err[256];
-
-		/* no trust anchors are needed: policy "may" checks nothing */
-		if (tls_ctx_client_new(NULL, &g_tls_ctx, err, sizeof(err)) !=
-		    0) {
-			fprintf(stderr, "mta-load: %s\n", err);
-			return 1;
-		}
-	}
-	body_make();
-	g_t0_us = clock_wall_us();
-	ts = xcalloc(opt.threads, sizeof(*ts));
 	for (unsigned i = 0; i < opt.threads; i++) {
 		struct load_thread *t = &ts[i];
 
@@ -1152,7 +1134,6 @@ main(int argc, char **argv)
 		t->nconns =
 		    opt.conns / opt.threads + (i < opt.conns % opt.threads);
 		t->conns = xcalloc(t->nconns, sizeof(*t->conns));
-		c0 += t->nconns;
 		if (opt.messages)
 			t->quota = opt.messages / opt.threads +
 			           (i < opt.messages % opt.threads);
@@ -1163,10 +1144,19 @@ main(int argc, char **argv)
 			t->interval_us = 1;
 		if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
 			fprintf(stderr, "mta-load: cannot start thread\n");
-			return 1;
+			exit(1);
 		}
 	}
-	live = !opt.quiet && !opt.json && isatty(STDERR_FILENO);
+	return ts;
+}
+
+/* Until every thread has retired its connections; a progress line on a
+ * tty. Returns whether it printed one. */
+static bool
+progress_wait(const struct load_thread *ts)
+{
+	bool live = !opt.quiet && !opt.json && isatty(STDERR_FILENO);
+
 	for (;;) {
 		struct timespec ts1 = {0, 200 * 1000 * 1000};
 		bool running = false;
@@ -1186,9 +1176,34 @@ main(int argc, char **argv)
 			    hist_pct(99));
 		}
 		if (!running)
-			break;
+			return live;
 	}
-	/* The run ends when the last thread does, not when this loop, which
+}
+
+int
+main(int argc, char **argv)
+{
+	struct load_thread *ts;
+	bool live;
+	uint64_t end_us;
+
+	parse_args(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	if (opt.starttls) {
+		char err[256];
+
+		/* no trust anchors are needed: policy "may" checks nothing */
+		if (tls_ctx_client_new(NULL, &g_tls_ctx, err, sizeof(err)) !=
+		    0) {
+			fprintf(stderr, "mta-load: %s\n", err);
+			return 1;
+		}
+	}
+	body_make();
+	g_t0_us = clock_wall_us();
+	ts = threads_start();
+	live = progress_wait(ts);
+	/* The run ends when the last thread does, not when the wait, which
 	 * polls every 200 ms, noticed it. */
 	end_us = g_t0_us;
 	for (unsigned i = 0; i < opt.threads; i++) {
@@ -1196,10 +1211,9 @@ main(int argc, char **argv)
 		if (ts[i].end_us > end_us)
 			end_us = ts[i].end_us;
 	}
-	elapsed = (double)(end_us - g_t0_us) / 1e6;
 	if (live)
 		fputc('\n', stderr);
-	report(ts, elapsed);
+	report(ts, (double)(end_us - g_t0_us) / 1e6);
 	for (unsigned i = 0; i < opt.threads; i++) {
 		free(ts[i].conns);
 		free(ts[i].lat);
@@ -1208,6 +1222,5 @@ main(int argc, char **argv)
 	free(ts);
 	free(g_body);
 	tls_ctx_free(g_tls_ctx);
-	(void)c0;
 	return atomic_load(&g_errors) && !atomic_load(&g_accepted) ? 1 : 0;
 }
