@@ -102,6 +102,7 @@ static struct tls_ctx *g_tls_ctx; /* --starttls; read-only in threads */
 static uint64_t g_t0_us;
 static char *g_body; /* filler shared by every message */
 static size_t g_bodylen;
+static int g_pid; /* in every Message-ID */
 
 struct load_thread;
 
@@ -418,9 +419,9 @@ message_send(struct conn *c)
 	    "From: <%s>\r\nTo: <u1.%" PRIu64 "@%s>\r\n"
 	    "Subject: mta-load message %" PRIu64 "\r\n"
 	    "Message-ID: <%" PRIx64 ".%d@mta-load>\r\n"
-	    "X-Mta-Load-Sent: %.6f\r\n\r\n",
-	    opt.from, c->seq, opt.domains[0], c->seq, c->seq, (int)getpid(),
-	    (double)c->txn_start_us / 1e6);
+	    "X-Mta-Load-Sent: %" PRIu64 ".%06u\r\n\r\n",
+	    opt.from, c->seq, opt.domains[0], c->seq, c->seq, g_pid,
+	    c->txn_start_us / 1000000, (unsigned)(c->txn_start_us % 1000000));
 	/* one allocation for the whole message when it fits */
 	if (buf_avail(o) + (size_t)n + g_bodylen + 3 <= STREAM_OUT_MAX)
 		(void)buf_reserve(o, (size_t)n + g_bodylen + 3);
@@ -1200,6 +1201,7 @@ main(int argc, char **argv)
 		}
 	}
 	body_make();
+	g_pid = (int)getpid();
 	g_t0_us = clock_wall_us();
 	ts = threads_start();
 	live = progress_wait(ts);

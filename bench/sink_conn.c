@@ -129,6 +129,7 @@ record_message(struct conn *c, const uint8_t digest[32])
 {
 	struct buf b;
 	char hex[65];
+	uint64_t now;
 	int r;
 
 	if (sink_record_fd < 0)
@@ -136,8 +137,10 @@ record_message(struct conn *c, const uint8_t digest[32])
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 	buf_init(&b, 1 << 20);
-	r = buf_appendf(
-	    &b, "{\"time\":%.6f,\"from\":", (double)clock_wall_us() / 1e6);
+	now = clock_wall_us();
+	r = buf_appendf(&b,
+	    "{\"time\":%" PRIu64 ".%06u,\"from\":", now / 1000000,
+	    (unsigned)(now % 1000000));
 	r = r ? r : json_str(&b, c->from);
 	r = r ? r : buf_append(&b, ",\"rcpts\":[", 10);
 	for (unsigned i = 0, n = 0; i < c->nrcpts && r == 0; i++) {
