@@ -1,0 +1,537 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * load_conn.c - one mta-load client connection: greeting, EHLO,
+ * STARTTLS, AUTH, then one transaction after another (MAIL, every RCPT
+ * and DATA in one write when the server offers PIPELINING, one command
+ * per round trip otherwise; the message and the dot), replies matched to
+ * commands in order (RFC 2920) with the shared parser (smtp_reply.h).
+ * The socket, the connect, TLS and the close are the stream's
+ * (net/stream.h). Runs on the thread that owns the connection.
+ */
+#include "bench/load.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/xalloc.h"
+#include "net/stream.h"
+#include "net/tls.h"
+#include "smtp/smtp_parse.h"
+#include "smtp/smtp_reply.h"
+
+static uint32_t
+rng_next(uint32_t *s)
+{
+	uint32_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return *s = x ? x : 0x9e3779b9u;
+}
+
+static const char *
+pick_domain(struct load_thread *t)
+{
+	unsigned r = rng_next(&t->rng) % load_opt.wsum;
+
+	for (unsigned i = 0; i < load_opt.ndomains; i++) {
+		if (r < load_opt.weights[i])
+			return load_opt.domains[i];
+		r -= load_opt.weights[i];
+	}
+	return load_opt.domains[0];
+}
+
+/* Send what is queued (also from outside a stream callback). */
+static void
+conn_send(struct load_conn *c)
+{
+	stream_flush(&c->s);
+}
+
+/* Commands are small: they always fit the stream's buffer. */
+static void
+conn_send_str(struct load_conn *c, const char *s)
+{
+	if (stream_write(&c->s, s, strlen(s)) != 0)
+		abort();
+	conn_send(c);
+}
+
+/* Tear the connection down; `closed` then starts the next one. */
+static void
+conn_drop(struct load_conn *c, bool error)
+{
+	if (error && !c->dead)
+		atomic_fetch_add(&load_errors, 1);
+	c->dead = true;
+	stream_close(&c->s, "drop", STREAM_CLOSE_ABORT);
+}
+
+/*
+ * The connection failed before its first transaction (greeting, EHLO,
+ * STARTTLS, handshake, AUTH): an error, and the connection starts over,
+ * as a real client would. But when every connection has failed so and
+ * none ever got through, the server will not take this load at all (no
+ * STARTTLS, wrong password): stop the run rather than spin until
+ * --messages that can never be reached.
+ */
+static void
+conn_setup_failed(struct load_conn *c, const char *why)
+{
+	if (atomic_fetch_add(&load_setup_fail, 1) + 1 >= load_opt.conns &&
+	    atomic_load(&load_setup_ok) == 0 &&
+	    !atomic_exchange(&load_stop, true))
+		fprintf(stderr,
+		    "mta-load: no connection got through setup "
+		    "(last: %s); stopping\n",
+		    why);
+	conn_drop(c, true);
+}
+
+/* MAIL, RCPT..., DATA: commands [first, first + count). */
+static void
+txn_commands(struct load_conn *c, unsigned first, unsigned count)
+{
+	for (unsigned i = first; i < first + count; i++) {
+		int r;
+
+		if (i == 0)
+			r = buf_appendf(stream_outbuf(&c->s),
+			    "MAIL FROM:<%s>\r\n", load_opt.from);
+		else if (i <= load_opt.rcpts)
+			r = buf_appendf(stream_outbuf(&c->s),
+			    "RCPT TO:<u%u.%" PRIu64 "@%s>\r\n", i, c->seq,
+			    pick_domain(c->t));
+		else
+			r = buf_append(stream_outbuf(&c->s), "DATA\r\n", 6);
+		if (r != 0)
+			abort();
+	}
+}
+
+static void
+txn_begin(struct load_conn *c, uint64_t due_us)
+{
+	struct load_thread *t = c->t;
+
+	atomic_fetch_add(&load_started, 1);
+	c->seq = ((uint64_t)t->idx << 56) | ((uint64_t)(c - t->conns) << 36) |
+	         ((c->seq & 0xfffffffffULL) + 1);
+	c->txn_start_us = due_us;
+	c->state = CS_TXN;
+	c->mail_code = 0;
+	c->first_bad = 0;
+	c->rcpt_ok = 0;
+	c->sent_cmds = 0;
+	c->expect = c->pipelining ? load_opt.rcpts + 2 : 1;
+	txn_commands(c, 0, c->expect);
+	conn_send(c);
+}
+
+/* After EHLO or a finished transaction: the next message, idle, or QUIT. */
+void
+load_conn_next(struct load_conn *c)
+{
+	uint64_t due;
+
+	if (load_take_message(c->t, &due)) {
+		txn_begin(c, due);
+	} else if (load_thread_finished(c->t)) {
+		c->state = CS_QUIT;
+		conn_send_str(c, "QUIT\r\n");
+	} else {
+		c->state = CS_IDLE; /* open loop: the ticker wakes it */
+	}
+}
+
+/* Queue what fits of the body, then the dot; `drained` calls again for
+ * the rest of a body larger than the stream's buffer. */
+static void
+body_fill(struct load_conn *c)
+{
+	struct buf *o = stream_outbuf(&c->s);
+	size_t room = STREAM_OUT_MAX - buf_avail(o), k;
+
+	if (c->body_off > load_bodylen)
+		return;
+	k = load_bodylen - c->body_off;
+	if (k > room)
+		k = room;
+	if (buf_append(o, load_body + c->body_off, k) != 0)
+		abort();
+	c->body_off += k;
+	if (c->body_off == load_bodylen && room - k >= 3) {
+		if (buf_append(o, ".\r\n", 3) != 0)
+			abort();
+		c->body_off++;
+	}
+	conn_send(c);
+}
+
+static void
+message_send(struct load_conn *c)
+{
+	struct buf *o = stream_outbuf(&c->s);
+	char hdr[1024];
+	int n;
+
+	n = snprintf(hdr, sizeof(hdr),
+	    "From: <%s>\r\nTo: <u1.%" PRIu64 "@%s>\r\n"
+	    "Subject: mta-load message %" PRIu64 "\r\n"
+	    "Message-ID: <%" PRIx64 ".%d@mta-load>\r\n"
+	    "X-Mta-Load-Sent: %" PRIu64 ".%06u\r\n\r\n",
+	    load_opt.from, c->seq, load_opt.domains[0], c->seq, c->seq,
+	    load_pid, c->txn_start_us / 1000000,
+	    (unsigned)(c->txn_start_us % 1000000));
+	/* one allocation for the whole message when it fits */
+	if (buf_avail(o) + (size_t)n + load_bodylen + 3 <= STREAM_OUT_MAX)
+		(void)buf_reserve(o, (size_t)n + load_bodylen + 3);
+	if (buf_append(o, hdr, (size_t)n) != 0)
+		abort();
+	c->state = CS_DATA_REPLY;
+	c->body_off = 0;
+	body_fill(c);
+}
+
+static void
+txn_end(struct load_conn *c, int code)
+{
+	struct load_thread *t = c->t;
+
+	t->codes[code % LOAD_CODES]++;
+	if (code >= 200 && code < 300) {
+		atomic_fetch_add(&load_accepted, 1);
+		load_lat_add(t, clock_wall_us() - c->txn_start_us);
+	} else {
+		atomic_fetch_add(&load_refused, 1);
+	}
+	if (load_opt.new_conn) {
+		c->state = CS_QUIT;
+		conn_send_str(c, "QUIT\r\n");
+	} else if (code >= 300) {
+		c->state = CS_RSET; /* a refused transaction: reset first */
+		conn_send_str(c, "RSET\r\n");
+	} else {
+		load_conn_next(c);
+	}
+}
+
+/* One reply during a transaction, matched to its command in order. */
+static void
+txn_reply(struct load_conn *c, const struct smtp_reply *r)
+{
+	unsigned idx =
+	    c->pipelining ? load_opt.rcpts + 2 - c->expect : c->sent_cmds;
+
+	c->expect--;
+	if (idx == 0) {
+		c->mail_code = r->code;
+	} else if (idx <= load_opt.rcpts) {
+		if (r->code / 100 == 2)
+			c->rcpt_ok++;
+		else if (!c->first_bad)
+			c->first_bad = r->code;
+	} else if (r->code == 354) {
+		if (c->mail_code / 100 == 2 && c->rcpt_ok) {
+			message_send(c);
+		} else {
+			/* DATA accepted without recipients: end it empty */
+			c->state = CS_DATA_REPLY;
+			conn_send_str(c, ".\r\n");
+		}
+		return;
+	} else {
+		txn_end(c, c->mail_code / 100 != 2 ? c->mail_code
+		           : c->first_bad          ? c->first_bad
+		                                   : r->code);
+		return;
+	}
+	if (c->pipelining)
+		return;
+	/* one command at a time; stop early when MAIL failed */
+	if (idx == 0 && r->code / 100 != 2) {
+		txn_end(c, r->code);
+		return;
+	}
+	c->sent_cmds++;
+	txn_commands(c, c->sent_cmds, 1);
+	c->expect = 1;
+	conn_send(c);
+}
+
+static void
+auth_send(struct load_conn *c)
+{
+	char raw[512], b64[(sizeof(raw) + 2) / 3 * 4 + 1];
+	const char *colon = strchr(load_opt.auth, ':');
+	size_t ul =
+	    colon ? (size_t)(colon - load_opt.auth) : strlen(load_opt.auth);
+	int n;
+
+	n = snprintf(raw, sizeof(raw), "%c%.*s%c%s", 0, (int)ul, load_opt.auth,
+	    0, colon ? colon + 1 : "");
+	if (n < 0 || (size_t)n >= sizeof(raw)) {
+		fprintf(stderr, "mta-load: --auth is too long\n");
+		exit(2);
+	}
+	smtp_parse_base64_encode((const uint8_t *)raw, (size_t)n, b64);
+	if (buf_appendf(stream_outbuf(&c->s), "AUTH PLAIN %s\r\n", b64) != 0)
+		abort();
+	c->state = CS_AUTH;
+	conn_send(c);
+}
+
+/* The 220 to STARTTLS: the stream drops what followed it and runs the
+ * client handshake; `tls_done` says how it went. */
+static void
+conn_tls_start(struct load_conn *c)
+{
+	struct stream_tls t = {
+	    .ctx = load_tls_ctx,
+	    .client = true,
+	    .host = load_opt.host,
+	    .policy = CONFIG_TLS_MAY,
+	    .resume = load_opt.tls_resume ? c->t->sess : NULL,
+	};
+
+	c->state = CS_HANDSHAKE;
+	smtp_reply_reset(&c->rp);
+	stream_start_tls(&c->s, &t);
+}
+
+/* The handshake is done: EHLO again, over TLS (RFC 3207). */
+static void
+conn_tls_up(struct load_conn *c)
+{
+	struct tls_info ti;
+
+	stream_tls_info(&c->s, &ti);
+	atomic_fetch_add(&load_tls, 1);
+	if (ti.reused)
+		atomic_fetch_add(&load_tls_resumed, 1);
+	if (buf_appendf(stream_outbuf(&c->s), "EHLO %s\r\n", load_opt.ehlo) !=
+	    0)
+		abort();
+	c->state = CS_EHLO;
+	conn_send(c);
+}
+
+/* Keep the newest session for the thread's next handshake. By the EHLO
+ * reply a TLS 1.3 server's tickets have arrived (it sends them first). */
+static void
+conn_tls_keep_session(struct load_conn *c)
+{
+	struct tls_session *s;
+
+	if (!load_opt.tls_resume ||
+	    (s = stream_tls_session_take(&c->s)) == NULL)
+		return;
+	tls_session_free(c->t->sess);
+	c->t->sess = s;
+}
+
+/* EHLO (and AUTH) done: the connection is ready for transactions. */
+static void
+conn_setup_done(struct load_conn *c)
+{
+	atomic_fetch_add(&load_setup_ok, 1);
+	load_conn_next(c);
+}
+
+static void
+on_reply(struct load_conn *c, const struct smtp_reply *r)
+{
+	struct smtp_ehlo e;
+
+	switch (c->state) {
+	case CS_GREETING:
+		if (r->code != 220) {
+			c->t->codes[r->code % LOAD_CODES]++;
+			conn_setup_failed(c, "greeting refused");
+			return;
+		}
+		if (buf_appendf(stream_outbuf(&c->s), "EHLO %s\r\n",
+		        load_opt.ehlo) != 0)
+			abort();
+		c->state = CS_EHLO;
+		conn_send(c);
+		return;
+	case CS_EHLO:
+		if (r->code != 250) {
+			conn_setup_failed(c, "EHLO refused");
+			return;
+		}
+		smtp_ehlo_parse(r, &e);
+		if (load_opt.starttls && !stream_tls_on(&c->s)) {
+			if (!e.starttls) {
+				conn_setup_failed(c, "STARTTLS not offered");
+				return;
+			}
+			c->state = CS_STARTTLS;
+			conn_send_str(c, "STARTTLS\r\n");
+			return;
+		}
+		if (stream_tls_on(&c->s))
+			conn_tls_keep_session(c);
+		c->pipelining = load_opt.pipelining && e.pipelining;
+		if (load_opt.auth)
+			auth_send(c);
+		else
+			conn_setup_done(c);
+		return;
+	case CS_STARTTLS:
+		if (r->code != 220) {
+			conn_setup_failed(c, "STARTTLS refused");
+			return;
+		}
+		conn_tls_start(c);
+		return;
+	case CS_AUTH:
+		if (r->code != 235) {
+			c->t->codes[r->code % LOAD_CODES]++;
+			conn_setup_failed(c, "AUTH refused");
+			return;
+		}
+		conn_setup_done(c);
+		return;
+	case CS_RSET:
+		load_conn_next(c);
+		return;
+	case CS_TXN:
+		txn_reply(c, r);
+		return;
+	case CS_DATA_REPLY:
+		txn_end(c, c->rcpt_ok     ? r->code
+		           : c->first_bad ? c->first_bad
+		                          : r->code);
+		return;
+	case CS_QUIT:
+		conn_drop(c, false);
+		return;
+	default:
+		conn_drop(c, true); /* a reply nobody asked for */
+		return;
+	}
+}
+
+/* Plaintext replies (decrypted with TLS), matched in order. Stops at
+ * the 220 to STARTTLS: the stream drops what came after it (RFC 3207). */
+static size_t
+on_input(struct stream *s, void *user, const uint8_t *p, size_t n)
+{
+	struct load_conn *c = user;
+	size_t off = 0, used;
+
+	(void)s;
+	while (off < n && !c->dead && c->state != CS_HANDSHAKE) {
+		int r = smtp_reply_parse(&c->rp, p + off, n - off, &used);
+
+		off += used;
+		if (r < 0)
+			conn_drop(c, true);
+		else if (r == 1)
+			on_reply(c, smtp_reply_peek(&c->rp));
+	}
+	return n;
+}
+
+static void
+on_connected(struct stream *s, void *user, int res)
+{
+	struct load_conn *c = user;
+
+	if (res < 0) {
+		/* the stream closes; `closed` retries until the run's
+		 * limit stops it */
+		atomic_fetch_add(&load_errors, 1);
+		c->dead = true;
+		return;
+	}
+	(void)stream_set_nodelay(s);
+	c->state = CS_GREETING;
+}
+
+static void
+on_tls_done(struct stream *s, void *user, const char *err)
+{
+	struct load_conn *c = user;
+
+	(void)s;
+	if (c->dead)
+		return;
+	if (err == NULL)
+		conn_tls_up(c); /* the EHLO goes with the Finished */
+	else if (c->state == CS_HANDSHAKE)
+		conn_setup_failed(c, err);
+	else
+		conn_drop(c, c->state != CS_QUIT);
+}
+
+/* The rest of a large body. */
+static void
+on_drained(struct stream *s, void *user)
+{
+	struct load_conn *c = user;
+
+	(void)s;
+	if (!c->dead && c->state == CS_DATA_REPLY &&
+	    c->body_off <= load_bodylen)
+		body_fill(c);
+}
+
+/* Closed by us, or by the peer, EOF or error: fine after QUIT, an error
+ * otherwise. Then the next connection. */
+static void
+on_closed(struct stream *s, void *user, const char *reason)
+{
+	struct load_conn *c = user;
+
+	(void)s, (void)reason;
+	if (!c->dead && c->state != CS_QUIT)
+		atomic_fetch_add(&load_errors, 1);
+	load_conn_start(c);
+}
+
+static const struct stream_cbs load_cbs = {
+    .input = on_input,
+    .drained = on_drained,
+    .tls_done = on_tls_done,
+    .connected = on_connected,
+    .closed = on_closed,
+};
+
+/* (Re)open a connection, or retire it when the thread has no more work. */
+void
+load_conn_start(struct load_conn *c)
+{
+	struct load_thread *t = c->t;
+	int r;
+
+	smtp_reply_reset(&c->rp);
+	c->dead = false;
+	c->pipelining = false;
+	if (load_thread_finished(t)) {
+		if (c->state != CS_DONE) {
+			c->state = CS_DONE;
+			if (--t->live == 0)
+				t->end_us = clock_wall_us();
+		}
+		return;
+	}
+	c->state = CS_CONNECT;
+	r = stream_connect(&c->s, t->loop,
+	    (const struct sockaddr *)&load_opt.server.ss, load_opt.server.sslen,
+	    0, &load_cbs, c);
+	if (r < 0) {
+		fprintf(stderr, "mta-load: socket: %s\n", strerror(-r));
+		exit(1);
+	}
+}
