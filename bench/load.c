@@ -46,6 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/tool.h"
 #include "base/clock.h"
 #include "base/xalloc.h"
 #include "config/config.h"
@@ -164,12 +165,8 @@ static void *
 thread_main(void *arg)
 {
 	struct load_thread *t = arg;
-	char err[256];
 
-	if (uring_loop_new(NULL, &t->loop, err, sizeof(err)) != 0) {
-		fprintf(stderr, "mta-load: %s\n", err);
-		exit(1);
-	}
+	t->loop = tool_loop_new("mta-load");
 	t->rng = 0x12345u + t->idx * 7919u;
 	t->next_due_us = load_t0_us;
 	uring_op_init(&t->tick, on_tick);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench/tool.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/xalloc.h"
@@ -25,21 +26,10 @@
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_reply.h"
 
-static uint32_t
-rng_next(uint32_t *s)
-{
-	uint32_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return *s = x ? x : 0x9e3779b9u;
-}
-
 static const char *
 pick_domain(struct load_thread *t)
 {
-	unsigned r = rng_next(&t->rng) % load_opt.wsum;
+	unsigned r = tool_rng_next(&t->rng) % load_opt.wsum;
 
 	for (unsigned i = 0; i < load_opt.ndomains; i++) {
 		if (r < load_opt.weights[i])

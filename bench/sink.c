@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench/tool.h"
 #include "base/chan.h"
 #include "base/str.h"
 #include "base/xalloc.h"
@@ -126,12 +127,8 @@ static void *
 thread_main(void *arg)
 {
 	struct sink_thread *t = arg;
-	char err[256];
 
-	if (uring_loop_new(NULL, &t->loop, err, sizeof(err)) != 0) {
-		fprintf(stderr, "mta-sink: %s\n", err);
-		exit(1);
-	}
+	t->loop = tool_loop_new("mta-sink");
 	for (size_t i = 0; i < sink_opt.nlisten; i++) {
 		t->acc[i].t = t;
 		uring_op_init(&t->acc[i].op, on_accept);

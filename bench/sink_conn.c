@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 
 #include "bench/sink.h"
+#include "bench/tool.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/str.h"
@@ -66,21 +67,10 @@ struct conn {
 	uint32_t rng;
 };
 
-static uint32_t
-rng_next(uint32_t *s)
-{
-	uint32_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return *s = x ? x : 0x9e3779b9u;
-}
-
 static bool
 roll(struct conn *c, unsigned pct)
 {
-	return pct && rng_next(&c->rng) % 100 < pct;
+	return pct && tool_rng_next(&c->rng) % 100 < pct;
 }
 
 /* Replies go straight to the stream, or are held while --delay is on. */
