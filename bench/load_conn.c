@@ -446,6 +446,9 @@ on_connected(struct stream *s, void *user, int res)
 		return;
 	}
 	(void)stream_set_nodelay(s);
+	/* a message goes out whole (up to the stream's cap): keep room for
+	 * one between messages rather than allocate it each time */
+	stream_set_keep(s, 2 * (load_bodylen + 4096));
 	c->state = CS_GREETING;
 }
 

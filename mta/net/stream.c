@@ -28,7 +28,7 @@
 #include "net/uring.h"
 
 #define FEED_CHUNK 16384 /* ciphertext handed to the TLS layer at once */
-#define BUF_KEEP   4096  /* shrink idle buffers bigger than this */
+#define BUF_KEEP   4096  /* default: shrink idle buffers bigger than this */
 
 static void stream_kick(struct stream *s);
 static void stream_begin_close(
@@ -46,11 +46,11 @@ min_dl(uint64_t a, uint64_t b)
 }
 
 static void
-buf_release(struct buf *b)
+buf_release(const struct stream *s, struct buf *b)
 {
 	if (buf_avail(b) > 0)
 		return;
-	if (b->cap > BUF_KEEP)
+	if (b->cap > s->keep)
 		buf_fini(b);
 	else
 		buf_reset(b);
@@ -155,7 +155,7 @@ tls_switch(struct stream *s)
 
 	s->tls_wait = false;
 	buf_reset(&s->in);
-	buf_release(&s->in);
+	buf_release(s, &s->in);
 	if (!s->tls_client)
 		return;
 	/* the ClientHello; a failure here is reported by tls_progress()
@@ -267,7 +267,7 @@ tls_feed_in(struct stream *s)
 			break;
 		buf_consume(&s->in, n);
 	}
-	buf_release(&s->in);
+	buf_release(s, &s->in);
 }
 
 /* Advance the handshake; false when the stream cannot go on now. */
@@ -360,8 +360,8 @@ deliver(struct stream *s)
 			break;
 	}
 	s->delivering = false;
-	buf_release(&s->in);
-	buf_release(&s->pin);
+	buf_release(s, &s->in);
+	buf_release(s, &s->pin);
 }
 
 /*
@@ -482,7 +482,7 @@ wr_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 
 	(void)flags, (void)data, (void)len;
 	buf_reset(&s->wbuf);
-	buf_release(&s->wbuf);
+	buf_release(s, &s->wbuf);
 	s->write_dl = 0;
 	if (res < 0) {
 		if (!s->closing) {
@@ -687,6 +687,12 @@ stream_set_linger(struct stream *s, uint64_t ms)
 	s->linger_ms = ms;
 }
 
+void
+stream_set_keep(struct stream *s, size_t bytes)
+{
+	s->keep = bytes > BUF_KEEP ? bytes : BUF_KEEP;
+}
+
 int
 stream_set_nodelay(struct stream *s)
 {
@@ -711,6 +717,7 @@ stream_init(struct stream *s, struct uring_loop *l,
 	s->user = user;
 	s->fd = -1;
 	s->linger_ms = STREAM_LINGER_MS;
+	s->keep = BUF_KEEP;
 	buf_init(&s->in, STREAM_IN_MAX);
 	buf_init(&s->out, STREAM_OUT_MAX);
 	buf_init(&s->wbuf, STREAM_OUT_MAX + TLS_OUT_MAX);

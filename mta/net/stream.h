@@ -165,6 +165,7 @@ struct stream {
 	uint64_t read_ms, write_ms, linger_ms;
 	uint64_t read_dl, write_dl, sess_dl, user_dl, conn_dl; /* 0: off */
 	uint64_t tmo_at;   /* when the armed tmo fires */
+	size_t keep;       /* empty buffers up to this size are kept */
 	size_t plain_left; /* STARTTLS: bytes of out still plaintext */
 	int fd;
 	bool open;       /* between open and closed */
@@ -259,6 +260,14 @@ void stream_hold_timers(struct stream *s, bool hold);
 /* How long an orderly close may wait for the peer to read (default
  * STREAM_LINGER_MS); afterwards the rest is dropped. */
 void stream_set_linger(struct stream *s, uint64_t ms);
+
+/*
+ * stream_set_keep - empty buffers of up to `bytes` stay allocated for
+ * the next use instead of being freed (default, and never less than,
+ * 4 KiB, so that idle connections hold little). For a client that sends
+ * large messages back to back: no allocation per message.
+ */
+void stream_set_keep(struct stream *s, size_t bytes);
 
 /*
  * stream_set_nodelay - turn off Nagle's algorithm (TCP_NODELAY) on the
