@@ -74,7 +74,7 @@ conn_drop(struct load_conn *c, bool error)
  * --messages that can never be reached.
  */
 static void
-conn_setup_failed(struct load_conn *c, const char *why)
+setup_failed_count(const char *why)
 {
 	if (atomic_fetch_add(&load_setup_fail, 1) + 1 >= load_opt.conns &&
 	    atomic_load(&load_setup_ok) == 0 &&
@@ -83,7 +83,20 @@ conn_setup_failed(struct load_conn *c, const char *why)
 		    "mta-load: no connection got through setup "
 		    "(last: %s); stopping\n",
 		    why);
+}
+
+static void
+conn_setup_failed(struct load_conn *c, const char *why)
+{
+	setup_failed_count(why);
 	conn_drop(c, true);
+}
+
+/* Between the connect and the first transaction. */
+static bool
+conn_in_setup(const struct load_conn *c)
+{
+	return c->state >= CS_GREETING && c->state <= CS_AUTH;
 }
 
 /* MAIL, RCPT..., DATA: commands [first, first + count). */
@@ -487,9 +500,12 @@ on_closed(struct stream *s, void *user, const char *reason)
 {
 	struct load_conn *c = user;
 
-	(void)s, (void)reason;
+	(void)s;
 	if (!c->dead && c->state != CS_QUIT)
 		atomic_fetch_add(&load_errors, 1);
+	/* the server hung up during setup: as much a refusal as a 5xx */
+	if (!c->dead && conn_in_setup(c))
+		setup_failed_count(reason);
 	load_conn_start(c);
 }
 

@@ -714,3 +714,59 @@ def test_starttls_auth_through_relay(tmp_path, tls_cert, relay_factory):
         s.stop()
     check_records(recs, n, rcpts=2)
     assert all(r["tls"] is True for r in recs), recs[:3]
+
+
+class CloseAfterEhlo:
+    """A server that greets, reads EHLO and closes: every connection ends
+    before its first message (found crashing mta-load: a reconnect from
+    inside the read callback re-armed a read that was still armed)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns += 1
+            with c:
+                c.settimeout(5)
+                try:
+                    c.sendall(b"220 close-after-ehlo ESMTP\r\n")
+                    c.recv(4096)  # the EHLO
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_load_server_closes_after_ehlo():
+    srv = CloseAfterEhlo()
+    try:
+        t0 = time.monotonic()
+        rc, rep, err = load_raw(srv.port, "--messages", 50,
+                                "--connections", 4, timeout=60)
+        wall = time.monotonic() - t0
+    finally:
+        srv.stop()
+    assert "panic" not in err and not san_problems(err), err[-4000:]
+    assert rc == 1, f"mta-load exited {rc}: {err[-2000:]}"
+    assert rep is not None and rep["accepted"] == 0, rep
+    assert rep["errors"] >= 4, rep
+    assert srv.conns >= 4, srv.conns
+    assert wall < 30, wall
