@@ -3,11 +3,13 @@
  * config_keys.c - every configuration key, and the value parsers.
  *
  * DESIGN
- * The table below is the only list of keys: config_load() looks each
- * name up here, config_defaults() applies the `def` column through the
- * same parser a file value takes (so a default can never be out of its own
- * range), config_dump() walks it to print, and the unit test checks that
- * mta.conf.example mentions every row. Defaults are written in file syntax
+ * The table below is the only list of keys: the loader (config_load.c)
+ * looks each name up here and applies the `def` column through the same
+ * parser a file value takes (so a default can never be out of its own
+ * range), the dumper (config_dump.c) walks it to print, the snapshot code
+ * (config_snap.c) reads its restart column, and the unit test checks that
+ * mta.conf.example mentions every row. This file is the bottom of
+ * config/: it calls only the formatters (config_format.c), never up. Defaults are written in file syntax
  * ("35M", "5m") so the table reads like the documentation.
  *
  * Parsers are pure functions on C strings with no locale dependence

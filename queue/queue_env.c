@@ -244,11 +244,8 @@ fail:
 }
 
 void
-queue_close(struct queue *q)
+queue_env_close(struct queue *q)
 {
-	if (q == NULL)
-		return;
-	queue_txn_stop(q);
 	chan_free(q->chan);
 	mdb_env_close(q->env);
 	free(q);

@@ -65,6 +65,8 @@ struct queue {
 /* queue_env.c */
 int queue_env_err(int rc);
 int queue_env_read_begin(struct queue *q, MDB_txn **txn);
+/* Free the chan, close the env and free q; the committer is stopped. */
+void queue_env_close(struct queue *q);
 
 /* queue_space.c */
 /* Pages new mail may fill in a map of map_pages pages of psize bytes. */
@@ -75,20 +77,25 @@ uint64_t queue_space_limit(uint64_t map_pages, uint64_t psize);
 int queue_space_take(struct queue *q, MDB_txn *txn, struct queue_space *sp,
     size_t bytes) MTA_MUST_CHECK;
 
-/* queue_txn.c */
-void queue_txn_stop(struct queue *q);
+/* queue_note.c */
+/* Tell the listener, if any, of the new message s (borrowed). */
+void queue_note_new(struct queue *q, const struct queue_submit *s);
+
+/* queue_submit.c */
 /* Insert a new message inside txn (the QUEUE_REQ_SUBMIT apply; also how
  * a bounce joins its update). headroom: refuse with -ENOSPC in *status
  * when the map is within its reserve (new mail only). Returns as an
  * apply does (struct queue_txn_op). */
-int queue_txn_submit_put(struct queue *q, MDB_txn *txn,
+int queue_submit_put(struct queue *q, MDB_txn *txn,
     const struct queue_submit *s, bool headroom, int *status);
+int queue_submit_apply(
+    struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status);
+void queue_submit_done(struct queue *q, struct chan_msg *m, int status);
 
 /* queue_update.c */
 int queue_update_apply(
     struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status);
 void queue_update_done(struct queue *q, struct chan_msg *m, int status);
-void queue_note_send(struct queue *q, const struct queue_submit *s);
 
 /* queue_ctl.c: operator actions (QUEUE_REQ_DELETE, QUEUE_REQ_FLAGS) */
 int queue_ctl_apply(

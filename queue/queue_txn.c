@@ -22,8 +22,12 @@
  * request types may use the map to its end, so the queue can drain.
  *
  * Request types are rows of queue_txn_ops: apply (inside the write txn)
- * and done (after the commit, hands the request back). Delivery results
- * and operator actions become new rows.
+ * and done (after the commit, hands the request back), each in the file
+ * that owns the request (queue_submit.c, queue_update.c, queue_ctl.c);
+ * this loop calls them and they never call back into it.
+ *
+ * This file also starts and stops the thread, so queue_close() is here:
+ * the committer stops before the environment closes (queue_env.c).
  *
  * The committer never blocks on anything but LMDB and its chan, and calls
  * out of this module only through chan_send() to reply.
@@ -35,7 +39,6 @@
 #include <string.h>
 
 #include "base/chan.h"
-#include "base/clock.h"
 #include "base/log.h"
 #include "base/xalloc.h"
 
@@ -53,12 +56,8 @@ struct queue_txn_op {
 	void (*done)(struct queue *q, struct chan_msg *m, int status);
 };
 
-static int queue_txn_submit_apply(
-    struct queue *, MDB_txn *, struct chan_msg *, int *);
-static void queue_txn_submit_done(struct queue *, struct chan_msg *, int);
-
 static const struct queue_txn_op queue_txn_ops[] = {
-    {QUEUE_REQ_SUBMIT, queue_txn_submit_apply, queue_txn_submit_done},
+    {QUEUE_REQ_SUBMIT, queue_submit_apply, queue_submit_done},
     {QUEUE_REQ_UPDATE, queue_update_apply, queue_update_done},
     {QUEUE_REQ_DELETE, queue_ctl_apply, queue_ctl_done},
     {QUEUE_REQ_FLAGS, queue_ctl_apply, queue_ctl_done},
@@ -75,153 +74,11 @@ queue_txn_op_find(uint16_t type)
 }
 
 void
-queue_submit_free(struct queue_submit *s)
-{
-	if (s == NULL)
-		return;
-	free(s->from);
-	for (size_t i = 0; i < s->nrcpts; i++)
-		free(s->rcpts[i]);
-	free(s->rcpts);
-	free(s->user);
-	free(s->client);
-	free(s->helo);
-	buf_fini(&s->body);
-	free(s);
-}
-
-uint64_t
-queue_id_new(struct queue *q)
-{
-	uint64_t now = clock_wall_us();
-	uint64_t old = atomic_load(&q->last_id);
-	uint64_t next;
-
-	/* Time-based ids sort by age and read well in logs; the CAS keeps
-	 * them unique and increasing when the clock stalls or steps back. */
-	do {
-		next = now > old ? now : old + 1;
-	} while (!atomic_compare_exchange_weak(&q->last_id, &old, next));
-	return next;
-}
-
-void
-queue_submit(struct queue *q, struct queue_submit *req)
-{
-	MTA_ASSERT(q->started);
-	req->msg.type = QUEUE_REQ_SUBMIT;
-	chan_send(q->chan, &req->msg);
-}
-
-void
 queue_stats_get(struct queue *q, struct queue_stats *st)
 {
 	st->commits = atomic_load(&q->st_commits);
 	st->done = atomic_load(&q->st_done);
 	st->failed = atomic_load(&q->st_failed);
-}
-
-/* The envelope of a new message: borrowed strings, every recipient
- * pending and due at once. */
-static int
-queue_txn_submit_encode(const struct queue_submit *s, struct buf *out)
-{
-	static char none[1];
-	struct queue_envelope env = {
-	    .id = s->id,
-	    .received_ms = s->received_ms,
-	    .size = buf_avail(&s->body),
-	    .from = s->from ? s->from : none,
-	    .user = s->user ? s->user : none,
-	    .client = s->client ? s->client : none,
-	    .helo = s->helo ? s->helo : none,
-	    .nrcpts = s->nrcpts,
-	};
-	int rc;
-
-	env.rcpts = xcalloc(s->nrcpts ? s->nrcpts : 1, sizeof(*env.rcpts));
-	for (size_t i = 0; i < s->nrcpts; i++) {
-		env.rcpts[i].addr = s->rcpts[i];
-		env.rcpts[i].state = QUEUE_RCPT_PENDING;
-		env.rcpts[i].next_ms = s->received_ms;
-		env.rcpts[i].reply = none;
-	}
-	rc = queue_envelope_encode(&env, out);
-	free(env.rcpts);
-	return rc;
-}
-
-int
-queue_txn_submit_put(struct queue *q, MDB_txn *txn,
-    const struct queue_submit *s, bool headroom, int *status)
-{
-	uint8_t key[8];
-	MDB_val k = {sizeof(key), key}, v;
-	struct buf rec;
-	int rc;
-
-	buf_init(&rec, QUEUE_RECORD_MAX);
-	if ((*status = queue_txn_submit_encode(s, &rec)) != 0) {
-		buf_fini(&rec);
-		return 0;
-	}
-	/* Headroom (queue_space.c): new mail stops short of a full map so
-	 * that deliveries and removals can still commit. Nothing written. */
-	rc = !headroom ? 0
-	               : queue_space_take(q, txn, &q->space,
-	                     buf_avail(&rec) + buf_avail(&s->body));
-	if (rc == -ENOSPC) {
-		buf_fini(&rec);
-		*status = rc;
-		return 0;
-	}
-	if (rc != 0) {
-		buf_fini(&rec);
-		return rc;
-	}
-	queue_key_put(key, s->id);
-	v.mv_size = buf_avail(&rec);
-	v.mv_data = rec.data + rec.off;
-	/* NOOVERWRITE: a reused id must never replace a queued message.
-	 * It fails this request alone, before anything is written. */
-	rc = mdb_put(txn, q->msgs, &k, &v, MDB_NOOVERWRITE);
-	buf_fini(&rec);
-	if (rc == MDB_KEYEXIST) {
-		*status = -EEXIST;
-		return 0;
-	}
-	if (rc != 0)
-		return queue_env_err(rc);
-	v.mv_size = buf_avail(&s->body);
-	v.mv_data = s->body.data + s->body.off;
-	if ((rc = mdb_put(txn, q->bodies, &k, &v, 0)) != 0)
-		return queue_env_err(rc);
-	*status = 0;
-	return 0;
-}
-
-static int
-queue_txn_submit_apply(
-    struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status)
-{
-	return queue_txn_submit_put(
-	    q, txn, (struct queue_submit *)m, true, status);
-}
-
-/* The receive stage logs event=queued when it answers 250: it knows the
- * session, and that the answer went out. */
-static void
-queue_txn_submit_done(struct queue *q, struct chan_msg *m, int status)
-{
-	struct queue_submit *s = (struct queue_submit *)m;
-
-	/* the scheduler hears of it before the client does: no window in
-	 * which a 250 was sent for a message delivery does not know of */
-	if (status == 0)
-		queue_note_send(q, s);
-	s->status = status;
-	s->msg.type = QUEUE_DONE_SUBMIT;
-	chan_send(s->reply, &s->msg);
 }
 
 /*
@@ -341,9 +198,9 @@ queue_start(struct queue *q)
 	return 0;
 }
 
-/* Called by queue_close(): commit what was sent, join, and fail anything
- * that raced in behind the stop marker. */
-void
+/* Commit what was sent, join, and fail anything that raced in behind the
+ * stop marker. */
+static void
 queue_txn_stop(struct queue *q)
 {
 	struct chan_msg *m, *next;
@@ -359,4 +216,14 @@ queue_txn_stop(struct queue *q)
 		atomic_fetch_add(&q->st_failed, 1);
 		queue_txn_op_find(m->type)->done(q, m, -ESHUTDOWN);
 	}
+}
+
+/* The committer stops before the environment it writes closes. */
+void
+queue_close(struct queue *q)
+{
+	if (q == NULL)
+		return;
+	queue_txn_stop(q);
+	queue_env_close(q);
 }

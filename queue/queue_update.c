@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * queue_update.c - delivery's requests to the committer: recipient
- * outcomes (QUEUE_REQ_UPDATE) with the bounce they cause, if any, and the
- * new-message notes the committer sends to the scheduler. Runs on the
- * committer thread, inside its write transaction, like every other
- * request (queue_txn.c); queue_body_head() is a reader, any thread.
+ * outcomes (QUEUE_REQ_UPDATE) with the bounce they cause, if any (written
+ * as new mail is, queue_submit.c, and noted to the scheduler the same
+ * way, queue_note.c). Runs on the committer thread, inside its write
+ * transaction, like every other request (queue_txn.c); queue_body_head()
+ * is a reader, any thread.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -16,47 +17,6 @@
 
 #include "base/log.h"
 #include "base/xalloc.h"
-
-void
-queue_listen(struct queue *q, struct chan *c)
-{
-	q->listener = c;
-}
-
-void
-queue_note_free(struct queue_note *n)
-{
-	if (n == NULL)
-		return;
-	queue_envelope_fini(&n->env);
-	free(n);
-}
-
-void
-queue_note_send(struct queue *q, const struct queue_submit *s)
-{
-	struct queue_note *n;
-
-	if (q->listener == NULL)
-		return;
-	n = xcalloc(1, sizeof(*n));
-	n->msg.type = QUEUE_NOTE_NEW;
-	n->env.id = s->id;
-	n->env.received_ms = s->received_ms;
-	n->env.size = buf_avail(&s->body);
-	n->env.from = xstrdup(s->from ? s->from : "");
-	n->env.user = xstrdup(s->user ? s->user : "");
-	n->env.client = xstrdup(s->client ? s->client : "");
-	n->env.helo = xstrdup(s->helo ? s->helo : "");
-	n->env.nrcpts = s->nrcpts;
-	n->env.rcpts =
-	    xcalloc(s->nrcpts ? s->nrcpts : 1, sizeof(*n->env.rcpts));
-	for (size_t i = 0; i < s->nrcpts; i++) {
-		n->env.rcpts[i].addr = xstrdup(s->rcpts[i]);
-		n->env.rcpts[i].reply = xstrdup("");
-	}
-	chan_send(q->listener, &n->msg);
-}
 
 void
 queue_submit_update(struct queue *q, struct queue_update *u)
@@ -99,7 +59,7 @@ queue_update_bounce(
 
 	if (u->bounce == NULL)
 		return 0;
-	rc = queue_txn_submit_put(q, txn, u->bounce, false, status);
+	rc = queue_submit_put(q, txn, u->bounce, false, status);
 	if (rc == 0 && *status == 0)
 		u->bounce_status = 0;
 	return rc;
@@ -223,7 +183,7 @@ queue_update_done(struct queue *q, struct chan_msg *m, int status)
 	/* the scheduler learns of the bounce before the update comes back,
 	 * on the same chan, as it learns of any new message */
 	if (status == 0 && u->bounce && u->bounce_status == 0)
-		queue_note_send(q, u->bounce);
+		queue_note_new(q, u->bounce);
 	u->msg.type = QUEUE_DONE_UPDATE;
 	chan_send(u->reply, &u->msg);
 }

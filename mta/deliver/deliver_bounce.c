@@ -127,8 +127,8 @@ bounce_warn_due(struct dsched *ds, const struct sched_job *job, uint64_t now)
  * when it cannot or must not be sent (logged). The original headers come
  * from the queue (a short read txn, at most DSN_HEADERS_MAX bytes): the
  * worker does not have the body when DNS failed, the commonest bounce.
- * Runs before deliver_outcome_submit() rewrites expired replies, so the
- * DSN carries the remote's own words.
+ * Runs before the outcome's submit (deliver_outcome.c) rewrites expired
+ * replies, so the DSN carries the remote's own words.
  */
 static struct queue_submit *
 bounce_make(
