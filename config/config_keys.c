@@ -8,9 +8,10 @@
  * parser a file value takes (so a default can never be out of its own
  * range), the dumper (config_dump.c) walks it to print, the snapshot code
  * (config_snap.c) reads its restart column, and the unit test checks that
- * mta.conf.example mentions every row. This file is the bottom of
- * config/: it calls only the formatters (config_format.c), never up. Defaults are written in file syntax
- * ("35M", "5m") so the table reads like the documentation.
+ * mta.conf.example mentions every row. Defaults are written in file
+ * syntax ("35M", "5m") so the table reads like the documentation. This
+ * file is the bottom of config/: it calls only the formatters
+ * (config_format.c), never up.
  *
  * Parsers are pure functions on C strings with no locale dependence
  * (no strtoul: it accepts "-1", leading spaces and "0x"). They run on the

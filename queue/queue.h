@@ -293,8 +293,9 @@ int queue_body_head(
  * then clears those in `clear`, in each envelope (QUEUE_FLAG_HELD: hold
  * and release), and, when due_ms is not 0, makes every pending recipient
  * of a message that is not held due by due_ms (an operator's retry);
- * -ENOENT likewise, -EBADMSG for a corrupt record (left as it is). When the commit itself fails, every id that had succeeded gets
- * the commit's error instead: nothing of the request is on disk.
+ * -ENOENT likewise, -EBADMSG for a corrupt record (left as it is). When
+ * the commit itself fails, every id that had succeeded gets the commit's
+ * error instead: nothing of the request is on disk.
  */
 enum queue_msg_type_ctl {
 	QUEUE_REQ_DELETE = 0x120,

@@ -2,10 +2,10 @@
 /*
  * queue_ctl.c - operator actions on stored messages: delete
  * (QUEUE_REQ_DELETE) and envelope flags (QUEUE_REQ_FLAGS: hold and
- * release, and retry through due_ms). Runs on the committer thread, inside its write transaction,
- * like every other request (queue_txn.c), so an operator's change is
- * ordered with delivery results for the same message and is on disk
- * before the operator is told "ok".
+ * release, and retry through due_ms). Runs on the committer thread,
+ * inside its write transaction, like every other request (queue_txn.c),
+ * so an operator's change is ordered with delivery results for the same
+ * message and is on disk before the operator is told "ok".
  *
  * One request carries many ids and a status per id: one id that is not
  * queued fails alone, never the others. Only a broken transaction (map

@@ -212,8 +212,8 @@ out:
 }
 
 /* Attach the job's DSN, if it needs one, to its update. A message from
- * <> never causes one (bounce_done logs that): that is how bounce loops
- * cannot start. */
+ * <> never causes one (deliver_bounce_done logs that): that is how
+ * bounce loops cannot start. */
 void
 deliver_bounce_attach(struct dsched *ds, const struct sched_job *job,
     struct queue_update *u, uint64_t now)

@@ -90,7 +90,7 @@ struct sched_job_rcpt {
 	enum sched_outcome outcome;
 	char dsn[16];    /* enhanced status, e.g. "5.1.1" */
 	char reply[512]; /* remote reply or local reason */
-	/* set by sched_job_done(): */
+	/* set by sched_job_decide(): */
 	enum sched_rcpt_state state;
 	uint16_t attempts;
 	uint64_t next_ms; /* when deferred */

@@ -8,15 +8,14 @@
  * so threads share no lock on the hot path. A connection lives on its
  * thread from accept to close, on a net/stream: recv into the thread's
  * provided buffers, smtp_in_feed(), one send of every reply of the
- * batch. At end of DATA
- * the session's commit request goes to the queue with the thread's chan
- * as its reply address; the answer wakes the loop through the chan's
- * eventfd. AUTH credentials go the same way to the auth worker pool.
- * TLS (STARTTLS, implicit TLS) runs in the stream on the same ring over
- * memory buffers (tls.h): no extra thread, nothing blocks. What threads share: the
- * connection counts (an atomic total, and a mutex-protected per-address
- * table), the in-flight body budget (an atomic), the read-only TLS
- * context and the auth pool.
+ * batch. At end of DATA the session's commit request goes to the queue
+ * with the thread's chan as its reply address; the answer wakes the loop
+ * through the chan's eventfd. AUTH credentials go the same way to the
+ * auth worker pool. TLS (STARTTLS, implicit TLS) runs in the stream on
+ * the same ring over memory buffers (tls.h): no extra thread, nothing
+ * blocks. What threads share: the connection counts (an atomic total,
+ * and a mutex-protected per-address table), the in-flight body budget
+ * (an atomic), the read-only TLS context and the auth pool.
  *
  * Lifecycle (main thread): receive_new() (binds: startup errors surface
  * here) -> receive_start() -> ... -> receive_shutdown() -> poll
@@ -65,10 +64,12 @@ int receive_new(const struct config_server *server,
 
 /*
  * receive_start - start the auth worker pool (when AUTH is configured) and
- * the R threads; returns once each has its ring set up and is accepting. q: the started queue that messages are submitted
- * to; borrowed, must outlive the receive stage. Signals must already be blocked in the caller (the
- * threads inherit the mask). Returns 0, or negative errno with one line in
- * err (then every thread has been stopped again; call receive_free).
+ * the R threads; returns once each has its ring set up and is accepting.
+ * q: the started queue that messages are submitted to; borrowed, must
+ * outlive the receive stage. Signals must already be blocked in the
+ * caller (the threads inherit the mask). Returns 0, or negative errno
+ * with one line in err (then every thread has been stopped again; call
+ * receive_free).
  */
 int receive_start(struct receive *r, struct queue *q, char *err,
     size_t errlen) MTA_MUST_CHECK;

@@ -102,7 +102,7 @@ struct smtp_in {
 	size_t more; /* input bytes behind the line being handled */
 	char helo[SMTP_IN_HELO_MAX + 1];
 	char user[SMTP_IN_USER_MAX + 1];
-	char *pass;    /* only between AUTH and auth_done; wiped */
+	char *pass;    /* only between AUTH and smtp_in_auth_done; wiped */
 	struct buf in; /* partial line, or input behind an action */
 
 	/* The transaction: "from\0rcpt\0rcpt\0..." in one arena. */

@@ -59,8 +59,9 @@ struct smtp_in_cfg {
 	uint64_t (*id_new)(void *arg);
 	void *id_arg;
 	/* Global budget of body bytes being received by all sessions:
-	 * try_reserve(n) returns false when over it (-> 452 4.3.1). May be
-	 * NULL (no budget). release(n) returns bytes. Any thread. */
+	 * inflight_reserve(n) returns false when over it (-> 452 4.3.1);
+	 * may be NULL (no budget). inflight_release(n) gives bytes back.
+	 * Any thread. */
 	bool (*inflight_reserve)(void *arg, size_t n);
 	void (*inflight_release)(void *arg, size_t n);
 	void *inflight_arg;

@@ -171,9 +171,10 @@ enum smtp_out_action smtp_out_flushed(struct smtp_out *s, struct buf *out);
  * job is held: right after smtp_out_new() (the job starts once the
  * handshake is over; returns READ), on IDLE, or after JOB_DONE (results
  * of the previous job are then forgotten; the session sends RSET before
- * MAIL when the previous transaction was left open, see DESIGN). On a session that can no longer
- * carry a job, or one refused before MAIL (SIZE too big for the host,
- * SMTPUTF8 not offered, bad addresses), returns JOB_DONE at once.
+ * MAIL when the previous transaction was left open, see DESIGN). On a
+ * session that can no longer carry a job, or one refused before MAIL
+ * (SIZE too big for the host, SMTPUTF8 not offered, bad addresses),
+ * returns JOB_DONE at once.
  */
 enum smtp_out_action smtp_out_job_set(
     struct smtp_out *s, const struct smtp_out_job *job, struct buf *out);
