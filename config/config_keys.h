@@ -76,6 +76,7 @@ const char *config_section_name(enum config_section s);
 const struct config_key *config_key_find(
     enum config_section s, const char *name);
 
+/* config_value.c */
 /*
  * config_key_set - parse value (borrowed) into the field of k in base
  * (struct config *, or struct config_route * for [route] rows). append
@@ -89,8 +90,20 @@ int config_key_set(const struct config_key *k, void *base, const char *value,
 /* Free what config_key_set allocated for k in base (lists). */
 void config_key_free(const struct config_key *k, void *base);
 
+/* config_parse.c (the public parsers are in config.h) */
 /* Letters, digits, '-', '_', '.'; no empty label; at most 253 bytes. */
 bool config_valid_hostname(const char *s);
+/* Decimal digits only: 0, -EINVAL (syntax), or -ERANGE (overflow). */
+int config_parse_uint(const char *s, uint64_t *out) MTA_MUST_CHECK;
+/* As config_parse_net, but host bits below the prefix are cleared, not
+ * refused: only to tell the admin what was probably meant. */
+int config_parse_net_lax(const char *s, struct config_net *out) MTA_MUST_CHECK;
+/* A route's host: "[192.0.2.10]:25", "[ipv6:2001:db8::1]",
+ * "[mx.example]" (bracketed or an IP address: literal, no MX lookup),
+ * "mx.example:2525", "mx.example". Sets host, literal and port of r;
+ * 0 or -EINVAL (r unchanged). */
+int config_parse_route_host(
+    const char *s, struct config_route *r) MTA_MUST_CHECK;
 
 /*
  * config_key_dump (config_dump.c) - print "name = value" for k in base as
