@@ -2,8 +2,8 @@
 /*
  * config_format.c - values as the file writes them: sizes and durations
  * in their largest exact unit ("35M", "5m"), networks as "addr/prefix".
- * The inverse of the value parsers (config_keys.c), used by them for
- * range messages, by the loader for cross-key errors and by the dumper.
+ * The inverse of the parsers (config_parse.c); used for range messages
+ * (config_value.c), cross-key errors (config_load.c) and the dump.
  * Pure functions on caller buffers; any thread. Calls nothing else in
  * config/.
  */
