@@ -4,8 +4,9 @@
  * include (only the .c files in queue/ include lmdb.h).
  *
  * DESIGN. One committer thread is the only LMDB writer. Every request
- * (new messages now; delivery results and operator actions later) is a
- * chan message sent to it with queue_submit(). It drains everything
+ * is a chan message sent to it: a new message (queue_submit()), a
+ * delivery's outcomes (queue_submit_update()) or an operator action
+ * (queue_submit_ctl()). It drains everything
  * waiting into one write transaction, commits it with one sync (group
  * commit), and only then hands each request back, with its status, on the
  * request's own reply chan. That is how "250 only after the commit is on
