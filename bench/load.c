@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * load.c - mta-load: an SMTP load generator. This file is the process:
- * options, threads and pacing; load_conn.c is one connection's
- * dialogue, load_stats.c the latencies and the report (load.h).
+ * options and threads; load_pace.c is the pacing (which message goes
+ * when), load_conn.c one connection's dialogue, load_stats.c the latencies and the report (load.h).
  *
  * DESIGN. T threads, each with its own uring loop, drive C/T client
  * connections. A connection runs one transaction after another: MAIL,
@@ -75,57 +75,6 @@ char *load_body; /* filler shared by every message */
 size_t load_bodylen;
 int load_pid;
 
-/* No more messages will be started by this thread. */
-bool
-load_thread_finished(const struct load_thread *t)
-{
-	if (atomic_load(&load_stop))
-		return true;
-	if (load_opt.rate > 0)
-		return load_opt.messages && t->started >= t->quota &&
-		       t->blen == 0;
-	return t->quota && t->started >= t->quota;
-}
-
-/* Take the next message if one may start now; *due_us is when it was
- * due (open loop) or now (closed loop). */
-bool
-load_take_message(struct load_thread *t, uint64_t *due_us)
-{
-	if (atomic_load(&load_stop))
-		return false;
-	if (load_opt.rate > 0) {
-		if (t->blen == 0)
-			return false;
-		*due_us = t->backlog[t->bhead];
-		t->bhead = (t->bhead + 1) % t->bcap;
-		t->blen--;
-		return true;
-	}
-	if (t->quota && t->started >= t->quota)
-		return false;
-	t->started++;
-	*due_us = clock_wall_us();
-	return true;
-}
-
-static void
-backlog_push(struct load_thread *t, uint64_t due)
-{
-	if (t->blen == t->bcap) {
-		size_t ncap = t->bcap ? t->bcap * 2 : 1024;
-		uint64_t *nb = xcalloc(ncap, sizeof(*nb));
-
-		for (size_t i = 0; i < t->blen; i++)
-			nb[i] = t->backlog[(t->bhead + i) % t->bcap];
-		free(t->backlog);
-		t->backlog = nb;
-		t->bcap = ncap;
-		t->bhead = 0;
-	}
-	t->backlog[(t->bhead + t->blen++) % t->bcap] = due;
-}
-
 static void
 on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
     size_t len)
@@ -144,7 +93,7 @@ on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	if (load_opt.rate > 0) {
 		while (!atomic_load(&load_stop) && t->next_due_us <= now &&
 		       (!load_opt.messages || t->started < t->quota)) {
-			backlog_push(t, t->next_due_us);
+			load_pace_due(t, t->next_due_us);
 			t->next_due_us += t->interval_us;
 			t->started++;
 		}

@@ -115,7 +115,7 @@ struct load_thread {
 	struct tls_session *sess; /* newest, for the next handshake */
 };
 
-/* load.c: pacing */
+/* load_pace.c: pacing */
 
 /* No more messages will be started by this thread. */
 bool load_thread_finished(const struct load_thread *t);
@@ -123,6 +123,9 @@ bool load_thread_finished(const struct load_thread *t);
 /* Take the next message if one may start now; *due_us is when it was
  * due (open loop) or now (closed loop). */
 bool load_take_message(struct load_thread *t, uint64_t *due_us);
+
+/* Open loop: a message is due at `due` (wall us); queue it. */
+void load_pace_due(struct load_thread *t, uint64_t due);
 
 /* load_conn.c: a connection */
 
