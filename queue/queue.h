@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "base/buf.h"
 #include "base/chan.h"
@@ -196,6 +197,19 @@ int queue_envelope_get(
  * -ENOBUFS (over out's max; out unchanged) or -EIO. */
 int queue_body_get(
     struct queue *q, uint64_t id, struct buf *out) MTA_MUST_CHECK;
+
+/*
+ * queue_body_read - copy at most len bytes of the stored message id,
+ * from offset off, into dst (a ranged read, so that a reader holds a
+ * chunk of a large body rather than all of it; added for delivery).
+ * *total (out, may be NULL) gets the body's whole size. Returns the
+ * bytes copied (0 at or past the end, or when len is 0), -ENOENT or
+ * -EIO. Any thread; one short read transaction per call. A stored body
+ * never changes, so successive calls see one message (or -ENOENT once
+ * it is deleted).
+ */
+ssize_t queue_body_read(struct queue *q, uint64_t id, uint64_t off, void *dst,
+    size_t len, uint64_t *total) MTA_MUST_CHECK;
 
 /* Counters of the committer, for tests and metrics; any thread. */
 struct queue_stats {

@@ -404,6 +404,30 @@ queue_body_get(struct queue *q, uint64_t id, struct buf *out)
 	return rc;
 }
 
+ssize_t
+queue_body_read(struct queue *q, uint64_t id, uint64_t off, void *dst,
+    size_t len, uint64_t *total)
+{
+	MDB_txn *txn;
+	MDB_val v;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = queue_env_read_begin(q, &txn)) != 0)
+		return rc;
+	/* v points into the map until the txn ends: copy before that. */
+	if ((rc = queue_env_get(txn, q->bodies, id, &v)) == 0) {
+		if (total != NULL)
+			*total = v.mv_size;
+		if (off < v.mv_size && len > 0) {
+			n = v.mv_size - off < len ? v.mv_size - off : len;
+			memcpy(dst, (const uint8_t *)v.mv_data + off, n);
+		}
+	}
+	mdb_txn_abort(txn);
+	return rc != 0 ? rc : (ssize_t)n;
+}
+
 const char *
 queue_library_version(void)
 {

@@ -60,6 +60,14 @@ void deliver_cfg_msg_free(struct deliver_config *m);
 struct tls_ctx;
 struct deliver_worker;
 
+/* Delivery's memory for message bodies: a job reads its body in chunks
+ * of at most DELIVER_BODY_CHUNK bytes into one buffer, and all workers
+ * together hold at most DELIVER_INFLIGHT_MAX bytes of such buffers; a
+ * job that would go over waits for bytes to be released (it never
+ * fails for it). */
+#define DELIVER_BODY_CHUNK   ((size_t)64 * 1024)
+#define DELIVER_INFLIGHT_MAX ((uint64_t)64 << 20)
+
 struct deliver {
 	/* the startup settings (borrowed): worker count, the scheduler's
 	 * caps, each thread's settings until its first reload */
@@ -78,6 +86,9 @@ struct deliver {
 	pthread_mutex_t hosts_lock;
 	struct deliver_host *hosts; /* hosts_lock */
 	atomic_uint conns;          /* outbound connections, all hosts */
+	/* body bytes the workers hold (a chunk buffer per job), under
+	 * DELIVER_INFLIGHT_MAX */
+	atomic_uint_fast64_t body_inflight;
 };
 
 /* deliver_worker.c */

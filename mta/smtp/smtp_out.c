@@ -675,24 +675,18 @@ ready(struct smtp_out *s, struct buf *out)
 }
 
 /*
- * Stream dot-stuffed body into out, up to the target size. Every input
- * byte costs at most two output bytes and the tail ("\r\n" ".\r\n" after
- * a pending CR) at most six, hence the margin.
+ * Dot-stuff the window b[0..n) into w, at most about lim bytes (one CRLF
+ * or stuffed dot may go past it: the caller keeps a margin). The line
+ * state (bol, pend_cr) lives in s, so a window may end anywhere. Returns
+ * the bytes written; s->bpos advances by the bytes consumed.
  */
-static void
-body_fill(struct smtp_out *s, struct buf *out)
+static size_t
+body_stuff(
+    struct smtp_out *s, const uint8_t *b, size_t len, uint8_t *w0, size_t lim)
 {
-	const uint8_t *b = s->job.body;
-	size_t len = s->job.body_len, pos = s->bpos, room, lim, n;
-	uint8_t *w0, *w, c;
+	size_t pos = 0, n;
+	uint8_t *w = w0, c;
 
-	if (buf_avail(out) + 16 > out_target(out))
-		return;
-	room = out_target(out) - buf_avail(out);
-	if ((w0 = buf_reserve(out, room)) == NULL)
-		return;
-	w = w0;
-	lim = room - 8;
 	while (pos < len && (size_t)(w - w0) < lim) {
 		if (s->bol && !s->pend_cr) {
 			/* whole plain lines need no stuffing: copy them */
@@ -736,28 +730,100 @@ body_fill(struct smtp_out *s, struct buf *out)
 		w += n;
 		pos += n;
 	}
-	if (pos == len) {
-		if (s->pend_cr) {
-			*w++ = '\n';
-			s->pend_cr = false;
-			s->bol = true;
-		}
-		if (!s->bol) {
-			*w++ = '\r';
-			*w++ = '\n';
-		}
-		memcpy(w, ".\r\n", 3);
-		w += 3;
-		s->body_end = true;
+	s->bpos += pos;
+	return (size_t)(w - w0);
+}
+
+/* The end of the body: close a pending or missing line end, then ".". */
+static size_t
+body_tail(struct smtp_out *s, uint8_t *w0)
+{
+	uint8_t *w = w0;
+
+	if (s->pend_cr) {
+		*w++ = '\n';
+		s->pend_cr = false;
+		s->bol = true;
 	}
-	buf_commit(out, (size_t)(w - w0));
-	s->bpos = pos;
+	if (!s->bol) {
+		*w++ = '\r';
+		*w++ = '\n';
+	}
+	memcpy(w, ".\r\n", 3);
+	w += 3;
+	s->body_end = true;
+	return (size_t)(w - w0);
+}
+
+/* The body bytes from s->bpos on that are at hand: the caller's whole
+ * body, or its next chunk. NULL when the chunk cannot be read. */
+static const uint8_t *
+body_window(struct smtp_out *s, size_t *n)
+{
+	size_t left = s->job.body_len - s->bpos;
+	const uint8_t *p;
+
+	if (s->job.body_peek == NULL) {
+		*n = left;
+		return s->job.body + s->bpos;
+	}
+	*n = 0;
+	p = s->job.body_peek(s->job.body_arg, s->bpos, n);
+	if (p == NULL || *n == 0)
+		return NULL;
+	if (*n > left)
+		*n = left;
+	return p;
+}
+
+/*
+ * Stream dot-stuffed body into out, up to the target size, window after
+ * window. Every input byte costs at most two output bytes and the tail
+ * ("\r\n" ".\r\n" after a pending CR) at most six, hence the margin.
+ * false: a chunk could not be read (what was stuffed stays in out).
+ */
+static bool
+body_fill(struct smtp_out *s, struct buf *out)
+{
+	size_t room, used = 0, n;
+	const uint8_t *b;
+	uint8_t *w0;
+
+	if (buf_avail(out) + 16 > out_target(out))
+		return true;
+	room = out_target(out) - buf_avail(out);
+	if ((w0 = buf_reserve(out, room)) == NULL)
+		return true;
+	while (s->bpos < s->job.body_len && used < room - 8) {
+		if ((b = body_window(s, &n)) == NULL) {
+			buf_commit(out, used);
+			return false;
+		}
+		used += body_stuff(s, b, n, w0 + used, room - 8 - used);
+	}
+	if (s->bpos == s->job.body_len)
+		used += body_tail(s, w0 + used);
+	buf_commit(out, used);
+	return true;
+}
+
+/* The body could not be read: the transaction cannot be ended, so it is
+ * left open and the connection closes (the server then drops it). Not
+ * the host's fault: the recipients are deferred, final for this try. */
+static enum smtp_out_action
+body_fail(struct smtp_out *s)
+{
+	err_local(s, "4.3.0", "cannot read the message from the queue");
+	rcpts_resolve(s, &s->err);
+	enter(s, ST_CLOSED);
+	return job_done(s);
 }
 
 static enum smtp_out_action
 body_pump(struct smtp_out *s, struct buf *out)
 {
-	body_fill(s, out);
+	if (!body_fill(s, out))
+		return body_fail(s);
 	if (!s->body_end)
 		return SMTP_OUT_WRITE;
 	enter(s, ST_DOT);

@@ -25,7 +25,8 @@
  * min(SMTP_OUT_CHUNK, out->max) bytes in `out`; a long pipelined group or
  * a body is produced in chunks (action SMTP_OUT_WRITE, then
  * smtp_out_flushed() when out has drained). The body is streamed from the
- * caller's (ptr, len) with dot-stuffing; CRLF line ends are guaranteed
+ * caller's (ptr, len), or chunk by chunk from its body_peek, with
+ * dot-stuffing; CRLF line ends are guaranteed
  * (a bare LF or bare CR becomes CRLF), the final ".\r\n" is added.
  *
  * Outcomes are decided here, where the replies are: per recipient 2xx
@@ -132,8 +133,18 @@ struct smtp_out_job {
 	const char *from;         /* reverse-path without <>; "" = <> */
 	const char *const *rcpts; /* forward-paths without <> */
 	size_t nrcpts;
-	const uint8_t *body; /* the stored message, CRLF lines */
-	size_t body_len;
+	const uint8_t *body; /* the stored message, CRLF lines (or NULL
+				with body_peek) */
+	size_t body_len;     /* bytes of the message, always */
+	/* A body in chunks, instead of `body`: the session asks for the
+	 * bytes at off (< body_len) and gets a pointer to *n > 0 of them,
+	 * borrowed until the next call or until the job ends; or NULL when
+	 * they cannot be read: the transaction is then abandoned unended
+	 * (every recipient not yet final deferred with 4.3.0, the host not
+	 * failed) and the session closes. Chunk edges may fall anywhere,
+	 * even between CR and LF or after a line's leading dot. */
+	const uint8_t *(*body_peek)(void *arg, size_t off, size_t *n);
+	void *body_arg;
 	bool need_8bitmime;              /* send BODY=8BITMIME when offered */
 	bool need_smtputf8;              /* SMTPUTF8 required (else 5.6.7) */
 	struct smtp_out_result *results; /* out: nrcpts entries, filled in

@@ -427,6 +427,43 @@ test_duplicate_id(void)
 	tmp_remove();
 }
 
+/* Ranged reads give exactly the stored bytes, in any pieces, and the
+ * whole size; past the end nothing; a missing id -ENOENT. */
+static void
+test_body_read(void)
+{
+	struct config_queue cfg;
+	struct queue *q;
+	uint64_t id, total = 0;
+	uint8_t want[5000], got[5000], one;
+	size_t off, k;
+	ssize_t n;
+
+	tmp_make();
+	cfg_make(&cfg, 16 << 20);
+	CHECK((q = q_open(&cfg, false)) != NULL);
+	CHECK(queue_start(q) == 0);
+	CHECK(submit_wait(q, 3, sizeof(want), &id) == 0);
+	body_fill(want, sizeof(want), 3);
+	CHECK(queue_body_read(q, id, 0, NULL, 0, &total) == 0);
+	CHECK(total == sizeof(want));
+	for (k = 1; k <= sizeof(want); k = k * 3 + 1) {
+		memset(got, 0, sizeof(got));
+		for (off = 0; off < sizeof(want); off += (size_t)n) {
+			n = queue_body_read(q, id, off, got + off, k, NULL);
+			CHECK(n > 0 && (size_t)n <= k);
+			if (n <= 0)
+				break;
+		}
+		CHECK(memcmp(got, want, sizeof(want)) == 0);
+	}
+	CHECK(queue_body_read(q, id, sizeof(want), &one, 1, NULL) == 0);
+	CHECK(queue_body_read(q, id, 1u << 30, &one, 1, NULL) == 0);
+	CHECK(queue_body_read(q, id + 12345, 0, &one, 1, &total) == -ENOENT);
+	queue_close(q);
+	tmp_remove();
+}
+
 static void
 test_close_drains(void)
 {
@@ -595,6 +632,7 @@ static const struct harness_case cases[] = {
     {"concurrent", test_concurrent},
     {"map_full", test_map_full},
     {"duplicate_id", test_duplicate_id},
+    {"body_read", test_body_read},
     {"close_drains", test_close_drains},
     {"open_errors", test_open_errors},
     {"failsync", test_failsync},

@@ -776,9 +776,11 @@ conv_drain(struct conv *c, enum smtp_out_action act)
 	}
 }
 
-/* Greeting and EHLO done, the job set, DATA answered with 354. */
+/* Greeting and EHLO done, the job set, DATA answered with 354. The body
+ * is (body, len), or comes from peek (then body is its arg). */
 static enum smtp_out_action
-conv_open(struct conv *c, const uint8_t *body, size_t len, size_t outmax,
+conv_open_src(struct conv *c, const uint8_t *body, size_t len,
+    const uint8_t *(*peek)(void *, size_t, size_t *), size_t outmax,
     bool pipelining)
 {
 	memset(c, 0, sizeof(*c));
@@ -789,8 +791,10 @@ conv_open(struct conv *c, const uint8_t *body, size_t len, size_t outmax,
 	c->job.from = "a@x.test";
 	c->job.rcpts = c->rcpts;
 	c->job.nrcpts = 1;
-	c->job.body = body;
+	c->job.body = peek ? NULL : body;
 	c->job.body_len = len;
+	c->job.body_peek = peek;
+	c->job.body_arg = (void *)(uintptr_t)body;
 	c->job.results = c->res;
 	conv_feed(c, GREET);
 	conv_feed(
@@ -805,6 +809,13 @@ conv_open(struct conv *c, const uint8_t *body, size_t len, size_t outmax,
 	buf_reset(&c->out);
 	buf_reset(&c->wire);
 	return conv_feed(c, GO);
+}
+
+static enum smtp_out_action
+conv_open(struct conv *c, const uint8_t *body, size_t len, size_t outmax,
+    bool pipelining)
+{
+	return conv_open_src(c, body, len, NULL, outmax, pipelining);
 }
 
 static void
@@ -974,6 +985,183 @@ test_reply_during_body(void)
 	CHECK(smtp_out_quit(c.s, &c.out) == SMTP_OUT_CLOSE);
 	CHECK(buf_avail(&c.out) == 0);
 	conv_close(&c);
+}
+
+/*
+ * A body in chunks (body_peek): each call copies at most k bytes into a
+ * scratch buffer of exactly that size (ASan sees a read past it) that the
+ * next call overwrites (a stale pointer shows in the output). Offsets
+ * must come in order, each where the previous chunk was left.
+ */
+struct chunks {
+	const uint8_t *b;
+	size_t len, k;
+	size_t fail_at; /* NULL from this offset on */
+	uint8_t *scratch;
+	size_t next; /* offset the producer should ask for next, at least */
+	size_t calls;
+	bool bad; /* out of range or out of order */
+};
+
+static const uint8_t *
+chunk_peek(void *arg, size_t off, size_t *n)
+{
+	struct chunks *ch = arg;
+
+	ch->calls++;
+	if (off >= ch->len || off < ch->next)
+		ch->bad = true;
+	if (off >= ch->fail_at || off >= ch->len)
+		return NULL;
+	*n = ch->len - off < ch->k ? ch->len - off : ch->k;
+	memcpy(ch->scratch, ch->b + off, *n);
+	memset(ch->scratch + *n, 0xee, ch->k - *n);
+	ch->next = off;
+	return ch->scratch;
+}
+
+static void
+chunks_init(struct chunks *ch, const void *b, size_t len, size_t k)
+{
+	memset(ch, 0, sizeof(*ch));
+	ch->b = b;
+	ch->len = len;
+	ch->k = k;
+	ch->fail_at = SIZE_MAX;
+	ch->scratch = malloc(k);
+	CHECK(ch->scratch != NULL);
+}
+
+/* Run one chunked body through a fresh session; the wire in c. */
+static enum smtp_out_action
+chunked_send(struct conv *c, struct chunks *ch, size_t outmax, bool pl)
+{
+	return conv_drain(c, conv_open_src(c, (const uint8_t *)ch, ch->len,
+	                         chunk_peek, outmax, pl));
+}
+
+/* Edges the chunks must not break, each at every chunk size. */
+static const struct dcase chunk_cases[] = {
+    /* a line's leading dot right after a chunk edge ("a\r\n" | ".b") */
+    {"a\r\n.b\r\n", "a\r\n..b\r\n.\r\n"},
+    /* CR and LF in two chunks: one line end, not two */
+    {"ab\r\ncd\r\n", "ab\r\ncd\r\n.\r\n"},
+    /* the final line end missing */
+    {"x\r\n.y", "x\r\n..y\r\n.\r\n"},
+    {"last line", "last line\r\n.\r\n"},
+    /* a trailing CR alone, then nothing */
+    {"z\r", "z\r\n.\r\n"},
+    {"..\r\n.\r\n.", "...\r\n..\r\n..\r\n.\r\n"},
+};
+
+static void
+chunk_case(const struct dcase *dc, size_t k, size_t outmax)
+{
+	struct chunks ch;
+	struct conv c;
+
+	chunks_init(&ch, dc->body, strlen(dc->body), k);
+	CHECK(chunked_send(&c, &ch, outmax, k & 1) == SMTP_OUT_READ);
+	if (buf_avail(&c.wire) != strlen(dc->wire) ||
+	    memcmp(buf_peek(&c.wire), dc->wire, buf_avail(&c.wire)) != 0)
+		fprintf(stderr, "chunk %zu [%s]: [%.*s]\n", k, dc->body,
+		    (int)buf_avail(&c.wire), (const char *)buf_peek(&c.wire));
+	CHECK_MEM(buf_peek(&c.wire), buf_avail(&c.wire), dc->wire);
+	CHECK(!ch.bad);
+	CHECK(ch.len == 0 || ch.calls >= (ch.len + k - 1) / k);
+	CHECK(conv_feed(&c, QUEUED) == SMTP_OUT_JOB_DONE);
+	CHECK(c.res[0].outcome == SMTP_OUT_OK);
+	conv_close(&c);
+	free(ch.scratch);
+}
+
+static void
+test_chunked_dot_stuffing(void)
+{
+	size_t i, k;
+
+	for (i = 0; i < MTA_ARRAY_LEN(chunk_cases); i++)
+		for (k = 1; k <= strlen(chunk_cases[i].body) + 1; k++)
+			chunk_case(&chunk_cases[i], k, 1 << 20);
+	/* the plain cases too, split everywhere */
+	for (i = 0; i < MTA_ARRAY_LEN(dcases); i++)
+		for (k = 1; k <= strlen(dcases[i].body) + 1; k++)
+			chunk_case(&dcases[i], k, SMTP_OUT_OUT_MIN);
+}
+
+/* A big random body in odd-sized chunks through a small out buffer and
+ * through a large one: equal to the reference, byte for byte. */
+static void
+test_chunked_big_body(void)
+{
+	static const size_t ks[] = {65536, 7777, 1};
+	size_t n = 1 << 20, i, k, wn;
+	uint8_t *body = malloc(n), *want = malloc(2 * n + 8);
+	uint32_t x = 777;
+	struct chunks ch;
+	struct conv c;
+
+	CHECK(body != NULL && want != NULL);
+	for (i = 0; i < n; i++) {
+		x = x * 1103515245 + 12345;
+		body[i] = "..\r\n\nab"[(x >> 24) % 7];
+		if ((x >> 20) % 3)
+			body[i] = (uint8_t)('a' + (x >> 8) % 26);
+	}
+	wn = stuff_ref(body, n, want);
+	for (k = 0; k < MTA_ARRAY_LEN(ks); k++) {
+		chunks_init(&ch, body, ks[k] == 1 ? 5000 : n, ks[k]);
+		CHECK(chunked_send(&c, &ch, k ? SMTP_OUT_OUT_MIN : 1 << 20,
+		          k == 0) == SMTP_OUT_READ);
+		CHECK(!ch.bad);
+		if (ks[k] == 1) {
+			uint8_t small[10016];
+			size_t sn = stuff_ref(body, 5000, small);
+
+			CHECK(buf_avail(&c.wire) == sn);
+			CHECK(memcmp(buf_peek(&c.wire), small, sn) == 0);
+		} else {
+			CHECK(buf_avail(&c.wire) == wn);
+			CHECK(memcmp(buf_peek(&c.wire), want, wn) == 0);
+		}
+		conv_close(&c);
+		free(ch.scratch);
+	}
+	free(body);
+	free(want);
+}
+
+/* A chunk cannot be read halfway through: the transaction is abandoned
+ * without its final dot, the recipient deferred, the host not blamed,
+ * and the session closes without another word. */
+static void
+test_chunked_read_error(void)
+{
+	static uint8_t body[300000];
+	enum smtp_out_action act;
+	struct chunks ch;
+	struct conv c;
+
+	memset(body, 'q', sizeof(body));
+	chunks_init(&ch, body, sizeof(body), 65536);
+	ch.fail_at = 131072;
+	act = chunked_send(&c, &ch, SMTP_OUT_OUT_MIN, true);
+	CHECK(act == SMTP_OUT_JOB_DONE);
+	CHECK(buf_avail(&c.wire) >= 131072 && buf_avail(&c.wire) < 140000);
+	CHECK(buf_avail(&c.wire) < 3 ||
+	      memcmp(buf_peek(&c.wire) + buf_avail(&c.wire) - 3, ".\r\n", 3) !=
+	          0);
+	CHECK(c.res[0].outcome == SMTP_OUT_TEMPFAIL);
+	CHECK(strcmp(c.res[0].enhanced, "4.3.0") == 0);
+	CHECK(c.res[0].code == 0);
+	CHECK(!smtp_out_host_failed(c.s));
+	CHECK(!smtp_out_reusable(c.s));
+	CHECK(smtp_out_timeout(c.s) == 0);
+	buf_reset(&c.out);
+	CHECK(smtp_out_quit(c.s, &c.out) == SMTP_OUT_CLOSE);
+	CHECK(buf_avail(&c.out) == 0);
+	conv_close(&c);
+	free(ch.scratch);
 }
 
 /* Many recipients, pipelined through a small out buffer: the group goes
@@ -1236,6 +1424,9 @@ static const struct harness_case cases[] = {
     {"dot_stuffing", test_dot_stuffing},
     {"big_body", test_big_body},
     {"reply_during_body", test_reply_during_body},
+    {"chunked_dot_stuffing", test_chunked_dot_stuffing},
+    {"chunked_big_body", test_chunked_big_body},
+    {"chunked_read_error", test_chunked_read_error},
     {"pipeline_chunks", test_pipeline_chunks},
     {"result_text", test_result_text},
 };

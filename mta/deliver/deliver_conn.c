@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * deliver_conn.c - the outbound SMTP connections of one delivery worker:
+ * a stream each, one smtp_out session on it.
+ *
+ * The stream does the I/O, TLS, flow control and closing; this file only
+ * turns the session's actions into stream calls: WRITE waits until what
+ * is queued has moved on (one chunk queued while the previous is on the
+ * wire), STARTTLS starts a client handshake under the policy, JOB_DONE
+ * reports the job and keeps the connection idle (for reuse, up to
+ * max_msgs transactions) or quits. One stream timer carries whichever
+ * deadline applies: the RFC 5321 reply timeout while the session waits,
+ * the idle timer while nobody uses the connection.
+ *
+ * A connection is settled once: either the session reported its job
+ * (JOB_DONE) or the connection failed first (the session then defers
+ * what it left open). The struct is freed in the stream's `closed`.
+ *
+ * Thread: the delivery worker thread of the pool.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/str.h"
+#include "base/xalloc.h"
+#include "deliver/deliver_conn.h"
+#include "deliver/deliver_int.h"
+#include "dns/dns.h"
+#include "net/stream.h"
+
+struct dconn {
+	struct stream st;
+	struct dconn_pool *pool;
+	char key[80];            /* "ip:port": the per-host cap */
+	char host[DNS_NAME_MAX]; /* MX or route host name */
+	char relay[300];         /* "host[ip]:port", for logs */
+	struct smtp_out *so;     /* NULL until connected */
+	struct smtp_out_cfg socfg;
+	struct deliver_cfg cfg; /* its opening job's: socfg points into it */
+	uint64_t trace_id;
+	uint64_t idle_ms;
+	unsigned max_msgs, nmsgs; /* transactions: cap, carried */
+	void *job;                /* NULL when idle */
+	const struct smtp_out_job *sj;
+	bool want_flushed; /* smtp_out said WRITE */
+	bool reporting;    /* inside `done`: not to be reused from there */
+	bool settled;      /* failed or closing: no more session calls */
+	bool tls_up;
+	bool tls_failed; /* the handshake failed under tls=may */
+	struct dconn *next;
+};
+
+static void conn_act(struct dconn *c, enum smtp_out_action a);
+
+static struct buf *
+conn_out(struct dconn *c)
+{
+	return stream_outbuf(&c->st);
+}
+
+/* Hand the job back to its owner. reason: see struct dconn_report. */
+static void
+conn_report(struct dconn *c, const char *reason)
+{
+	struct dconn_report r = {
+	    .relay = c->relay,
+	    .reason = reason,
+	    .host_failed = reason != NULL || smtp_out_host_failed(c->so),
+	    .tls_failed = c->tls_failed,
+	};
+	void *job = c->job;
+
+	if (job == NULL)
+		return;
+	c->job = NULL;
+	c->sj = NULL;
+	c->reporting = true;
+	c->pool->cbs->done(c->pool->owner, job, &r);
+	c->reporting = false;
+}
+
+/* The connection failed: settle its job (the session defers what it left
+ * open); the stream is closing or closed. */
+static void
+conn_settle(struct dconn *c, enum smtp_out_abort why, const char *reason)
+{
+	if (c->settled)
+		return;
+	c->settled = true;
+	if (c->so == NULL)
+		conn_report(c, reason); /* never got as far as SMTP */
+	else if (smtp_out_abort(c->so, why) == SMTP_OUT_JOB_DONE)
+		conn_report(c, NULL);
+}
+
+static void
+conn_fail(struct dconn *c, enum smtp_out_abort why, const char *reason)
+{
+	conn_settle(c, why, reason);
+	stream_close(&c->st, reason, STREAM_CLOSE_ABORT);
+}
+
+/* The one timer: the reply timeout, or the idle time, or none. */
+static void
+conn_timer(struct dconn *c)
+{
+	uint64_t t = c->so ? smtp_out_timeout(c->so) : 0;
+
+	if (t == 0 && c->so != NULL && c->job == NULL)
+		t = c->idle_ms;
+	stream_timer(&c->st, t);
+}
+
+static void
+conn_idle(struct dconn *c)
+{
+	c->job = NULL;
+	c->sj = NULL;
+	conn_timer(c);
+	/* a parked job for this host may take the connection at once */
+	c->pool->cbs->slot(c->pool->owner);
+}
+
+static void
+conn_assign(struct dconn *c, void *job, const struct smtp_out_job *sj)
+{
+	c->job = job;
+	c->sj = sj;
+	conn_act(c, smtp_out_job_set(c->so, sj, conn_out(c)));
+}
+
+static void
+conn_starttls(struct dconn *c)
+{
+	struct stream_tls t = {
+	    .ctx = c->pool->d->tls,
+	    .client = true,
+	    .host = c->host,
+	    .policy = c->socfg.tls == CONFIG_TLS_VERIFY ? CONFIG_TLS_VERIFY
+	                                                : CONFIG_TLS_MAY,
+	};
+
+	stream_start_tls(&c->st, &t);
+}
+
+static void
+conn_job_done(struct dconn *c)
+{
+	conn_report(c, NULL);
+	if (c->settled)
+		return;
+	c->nmsgs++;
+	/* [delivery] max_messages_per_connection: a fresh connection now
+	 * and then spreads load over a host's addresses and bounds what one
+	 * long session can go wrong with */
+	if (smtp_out_reusable(c->so) && !c->pool->stopping &&
+	    c->nmsgs < c->max_msgs && c->job == NULL)
+		conn_idle(c);
+	else if (c->job == NULL)
+		conn_act(c, smtp_out_quit(c->so, conn_out(c)));
+}
+
+/* Send what is queued; when the session waits for room and its chunk has
+ * moved on to the wire, let it produce the next one now. */
+static void
+conn_pump(struct dconn *c)
+{
+	stream_flush(&c->st);
+	if (c->want_flushed && !c->settled && buf_avail(conn_out(c)) == 0) {
+		c->want_flushed = false;
+		conn_act(c, smtp_out_flushed(c->so, conn_out(c)));
+	}
+}
+
+static void
+conn_act(struct dconn *c, enum smtp_out_action a)
+{
+	switch (a) {
+	case SMTP_OUT_READ:
+		break;
+	case SMTP_OUT_WRITE:
+		c->want_flushed = true;
+		break;
+	case SMTP_OUT_STARTTLS:
+		conn_starttls(c);
+		break;
+	case SMTP_OUT_JOB_DONE:
+		conn_job_done(c);
+		return;
+	case SMTP_OUT_IDLE:
+		conn_idle(c);
+		break;
+	case SMTP_OUT_CLOSE:
+		c->settled = true;
+		stream_close(&c->st, "quit", STREAM_CLOSE_ORDERLY);
+		return;
+	}
+	if (!c->settled && !stream_closing(&c->st)) {
+		conn_timer(c);
+		conn_pump(c);
+	}
+}
+
+/* ---- stream callbacks ---- */
+
+static size_t
+on_input(struct stream *s, void *user, const uint8_t *p, size_t n)
+{
+	struct dconn *c = user;
+
+	(void)s;
+	if (c->settled)
+		return n;
+	conn_act(c, smtp_out_feed(c->so, p, n, conn_out(c)));
+	return n;
+}
+
+static void
+on_drained(struct stream *s, void *user)
+{
+	struct dconn *c = user;
+
+	(void)s;
+	if (c->want_flushed && !c->settled) {
+		c->want_flushed = false;
+		conn_act(c, smtp_out_flushed(c->so, conn_out(c)));
+	}
+}
+
+static void
+on_tls_done(struct stream *s, void *user, const char *err)
+{
+	struct dconn *c = user;
+
+	(void)s;
+	if (c->settled)
+		return;
+	if (err == NULL) {
+		c->tls_up = true;
+		conn_act(c, smtp_out_tls_done(c->so, true, conn_out(c)));
+		return;
+	}
+	if (c->tls_up) {
+		conn_fail(c, SMTP_OUT_ABORT_IO, err);
+		return;
+	}
+	log_info("event=tls-failed relay=%s reason=\"%s\"", c->relay, err);
+	/* opportunistic TLS must not cost the delivery: the same host is
+	 * tried again without it (as Postfix) */
+	c->tls_failed = c->socfg.tls == CONFIG_TLS_MAY;
+	conn_act(c, smtp_out_tls_done(c->so, false, conn_out(c)));
+}
+
+static void
+on_connected(struct stream *s, void *user, int res)
+{
+	struct dconn *c = user;
+
+	(void)s;
+	if (c->settled)
+		return;
+	if (res < 0) {
+		conn_settle(c, SMTP_OUT_ABORT_IO,
+		    res == -ETIMEDOUT ? "timed out" : strerror(-res));
+		return; /* the stream closes itself */
+	}
+	stream_nodelay(&c->st);
+	c->so = smtp_out_new(&c->socfg, c->trace_id);
+	if (c->job)
+		conn_assign(c, c->job, c->sj);
+	else
+		conn_timer(c);
+}
+
+static void
+on_timeout(struct stream *s, void *user, enum stream_timer which)
+{
+	struct dconn *c = user;
+
+	(void)s;
+	(void)which; /* only the user timer is armed */
+	if (c->settled)
+		return;
+	if (c->job == NULL && c->so != NULL && smtp_out_timeout(c->so) == 0)
+		conn_act(c, smtp_out_quit(c->so, conn_out(c))); /* idle */
+	else
+		conn_fail(c, SMTP_OUT_ABORT_TIMEOUT, "timed out");
+}
+
+static void
+conn_free(struct dconn *c)
+{
+	struct dconn_pool *pool = c->pool;
+	struct dconn **pp;
+
+	for (pp = &pool->conns; *pp && *pp != c; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = c->next;
+	deliver_host_release(pool->d, c->key);
+	smtp_out_free(c->so);
+	deliver_cfg_drop(&c->cfg);
+	free(c);
+	/* a slot opened: the oldest parked job may take it */
+	pool->cbs->slot(pool->owner);
+}
+
+static void
+on_closed(struct stream *s, void *user, const char *reason)
+{
+	struct dconn *c = user;
+
+	(void)s;
+	if (strcmp(reason, "eof") == 0)
+		conn_settle(c, SMTP_OUT_ABORT_EOF, "connection closed");
+	else
+		conn_settle(c, SMTP_OUT_ABORT_IO, reason);
+	conn_free(c);
+}
+
+static const struct stream_cbs conn_cbs = {
+    .input = on_input,
+    .drained = on_drained,
+    .tls_done = on_tls_done,
+    .connected = on_connected,
+    .timeout = on_timeout,
+    .closed = on_closed,
+};
+
+/* ---- the pool ---- */
+
+int
+dconn_open(struct dconn_pool *pool, const struct dconn_params *p, void *job,
+    const struct smtp_out_job *sj)
+{
+	struct dconn *c;
+	int rc;
+
+	if (!deliver_host_acquire(pool->d, p->key, p->cfg->set.delivery))
+		return -EBUSY;
+	c = xcalloc(1, sizeof(*c));
+	c->pool = pool;
+	deliver_cfg_copy(&c->cfg, p->cfg);
+	str_copy(c->key, sizeof(c->key), p->key);
+	str_copy(c->host, sizeof(c->host), p->host);
+	str_copy(c->relay, sizeof(c->relay), p->relay);
+	c->socfg = p->so;
+	c->trace_id = p->trace_id;
+	c->idle_ms = p->idle_timeout;
+	c->max_msgs = p->max_msgs;
+	c->job = job;
+	c->sj = sj;
+	c->next = pool->conns;
+	pool->conns = c;
+	rc = stream_connect(&c->st, pool->loop, p->sa, p->salen,
+	    p->connect_timeout, &conn_cbs, c);
+	if (rc < 0) {
+		/* no stream: nothing will call back, settle and free here */
+		conn_settle(c, SMTP_OUT_ABORT_IO, strerror(-rc));
+		conn_free(c);
+	}
+	return 0;
+}
+
+bool
+dconn_reuse(struct dconn_pool *pool, const char *key, void *job,
+    const struct smtp_out_job *sj)
+{
+	if (pool->stopping)
+		return false;
+	for (struct dconn *c = pool->conns; c; c = c->next)
+		if (!c->settled && !c->reporting && c->job == NULL &&
+		    c->so != NULL && !stream_closing(&c->st) &&
+		    strcmp(c->key, key) == 0 && smtp_out_reusable(c->so)) {
+			conn_assign(c, job, sj);
+			stream_flush(&c->st);
+			return true;
+		}
+	return false;
+}
+
+void
+dconn_stop_all(struct dconn_pool *pool)
+{
+	pool->stopping = true;
+	/* `closed` never comes from inside stream_close(): the list holds */
+	for (struct dconn *c = pool->conns; c; c = c->next)
+		conn_fail(c, SMTP_OUT_ABORT_IO, "shutting down");
+}
+
+bool
+dconn_pool_empty(const struct dconn_pool *pool)
+{
+	return pool->conns == NULL;
+}
