@@ -42,8 +42,6 @@
 
 #define WORKER_TICK_MS 200
 
-struct djob;
-
 struct djob {
 	struct deliver_worker *w;
 	struct sched_job *sj;
@@ -438,7 +436,6 @@ job_connect(struct djob *dj, const struct dns_target *t,
 
 	str_fmt(relay, sizeof(relay), "%s[%s]:%u", t->name, ip, dj->port);
 	job_session_cfg(dj, &p.so);
-	job_bind(dj);
 	return dconn_open(&dj->w->pool, &p, dj, &dj->job);
 }
 
