@@ -266,7 +266,11 @@ on_connected(struct stream *s, void *user, int res)
 		    res == -ETIMEDOUT ? "timed out" : strerror(-res));
 		return; /* the stream closes itself */
 	}
-	stream_nodelay(&c->st);
+	/* a pipelined group or a body chunk goes out whole: no Nagle */
+	(void)stream_set_nodelay(&c->st);
+	/* messages back to back: buffers stay allocated, as they did
+	 * before the stream (bounded by the chunk size) */
+	stream_set_keep(&c->st, SMTP_OUT_CHUNK);
 	c->so = smtp_out_new(&c->socfg, c->trace_id);
 	if (c->job)
 		conn_assign(c, c->job, c->sj);

@@ -885,13 +885,3 @@ stream_closing(const struct stream *s)
 {
 	return s->closing;
 }
-
-void
-stream_nodelay(struct stream *s)
-{
-	int one = 1;
-
-	if (s->fd >= 0)
-		(void)setsockopt(
-		    s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}

@@ -225,11 +225,6 @@ void stream_flush(struct stream *s);
 /* Bytes queued or in flight, plaintext and ciphertext, not yet sent. */
 size_t stream_unsent(const struct stream *s);
 
-/* Set TCP_NODELAY on the socket (added for delivery: a pipelined batch
- * or a body chunk goes out whole, Nagle would only hold its tail back).
- * Call once connected (or after stream_open()); errors are ignored. */
-void stream_nodelay(struct stream *s);
-
 /* Stop offering input (bytes keep arriving into the bounded buffer, then
  * the recv stops). */
 void stream_pause(struct stream *s);
