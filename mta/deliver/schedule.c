@@ -63,7 +63,8 @@ struct smsg {
 
 struct sdest {
 	char *domain;
-	unsigned inflight;
+	unsigned inflight; /* jobs at workers: connections' worth */
+	unsigned deciding; /* jobs back, their result not yet on disk */
 	unsigned window;
 	uint64_t dead_until;   /* wall ms: a failed destination rests */
 	char dead_reason[200]; /* why, for the suspended deferrals */
@@ -470,6 +471,41 @@ job_make(struct sched *s, struct sunit *u, uint64_t now_ms)
 	return j;
 }
 
+/*
+ * Results of a destination's jobs that may be in the committer at once,
+ * per slot of its window. A job holds a connection slot (one of
+ * `window`) while at a worker, and a commit slot from its return until
+ * its result is on disk. The connection is free for the next job while
+ * the result is committed: a group commit costs a sync shared with the
+ * receive stage, and one commit slot per connection slot idled the
+ * connections for that long (it halved delivery on the benchmark). The
+ * cost is the crash window: fewer than (1 + COMMIT_SLOTS) * window of a
+ * destination's deliveries can be unrecorded, and repeated after a crash.
+ */
+#define COMMIT_SLOTS 4
+
+/* How many more jobs the destination may take now. */
+static unsigned
+dest_room(const struct sdest *d)
+{
+	if (d->inflight >= d->window || d->deciding >= COMMIT_SLOTS * d->window)
+		return 0;
+	return d->window - d->inflight;
+}
+
+/* Units waiting in line for d go next, as many as it has room for. */
+static void
+dest_wake(struct sched *s, struct sdest *d, uint64_t now_ms)
+{
+	for (unsigned n = dest_room(d); n > 0 && d->whead; n--) {
+		struct sunit *w = d->whead;
+
+		fifo_remove(w);
+		w->due = now_ms;
+		heap_push(s, w);
+	}
+}
+
 /* A due unit of a resting destination: decided without a connection. */
 static struct sched_job *
 job_suspended(struct sched *s, struct sunit *u, uint64_t now_ms)
@@ -500,7 +536,7 @@ sched_job_next(struct sched *s, uint64_t now_ms)
 		heap_remove(s, u);
 		if (d->dead_until > now_ms)
 			return job_suspended(s, u, now_ms);
-		if (d->inflight >= d->window) {
+		if (dest_room(d) == 0) {
 			/* due, but its destination is busy: wait in line */
 			fifo_push(u);
 			continue;
@@ -585,6 +621,7 @@ sched_job_decide(struct sched *s, struct sched_job *job, uint64_t now_ms)
 {
 	struct smsg *m = *msg_slot(s, job->id);
 	struct smsg gone = {.received_ms = job->received_ms};
+	struct sdest *d;
 
 	MTA_ASSERT(!job->deciding);
 	for (size_t i = 0; i < job->nrcpts; i++) {
@@ -595,6 +632,16 @@ sched_job_decide(struct sched *s, struct sched_job *job, uint64_t now_ms)
 	}
 	job->deciding = true;
 	s->deciding++;
+	if (!job->suspended && (d = dest_find(s, job->domain)) != NULL) {
+		/* its connection slot becomes a commit slot */
+		MTA_ASSERT(d->inflight > 0);
+		d->inflight--;
+		d->deciding++;
+		/* after a connection-level failure the window is about to
+		 * shrink: nothing new goes before sched_job_apply() */
+		if (!job->dest_failed)
+			dest_wake(s, d, now_ms);
+	}
 }
 
 /* What the job says about its destination: a connection-level failure
@@ -620,9 +667,9 @@ dest_learn(struct sched *s, struct sdest *d, const struct sched_job *job,
 	}
 }
 
-/* A job's slots are free: its destination's and the global one. Units
- * waiting in line for the destination go next, as many as it now has
- * room for. */
+/* A job's slots are free: its destination's (the commit slot, or the
+ * connection slot of a suspended job) and the global one. Units waiting
+ * in line for the destination go next, as many as it now has room for. */
 static void
 job_release(
     struct sched *s, struct sched_job *job, struct sdest *d, uint64_t now_ms)
@@ -633,16 +680,14 @@ job_release(
 	s->deciding--;
 	if (d == NULL)
 		return;
-	MTA_ASSERT(d->inflight > 0);
-	d->inflight--;
-	for (unsigned n = d->inflight < d->window ? d->window - d->inflight : 0;
-	     n > 0 && d->whead; n--) {
-		struct sunit *w = d->whead;
-
-		fifo_remove(w);
-		w->due = now_ms;
-		heap_push(s, w);
+	if (job->suspended) {
+		MTA_ASSERT(d->inflight > 0);
+		d->inflight--;
+	} else {
+		MTA_ASSERT(d->deciding > 0);
+		d->deciding--;
 	}
+	dest_wake(s, d, now_ms);
 }
 
 /* The unit's job is over: free the message if it was forgotten or has
@@ -824,6 +869,6 @@ sched_dest_get(const struct sched *s, const char *domain, unsigned *inflight,
 {
 	const struct sdest *d = dest_find(s, domain);
 
-	*inflight = d ? d->inflight : 0;
+	*inflight = d ? d->inflight + d->deciding : 0;
 	*window = d ? d->window : s->cfg.max_per_dest;
 }

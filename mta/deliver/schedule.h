@@ -28,14 +28,18 @@
  *
  * Commit, then apply. A job that comes back is first only decided
  * (sched_job_decide): the decisions are written into the job and the
- * schedule does not change; the job keeps its slots ("deciding"). The
+ * schedule does not change; the job keeps a slot ("deciding": its
+ * connection slot becomes a commit slot, so the destination's next job
+ * can use the connection while the result is committed). The
  * caller commits the decisions to the queue, then either applies them
  * (sched_job_apply: recipients, retry times, removal, the destination's
  * window and rest, slots) or, when the commit failed, reverts
  * (sched_job_revert: slots only; the recipients stay as they are on
  * disk). So the schedule never runs ahead of the disk, and a job's slot
  * stays taken until its result is on disk, which bounds the deliveries
- * a crash can repeat by the concurrency caps. Operator actions are
+ * a crash can repeat: a destination has at most `window` jobs at workers
+ * and takes none while 4 * window results are being committed, so fewer
+ * than 5 * window. Operator actions are
  * likewise called only once their commit has returned.
  *
  * This file does no I/O and takes time as an argument, so it is unit

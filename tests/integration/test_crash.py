@@ -34,11 +34,13 @@ SINK_DELAY_MS = 5     # mta-sink --delay: deliveries stay in flight longer
 # jobs that hold a slot: the scheduler caps jobs per destination at
 # max_connections_per_host (one destination here), each job is one
 # message (one recipient), smtp_out runs one transaction at a time per
-# connection, and a job keeps its slot while out at a worker and while
-# its QUEUE_REQ_UPDATE is being committed (commit, then apply): slots are
-# released only once the result is on disk. So <= PER_HOST per kill.
+# connection, and a job holds a connection slot while out at a worker,
+# then a commit slot while its QUEUE_REQ_UPDATE is being committed
+# (commit, then apply): the destination takes no new job while
+# 4 * PER_HOST results are unrecorded (COMMIT_SLOTS in schedule.c), so
+# fewer than 5 * PER_HOST per kill.
 # Nothing else repeats a delivery (no client retries an accepted message).
-DUP_BOUND = KILLS * PER_HOST
+DUP_BOUND = KILLS * 5 * PER_HOST
 
 
 class Submitter:

@@ -331,8 +331,8 @@ test_retry_lifts_rest(void)
 }
 
 /* A decided job changes nothing until it is applied: the message stays
- * (even with every recipient delivered), and the job keeps its slots, so
- * the next message for the destination waits. */
+ * (even with every recipient delivered), and the job keeps a slot (a
+ * commit slot, while its connection takes the next message). */
 static void
 test_decide_changes_nothing(void)
 {
@@ -355,12 +355,13 @@ test_decide_changes_nothing(void)
 	CHECK(st.msgs == 2 && st.inflight == 1 && st.deciding == 1);
 	sched_dest_get(s, "x.org", &inflight, &window);
 	CHECK(inflight == 1 && window == 1);
-	CHECK(sched_job_next(s, 10) == NULL); /* the slot is still taken */
-	CHECK(sched_job_apply(s, j, 10));
-	sched_stats_get(s, &st);
-	CHECK(st.msgs == 1 && st.inflight == 0 && st.deciding == 0);
+	/* the connection slot is free: message 2 goes, j keeps a commit
+	 * slot (test_commit_slots) */
 	k = sched_job_next(s, 10);
 	CHECK(k != NULL && k->id == 2);
+	CHECK(sched_job_apply(s, j, 10));
+	sched_stats_get(s, &st);
+	CHECK(st.msgs == 1 && st.inflight == 1 && st.deciding == 0);
 	sched_job_free(j);
 	sched_job_free(k);
 	sched_free(s);
@@ -488,6 +489,52 @@ test_free_long_fifo(void)
 	sched_free(s);
 }
 
+/* While a job's result is committed its connection is free for the next
+ * job, but a destination has at most `window` jobs at workers and takes
+ * no new one while 4 * window results are being committed
+ * (COMMIT_SLOTS): fewer than 5 * window of its deliveries are ever
+ * unrecorded. A failed commit frees its slot too. */
+static void
+test_commit_slots(void)
+{
+	struct sched *s = mk(100, 1);
+	struct sched_rcpt_in r[] = {{"a@x.org", 0, 0, 0}};
+	struct sched_job *j[6];
+	unsigned inflight, window;
+
+	for (uint64_t id = 1; id <= 8; id++)
+		CHECK(sched_msg_add(s, id, "s@z", 0, r, 1, 0) == 0);
+	for (size_t i = 0; i < 4; i++) {
+		j[i] = sched_job_next(s, 1);
+		CHECK(j[i] != NULL);
+		CHECK(sched_job_next(s, 1) == NULL); /* window 1 */
+		set_all(j[i], SCHED_OUTCOME_OK);
+		sched_job_decide(s, j[i], 1); /* its connection is free */
+	}
+	/* none at a worker, four results unrecorded: no new job */
+	CHECK(sched_job_next(s, 1) == NULL);
+	sched_dest_get(s, "x.org", &inflight, &window);
+	CHECK(inflight == 4 && window == 1);
+	CHECK(sched_job_apply(s, j[0], 1));
+	j[4] = sched_job_next(s, 1);
+	CHECK(j[4] != NULL);
+	set_all(j[4], SCHED_OUTCOME_OK);
+	sched_job_decide(s, j[4], 1);
+	CHECK(sched_job_next(s, 1) == NULL);
+	sched_job_revert(s, j[1], 1);
+	j[5] = sched_job_next(s, 1);
+	CHECK(j[5] != NULL);
+	for (size_t i = 2; i < 5; i++)
+		CHECK(sched_job_apply(s, j[i], 1));
+	set_all(j[5], SCHED_OUTCOME_OK);
+	CHECK(done(s, j[5], 1));
+	sched_dest_get(s, "x.org", &inflight, &window);
+	CHECK(inflight == 0);
+	for (size_t i = 0; i < 6; i++)
+		sched_job_free(j[i]);
+	sched_free(s);
+}
+
 static const struct harness_case cases[] = {
     {"group_by_domain", test_group_by_domain},
     {"retry_and_expiry", test_retry_and_expiry},
@@ -499,6 +546,7 @@ static const struct harness_case cases[] = {
     {"retry_lifts_rest", test_retry_lifts_rest},
     {"free_long_fifo", test_free_long_fifo},
     {"decide_changes_nothing", test_decide_changes_nothing},
+    {"commit_slots", test_commit_slots},
     {"revert_keeps_disk_state", test_revert_keeps_disk_state},
     {"revert_keeps_window", test_revert_keeps_window},
     {"revert_then_retry_or_forget", test_revert_then_retry_or_forget},
