@@ -124,6 +124,7 @@ struct config_delivery {
 	uint64_t data_timeout;           /* ms: DATA, body, final dot */
 	uint64_t idle_timeout;           /* ms an unused connection is kept */
 	char helo_name[CONFIG_HOST_MAX]; /* "" = [server] hostname */
+	uint64_t max_inflight; /* bytes of body buffers, all workers */
 };
 
 /* [route DOMAIN] or [route *]. */

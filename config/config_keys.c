@@ -148,6 +148,9 @@ const struct config_key config_keys[] = {
 	KEY(DELIVERY, "idle_timeout", DURATION, "30s", 0, 1 * HR,
 	    FIELD(delivery.idle_timeout)),
 	KEY(DELIVERY, "helo_name", HOST, "", 0, 0, FIELD(delivery.helo_name)),
+	/* at least one body chunk (64K), so any job can start */
+	KEY(DELIVERY, "max_inflight", SIZE, "64M", 64 * KB, 1 * TB,
+	    FIELD(delivery.max_inflight)),
 
 	/* No default host: a route without one is an error. No default tls:
 	 * unset means [delivery] tls applies (tls_set stays false). */

@@ -23,18 +23,18 @@
 #include "queue/queue.h"
 
 static bool
-budget_take(struct deliver *d, size_t n)
+budget_take(struct deliver *d, size_t n, uint64_t max)
 {
 	uint64_t old = atomic_fetch_add(&d->body_inflight, n);
 
-	if (old == 0 || old + n <= DELIVER_INFLIGHT_MAX)
+	if (old == 0 || old + n <= max)
 		return true;
 	atomic_fetch_sub(&d->body_inflight, n);
 	return false;
 }
 
 int
-dbody_open(struct dbody *b, struct deliver *d, uint64_t id)
+dbody_open(struct dbody *b, struct deliver *d, uint64_t id, uint64_t max)
 {
 	uint64_t total = 0;
 	ssize_t rc;
@@ -44,7 +44,7 @@ dbody_open(struct dbody *b, struct deliver *d, uint64_t id)
 	if (rc < 0)
 		return (int)rc;
 	cap = total < DELIVER_BODY_CHUNK ? (size_t)total : DELIVER_BODY_CHUNK;
-	if (!budget_take(d, cap))
+	if (!budget_take(d, cap, max))
 		return -EAGAIN;
 	*b = (struct dbody){
 	    .d = d,

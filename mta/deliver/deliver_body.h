@@ -2,7 +2,7 @@
 /*
  * deliver_body.h - private to mta/deliver/: a job's message body, read
  * from the queue in chunks, under delivery's global budget of body bytes
- * (DELIVER_INFLIGHT_MAX, all workers). A job holds one chunk buffer of
+ * ([delivery] max_inflight, all workers). A job holds one chunk buffer of
  * at most DELIVER_BODY_CHUNK bytes, whatever the message size.
  *
  * Thread: the delivery worker thread that runs the job (the budget is
@@ -32,12 +32,14 @@ struct dbody {
 };
 
 /*
- * dbody_open - find message id's body and reserve its chunk buffer.
- * Returns 0 (dbody_close() it), -EAGAIN when the budget is spent (try
- * again after some is released; b stays closed), or -ENOENT / -EIO
- * (b stays closed).
+ * dbody_open - find message id's body and reserve its chunk buffer
+ * against the budget, which is max bytes (the caller's [delivery]
+ * max_inflight: a reload changes it for the next reservation). Returns 0
+ * (dbody_close() it), -EAGAIN when the budget is spent (try again after
+ * some is released; b stays closed), or -ENOENT / -EIO (b stays closed).
  */
-int dbody_open(struct dbody *b, struct deliver *d, uint64_t id) MTA_MUST_CHECK;
+int dbody_open(struct dbody *b, struct deliver *d, uint64_t id,
+    uint64_t max) MTA_MUST_CHECK;
 
 /* Does the body hold a byte over 127 (BODY=8BITMIME)? Reads it chunk by
  * chunk, up to the first such byte. 0 or a read error. */

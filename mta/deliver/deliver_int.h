@@ -62,11 +62,10 @@ struct deliver_worker;
 
 /* Delivery's memory for message bodies: a job reads its body in chunks
  * of at most DELIVER_BODY_CHUNK bytes into one buffer, and all workers
- * together hold at most DELIVER_INFLIGHT_MAX bytes of such buffers; a
- * job that would go over waits for bytes to be released (it never
- * fails for it). */
-#define DELIVER_BODY_CHUNK   ((size_t)64 * 1024)
-#define DELIVER_INFLIGHT_MAX ((uint64_t)64 << 20)
+ * together hold at most [delivery] max_inflight bytes of such buffers
+ * (at least one chunk: the key's minimum is 64K); a job that would go
+ * over waits for bytes to be released (it never fails for it). */
+#define DELIVER_BODY_CHUNK ((size_t)64 * 1024)
 
 struct deliver {
 	/* the startup settings (borrowed): worker count, the scheduler's
@@ -87,7 +86,7 @@ struct deliver {
 	struct deliver_host *hosts; /* hosts_lock */
 	atomic_uint conns;          /* outbound connections, all hosts */
 	/* body bytes the workers hold (a chunk buffer per job), under
-	 * DELIVER_INFLIGHT_MAX */
+	 * [delivery] max_inflight */
 	atomic_uint_fast64_t body_inflight;
 };
 

@@ -263,7 +263,9 @@ job_targets_ready(struct djob *dj)
 	bool eight;
 	int rc;
 
-	rc = dbody_open(&dj->body, w->d, dj->sj->id);
+	/* the worker's current budget, so a reload reaches waiting jobs */
+	rc = dbody_open(
+	    &dj->body, w->d, dj->sj->id, w->cfg.set.delivery->max_inflight);
 	if (rc == -EAGAIN) {
 		dj->next = w->waiting;
 		w->waiting = dj;

@@ -386,6 +386,7 @@ test_empty_is_defaults(void)
 	CHECK(c->delivery.data_timeout == 10 * MIN);
 	CHECK(c->delivery.idle_timeout == 30 * SEC);
 	CHECK(c->delivery.helo_name[0] == '\0');
+	CHECK(c->delivery.max_inflight == 64 * MB);
 	CHECK(c->nroutes == 0 && c->routes == NULL);
 
 	/* config_defaults() is the same thing without a file. */
@@ -686,6 +687,7 @@ test_dump_round_trip(void)
 	    "tls = verify\n"
 	    "idle_timeout = 0\n"
 	    "helo_name = out.example.org\n"
+	    "max_inflight = 192k\n"
 	    "[route example.com]\n"
 	    "host = [192.0.2.10]:25\n"
 	    "tls = none\n"
@@ -717,6 +719,7 @@ test_dump_round_trip(void)
 	CHECK(c->dns.max_ttl == 0);
 	CHECK(c->delivery.tls == CONFIG_TLS_VERIFY);
 	CHECK(c->delivery.workers == 2);
+	CHECK(c->delivery.max_inflight == 192 * KB);
 
 	a = dump_string(c);
 	CHECK(a != NULL);
@@ -734,6 +737,40 @@ test_dump_round_trip(void)
 	free(b);
 	config_unref(c);
 	config_unref(c2);
+}
+
+/* [delivery] max_inflight: a size in any unit, down to one body chunk
+ * (64K) and up to 1T; the bounds themselves load. */
+static void
+test_delivery_inflight(void)
+{
+	static const struct {
+		const char *value;
+		uint64_t want;
+	} t[] = {
+	    {"64K", 64 * KB},
+	    {"65536", 64 * KB},
+	    {"1m", MB},
+	    {"3G", 3 * GB},
+	    {"1T", 1024 * GB},
+	};
+	char conf[128], err[512], path[128];
+	struct config *c;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < MTA_ARRAY_LEN(t); i++) {
+		snprintf(conf, sizeof(conf), "[delivery]\nmax_inflight = %s\n",
+		    t[i].value);
+		rc = load_text(conf, &c, err, sizeof(err), path);
+		if (rc != 0)
+			fprintf(stderr, "%s: %s\n", t[i].value, err);
+		CHECK(rc == 0);
+		if (rc != 0)
+			continue;
+		CHECK(c->delivery.max_inflight == t[i].want);
+		config_unref(c);
+	}
 }
 
 /*
@@ -861,6 +898,13 @@ static const struct {
         "2: max_ttl: out of range \"31d\" (0s..30d)"},
     {"inflight below message size", "[server]\nmax_inflight = 10M\n",
         "2: max_inflight: less than max_message_size (35M)"},
+    {"delivery inflight under one chunk",
+        "[delivery]\nport = 25\n\nmax_inflight = 65535\n",
+        "4: max_inflight: out of range \"65535\" (64K..1T)"},
+    {"delivery inflight over max", "[delivery]\nmax_inflight = 2T\n",
+        "2: max_inflight: out of range \"2T\" (64K..1T)"},
+    {"delivery inflight bad unit", "[delivery]\nmax_inflight = 64KB\n",
+        "2: max_inflight: invalid size \"64KB\""},
     {"per-host above total", "[delivery]\nmax_connections_per_host = 2000\n",
         "2: max_connections_per_host: greater than max_connections "
         "(1000)"},
@@ -1000,6 +1044,7 @@ static const struct harness_case cases[] = {
     {"routes", test_routes},
     {"indented", test_indented},
     {"dump_round_trip", test_dump_round_trip},
+    {"delivery_inflight", test_delivery_inflight},
     {"bad_files", test_bad_files},
     {"unreadable", test_unreadable},
     {"net_match", test_net_match},
