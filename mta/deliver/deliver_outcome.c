@@ -6,7 +6,8 @@
  * A job back from a worker (or decided without one, its destination
  * resting) is decided (sched_job_decide: each recipient delivered,
  * failed, expired or deferred to a retry time) but the schedule does not
- * change yet: the job is "deciding" and keeps its slots. The decisions,
+ * change yet: the job is "deciding" and holds a commit slot of its
+ * destination (its connection slot is free for the next job). The decisions,
  * with the job's DSN if it needs one (deliver_bounce.c), go to the
  * committer as one QUEUE_REQ_UPDATE. When it comes back committed, the
  * schedule applies them (slots, windows, retry times, removal), and only
@@ -14,8 +15,8 @@
  * disk, so the schedule is left as the disk is: the recipients stay
  * pending with their old attempts, the slots are released, and the job's
  * unit waits a retry interval before it is tried again
- * (sched_job_revert). Keeping the slots until the commit returns bounds
- * the deliveries a crash can repeat by the concurrency caps.
+ * (sched_job_revert). Holding a commit slot until the commit returns
+ * bounds the deliveries a crash can repeat (schedule.h).
  */
 #include <errno.h>
 #include <stdlib.h>
