@@ -453,8 +453,11 @@ smtp_in_check_auth(
     struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
 {
 	(void)cmd;
-	if (s->state == SMTP_IN_S_CONNECTED || !s->esmtp) {
-		smtp_in_error(s, out, "503 5.5.1 Error: send EHLO first");
+	/* After HELO too, as Postfix does: hand-written clients send it
+	 * (SPEC). The mechanisms were not advertised to them, but are the
+	 * same. */
+	if (s->state == SMTP_IN_S_CONNECTED) {
+		smtp_in_error(s, out, "503 5.5.1 Error: send HELO/EHLO first");
 		return false;
 	}
 	if (s->authed) {

@@ -175,6 +175,32 @@ def test_smtp_ssl_implicit(trelay):
     assert b" with ESMTPSA " in hdr
 
 
+def test_auth_after_helo_implicit_tls(trelay):
+    """A hand-written client: implicit TLS, HELO (not EHLO), AUTH LOGIN
+    answered to the 334 prompts, one message (SPEC: AUTH after HELO is
+    accepted, as Postfix does)."""
+    with smtplib.SMTP_SSL(trelay.host, trelay.tls_port, timeout=20,
+                          context=client_ctx()) as s:
+        code, _ = s.helo("client.test")
+        assert code == 250
+        code, msg = s.docmd("AUTH", "LOGIN")
+        assert code == 334, msg
+        code, msg = s.docmd(b64(ALICE))
+        assert code == 334, msg
+        code, msg = s.docmd(b64(ALICE_PW))
+        assert code == 235, msg
+        assert s.sendmail(SENDER, [REMOTE], make_message(rcpt=REMOTE)) == {}
+    rows = trelay.queue_list()
+    assert [r["user"] for r in rows] == [ALICE]
+
+
+def test_auth_before_helo_503(trelay):
+    with smtplib.SMTP_SSL(trelay.host, trelay.tls_port, timeout=20,
+                          context=client_ctx()) as s:
+        code, msg = s.docmd("AUTH", f"PLAIN {plain_ir(ALICE, ALICE_PW)}")
+        assert (code, msg) == (503, b"5.5.1 Error: send HELO/EHLO first")
+
+
 @pytest.mark.skipif(not shutil.which("swaks"), reason="swaks not installed")
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_swaks(trelay, mech):
