@@ -79,6 +79,19 @@ def raise_nofile(want=65536):
 raise_nofile()
 
 
+def anon_kib(pid):
+    """What pid has resident in anonymous memory now, in KiB: Anonymous
+    from /proc/PID/smaps_rollup (heap, stacks, sanitizer shadow). Not the
+    file-backed pages: the queue's map grows resident with every message
+    stored, which is the page cache's business, not a session's; nor the
+    sockets' kernel buffers."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no Anonymous in /proc/{pid}/smaps_rollup")
+
+
 def san_problems(text):
     """Lines of text that show a sanitizer report."""
     if isinstance(text, bytes):

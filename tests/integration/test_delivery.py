@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import (BUILD, free_port, queued_id, send_message,
+from conftest import (BUILD, anon_kib, free_port, queued_id, send_message,
                       strip_received)
 from dns_server import DNSServer
 from smtp_servers import MtaSink, SMTPServer, make_cert, rcpt_table, wait_until
@@ -762,17 +762,6 @@ def test_budget_of_one_chunk_delivers_everything(world):
         assert events(relay, "delivered", f"u{i}@{domains[i % 4]}"), i
     deferred = events(relay, "deferred")
     assert not deferred, f"deferred in the second run: {deferred[:3]}"
-
-
-def anon_kib(pid):
-    """Resident anonymous memory of pid in KiB (smaps_rollup), as
-    test_receive.py's idle-memory test measures it: heap, stacks, shadow;
-    not the queue's file-backed map."""
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Anonymous:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no Anonymous in /proc/{pid}/smaps_rollup")
 
 
 BIG_MSG = 40 * 2**20

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import (HOSTNAME, ID_RE, LOOPBACK, REPLY_LINE,
+from conftest import (HOSTNAME, ID_RE, anon_kib, LOOPBACK, REPLY_LINE,
                       SMTPClient, add_user, check_reply, dot_stuff, free_port,
                       make_cert, make_message, parse_json_lines, queued_id,
                       raise_nofile, run_mta, send_message, strip_received)
@@ -698,19 +698,6 @@ def _peak_rss_kib(pid):
     raise AssertionError("no VmHWM")
 
 
-def _memory_kib(pid):
-    """What pid has resident in anonymous memory now, in KiB: Anonymous
-    from /proc/PID/smaps_rollup (heap, stacks, sanitizer shadow). Not the
-    file-backed pages: the queue's map grows resident with every message
-    stored, which is the page cache's business, not a session's; nor the
-    sockets' kernel buffers."""
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Anonymous:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no Anonymous in /proc/{pid}/smaps_rollup")
-
-
 def _shadow_factor(pid):
     """How many bytes a sanitizer makes of each byte the relay touches:
     ThreadSanitizer keeps 4 bytes of shadow (and meta) for each; under
@@ -787,14 +774,14 @@ def test_idle_memory(relay_factory):
             _big_refused(c, 512)
     _close_all(_open_idle(relay, 10))
     time.sleep(0.3)
-    base = _memory_kib(pid)
+    base = anon_kib(pid)
     conns = _open_idle(relay, n)
     time.sleep(0.3)
-    idle = _memory_kib(pid)
+    idle = anon_kib(pid)
     _close_all(conns)
     conns = _open_idle(relay, n)
     time.sleep(0.3)
-    again = _memory_kib(pid)
+    again = anon_kib(pid)
     _close_all(conns)
 
     factor = _shadow_factor(pid)
