@@ -94,6 +94,7 @@ struct config_queue {
 	uint64_t delay_warning; /* ms; 0 = off */
 	enum config_sync sync;
 	uint64_t map_size; /* bytes, LMDB map */
+	uint64_t min_free_space; /* bytes kept free on the queue's fs */
 };
 
 struct config_dns {

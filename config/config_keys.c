@@ -111,6 +111,8 @@ const struct config_key config_keys[] = {
 	    .names = sync_names, RESTART),
 	KEY(QUEUE, "map_size", SIZE, "8G", 64 * KB, 1 * TB,
 	    FIELD(queue.map_size), RESTART),
+	KEY(QUEUE, "min_free_space", SIZE, "100M", 0, 1 * TB,
+	    FIELD(queue.min_free_space), RESTART),
 
 	KEY(DNS, "servers", ADDRS, "", 0, 0, FIELD(dns.servers),
 	    COUNT(dns.nservers), .port = 53, RESTART),

@@ -14,7 +14,8 @@
  * recovery) use short read transactions and never block the committer.
  *
  * A failed commit (map full, disk full, I/O error) aborts the whole
- * transaction: nothing of it is on disk. An I/O error (a failed sync) is
+ * transaction: nothing of it is on disk. Disk full is -ENOSPC (also when
+ * LMDB saw it as a short write), an I/O error -EIO. An I/O error (a failed sync) is
  * given to every request of the batch. Any other failure (map or disk
  * full) is retried one request per transaction, so that one oversized
  * message does not fail the small ones batched with it; each request gets
@@ -97,6 +98,21 @@ int queue_id_parse(const char *s, uint64_t *id) MTA_MUST_CHECK;
 /* Hand a request to the committer; any thread. Ownership passes to the
  * queue until it comes back on req->reply. Never blocks. */
 void queue_submit(struct queue *q, struct queue_submit *req);
+
+/*
+ * queue_room_check - is there room for a new message of size bytes (the
+ * SIZE the client declared; 0 when it did not)? The receive stage asks
+ * at MAIL and again before 354. -ENOSPC (reply 452 4.3.1) when the
+ * queue's filesystem would keep less than max([queue] min_free_space,
+ * 1.5 x max_size) + size free, or when the map has no room for new mail
+ * (its headroom, queue_space.c); else 0. max_size: the largest message
+ * the caller accepts (max_message_size). Cheap: the measure behind it is
+ * shared for about a second (queue_room.c). Any thread, once the queue
+ * is open for writing; logs event=queue-storage-low/-ok when the answer
+ * flips.
+ */
+int queue_room_check(
+    struct queue *q, uint64_t size, uint64_t max_size) MTA_MUST_CHECK;
 
 /* Number of messages in the queue (a read transaction). */
 int queue_count(struct queue *q, uint64_t *n) MTA_MUST_CHECK;

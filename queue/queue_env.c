@@ -232,8 +232,10 @@ queue_open(const struct config_queue *cfg, bool readonly, struct queue **out,
 		goto fail;
 	}
 	atomic_store(&q->last_id, last);
-	if (!readonly)
+	if (!readonly) {
 		q->chan = chan_new();
+		queue_room_init(q, cfg->min_free_space);
+	}
 	*out = q;
 	return 0;
 fail:

@@ -29,6 +29,13 @@
 #define QUEUE_SPACE_RESERVE (128ull << 20) /* bytes */
 /* ... and per queued message, for its envelope to grow on deferral. */
 #define QUEUE_SPACE_MSG_SLACK 256 /* bytes */
+/* queue_room_check (queue_room.c): how long a measure is reused, and
+ * the map room a new transaction needs beyond its declared size. */
+#define QUEUE_ROOM_MS      1000           /* ms */
+#define QUEUE_ROOM_MAP_MIN (256ull << 10) /* bytes */
+/* A failed write with less than this free on the filesystem ran out of
+ * space (LMDB reports a short write as EIO). */
+#define QUEUE_ROOM_SHORT (1ull << 20) /* bytes */
 
 /* The committer's view of the map during one write transaction. */
 struct queue_space {
@@ -56,6 +63,13 @@ struct queue {
 	struct chan_msg stop;     /* QUEUE_REQ_STOP, sent by queue_close */
 	struct queue_space space; /* committer thread only; per txn */
 	bool space_full;          /* committer thread only; for the log */
+	uint64_t min_free;        /* bytes, [queue] min_free_space */
+
+	/* queue_room_check()'s last measure, shared by every thread */
+	_Atomic uint64_t chk_ms;       /* monotonic ms taken; 0: stale */
+	_Atomic uint64_t chk_fs_free;  /* bytes free on the filesystem */
+	_Atomic uint64_t chk_map_room; /* bytes new mail may add to the map */
+	atomic_bool chk_low;           /* refusing; for the log */
 
 	_Atomic uint64_t st_commits; /* see struct queue_stats */
 	_Atomic uint64_t st_done;
@@ -76,6 +90,19 @@ uint64_t queue_space_limit(uint64_t map_pages, uint64_t psize);
  * written), or another negative errno. Committer thread only. */
 int queue_space_take(struct queue *q, MDB_txn *txn, struct queue_space *sp,
     size_t bytes) MTA_MUST_CHECK;
+/* Bytes new mail may still add to the map, from the last committed
+ * state (a read transaction and a pass over the freelist).
+ * 0 or a negative errno. Any thread. */
+int queue_space_room(struct queue *q, uint64_t *bytes) MTA_MUST_CHECK;
+
+/* queue_room.c */
+/* rc from a failed write transaction, with a short write on a full
+ * filesystem (EIO from LMDB) told as -ENOSPC; any thread. */
+int queue_room_io_err(struct queue *q, int rc);
+/* The first measure, at open (writer only). */
+void queue_room_init(struct queue *q, uint64_t min_free);
+/* The next queue_room_check() measures again (space was refused). */
+void queue_room_stale(struct queue *q);
 
 /* queue_note.c */
 /* Tell the listener, if any, of the new message s (borrowed). */

@@ -48,7 +48,9 @@
  * reuse them yet; readers here are short (queue_scan batches), and if a
  * submit then hits MDB_MAP_FULL it still fails cleanly with -ENOSPC.
  *
- * Thread: the committer only (inside queue_txn_run).
+ * Thread: the committer only (inside queue_txn_run), but for
+ * queue_space_room(), which any thread may call (queue_room.c: the check
+ * at MAIL).
  */
 #include "queue_int.h"
 
@@ -173,5 +175,29 @@ queue_space_take(
 	}
 	sp->used += need;
 	queue_space_report(q, sp, false);
+	return 0;
+}
+
+int
+queue_space_room(struct queue *q, uint64_t *bytes)
+{
+	struct queue_space sp = {0};
+	MDB_txn *txn;
+	uint64_t freep;
+	int rc;
+
+	*bytes = 0;
+	if ((rc = queue_env_read_begin(q, &txn)) != 0)
+		return rc;
+	rc = queue_space_measure(q, txn, &sp);
+	mdb_txn_abort(txn);
+	if (rc != 0)
+		return rc;
+	/* The freelist always: this runs about once a second at most. */
+	if ((rc = queue_space_free_pages(q, &freep)) != 0)
+		return rc;
+	sp.used = freep < sp.used ? sp.used - freep : 0;
+	if (sp.used < sp.limit)
+		*bytes = (sp.limit - sp.used) * sp.psize;
 	return 0;
 }

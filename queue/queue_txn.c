@@ -11,8 +11,9 @@
  * Only after mdb_txn_commit() has returned does each request go back on
  * its own reply chan with its status: the caller may then say 250.
  *
- * Failure. A failed write aborts the transaction whole. A failed sync
- * (-EIO) fails the whole batch: its data may or may not have reached the
+ * Failure. A failed write aborts the transaction whole. A short write
+ * on a full filesystem is -ENOSPC, not -EIO (queue_room_io_err). A
+ * failed sync (-EIO) fails the whole batch: its data may or may not have reached the
  * disk, and nothing of it is visible. Any other failure (the map or the
  * disk is full) is retried one request per transaction, so one message
  * too big for what is left does not fail the small ones batched with it.
@@ -101,12 +102,13 @@ queue_txn_run(struct queue *q, struct chan_msg **reqs, size_t n, int *status)
 		op = queue_txn_op_find(reqs[i]->type);
 		if ((rc = op->apply(q, txn, reqs[i], &status[i])) != 0) {
 			mdb_txn_abort(txn);
-			return rc;
+			/* a put may spill pages to disk: a short write too */
+			return queue_room_io_err(q, rc);
 		}
 	}
 	/* Syncs (fdatasync, then the O_DSYNC meta page) before it returns. */
 	if ((rc = mdb_txn_commit(txn)) != 0)
-		return queue_env_err(rc);
+		return queue_room_io_err(q, queue_env_err(rc));
 	atomic_fetch_add(&q->st_commits, 1);
 	return 0;
 }
@@ -135,6 +137,9 @@ queue_txn_batch(struct queue *q, struct chan_msg **reqs, size_t n)
 			status[i] = rc;
 	}
 	for (size_t i = 0; i < n; i++) {
+		/* refused for space: the check at MAIL must know at once */
+		if (status[i] == -ENOSPC)
+			queue_room_stale(q);
 		atomic_fetch_add(
 		    status[i] == 0 ? &q->st_done : &q->st_failed, 1);
 		queue_txn_op_find(reqs[i]->type)->done(q, reqs[i], status[i]);

@@ -281,6 +281,14 @@ cb_inflight_release(void *arg, size_t n)
 	atomic_fetch_sub(&r->inflight, n);
 }
 
+static bool
+cb_room(void *arg, uint64_t size, uint64_t max_size)
+{
+	struct receive *r = arg;
+
+	return queue_room_check(r->q, size, max_size) == 0;
+}
+
 /* ---- accepting ---- */
 
 /* Over a limit: one line, written while the socket buffer is surely
@@ -663,6 +671,8 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.inflight_reserve = cb_inflight_reserve;
 	sn->scfg.inflight_release = cb_inflight_release;
 	sn->scfg.inflight_arg = r;
+	sn->scfg.room = cb_room;
+	sn->scfg.room_arg = r;
 }
 
 /* SO_REUSEPORT would let us share a port with another process of the

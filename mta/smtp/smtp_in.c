@@ -109,6 +109,7 @@ struct smtp_in {
 	struct buf env;
 	size_t nrcpts;
 	bool smtputf8;
+	uint64_t declared; /* MAIL SIZE=, bytes; 0: none */
 
 	/* DATA */
 	struct buf body; /* Received header + message */
@@ -244,6 +245,20 @@ smtp_in_reserve(struct smtp_in *s, size_t n)
 	return true;
 }
 
+/* The queue's filesystem or map is too full for a message of size
+ * bytes: 452 4.3.1 before the client sends a body (Postfix refuses at
+ * MAIL the same way). */
+static bool
+smtp_in_room(struct smtp_in *s, uint64_t size, struct buf *out)
+{
+	if (s->cfg->room == NULL ||
+	    s->cfg->room(s->cfg->room_arg, size, s->cfg->max_message_size))
+		return true;
+	smtp_in_reply(s, out, "452 4.3.1 Insufficient system storage");
+	log_event("event=rejected client=%s reason=storage", s->peer.addr);
+	return false;
+}
+
 /* Forget the transaction: envelope, body and their budget. */
 static void
 smtp_in_tx_reset(struct smtp_in *s)
@@ -252,6 +267,7 @@ smtp_in_tx_reset(struct smtp_in *s)
 	buf_fini(&s->body);
 	s->nrcpts = 0;
 	s->smtputf8 = false;
+	s->declared = 0;
 	s->hdrlen = 0;
 	s->id = 0;
 	memset(&s->d, 0, sizeof(s->d));
@@ -581,6 +597,8 @@ smtp_in_proceed_mail(
 		    p.size);
 		return;
 	}
+	if (!smtp_in_room(s, p.has_size ? p.size : 0, out))
+		return;
 	/* Sender and every recipient, each with its NUL. */
 	max = ((size_t)s->cfg->max_recipients + 1) * (SMTP_PARSE_PATH_MAX + 1);
 	buf_init(&s->env, max);
@@ -591,6 +609,7 @@ smtp_in_proceed_mail(
 		return;
 	}
 	s->smtputf8 = p.smtputf8;
+	s->declared = p.has_size ? p.size : 0;
 	smtp_in_enter_state(s, SMTP_IN_S_MAIL);
 	smtp_in_reply(s, out, "250 2.1.0 Ok");
 }
@@ -660,6 +679,9 @@ smtp_in_proceed_data(
 	size_t want, bodymax;
 
 	(void)cmd;
+	/* Again: the disk may have filled since MAIL. */
+	if (!smtp_in_room(s, s->declared, out))
+		return;
 	/* Hold a first slice of the budget; the rest grows with the body. */
 	want = SMTP_IN_RESERVE_STEP;
 	if (!smtp_in_reserve(s, want)) {

@@ -65,6 +65,11 @@ struct smtp_in_cfg {
 	bool (*inflight_reserve)(void *arg, size_t n);
 	void (*inflight_release)(void *arg, size_t n);
 	void *inflight_arg;
+	/* Room in the queue for a message of size bytes (0: undeclared)?
+	 * Asked at MAIL and before 354; false -> 452 4.3.1. May be NULL
+	 * (always room). Any thread. */
+	bool (*room)(void *arg, uint64_t size, uint64_t max_size);
+	void *room_arg;
 };
 
 /* The connection, as the loop knows it. */
