@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -35,9 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/chan.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/xalloc.h"
 #include "auth/auth.h"
@@ -47,7 +50,11 @@
 #include "net/uring.h"
 #include "receive/receive_conn.h"
 
-#define ACCEPT_RETRY_MS 100 /* after EMFILE and friends */
+#define ACCEPT_RETRY_MS 100  /* after EMFILE and friends */
+#define ACCEPT_LOG_MS   1000 /* at most one accept error line per this */
+#define ACCEPT_SHED_MAX 64   /* clients refused per round at EMFILE */
+#define BIND_WAIT_MS    5000 /* for a dead relay's listener to go */
+#define BIND_STEP_MS    50
 #define IPTAB_BUCKETS   4096
 
 struct rthread;
@@ -73,6 +80,7 @@ struct rthread {
 	uint64_t chan_val;
 	struct listener *ls;
 	size_t nls, nls_open;
+	int spare; /* a descriptor given back at EMFILE (accept_shed) */
 	struct rconn_env env; /* shutting/deadline flags live here */
 	struct rconns *conns; /* receive_conn.c */
 	bool finishing;       /* loop is being wound down */
@@ -126,6 +134,9 @@ struct receive {
 	atomic_uint nconns;            /* live connections, all threads */
 	atomic_uint_fast64_t inflight; /* body bytes reserved */
 	atomic_uint running;           /* threads not yet finished */
+	_Atomic uint64_t acc_log_ms; /* mono ms of the last accept error line */
+	atomic_ulong acc_errs;       /* accept errors since that line */
+	atomic_ulong acc_shed;       /* clients refused since that line */
 	struct iptab ip;
 };
 
@@ -309,6 +320,64 @@ reject(struct rthread *t, int fd, const char *addr, bool tls)
 		log_event("event=disconnect client=%s reason=limit", addr);
 }
 
+/*
+ * Out of descriptors (EMFILE, ENFILE): the kernel cannot hand us the
+ * clients waiting in the backlog, so they would hang until their own
+ * timeout. Give back the spare descriptor kept for this, accept them one
+ * by one into its slot, tell each 421 4.3.2 and close it, then take the
+ * spare again. Another thread may grab the slot meanwhile: then the
+ * accept fails too and we try again on the next round (the retry timer).
+ * Returns the clients refused.
+ */
+static unsigned long
+accept_shed(struct listener *ls)
+{
+	struct rthread *t = ls->t;
+	char line[CONFIG_HOST_MAX + 80];
+	unsigned long n = 0;
+	int fd, len;
+
+	len = snprintf(line, sizeof(line),
+	    "421 4.3.2 %s Service temporarily unavailable, try again later\r\n",
+	    rs_server(t)->hostname);
+	if (t->spare >= 0)
+		close(t->spare);
+	while (
+	    n < ACCEPT_SHED_MAX && (fd = accept4(ls->fd, NULL, NULL,
+	                                SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		if (len > 0 && !ls->tls)
+			(void)send(
+			    fd, line, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(fd);
+		n++;
+	}
+	t->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return n;
+}
+
+/* An accept failed: at most one line per ACCEPT_LOG_MS for all threads,
+ * saying how many failed and how many clients got a 421 since the last
+ * one (a line every retry would flood the log while out of fds). */
+static void
+accept_error_log(struct listener *ls, int res, unsigned long shed)
+{
+	struct receive *r = ls->t->r;
+	uint64_t now = clock_mono_ms(), last;
+
+	atomic_fetch_add(&r->acc_errs, 1);
+	atomic_fetch_add(&r->acc_shed, shed);
+	last = atomic_load(&r->acc_log_ms);
+	if (last != 0 && now - last < ACCEPT_LOG_MS)
+		return;
+	if (!atomic_compare_exchange_strong(
+	        &r->acc_log_ms, &last, now ? now : 1))
+		return;
+	log_warnx("receive: accept on %s: %s (errors=%lu refused_421=%lu "
+	          "in the last %d ms; retrying every %d ms)",
+	    ls->text, strerror(-res), atomic_exchange(&r->acc_errs, 0),
+	    atomic_exchange(&r->acc_shed, 0), ACCEPT_LOG_MS, ACCEPT_RETRY_MS);
+}
+
 /* The numeric address and port of the peer of fd; false when it has
  * gone already. */
 static bool
@@ -427,8 +496,8 @@ listener_acc_cb(struct uring_op *op, int res, unsigned flags,
 		return;
 	}
 	if (res < 0) {
-		log_warnx(
-		    "receive: accept on %s: %s", ls->text, strerror(-res));
+		accept_error_log(ls, res,
+		    res == -EMFILE || res == -ENFILE ? accept_shed(ls) : 0);
 		uring_timeout(t->l, &ls->retry, ACCEPT_RETRY_MS);
 	} else
 		listener_arm(ls);
@@ -675,6 +744,41 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.room_arg = r;
 }
 
+/*
+ * One address, bound exclusively. A relay killed a moment ago may still
+ * hold it: the kernel releases a dead process's io_uring, and the
+ * listeners its requests hold, asynchronously, some milliseconds after
+ * the process is gone. So EADDRINUSE is retried every BIND_STEP_MS for
+ * BIND_WAIT_MS, with one line saying so; a port held by a live process
+ * still fails, BIND_WAIT_MS later.
+ *
+ * Why not bind beside the lingering socket with SO_REUSEPORT: the kernel
+ * would spread new connections over both, and those queued on the dead
+ * one are reset when it is released: lost, not delayed.
+ */
+static int
+listen_probe_one(const struct config_addr *a, char *err, size_t errlen)
+{
+	const struct timespec step = {0, BIND_STEP_MS * 1000000L};
+	uint64_t start = clock_mono_ms();
+	bool said = false;
+	int res, fd;
+
+	while ((res = listen_one(a, false, &fd, err, errlen)) == -EADDRINUSE &&
+	       clock_mono_ms() - start < BIND_WAIT_MS) {
+		if (!said)
+			log_warnx("listen %s: address in use; waiting up to "
+			          "%d ms for it to be released (a relay that "
+			          "just died may still hold it)",
+			    a->text, BIND_WAIT_MS);
+		said = true;
+		(void)nanosleep(&step, NULL);
+	}
+	if (res == 0)
+		close(fd);
+	return res;
+}
+
 /* SO_REUSEPORT would let us share a port with another process of the
  * same user (another mta): probe each address exclusively first, so a
  * busy port is an error, not a silent split. */
@@ -683,18 +787,16 @@ listen_probe(const struct config_server *cs, char *err, size_t errlen)
 {
 	size_t nls = cs->nlisten + cs->nlisten_tls;
 	bool ltls;
-	int res, fd;
+	int res;
 
 	if (nls == 0) {
 		snprintf(err, errlen, "listen: no address configured");
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < nls; i++) {
-		if ((res = listen_one(listen_addr(cs, i, &ltls), false, &fd,
-		         err, errlen)) < 0)
+	for (size_t i = 0; i < nls; i++)
+		if ((res = listen_probe_one(
+		         listen_addr(cs, i, &ltls), err, errlen)) < 0)
 			return res;
-		close(fd);
-	}
 	return 0;
 }
 
@@ -711,6 +813,12 @@ thread_init(struct receive *r, unsigned i, char *err, size_t errlen)
 	t->idx = i;
 	t->snap = &r->boot;
 	t->chan = chan_new();
+	/* no descriptor is left for it at EMFILE: taken now */
+	if ((t->spare = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+		res = -errno;
+		snprintf(err, errlen, "/dev/null: %s", strerror(-res));
+		return res;
+	}
 	t->ls = xcalloc(nls, sizeof(*t->ls));
 	for (size_t j = 0; j < nls; j++) {
 		struct listener *ls = &t->ls[j];
@@ -785,6 +893,8 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	sem_init(&r->start_sem, 0, 0);
 	snap_fill(r, &r->boot, cs, ca, users != NULL);
 	r->th = xcalloc(r->nth, sizeof(*r->th));
+	for (unsigned i = 0; i < r->nth; i++)
+		r->th[i].spare = -1;
 	for (unsigned i = 0; i < r->nth; i++)
 		if ((res = thread_init(r, i, err, errlen)) < 0) {
 			receive_free(r);
@@ -877,6 +987,8 @@ receive_free(struct receive *r)
 
 		rconns_free(t->conns);
 		snap_unref(t->snap);
+		if (t->spare >= 0)
+			close(t->spare);
 		for (size_t j = 0; j < t->nls; j++)
 			if (t->ls[j].open)
 				close(t->ls[j].fd);

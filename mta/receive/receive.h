@@ -49,7 +49,8 @@ enum receive_msg_type {
  * certificate is set (STARTTLS on listen, implicit TLS on listen_tls) and
  * load the auth users file when one is set (AUTH PLAIN and LOGIN). No
  * thread runs yet, and nothing else is touched, so call it first: a busy
- * port or a bad file fails fast.
+ * port or a bad file fails fast. A port in use is retried for up to 5 s
+ * (one warning line): a relay killed a moment ago may still hold it.
  * server, tls, auth: the [server], [tls] and [auth] sections, borrowed;
  * they must outlive the receive stage (listeners, threads and
  * max_inflight keep these values; sessions get them until a reload).
