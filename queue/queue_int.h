@@ -101,6 +101,8 @@ int queue_space_room(struct queue *q, uint64_t *bytes) MTA_MUST_CHECK;
 int queue_room_io_err(struct queue *q, int rc);
 /* The first measure, at open (writer only). */
 void queue_room_init(struct queue *q, uint64_t min_free);
+/* A new message of about bytes bytes was committed (committer). */
+void queue_room_spent(struct queue *q, uint64_t bytes);
 /* The next queue_room_check() measures again (space was refused). */
 void queue_room_stale(struct queue *q);
 

@@ -14,11 +14,14 @@
  *
  * Cost. MAIL is hot (tens of thousands a second), so a measure (one
  * statvfs; one read transaction and a pass over the freelist) is shared
- * by every thread for QUEUE_ROOM_MS. Within twice the limit of a full
- * filesystem the statvfs is made on every check instead, so a burst
- * cannot overshoot by a second's worth of mail; the committer makes the
- * measure stale whenever it refuses space (queue_room_stale), so the
- * first refusal at commit turns into refusals at MAIL at once.
+ * by every thread for QUEUE_ROOM_MS. Between measures, the committer
+ * takes what it stores off the shared values (queue_room_spent), so our
+ * own mail is counted at once; what other processes write is seen at
+ * the next measure. Within twice the limit of a full filesystem the
+ * statvfs is made on every check instead, so a burst cannot overshoot by
+ * a second's worth of mail; the committer makes the measure stale
+ * whenever it refuses space (queue_room_stale), so the first refusal at
+ * commit turns into refusals at MAIL at once.
  *
  * Short writes. LMDB reports a write that stopped short (the filesystem
  * filled up in the middle of it) as EIO, like a failed disk; a write
@@ -56,11 +59,29 @@ queue_room_fs(const struct queue *q, bool root, uint64_t *bytes)
 int
 queue_room_io_err(struct queue *q, int rc)
 {
-	uint64_t left;
+	uint64_t left = 0;
 
 	if (rc != -EIO || queue_room_fs(q, geteuid() == 0, &left) != 0)
 		return rc;
 	return left < QUEUE_ROOM_SHORT ? -ENOSPC : rc;
+}
+
+/* Take bytes off a shared value, stopping at 0. */
+static void
+queue_room_sub(_Atomic uint64_t *v, uint64_t bytes)
+{
+	uint64_t old = atomic_load(v);
+
+	while (!atomic_compare_exchange_weak(
+	    v, &old, old > bytes ? old - bytes : 0))
+		;
+}
+
+void
+queue_room_spent(struct queue *q, uint64_t bytes)
+{
+	queue_room_sub(&q->chk_fs_free, bytes);
+	queue_room_sub(&q->chk_map_room, bytes);
 }
 
 void

@@ -151,8 +151,10 @@ queue_submit_done(struct queue *q, struct chan_msg *m, int status)
 
 	/* the scheduler hears of it before the client does: no window in
 	 * which a 250 was sent for a message delivery does not know of */
-	if (status == 0)
+	if (status == 0) {
 		queue_note_new(q, s);
+		queue_room_spent(q, buf_avail(&s->body));
+	}
 	s->status = status;
 	s->msg.type = QUEUE_DONE_SUBMIT;
 	chan_send(s->reply, &s->msg);
