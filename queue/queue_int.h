@@ -32,7 +32,7 @@
 /* queue_room_check (queue_room.c): how long a measure is reused, and
  * the map room a new transaction needs beyond its declared size. */
 #define QUEUE_ROOM_MS      1000           /* ms */
-#define QUEUE_ROOM_MAP_MIN (256ull << 10) /* bytes */
+#define QUEUE_ROOM_MAP_MIN (64ull << 10) /* bytes */
 /* A failed write with less than this free on the filesystem ran out of
  * space (LMDB reports a short write as EIO). */
 #define QUEUE_ROOM_SHORT (1ull << 20) /* bytes */
