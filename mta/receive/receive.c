@@ -373,9 +373,9 @@ accept_error_log(struct listener *ls, int res, unsigned long shed)
 	        &r->acc_log_ms, &last, now ? now : 1))
 		return;
 	log_warnx("receive: accept on %s: %s (errors=%lu refused_421=%lu "
-	          "in the last %d ms; retrying every %d ms)",
+	          "since the last such line; retrying every %d ms)",
 	    ls->text, strerror(-res), atomic_exchange(&r->acc_errs, 0),
-	    atomic_exchange(&r->acc_shed, 0), ACCEPT_LOG_MS, ACCEPT_RETRY_MS);
+	    atomic_exchange(&r->acc_shed, 0), ACCEPT_RETRY_MS);
 }
 
 /* The numeric address and port of the peer of fd; false when it has
