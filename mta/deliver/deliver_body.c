@@ -9,7 +9,9 @@
  * 2 GiB message costs DELIVER_BODY_CHUNK like any other. A reservation
  * over the budget fails with -EAGAIN and the worker keeps the job
  * waiting; one that finds the budget unused always succeeds, so a job
- * can never wait for ever.
+ * can never wait for ever. A converted (7-bit) copy is the exception:
+ * the conversion needs the whole message, so it is made in memory, only
+ * for a host that does not offer 8BITMIME, and counted while held.
  *
  * Thread: the worker thread running the job; the budget is atomic.
  */
@@ -20,6 +22,7 @@
 #include "base/xalloc.h"
 #include "deliver/deliver_body.h"
 #include "deliver/deliver_int.h"
+#include "deliver/mime_7bit.h"
 #include "queue/queue.h"
 
 static bool
@@ -94,12 +97,54 @@ dbody_has_8bit(struct dbody *b, bool *yes)
 	return 0;
 }
 
+/* Read the whole message and convert it; only a read error fails. */
+static int
+conv_make(struct dbody *b)
+{
+	struct buf in, out;
+	int rc;
+
+	buf_init(&in, (size_t)b->total);
+	if ((rc = queue_body_get(b->d->q, b->id, &in)) != 0) {
+		buf_fini(&in);
+		return rc == -ENOBUFS ? -EIO : rc;
+	}
+	buf_init(&out, mime_7bit_bound(buf_avail(&in)));
+	b->conv_st = mime_7bit_convert(buf_peek(&in), buf_avail(&in), &out);
+	buf_fini(&in);
+	if (b->conv_st == MIME_7BIT_OK) {
+		b->conv = buf_take(&out, &b->conv_len);
+		atomic_fetch_add(&b->d->body_inflight, b->conv_len);
+	}
+	buf_fini(&out);
+	b->conv_done = true;
+	return 0;
+}
+
+int
+dbody_7bit(void *arg, const uint8_t **body, size_t *len, const char **why)
+{
+	struct dbody *b = arg;
+	int rc;
+
+	if (!b->conv_done && (rc = conv_make(b)) != 0)
+		return rc;
+	if (b->conv_st != MIME_7BIT_OK) {
+		*why = mime_7bit_reason(b->conv_st);
+		return 1;
+	}
+	*body = b->conv;
+	*len = b->conv_len;
+	return 0;
+}
+
 void
 dbody_close(struct dbody *b)
 {
 	if (b->chunk == NULL)
 		return;
-	atomic_fetch_sub(&b->d->body_inflight, b->cap);
+	atomic_fetch_sub(&b->d->body_inflight, b->cap + b->conv_len);
+	free(b->conv);
 	free(b->chunk);
 	*b = (struct dbody){0};
 }

@@ -254,6 +254,19 @@ job_body_failed(struct djob *dj, int rc)
 	job_finish(dj);
 }
 
+/* A UTF-8 envelope (RFC 6531): the sender or a recipient of this job
+ * not in ASCII needs a host that offers SMTPUTF8, or bounces 5.6.7. */
+static bool
+job_utf8(const struct djob *dj)
+{
+	if (mem_has_8bit(dj->sj->from, strlen(dj->sj->from)))
+		return true;
+	for (size_t i = 0; i < dj->nleft; i++)
+		if (mem_has_8bit(dj->addrs[i], strlen(dj->addrs[i])))
+			return true;
+	return false;
+}
+
 /* The targets are known: take the body's chunk from the budget (or wait
  * for it), learn what the body needs, then go. */
 static void
@@ -283,6 +296,8 @@ job_targets_ready(struct djob *dj)
 	dj->job.body_peek = dbody_peek;
 	dj->job.body_arg = &dj->body;
 	dj->job.need_8bitmime = eight;
+	dj->job.body_7bit = dbody_7bit;
+	dj->job.need_smtputf8 = job_utf8(dj);
 	job_try(dj);
 }
 

@@ -34,10 +34,10 @@
 #include "base/compat.h"
 
 enum mime_7bit_status {
-	MIME_7BIT_OK,        /* out holds the 7-bit message */
-	MIME_7BIT_HEADER,    /* 8-bit bytes in a header field */
-	MIME_7BIT_MESSAGE,   /* 8-bit bytes inside a message (message/...) part */
-	MIME_7BIT_ENCODED,   /* 8-bit bytes in a base64 or QP part */
+	MIME_7BIT_OK,      /* out holds the 7-bit message */
+	MIME_7BIT_HEADER,  /* 8-bit bytes in a header field */
+	MIME_7BIT_MESSAGE, /* 8-bit bytes inside a message (message/...) part */
+	MIME_7BIT_ENCODED, /* 8-bit bytes in a base64 or QP part */
 	MIME_7BIT_STRUCTURE, /* multipart without boundary, 8-bit preamble
 				or epilogue, nesting over MIME_7BIT_DEPTH */
 	MIME_7BIT_TOO_BIG,   /* the result would not fit in out->max */

@@ -104,6 +104,7 @@ struct smtp_out {
 	bool mail_failed;
 	size_t naccepted;
 	bool discard_dot; /* "." only closes a DATA nobody needs */
+	char dgtext[SMTP_OUT_TEXT_MAX + 1]; /* why a downgrade failed */
 
 	size_t bpos;   /* body bytes consumed */
 	bool bol;      /* at the start of a line */
@@ -612,6 +613,43 @@ tx_pump(struct smtp_out *s, struct buf *out)
 	return SMTP_OUT_READ;
 }
 
+/*
+ * An 8-bit body for a server without 8BITMIME (RFC 6152 section 3): take
+ * the caller's 7-bit form of it instead, whole, for the rest of the job;
+ * false with res set when there is none (5.6.3) or it cannot be read.
+ */
+static bool
+tx_downgrade(struct smtp_out *s, struct smtp_out_result *res)
+{
+	struct smtp_out_job *j = &s->job;
+	const char *why = "no conversion available";
+	const uint8_t *b = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!j->need_8bitmime || s->ehlo.eightbitmime)
+		return true;
+	rc = j->body_7bit ? j->body_7bit(j->body_arg, &b, &n, &why) : 1;
+	if (rc < 0) {
+		result_local(res, SMTP_OUT_TEMPFAIL, "4.3.0",
+		    "cannot read the message to convert it to 7 bits");
+		return false;
+	}
+	if (rc > 0) {
+		(void)str_fmt(s->dgtext, sizeof(s->dgtext),
+		    "message has 8-bit content, host does not offer 8BITMIME, "
+		    "and the conversion to 7 bits is not possible: %s",
+		    why);
+		result_local(res, SMTP_OUT_PERMFAIL, "5.6.3", s->dgtext);
+		return false;
+	}
+	j->body = b;
+	j->body_len = n;
+	j->body_peek = NULL;
+	j->need_8bitmime = false;
+	return true;
+}
+
 /* Refuse a whole job before MAIL; true when it was refused. */
 static bool
 tx_refuse(struct smtp_out *s)
@@ -625,6 +663,8 @@ tx_refuse(struct smtp_out *s)
 	else if (j->need_smtputf8 && !s->ehlo.smtputf8)
 		result_local(&res, SMTP_OUT_PERMFAIL, "5.6.7",
 		    "SMTPUTF8 is required, but was not offered by host");
+	else if (!tx_downgrade(s, &res))
+		;
 	else if (s->ehlo.size && s->ehlo.size_max > 0 &&
 	         j->body_len > s->ehlo.size_max)
 		result_local(&res, SMTP_OUT_PERMFAIL, "5.3.4",

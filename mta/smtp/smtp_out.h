@@ -28,6 +28,8 @@
  * caller's (ptr, len), or chunk by chunk from its body_peek, with
  * dot-stuffing; CRLF line ends are guaranteed
  * (a bare LF or bare CR becomes CRLF), the final ".\r\n" is added.
+ * An 8-bit body goes to a server without 8BITMIME only as the caller
+ * converts it (job body_7bit, RFC 6152), in one piece.
  *
  * Outcomes are decided here, where the replies are: per recipient 2xx
  * OK, 4xx TEMPFAIL, 5xx PERMFAIL; a recipient accepted at RCPT takes the
@@ -145,7 +147,17 @@ struct smtp_out_job {
 	 * even between CR and LF or after a line's leading dot. */
 	const uint8_t *(*body_peek)(void *arg, size_t off, size_t *n);
 	void *body_arg;
-	bool need_8bitmime;              /* send BODY=8BITMIME when offered */
+	bool need_8bitmime; /* 8-bit content: BODY=8BITMIME when offered,
+			       else body_7bit */
+	/* The message in 7 bits, for a server that did not offer 8BITMIME
+	 * (RFC 6152 section 3), asked for (with body_arg) only then, before
+	 * MAIL: 0 with *body and *len set (borrowed as body is; sent whole
+	 * instead of body or body_peek, SIZE= included); 1 when it cannot
+	 * be converted (every recipient fails 5.6.3; *why a static reason);
+	 * a negative errno when it cannot be read (every recipient is
+	 * deferred 4.3.0, the host not failed). NULL: never convertible. */
+	int (*body_7bit)(
+	    void *arg, const uint8_t **body, size_t *len, const char **why);
 	bool need_smtputf8;              /* SMTPUTF8 required (else 5.6.7) */
 	struct smtp_out_result *results; /* out: nrcpts entries, filled in
 					    by JOB_DONE */
@@ -184,8 +196,9 @@ enum smtp_out_action smtp_out_flushed(struct smtp_out *s, struct buf *out);
  * of the previous job are then forgotten; the session sends RSET before
  * MAIL when the previous transaction was left open, see DESIGN). On a
  * session that can no longer carry a job, or one refused before MAIL
- * (SIZE too big for the host, SMTPUTF8 not offered, bad addresses),
- * returns JOB_DONE at once.
+ * (SIZE too big for the host, SMTPUTF8 not offered, an 8-bit body
+ * neither offered 8BITMIME nor convertible, bad addresses), returns
+ * JOB_DONE at once.
  */
 enum smtp_out_action smtp_out_job_set(
     struct smtp_out *s, const struct smtp_out_job *job, struct buf *out);

@@ -12,6 +12,8 @@
  * time, and must behave the same. WRITE actions are drained as the loop
  * would: out is "sent", then smtp_out_flushed().
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@ struct tjob {
 	const char *rcpts[TMAX_RCPTS]; /* NULL-terminated */
 	const char *body;
 	bool b8, utf8;
+	int conv; /* body_7bit: 0 none, 1 converts, 2 cannot, 3 read error */
 };
 
 struct tstep {
@@ -117,6 +120,29 @@ server_sends(struct run *r, const char *p)
 	return act;
 }
 
+/* The caller's 7-bit form (a lone "." line in it, to be stuffed). */
+#define CONV7                                                                \
+	"Subject: hi\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" \
+	"=E9\r\n.\r\n" /* 68 bytes */
+#define CONV7_WIRE                                                           \
+	"Subject: hi\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" \
+	"=E9\r\n..\r\n.\r\n"
+
+static int
+body7(void *arg, const uint8_t **body, size_t *len, const char **why)
+{
+	switch ((intptr_t)arg) {
+	case 1:
+		*body = (const uint8_t *)CONV7;
+		*len = strlen(CONV7);
+		return 0;
+	case 2:
+		*why = "the test says so";
+		return 1;
+	}
+	return -EIO;
+}
+
 static void
 job_load(struct run *r)
 {
@@ -133,6 +159,10 @@ job_load(struct run *r)
 	r->job.body_len = strlen(t->body);
 	r->job.need_8bitmime = t->b8;
 	r->job.need_smtputf8 = t->utf8;
+	if (t->conv != 0) {
+		r->job.body_7bit = body7;
+		r->job.body_arg = (void *)(intptr_t)t->conv;
+	}
 	r->job.results = r->res;
 }
 
@@ -306,23 +336,37 @@ static const struct smtp_out_cfg cfg_auth_plaintext = {
 #define BODY2_WIRE "..dot first\r\nsecond\r\n.\r\n"
 
 static const struct tjob jobs_std[] = {
-    {"a@x.test", {"b@y.test", "c@y.test"}, BODY1, false, false},
-    {"", {"d@y.test"}, BODY2, false, false},
-    {"a@x.test", {"b@y.test", "c@y.test", "d@y.test"}, BODY1, false, false},
+    {"a@x.test", {"b@y.test", "c@y.test"}, BODY1, false, false, 0},
+    {"", {"d@y.test"}, BODY2, false, false, 0},
+    {"a@x.test", {"b@y.test", "c@y.test", "d@y.test"}, BODY1, false, false, 0},
 };
 
 static const struct tjob jobs_three[] = {
-    {"a@x.test", {"b@y.test", "c@y.test", "d@y.test"}, BODY1, false, false},
+    {"a@x.test", {"b@y.test", "c@y.test", "d@y.test"}, BODY1, false, false, 0},
 };
 
 static const struct tjob jobs_flags[] = {
-    {"a@x.test", {"b@y.test"}, BODY1, true, true},
-    {"a@x.test", {"b@y.test"}, BODY1, true, false},
+    {"a@x.test", {"b@y.test"}, BODY1, true, true, 0},
+    {"a@x.test", {"b@y.test"}, BODY1, true, false, 0},
+};
+
+#define BODY8 "Subject: hi\r\n\r\n\xe9\r\n.\r\n"
+
+static const struct tjob jobs_conv[] = {
+    {"a@x.test", {"b@y.test"}, BODY8, true, false, 1},
+    {"a@x.test", {"b@y.test"}, BODY8, true, false, 2},
+    {"a@x.test", {"b@y.test"}, BODY8, true, false, 3},
+    {"a@x.test", {"b@y.test"}, BODY8, true, false, 0},
+};
+
+/* A conversion that would fail if it were asked for. */
+static const struct tjob jobs_noconv[] = {
+    {"a@x.test", {"b@y.test"}, BODY8, true, false, 3},
 };
 
 static const struct tjob jobs_bad[] = {
-    {"a@x.test", {"b@y.test\r\nRSET", "c@y.test"}, BODY1, false, false},
-    {"a\r@x.test", {"c@y.test"}, BODY1, false, false},
+    {"a@x.test", {"b@y.test\r\nRSET", "c@y.test"}, BODY1, false, false, 0},
+    {"a\r@x.test", {"c@y.test"}, BODY1, false, false, 0},
 };
 
 #define GREET    "220 mx.y.test ESMTP\r\n"
@@ -727,6 +771,31 @@ SCRIPT(no_smtputf8, cfg_plain, jobs_flags, {'S', GREET, SMTP_OUT_READ},
     {'J', NULL, SMTP_OUT_JOB_DONE}, {'R', "P:0:5.6.7", 0}, {'U', "1", 0},
     {'J', NULL, SMTP_OUT_READ},
     {'C', "MAIL FROM:<a@x.test> BODY=8BITMIME\r\n", 0}, )
+
+/* No 8BITMIME: the converted body goes (SIZE its length, no BODY=,
+ * dot-stuffed); a conversion that is impossible or missing bounces
+ * 5.6.3, one that cannot be read defers 4.3.0, all before MAIL. */
+SCRIPT(downgrade, cfg_plain, jobs_conv, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', "250-mx.y.test\r\n250 SIZE\r\n", SMTP_OUT_IDLE},
+    {'J', NULL, SMTP_OUT_READ}, {'C', "MAIL FROM:<a@x.test> SIZE=68\r\n", 0},
+    {'S', OK_MAIL, SMTP_OUT_READ}, {'C', "RCPT TO:<b@y.test>\r\n", 0},
+    {'S', OK_RCPT, SMTP_OUT_READ}, {'C', "DATA\r\n", 0},
+    {'S', GO, SMTP_OUT_READ}, {'C', CONV7_WIRE, 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "O:250:2.0.0", 0},
+    {'J', NULL, SMTP_OUT_JOB_DONE}, {'R', "P:0:5.6.3", 0},
+    {'J', NULL, SMTP_OUT_JOB_DONE}, {'R', "T:0:4.3.0", 0},
+    {'J', NULL, SMTP_OUT_JOB_DONE}, {'R', "P:0:5.6.3", 0}, {'U', "1", 0},
+    {'H', "0", 0}, )
+
+/* With 8BITMIME the body goes as it is: no conversion is asked for. */
+SCRIPT(no_downgrade, cfg_plain, jobs_noconv, {'S', GREET, SMTP_OUT_READ},
+    {'C', EHLO, 0}, {'S', EHLO_MIN, SMTP_OUT_IDLE}, {'J', NULL, SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test> BODY=8BITMIME\r\n", 0},
+    {'S', OK_MAIL, SMTP_OUT_READ}, {'C', "RCPT TO:<b@y.test>\r\n", 0},
+    {'S', OK_RCPT, SMTP_OUT_READ}, {'C', "DATA\r\n", 0},
+    {'S', GO, SMTP_OUT_READ},
+    {'C', "Subject: hi\r\n\r\n\xe9\r\n..\r\n.\r\n", 0},
+    {'S', QUEUED, SMTP_OUT_JOB_DONE}, {'R', "O:250:2.0.0", 0}, )
 
 SCRIPT(size_too_big, cfg_plain, jobs_std, {'J', NULL, SMTP_OUT_READ},
     {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
@@ -1418,6 +1487,8 @@ static const struct harness_case cases[] = {
     {"idle_eof", test_idle_eof},
     {"mail_params", test_mail_params},
     {"no_smtputf8", test_no_smtputf8},
+    {"downgrade", test_downgrade},
+    {"no_downgrade", test_no_downgrade},
     {"size_too_big", test_size_too_big},
     {"bad_addresses", test_bad_addresses},
     {"overlong_reply", test_overlong_reply},
