@@ -587,6 +587,12 @@ smtp_in_proceed_mail(
 		smtp_in_path_error(s, out, st, true);
 		return;
 	}
+	/* Extensions were offered to EHLO only (RFC 6152, RFC 6531). */
+	if (!s->esmtp && (p.smtputf8 || p.body == SMTP_PARSE_BODY_8BITMIME)) {
+		smtp_in_error(s, out, "555 5.5.4 Unsupported option: %s",
+		    p.smtputf8 ? "SMTPUTF8" : "BODY=8BITMIME");
+		return;
+	}
 	if (p.has_size && p.size > s->cfg->max_message_size) {
 		smtp_in_reply(s, out,
 		    "552 5.3.4 Error: message size exceeds fixed limit");

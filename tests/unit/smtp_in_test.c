@@ -1373,9 +1373,27 @@ test_idle_memory(void)
 	t_close(&t);
 }
 
+/* After HELO no extension was offered: 8BITMIME and SMTPUTF8 get 555. */
+static void
+test_helo_no_extensions(void)
+{
+	struct t t;
+
+	t_open(&t);
+	CHECK(t_x(&t, "HELO client.example\r\n", "250 " HOST "\r\n"));
+	CHECK(t_x(&t, "MAIL FROM:<a@b.example> BODY=8BITMIME\r\n",
+	    "555 5.5.4 Unsupported option: BODY=8BITMIME\r\n"));
+	CHECK(t_x(&t, "MAIL FROM:<a@b.example> SMTPUTF8\r\n",
+	    "555 5.5.4 Unsupported option: SMTPUTF8\r\n"));
+	CHECK(t_x(&t, "MAIL FROM:<a@b.example> BODY=7BIT\r\n",
+	    "250 2.1.0 Ok\r\n"));
+	t_close(&t);
+}
+
 static const struct harness_case cases[] = {
     {"greeting", test_greeting},
     {"ehlo_advertise", test_ehlo_advertise},
+    {"helo_no_extensions", test_helo_no_extensions},
     {"reply_rows", test_reply_rows},
     {"nul_command", test_nul_command},
     {"relay_denied", test_relay_denied},
