@@ -129,16 +129,20 @@ class SMTPServer:
     delay      {"mail"|"rcpt"|"data"|"dot": seconds} before those replies
                (a message is recorded before the delayed reply to its dot)
     pipelining advertise PIPELINING
+    eightbitmime, smtputf8  advertise 8BITMIME (default) and SMTPUTF8
 
     Counters: connections, max_concurrent, concurrent (now); records:
     transactions (every MAIL: from, rcpts with their replies, whether
-    DATA completed, conn no, tls, the client's EHLO/HELO name), messages (each accepted message: from,
-    rcpts accepted, data = the unstuffed body bytes, tls, conn, time).
+    DATA completed, conn no, tls, the client's EHLO/HELO name, params = the
+    MAIL parameters as sent), messages (each accepted message: from,
+    rcpts accepted, data = the unstuffed body bytes, wire = the bytes as
+    sent (dot-stuffed, without the final dot), params, tls, conn, time).
     """
 
     def __init__(self, host, port, name=None, greeting="220", rcpt=None,
                  data_reply="250 2.0.0 Ok: queued", tls_cert=None, delay=None,
-                 pipelining=True, timeout=30.0):
+                 pipelining=True, timeout=30.0, eightbitmime=True,
+                 smtputf8=False):
         _loopback(host)
         self.host = host
         self.port = port
@@ -148,6 +152,8 @@ class SMTPServer:
         self.data_reply = data_reply
         self.delay = dict(delay or {})
         self.pipelining = pipelining
+        self.eightbitmime = eightbitmime
+        self.smtputf8 = smtputf8
         self.timeout = timeout
         self.ssl_ctx = None
         if tls_cert:
@@ -267,7 +273,11 @@ class SMTPServer:
         caps = [f"{self.name} greets {name}"]
         if self.pipelining:
             caps.append("PIPELINING")
-        caps += ["8BITMIME", "SIZE 104857600", "ENHANCEDSTATUSCODES"]
+        if self.eightbitmime:
+            caps.append("8BITMIME")
+        if self.smtputf8:
+            caps.append("SMTPUTF8")
+        caps += ["SIZE 104857600", "ENHANCEDSTATUSCODES"]
         if self.ssl_ctx is not None and not c.tls:
             caps.append("STARTTLS")
         return "\r\n".join(
@@ -318,7 +328,8 @@ class SMTPServer:
                     continue
                 txn = {"from": addr, "rcpts": [], "accepted": [],
                        "conn": c.no, "tls": c.tls, "data": False,
-                       "helo": c.helo, "time": time.time()}
+                       "helo": c.helo, "time": time.time(),
+                       "params": arg[5:].partition(">")[2].strip()}
                 with self.lock:
                     self.transactions.append(txn)
                 c.send("250 2.1.0 Ok")
@@ -345,11 +356,12 @@ class SMTPServer:
                     c.send("554 5.5.1 no valid recipients")
                     continue
                 c.send("354 End data with <CR><LF>.<CR><LF>")
-                body = []
+                body, wire = [], []
                 while True:
                     l = c.recv_line(limit=10 << 20)
                     if l == b".":
                         break
+                    wire.append(l + b"\r\n")
                     if l.startswith(b"."):
                         l = l[1:]
                     body.append(l + b"\r\n")
@@ -363,6 +375,7 @@ class SMTPServer:
                         self.messages.append({
                             "from": txn["from"], "rcpts": list(txn["accepted"]),
                             "data": b"".join(body), "tls": c.tls,
+                            "wire": b"".join(wire), "params": txn["params"],
                             "tls_version": c.tls_version, "conn": c.no,
                             "time": time.time()})
                 self._sleep("dot")
