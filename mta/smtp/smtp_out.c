@@ -664,7 +664,7 @@ tx_refuse(struct smtp_out *s)
 		result_local(&res, SMTP_OUT_PERMFAIL, "5.6.7",
 		    "SMTPUTF8 is required, but was not offered by host");
 	else if (!tx_downgrade(s, &res))
-		;
+		(void)0; /* res says why; the size check needs the 7-bit size */
 	else if (s->ehlo.size && s->ehlo.size_max > 0 &&
 	         j->body_len > s->ehlo.size_max)
 		result_local(&res, SMTP_OUT_PERMFAIL, "5.3.4",
