@@ -126,6 +126,10 @@ struct config_delivery {
 	uint64_t idle_timeout;           /* ms an unused connection is kept */
 	char helo_name[CONFIG_HOST_MAX]; /* "" = [server] hostname */
 	uint64_t max_inflight; /* bytes of body buffers, all workers */
+	/* destination policy (deliver/dest_policy.h) */
+	bool allow_address_literals; /* RCPT x@[1.2.3.4] accepted */
+	bool allow_private;  /* MX/A into 10/8, 172.16/12, ... fc00::/7 */
+	bool allow_loopback; /* MX/A into 127/8, ::1: tests, benchmarks */
 };
 
 /* [route DOMAIN] or [route *]. */

@@ -153,6 +153,12 @@ const struct config_key config_keys[] = {
 	/* at least one body chunk (64K), so any job can start */
 	KEY(DELIVERY, "max_inflight", SIZE, "64M", 64 * KB, 1 * TB,
 	    FIELD(delivery.max_inflight)),
+	KEY(DELIVERY, "allow_address_literals", BOOL, "no", 0, 0,
+	    FIELD(delivery.allow_address_literals)),
+	KEY(DELIVERY, "allow_private", BOOL, "no", 0, 0,
+	    FIELD(delivery.allow_private)),
+	KEY(DELIVERY, "allow_loopback", BOOL, "no", 0, 0,
+	    FIELD(delivery.allow_loopback)),
 
 	/* No default host: a route without one is an error. No default tls:
 	 * unset means [delivery] tls applies (tls_set stays false). */

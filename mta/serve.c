@@ -197,8 +197,8 @@ serve_open(const struct config *cfg, struct stages *st)
 	struct deliver_settings ds;
 	char err[1024];
 
-	if (receive_new(&cfg->server, &cfg->tls, &cfg->auth, &st->r, err,
-	        sizeof(err)) < 0)
+	if (receive_new(&cfg->server, &cfg->tls, &cfg->auth, &cfg->delivery,
+	        &st->r, err, sizeof(err)) < 0)
 		goto fail;
 	if (queue_open(&cfg->queue, false, &st->q, err, sizeof(err)) < 0)
 		goto fail;

@@ -83,6 +83,7 @@ deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
 	d->q = q;
 	d->dns = dns;
 	pthread_mutex_init(&d->hosts_lock, NULL);
+	dest_self_init(&d->self, s->server);
 	/* One context serves every policy: verification is chosen per
 	 * connection (tls_conn_client_new). */
 	if (tls_ctx_client_new(NULL, &d->tls, terr, sizeof(terr)) != 0) {
@@ -97,6 +98,7 @@ deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
 		d->workers[i] = deliver_worker_new(d, i);
 	return d;
 fail:
+	dest_self_fini(&d->self);
 	pthread_mutex_destroy(&d->hosts_lock);
 	free(d);
 	return NULL;
@@ -172,6 +174,7 @@ deliver_stop(struct deliver *d, uint64_t grace_ms)
 		free(h);
 	}
 	tls_ctx_free(d->tls);
+	dest_self_fini(&d->self);
 	pthread_mutex_destroy(&d->hosts_lock);
 	free(d);
 }

@@ -54,6 +54,9 @@ struct deliver_settings {
 	size_t nroutes;
 	const struct config_queue *queue; /* retry, max_age, delay_warning */
 	const char *hostname; /* [server]: default HELO name, bounces */
+	/* [server] listen, listen_tls: the relay's own endpoints, never a
+	 * destination (read at startup only) */
+	const struct config_server *server;
 };
 
 /* Point out at the parts of c the stage reads (c borrowed). */

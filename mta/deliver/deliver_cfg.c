@@ -21,6 +21,7 @@ deliver_settings_of(const struct config *c, struct deliver_settings *out)
 	out->nroutes = c->nroutes;
 	out->queue = &c->queue;
 	out->hostname = c->server.hostname;
+	out->server = &c->server;
 }
 
 void

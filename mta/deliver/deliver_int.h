@@ -11,6 +11,7 @@
 
 #include "base/chan.h"
 #include "deliver/deliver.h"
+#include "deliver/dest_policy.h"
 #include "deliver/schedule.h"
 
 /* chan message types of this module. A struct sched_job travels as
@@ -88,6 +89,9 @@ struct deliver {
 	/* body bytes the workers hold (a chunk buffer per job), under
 	 * [delivery] max_inflight */
 	atomic_uint_fast64_t body_inflight;
+	/* the relay's own listeners, from the startup settings; read-only
+	 * once the workers run */
+	struct dest_self self;
 };
 
 /* deliver_worker.c */

@@ -24,6 +24,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "deliver/deliver_body.h"
 #include "deliver/deliver_conn.h"
 #include "deliver/deliver_int.h"
+#include "deliver/dest_policy.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "smtp/smtp_out.h"
@@ -62,6 +64,9 @@ struct djob {
 	bool tls_failed; /* the last handshake failed under may */
 	bool tls_off;    /* so this address goes again in plain */
 	char last_err[400];
+	bool tried;        /* an address passed the policy */
+	char refused[400]; /* the first address the policy refused */
+	const char *refused_dsn;
 	struct djob *next; /* parked or waiting list */
 };
 
@@ -119,13 +124,21 @@ static void
 job_finish(struct djob *dj)
 {
 	struct sched_job *sj = dj->sj;
+	/* every address was refused by the policy, none tried: that will
+	 * not change by waiting (a retry would resolve the same) */
+	bool refused =
+	    dj->ti >= dj->ntargets && !dj->tried && dj->refused[0] != '\0';
 
 	for (size_t i = 0; i < dj->nleft; i++)
-		rcpt_set(&sj->rcpts[dj->map[i]], SCHED_OUTCOME_TEMPFAIL,
-		    "4.4.1",
-		    dj->last_err[0] ? dj->last_err
-		                    : "no host could be reached");
-	sj->dest_failed = !dj->any_reply;
+		if (refused)
+			rcpt_set(&sj->rcpts[dj->map[i]], SCHED_OUTCOME_PERMFAIL,
+			    dj->refused_dsn, dj->refused);
+		else
+			rcpt_set(&sj->rcpts[dj->map[i]], SCHED_OUTCOME_TEMPFAIL,
+			    "4.4.1",
+			    dj->last_err[0] ? dj->last_err
+			                    : "no host could be reached");
+	sj->dest_failed = !dj->any_reply && !refused;
 	sj->msg.type = DELIVER_MSG_DONE;
 	chan_send(dj->w->d->sched_chan, &sj->msg);
 	deliver_cfg_drop(&dj->cfg);
@@ -155,6 +168,33 @@ job_fail_dns(struct djob *dj, const struct dns_req *req)
 	/* a permanent answer is an answer; a DNS outage is a dest failure */
 	dj->any_reply = perm;
 	job_finish(dj);
+}
+
+/* Is the best target the relay itself (5.4.6, the job is finished)? If
+ * not, targets at or after this relay's own preference are dropped. */
+static bool
+job_loops(struct djob *dj)
+{
+	struct sched_job *sj = dj->sj;
+	char text[DNS_NAME_MAX + 40];
+	size_t n = dest_policy_prune_self(&dj->w->d->self, dj->cfg.set.hostname,
+	    dj->port, dj->targets, dj->ntargets);
+
+	if (n > 0) {
+		dj->ntargets = n;
+		return false;
+	}
+	/* as Postfix: no connection, a permanent failure */
+	str_fmt(
+	    text, sizeof(text), "mail for %s loops back to myself", sj->domain);
+	log_info("%016" PRIx64 " event=loop domain=%s", sj->id, sj->domain);
+	for (size_t i = 0; i < dj->nleft; i++)
+		rcpt_set(&sj->rcpts[dj->map[i]], SCHED_OUTCOME_PERMFAIL,
+		    "5.4.6", text);
+	dj->nleft = 0;
+	dj->any_reply = true;
+	job_finish(dj);
+	return true;
 }
 
 static void
@@ -202,7 +242,8 @@ job_start(struct deliver_worker *w, struct sched_job *sj)
 			dj->ntargets = 1;
 			dj->targets =
 			    (struct dns_target *)(void *)xmemdup(&t, sizeof(t));
-			job_targets_ready(dj);
+			if (!job_loops(dj))
+				job_targets_ready(dj);
 			return;
 		}
 	}
@@ -241,7 +282,8 @@ job_dns_done(struct djob *dj)
 	    req->targets, req->ntargets * sizeof(*req->targets));
 	free(dj->dns);
 	dj->dns = NULL;
-	job_targets_ready(dj);
+	if (!job_loops(dj))
+		job_targets_ready(dj);
 }
 
 /* The body cannot be read: not the destination's fault. */
@@ -456,6 +498,53 @@ job_connect(struct djob *dj, const struct dns_target *t,
 	return dconn_open(&dj->w->pool, &p, dj, &dj->job);
 }
 
+/* On to the next address: of this host, else of the next one. */
+static void
+job_advance(struct djob *dj)
+{
+	if (dj->ti < dj->ntargets && ++dj->ai >= dj->targets[dj->ti].naddrs) {
+		dj->ti++;
+		dj->ai = 0;
+	}
+}
+
+/* May the job connect to sa (its port set)? The check is on the very
+ * address about to be used, after every resolution. */
+static bool
+job_allowed(struct djob *dj, const struct dns_target *t,
+    const struct sockaddr_storage *sa, const char *ip)
+{
+	const struct config_delivery *dl = dj->cfg.set.delivery;
+	const struct dest_policy p = {
+	    .allow_private = dl->allow_private,
+	    .allow_loopback = dl->allow_loopback,
+	    .route = dj->route != NULL,
+	    .self = &dj->w->d->self,
+	};
+	enum dest_addr_class cls;
+	enum dest_verdict v;
+	const char *name;
+
+	v = dest_policy_check(&p, (const struct sockaddr *)sa, &cls);
+	if (v == DEST_OK)
+		return true;
+	name = dest_addr_class_name(cls);
+	log_info("%016" PRIx64 " event=dest-refused relay=%s[%s]:%u class=%s",
+	    dj->sj->id, t->name, ip, dj->port, v == DEST_SELF ? "self" : name);
+	if (dj->refused[0] != '\0')
+		return false;
+	dj->refused_dsn = v == DEST_SELF ? "5.4.6" : "5.4.4";
+	if (v == DEST_SELF)
+		str_fmt(dj->refused, sizeof(dj->refused),
+		    "mail for %s loops back to myself", dj->sj->domain);
+	else
+		str_fmt(dj->refused, sizeof(dj->refused),
+		    "mail for %s refused: %s[%s] is %s %s address",
+		    dj->sj->domain, t->name, ip,
+		    strchr("aeiou", name[0]) ? "an" : "a", name);
+	return false;
+}
+
 /* Try the current address: reuse, open, or park. */
 static void
 job_try(struct djob *dj)
@@ -473,8 +562,15 @@ job_try(struct djob *dj)
 			((struct sockaddr_in6 *)&sa)->sin6_port =
 			    htons(dj->port);
 		addr_text(&sa, ip, sizeof(ip));
+		if (!job_allowed(dj, t, &sa, ip)) {
+			job_advance(dj);
+			continue;
+		}
 		str_fmt(key, sizeof(key), "%s:%u", ip, dj->port);
 		job_bind(dj);
+		/* before the calls: `done` (even job_finish) may come from
+		 * inside them */
+		dj->tried = true;
 		if (dconn_reuse(&w->pool, key, dj, &dj->job))
 			return;
 		if (w->stopping) {
@@ -502,10 +598,7 @@ job_next_host(struct djob *dj)
 		return;
 	}
 	dj->tls_failed = dj->tls_off = false;
-	if (dj->ti < dj->ntargets && ++dj->ai >= dj->targets[dj->ti].naddrs) {
-		dj->ti++;
-		dj->ai = 0;
-	}
+	job_advance(dj);
 	job_try(dj);
 }
 

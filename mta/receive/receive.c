@@ -721,10 +721,11 @@ listen_addr(const struct config_server *cs, size_t j, bool *tls)
 	return *tls ? &cs->listen_tls[j - cs->nlisten] : &cs->listen[j];
 }
 
-/* The session settings of sn from [server] and [auth]; sn->tls is set. */
+/* The session settings of sn from [server], [auth] and [delivery]
+ * allow_address_literals; sn->tls is set. */
 static void
 snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
-    const struct config_auth *ca, bool auth_on)
+    const struct config_auth *ca, bool literals, bool auth_on)
 {
 	sn->server = cs;
 	sn->scfg.hostname = cs->hostname;
@@ -735,6 +736,7 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.auth_available = auth_on;
 	sn->scfg.auth_require_tls = ca->require_tls;
 	sn->scfg.auth_max_failures = ca->max_failures;
+	sn->scfg.allow_address_literals = literals;
 	sn->scfg.id_new = cb_id_new;
 	sn->scfg.id_arg = r;
 	sn->scfg.inflight_reserve = cb_inflight_reserve;
@@ -862,8 +864,8 @@ load_tls_users(const struct config_tls *ct, const struct config_auth *ca,
 
 int
 receive_new(const struct config_server *cs, const struct config_tls *ct,
-    const struct config_auth *ca, struct receive **out, char *err,
-    size_t errlen)
+    const struct config_auth *ca, const struct config_delivery *dl,
+    struct receive **out, char *err, size_t errlen)
 {
 	struct receive *r;
 	struct tls_ctx *tls;
@@ -891,7 +893,8 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	r->users = users;
 	pthread_mutex_init(&r->ip.lock, NULL);
 	sem_init(&r->start_sem, 0, 0);
-	snap_fill(r, &r->boot, cs, ca, users != NULL);
+	snap_fill(
+	    r, &r->boot, cs, ca, dl->allow_address_literals, users != NULL);
 	r->th = xcalloc(r->nth, sizeof(*r->th));
 	for (unsigned i = 0; i < r->nth; i++)
 		r->th[i].spare = -1;
@@ -1057,7 +1060,8 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 	sn = xcalloc(1, sizeof(*sn));
 	sn->cfg = snap;
 	sn->tls = tls;
-	snap_fill(r, sn, cs, ca, r->auth != NULL && ca->users[0] != '\0');
+	snap_fill(r, sn, cs, ca, snap->delivery.allow_address_literals,
+	    r->auth != NULL && ca->users[0] != '\0');
 	/* not shared yet (serve.c hands it here first): it may still be
 	 * written to; from here on sn lives as long as snap */
 	config_attach(snap, sn, snap_free);

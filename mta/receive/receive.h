@@ -52,6 +52,7 @@ enum receive_msg_type {
  * port or a bad file fails fast. A port in use is retried for up to 5 s
  * (one warning line): a relay killed a moment ago may still hold it.
  * server, tls, auth: the [server], [tls] and [auth] sections, borrowed;
+ * delivery: the [delivery] section, read for allow_address_literals;
  * they must outlive the receive stage (listeners, threads and
  * max_inflight keep these values; sessions get them until a reload).
  * Returns 0 and *out, or negative errno with one line in err, e.g.
@@ -61,7 +62,8 @@ enum receive_msg_type {
  */
 int receive_new(const struct config_server *server,
     const struct config_tls *tls, const struct config_auth *auth,
-    struct receive **out, char *err, size_t errlen) MTA_MUST_CHECK;
+    const struct config_delivery *delivery, struct receive **out, char *err,
+    size_t errlen) MTA_MUST_CHECK;
 
 /*
  * receive_start - start the auth worker pool (when AUTH is configured) and
@@ -85,7 +87,8 @@ void receive_shutdown(struct receive *r, bool now);
 
 /*
  * receive_reload - apply a reloaded snapshot to new sessions; reads its
- * [server], [tls] and [auth] sections only:
+ * [server], [tls] and [auth] sections and [delivery]
+ * allow_address_literals only:
  * limits (max_message_size, max_recipients, max_errors, idle and session
  * timeouts, connection caps), relay_networks, hostname, the [tls]
  * certificate (a new server context; open connections keep theirs) and

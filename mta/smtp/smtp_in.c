@@ -657,6 +657,18 @@ smtp_in_proceed_rcpt(
 		smtp_in_error(s, out, "554 5.7.1 Relay access denied");
 		return;
 	}
+	/* x@[10.0.0.1] would aim the relay at any address, internal ones
+	 * first: refused unless the admin allows it */
+	if (!s->cfg->allow_address_literals &&
+	    smtp_parse_addr_literal(p.addr, p.addrlen)) {
+		log_event("event=rejected client=%s reason=address_literal "
+		          "rcpt=%s",
+		    s->peer.addr,
+		    smtp_in_logval(v, sizeof(v), p.addr, p.addrlen, true));
+		smtp_in_error(
+		    s, out, "550 5.7.1 Address literals are not accepted here");
+		return;
+	}
 	/* A duplicate is accepted once: one delivery per mailbox. */
 	if (smtp_in_rcpt_dup(s, p.addr, p.addrlen)) {
 		smtp_in_reply(s, out, "250 2.1.5 Ok");

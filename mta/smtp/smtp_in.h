@@ -55,6 +55,7 @@ struct smtp_in_cfg {
 	bool auth_available; /* a users file is loaded */
 	bool auth_require_tls;
 	unsigned auth_max_failures;
+	bool allow_address_literals; /* RCPT x@[1.2.3.4]: else 550 5.7.1 */
 	/* New message id; called once per accepted DATA. */
 	uint64_t (*id_new)(void *arg);
 	void *id_arg;

@@ -502,6 +502,14 @@ hexval(unsigned char c)
 }
 
 bool
+smtp_parse_addr_literal(const char *p, size_t len)
+{
+	const char *at = memrchr(p, '@', len);
+
+	return at != NULL && at + 1 < p + len && at[1] == '[';
+}
+
+bool
 smtp_parse_xtext(const char *p, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {

@@ -106,6 +106,10 @@ enum smtp_parse_status smtp_parse_rcpt(const char *arg, size_t len, bool utf8,
 enum smtp_parse_status smtp_parse_mailbox(
     const char *p, size_t len, bool utf8) MTA_MUST_CHECK;
 
+/* Is the domain of mailbox (p, len) (after its last '@') an address
+ * literal, "[192.0.2.1]" or "[IPv6:...]"? */
+bool smtp_parse_addr_literal(const char *p, size_t len);
+
 /* Is (p, len) a valid xtext (RFC 3461 4), as in AUTH=? */
 bool smtp_parse_xtext(const char *p, size_t len);
 
