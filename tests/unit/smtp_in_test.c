@@ -395,6 +395,35 @@ test_nul_command(void)
 	t_close(&t);
 }
 
+/* RCPT to an address literal: 550 5.7.1 unless allowed (issue 16). */
+static void
+test_address_literal(void)
+{
+	static const char *const lits[] = {"x@[127.0.0.1]", "x@[10.1.2.3]",
+	    "x@[169.254.169.254]", "x@[IPv6:::1]", "\"a@b\"@[192.0.2.1]"};
+	struct t t;
+	char line[128];
+
+	t_open(&t);
+	t_feed(&t, EH MF);
+	buf_reset(&t.out);
+	for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++) {
+		snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", lits[i]);
+		CHECK(t_x(&t, line,
+		    "550 5.7.1 Address literals are not accepted here\r\n"));
+	}
+	CHECK(t_x(&t, "RCPT TO:<x@example.com>\r\n", "250 2.1.5 Ok\r\n"));
+	t_close(&t);
+
+	t_cfg(&t);
+	t.cfg.allow_address_literals = true;
+	t_start(&t);
+	t_feed(&t, EH MF);
+	buf_reset(&t.out);
+	CHECK(t_x(&t, "RCPT TO:<x@[127.0.0.1]>\r\n", "250 2.1.5 Ok\r\n"));
+	t_close(&t);
+}
+
 static void
 test_relay_denied(void)
 {
@@ -1397,6 +1426,7 @@ static const struct harness_case cases[] = {
     {"reply_rows", test_reply_rows},
     {"nul_command", test_nul_command},
     {"relay_denied", test_relay_denied},
+    {"address_literal", test_address_literal},
     {"too_many_recipients", test_too_many_recipients},
     {"command_line_limit", test_command_line_limit},
     {"endless_line", test_endless_line},

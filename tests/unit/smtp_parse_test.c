@@ -184,6 +184,27 @@ test_rcpt(void)
 	CHECK_MEM(p.addr, p.addrlen, "r@x.example");
 }
 
+static void
+test_addr_literal(void)
+{
+	static const struct {
+		const char *addr;
+		bool lit;
+	} rows[] = {
+	    {"r@x.example", false},
+	    {"r@[192.0.2.1]", true},
+	    {"r@[IPv6:::1]", true},
+	    {"\"a@[b]\"@x.example", false},
+	    {"\"a@b\"@[10.0.0.1]", true},
+	    {"r@", false},
+	    {"r", false},
+	};
+
+	for (size_t i = 0; i < MTA_ARRAY_LEN(rows); i++)
+		CHECK(smtp_parse_addr_literal(
+		          rows[i].addr, strlen(rows[i].addr)) == rows[i].lit);
+}
+
 /* A domain of exactly n octets: 63-octet labels, then the remainder. */
 static size_t
 make_domain(char *d, size_t n)
@@ -353,6 +374,7 @@ static const struct harness_case cases[] = {
     {"command_split", test_command_split},
     {"mail", test_mail},
     {"rcpt", test_rcpt},
+    {"addr_literal", test_addr_literal},
     {"limits", test_limits},
     {"base64", test_base64},
     {"xtext", test_xtext},
