@@ -157,7 +157,9 @@ def wait_port(host, port, timeout=20.0, proc=None):
 
 def base_sections(queue_path, port, host=LOOPBACK):
     """The default test configuration: hermetic (DNS and every delivery go
-    to closed loopback ports, so queued mail stays queued, deferred)."""
+    to closed loopback ports, so queued mail stays queued, deferred).
+    [delivery] allow_loopback = yes: MX hosts on 127.0.0.x are reachable
+    (test_dest_policy.py turns it off to test the policy)."""
     dead = free_port()
     return {
         "server": {
@@ -179,6 +181,9 @@ def base_sections(queue_path, port, host=LOOPBACK):
         },
         "delivery": {
             "port": str(dead),
+            # test destinations are 127.0.0.x, found through DNS MX; the
+            # destination policy refuses loopback without this (README)
+            "allow_loopback": "yes",
         },
         "route *": {
             "host": f"[127.0.0.1]:{dead}",
