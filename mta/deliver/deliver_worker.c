@@ -14,6 +14,14 @@
  * plaintext); every other reply is final for its recipient. The job then
  * goes back to the scheduler with an outcome per recipient.
  *
+ * The destination policy (dest_policy.h) sits between the answer and the
+ * socket: MX hosts that are this relay are dropped once the targets are
+ * known (the best one: 5.4.6, no connection), and each address is checked
+ * just before it is used, so what DNS said cannot reach an address the
+ * policy refuses. A refused address is skipped like a failed host; when
+ * every one was refused and none tried, the recipients fail 5.4.4 (a
+ * retry would resolve the same).
+ *
  * Everything here belongs to the worker thread; jobs, DNS answers and
  * reloaded snapshots arrive on its chan, and the per-host cap and the
  * body budget are the only shared state (deliver.c, deliver_body.c).
