@@ -548,7 +548,7 @@ job_allowed(struct djob *dj, const struct dns_target *t,
 	else
 		str_fmt(dj->refused, sizeof(dj->refused),
 		    "mail for %s refused: %s[%s] is %s %s address",
-		    dj->sj->domain, t->name, ip,
+		    dj->sj->domain, t->name[0] == '[' ? "" : t->name, ip,
 		    strchr("aeiou", name[0]) ? "an" : "a", name);
 	return false;
 }
