@@ -64,6 +64,9 @@ struct config_server {
 	unsigned max_connections_per_ip;
 	uint64_t idle_timeout;    /* ms, per command */
 	uint64_t session_timeout; /* ms, whole session */
+	uint64_t command_timeout; /* ms, first byte to end of a line */
+	unsigned min_data_rate;   /* bytes/s of DATA after that grace; 0 off */
+	uint64_t greet_pause;     /* ms before the 220; input then: 554 */
 	uint64_t
 	    max_inflight;    /* bytes of bodies being received, all sessions */
 	unsigned max_errors; /* bad commands before 421 */

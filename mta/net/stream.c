@@ -673,6 +673,15 @@ stream_timer(struct stream *s, uint64_t ms)
 }
 
 void
+stream_timer_next(struct stream *s)
+{
+	uint64_t now = clock_mono_ms();
+
+	s->user_dl = now > 0 ? now : 1; /* 0 means off */
+	timer_arm(s);
+}
+
+void
 stream_hold_timers(struct stream *s, bool hold)
 {
 	s->hold = hold;

@@ -249,6 +249,11 @@ void stream_set_deadline(struct stream *s, uint64_t ms);
  * new call replaces the old time. Not subject to stream_hold_timers(). */
 void stream_timer(struct stream *s, uint64_t ms);
 
+/* stream_timer() with no delay, which 0 cannot say there: fire on the
+ * loop's next turn, after the completions already due. Called right after
+ * stream_open(), input already waiting in the socket is offered first. */
+void stream_timer_next(struct stream *s);
+
 /*
  * stream_hold_timers - hold = true: the protocol is not waiting on the
  * peer (a commit or a lookup is out); the read and session deadlines do

@@ -441,6 +441,9 @@ accept_one(struct listener *ls, int fd)
 	st.tls = t->snap->tls;
 	st.idle_ms = cs->idle_timeout;
 	st.session_ms = cs->session_timeout;
+	st.command_ms = cs->command_timeout;
+	st.data_rate = cs->min_data_rate;
+	st.greet_ms = cs->greet_pause;
 	st.implicit = ls->tls;
 	st.ref = snap_ref(t->snap);
 	rconn_open(t->conns, fd, &st);
@@ -737,6 +740,9 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.auth_require_tls = ca->require_tls;
 	sn->scfg.auth_max_failures = ca->max_failures;
 	sn->scfg.allow_address_literals = literals;
+	/* the 220 waits at least a loop turn (greet_pause 0): early
+	 * talkers whose bytes are already there are seen */
+	sn->scfg.greet_wait = true;
 	sn->scfg.id_new = cb_id_new;
 	sn->scfg.id_arg = r;
 	sn->scfg.inflight_reserve = cb_inflight_reserve;

@@ -22,6 +22,16 @@
  * password check is answered only after AUTH_FAIL_DELAY_MS (the stream's
  * timer, never a sleeping worker), which slows guessing.
  *
+ * Time: the stream's idle and session timers bound the waits for a
+ * command and the session. Its one user timer serves, one at a time, the
+ * greeting pause (the 220 waits greet_ms, at least a loop turn, after the
+ * accept or the implicit TLS handshake; input before it is an early
+ * talker's), the request deadlines (a command line whole within
+ * command_ms of its first byte; DATA at data_rate bytes/s on average from
+ * the 354 after command_ms of grace: Postfix's smtpd_per_request_deadline
+ * and smtpd_min_data_rate), and the delay of a failed AUTH. A trickling
+ * client no longer resets the clock with each byte.
+ *
  * TLS: implicit on listen_tls listeners (the greeting waits in the
  * stream until the handshake is done), or STARTTLS: smtp_in drops what
  * followed the command, the stream sends the 220 in plaintext, drops any
@@ -32,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
@@ -59,7 +70,14 @@ struct conn {
 	uint32_t gen; /* bumped at each reuse of the slot */
 	bool live;    /* between open and closed */
 	bool implicit;
-	bool held; /* the stream is paused */
+	bool held;                 /* the stream is paused */
+	bool greet_due;            /* the user timer is the greeting pause */
+	bool dl_on;                /* the user timer is a request deadline */
+	enum smtp_in_wait dl_wait; /* what it was armed for */
+	uint64_t dl_seq;           /* and that request's smtp_in seq */
+	uint64_t dl_start;         /* DATA: when the 354 went, mono ms */
+	uint64_t command_ms, greet_ms;
+	unsigned data_rate; /* bytes/s; 0: none */
 	enum pending pend;
 	const char *reason; /* why it closes, when we decided */
 	struct smtp_in *s;
@@ -244,6 +262,54 @@ conn_flow(struct conn *c)
 	}
 }
 
+/* Arm, move or drop the request deadline for what the session now
+ * waits for (see the file comment). */
+static void
+conn_deadline(struct conn *c)
+{
+	struct smtp_in_progress p;
+	uint64_t now = clock_mono_ms(), dl;
+	bool fresh;
+
+	if (c->greet_due || c->pend == PEND_AUTH_DELAY)
+		return; /* the timer is theirs */
+	smtp_in_progress(c->s, &p);
+	fresh = p.wait != c->dl_wait || p.seq != c->dl_seq;
+	c->dl_wait = p.wait;
+	c->dl_seq = p.seq;
+	if (p.wait == SMTP_IN_WAIT_LINE) {
+		if (fresh) { /* its first byte came in this input */
+			c->dl_on = true;
+			stream_timer(&c->st, c->command_ms);
+		}
+		return;
+	}
+	if (p.wait == SMTP_IN_WAIT_DATA && c->data_rate > 0) {
+		if (fresh)
+			c->dl_start = now;
+		dl =
+		    c->dl_start + c->command_ms + p.bytes * 1000 / c->data_rate;
+		c->dl_on = true;
+		stream_timer(&c->st, dl > now ? dl - now : 1);
+		return;
+	}
+	if (c->dl_on) {
+		c->dl_on = false;
+		stream_timer(&c->st, 0);
+	}
+}
+
+/* The greeting waits greet_ms, or the loop's next turn. */
+static void
+conn_greet_later(struct conn *c)
+{
+	c->greet_due = true;
+	if (c->greet_ms > 0)
+		stream_timer(&c->st, c->greet_ms);
+	else
+		stream_timer_next(&c->st);
+}
+
 /* Do what the session asked, send its replies, read on if it wants. */
 static void
 conn_act(struct conn *c, enum smtp_in_action a)
@@ -276,6 +342,7 @@ conn_act(struct conn *c, enum smtp_in_action a)
 	}
 	stream_flush(&c->st);
 	conn_flow(c);
+	conn_deadline(c);
 }
 
 /* ---- stream callbacks ---- */
@@ -314,8 +381,11 @@ conn_tls_done(struct stream *st, void *user, const char *err)
 		    c->addr, c->implicit ? "implicit" : "starttls", ti.version,
 		    ti.cipher, ti.bits, ti.reused ? "yes" : "no");
 	}
-	/* implicit: the greeting, held until now, goes with the flush */
-	if (!c->implicit)
+	/* implicit: the greeting pause starts now */
+	if (c->implicit) {
+		if (c->scfg->greet_wait)
+			conn_greet_later(c);
+	} else
 		conn_act(c, smtp_in_tls_done(c->s, true, stream_outbuf(st)));
 }
 
@@ -324,11 +394,22 @@ conn_timeout(struct stream *st, void *user, enum stream_timer which)
 {
 	struct conn *c = user;
 
-	if (which == STREAM_TMO_TIMER) {
+	if (which == STREAM_TMO_TIMER && c->greet_due) {
+		c->greet_due = false;
+		conn_act(c, smtp_in_greet(c->s, stream_outbuf(st)));
+		return;
+	}
+	if (which == STREAM_TMO_TIMER && c->pend == PEND_AUTH_DELAY) {
 		/* a failed AUTH has waited its delay: answer it now */
-		MTA_ASSERT(c->pend == PEND_AUTH_DELAY);
 		conn_answered(c);
 		conn_act(c, smtp_in_auth_done(c->s, false, stream_outbuf(st)));
+		return;
+	}
+	if (which == STREAM_TMO_TIMER) {
+		MTA_ASSERT(c->dl_on);
+		c->dl_on = false;
+		c->reason = "deadline";
+		conn_act(c, smtp_in_deadline(c->s, stream_outbuf(st)));
 		return;
 	}
 	c->reason = "timeout";
@@ -380,6 +461,13 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 	c->live = true;
 	c->implicit = st->implicit;
 	c->held = false;
+	c->greet_due = false;
+	c->dl_on = false;
+	c->dl_wait = SMTP_IN_WAIT_NONE;
+	c->dl_seq = 0;
+	c->command_ms = st->command_ms;
+	c->greet_ms = st->greet_ms;
+	c->data_rate = st->data_rate;
 	c->pend = PEND_NONE;
 	c->reason = NULL;
 	c->scfg = st->scfg;
@@ -391,6 +479,10 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 	if (log_debug_enabled())
 		log_event("event=connect client=%s", c->addr);
 	stream_open(&c->st, cs->env->l, fd, &conn_cbs, c);
+	/* before the longer timers: the lazy timer is armed once, for the
+	 * nearest, and moves on from there */
+	if (c->scfg->greet_wait && !st->implicit)
+		conn_greet_later(c);
 	stream_set_timeouts(&c->st, st->idle_ms, 0);
 	stream_set_deadline(&c->st, st->session_ms);
 	/* RFC 8314: TLS before the greeting, which waits in the stream

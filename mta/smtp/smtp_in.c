@@ -37,9 +37,9 @@
 #include "queue/queue.h"
 #include "smtp/smtp_parse.h"
 
-#define SMTP_IN_CMD_MAX      512         /* command line with CRLF, 4.5.3.1.4 */
-#define SMTP_IN_AUTH_MAX     2048        /* AUTH response line with CRLF */
-#define SMTP_IN_TEXT_MAX     1000        /* DATA line with CRLF, 4.5.3.1.6 */
+#define SMTP_IN_CMD_MAX      512   /* command line with CRLF, 4.5.3.1.4 */
+#define SMTP_IN_AUTH_MAX     12290 /* AUTH line: 12288 + CRLF, RFC 4954 4 */
+#define SMTP_IN_TEXT_MAX     1000  /* DATA line with CRLF, 4.5.3.1.6 */
 #define SMTP_IN_INPUT_MAX    (64 * 1024) /* bytes held in s->in */
 #define SMTP_IN_INPUT_HIWAT  (32 * 1024) /* stop reading above this */
 #define SMTP_IN_INPUT_KEEP   1024        /* free s->in storage above this */
@@ -94,9 +94,12 @@ struct smtp_in {
 	bool esmtp;                  /* greeted with EHLO */
 	bool tls;                    /* the connection is encrypted */
 	bool authed;                 /* AUTH succeeded; user holds the name */
-	bool skipping; /* discarding the rest of an over-long line */
-	bool discard;  /* drop buffered input (after STARTTLS) */
-	bool overflow; /* input was lost while an action was pending */
+	bool skipping;  /* discarding the rest of an over-long line */
+	bool discard;   /* drop buffered input (after STARTTLS) */
+	bool overflow;  /* input was lost while an action was pending */
+	bool greeted;   /* the 220 is out (cfg->greet_wait: after the pause) */
+	bool skip_auth; /* the line being skipped is an AUTH line */
+	uint64_t nreq;  /* lines completed and DATA phases begun */
 	unsigned nerrors;
 	unsigned nauthfail;
 	size_t more; /* input bytes behind the line being handled */
@@ -301,6 +304,7 @@ smtp_in_enter_state(struct smtp_in *s, enum smtp_in_state st)
 			smtp_in_tx_reset(s);
 		break;
 	case SMTP_IN_S_DATA:
+		s->nreq++; /* a new deadline: the content's */
 		memset(&s->d, 0, sizeof(s->d));
 		s->d.st = SMTP_IN_D_BOL;
 		s->d.headers = true;
@@ -335,13 +339,34 @@ smtp_in_env_str(const struct smtp_in *s, size_t i)
 	return p;
 }
 
+/*
+ * The HELO name as it goes into Received: characters that would open or
+ * close a comment, quote, escape or end an address there become '?', as
+ * Postfix neuters them, so "from" stays one token and the comment after
+ * it stays whole. (Controls and spaces were refused at HELO.)
+ */
+static void
+smtp_in_helo_neuter(char *dst, size_t dstlen, const char *helo)
+{
+	size_t i;
+
+	for (i = 0; helo[i] != '\0' && i + 1 < dstlen; i++)
+		dst[i] = strchr(" <>()\\\";@", helo[i]) != NULL ||
+		                 (unsigned char)helo[i] < ' ' ||
+		                 (unsigned char)helo[i] >= 0x7f
+		             ? '?'
+		             : helo[i];
+	dst[i] = '\0';
+}
+
 static int
 smtp_in_received(struct smtp_in *s)
 {
-	char date[64], tcpinfo[80];
+	char date[64], tcpinfo[80], helo[SMTP_IN_HELO_MAX + 1];
 	const char *proto;
 
 	clock_rfc5322(clock_wall_ms(), date, sizeof(date));
+	smtp_in_helo_neuter(helo, sizeof(helo), s->helo);
 	if (!str_fmt(tcpinfo, sizeof(tcpinfo), "[%s%s]",
 	        strchr(s->peer.addr, ':') != NULL ? "IPv6:" : "", s->peer.addr))
 		return -ENAMETOOLONG;
@@ -355,7 +380,7 @@ smtp_in_received(struct smtp_in *s)
 	if (buf_appendf(&s->body,
 	        "Received: from %s (rdns-less %s)\r\n"
 	        "\tby %s (mta) with %s id %016" PRIx64 "%s",
-	        s->helo, tcpinfo, s->cfg->hostname, proto, s->id,
+	        helo, tcpinfo, s->cfg->hostname, proto, s->id,
 	        s->nrcpts == 1 ? "\r\n\tfor <" : ";\r\n\t") != 0)
 		return -ENOBUFS;
 	if (s->nrcpts == 1 &&
@@ -1026,6 +1051,48 @@ smtp_in_line_error(struct smtp_in *s, struct buf *out, const char *what)
 	smtp_in_error(s, out, "500 5.5.2 Error: %s", what);
 }
 
+/* A line over its limit was dropped; auth: an AUTH command or response. */
+static void
+smtp_in_toolong(struct smtp_in *s, struct buf *out, bool auth)
+{
+	s->nreq++;
+	if (!auth) {
+		smtp_in_line_error(s, out, "line too long");
+		return;
+	}
+	/* RFC 4954 4: the exchange fails with its own code */
+	if (s->state >= SMTP_IN_S_AUTH_PLAIN) {
+		smtp_in_enter_state(s, SMTP_IN_S_HELO);
+		s->user[0] = '\0';
+	}
+	smtp_in_error(
+	    s, out, "500 5.5.6 Authentication Exchange line is too long");
+}
+
+/*
+ * HTTP sent to the SMTP port (a browser, a proxy probe through an open
+ * proxy): a method, a request line "X /path HTTP/1.1", or a header line
+ * ("Host:"), as Postfix's smtpd_forbidden_commands. No SMTP verb ends
+ * in ':' or takes "HTTP/" as its third word.
+ */
+static bool
+smtp_in_forbidden(const char *line, size_t len)
+{
+	static const char *const verbs[] = {
+	    "GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS"};
+	const char *sp = memchr(line, ' ', len), *sp2;
+	size_t vlen = sp != NULL ? (size_t)(sp - line) : len;
+
+	if (vlen > 0 && line[vlen - 1] == ':')
+		return true;
+	for (size_t i = 0; i < MTA_ARRAY_LEN(verbs); i++)
+		if (str_ieq(line, vlen, verbs[i]))
+			return true;
+	if (sp == NULL || (sp2 = memchr(sp + 1, ' ', len - vlen - 1)) == NULL)
+		return false;
+	return str_iprefix(sp2 + 1, len - (size_t)(sp2 + 1 - line), "HTTP/");
+}
+
 /* One command line, LF included. */
 static void
 smtp_in_line(
@@ -1034,6 +1101,7 @@ smtp_in_line(
 	struct smtp_parse_cmd cmd;
 	size_t len;
 
+	s->nreq++;
 	if (linelen < 2 || line[linelen - 2] != '\r') {
 		smtp_in_line_error(s, out, "bare <LF> received");
 		return;
@@ -1049,6 +1117,14 @@ smtp_in_line(
 	}
 	if (s->state >= SMTP_IN_S_AUTH_PLAIN) {
 		smtp_in_auth_line(s, line, len, out);
+		return;
+	}
+	if (smtp_in_forbidden(line, len)) {
+		log_event("event=rejected client=%s reason=http_command",
+		    s->peer.addr);
+		smtp_in_reply(s, out,
+		    "221 2.7.0 Error: I can break rules, too. Goodbye.");
+		smtp_in_close(s);
 		return;
 	}
 	if (smtp_parse_command(line, len, &cmd)) {
@@ -1286,11 +1362,15 @@ smtp_in_data(struct smtp_in *s, const uint8_t *p, size_t n, struct buf *out)
 
 /* ---- input ---- */
 
+/* An AUTH response, or an AUTH command (with an initial response),
+ * may be as long as RFC 4954 allows; other commands, RFC 5321's. */
 static size_t
-smtp_in_line_max(const struct smtp_in *s)
+smtp_in_line_max(const struct smtp_in *s, const uint8_t *p, size_t n)
 {
-	return s->state >= SMTP_IN_S_AUTH_PLAIN ? SMTP_IN_AUTH_MAX
-	                                        : SMTP_IN_CMD_MAX;
+	return s->state >= SMTP_IN_S_AUTH_PLAIN ||
+	               str_iprefix((const char *)p, n, "AUTH ")
+	           ? SMTP_IN_AUTH_MAX
+	           : SMTP_IN_CMD_MAX;
 }
 
 /*
@@ -1319,14 +1399,15 @@ smtp_in_run(
 				return n;
 			done = (size_t)(lf - p) + 1;
 			s->skipping = false;
-			smtp_in_line_error(s, out, "line too long");
+			smtp_in_toolong(s, out, s->skip_auth);
 			continue;
 		}
-		limit = smtp_in_line_max(s);
+		limit = smtp_in_line_max(s, p + done, n - done);
 		if (lf == NULL) {
 			/* Already past the limit: stop holding it. */
 			if (n - done >= limit) {
 				s->skipping = true;
+				s->skip_auth = limit == SMTP_IN_AUTH_MAX;
 				done = n;
 			}
 			break;
@@ -1334,7 +1415,7 @@ smtp_in_run(
 		linelen = (size_t)(lf - (p + done)) + 1;
 		if (linelen > limit) {
 			done += linelen;
-			smtp_in_line_error(s, out, "line too long");
+			smtp_in_toolong(s, out, limit == SMTP_IN_AUTH_MAX);
 			continue;
 		}
 		s->more = n - done - linelen + more;
@@ -1379,12 +1460,31 @@ smtp_in_fill(struct smtp_in *s, const uint8_t *p, size_t n)
 	return take;
 }
 
+/*
+ * Input before the greeting: the client did not wait for the 220 (RFC
+ * 5321 3.1), as spam engines that blast a whole transaction do. Refused
+ * and closed, as Exim's smtp_enforce_sync and Postfix's postscreen do;
+ * nothing of it is run.
+ */
+static void
+smtp_in_early_talker(struct smtp_in *s, struct buf *out)
+{
+	log_event("event=rejected client=%s reason=early_talker", s->peer.addr);
+	smtp_in_reply(s, out,
+	    "554 5.5.0 %s Error: SMTP protocol synchronization "
+	    "(input before greeting)",
+	    s->cfg->hostname);
+	smtp_in_close(s);
+}
+
 enum smtp_in_action
 smtp_in_feed(
     struct smtp_in *s, const uint8_t *data, size_t len, struct buf *out)
 {
 	size_t n;
 
+	if (!s->greeted && len > 0 && s->pending == SMTP_IN_READ)
+		smtp_in_early_talker(s, out);
 	while (len > 0 && s->pending == SMTP_IN_READ) {
 		if (buf_avail(&s->in) == 0) {
 			n = smtp_in_run(s, data, len, 0, out);
@@ -1444,8 +1544,19 @@ smtp_in_new(const struct smtp_in_cfg *cfg, const struct smtp_in_peer *peer,
 	buf_init(&s->in, SMTP_IN_INPUT_MAX);
 	buf_init(&s->env, 0);
 	buf_init(&s->body, 0);
-	smtp_in_reply(s, out, "220 %s ESMTP", cfg->hostname);
+	if (!cfg->greet_wait)
+		(void)smtp_in_greet(s, out);
 	return s;
+}
+
+enum smtp_in_action
+smtp_in_greet(struct smtp_in *s, struct buf *out)
+{
+	if (s->greeted || s->pending != SMTP_IN_READ)
+		return s->pending;
+	s->greeted = true;
+	smtp_in_reply(s, out, "220 %s ESMTP", s->cfg->hostname);
+	return s->pending;
 }
 
 void
@@ -1568,6 +1679,35 @@ smtp_in_auth_done(struct smtp_in *s, bool ok, struct buf *out)
 		smtp_in_auth_fail(s, out);
 	}
 	return smtp_in_resume(s, out);
+}
+
+void
+smtp_in_progress(const struct smtp_in *s, struct smtp_in_progress *p)
+{
+	p->seq = s->nreq;
+	p->bytes = 0;
+	if (!s->greeted || s->pending != SMTP_IN_READ)
+		p->wait = SMTP_IN_WAIT_NONE;
+	else if (s->state == SMTP_IN_S_DATA) {
+		p->wait = SMTP_IN_WAIT_DATA;
+		p->bytes = s->d.size;
+	} else if (buf_avail(&s->in) > 0 || s->skipping)
+		p->wait = SMTP_IN_WAIT_LINE;
+	else
+		p->wait = SMTP_IN_WAIT_COMMAND;
+}
+
+enum smtp_in_action
+smtp_in_deadline(struct smtp_in *s, struct buf *out)
+{
+	bool data = s->state == SMTP_IN_S_DATA;
+
+	log_event("event=rejected client=%s reason=%s", s->peer.addr,
+	    data ? "data_rate" : "command_deadline");
+	smtp_in_reply(
+	    s, out, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	smtp_in_close(s);
+	return s->pending;
 }
 
 enum smtp_in_action

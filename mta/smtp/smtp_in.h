@@ -56,6 +56,10 @@ struct smtp_in_cfg {
 	bool auth_require_tls;
 	unsigned auth_max_failures;
 	bool allow_address_literals; /* RCPT x@[1.2.3.4]: else 550 5.7.1 */
+	/* The loop calls smtp_in_greet() after the greeting pause: until
+	 * then no 220 is sent, and input is an early talker's (554 5.5.0,
+	 * close). false: smtp_in_new() greets at once. */
+	bool greet_wait;
 	/* New message id; called once per accepted DATA. */
 	uint64_t (*id_new)(void *arg);
 	void *id_arg;
@@ -84,7 +88,7 @@ struct smtp_in_peer {
 struct smtp_in;
 
 /* Create a session; cfg and peer are copied or borrowed as stated above.
- * Appends the 220 greeting to out. */
+ * Appends the 220 greeting to out, unless cfg->greet_wait. */
 struct smtp_in *smtp_in_new(const struct smtp_in_cfg *cfg,
     const struct smtp_in_peer *peer, struct buf *out);
 /* Free the session, any message in progress, and any outstanding request
@@ -118,6 +122,35 @@ void smtp_in_auth_peek(
     const struct smtp_in *s, const char **user, const char **pass);
 enum smtp_in_action smtp_in_auth_done(
     struct smtp_in *s, bool ok, struct buf *out);
+
+/* cfg->greet_wait: the pause is over and no input came; appends the 220.
+ * Once, before any other input; later calls do nothing. */
+enum smtp_in_action smtp_in_greet(struct smtp_in *s, struct buf *out);
+
+/* What the session waits for from the client, for request deadlines. */
+enum smtp_in_wait {
+	SMTP_IN_WAIT_NONE,    /* nothing: not greeted, an action is out,
+				 closing */
+	SMTP_IN_WAIT_COMMAND, /* the next command; none of it has come */
+	SMTP_IN_WAIT_LINE,    /* the rest of a command or AUTH line */
+	SMTP_IN_WAIT_DATA,    /* message content, after the 354 */
+};
+
+struct smtp_in_progress {
+	enum smtp_in_wait wait;
+	uint64_t seq;   /* changes when a line completes or DATA starts: a
+			   LINE or DATA with a new seq is a new request */
+	uint64_t bytes; /* DATA: message octets received so far */
+};
+
+/* Where the session is (see struct smtp_in_progress); after feed/done. */
+void smtp_in_progress(const struct smtp_in *s, struct smtp_in_progress *p);
+
+/* A request deadline passed: a command line not complete within the
+ * command timeout of its first byte, or content below the minimum data
+ * rate. Logs it, appends 421 4.4.2 "Error: timeout exceeded", returns
+ * CLOSE. */
+enum smtp_in_action smtp_in_deadline(struct smtp_in *s, struct buf *out);
 
 /* The idle or session timer fired: appends 421 4.4.2, returns CLOSE. */
 enum smtp_in_action smtp_in_timeout(struct smtp_in *s, struct buf *out);
