@@ -349,6 +349,9 @@ test_empty_is_defaults(void)
 	CHECK(c->server.max_connections_per_ip == 200);
 	CHECK(c->server.idle_timeout == 5 * MIN);
 	CHECK(c->server.session_timeout == HR);
+	CHECK(c->server.command_timeout == 5 * MIN);
+	CHECK(c->server.min_data_rate == 500);
+	CHECK(c->server.greet_pause == 0);
 	CHECK(c->server.max_inflight == 512 * MB);
 	CHECK(c->server.max_errors == 20);
 	CHECK(c->server.nrelay_networks == 2);

@@ -156,6 +156,7 @@ struct ep {
 	const char *on_tls; /* write this once the handshake is done */
 	int closed, tls_ok, tls_fail, drained, conn_res, connected;
 	int tmo[4];
+	size_t got_at_timer; /* bytes taken when STREAM_TMO_TIMER fired */
 	uint64_t closed_at;
 	char reason[64];
 	char tls_err[TLS_ERR_MAX];
@@ -231,8 +232,12 @@ ep_connected(struct stream *s, void *user, int res)
 static void
 ep_timeout(struct stream *s, void *user, enum stream_timer which)
 {
+	struct ep *e = user;
+
 	(void)s;
-	((struct ep *)user)->tmo[which]++;
+	e->tmo[which]++;
+	if (which == STREAM_TMO_TIMER)
+		e->got_at_timer = buf_avail(&e->got);
 }
 
 static void
@@ -832,6 +837,43 @@ test_timeouts(void)
 }
 
 static bool
+a_timer(void)
+{
+	return A.tmo[STREAM_TMO_TIMER] > 0;
+}
+
+static bool
+a_timer_2(void)
+{
+	return A.tmo[STREAM_TMO_TIMER] > 1;
+}
+
+/* stream_timer_next(): at once, but after input already waiting (what
+ * the receive side's greeting relies on to see early talkers). */
+static void
+test_timer_next(void)
+{
+	int sv[2];
+	uint64_t t0;
+
+	CHECK(loop_open());
+	CHECK(pair(sv));
+	CHECK(write(sv[1], "early", 5) == 5);
+	ep_open(&A, sv[0]);
+	stream_set_timeouts(&A.s, 5000, 0);
+	stream_timer_next(&A.s);
+	t0 = now_ms();
+	CHECK(run_until(a_timer, 1000));
+	CHECK(now_ms() - t0 < 500);
+	CHECK(A.got_at_timer == 5);
+	/* again, with nothing waiting: fires all the same */
+	stream_timer_next(&A.s);
+	CHECK(run_until(a_timer_2, 1000));
+	CHECK(A.tmo[STREAM_TMO_READ] == 0);
+	CHECK(end_a(STREAM_CLOSE_ABORT, "test", sv[1]));
+}
+
+static bool
 a_write_tmo(void)
 {
 	return A.tmo[STREAM_TMO_WRITE] > 0;
@@ -1181,6 +1223,7 @@ static const struct harness_case cases[] = {
     {"connect_refused", test_connect_refused},
     {"connect_timeout", test_connect_timeout},
     {"timeouts", test_timeouts},
+    {"timer_next", test_timer_next},
     {"write_timeout", test_write_timeout},
     {"tls_byte_relay", test_tls_byte_relay},
     {"tls_close_mid_handshake", test_tls_close_mid_handshake},
