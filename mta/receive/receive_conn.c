@@ -28,8 +28,9 @@
  * accept or the implicit TLS handshake; input before it is an early
  * talker's), the request deadlines (a command line whole within
  * command_ms of its first byte; DATA at data_rate bytes/s on average from
- * the 354 after command_ms of grace: Postfix's smtpd_per_request_deadline
- * and smtpd_min_data_rate), and the delay of a failed AUTH. A trickling
+ * the 354 after command_ms of grace; a TLS handshake whole within
+ * command_ms: Postfix's smtpd_per_request_deadline and
+ * smtpd_min_data_rate), and the delay of a failed AUTH. A trickling
  * client no longer resets the clock with each byte.
  *
  * TLS: implicit on listen_tls listeners (the greeting waits in the
@@ -73,6 +74,7 @@ struct conn {
 	bool held;                 /* the stream is paused */
 	bool greet_due;            /* the user timer is the greeting pause */
 	bool dl_on;                /* the user timer is a request deadline */
+	bool dl_tls;               /* ... for a TLS handshake */
 	enum smtp_in_wait dl_wait; /* what it was armed for */
 	uint64_t dl_seq;           /* and that request's smtp_in seq */
 	uint64_t dl_start;         /* DATA: when the 354 went, mono ms */
@@ -273,6 +275,16 @@ conn_deadline(struct conn *c)
 
 	if (c->greet_due || c->pend == PEND_AUTH_DELAY)
 		return; /* the timer is theirs */
+	/* a handshake is a request too: trickled, it must not hold the slot
+	 * (Postfix's deadline covers TLS records as well) */
+	if (stream_tls_on(&c->st) && !stream_tls_ready(&c->st)) {
+		if (!c->dl_tls) {
+			c->dl_tls = c->dl_on = true;
+			stream_timer(&c->st, c->command_ms);
+		}
+		return;
+	}
+	c->dl_tls = false;
 	smtp_in_progress(c->s, &p);
 	fresh = p.wait != c->dl_wait || p.seq != c->dl_seq;
 	c->dl_wait = p.wait;
@@ -304,6 +316,7 @@ static void
 conn_greet_later(struct conn *c)
 {
 	c->greet_due = true;
+	c->dl_on = c->dl_tls = false; /* the timer is the pause's now */
 	if (c->greet_ms > 0)
 		stream_timer(&c->st, c->greet_ms);
 	else
@@ -463,6 +476,7 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 	c->held = false;
 	c->greet_due = false;
 	c->dl_on = false;
+	c->dl_tls = false;
 	c->dl_wait = SMTP_IN_WAIT_NONE;
 	c->dl_seq = 0;
 	c->command_ms = st->command_ms;

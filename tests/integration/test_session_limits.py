@@ -12,6 +12,8 @@ import email.policy
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -206,6 +208,57 @@ def test_slow_clients_cut_while_200_sessions_work(lrelay):
         assert r is not None and r.code == 421 and r.enh == "4.4.2", \
             (kind, r, took, sent)
         assert took <= 6.0, (kind, took)
+
+
+def client_hello():
+    """The first flight of a real TLS client, from a memory BIO."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, outg, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outg.read()
+
+
+def trickle_until_closed(sock, data, every, limit):
+    """Send data a byte at a time; seconds until the server closed (or
+    None after limit)."""
+    t0 = time.monotonic()
+    for i in range(len(data)):
+        if time.monotonic() - t0 > limit:
+            return None
+        try:
+            sock.sendall(data[i:i + 1])
+            sock.settimeout(every)
+            while sock.recv(4096):
+                pass  # an alert or a 421 may come before the close
+            return time.monotonic() - t0
+        except socket.timeout:
+            continue
+        except OSError:  # reset
+            return time.monotonic() - t0
+    return None
+
+
+@pytest.mark.parametrize("mode", ["implicit", "starttls"])
+def test_trickled_tls_handshake_cut(relay_factory, tmp_path, mode):
+    cert, key = make_cert(tmp_path / "tls")
+    tls_port = free_port()
+    relay = relay_factory({
+        "server": dict(LIMITS, listen_tls=f"{LOOPBACK}:{tls_port}"),
+        "tls": {"certificate": cert, "private_key": key}})
+    if mode == "implicit":
+        c = SMTPClient(LOOPBACK, tls_port)
+    else:
+        c = relay.client()
+        c.ehlo()
+        c.cmd("STARTTLS")
+    with c:
+        took = trickle_until_closed(c.sock, client_hello(), 0.5, 10)
+    assert took is not None, "trickled handshake still open after 10s"
+    assert 1.5 <= took <= 4.5, f"cut after {took:.2f}s (deadline 2s)"
 
 
 # ------------------------------------------------------------ early talkers
