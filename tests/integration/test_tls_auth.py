@@ -17,6 +17,7 @@ Each test module run makes a throwaway P-256 certificate with
 import asyncio
 import base64
 import re
+import selectors
 import shutil
 import smtplib
 import socket
@@ -261,8 +262,25 @@ def test_s_client_starttls_auth_login_transcript(trelay):
 def test_s_client_implicit_auth_plain(trelay):
     stdin = "\n".join(["EHLO client.test", "AUTH PLAIN",
                        plain_ir(ALICE, ALICE_PW), "QUIT", ""]).encode()
-    rc, out, err = s_client(["-connect", f"{trelay.host}:{trelay.tls_port}",
-                             "-crlf", "-quiet"], stdin)
+    # The commands go once the 220 is in: sent before it, they would be
+    # an early talker's (554, test_session_limits.py).
+    p = subprocess.Popen(["openssl", "s_client", "-connect",
+                          f"{trelay.host}:{trelay.tls_port}", "-crlf",
+                          "-quiet"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+    if not sel.select(timeout=30):
+        p.kill()
+        raise AssertionError("no greeting within 30s")
+    first = p.stdout.readline()
+    try:
+        rest, err = p.communicate(stdin, timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise
+    out = (first + rest).decode("utf-8", "replace")
+    err = err.decode("utf-8", "replace")
     lines = [l.rstrip("\r") for l in out.splitlines()]
     assert lines[0] == f"220 {HOSTNAME} ESMTP", out + err
     assert "334 " in lines and "235 2.7.0 Authentication successful" in lines
