@@ -33,8 +33,8 @@
  * smtpd_min_data_rate), and the delay of a failed AUTH. A trickling
  * client no longer resets the clock with each byte.
  *
- * TLS: implicit on listen_tls listeners (the greeting waits in the
- * stream until the handshake is done), or STARTTLS: smtp_in drops what
+ * TLS: implicit on listen_tls listeners (the greeting pause starts when
+ * the handshake is done), or STARTTLS: smtp_in drops what
  * followed the command, the stream sends the 220 in plaintext, drops any
  * input received until then and starts the handshake (CVE-2011-0411).
  */
@@ -71,7 +71,8 @@ struct conn {
 	uint32_t gen; /* bumped at each reuse of the slot */
 	bool live;    /* between open and closed */
 	bool implicit;
-	bool held;                 /* the stream is paused */
+	bool held; /* the stream is paused */
+
 	bool greet_due;            /* the user timer is the greeting pause */
 	bool dl_on;                /* the user timer is a request deadline */
 	bool dl_tls;               /* ... for a TLS handshake */
@@ -80,6 +81,7 @@ struct conn {
 	uint64_t dl_start;         /* DATA: when the 354 went, mono ms */
 	uint64_t command_ms, greet_ms;
 	unsigned data_rate; /* bytes/s; 0: none */
+
 	enum pending pend;
 	const char *reason; /* why it closes, when we decided */
 	struct smtp_in *s;
@@ -499,8 +501,8 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 		conn_greet_later(c);
 	stream_set_timeouts(&c->st, st->idle_ms, 0);
 	stream_set_deadline(&c->st, st->session_ms);
-	/* RFC 8314: TLS before the greeting, which waits in the stream
-	 * until the handshake is done */
+	/* RFC 8314: TLS before the greeting, whose pause starts when the
+	 * handshake is done (conn_tls_done) */
 	if (st->implicit)
 		stream_start_tls(&c->st, &t);
 	c->s = smtp_in_new(c->scfg, st->peer, stream_outbuf(&c->st));

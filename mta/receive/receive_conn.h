@@ -50,7 +50,8 @@ struct rconn_start {
 	const struct smtp_in_cfg *scfg;  /* borrowed by the session */
 	struct tls_ctx *tls;             /* STARTTLS/implicit; NULL: none */
 	uint64_t idle_ms, session_ms;    /* timeouts */
-	uint64_t command_ms;             /* first byte to end of a line */
+	uint64_t command_ms;             /* first byte to end of a line, or a
+					    TLS handshake */
 	unsigned data_rate;              /* DATA bytes/s after command_ms;
 					    0: no rate */
 	uint64_t greet_ms;               /* before the 220 (scfg->greet_wait);

@@ -37,9 +37,9 @@
 #include "queue/queue.h"
 #include "smtp/smtp_parse.h"
 
-#define SMTP_IN_CMD_MAX      512   /* command line with CRLF, 4.5.3.1.4 */
-#define SMTP_IN_AUTH_MAX     12290 /* AUTH line: 12288 + CRLF, RFC 4954 4 */
-#define SMTP_IN_TEXT_MAX     1000  /* DATA line with CRLF, 4.5.3.1.6 */
+#define SMTP_IN_CMD_MAX      512         /* command line with CRLF, 4.5.3.1.4 */
+#define SMTP_IN_AUTH_MAX     12290       /* AUTH line with CRLF, RFC 4954 */
+#define SMTP_IN_TEXT_MAX     1000        /* DATA line with CRLF, 4.5.3.1.6 */
 #define SMTP_IN_INPUT_MAX    (64 * 1024) /* bytes held in s->in */
 #define SMTP_IN_INPUT_HIWAT  (32 * 1024) /* stop reading above this */
 #define SMTP_IN_INPUT_KEEP   1024        /* free s->in storage above this */
@@ -94,15 +94,16 @@ struct smtp_in {
 	bool esmtp;                  /* greeted with EHLO */
 	bool tls;                    /* the connection is encrypted */
 	bool authed;                 /* AUTH succeeded; user holds the name */
-	bool skipping;  /* discarding the rest of an over-long line */
-	bool discard;   /* drop buffered input (after STARTTLS) */
-	bool overflow;  /* input was lost while an action was pending */
-	bool greeted;   /* the 220 is out (cfg->greet_wait: after the pause) */
-	bool skip_auth; /* the line being skipped is an AUTH line */
-	uint64_t nreq;  /* lines completed and DATA phases begun */
+	bool skipping; /* discarding the rest of an over-long line */
+	bool discard;  /* drop buffered input (after STARTTLS) */
+	bool overflow; /* input was lost while an action was pending */
 	unsigned nerrors;
 	unsigned nauthfail;
 	size_t more; /* input bytes behind the line being handled */
+
+	bool greeted;   /* the 220 is out (cfg->greet_wait: after the pause) */
+	bool skip_auth; /* the line being skipped is an AUTH line */
+	uint64_t nreq;  /* lines completed and DATA phases begun */
 	char helo[SMTP_IN_HELO_MAX + 1];
 	char user[SMTP_IN_USER_MAX + 1];
 	char *pass;    /* only between AUTH and smtp_in_auth_done; wiped */
