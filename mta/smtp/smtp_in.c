@@ -1084,14 +1084,30 @@ smtp_in_forbidden(const char *line, size_t len)
 	const char *sp = memchr(line, ' ', len), *sp2;
 	size_t vlen = sp != NULL ? (size_t)(sp - line) : len;
 
-	if (vlen > 0 && line[vlen - 1] == ':')
-		return true;
+	if (sp != NULL && vlen > 0 && line[vlen - 1] == ':')
+		return true; /* "Name: value" */
 	for (size_t i = 0; i < MTA_ARRAY_LEN(verbs); i++)
 		if (str_ieq(line, vlen, verbs[i]))
 			return true;
 	if (sp == NULL || (sp2 = memchr(sp + 1, ' ', len - vlen - 1)) == NULL)
 		return false;
 	return str_iprefix(sp2 + 1, len - (size_t)(sp2 + 1 - line), "HTTP/");
+}
+
+/* Postfix's answer to HTTP: a 221 and the connection closed at once. */
+static void
+smtp_in_http(struct smtp_in *s, const char *line, size_t len, struct buf *out)
+{
+	const char *sp = memchr(line, ' ', len);
+	size_t vlen = sp != NULL ? (size_t)(sp - line) : len;
+	char v[64];
+
+	log_event("event=rejected client=%s reason=http_command cmd=%s",
+	    s->peer.addr,
+	    smtp_in_logval(v, sizeof(v), line, vlen < 16 ? vlen : 16, false));
+	smtp_in_reply(
+	    s, out, "221 2.7.0 Error: I can break rules, too. Goodbye.");
+	smtp_in_close(s);
 }
 
 /* One command line, LF included. */
@@ -1121,11 +1137,7 @@ smtp_in_line(
 		return;
 	}
 	if (smtp_in_forbidden(line, len)) {
-		log_event("event=rejected client=%s reason=http_command",
-		    s->peer.addr);
-		smtp_in_reply(s, out,
-		    "221 2.7.0 Error: I can break rules, too. Goodbye.");
-		smtp_in_close(s);
+		smtp_in_http(s, line, len, out);
 		return;
 	}
 	if (smtp_parse_command(line, len, &cmd)) {
