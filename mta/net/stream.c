@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -670,6 +671,18 @@ stream_timer(struct stream *s, uint64_t ms)
 {
 	s->user_dl = ms ? clock_mono_ms() + ms : 0;
 	timer_arm(s);
+}
+
+bool
+stream_input_waiting(const struct stream *s)
+{
+	int n = 0;
+
+	if (!s->open || s->closing || s->fd < 0)
+		return false;
+	if (buf_avail(&s->in) > 0 || buf_avail(&s->pin) > 0)
+		return true;
+	return ioctl(s->fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 void

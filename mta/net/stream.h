@@ -249,6 +249,14 @@ void stream_set_deadline(struct stream *s, uint64_t ms);
  * new call replaces the old time. Not subject to stream_hold_timers(). */
 void stream_timer(struct stream *s, uint64_t ms);
 
+/*
+ * stream_input_waiting - input has arrived that was not offered yet:
+ * kept by the stream, or still in the socket (asked of the kernel, no
+ * op). For a check at a protocol turn the peer must wait for, such as
+ * SMTP's greeting. False when closing.
+ */
+bool stream_input_waiting(const struct stream *s);
+
 /* stream_timer() with no delay, which 0 cannot say there: fire on the
  * loop's next turn, after the completions already due. Called right after
  * stream_open(), input already waiting in the socket is offered first. */

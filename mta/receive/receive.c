@@ -740,8 +740,8 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.auth_require_tls = ca->require_tls;
 	sn->scfg.auth_max_failures = ca->max_failures;
 	sn->scfg.allow_address_literals = literals;
-	/* the 220 waits at least a loop turn (greet_pause 0): early
-	 * talkers whose bytes are already there are seen */
+	/* the connection greets (receive_conn.c): after greet_pause, or
+	 * at once when no early talker's input is there yet */
 	sn->scfg.greet_wait = true;
 	sn->scfg.id_new = cb_id_new;
 	sn->scfg.id_arg = r;

@@ -24,9 +24,10 @@
  *
  * Time: the stream's idle and session timers bound the waits for a
  * command and the session. Its one user timer serves, one at a time, the
- * greeting pause (the 220 waits greet_ms, at least a loop turn, after the
- * accept or the implicit TLS handshake; input before it is an early
- * talker's), the request deadlines (a command line whole within
+ * greeting pause (the 220 waits greet_ms after the accept or the implicit
+ * TLS handshake; input before it is an early talker's; with no pause,
+ * input already there at the accept, or after the handshake until the
+ * next loop turn, is), the request deadlines (a command line whole within
  * command_ms of its first byte; DATA at data_rate bytes/s on average from
  * the 354 after command_ms of grace; a TLS handshake whole within
  * command_ms: Postfix's smtpd_per_request_deadline and
@@ -472,6 +473,7 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 {
 	struct conn *c = conn_alloc(cs);
 	struct stream_tls t = {.ctx = st->tls};
+	bool greet = false;
 
 	c->live = true;
 	c->implicit = st->implicit;
@@ -495,10 +497,16 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 	if (log_debug_enabled())
 		log_event("event=connect client=%s", c->addr);
 	stream_open(&c->st, cs->env->l, fd, &conn_cbs, c);
-	/* before the longer timers: the lazy timer is armed once, for the
-	 * nearest, and moves on from there */
-	if (c->scfg->greet_wait && !st->implicit)
-		conn_greet_later(c);
+	/* No pause: greet now unless input is already there, which is an
+	 * early talker's (Exim's check at the greeting); it is offered
+	 * before the next turn's greeting. The timer goes before the longer
+	 * ones: the lazy timer is armed for the nearest, then moves on. */
+	if (c->scfg->greet_wait && !st->implicit) {
+		if (c->greet_ms == 0 && !stream_input_waiting(&c->st))
+			greet = true;
+		else
+			conn_greet_later(c);
+	}
 	stream_set_timeouts(&c->st, st->idle_ms, 0);
 	stream_set_deadline(&c->st, st->session_ms);
 	/* RFC 8314: TLS before the greeting, whose pause starts when the
@@ -506,7 +514,8 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 	if (st->implicit)
 		stream_start_tls(&c->st, &t);
 	c->s = smtp_in_new(c->scfg, st->peer, stream_outbuf(&c->st));
-	conn_act(c, SMTP_IN_READ);
+	conn_act(c,
+	    greet ? smtp_in_greet(c->s, stream_outbuf(&c->st)) : SMTP_IN_READ);
 }
 
 void

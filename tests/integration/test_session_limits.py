@@ -12,6 +12,7 @@ import email.policy
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -278,6 +279,30 @@ def test_early_talker_554_nothing_queued(relay_factory):
     assert qcount(relay) == 0
     assert "event=rejected client=127.0.0.1 reason=early_talker" in \
         relay.stderr_text()
+
+
+def test_early_talker_default_no_pause(relay):
+    """greet_pause 0 (the default): the 220 goes at once, but input already
+    there at the accept is an early talker's. The relay is stopped while
+    the client connects and talks, so that its bytes are waiting."""
+    pid = relay.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        early = SMTPClient(LOOPBACK, relay.port)  # the kernel accepts
+        early.send(b"EHLO client.test\r\nMAIL FROM:<a@example.org>\r\n"
+                   b"RCPT TO:<x@example.com>\r\nDATA\r\n")
+        quiet = SMTPClient(LOOPBACK, relay.port)
+        time.sleep(0.2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    with early:
+        r = early.read_reply(timeout=10)
+        check_reply(r, 554, "5.5.0", "protocol synchronization", early)
+        early.expect_closed()
+    with quiet:  # waited: served as ever
+        quiet.expect(220)
+        quiet.ehlo()
+    assert qcount(relay) == 0
 
 
 def test_greet_pause_then_normal_session(relay_factory):

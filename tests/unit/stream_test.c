@@ -848,8 +848,9 @@ a_timer_2(void)
 	return A.tmo[STREAM_TMO_TIMER] > 1;
 }
 
-/* stream_timer_next(): at once, but after input already waiting (what
- * the receive side's greeting relies on to see early talkers). */
+/* stream_input_waiting(), and stream_timer_next(): at once, but after
+ * input already waiting (what the receive side's greeting relies on to
+ * see early talkers). */
 static void
 test_timer_next(void)
 {
@@ -858,14 +859,21 @@ test_timer_next(void)
 
 	CHECK(loop_open());
 	CHECK(pair(sv));
+	ep_open(&A, sv[0]);
+	CHECK(!stream_input_waiting(&A.s));
+	CHECK(end_a(STREAM_CLOSE_ABORT, "test", sv[1]));
+	CHECK(loop_open());
+	CHECK(pair(sv));
 	CHECK(write(sv[1], "early", 5) == 5);
 	ep_open(&A, sv[0]);
+	CHECK(stream_input_waiting(&A.s)); /* in the socket, not yet read */
 	stream_set_timeouts(&A.s, 5000, 0);
 	stream_timer_next(&A.s);
 	t0 = now_ms();
 	CHECK(run_until(a_timer, 1000));
 	CHECK(now_ms() - t0 < 500);
 	CHECK(A.got_at_timer == 5);
+	CHECK(!stream_input_waiting(&A.s)); /* taken */
 	/* again, with nothing waiting: fires all the same */
 	stream_timer_next(&A.s);
 	CHECK(run_until(a_timer_2, 1000));
