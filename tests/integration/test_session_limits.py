@@ -5,8 +5,10 @@ client cannot stretch, the greeting pause and early talkers
 ([server] greet_pause), HTTP spoken to the SMTP port, an over-long AUTH
 line, and the HELO name as it goes into Received:.
 
-Timeouts are seconds here so that the file stays fast; every test fails
-on a relay without the change (checked by reverting it)."""
+Timeouts are seconds here so that the file stays fast. Every test of a
+new limit fails on a relay without it (checked against the tree before
+the change); the others (pieces of a line, a steady DATA, HTTP words
+inside SMTP commands) show the limits leave honest clients alone."""
 import email
 import email.policy
 import json
@@ -335,6 +337,7 @@ def test_early_talker_after_implicit_tls_handshake(relay_factory, tmp_path):
         c.send(b"EHLO client.test\r\n")
         c.expect(554, "5.5.0")
         c.expect_closed()
+    assert "reason=early_talker" in relay.stderr_text()
 
 
 # ------------------------------------------------------------ HTTP
