@@ -369,6 +369,21 @@ parse_mail_param(const char *kw, size_t kwlen, const char *v, size_t vlen,
 		if (out->smtputf8 || hasv)
 			return SMTP_PARSE_PARAM_BAD;
 		out->smtputf8 = true;
+	} else if (str_ieq(kw, kwlen, "RET")) {
+		if (out->ret != SMTP_PARSE_RET_NONE || !hasv)
+			return SMTP_PARSE_PARAM_BAD;
+		if (str_ieq(v, vlen, "FULL"))
+			out->ret = SMTP_PARSE_RET_FULL;
+		else if (str_ieq(v, vlen, "HDRS"))
+			out->ret = SMTP_PARSE_RET_HDRS;
+		else
+			return SMTP_PARSE_PARAM_BAD;
+	} else if (str_ieq(kw, kwlen, "ENVID")) {
+		if (out->envid != NULL || !hasv ||
+		    vlen > SMTP_PARSE_ENVID_MAX || !smtp_parse_xtext(v, vlen))
+			return SMTP_PARSE_PARAM_BAD;
+		out->envid = v;
+		out->envidlen = vlen;
 	} else if (str_ieq(kw, kwlen, "AUTH")) {
 		if (out->has_auth || !hasv)
 			return SMTP_PARSE_PARAM_BAD;
@@ -382,10 +397,78 @@ parse_mail_param(const char *kw, size_t kwlen, const char *v, size_t vlen,
 	return SMTP_PARSE_OK;
 }
 
-/*
- * Walk " kw[=v] kw[=v]..." after the path. mail: MAIL parameters are
- * known; for RCPT every well-formed parameter is unknown.
- */
+/* NOTIFY=NEVER, or SUCCESS, FAILURE and DELAY in a comma list, each at
+ * most once (RFC 3461 4.1); keywords in any case. */
+static bool
+parse_notify(const char *v, size_t vlen, uint8_t *out)
+{
+	static const struct {
+		const char *name;
+		uint8_t bit;
+	} kw[] = {
+	    {"SUCCESS", SMTP_PARSE_NOTIFY_SUCCESS},
+	    {"FAILURE", SMTP_PARSE_NOTIFY_FAILURE},
+	    {"DELAY", SMTP_PARSE_NOTIFY_DELAY},
+	    {"NEVER", SMTP_PARSE_NOTIFY_NEVER},
+	};
+	uint8_t bits = 0;
+	size_t i = 0;
+
+	while (i <= vlen) {
+		const char *c = memchr(v + i, ',', vlen - i);
+		size_t n = c ? (size_t)(c - (v + i)) : vlen - i, k;
+
+		for (k = 0; k < MTA_ARRAY_LEN(kw); k++)
+			if (str_ieq(v + i, n, kw[k].name))
+				break;
+		if (k == MTA_ARRAY_LEN(kw) || (bits & kw[k].bit))
+			return false;
+		bits |= kw[k].bit;
+		i += n + 1;
+	}
+	if ((bits & SMTP_PARSE_NOTIFY_NEVER) && bits != SMTP_PARSE_NOTIFY_NEVER)
+		return false;
+	*out = bits;
+	return true;
+}
+
+/* ORCPT=addr-type;xtext (RFC 3461 4.2): addr-type is an atom. */
+static bool
+parse_orcpt(const char *v, size_t vlen)
+{
+	const char *semi = memchr(v, ';', vlen);
+	size_t tlen;
+
+	if (vlen > SMTP_PARSE_ORCPT_MAX || semi == NULL || semi == v)
+		return false;
+	tlen = (size_t)(semi - v);
+	for (size_t i = 0; i < tlen; i++)
+		if (!is_atext((unsigned char)v[i]))
+			return false;
+	return tlen + 1 < vlen && smtp_parse_xtext(semi + 1, vlen - tlen - 1);
+}
+
+/* One "KEYWORD[=value]" for RCPT. */
+static enum smtp_parse_status
+parse_rcpt_param(const char *kw, size_t kwlen, const char *v, size_t vlen,
+    bool hasv, struct smtp_parse_path *out)
+{
+	if (str_ieq(kw, kwlen, "NOTIFY")) {
+		if (out->notify != 0 || !hasv ||
+		    !parse_notify(v, vlen, &out->notify))
+			return SMTP_PARSE_PARAM_BAD;
+	} else if (str_ieq(kw, kwlen, "ORCPT")) {
+		if (out->orcpt != NULL || !hasv || !parse_orcpt(v, vlen))
+			return SMTP_PARSE_PARAM_BAD;
+		out->orcpt = v;
+		out->orcptlen = vlen;
+	} else {
+		return SMTP_PARSE_PARAM_UNKNOWN;
+	}
+	return SMTP_PARSE_OK;
+}
+
+/* Walk " kw[=v] kw[=v]..." after the path: MAIL's or RCPT's. */
 static enum smtp_parse_status
 parse_params(const char *p, size_t len, bool mail, struct smtp_parse_path *out)
 {
@@ -426,9 +509,10 @@ parse_params(const char *p, size_t len, bool mail, struct smtp_parse_path *out)
 		}
 		if (i < len && p[i] != ' ')
 			return SMTP_PARSE_SYNTAX;
-		if (!mail)
-			return SMTP_PARSE_PARAM_UNKNOWN;
-		st = parse_mail_param(p + kw, kwlen, p + v, vlen, hasv, out);
+		st = mail ? parse_mail_param(
+		                p + kw, kwlen, p + v, vlen, hasv, out)
+		          : parse_rcpt_param(
+		                p + kw, kwlen, p + v, vlen, hasv, out);
 		if (st != SMTP_PARSE_OK)
 			return st;
 	}

@@ -54,6 +54,22 @@ enum smtp_parse_body {
 	SMTP_PARSE_BODY_8BITMIME,
 };
 
+/* DSN (RFC 3461): what RET= asked for, and the NOTIFY= bits. The values
+ * are those of the queue record (QUEUE_RET_*, QUEUE_NOTIFY_*). */
+enum smtp_parse_ret {
+	SMTP_PARSE_RET_NONE = 0, /* not given */
+	SMTP_PARSE_RET_FULL,
+	SMTP_PARSE_RET_HDRS,
+};
+
+#define SMTP_PARSE_NOTIFY_SUCCESS 0x1
+#define SMTP_PARSE_NOTIFY_FAILURE 0x2
+#define SMTP_PARSE_NOTIFY_DELAY   0x4
+#define SMTP_PARSE_NOTIFY_NEVER   0x8
+
+#define SMTP_PARSE_ENVID_MAX 100 /* characters of xtext, RFC 3461 4.4 */
+#define SMTP_PARSE_ORCPT_MAX 500 /* characters, RFC 3461 4.2 */
+
 /* MAIL FROM or RCPT TO, parsed. */
 struct smtp_parse_path {
 	const char *addr; /* mailbox without <> and without a source route;
@@ -64,6 +80,14 @@ struct smtp_parse_path {
 	enum smtp_parse_body body;
 	bool smtputf8; /* SMTPUTF8 given (MAIL) */
 	bool has_auth; /* AUTH= given (MAIL); the value is not kept */
+	/* DSN parameters (RFC 3461), kept as sent (xtext), pointing into
+	 * the line; len 0 when not given. */
+	enum smtp_parse_ret ret; /* RET= (MAIL) */
+	const char *envid;       /* ENVID= (MAIL) */
+	size_t envidlen;
+	uint8_t notify;    /* NOTIFY= (RCPT): SMTP_PARSE_NOTIFY_*; 0 none */
+	const char *orcpt; /* ORCPT= (RCPT): "addr-type;xtext" */
+	size_t orcptlen;
 };
 
 /*
@@ -81,7 +105,8 @@ bool smtp_parse_verb_is(const struct smtp_parse_cmd *cmd, const char *name);
  * smtp_parse_mail - parse the argument of MAIL: `FROM:<path> [params]`,
  * "FROM:" in any case, optionally followed by one space. Accepts the null
  * sender <>. Parameters: SIZE=digits, BODY=7BIT|8BITMIME, SMTPUTF8,
- * AUTH=xtext|<>; each at most once. UTF-8 in the mailbox only when
+ * AUTH=xtext|<>, RET=FULL|HDRS and ENVID=xtext (at most
+ * SMTP_PARSE_ENVID_MAX characters); each at most once. UTF-8 in the mailbox only when
  * SMTPUTF8 is among the parameters. Fills out on SMTP_PARSE_OK; out is
  * undefined otherwise.
  */
@@ -91,9 +116,12 @@ enum smtp_parse_status smtp_parse_mail(
 /*
  * smtp_parse_rcpt - parse the argument of RCPT: `TO:<path> [params]`.
  * The null path is refused (SMTP_PARSE_ADDRESS) and so is a mailbox
- * without a domain (there are no local mailboxes here). No parameter is
- * supported: any is SMTP_PARSE_PARAM_UNKNOWN. utf8: the transaction was
- * opened with SMTPUTF8.
+ * without a domain (there are no local mailboxes here). Parameters
+ * (RFC 3461): NOTIFY=NEVER or a list of SUCCESS, FAILURE and DELAY
+ * (each once), ORCPT=addr-type;xtext (at most SMTP_PARSE_ORCPT_MAX
+ * characters); each at most once; bad values are SMTP_PARSE_PARAM_BAD,
+ * any other parameter SMTP_PARSE_PARAM_UNKNOWN. utf8: the transaction
+ * was opened with SMTPUTF8.
  */
 enum smtp_parse_status smtp_parse_rcpt(const char *arg, size_t len, bool utf8,
     struct smtp_parse_path *out) MTA_MUST_CHECK;

@@ -86,7 +86,7 @@ test_mail(void)
 	        "a@b.example"},
 	    {"FROM:<a@b.example> AUTH=us+zz", SMTP_PARSE_PARAM_BAD, NULL},
 	    {"FROM:<a@b.example> FOO=bar", SMTP_PARSE_PARAM_UNKNOWN, NULL},
-	    {"FROM:<a@b.example> RET=HDRS", SMTP_PARSE_PARAM_UNKNOWN, NULL},
+	    {"FROM:<a@b.example> RET=HDRS", SMTP_PARSE_OK, "a@b.example"},
 	    {"FROM:<a@b.example> =x", SMTP_PARSE_SYNTAX, NULL},
 	    {"FROM:<\"a b\"@b.example>", SMTP_PARSE_OK, "\"a b\"@b.example"},
 	    {"FROM:<\"a>b\"@b.example>", SMTP_PARSE_OK, "\"a>b\"@b.example"},
@@ -170,7 +170,8 @@ test_rcpt(void)
 	    {"TO:<>", false, SMTP_PARSE_ADDRESS},
 	    {"TO:<postmaster>", false, SMTP_PARSE_ADDRESS},
 	    {"FROM:<r@x.example>", false, SMTP_PARSE_SYNTAX},
-	    {"TO:<r@x.example> NOTIFY=NEVER", false, SMTP_PARSE_PARAM_UNKNOWN},
+	    {"TO:<r@x.example> NOTIFY=NEVER", false, SMTP_PARSE_OK},
+	    {"TO:<r@x.example> SIZE=1", false, SMTP_PARSE_PARAM_UNKNOWN},
 	    {"TO:<r@x.example> SMTPUTF8", false, SMTP_PARSE_PARAM_UNKNOWN},
 	    {"TO:<\xc3\xbc@x.example>", false, SMTP_PARSE_ADDRESS},
 	    {"TO:<\xc3\xbc@x.example>", true, SMTP_PARSE_OK},
@@ -340,6 +341,140 @@ test_xtext(void)
 	CHECK(!smtp_parse_xtext("a\x80", 2));
 }
 
+/* DSN (RFC 3461) on MAIL: RET and ENVID, every 501 case. */
+static void
+test_dsn_mail(void)
+{
+	static const struct {
+		const char *arg;
+		enum smtp_parse_status st;
+		enum smtp_parse_ret ret;
+		const char *envid;
+	} rows[] = {
+	    {"FROM:<a@b.example> RET=FULL", 0, SMTP_PARSE_RET_FULL, NULL},
+	    {"FROM:<a@b.example> ret=hdrs", 0, SMTP_PARSE_RET_HDRS, NULL},
+	    {"FROM:<> RET=HDRS ENVID=QQ+2B1", 0, SMTP_PARSE_RET_HDRS, "QQ+2B1"},
+	    {"FROM:<a@b.example> ENVID=a+20b", 0, 0, "a+20b"},
+	    {"FROM:<a@b.example> RET=NONE", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"FROM:<a@b.example> RET", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"FROM:<a@b.example> RET=", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"FROM:<a@b.example> RET=FULL RET=FULL", SMTP_PARSE_PARAM_BAD, 0,
+	        NULL},
+	    {"FROM:<a@b.example> RET=FULL RET=HDRS", SMTP_PARSE_PARAM_BAD, 0,
+	        NULL},
+	    {"FROM:<a@b.example> ENVID", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"FROM:<a@b.example> ENVID=a+2", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"FROM:<a@b.example> ENVID=a+2g", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"FROM:<a@b.example> ENVID=a+2a", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"FROM:<a@b.example> ENVID=a\x80", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"FROM:<a@b.example> ENVID=x ENVID=x", SMTP_PARSE_PARAM_BAD, 0,
+	        NULL},
+	};
+	struct smtp_parse_path p;
+	char arg[300];
+
+	for (size_t i = 0; i < MTA_ARRAY_LEN(rows); i++) {
+		enum smtp_parse_status st =
+		    smtp_parse_mail(rows[i].arg, strlen(rows[i].arg), &p);
+
+		CHECK(st == rows[i].st);
+		if (st != SMTP_PARSE_OK)
+			continue;
+		CHECK(p.ret == rows[i].ret);
+		if (rows[i].envid != NULL)
+			CHECK_MEM(p.envid, p.envidlen, rows[i].envid);
+		else
+			CHECK(p.envid == NULL && p.envidlen == 0);
+	}
+	/* ENVID: 100 characters of xtext, not 101 */
+	memset(arg, 0, sizeof(arg));
+	strcpy(arg, "FROM:<a@b.example> ENVID=");
+	memset(arg + strlen(arg), 'e', 100);
+	CHECK(smtp_parse_mail(arg, strlen(arg), &p) == SMTP_PARSE_OK);
+	CHECK(p.envidlen == 100);
+	arg[strlen(arg)] = 'e';
+	CHECK(smtp_parse_mail(arg, strlen(arg), &p) == SMTP_PARSE_PARAM_BAD);
+	/* a plain MAIL has none of them */
+	CHECK(smtp_parse_mail("FROM:<a@b.example>", 18, &p) == 0);
+	CHECK(p.ret == SMTP_PARSE_RET_NONE && p.envid == NULL);
+}
+
+/* DSN on RCPT: NOTIFY and ORCPT, every 501 case. */
+static void
+test_dsn_rcpt(void)
+{
+	static const struct {
+		const char *arg;
+		enum smtp_parse_status st;
+		uint8_t notify;
+		const char *orcpt;
+	} rows[] = {
+	    {"TO:<r@x.example> NOTIFY=NEVER", 0, SMTP_PARSE_NOTIFY_NEVER, NULL},
+	    {"TO:<r@x.example> NOTIFY=success", 0, SMTP_PARSE_NOTIFY_SUCCESS,
+	        NULL},
+	    {"TO:<r@x.example> NOTIFY=SUCCESS,FAILURE,DELAY", 0,
+	        SMTP_PARSE_NOTIFY_SUCCESS | SMTP_PARSE_NOTIFY_FAILURE |
+	            SMTP_PARSE_NOTIFY_DELAY,
+	        NULL},
+	    {"TO:<r@x.example> NOTIFY=DELAY,FAILURE ORCPT=rfc822;r+40x.example",
+	        0, SMTP_PARSE_NOTIFY_DELAY | SMTP_PARSE_NOTIFY_FAILURE,
+	        "rfc822;r+40x.example"},
+	    {"TO:<r@x.example> ORCPT=rfc822;o@x.example", 0, 0,
+	        "rfc822;o@x.example"},
+	    {"TO:<r@x.example> ORCPT=utf-8;a;b", 0, 0, "utf-8;a;b"},
+	    {"TO:<r@x.example> NOTIFY", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> NOTIFY=", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> NOTIFY=NEVER,SUCCESS", SMTP_PARSE_PARAM_BAD, 0,
+	        NULL},
+	    {"TO:<r@x.example> NOTIFY=FAILURE,NEVER", SMTP_PARSE_PARAM_BAD, 0,
+	        NULL},
+	    {"TO:<r@x.example> NOTIFY=SUCCESS,SUCCESS", SMTP_PARSE_PARAM_BAD, 0,
+	        NULL},
+	    {"TO:<r@x.example> NOTIFY=SUCCESS,", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> NOTIFY=,SUCCESS", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> NOTIFY=ALWAYS", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> NOTIFY=NEVER NOTIFY=NEVER", SMTP_PARSE_PARAM_BAD,
+	        0, NULL},
+	    {"TO:<r@x.example> ORCPT", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> ORCPT=rfc822", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> ORCPT=rfc822;", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> ORCPT=;a@b", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> ORCPT=rf(c;a@b", SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> ORCPT=rfc822;a+zz", SMTP_PARSE_PARAM_BAD, 0,
+	        NULL},
+	    {"TO:<r@x.example> ORCPT=rfc822;a ORCPT=rfc822;a",
+	        SMTP_PARSE_PARAM_BAD, 0, NULL},
+	    {"TO:<r@x.example> RET=FULL", SMTP_PARSE_PARAM_UNKNOWN, 0, NULL},
+	};
+	struct smtp_parse_path p;
+	char arg[700];
+	size_t n;
+
+	for (size_t i = 0; i < MTA_ARRAY_LEN(rows); i++) {
+		enum smtp_parse_status st = smtp_parse_rcpt(
+		    rows[i].arg, strlen(rows[i].arg), false, &p);
+
+		CHECK(st == rows[i].st);
+		if (st != SMTP_PARSE_OK)
+			continue;
+		CHECK(p.notify == rows[i].notify);
+		if (rows[i].orcpt != NULL)
+			CHECK_MEM(p.orcpt, p.orcptlen, rows[i].orcpt);
+		else
+			CHECK(p.orcpt == NULL);
+	}
+	/* ORCPT: 500 characters, not 501 */
+	memset(arg, 0, sizeof(arg));
+	strcpy(arg, "TO:<r@x.example> ORCPT=rfc822;");
+	n = strlen(arg);
+	memset(arg + n, 'o', 500 - strlen("rfc822;"));
+	CHECK(smtp_parse_rcpt(arg, strlen(arg), false, &p) == SMTP_PARSE_OK);
+	CHECK(p.orcptlen == 500);
+	arg[strlen(arg)] = 'o';
+	CHECK(smtp_parse_rcpt(arg, strlen(arg), false, &p) ==
+	      SMTP_PARSE_PARAM_BAD);
+}
+
 /* The DATA fast path: whole CRLF lines, no dot at the start, no bare CR
  * or LF, none over the limit; it stops before the first that is not. */
 static void
@@ -378,6 +513,8 @@ static const struct harness_case cases[] = {
     {"limits", test_limits},
     {"base64", test_base64},
     {"xtext", test_xtext},
+    {"dsn_mail", test_dsn_mail},
+    {"dsn_rcpt", test_dsn_rcpt},
     {"plain_lines", test_plain_lines},
 };
 
