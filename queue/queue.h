@@ -63,6 +63,13 @@ struct queue_submit {
 	uint64_t received_ms; /* wall clock, when DATA ended */
 	struct buf body;      /* Received header + message, CRLF, unstuffed */
 	int status;           /* set by the committer: 0, -ENOSPC, -EIO */
+	/* DSN (RFC 3461; additive): envid and each orcpts[i] as xtext as
+	 * the client sent them, NULL = not given; ret QUEUE_RET_*. notify
+	 * and orcpts: NULL, or nrcpts entries (QUEUE_NOTIFY_* bits). */
+	char *envid;
+	uint8_t ret;
+	uint8_t *notify;
+	char **orcpts;
 };
 
 /* Free a submit request and everything it owns. Takes NULL. */
@@ -129,6 +136,16 @@ enum queue_rcpt_state {
 	QUEUE_RCPT_NSTATES
 };
 
+/* DSN parameters (RFC 3461), as the client gave them. */
+#define QUEUE_RET_NONE 0 /* RET not given: headers only, as ever */
+#define QUEUE_RET_FULL 1
+#define QUEUE_RET_HDRS 2
+
+#define QUEUE_NOTIFY_SUCCESS 0x1u
+#define QUEUE_NOTIFY_FAILURE 0x2u
+#define QUEUE_NOTIFY_DELAY   0x4u
+#define QUEUE_NOTIFY_NEVER   0x8u /* 0 = NOTIFY not given */
+
 #define QUEUE_FLAG_HELD   0x1u /* operator hold: nothing is attempted */
 #define QUEUE_FLAG_WARNED 0x2u /* the delay warning DSN was queued */
 
@@ -138,6 +155,8 @@ struct queue_rcpt {
 	uint32_t attempts; /* delivery attempts made */
 	uint64_t next_ms;  /* wall ms of the next attempt (pending only) */
 	char *reply;       /* last remote reply or local reason; "" = none */
+	uint8_t notify;    /* QUEUE_NOTIFY_* bits; 0 = not given */
+	char *orcpt;       /* ORCPT "type;xtext" as given; "" or NULL = none */
 };
 
 struct queue_envelope {
@@ -151,9 +170,13 @@ struct queue_envelope {
 	char *helo;           /* HELO/EHLO name */
 	struct queue_rcpt *rcpts;
 	size_t nrcpts;
+	char *envid; /* DSN ENVID as given (xtext); "" or NULL = none */
+	uint8_t ret; /* QUEUE_RET_* */
 };
 
-#define QUEUE_RECORD_VERSION 1
+/* Version 2 adds the DSN fields; an envelope without any is still
+ * written as version 1, and both versions decode. */
+#define QUEUE_RECORD_VERSION 2
 #define QUEUE_RECORD_MAX     (4u << 20) /* bytes, encoded envelope cap */
 
 /* Free what a decoded envelope owns (not env itself); env is zeroed.
@@ -171,7 +194,8 @@ int queue_envelope_encode(
 
 /*
  * queue_envelope_decode - parse exactly len bytes at p into *env, which
- * then owns copies of everything (queue_envelope_fini). Strict: an unknown
+ * then owns copies of everything (queue_envelope_fini; every string is
+ * set, "" for a field version 1 did not have). Strict: an unknown
  * version, a truncated field, an embedded NUL, an unknown recipient state
  * or trailing bytes give -EBADMSG, and *env is left zeroed. Pure; any
  * thread; safe on hostile input (fuzzed).

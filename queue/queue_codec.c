@@ -3,13 +3,20 @@
  * queue_codec.c - the on-disk envelope record and the key format.
  *
  * Pure functions over buffers: no LMDB, no threads, so the decoder can be
- * fuzzed. Version 1 layout, all integers big-endian:
+ * fuzzed. Layout, all integers big-endian:
  *
- *	u8 version (1)
+ *	u8 version (1 or 2)
  *	u64 id, u64 received_ms, u64 size, u32 flags
  *	str from, str user, str client, str helo
+ *	v2 only: str envid, u8 ret
  *	u32 nrcpts, then per recipient:
  *	    str addr, u8 state, u32 attempts, u64 next_ms, str reply
+ *	    v2 only: u8 notify, str orcpt
+ *
+ * Version 2 (DSN, RFC 3461) only appends fields, so one decoder reads
+ * both: a version 1 record (written before DSN, or since by an envelope
+ * without DSN parameters, which the encoder still writes as version 1
+ * so that an older relay can read it) decodes with the DSN fields empty.
  *
  * where str is a u32 length and that many bytes, without NUL. The decoder
  * is strict (OpenSMTPD m_get/m_end): every read checks `end - pos < need`
@@ -90,7 +97,7 @@ queue_wr_str(struct buf *out, const char *s)
 }
 
 static int
-queue_wr_rcpt(struct buf *out, const struct queue_rcpt *r)
+queue_wr_rcpt(struct buf *out, const struct queue_rcpt *r, uint8_t version)
 {
 	int rc;
 
@@ -99,20 +106,45 @@ queue_wr_rcpt(struct buf *out, const struct queue_rcpt *r)
 	if ((rc = queue_wr_str(out, r->addr)) != 0 ||
 	    (rc = queue_wr_u8(out, r->state)) != 0 ||
 	    (rc = queue_wr_u32(out, r->attempts)) != 0 ||
-	    (rc = queue_wr_u64(out, r->next_ms)) != 0)
+	    (rc = queue_wr_u64(out, r->next_ms)) != 0 ||
+	    (rc = queue_wr_str(out, r->reply)) != 0)
 		return rc;
-	return queue_wr_str(out, r->reply);
+	if (version < 2)
+		return 0;
+	if ((rc = queue_wr_u8(out, r->notify)) != 0)
+		return rc;
+	return queue_wr_str(out, r->orcpt);
+}
+
+static bool
+queue_set(const char *s)
+{
+	return s != NULL && s[0] != '\0';
+}
+
+/* Version 1 unless a DSN field is set. */
+static uint8_t
+queue_envelope_version(const struct queue_envelope *env)
+{
+	if (queue_set(env->envid) || env->ret != QUEUE_RET_NONE)
+		return 2;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].notify != 0 || queue_set(env->rcpts[i].orcpt))
+			return 2;
+	return 1;
 }
 
 int
 queue_envelope_encode(const struct queue_envelope *env, struct buf *out)
 {
 	size_t avail0 = buf_avail(out); /* len moves if the buffer compacts */
+	uint8_t version;
 	int rc;
 
 	if (env->nrcpts > UINT32_MAX)
 		return -EINVAL;
-	if ((rc = queue_wr_u8(out, QUEUE_RECORD_VERSION)) != 0 ||
+	version = queue_envelope_version(env);
+	if ((rc = queue_wr_u8(out, version)) != 0 ||
 	    (rc = queue_wr_u64(out, env->id)) != 0 ||
 	    (rc = queue_wr_u64(out, env->received_ms)) != 0 ||
 	    (rc = queue_wr_u64(out, env->size)) != 0 ||
@@ -120,11 +152,15 @@ queue_envelope_encode(const struct queue_envelope *env, struct buf *out)
 	    (rc = queue_wr_str(out, env->from)) != 0 ||
 	    (rc = queue_wr_str(out, env->user)) != 0 ||
 	    (rc = queue_wr_str(out, env->client)) != 0 ||
-	    (rc = queue_wr_str(out, env->helo)) != 0 ||
-	    (rc = queue_wr_u32(out, (uint32_t)env->nrcpts)) != 0)
+	    (rc = queue_wr_str(out, env->helo)) != 0)
+		goto fail;
+	if (version >= 2 && ((rc = queue_wr_str(out, env->envid)) != 0 ||
+	                        (rc = queue_wr_u8(out, env->ret)) != 0))
+		goto fail;
+	if ((rc = queue_wr_u32(out, (uint32_t)env->nrcpts)) != 0)
 		goto fail;
 	for (size_t i = 0; i < env->nrcpts; i++)
-		if ((rc = queue_wr_rcpt(out, &env->rcpts[i])) != 0)
+		if ((rc = queue_wr_rcpt(out, &env->rcpts[i], version)) != 0)
 			goto fail;
 	if (buf_avail(out) - avail0 > QUEUE_RECORD_MAX) {
 		rc = -ENOBUFS;
@@ -187,7 +223,7 @@ queue_rd_str(struct queue_rd *rd, char **s)
 }
 
 static int
-queue_rd_rcpt(struct queue_rd *rd, struct queue_rcpt *r)
+queue_rd_rcpt(struct queue_rd *rd, struct queue_rcpt *r, uint8_t version)
 {
 	if (queue_rd_str(rd, &r->addr) != 0 ||
 	    queue_rd_u8(rd, &r->state) != 0 ||
@@ -195,7 +231,12 @@ queue_rd_rcpt(struct queue_rd *rd, struct queue_rcpt *r)
 	    queue_rd_u64(rd, &r->next_ms) != 0 ||
 	    queue_rd_str(rd, &r->reply) != 0)
 		return -EBADMSG;
-	if (r->state >= QUEUE_RCPT_NSTATES)
+	if (version < 2)
+		r->orcpt = xstrdup("");
+	else if (queue_rd_u8(rd, &r->notify) != 0 ||
+	         queue_rd_str(rd, &r->orcpt) != 0)
+		return -EBADMSG;
+	if (r->state >= QUEUE_RCPT_NSTATES || r->notify > 0xf)
 		return -EBADMSG;
 	return 0;
 }
@@ -208,7 +249,8 @@ queue_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env)
 	uint32_t n;
 
 	memset(env, 0, sizeof(*env));
-	if (queue_rd_u8(&rd, &version) != 0 || version != QUEUE_RECORD_VERSION)
+	if (queue_rd_u8(&rd, &version) != 0 || version < 1 ||
+	    version > QUEUE_RECORD_VERSION)
 		return -EBADMSG;
 	if (queue_rd_u64(&rd, &env->id) != 0 ||
 	    queue_rd_u64(&rd, &env->received_ms) != 0 ||
@@ -217,7 +259,14 @@ queue_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env)
 	    queue_rd_str(&rd, &env->from) != 0 ||
 	    queue_rd_str(&rd, &env->user) != 0 ||
 	    queue_rd_str(&rd, &env->client) != 0 ||
-	    queue_rd_str(&rd, &env->helo) != 0 || queue_rd_u32(&rd, &n) != 0)
+	    queue_rd_str(&rd, &env->helo) != 0)
+		goto fail;
+	if (version < 2)
+		env->envid = xstrdup("");
+	else if (queue_rd_str(&rd, &env->envid) != 0 ||
+	         queue_rd_u8(&rd, &env->ret) != 0 || env->ret > QUEUE_RET_HDRS)
+		goto fail;
+	if (queue_rd_u32(&rd, &n) != 0)
 		goto fail;
 	if ((size_t)(rd.end - rd.pos) / QUEUE_RCPT_MIN < n)
 		goto fail;
@@ -226,7 +275,7 @@ queue_envelope_decode(const uint8_t *p, size_t len, struct queue_envelope *env)
 	for (uint32_t i = 0; i < n; i++) {
 		/* Count it first, so fini frees a half-decoded recipient. */
 		env->nrcpts = (size_t)i + 1;
-		if (queue_rd_rcpt(&rd, &env->rcpts[i]) != 0)
+		if (queue_rd_rcpt(&rd, &env->rcpts[i], version) != 0)
 			goto fail;
 	}
 	if (rd.pos != rd.end)
@@ -246,9 +295,11 @@ queue_envelope_fini(struct queue_envelope *env)
 	free(env->user);
 	free(env->client);
 	free(env->helo);
+	free(env->envid);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		free(env->rcpts[i].addr);
 		free(env->rcpts[i].reply);
+		free(env->rcpts[i].orcpt);
 	}
 	free(env->rcpts);
 	memset(env, 0, sizeof(*env));

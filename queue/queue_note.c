@@ -44,12 +44,17 @@ queue_note_new(struct queue *q, const struct queue_submit *s)
 	n->env.user = xstrdup(s->user ? s->user : "");
 	n->env.client = xstrdup(s->client ? s->client : "");
 	n->env.helo = xstrdup(s->helo ? s->helo : "");
+	n->env.envid = xstrdup(s->envid ? s->envid : "");
+	n->env.ret = s->ret;
 	n->env.nrcpts = s->nrcpts;
 	n->env.rcpts =
 	    xcalloc(s->nrcpts ? s->nrcpts : 1, sizeof(*n->env.rcpts));
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		n->env.rcpts[i].addr = xstrdup(s->rcpts[i]);
 		n->env.rcpts[i].reply = xstrdup("");
+		n->env.rcpts[i].notify = s->notify ? s->notify[i] : 0;
+		n->env.rcpts[i].orcpt =
+		    xstrdup(s->orcpts && s->orcpts[i] ? s->orcpts[i] : "");
 	}
 	chan_send(q->listener, &n->msg);
 }

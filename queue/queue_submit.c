@@ -29,6 +29,11 @@ queue_submit_free(struct queue_submit *s)
 	free(s->user);
 	free(s->client);
 	free(s->helo);
+	free(s->envid);
+	free(s->notify);
+	for (size_t i = 0; s->orcpts != NULL && i < s->nrcpts; i++)
+		free(s->orcpts[i]);
+	free(s->orcpts);
 	buf_fini(&s->body);
 	free(s);
 }
@@ -71,6 +76,8 @@ queue_submit_encode(const struct queue_submit *s, struct buf *out)
 	    .client = s->client ? s->client : none,
 	    .helo = s->helo ? s->helo : none,
 	    .nrcpts = s->nrcpts,
+	    .envid = s->envid,
+	    .ret = s->ret,
 	};
 	int rc;
 
@@ -80,6 +87,8 @@ queue_submit_encode(const struct queue_submit *s, struct buf *out)
 		env.rcpts[i].state = QUEUE_RCPT_PENDING;
 		env.rcpts[i].next_ms = s->received_ms;
 		env.rcpts[i].reply = none;
+		env.rcpts[i].notify = s->notify ? s->notify[i] : 0;
+		env.rcpts[i].orcpt = s->orcpts ? s->orcpts[i] : NULL;
 	}
 	rc = queue_envelope_encode(&env, out);
 	free(env.rcpts);

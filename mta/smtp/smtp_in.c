@@ -35,6 +35,7 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "queue/queue.h"
+#include "smtp/smtp_dsn.h"
 #include "smtp/smtp_parse.h"
 
 #define SMTP_IN_CMD_MAX      512         /* command line with CRLF, 4.5.3.1.4 */
@@ -114,6 +115,7 @@ struct smtp_in {
 	size_t nrcpts;
 	bool smtputf8;
 	uint64_t declared; /* MAIL SIZE=, bytes; 0: none */
+	struct smtp_dsn_tx dsn; /* RET, ENVID, NOTIFY, ORCPT (RFC 3461) */
 
 	/* DATA */
 	struct buf body; /* Received header + message */
@@ -272,6 +274,7 @@ smtp_in_tx_reset(struct smtp_in *s)
 	s->nrcpts = 0;
 	s->smtputf8 = false;
 	s->declared = 0;
+	smtp_dsn_tx_reset(&s->dsn);
 	s->hdrlen = 0;
 	s->id = 0;
 	memset(&s->d, 0, sizeof(s->d));
@@ -564,6 +567,7 @@ smtp_in_proceed_helo(
 	smtp_in_reply(s, out, "250-SIZE %" PRIu64, s->cfg->max_message_size);
 	smtp_in_reply(s, out, "250-8BITMIME");
 	smtp_in_reply(s, out, "250-SMTPUTF8");
+	smtp_in_reply(s, out, "250-DSN");
 	if (s->cfg->tls_available && !s->tls)
 		smtp_in_reply(s, out, "250-STARTTLS");
 	if (s->cfg->auth_available && (s->tls || !s->cfg->auth_require_tls))
@@ -642,6 +646,7 @@ smtp_in_proceed_mail(
 	}
 	s->smtputf8 = p.smtputf8;
 	s->declared = p.has_size ? p.size : 0;
+	smtp_dsn_tx_mail(&s->dsn, &p);
 	smtp_in_enter_state(s, SMTP_IN_S_MAIL);
 	smtp_in_reply(s, out, "250 2.1.0 Ok");
 }
@@ -710,6 +715,7 @@ smtp_in_proceed_rcpt(
 		smtp_in_reply(s, out, "452 4.3.1 Insufficient system storage");
 		return;
 	}
+	smtp_dsn_tx_rcpt(&s->dsn, s->nrcpts, &p);
 	s->nrcpts++;
 	smtp_in_enter_state(s, SMTP_IN_S_RCPT);
 	smtp_in_reply(s, out, "250 2.1.5 Ok");
@@ -1255,6 +1261,7 @@ smtp_in_submit_new(struct smtp_in *s)
 		p += strlen(p) + 1;
 	}
 	req->nrcpts = s->nrcpts;
+	smtp_dsn_tx_take(&s->dsn, req);
 	req->user = s->authed ? xstrdup(s->user) : NULL;
 	req->client = xstrdup(s->peer.addr);
 	req->helo = xstrdup(s->helo);

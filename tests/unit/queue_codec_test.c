@@ -24,9 +24,9 @@ static char s_reply2[] = "451 4.7.1 greylisted, \"try\" again later";
 static char s_reply3[] = "550 5.1.1 no such user";
 
 static struct queue_rcpt sample_rcpts[] = {
-    {s_r1, QUEUE_RCPT_PENDING, 0, 1700000000000ull, s_empty},
-    {s_r2, QUEUE_RCPT_PENDING, 3, 1700000900000ull, s_reply2},
-    {s_r3, QUEUE_RCPT_FAILED, 1, 0, s_reply3},
+    {s_r1, QUEUE_RCPT_PENDING, 0, 1700000000000ull, s_empty, 0, NULL},
+    {s_r2, QUEUE_RCPT_PENDING, 3, 1700000900000ull, s_reply2, 0, NULL},
+    {s_r3, QUEUE_RCPT_FAILED, 1, 0, s_reply3, 0, NULL},
 };
 
 static const struct queue_envelope sample = {
@@ -47,7 +47,8 @@ rcpt_eq(const struct queue_rcpt *a, const struct queue_rcpt *b)
 {
 	return strcmp(a->addr, b->addr) == 0 && a->state == b->state &&
 	       a->attempts == b->attempts && a->next_ms == b->next_ms &&
-	       strcmp(a->reply, b->reply) == 0;
+	       strcmp(a->reply, b->reply) == 0 && a->notify == b->notify &&
+	       strcmp(a->orcpt ? a->orcpt : "", b->orcpt ? b->orcpt : "") == 0;
 }
 
 static int
@@ -57,7 +58,8 @@ env_eq(const struct queue_envelope *a, const struct queue_envelope *b)
 	    a->size != b->size || a->flags != b->flags ||
 	    strcmp(a->from, b->from) || strcmp(a->user, b->user) ||
 	    strcmp(a->client, b->client) || strcmp(a->helo, b->helo) ||
-	    a->nrcpts != b->nrcpts)
+	    a->nrcpts != b->nrcpts || a->ret != b->ret ||
+	    strcmp(a->envid ? a->envid : "", b->envid ? b->envid : ""))
 		return 0;
 	for (size_t i = 0; i < a->nrcpts; i++)
 		if (!rcpt_eq(&a->rcpts[i], &b->rcpts[i]))
@@ -82,7 +84,8 @@ test_round_trip(void)
 	buf_init(&b, 1 << 20);
 	buf_init(&b2, 1 << 20);
 	CHECK(queue_envelope_encode(&sample, &b) == 0);
-	CHECK(buf_peek(&b)[0] == QUEUE_RECORD_VERSION);
+	/* no DSN field: still version 1, which an older relay reads */
+	CHECK(buf_peek(&b)[0] == 1);
 	CHECK(queue_envelope_decode(buf_peek(&b), buf_avail(&b), &d) == 0);
 	CHECK(env_eq(&sample, &d));
 	/* Decoding then encoding again gives the same bytes. */
@@ -137,7 +140,7 @@ test_truncated(void)
 static void
 test_unknown_version(void)
 {
-	static const uint8_t versions[] = {0, 2, 0x7f, 0xff};
+	static const uint8_t versions[] = {0, 3, 0x7f, 0xff};
 	struct queue_envelope d;
 	struct buf b;
 
@@ -220,7 +223,8 @@ test_corrupt_fields(void)
 static void
 test_encode_errors(void)
 {
-	struct queue_rcpt bad = {s_r1, QUEUE_RCPT_NSTATES, 0, 0, s_empty};
+	struct queue_rcpt bad = {
+	    s_r1, QUEUE_RCPT_NSTATES, 0, 0, s_empty, 0, NULL};
 	struct queue_envelope e = sample;
 	struct buf b;
 
@@ -238,6 +242,122 @@ test_encode_errors(void)
 	CHECK(queue_envelope_encode(&sample, &b) == -ENOBUFS);
 	CHECK_MEM(buf_peek(&b), buf_avail(&b), "xy");
 	buf_fini(&b);
+}
+
+/* The version 1 layout, written field by field as the relay wrote it
+ * before DSN (not with the encoder under test). */
+static void
+v1_u32(struct buf *b, uint32_t v)
+{
+	uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16),
+	    (uint8_t)(v >> 8), (uint8_t)v};
+
+	CHECK(buf_append(b, x, 4) == 0);
+}
+
+static void
+v1_u64(struct buf *b, uint64_t v)
+{
+	v1_u32(b, (uint32_t)(v >> 32));
+	v1_u32(b, (uint32_t)v);
+}
+
+static void
+v1_str(struct buf *b, const char *s)
+{
+	v1_u32(b, (uint32_t)strlen(s));
+	CHECK(buf_append(b, s, strlen(s)) == 0);
+}
+
+static void
+test_v1_record_decodes(void)
+{
+	struct queue_envelope d;
+	struct buf b;
+
+	buf_init(&b, 4096);
+	CHECK(buf_append(&b, "\x01", 1) == 0);
+	v1_u64(&b, 42);
+	v1_u64(&b, 1700000000123ull);
+	v1_u64(&b, 99);
+	v1_u32(&b, QUEUE_FLAG_WARNED);
+	v1_str(&b, "a@x.example");
+	v1_str(&b, "");
+	v1_str(&b, "192.0.2.1");
+	v1_str(&b, "h.example");
+	v1_u32(&b, 2);
+	v1_str(&b, "r1@y.example");
+	CHECK(buf_append(&b, "\x00", 1) == 0); /* pending */
+	v1_u32(&b, 1);
+	v1_u64(&b, 1700000060000ull);
+	v1_str(&b, "451 4.7.1 later");
+	v1_str(&b, "r2@y.example");
+	CHECK(buf_append(&b, "\x02", 1) == 0); /* failed */
+	v1_u32(&b, 1);
+	v1_u64(&b, 0);
+	v1_str(&b, "550 5.1.1 no");
+	CHECK(queue_envelope_decode(buf_peek(&b), buf_avail(&b), &d) == 0);
+	CHECK(d.id == 42 && d.size == 99 && d.flags == QUEUE_FLAG_WARNED);
+	CHECK(strcmp(d.from, "a@x.example") == 0 && d.nrcpts == 2);
+	CHECK(strcmp(d.rcpts[1].reply, "550 5.1.1 no") == 0);
+	CHECK(d.rcpts[0].state == QUEUE_RCPT_PENDING &&
+	      d.rcpts[1].state == QUEUE_RCPT_FAILED);
+	/* the DSN fields it never had: empty, not NULL */
+	CHECK(d.envid != NULL && d.envid[0] == '\0' && d.ret == 0);
+	for (size_t i = 0; i < d.nrcpts; i++)
+		CHECK(d.rcpts[i].notify == 0 && d.rcpts[i].orcpt != NULL &&
+		      d.rcpts[i].orcpt[0] == '\0');
+	queue_envelope_fini(&d);
+	buf_fini(&b);
+}
+
+static void
+test_dsn_round_trip(void)
+{
+	static char envid[] = "QQ+2B1", orcpt[] = "rfc822;bob+40example.com";
+	struct queue_rcpt r[3];
+	struct queue_envelope e = sample, d;
+	struct buf b, b2;
+	size_t n;
+
+	memcpy(r, sample_rcpts, sizeof(r));
+	r[0].notify = QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE;
+	r[0].orcpt = orcpt;
+	r[2].notify = QUEUE_NOTIFY_NEVER;
+	e.rcpts = r;
+	e.envid = envid;
+	e.ret = QUEUE_RET_HDRS;
+	buf_init(&b, 1 << 20);
+	buf_init(&b2, 1 << 20);
+	CHECK(queue_envelope_encode(&e, &b) == 0);
+	CHECK(buf_peek(&b)[0] == 2);
+	CHECK(queue_envelope_decode(buf_peek(&b), buf_avail(&b), &d) == 0);
+	CHECK(env_eq(&e, &d));
+	CHECK(queue_envelope_encode(&d, &b2) == 0);
+	CHECK(buf_avail(&b) == buf_avail(&b2) &&
+	      memcmp(buf_peek(&b), buf_peek(&b2), buf_avail(&b)) == 0);
+	queue_envelope_fini(&d);
+	/* every prefix fails whole; an unknown NOTIFY bit is corrupt */
+	n = buf_avail(&b);
+	for (size_t len = 0; len < n; len++) {
+		CHECK(queue_envelope_decode(buf_peek(&b), len, &d) == -EBADMSG);
+		CHECK(is_zero(&d));
+	}
+	/* the last recipient's notify byte sits before its empty orcpt */
+	b.data[b.off + n - 4 - 1] = 0x10;
+	CHECK(queue_envelope_decode(buf_peek(&b), n, &d) == -EBADMSG);
+	/* RET alone makes version 2 too */
+	buf_fini(&b);
+	buf_init(&b, 1 << 20);
+	e.rcpts = sample_rcpts;
+	e.envid = NULL;
+	e.ret = QUEUE_RET_FULL;
+	CHECK(queue_envelope_encode(&e, &b) == 0 && buf_peek(&b)[0] == 2);
+	CHECK(queue_envelope_decode(buf_peek(&b), buf_avail(&b), &d) == 0);
+	CHECK(d.ret == QUEUE_RET_FULL && strcmp(d.envid, "") == 0);
+	queue_envelope_fini(&d);
+	buf_fini(&b);
+	buf_fini(&b2);
 }
 
 static void
@@ -281,6 +401,8 @@ static const struct harness_case cases[] = {
     {"trailing", test_trailing},
     {"corrupt_fields", test_corrupt_fields},
     {"encode_errors", test_encode_errors},
+    {"v1_record_decodes", test_v1_record_decodes},
+    {"dsn_round_trip", test_dsn_round_trip},
     {"key_order", test_key_order},
     {"id_text", test_id_text},
 };

@@ -134,6 +134,17 @@ submit_copy(const struct queue_submit *q)
 	c->user = q->user != NULL ? strdup(q->user) : NULL;
 	c->client = strdup(q->client);
 	c->helo = strdup(q->helo);
+	c->envid = q->envid != NULL ? strdup(q->envid) : NULL;
+	c->notify = NULL;
+	c->orcpts = NULL;
+	if (q->notify != NULL) {
+		c->notify = calloc(q->nrcpts, 1);
+		c->orcpts = calloc(q->nrcpts, sizeof(*c->orcpts));
+		memcpy(c->notify, q->notify, q->nrcpts);
+		for (size_t i = 0; i < q->nrcpts; i++)
+			c->orcpts[i] =
+			    q->orcpts[i] ? strdup(q->orcpts[i]) : NULL;
+	}
 	buf_init(&c->body, SIZE_MAX);
 	if (buf_append(&c->body, buf_peek(&q->body), buf_avail(&q->body)))
 		abort();
@@ -194,7 +205,7 @@ t_out_starts(struct t *t, const char *want)
 
 #define EHLO_REPLY_BASE                                                        \
 	"250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n" \
-	"250-SMTPUTF8\r\n"
+	"250-SMTPUTF8\r\n250-DSN\r\n"
 
 /* EHLO, MAIL, one RCPT, DATA: ready for the body. */
 static bool
@@ -366,7 +377,7 @@ test_reply_rows(void)
 	        "501 5.1.7 Error: bad sender address syntax\r\n"},
 	    {EH MF, "RCPT TO:<>\r\n",
 	        "501 5.1.3 Error: bad recipient address syntax\r\n"},
-	    {EH MF, "RCPT TO:<r@x.example> NOTIFY=NEVER\r\n",
+	    {EH MF, "RCPT TO:<r@x.example> XFOO=1\r\n",
 	        "555 5.5.4 Error: unsupported parameter\r\n"},
 	    {EH MF, "RCPT TO:<\xc3\xbc@x.example>\r\n",
 	        "501 5.1.3 Error: bad recipient address syntax\r\n"},
@@ -630,6 +641,64 @@ test_commit_flow(void)
 	t_commit(&t, -EIO);
 	CHECK(t_out_is(&t, "451 4.3.0 Error: queue file write error\r\n"));
 	CHECK(t.commits == 1 && t.ids == 3 && t.budget.used == 0);
+	t_close(&t);
+}
+
+/* DSN (RFC 3461): advertised; RET, ENVID, NOTIFY and ORCPT reach the
+ * queue request as sent; bad values are 501 5.5.4; RSET forgets them. */
+static void
+test_dsn_params(void)
+{
+	struct t t;
+
+	t_open(&t);
+	t_feed(&t, "EHLO client.example\r\n");
+	buf_reset(&t.out);
+	CHECK(t_x(&t, "MAIL FROM:<a@b.example> RET=FULL ENVID=old\r\n",
+	    "250 2.1.0 Ok\r\n"));
+	CHECK(t_x(&t, "RCPT TO:<z@x.example> NOTIFY=SUCCESS\r\n",
+	    "250 2.1.5 Ok\r\n"));
+	CHECK(t_x(&t, "RSET\r\n", "250 2.0.0 Ok\r\n"));
+	CHECK(t_x(&t, "MAIL FROM:<a@b.example> RET=FULL RET=HDRS\r\n",
+	    "501 5.5.4 Error: bad parameter\r\n"));
+	CHECK(t_x(&t, "MAIL FROM:<a@b.example> ENVID=a+2\r\n",
+	    "501 5.5.4 Error: bad parameter\r\n"));
+	CHECK(t_x(&t, "MAIL FROM:<a@b.example> RET=HDRS ENVID=QQ+2B1\r\n",
+	    "250 2.1.0 Ok\r\n"));
+	CHECK(t_x(&t, "RCPT TO:<r@x.example> NOTIFY=NEVER,DELAY\r\n",
+	    "501 5.5.4 Error: bad parameter\r\n"));
+	CHECK(t_x(&t, "RCPT TO:<r@x.example> ORCPT=rfc822\r\n",
+	    "501 5.5.4 Error: bad parameter\r\n"));
+	CHECK(t_x(&t, "RCPT TO:<p@x.example>\r\n", "250 2.1.5 Ok\r\n"));
+	CHECK(t_x(&t,
+	    "RCPT TO:<r@x.example> NOTIFY=SUCCESS,FAILURE "
+	    "ORCPT=rfc822;o+40x.example\r\n",
+	    "250 2.1.5 Ok\r\n"));
+	CHECK(t_x(
+	    &t, "RCPT TO:<n@x.example> NOTIFY=NEVER\r\n", "250 2.1.5 Ok\r\n"));
+	CHECK(t_x(&t, "DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n"));
+	t_feed(&t, "x\r\n.\r\n");
+	CHECK(t.act == SMTP_IN_COMMIT);
+	t_commit(&t, 0);
+	CHECK(t.last->nrcpts == 3);
+	CHECK(t.last->ret == QUEUE_RET_HDRS);
+	CHECK(t.last->envid != NULL && strcmp(t.last->envid, "QQ+2B1") == 0);
+	CHECK(t.last->notify != NULL && t.last->orcpts != NULL);
+	if (t.last->notify != NULL && t.last->orcpts != NULL) {
+		CHECK(t.last->notify[0] == 0 && t.last->orcpts[0] == NULL);
+		CHECK(t.last->notify[1] ==
+		      (QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE));
+		CHECK(t.last->orcpts[1] != NULL &&
+		      strcmp(t.last->orcpts[1], "rfc822;o+40x.example") == 0);
+		CHECK(t.last->notify[2] == QUEUE_NOTIFY_NEVER &&
+		      t.last->orcpts[2] == NULL);
+	}
+	/* the next transaction starts without any */
+	CHECK(t_to_data(&t));
+	t_feed(&t, "x\r\n.\r\n");
+	t_commit(&t, 0);
+	CHECK(t.last->ret == 0 && t.last->envid == NULL &&
+	      t.last->notify == NULL && t.last->orcpts == NULL);
 	t_close(&t);
 }
 
@@ -1433,6 +1502,7 @@ static const struct harness_case cases[] = {
     {"max_errors", test_max_errors},
     {"timeout_shutdown_quit", test_timeout_shutdown_quit},
     {"commit_flow", test_commit_flow},
+    {"dsn_params", test_dsn_params},
     {"free_while_committing", test_free_while_committing},
     {"data_before_354", test_data_before_354},
     {"text_line_limit", test_text_line_limit},
