@@ -65,6 +65,8 @@ struct djob {
 	struct dbody body;  /* a chunk of it at a time */
 	const char **addrs; /* unresolved recipients, for smtp_out */
 	size_t *map;        /* addrs[i] is sj->rcpts[map[i]] */
+	uint8_t *notify;    /* DSN beside addrs, or NULL: none has any */
+	const char **orcpts;
 	size_t nleft;
 	struct smtp_out_result *results;
 	struct smtp_out_job job;
@@ -155,6 +157,8 @@ job_finish(struct djob *dj)
 	dbody_close(&dj->body);
 	free(dj->addrs);
 	free(dj->map);
+	free(dj->notify);
+	free(dj->orcpts);
 	free(dj->results);
 	free(dj);
 }
@@ -216,6 +220,11 @@ job_prepare(struct djob *dj)
 	for (size_t i = 0; i < sj->nrcpts; i++) {
 		dj->addrs[i] = sj->rcpts[i].addr;
 		dj->map[i] = i;
+		if (dj->notify == NULL &&
+		    (sj->rcpts[i].notify != 0 || sj->rcpts[i].orcpt != NULL)) {
+			dj->notify = xcalloc(sj->nrcpts, sizeof(*dj->notify));
+			dj->orcpts = xcalloc(sj->nrcpts, sizeof(*dj->orcpts));
+		}
 	}
 	dj->nleft = sj->nrcpts;
 }
@@ -373,6 +382,15 @@ job_bind(struct djob *dj)
 {
 	dj->job.rcpts = dj->addrs;
 	dj->job.nrcpts = dj->nleft;
+	dj->job.envid = dj->sj->envid;
+	dj->job.ret = dj->sj->ret;
+	/* DSN parameters beside the recipients still to go (RFC 3461) */
+	for (size_t i = 0; dj->notify != NULL && i < dj->nleft; i++) {
+		dj->notify[i] = dj->sj->rcpts[dj->map[i]].notify;
+		dj->orcpts[i] = dj->sj->rcpts[dj->map[i]].orcpt;
+	}
+	dj->job.notify = dj->notify;
+	dj->job.orcpts = dj->orcpts;
 	dj->job.results = dj->results;
 	memset(dj->results, 0, dj->sj->nrcpts * sizeof(*dj->results));
 }
@@ -411,6 +429,7 @@ job_results(struct djob *dj, const struct dconn_report *rep)
 		    : r->outcome == SMTP_OUT_PERMFAIL ? SCHED_OUTCOME_PERMFAIL
 		                                      : SCHED_OUTCOME_TEMPFAIL,
 		    r->enhanced, text);
+		jr->peer_dsn = r->outcome == SMTP_OUT_OK && r->peer_dsn;
 	}
 	dj->nleft = left;
 	if (left == 0)

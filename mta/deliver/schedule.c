@@ -29,6 +29,8 @@ struct smsg;
 
 struct srcpt {
 	char *addr;
+	char *orcpt; /* DSN ORCPT, or NULL */
+	uint8_t notify;
 	uint32_t idx;
 	uint16_t attempts;
 	uint64_t next_ms;
@@ -50,6 +52,8 @@ struct sunit {
 struct smsg {
 	uint64_t id;
 	char *from;
+	char *envid; /* DSN ENVID, or NULL */
+	uint8_t ret;
 	uint64_t received_ms;
 	size_t nrcpts;
 	struct srcpt *rcpts;
@@ -330,11 +334,14 @@ msg_free(struct sched *s, struct smsg *m)
 			fifo_remove(&m->units[i]);
 	}
 	s->nunits -= m->nunits;
-	for (size_t i = 0; i < m->nrcpts; i++)
+	for (size_t i = 0; i < m->nrcpts; i++) {
 		free(m->rcpts[i].addr);
+		free(m->rcpts[i].orcpt);
+	}
 	free(m->rcpts);
 	free(m->units);
 	free(m->from);
+	free(m->envid);
 	free(m);
 }
 
@@ -445,6 +452,31 @@ sched_msg_add(struct sched *s, uint64_t id, const char *from,
 	return 0;
 }
 
+static char *
+dsn_dup(const char *s)
+{
+	return s != NULL && s[0] != '\0' ? xstrdup(s) : NULL;
+}
+
+int
+sched_msg_dsn(struct sched *s, uint64_t id, const char *envid, uint8_t ret,
+    const uint8_t *notify, const char *const *orcpts, size_t n)
+{
+	struct smsg *m = *msg_slot(s, id);
+
+	if (m == NULL)
+		return -ENOENT;
+	free(m->envid);
+	m->envid = dsn_dup(envid);
+	m->ret = ret;
+	for (size_t i = 0; i < n && i < m->nrcpts; i++) {
+		m->rcpts[i].notify = notify != NULL ? notify[i] : 0;
+		free(m->rcpts[i].orcpt);
+		m->rcpts[i].orcpt = orcpts != NULL ? dsn_dup(orcpts[i]) : NULL;
+	}
+	return 0;
+}
+
 static struct sched_job *
 job_make(struct sched *s, struct sunit *u, uint64_t now_ms)
 {
@@ -455,6 +487,8 @@ job_make(struct sched *s, struct sunit *u, uint64_t now_ms)
 	j->from = xstrdup(m->from);
 	j->domain = xstrdup(u->dest->domain);
 	j->received_ms = m->received_ms;
+	j->envid = dsn_dup(m->envid);
+	j->ret = m->ret;
 	j->rcpts = xcalloc(m->nrcpts, sizeof(*j->rcpts));
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		struct srcpt *r = &m->rcpts[i];
@@ -463,6 +497,8 @@ job_make(struct sched *s, struct sunit *u, uint64_t now_ms)
 			continue;
 		j->rcpts[j->nrcpts].idx = r->idx;
 		j->rcpts[j->nrcpts].addr = xstrdup(r->addr);
+		j->rcpts[j->nrcpts].notify = r->notify;
+		j->rcpts[j->nrcpts].orcpt = dsn_dup(r->orcpt);
 		j->nrcpts++;
 	}
 	u->inflight = true;
@@ -768,10 +804,13 @@ sched_job_free(struct sched_job *job)
 {
 	if (job == NULL)
 		return;
-	for (size_t i = 0; i < job->nrcpts; i++)
+	for (size_t i = 0; i < job->nrcpts; i++) {
 		free(job->rcpts[i].addr);
+		free(job->rcpts[i].orcpt);
+	}
 	free(job->rcpts);
 	free(job->from);
+	free(job->envid);
 	free(job->domain);
 	free(job);
 }

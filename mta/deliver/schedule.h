@@ -94,6 +94,11 @@ struct sched_job_rcpt {
 	enum sched_outcome outcome;
 	char dsn[16];    /* enhanced status, e.g. "5.1.1" */
 	char reply[512]; /* remote reply or local reason */
+	bool peer_dsn;   /* delivered to a host that offers DSN, which was
+			    handed NOTIFY (no "relayed" notice from us) */
+	/* DSN (RFC 3461), from sched_msg_dsn(): */
+	uint8_t notify; /* QUEUE_NOTIFY_* bits; 0 = not given */
+	char *orcpt;    /* ORCPT as given, or NULL; owned by the job */
 	/* set by sched_job_decide(): */
 	enum sched_rcpt_state state;
 	uint16_t attempts;
@@ -110,6 +115,8 @@ struct sched_job {
 	uint64_t received_ms; /* wall ms */
 	size_t nrcpts;
 	struct sched_job_rcpt *rcpts;
+	char *envid; /* DSN ENVID as given, or NULL; owned by the job */
+	uint8_t ret; /* DSN RET: QUEUE_RET_* */
 	/* set by the worker: */
 	char relay[300];  /* "mx.example[192.0.2.1]:25", or "" */
 	bool dest_failed; /* connection-level failure: slow start */
@@ -134,6 +141,13 @@ void sched_free(struct sched *s);
 int sched_msg_add(struct sched *s, uint64_t id, const char *from,
     uint64_t received_ms, const struct sched_rcpt_in *rcpts, size_t n,
     uint64_t now_ms) MTA_MUST_CHECK;
+
+/* The DSN parameters (RFC 3461) of message id, just added: envid (NULL
+ * or "" = none) and ret, and notify[i], orcpts[i] (NULL or "" = none)
+ * for the i-th recipient given to sched_msg_add() (notify and orcpts may
+ * be NULL: none). Copied into every job of the message. 0 or -ENOENT. */
+int sched_msg_dsn(struct sched *s, uint64_t id, const char *envid, uint8_t ret,
+    const uint8_t *notify, const char *const *orcpts, size_t n);
 
 /* The next job due at now_ms that the caps allow, or NULL. The job is
  * the caller's; the schedule counts it in flight until sched_job_apply()

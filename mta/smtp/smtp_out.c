@@ -31,7 +31,7 @@
 #include "smtp/smtp_parse.h"
 
 #define ADDR_MAX 1000 /* bytes of a path we are willing to send */
-#define CMD_MAX  (ADDR_MAX + 128)
+#define CMD_MAX  (ADDR_MAX + 128 + 800) /* + DSN: ENVID, NOTIFY, ORCPT */
 
 enum state {
 	ST_GREETING, /* waiting for 220 */
@@ -245,6 +245,7 @@ rcpts_accepted(
 		if (s->rst[i] != R_ACCEPTED)
 			continue;
 		result_reply(&s->job.results[i], cmd, r, text);
+		s->job.results[i].peer_dsn = s->ehlo.dsn;
 		s->rst[i] = R_DONE;
 	}
 }
@@ -576,6 +577,58 @@ step_format(const struct smtp_out *s, struct step st, char *cmd, size_t size)
 }
 
 /*
+ * The DSN parameters (RFC 3461) of a MAIL or RCPT step, inserted before
+ * the CRLF of its command line cmd (n bytes, size room); only to a host
+ * that offers DSN, as given by the client (xtext stays xtext). Returns
+ * the new length.
+ */
+static int
+step_dsn(
+    const struct smtp_out *s, struct step st, char *cmd, int n, size_t size)
+{
+	static const struct {
+		uint8_t bit;
+		const char *name;
+	} kw[] = {
+	    {SMTP_PARSE_NOTIFY_SUCCESS, "SUCCESS"},
+	    {SMTP_PARSE_NOTIFY_FAILURE, "FAILURE"},
+	    {SMTP_PARSE_NOTIFY_DELAY, "DELAY"},
+	    {SMTP_PARSE_NOTIFY_NEVER, "NEVER"},
+	};
+	const struct smtp_out_job *j = &s->job;
+	char p[CMD_MAX] = "";
+	size_t k = 0;
+
+	if (!s->ehlo.dsn || n < 2)
+		return n;
+	if (st.kind == STEP_MAIL) {
+		if (j->ret != SMTP_PARSE_RET_NONE)
+			(void)str_fmt(p, sizeof(p), " RET=%s",
+			    j->ret == SMTP_PARSE_RET_FULL ? "FULL" : "HDRS");
+		if (j->envid != NULL && j->envid[0] != '\0')
+			(void)str_fmt(p + strlen(p), sizeof(p) - strlen(p),
+			    " ENVID=%s", j->envid);
+	} else if (st.kind == STEP_RCPT && j->notify != NULL) {
+		for (size_t i = 0; i < MTA_ARRAY_LEN(kw); i++)
+			if (j->notify[st.i] & kw[i].bit)
+				(void)str_fmt(p + strlen(p),
+				    sizeof(p) - strlen(p), "%s%s",
+				    strchr(p, '=') ? "," : " NOTIFY=",
+				    kw[i].name);
+	}
+	if (st.kind == STEP_RCPT && j->orcpts != NULL &&
+	    j->orcpts[st.i] != NULL && j->orcpts[st.i][0] != '\0')
+		(void)str_fmt(p + strlen(p), sizeof(p) - strlen(p), " ORCPT=%s",
+		    j->orcpts[st.i]);
+	k = strlen(p);
+	if (k == 0 || (size_t)n + k >= size)
+		return n;
+	memcpy(cmd + n - 2, p, k);
+	memcpy(cmd + n - 2 + k, "\r\n", 3);
+	return n + (int)k;
+}
+
+/*
  * Write the next step(s): all of them with PIPELINING (while out has
  * room), else one, and only when its predecessor has been answered.
  * Returns WRITE when steps remain for lack of room.
@@ -598,6 +651,7 @@ tx_pump(struct smtp_out *s, struct buf *out)
 		}
 		n = step_format(s, s->snd, cmd, sizeof(cmd));
 		MTA_ASSERT(n > 0 && (size_t)n < sizeof(cmd));
+		n = step_dsn(s, s->snd, cmd, n, sizeof(cmd));
 		if (buf_avail(out) > 0 &&
 		    buf_avail(out) + (size_t)n > out_target(out))
 			return SMTP_OUT_WRITE;

@@ -113,6 +113,8 @@ struct smtp_out_result {
 			      NUL-terminated; peer data: quote before logging.
 			      Borrowed: valid until the next smtp_out_job_set()
 			      or smtp_out_free() */
+	bool peer_dsn;    /* accepted by a host that offers DSN (so the DSN
+			  parameters went with it) */
 };
 
 /* Per-connection settings. Copied, but the strings are borrowed: they
@@ -158,7 +160,14 @@ struct smtp_out_job {
 	 * deferred 4.3.0, the host not failed). NULL: never convertible. */
 	int (*body_7bit)(
 	    void *arg, const uint8_t **body, size_t *len, const char **why);
-	bool need_smtputf8;              /* SMTPUTF8 required (else 5.6.7) */
+	bool need_smtputf8; /* SMTPUTF8 required (else 5.6.7) */
+	/* DSN (RFC 3461), passed on only to a host that offers DSN:
+	 * envid (xtext) NULL = none, ret QUEUE_RET_* (0 none); notify and
+	 * orcpts NULL, or one entry per rcpt (0 / NULL = none). */
+	const char *envid;
+	uint8_t ret;
+	const uint8_t *notify;
+	const char *const *orcpts;
 	struct smtp_out_result *results; /* out: nrcpts entries, filled in
 					    by JOB_DONE */
 };
