@@ -3,8 +3,9 @@
  * deliver_bounce.c - the scheduler thread's bounces and delay warnings.
  *
  * A job whose recipients failed or expired (or that is the first to find
- * one deferred past [queue] delay_warning) gets one DSN (dsn.h) to the
- * envelope sender, attached to the job's queue update so that the
+ * one deferred past [queue] delay_warning, or that relayed one whose
+ * sender asked for NOTIFY=SUCCESS to a host without DSN) gets one DSN
+ * (dsn.h) to the envelope sender, attached to the job's queue update so that the
  * committer queues it in the same transaction as the outcomes and
  * announces it back as a new message. A message from <> never bounces.
  * What it remembers (which messages have their delay warning on disk)
@@ -25,6 +26,9 @@
 #include "queue/queue.h"
 
 #define DSN_BODY_MAX ((size_t)8 << 20) /* bytes: headers + 1000 rcpts */
+/* RET=FULL returns a message up to this size whole, a larger one as
+ * headers only (Postfix's bounce_size_limit does the same). */
+#define DSN_RETURN_MAX ((size_t)256 << 10) /* bytes */
 
 static size_t
 idset_home(const struct idset *set, uint64_t id)
@@ -101,6 +105,50 @@ rcpt_failed(const struct sched_job_rcpt *r)
 	return r->state == SCHED_RCPT_FAILED || r->state == SCHED_RCPT_EXPIRED;
 }
 
+/* Did the sender ask for this kind of notice (RFC 3461 4.1)? Without
+ * NOTIFY: failures and delays (the relay sends delay warnings), never
+ * success; NOTIFY=NEVER: none. */
+static bool
+rcpt_wants(const struct sched_job_rcpt *r, uint8_t what)
+{
+	if (r->notify == 0)
+		return what != QUEUE_NOTIFY_SUCCESS;
+	return (r->notify & what) != 0;
+}
+
+/* The notice r gets in this job's DSN; false when none. warn: the job
+ * carries its message's delay warning. */
+static bool
+rcpt_notice(const struct sched_job_rcpt *r, bool warn, enum dsn_action *a)
+{
+	if (rcpt_failed(r)) {
+		*a = DSN_ACTION_FAILED;
+		return rcpt_wants(r, QUEUE_NOTIFY_FAILURE);
+	}
+	if (r->state == SCHED_RCPT_PENDING) {
+		*a = DSN_ACTION_DELAYED;
+		return warn && rcpt_wants(r, QUEUE_NOTIFY_DELAY);
+	}
+	/* delivered: a host that offers DSN was handed NOTIFY and reports
+	 * itself; one that does not gets "relayed" from us */
+	*a = DSN_ACTION_RELAYED;
+	return r->state == SCHED_RCPT_DELIVERED && !r->peer_dsn &&
+	       rcpt_wants(r, QUEUE_NOTIFY_SUCCESS);
+}
+
+/* Recipients of the job with a notice of kind a (any kind: all). */
+static size_t
+rcpt_count(const struct sched_job *job, bool warn, bool any, enum dsn_action a)
+{
+	size_t n = 0;
+	enum dsn_action got;
+
+	for (size_t i = 0; i < job->nrcpts; i++)
+		n += rcpt_notice(&job->rcpts[i], warn, &got) &&
+		     (any || got == a);
+	return n;
+}
+
 /* Is this job the one to send its message's delay warning? Once per
  * message (QUEUE_FLAG_WARNED on disk, mirrored in ds->warned; another
  * job of the message may carry one in an update not yet back, in
@@ -116,9 +164,33 @@ bounce_warn_due(struct dsched *ds, const struct sched_job *job, uint64_t now)
 	    idset_has(&ds->warning, job->id))
 		return false;
 	for (size_t i = 0; i < job->nrcpts; i++)
-		if (job->rcpts[i].state == SCHED_RCPT_PENDING)
+		if (job->rcpts[i].state == SCHED_RCPT_PENDING &&
+		    rcpt_wants(&job->rcpts[i], QUEUE_NOTIFY_DELAY))
 			return true;
 	return false;
+}
+
+/*
+ * The original message for a DSN into head (initialised here): all of it
+ * when *full (RET=FULL on a failure) and it is at most DSN_RETURN_MAX
+ * bytes, else (and *full becomes false) its first DSN_HEADERS_MAX bytes,
+ * for the header section. Returns as queue_body_head() does.
+ */
+static int
+bounce_original(struct dsched *ds, uint64_t id, bool *full, struct buf *head)
+{
+	int rc;
+
+	if (*full) {
+		buf_init(head, DSN_RETURN_MAX + 1);
+		rc = queue_body_head(ds->d->q, id, head, DSN_RETURN_MAX + 1);
+		if (rc != 0 || buf_avail(head) <= DSN_RETURN_MAX)
+			return rc;
+		buf_fini(head);
+		*full = false;
+	}
+	buf_init(head, DSN_HEADERS_MAX);
+	return queue_body_head(ds->d->q, id, head, DSN_HEADERS_MAX);
 }
 
 /*
@@ -142,31 +214,31 @@ bounce_make(
 	char id[QUEUE_ID_HEX + 1];
 	struct buf head;
 	size_t n = 0;
+	bool full = false;
 	int rc;
 
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		const struct sched_job_rcpt *r = &job->rcpts[i];
 
-		if (!rcpt_failed(r) &&
-		    !(warn && r->state == SCHED_RCPT_PENDING))
+		if (!rcpt_notice(r, warn, &dr[n].action))
 			continue;
 		dr[n].addr = r->addr;
-		dr[n].action =
-		    rcpt_failed(r) ? DSN_ACTION_FAILED : DSN_ACTION_DELAYED;
 		/* RFC 3463 4.4.7: delivery time expired */
 		dr[n].status =
 		    r->state == SCHED_RCPT_EXPIRED ? "4.4.7" : r->dsn;
 		dr[n].reply = r->reply;
 		dr[n].relay = job->relay;
 		dr[n].last_attempt_ms = now;
+		dr[n].orcpt = r->orcpt;
 		if (dr[n].action == DSN_ACTION_DELAYED)
 			dr[n].retry_until_ms =
 			    job->received_ms + cfg->queue->max_age;
+		full |= dr[n].action == DSN_ACTION_FAILED &&
+		        job->ret == QUEUE_RET_FULL;
 		n++;
 	}
 	queue_id_fmt(job->id, id);
-	buf_init(&head, DSN_HEADERS_MAX);
-	rc = queue_body_head(ds->d->q, job->id, &head, DSN_HEADERS_MAX);
+	rc = bounce_original(ds, job->id, &full, &head);
 	if (rc == -ENOENT) {
 		/* deleted by an operator meanwhile: that never bounces */
 		log_event("event=bounce-dropped id=%s reason=message-gone", id);
@@ -191,10 +263,13 @@ bounce_make(
 	m.received_ms = job->received_ms;
 	m.dsn_id = b->id;
 	m.now_ms = now;
+	m.envid = job->envid;
+	m.full = full;
 	if (buf_avail(&head) > 0) {
 		m.headers = buf_peek(&head);
-		m.headers_len = dsn_headers_len(
-		    m.headers, buf_avail(&head), DSN_HEADERS_MAX);
+		m.headers_len = full ? buf_avail(&head)
+		                     : dsn_headers_len(m.headers,
+		                           buf_avail(&head), DSN_HEADERS_MAX);
 	}
 	m.rcpts = dr;
 	m.nrcpts = n;
@@ -218,13 +293,10 @@ void
 deliver_bounce_attach(struct dsched *ds, const struct sched_job *job,
     struct queue_update *u, uint64_t now)
 {
-	size_t nfail = 0;
 	bool warn;
 
-	for (size_t i = 0; i < job->nrcpts; i++)
-		nfail += rcpt_failed(&job->rcpts[i]);
 	warn = bounce_warn_due(ds, job, now);
-	if ((nfail == 0 && !warn) || job->from[0] == '\0')
+	if (job->from[0] == '\0' || rcpt_count(job, warn, true, 0) == 0)
 		return;
 	u->bounce = bounce_make(ds, job, warn, now);
 	if (u->bounce != NULL && warn) {
@@ -241,17 +313,23 @@ deliver_bounce_done(struct dsched *ds, struct queue_update *u,
     const struct sched_job *job, const char *id)
 {
 	char dsn_id[QUEUE_ID_HEX + 1];
-	size_t nfail = 0, ndelay = 0;
+	bool warn = u->set_flags & QUEUE_FLAG_WARNED;
+	size_t nfail = rcpt_count(job, warn, false, DSN_ACTION_FAILED);
+	size_t ndelay = rcpt_count(job, warn, false, DSN_ACTION_DELAYED);
+	size_t nrelay = rcpt_count(job, warn, false, DSN_ACTION_RELAYED);
+	size_t nquiet = 0;
 
-	for (size_t i = 0; i < job->nrcpts; i++) {
-		nfail += rcpt_failed(&job->rcpts[i]);
-		ndelay += (u->set_flags & QUEUE_FLAG_WARNED) &&
-		          job->rcpts[i].state == SCHED_RCPT_PENDING;
-	}
+	for (size_t i = 0; i < job->nrcpts; i++)
+		nquiet += rcpt_failed(&job->rcpts[i]) &&
+		          !rcpt_wants(&job->rcpts[i], QUEUE_NOTIFY_FAILURE);
 	if (job->from[0] == '\0' && nfail > 0 && u->status == 0)
 		log_event("event=bounce-suppressed id=%s reason=null-sender "
 		          "rcpts=%zu",
 		    id, nfail);
+	if (job->from[0] != '\0' && nquiet > 0 && u->status == 0)
+		log_event("event=bounce-suppressed id=%s reason=notify "
+		          "rcpts=%zu",
+		    id, nquiet);
 	if (u->bounce == NULL)
 		return;
 	if (u->set_flags & QUEUE_FLAG_WARNED) {
@@ -270,6 +348,10 @@ deliver_bounce_done(struct dsched *ds, struct queue_update *u,
 			log_event("event=delay-warned id=%s dsn_id=%s "
 			          "rcpts=%zu",
 			    id, dsn_id, ndelay);
+		if (nrelay > 0)
+			log_event("event=relay-notified id=%s dsn_id=%s "
+			          "rcpts=%zu",
+			    id, dsn_id, nrelay);
 	} else if (u->bounce_status == -ENOENT) {
 		log_event("event=bounce-dropped id=%s dsn_id=%s "
 		          "reason=message-gone",

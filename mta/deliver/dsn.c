@@ -123,6 +123,10 @@ dsn_status_valid(const char *s)
 static const char *
 dsn_status(const struct dsn_rcpt *r)
 {
+	if (r->action == DSN_ACTION_RELAYED)
+		return dsn_status_valid(r->status) && r->status[0] == '2'
+		           ? r->status
+		           : "2.0.0";
 	if (r->action == DSN_ACTION_DELAYED)
 		return dsn_status_valid(r->status) && r->status[0] == '4'
 		           ? r->status
@@ -146,6 +150,46 @@ dsn_clean(const char *src, char *dst, size_t dstlen)
 	}
 	if (dstlen > 0)
 		dst[i] = '\0';
+}
+
+/*
+ * xtext (RFC 3461 4) decoded for a report field: "+HH" becomes its byte
+ * when that is printable ASCII other than '+' and stays "+HH" otherwise
+ * (a CR, LF or NUL never reaches the field); other bytes are copied, and
+ * control bytes (which valid xtext never holds) become spaces. Cut to
+ * fit dst.
+ */
+static int
+dsn_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static void
+dsn_xtext(const char *x, char *dst, size_t dstlen)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; x != NULL && x[i] != '\0' && o + 4 < dstlen; i++) {
+		int hi = x[i] == '+' ? dsn_hex(x[i + 1]) : -1;
+		int lo = hi >= 0 ? dsn_hex(x[i + 2]) : -1;
+		int v = hi * 16 + lo;
+
+		if (lo >= 0 && v > 0x20 && v < 0x7f && v != '+') {
+			dst[o++] = (char)v;
+			i += 2;
+		} else {
+			bool ctl = (unsigned char)x[i] < 0x20 || x[i] == 0x7f;
+
+			dst[o++] = ctl ? ' ' : x[i];
+		}
+	}
+	if (dstlen > 0)
+		dst[o] = '\0';
 }
 
 /*
@@ -232,6 +276,7 @@ dsn_render_text(const struct dsn_msg *m, struct dsn_out *o)
 	char date[64], id[32], addr[1024], reply[2048], host[300], line[3000];
 	bool failed = dsn_any(m, DSN_ACTION_FAILED);
 	bool delayed = dsn_any(m, DSN_ACTION_DELAYED);
+	bool relayed = dsn_any(m, DSN_ACTION_RELAYED);
 
 	clock_rfc5322(m->received_ms, date, sizeof(date));
 	(void)str_fmt(id, sizeof(id), "%016" PRIx64, m->orig_id);
@@ -252,14 +297,26 @@ dsn_render_text(const struct dsn_msg *m, struct dsn_out *o)
 		    "system keeps trying; you do not need to send it\r\n"
 		    "again. You will be told if it finally fails.\r\n");
 	}
+	if (relayed) {
+		if (failed || delayed)
+			dsn_add(o, "\r\n", 2);
+		dsn_adds(o, "Your message was delivered to the mail system "
+		            "named below for the recipients\r\nlisted below. "
+		            "That system does not report delivery, so this is "
+		            "the\r\nlast notice you will get about them.\r\n");
+	}
 	dsn_add(o, "\r\n", 2);
 	dsn_addf(o, "The message was received on %s\r\n", date);
-	dsn_addf(o, "with queue id %s. Its headers are attached.\r\n", id);
+	dsn_addf(o, "with queue id %s. %s attached.\r\n", id,
+	    m->full ? "It is" : "Its headers are");
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		const struct dsn_rcpt *r = &m->rcpts[i];
 		const char *what;
 
-		if (r->action == DSN_ACTION_DELAYED)
+		if (r->action == DSN_ACTION_RELAYED)
+			what =
+			    "relayed to a host that does not report delivery";
+		else if (r->action == DSN_ACTION_DELAYED)
 			what = "delivery delayed, still trying";
 		else if (dsn_status(r)[0] == '4')
 			what = "delivery time expired, given up";
@@ -290,8 +347,17 @@ dsn_render_text(const struct dsn_msg *m, struct dsn_out *o)
 static void
 dsn_render_status(const struct dsn_msg *m, struct dsn_out *o)
 {
+	static const char *const action[] = {
+	    [DSN_ACTION_FAILED] = "failed",
+	    [DSN_ACTION_DELAYED] = "delayed",
+	    [DSN_ACTION_RELAYED] = "relayed",
+	};
 	char date[64], buf[2048], host[300];
 
+	if (m->envid != NULL && m->envid[0] != '\0') {
+		dsn_xtext(m->envid, buf, sizeof(buf));
+		dsn_fold(o, "Original-Envelope-Id: ", buf, " ");
+	}
 	dsn_addf(o, "Reporting-MTA: dns; %s\r\n", m->hostname);
 	dsn_addf(o, "X-Mta-Queue-ID: %016" PRIx64 "\r\n", m->orig_id);
 	clock_rfc5322(m->received_ms, date, sizeof(date));
@@ -300,10 +366,13 @@ dsn_render_status(const struct dsn_msg *m, struct dsn_out *o)
 		const struct dsn_rcpt *r = &m->rcpts[i];
 
 		dsn_add(o, "\r\n", 2);
+		if (r->orcpt != NULL && r->orcpt[0] != '\0') {
+			dsn_xtext(r->orcpt, buf, sizeof(buf));
+			dsn_fold(o, "Original-Recipient: ", buf, " ");
+		}
 		dsn_clean(r->addr, buf, sizeof(buf));
 		dsn_fold(o, "Final-Recipient: rfc822; ", buf, " ");
-		dsn_addf(o, "Action: %s\r\n",
-		    r->action == DSN_ACTION_DELAYED ? "delayed" : "failed");
+		dsn_addf(o, "Action: %s\r\n", action[r->action]);
 		dsn_addf(o, "Status: %s\r\n", dsn_status(r));
 		if (r->relay != NULL && r->relay[0] != '\0') {
 			dsn_relay_host(r->relay, buf, sizeof(buf));
@@ -409,7 +478,9 @@ dsn_assemble(const struct dsn_msg *m, struct buf *parts, struct buf *out)
 	dsn_addf(&o, "Subject: %s\r\n",
 	    dsn_any(m, DSN_ACTION_FAILED)
 	        ? "Undelivered Mail Returned to Sender"
-	        : "Delayed Mail (still being retried)");
+	    : dsn_any(m, DSN_ACTION_DELAYED)
+	        ? "Delayed Mail (still being retried)"
+	        : "Successful Mail Delivery Report");
 	dsn_addf(&o, "Date: %s\r\n", date);
 	dsn_addf(&o, "Message-ID: <%016" PRIx64 ".%016" PRIx64 ".dsn@%s>\r\n",
 	    m->dsn_id, m->orig_id, m->hostname);
@@ -425,8 +496,11 @@ dsn_assemble(const struct dsn_msg *m, struct buf *parts, struct buf *out)
 	    &parts[0]);
 	dsn_part(&o, boundary, "Delivery report", "message/delivery-status",
 	    &parts[1]);
-	dsn_part(&o, boundary, "Undelivered Message Headers",
-	    "text/rfc822-headers", &parts[2]);
+	if (m->full)
+		dsn_part(&o, boundary, "Message", "message/rfc822", &parts[2]);
+	else
+		dsn_part(&o, boundary, "Undelivered Message Headers",
+		    "text/rfc822-headers", &parts[2]);
 	dsn_addf(&o, "\r\n--%s--\r\n", boundary);
 	return o.rc;
 }

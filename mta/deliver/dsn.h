@@ -7,8 +7,13 @@
  * human-readable text/plain explanation, the machine-readable
  * message/delivery-status (one per-message block, then one block per
  * recipient), and the original message's header section as
- * text/rfc822-headers (never the body: a bounce must not carry a copy of
- * the mail back, and it keeps DSNs small). The notification is from the
+ * text/rfc822-headers (not the body: a bounce does not carry a copy of
+ * the mail back, and it keeps DSNs small), or the whole message as
+ * message/rfc822 when the sender asked for it (RET=FULL, RFC 3461 4.3).
+ * The sender's ENVID and ORCPT (RFC 3461, xtext) are decoded into
+ * Original-Envelope-Id and Original-Recipient; a decoded byte that is not
+ * printable ASCII stays encoded, so they cannot break a field either.
+ * The notification is from the
  * null sender (<> in the envelope, which the caller sets), so it can never
  * cause another one; it is marked Auto-Submitted: auto-replied (RFC 3834).
  *
@@ -37,6 +42,8 @@
 enum dsn_action {
 	DSN_ACTION_FAILED,  /* permanent failure or expiry: given up */
 	DSN_ACTION_DELAYED, /* still being retried (delay warning) */
+	DSN_ACTION_RELAYED, /* handed to a host that does not offer DSN
+			       (NOTIFY=SUCCESS, RFC 3464 2.3.3) */
 };
 
 struct dsn_rcpt {
@@ -49,6 +56,7 @@ struct dsn_rcpt {
 	const char *relay;        /* "host[ip]:port" as logged, or NULL/"" */
 	uint64_t last_attempt_ms; /* wall ms; 0 = omit Last-Attempt-Date */
 	uint64_t retry_until_ms;  /* wall ms, delayed only; 0 = omit */
+	const char *orcpt;        /* DSN ORCPT "type;xtext", or NULL/"" */
 };
 
 struct dsn_msg {
@@ -60,6 +68,8 @@ struct dsn_msg {
 	uint64_t now_ms;        /* Date */
 	const uint8_t *headers; /* original header section, or NULL */
 	size_t headers_len;     /* bytes; see dsn_headers_len() */
+	bool full;              /* headers is the whole message (RET=FULL) */
+	const char *envid;      /* DSN ENVID (xtext), or NULL/"" */
 	const struct dsn_rcpt *rcpts;
 	size_t nrcpts; /* >= 1 */
 };
