@@ -154,7 +154,7 @@ dsn_clean(const char *src, char *dst, size_t dstlen)
 
 /*
  * xtext (RFC 3461 4) decoded for a report field: "+HH" becomes its byte
- * when that is printable ASCII other than '+' and stays "+HH" otherwise
+ * when that is printable ASCII (a space included) and stays "+HH" otherwise
  * (a CR, LF or NUL never reaches the field); other bytes are copied, and
  * control bytes (which valid xtext never holds) become spaces. Cut to
  * fit dst.
@@ -179,7 +179,7 @@ dsn_xtext(const char *x, char *dst, size_t dstlen)
 		int lo = hi >= 0 ? dsn_hex(x[i + 2]) : -1;
 		int v = hi * 16 + lo;
 
-		if (lo >= 0 && v > 0x20 && v < 0x7f && v != '+') {
+		if (lo >= 0 && v >= 0x20 && v < 0x7f) {
 			dst[o++] = (char)v;
 			i += 2;
 		} else {

@@ -1382,15 +1382,21 @@ smtp_in_data(struct smtp_in *s, const uint8_t *p, size_t n, struct buf *out)
 
 /* ---- input ---- */
 
-/* An AUTH response, or an AUTH command (with an initial response),
- * may be as long as RFC 4954 allows; other commands, RFC 5321's. */
+/* The limit for the line starting at (p, n): an AUTH response, or an
+ * AUTH command (with an initial response), may be as long as RFC 4954
+ * allows; RFC 3461 5 lets the DSN parameters lengthen MAIL by 100 octets
+ * and RCPT by 500; other commands have RFC 5321's. */
 static size_t
 smtp_in_line_max(const struct smtp_in *s, const uint8_t *p, size_t n)
 {
-	return s->state >= SMTP_IN_S_AUTH_PLAIN ||
-	               str_iprefix((const char *)p, n, "AUTH ")
-	           ? SMTP_IN_AUTH_MAX
-	           : SMTP_IN_CMD_MAX;
+	if (s->state >= SMTP_IN_S_AUTH_PLAIN ||
+	    str_iprefix((const char *)p, n, "AUTH "))
+		return SMTP_IN_AUTH_MAX;
+	if (str_iprefix((const char *)p, n, "MAIL "))
+		return SMTP_IN_CMD_MAX + 100;
+	if (str_iprefix((const char *)p, n, "RCPT "))
+		return SMTP_IN_CMD_MAX + 500;
+	return SMTP_IN_CMD_MAX;
 }
 
 /*

@@ -130,6 +130,8 @@ class SMTPServer:
                (a message is recorded before the delayed reply to its dot)
     pipelining advertise PIPELINING
     eightbitmime, smtputf8  advertise 8BITMIME (default) and SMTPUTF8
+    dsn        advertise DSN (RFC 3461); RCPT parameters are recorded either
+               way (transactions: rcpts_params, [(addr, params)])
 
     Counters: connections, max_concurrent, concurrent (now); records:
     transactions (every MAIL: from, rcpts with their replies, whether
@@ -142,7 +144,7 @@ class SMTPServer:
     def __init__(self, host, port, name=None, greeting="220", rcpt=None,
                  data_reply="250 2.0.0 Ok: queued", tls_cert=None, delay=None,
                  pipelining=True, timeout=30.0, eightbitmime=True,
-                 smtputf8=False):
+                 smtputf8=False, dsn=False):
         _loopback(host)
         self.host = host
         self.port = port
@@ -154,6 +156,7 @@ class SMTPServer:
         self.pipelining = pipelining
         self.eightbitmime = eightbitmime
         self.smtputf8 = smtputf8
+        self.dsn = dsn
         self.timeout = timeout
         self.ssl_ctx = None
         if tls_cert:
@@ -278,6 +281,8 @@ class SMTPServer:
         if self.smtputf8:
             caps.append("SMTPUTF8")
         caps += ["SIZE 104857600", "ENHANCEDSTATUSCODES"]
+        if self.dsn:
+            caps.append("DSN")
         if self.ssl_ctx is not None and not c.tls:
             caps.append("STARTTLS")
         return "\r\n".join(
@@ -327,6 +332,7 @@ class SMTPServer:
                            else "501 5.5.4 syntax")
                     continue
                 txn = {"from": addr, "rcpts": [], "accepted": [],
+                       "rcpts_params": [],
                        "conn": c.no, "tls": c.tls, "data": False,
                        "helo": c.helo, "time": time.time(),
                        "params": arg[5:].partition(">")[2].strip()}
@@ -347,6 +353,7 @@ class SMTPServer:
                     self.rcpt_seen[addr.lower()] = n
                 reply = self.rcpt(addr, n) if self.rcpt else "250 2.1.5 Ok"
                 txn["rcpts"].append((addr, int(reply[:3])))
+                txn["rcpts_params"].append((addr, _params(arg[3:])))
                 if reply.startswith("2"):
                     txn["accepted"].append(addr)
                 c.send(reply)
@@ -402,6 +409,13 @@ def _path(s):
     if end < 0:
         return None
     return s[1:end]
+
+
+def _params(s):
+    """'<a@b> K=V K2' -> 'K=V K2' (what follows the path)."""
+    s = s.strip()
+    end = s.find(">")
+    return s[end + 1:].strip() if end >= 0 else ""
 
 
 class MtaSink:

@@ -592,6 +592,68 @@ test_errors(void)
 }
 
 /* 8-bit bytes (SMTPUTF8 headers) make the parts say 8bit. */
+/* RFC 3461: a relayed notice, ENVID and ORCPT decoded from xtext (but
+ * never into a control character), and the whole message for RET=FULL. */
+static void
+test_dsn_params(void)
+{
+	static const char full[] = "From: <a@x.test>\r\nSubject: s\r\n\r\n"
+	                           "the whole body\r\n";
+	struct dsn_rcpt r[2] = {
+	    rcpt_failed("b@y.test"), rcpt_failed("c@y.test")};
+	struct dsn_msg m;
+	char *s;
+
+	r[0].action = DSN_ACTION_RELAYED;
+	r[0].status = "2.0.0";
+	r[0].reply = "250 2.0.0 Ok: queued";
+	r[0].orcpt = "rfc822;B+40Orig.test";
+	r[1].action = DSN_ACTION_RELAYED;
+	r[1].status = "5.1.1"; /* not a success code: replaced */
+	r[1].orcpt = "";
+	m = msg_of(r, 2);
+	m.envid = "id+2B1+0D+0AX-Evil:+20y";
+	s = build(&m);
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	CHECK(lines_ok(s));
+	CHECK(
+	    strstr(s, "Subject: Successful Mail Delivery Report\r\n") != NULL);
+	CHECK(strstr(s, "\r\nOriginal-Envelope-Id: id+1+0D+0AX-Evil: y\r\n"
+	                "Reporting-MTA: dns; relay.test\r\n") != NULL);
+	CHECK(strstr(s, "\r\nX-Evil") == NULL);
+	CHECK(strstr(s, "\r\n\r\nOriginal-Recipient: rfc822;B@Orig.test\r\n"
+	                "Final-Recipient: rfc822; b@y.test\r\n"
+	                "Action: relayed\r\nStatus: 2.0.0\r\n") != NULL);
+	CHECK(strstr(s, "\r\n\r\nFinal-Recipient: rfc822; c@y.test\r\n"
+	                "Action: relayed\r\nStatus: 2.0.0\r\n") != NULL);
+	CHECK(count(s, "Original-Recipient:") == 1);
+	CHECK(strstr(s, "relayed to a host that does not report delivery") !=
+	      NULL);
+	CHECK(strstr(s, "Content-Type: text/rfc822-headers") != NULL);
+	free(s);
+
+	/* RET=FULL: the message as message/rfc822 */
+	r[1].action = DSN_ACTION_FAILED;
+	m = msg_of(r + 1, 1);
+	m.headers = (const uint8_t *)full;
+	m.headers_len = sizeof(full) - 1;
+	m.full = true;
+	s = build(&m);
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	CHECK(lines_ok(s));
+	CHECK(
+	    strstr(s, "Subject: Undelivered Mail Returned to Sender") != NULL);
+	CHECK(strstr(s, "Content-Type: message/rfc822\r\n") != NULL);
+	CHECK(strstr(s, "Subject: s\r\n\r\nthe whole body\r\n") != NULL);
+	CHECK(strstr(s, "text/rfc822-headers") == NULL);
+	CHECK(strstr(s, "Original-Envelope-Id") == NULL);
+	free(s);
+}
+
 static void
 test_8bit(void)
 {
@@ -685,6 +747,7 @@ static const struct harness_case cases[] = {
     {"expired", test_expired},
     {"status_sanitised", test_status_sanitised},
     {"errors", test_errors},
+    {"dsn_params", test_dsn_params},
     {"8bit", test_8bit},
     {"headers_len", test_headers_len},
     {"reply_is_smtp", test_reply_is_smtp},

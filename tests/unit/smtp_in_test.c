@@ -658,6 +658,19 @@ test_dsn_params(void)
 	    "250 2.1.0 Ok\r\n"));
 	CHECK(t_x(&t, "RCPT TO:<z@x.example> NOTIFY=SUCCESS\r\n",
 	    "250 2.1.5 Ok\r\n"));
+	{
+		/* RFC 3461 5: RCPT may be 500 octets longer for them */
+		char line[700];
+
+		memset(line, 0, sizeof(line));
+		strcpy(line,
+		    "RCPT TO:<o@x.example> NOTIFY=SUCCESS,FAILURE,DELAY "
+		    "ORCPT=rfc822;");
+		memset(line + strlen(line), 'o', 493);
+		strcat(line, "\r\n");
+		CHECK(strlen(line) > 512 && strlen(line) <= 1012);
+		CHECK(t_x(&t, line, "250 2.1.5 Ok\r\n"));
+	}
 	CHECK(t_x(&t, "RSET\r\n", "250 2.0.0 Ok\r\n"));
 	CHECK(t_x(&t, "MAIL FROM:<a@b.example> RET=FULL RET=HDRS\r\n",
 	    "501 5.5.4 Error: bad parameter\r\n"));
