@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "smtp/smtp_out.h"
+#include "smtp/smtp_parse.h"
 #include "../harness.h"
 
 #define TMAX_RCPTS 8
@@ -1446,8 +1447,75 @@ test_result_text(void)
 	buf_fini(&out);
 }
 
+/* DSN parameters (RFC 3461) go out to a host that offers DSN, as given;
+ * a host without DSN gets none of them. */
+static void
+dsn_run(const char *ehlo, const char *want_mail, const char *want_rcpts,
+    bool peer_dsn)
+{
+	static const char *rcpts[] = {"b@y.test", "c@y.test", "d@y.test"};
+	static const uint8_t notify[] = {
+	    SMTP_PARSE_NOTIFY_SUCCESS | SMTP_PARSE_NOTIFY_DELAY, 0,
+	    SMTP_PARSE_NOTIFY_NEVER};
+	static const char *const orcpts[] = {
+	    "rfc822;b+40orig.test", NULL, "rfc822;d@y.test"};
+	struct smtp_out_result res[3];
+	struct smtp_out_job job = {.from = "a@x.test",
+	    .rcpts = rcpts,
+	    .nrcpts = 3,
+	    .body = (const uint8_t *)"x\r\n",
+	    .body_len = 3,
+	    .results = res,
+	    .envid = "QQ+2B1",
+	    .ret = SMTP_PARSE_RET_HDRS,
+	    .notify = notify,
+	    .orcpts = orcpts};
+	struct smtp_out *s = smtp_out_new(&cfg_plain, 7);
+	struct buf out;
+	char srv[512], want[1024];
+
+	buf_init(&out, 1 << 16);
+	CHECK(smtp_out_job_set(s, &job, &out) == SMTP_OUT_READ);
+	(void)snprintf(srv, sizeof(srv), "%s%s", GREET, ehlo);
+	CHECK(smtp_out_feed(s, (const uint8_t *)srv, strlen(srv), &out) ==
+	      SMTP_OUT_READ);
+	(void)snprintf(
+	    want, sizeof(want), "%s%s%sDATA\r\n", EHLO, want_mail, want_rcpts);
+	CHECK_MEM(buf_peek(&out), buf_avail(&out), want);
+	buf_reset(&out);
+	(void)snprintf(srv, sizeof(srv), "%s%s%s%s%s", OK_MAIL, OK_RCPT,
+	    OK_RCPT, OK_RCPT, GO);
+	CHECK(smtp_out_feed(s, (const uint8_t *)srv, strlen(srv), &out) ==
+	      SMTP_OUT_READ);
+	CHECK(smtp_out_feed(s, (const uint8_t *)QUEUED, strlen(QUEUED), &out) ==
+	      SMTP_OUT_JOB_DONE);
+	for (int i = 0; i < 3; i++)
+		CHECK(res[i].outcome == SMTP_OUT_OK &&
+		      res[i].peer_dsn == peer_dsn);
+	smtp_out_free(s);
+	buf_fini(&out);
+}
+
+static void
+test_dsn_pass_on(void)
+{
+	dsn_run("250-mx.y.test\r\n250-PIPELINING\r\n250 DSN\r\n",
+	    "MAIL FROM:<a@x.test> RET=HDRS ENVID=QQ+2B1\r\n",
+	    "RCPT TO:<b@y.test> NOTIFY=SUCCESS,DELAY "
+	    "ORCPT=rfc822;b+40orig.test\r\n"
+	    "RCPT TO:<c@y.test>\r\n"
+	    "RCPT TO:<d@y.test> NOTIFY=NEVER ORCPT=rfc822;d@y.test\r\n",
+	    true);
+	dsn_run("250-mx.y.test\r\n250 PIPELINING\r\n",
+	    "MAIL FROM:<a@x.test>\r\n",
+	    "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
+	    "RCPT TO:<d@y.test>\r\n",
+	    false);
+}
+
 static const struct harness_case cases[] = {
     {"plain", test_plain},
+    {"dsn_pass_on", test_dsn_pass_on},
     {"pipelined", test_pipelined},
     {"mixed", test_mixed},
     {"all_refused", test_all_refused},
