@@ -170,6 +170,38 @@ bounce_warn_due(struct dsched *ds, const struct sched_job *job, uint64_t now)
 	return false;
 }
 
+/* The report's recipients (into dr, borrowed from job): how many. *full:
+ * one failed and the sender asked for RET=FULL. */
+static size_t
+bounce_rcpts(struct dsched *ds, const struct sched_job *job, bool warn,
+    uint64_t now, struct dsn_rcpt *dr, bool *full)
+{
+	const struct deliver_settings *cfg = &ds->cfg.set;
+	size_t n = 0;
+
+	for (size_t i = 0; i < job->nrcpts; i++) {
+		const struct sched_job_rcpt *r = &job->rcpts[i];
+
+		if (!rcpt_notice(r, warn, &dr[n].action))
+			continue;
+		dr[n].addr = r->addr;
+		/* RFC 3463 4.4.7: delivery time expired */
+		dr[n].status =
+		    r->state == SCHED_RCPT_EXPIRED ? "4.4.7" : r->dsn;
+		dr[n].reply = r->reply;
+		dr[n].relay = job->relay;
+		dr[n].last_attempt_ms = now;
+		dr[n].orcpt = r->orcpt;
+		if (dr[n].action == DSN_ACTION_DELAYED)
+			dr[n].retry_until_ms =
+			    job->received_ms + cfg->queue->max_age;
+		*full |= dr[n].action == DSN_ACTION_FAILED &&
+		         job->ret == QUEUE_RET_FULL;
+		n++;
+	}
+	return n;
+}
+
 /*
  * The original message for a DSN into head (initialised here): all of it
  * when *full (RET=FULL on a failure) and it is at most DSN_RETURN_MAX
@@ -213,30 +245,10 @@ bounce_make(
 	struct dsn_msg m = {0};
 	char id[QUEUE_ID_HEX + 1];
 	struct buf head;
-	size_t n = 0;
 	bool full = false;
+	size_t n = bounce_rcpts(ds, job, warn, now, dr, &full);
 	int rc;
 
-	for (size_t i = 0; i < job->nrcpts; i++) {
-		const struct sched_job_rcpt *r = &job->rcpts[i];
-
-		if (!rcpt_notice(r, warn, &dr[n].action))
-			continue;
-		dr[n].addr = r->addr;
-		/* RFC 3463 4.4.7: delivery time expired */
-		dr[n].status =
-		    r->state == SCHED_RCPT_EXPIRED ? "4.4.7" : r->dsn;
-		dr[n].reply = r->reply;
-		dr[n].relay = job->relay;
-		dr[n].last_attempt_ms = now;
-		dr[n].orcpt = r->orcpt;
-		if (dr[n].action == DSN_ACTION_DELAYED)
-			dr[n].retry_until_ms =
-			    job->received_ms + cfg->queue->max_age;
-		full |= dr[n].action == DSN_ACTION_FAILED &&
-		        job->ret == QUEUE_RET_FULL;
-		n++;
-	}
 	queue_id_fmt(job->id, id);
 	rc = bounce_original(ds, job->id, &full, &head);
 	if (rc == -ENOENT) {
