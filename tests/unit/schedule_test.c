@@ -123,6 +123,56 @@ test_retry_and_expiry(void)
 	sched_free(s);
 }
 
+/* DSN parameters (RFC 3461) reach every job of the message, per
+ * recipient, and survive a retry. */
+static void
+test_dsn_params(void)
+{
+	static const uint8_t notify[] = {0, 0x8, 0x3};
+	static const char *const orcpts[] = {NULL, "", "rfc822;c+40o.org"};
+	struct sched *s = mk(10, 10);
+	struct sched_rcpt_in r[] = {
+	    {"a@x.org", 0, 0, 0}, {"b@y.org", 1, 0, 0}, {"c@x.org", 2, 0, 0}};
+	struct sched_job *j, *k;
+
+	CHECK(sched_msg_add(s, 1, "f@o.org", 0, r, 3, 0) == 0);
+	CHECK(sched_msg_dsn(s, 2, "E", 1, notify, orcpts, 3) == -ENOENT);
+	CHECK(sched_msg_dsn(s, 1, "E+2B", 2, notify, orcpts, 3) == 0);
+	j = sched_job_next(s, 0);
+	k = sched_job_next(s, 0);
+	CHECK(j != NULL && k != NULL);
+	if (j == NULL || k == NULL)
+		return;
+	if (strcmp(j->domain, "x.org") != 0) {
+		struct sched_job *t = j;
+
+		j = k;
+		k = t;
+	}
+	CHECK(j->nrcpts == 2 && k->nrcpts == 1);
+	CHECK(strcmp(j->envid, "E+2B") == 0 && j->ret == 2);
+	CHECK(strcmp(k->envid, "E+2B") == 0 && k->ret == 2);
+	CHECK(j->rcpts[0].notify == 0 && j->rcpts[0].orcpt == NULL);
+	CHECK(j->rcpts[1].notify == 0x3 &&
+	      strcmp(j->rcpts[1].orcpt, "rfc822;c+40o.org") == 0);
+	CHECK(k->rcpts[0].notify == 0x8 && k->rcpts[0].orcpt == NULL);
+	set_all(j, SCHED_OUTCOME_TEMPFAIL);
+	CHECK(!done(s, j, 0));
+	sched_job_free(j);
+	j = sched_job_next(s, 50000);
+	CHECK(j != NULL && j->nrcpts == 2);
+	if (j != NULL) {
+		CHECK(j->rcpts[1].notify == 0x3 && j->rcpts[1].orcpt != NULL);
+		set_all(j, SCHED_OUTCOME_OK);
+		CHECK(!done(s, j, 50000));
+	}
+	set_all(k, SCHED_OUTCOME_OK);
+	CHECK(done(s, k, 50000));
+	sched_job_free(j);
+	sched_job_free(k);
+	sched_free(s);
+}
+
 /* Never more jobs to one destination than its window; a connection
  * failure drops the window to one, successes widen it again. */
 static void
@@ -538,6 +588,7 @@ test_commit_slots(void)
 static const struct harness_case cases[] = {
     {"group_by_domain", test_group_by_domain},
     {"retry_and_expiry", test_retry_and_expiry},
+    {"dsn_params", test_dsn_params},
     {"dest_cap_and_slow_start", test_dest_cap_and_slow_start},
     {"global_cap", test_global_cap},
     {"operator_actions", test_operator_actions},
