@@ -596,11 +596,12 @@ step_dsn(
 	    {SMTP_PARSE_NOTIFY_NEVER, "NEVER"},
 	};
 	const struct smtp_out_job *j = &s->job;
-	char p[CMD_MAX] = "";
-	size_t k = 0;
+	char p[CMD_MAX];
+	size_t k;
 
 	if (!s->ehlo.dsn || n < 2)
 		return n;
+	p[0] = '\0';
 	if (st.kind == STEP_MAIL) {
 		if (j->ret != SMTP_PARSE_RET_NONE)
 			(void)str_fmt(p, sizeof(p), " RET=%s",
