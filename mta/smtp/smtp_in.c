@@ -115,7 +115,8 @@ struct smtp_in {
 	size_t nrcpts;
 	bool smtputf8;
 	uint64_t declared; /* MAIL SIZE=, bytes; 0: none */
-	struct smtp_dsn_tx dsn; /* RET, ENVID, NOTIFY, ORCPT (RFC 3461) */
+	/* RET, ENVID, NOTIFY, ORCPT (RFC 3461) */
+	struct smtp_dsn_tx dsn;
 
 	/* DATA */
 	struct buf body; /* Received header + message */
