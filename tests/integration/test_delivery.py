@@ -647,9 +647,12 @@ def test_restart_mid_delivery_loses_nothing(world, capsys, dest):
     assert set(got) == set(ids), set(ids) - set(got)
     dups = {m: got.count(m) for m in set(got) if got.count(m) > 1}
     # Only what was in flight at the kill may come twice: one transaction
-    # per connection at a time, at most `cap` connections.
+    # per connection at a time, at most `cap` connections, plus the
+    # results back from a worker and not yet committed (4 per connection
+    # slot: COMMIT_SLOTS in schedule.c); README: fewer than five times
+    # max_connections_per_host.
     assert all(c == 2 for c in dups.values()), dups
-    assert len(dups) <= cap, f"{len(dups)} duplicates, cap {cap}: {dups}"
+    assert len(dups) < 5 * cap, f"{len(dups)} duplicates, cap {cap}: {dups}"
     for m in dups:
         first = min(t for mm, t in recs if mm == m)
         assert first >= kill_at - (delay_ms / 1000 + 2.0), (
