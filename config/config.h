@@ -135,6 +135,16 @@ struct config_delivery {
 	bool allow_loopback; /* MX/A into 127/8, ::1: tests, benchmarks */
 };
 
+/* [local]: sendmail-compatible local submission (mta sendmail). */
+struct config_local {
+	char socket[CONFIG_PATH_MAX];   /* unix SMTP socket; "" at load:
+					   <queue path>/submit.sock */
+	char maildrop[CONFIG_PATH_MAX]; /* used when the relay is down; ""
+					   at load: <queue path>/maildrop */
+	char allow_users[1024];  /* names or uids; both lists "": everyone */
+	char allow_groups[1024]; /* names or gids */
+};
+
 /* [route DOMAIN] or [route *]. */
 struct config_route {
 	char domain[CONFIG_HOST_MAX]; /* lowercase; "*" = every other domain */
@@ -159,6 +169,7 @@ struct config {
 	struct config_queue queue;
 	struct config_dns dns;
 	struct config_delivery delivery;
+	struct config_local local;
 	struct config_route *routes;
 	size_t nroutes;
 };

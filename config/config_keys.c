@@ -166,6 +166,14 @@ const struct config_key config_keys[] = {
 	KEY(DELIVERY, "allow_loopback", BOOL, "no", 0, 0,
 	    FIELD(delivery.allow_loopback)),
 
+	KEY(LOCAL, "socket", PATH, "", 0, 0, FIELD(local.socket), RESTART),
+	KEY(LOCAL, "maildrop", PATH, "", 0, 0, FIELD(local.maildrop),
+	    RESTART),
+	KEY(LOCAL, "allow_users", STRING, "", 0, 0, FIELD(local.allow_users),
+	    RESTART),
+	KEY(LOCAL, "allow_groups", STRING, "", 0, 0,
+	    FIELD(local.allow_groups), RESTART),
+
 	/* No default host: a route without one is an error. No default tls:
 	 * unset means [delivery] tls applies (tls_set stays false). */
 	KEY(ROUTE, "host", ROUTE_HOST, NULL, 0, 0, RFIELD(host)),
@@ -186,6 +194,7 @@ static const char *const section_names[] = {
     [CONFIG_SECT_QUEUE] = "queue",
     [CONFIG_SECT_DNS] = "dns",
     [CONFIG_SECT_DELIVERY] = "delivery",
+    [CONFIG_SECT_LOCAL] = "local",
     [CONFIG_SECT_ROUTE] = "route",
 };
 

@@ -27,6 +27,7 @@ enum config_section {
 	CONFIG_SECT_QUEUE,
 	CONFIG_SECT_DNS,
 	CONFIG_SECT_DELIVERY,
+	CONFIG_SECT_LOCAL,
 	CONFIG_SECT_ROUTE, /* [route DOMAIN], [route *] */
 };
 

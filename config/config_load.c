@@ -168,7 +168,7 @@ load_section(struct load *l, char *name)
 {
 	static const enum config_section plain[] = {CONFIG_SECT_SERVER,
 	    CONFIG_SECT_TLS, CONFIG_SECT_AUTH, CONFIG_SECT_QUEUE,
-	    CONFIG_SECT_DNS, CONFIG_SECT_DELIVERY};
+	    CONFIG_SECT_DNS, CONFIG_SECT_DELIVERY, CONFIG_SECT_LOCAL};
 	char header[96];
 	size_t i;
 
@@ -468,6 +468,21 @@ cpu_count(void)
 	return n > CPU_MAX ? CPU_MAX : (unsigned)n;
 }
 
+/* [local] paths left empty live in the queue directory. A path too long
+ * for the field stays empty, and whoever binds or opens it says so. */
+static void
+config_resolve_local(struct config *c)
+{
+	if (c->local.socket[0] == '\0' &&
+	    !str_fmt(c->local.socket, sizeof(c->local.socket),
+	        "%s/submit.sock", c->queue.path))
+		c->local.socket[0] = '\0';
+	if (c->local.maildrop[0] == '\0' &&
+	    !str_fmt(c->local.maildrop, sizeof(c->local.maildrop),
+	        "%s/maildrop", c->queue.path))
+		c->local.maildrop[0] = '\0';
+}
+
 /* The "0 = automatic" values, so every module sees a concrete number. */
 static void
 config_resolve(struct config *c)
@@ -491,6 +506,7 @@ config_resolve(struct config *c)
 		c->server.threads = cpu_count() > 1 ? cpu_count() / 2 : 1;
 	if (c->delivery.workers == 0)
 		c->delivery.workers = cpu_count();
+	config_resolve_local(c);
 	for (i = 0; i < c->nroutes; i++)
 		if (!c->routes[i].tls_set)
 			c->routes[i].tls = c->delivery.tls;

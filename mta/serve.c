@@ -38,6 +38,8 @@
 #include "deliver/deliver.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
+#include "receive/local.h"
+#include "receive/maildrop.h"
 #include "receive/receive.h"
 
 /* How long jobs in flight get to finish at shutdown. */
@@ -134,6 +136,7 @@ struct stages {
 	struct control *ctl;
 	struct dns *dns;
 	struct deliver *d;
+	struct maildrop *md; /* local submissions written while we were down */
 };
 
 /* ---- reload (SIGHUP) ---- */
@@ -206,6 +209,12 @@ serve_open(const struct config *cfg, struct stages *st)
 	 * another relay answers on this queue's control socket */
 	if (control_new(&cfg->queue, &st->ctl, err, sizeof(err)) < 0)
 		goto fail;
+	/* after control_new: only the relay of this queue replaces the
+	 * local socket */
+	if (local_dirs(cfg, err, sizeof(err)) < 0 ||
+	    receive_local(st->r, &cfg->local, err, sizeof(err)) < 0 ||
+	    maildrop_new(cfg, st->q, &st->md, err, sizeof(err)) < 0)
+		goto fail;
 	if ((st->dns = dns_new(&cfg->dns, err, sizeof(err))) == NULL)
 		goto fail;
 	/* before queue_start: delivery subscribes to new-message notes */
@@ -219,6 +228,10 @@ serve_open(const struct config *cfg, struct stages *st)
 	}
 	if (dns_start(st->dns) < 0 || deliver_start(st->d) < 0) {
 		fprintf(stderr, "mta: cannot start the delivery threads\n");
+		return false;
+	}
+	if (maildrop_start(st->md) < 0) {
+		fprintf(stderr, "mta: cannot start the maildrop thread\n");
 		return false;
 	}
 	if (control_start(st->ctl, st->d) < 0) {
@@ -237,6 +250,8 @@ serve_close(struct stages *st)
 	/* before delivery: the scheduler answers what it was asked */
 	control_free(st->ctl);
 	receive_free(st->r);
+	/* before the queue: it waits for the commits it asked for */
+	maildrop_free(st->md);
 	/* delivery before the queue: its last results are committed */
 	deliver_stop(st->d, DELIVER_GRACE_MS);
 	dns_free(st->dns);

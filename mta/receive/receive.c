@@ -48,6 +48,7 @@
 #include "smtp/smtp_in.h"
 #include "net/tls.h"
 #include "net/uring.h"
+#include "receive/local.h"
 #include "receive/receive_conn.h"
 
 #define ACCEPT_RETRY_MS 100  /* after EMFILE and friends */
@@ -67,6 +68,7 @@ struct listener {
 	struct uring_op retry; /* timer before re-arming after an error */
 	const char *text;      /* borrowed from the config */
 	bool tls;              /* implicit TLS (RFC 8314) */
+	bool local;            /* the local submission socket (local.h) */
 };
 
 struct rthread {
@@ -138,6 +140,7 @@ struct receive {
 	atomic_ulong acc_errs;       /* accept errors since that line */
 	atomic_ulong acc_shed;       /* clients refused since that line */
 	struct iptab ip;
+	struct local_acl *acl; /* NULL: no local socket (receive_local) */
 };
 
 /* RECEIVE_MSG_RELOAD: the new settings, for one thread (a reference). */
@@ -404,38 +407,30 @@ peer_of(int fd, struct sockaddr_storage *ss, struct smtp_in_peer *peer)
 	return true;
 }
 
-/* A connection was accepted on ls: count it against the limits, then
- * hand it to the thread's connections with the settings of now. */
+/* Count the connection fd from peer (per-address key) against the
+ * limits, then hand it to the thread's connections with the settings of
+ * now. */
 static void
-accept_one(struct listener *ls, int fd)
+accept_open(struct listener *ls, int fd, struct smtp_in_peer *peer,
+    const uint8_t key[RCONN_IPKEY])
 {
 	struct rthread *t = ls->t;
 	struct receive *r = t->r;
 	const struct config_server *cs = rs_server(t);
-	struct sockaddr_storage ss;
-	struct smtp_in_peer peer;
 	struct rconn_start st;
-	uint8_t key[RCONN_IPKEY];
 
-	if (!peer_of(fd, &ss, &peer)) {
-		close(fd); /* reset before we looked at it */
-		return;
-	}
 	if (atomic_fetch_add(&r->nconns, 1) >= cs->max_connections) {
 		atomic_fetch_sub(&r->nconns, 1);
-		reject(t, fd, peer.addr, ls->tls);
+		reject(t, fd, peer->addr, ls->tls);
 		return;
 	}
-	ip_key(&ss, key);
 	if (!ip_acquire(&r->ip, key, cs->max_connections_per_ip)) {
 		atomic_fetch_sub(&r->nconns, 1);
-		reject(t, fd, peer.addr, ls->tls);
+		reject(t, fd, peer->addr, ls->tls);
 		return;
 	}
-	peer.relay_allowed = config_net_match(cs->relay_networks,
-	    cs->nrelay_networks, (const struct sockaddr *)&ss);
-	peer.tls = ls->tls;
-	st.peer = &peer;
+	peer->tls = ls->tls;
+	st.peer = peer;
 	st.ipkey = key;
 	st.scfg = &t->snap->scfg;
 	st.tls = t->snap->tls;
@@ -447,6 +442,41 @@ accept_one(struct listener *ls, int fd)
 	st.implicit = ls->tls;
 	st.ref = snap_ref(t->snap);
 	rconn_open(t->conns, fd, &st);
+}
+
+/* A TCP connection was accepted on ls. */
+static void
+accept_one(struct listener *ls, int fd)
+{
+	const struct config_server *cs = rs_server(ls->t);
+	struct sockaddr_storage ss;
+	struct smtp_in_peer peer;
+	uint8_t key[RCONN_IPKEY];
+
+	if (!peer_of(fd, &ss, &peer)) {
+		close(fd); /* reset before we looked at it */
+		return;
+	}
+	ip_key(&ss, key);
+	peer.relay_allowed = config_net_match(cs->relay_networks,
+	    cs->nrelay_networks, (const struct sockaddr *)&ss);
+	accept_open(ls, fd, &peer, key);
+}
+
+/* A local client: its uid is its "address" for the per-address cap. */
+static void
+accept_local(struct listener *ls, int fd)
+{
+	struct smtp_in_peer peer;
+	uint8_t key[RCONN_IPKEY] = {1};
+
+	if (!local_peer(fd, ls->t->r->acl, rs_server(ls->t)->hostname,
+	        &peer)) {
+		close(fd);
+		return;
+	}
+	memcpy(key + 1, &peer.uid, sizeof(peer.uid));
+	accept_open(ls, fd, &peer, key);
 }
 
 /* rconn_env.gone: a connection was freed. */
@@ -488,6 +518,8 @@ listener_acc_cb(struct uring_op *op, int res, unsigned flags,
 	if (res >= 0) {
 		if (t->env.shutting)
 			close(res);
+		else if (ls->local)
+			accept_local(ls, res);
 		else
 			accept_one(ls, res);
 	}
@@ -914,6 +946,43 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 }
 
 int
+receive_local(struct receive *r, const struct config_local *lc, char *err,
+    size_t errlen)
+{
+	int fd, res;
+
+	if ((res = local_acl_new(lc, &r->acl, err, errlen)) < 0)
+		return res;
+	if ((res = local_listen(lc->socket, &fd, err, errlen)) < 0)
+		return res;
+	/* One socket, a descriptor of it per thread: each thread arms and
+	 * closes its own, and the kernel hands each connection to one. */
+	for (unsigned i = 0; i < r->nth; i++) {
+		struct rthread *t = &r->th[i];
+		struct listener *ls;
+		int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+		if (dfd < 0) {
+			res = -errno;
+			(void)snprintf(err, errlen, "local socket %s: %s",
+			    lc->socket, strerror(errno));
+			break;
+		}
+		t->ls = xreallocarray(t->ls, t->nls + 1, sizeof(*t->ls));
+		ls = &t->ls[t->nls++];
+		memset(ls, 0, sizeof(*ls));
+		ls->t = t;
+		ls->fd = dfd;
+		ls->open = true;
+		ls->text = lc->socket;
+		ls->local = true;
+		t->nls_open++;
+	}
+	close(fd);
+	return res;
+}
+
+int
 receive_start(struct receive *r, struct queue *q, char *err, size_t errlen)
 {
 	int res = 0;
@@ -1032,6 +1101,7 @@ receive_free(struct receive *r)
 	}
 	pthread_mutex_destroy(&r->ip.lock);
 	sem_destroy(&r->start_sem);
+	local_acl_free(r->acl);
 	tls_ctx_free(r->boot.tls);
 	free(r);
 }

@@ -66,6 +66,17 @@ int receive_new(const struct config_server *server,
     size_t errlen) MTA_MUST_CHECK;
 
 /*
+ * receive_local - serve SMTP on the local submission socket too
+ * (local.h): binds lc->socket, resolves the allow lists, and gives every
+ * thread a listener on it. lc: borrowed, outlives the stage. Between
+ * receive_new() and receive_start(), after control_new() (a socket file
+ * found there is taken as stale). Returns 0, or negative errno with one
+ * line in err (then call receive_free).
+ */
+int receive_local(struct receive *r, const struct config_local *lc,
+    char *err, size_t errlen) MTA_MUST_CHECK;
+
+/*
  * receive_start - start the auth worker pool (when AUTH is configured) and
  * the R threads; returns once each has its ring set up and is accepting.
  * q: the started queue that messages are submitted to; borrowed, must

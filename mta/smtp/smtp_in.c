@@ -372,8 +372,13 @@ smtp_in_received(struct smtp_in *s)
 
 	clock_rfc5322(clock_wall_ms(), date, sizeof(date));
 	smtp_in_helo_neuter(helo, sizeof(helo), s->helo);
-	if (!str_fmt(tcpinfo, sizeof(tcpinfo), "[%s%s]",
-	        strchr(s->peer.addr, ':') != NULL ? "IPv6:" : "", s->peer.addr))
+	/* a local client by its uid, as Postfix says "from userid N" */
+	if (s->peer.local)
+		(void)str_fmt(tcpinfo, sizeof(tcpinfo), "local, from userid %u",
+		    (unsigned)s->peer.uid);
+	else if (!str_fmt(tcpinfo, sizeof(tcpinfo), "rdns-less [%s%s]",
+	             strchr(s->peer.addr, ':') != NULL ? "IPv6:" : "",
+	             s->peer.addr))
 		return -ENAMETOOLONG;
 	/* RFC 3848 protocol types; AUTH data never appears. */
 	if (!s->esmtp)
@@ -383,7 +388,7 @@ smtp_in_received(struct smtp_in *s)
 	else
 		proto = s->authed ? "ESMTPA" : "ESMTP";
 	if (buf_appendf(&s->body,
-	        "Received: from %s (rdns-less %s)\r\n"
+	        "Received: from %s (%s)\r\n"
 	        "\tby %s (mta) with %s id %016" PRIx64 "%s",
 	        helo, tcpinfo, s->cfg->hostname, proto, s->id,
 	        s->nrcpts == 1 ? "\r\n\tfor <" : ";\r\n\t") != 0)

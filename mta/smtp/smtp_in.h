@@ -83,6 +83,8 @@ struct smtp_in_peer {
 	uint16_t port;
 	bool relay_allowed; /* address is in relay_networks */
 	bool tls;           /* implicit TLS listener (already encrypted) */
+	bool local;         /* the local submission socket: uid is set */
+	uint32_t uid;       /* local: the client's uid (SO_PEERCRED) */
 };
 
 struct smtp_in;
