@@ -28,6 +28,8 @@ usage(FILE *fp)
 	    "  passwd NAME                add or change a submission user\n"
 	    "  resolve [--host] NAME      show the delivery targets of a "
 	    "domain\n"
+	    "  sendmail [-t] [-i] [-f SENDER] [RCPT...]   submit a message "
+	    "(sendmail -bs, -bp too)\n"
 	    "  version                    version and library versions\n");
 }
 
@@ -41,11 +43,36 @@ cmd_version(void)
 	return 0;
 }
 
+/* Run as "sendmail" or "mailq" (a link to mta): sendmail's own command
+ * line, config from -C FILE only; mailq is "sendmail -bp". */
+static int
+main_as_sendmail(int argc, char **argv)
+{
+	const char *base = strrchr(argv[0], '/');
+	char *bp[8] = {argv[0], "-bp"};
+
+	base = base ? base + 1 : argv[0];
+	if (strcmp(base, "sendmail") == 0)
+		return cmd_sendmail(CONFIG_DEFAULT_PATH, argc, argv);
+	if (strcmp(base, "mailq") != 0)
+		return -1;
+	if (argc > 6) {
+		fprintf(stderr, "mailq: too many arguments\n");
+		return 64; /* EX_USAGE */
+	}
+	for (int i = 1; i < argc; i++)
+		bp[i + 1] = argv[i];
+	return cmd_sendmail(CONFIG_DEFAULT_PATH, argc + 1, bp);
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *config = CONFIG_DEFAULT_PATH;
-	int i = 1;
+	int i = 1, rc;
+
+	if (argc > 0 && (rc = main_as_sendmail(argc, argv)) >= 0)
+		return rc;
 
 	while (i < argc && argv[i][0] == '-') {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
@@ -84,6 +111,8 @@ main(int argc, char **argv)
 		return cmd_passwd(config, argc - i, argv + i);
 	if (strcmp(argv[i], "resolve") == 0)
 		return cmd_resolve(config, argc - i, argv + i);
+	if (strcmp(argv[i], "sendmail") == 0)
+		return cmd_sendmail(config, argc - i, argv + i);
 	if (strcmp(argv[i], "version") == 0)
 		return cmd_version();
 	fprintf(stderr, "mta: unknown command %s\n", argv[i]);

@@ -17,5 +17,9 @@ int cmd_passwd(
     const char *config_path, int argc, char **argv); /* cmd_passwd.c */
 int cmd_resolve(
     const char *config_path, int argc, char **argv); /* cmd_resolve.c */
+/* sysexits codes; main.c also runs it for argv[0] "sendmail" (argv as
+ * given) and "mailq" (as "sendmail -bp"). */
+int cmd_sendmail(
+    const char *config_path, int argc, char **argv); /* cmd_sendmail.c */
 
 #endif

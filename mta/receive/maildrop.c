@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -162,7 +163,7 @@ drop_request(
 	req->helo = xstrdup("maildrop");
 	req->received_ms = clock_wall_ms();
 	clock_rfc5322(req->received_ms, date, sizeof(date));
-	buf_init(&req->body, 0);
+	buf_init(&req->body, SIZE_MAX);
 	if (buf_appendf(&req->body,
 	        "Received: by %s (mta, from userid %u)\r\n\tid %016" PRIx64
 	        "; %s\r\n",

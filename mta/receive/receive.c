@@ -470,8 +470,7 @@ accept_local(struct listener *ls, int fd)
 	struct smtp_in_peer peer;
 	uint8_t key[RCONN_IPKEY] = {1};
 
-	if (!local_peer(fd, ls->t->r->acl, rs_server(ls->t)->hostname,
-	        &peer)) {
+	if (!local_peer(fd, ls->t->r->acl, rs_server(ls->t)->hostname, &peer)) {
 		close(fd);
 		return;
 	}
@@ -946,8 +945,8 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 }
 
 int
-receive_local(struct receive *r, const struct config_local *lc, char *err,
-    size_t errlen)
+receive_local(
+    struct receive *r, const struct config_local *lc, char *err, size_t errlen)
 {
 	int fd, res;
 

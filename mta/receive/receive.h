@@ -73,8 +73,8 @@ int receive_new(const struct config_server *server,
  * found there is taken as stale). Returns 0, or negative errno with one
  * line in err (then call receive_free).
  */
-int receive_local(struct receive *r, const struct config_local *lc,
-    char *err, size_t errlen) MTA_MUST_CHECK;
+int receive_local(struct receive *r, const struct config_local *lc, char *err,
+    size_t errlen) MTA_MUST_CHECK;
 
 /*
  * receive_start - start the auth worker pool (when AUTH is configured) and
