@@ -95,9 +95,13 @@ check-headers:
 bench: all
 	@/usr/bin/python3 bench/relay-bench --build $(BUILD) $(BENCH_ARGS)
 
+# PREFIX=/usr/local by default, DESTDIR for packaging. sendmail and mailq
+# are links to mta; another MTA's files of those names are never replaced.
+PREFIX  ?= /usr/local
 install: all
-	install -d /usr/local/bin
-	install -m 755 $(PROGS) /usr/local/bin/
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	@sh scripts/install-sendmail.sh "$(DESTDIR)" "$(PREFIX)"
 
 clean:
 	rm -rf build

@@ -363,3 +363,29 @@ def test_bp_lists_the_queue(world, pubdir):
                  input=b"Subject: q2\n\nx\n")
     assert p.returncode == 0, p.stderr
     assert len(relay.queue_ids()) == 2
+
+
+def test_install_never_replaces_another_sendmail(pubdir):
+    """`make install` runs scripts/install-sendmail.sh: links where there
+    is nothing, another MTA's sendmail left alone."""
+    script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / \
+        "install-sendmail.sh"
+    dest = pubdir / "dest"
+    other = dest / "usr/sbin/sendmail"
+    other.parent.mkdir(parents=True)
+    other.write_text("#!/bin/sh\necho another MTA\n")
+    p = subprocess.run(["sh", str(script), str(dest), "/usr"],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert other.read_text() == "#!/bin/sh\necho another MTA\n"
+    assert b"/usr/sbin/sendmail exists and is not mta's" in p.stderr
+    assert os.readlink(dest / "usr/bin/mailq") == "/usr/bin/mta"
+    p = subprocess.run(["sh", str(script), str(dest), "/usr/local"],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert os.readlink(dest / "usr/local/sbin/sendmail") == \
+        "/usr/local/bin/mta"
+    # a second run keeps our links and says nothing about them
+    p = subprocess.run(["sh", str(script), str(dest), "/usr/local"],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0 and p.stderr == b""
