@@ -21,13 +21,13 @@ LDFLAGS_ALL = $(SAN) -pie -Wl,-z,relro,-z,now -pthread
 LIBS    = -luring -lssl -lcrypto -lcares -llmdb -linih -lcrypt -lm
 
 LIB_SRC = $(wildcard mta/*/*.c config/*.c queue/*.c dns/*.c) \
-          $(filter-out mta/main.c,$(wildcard mta/*.c))
+          $(filter-out mta/main.c mta/sendmail_main.c,$(wildcard mta/*.c))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC = $(wildcard tests/unit/*_test.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SHIM_SRC = $(wildcard tests/shim/*.c)
 SHIM_SO  = $(SHIM_SRC:tests/shim/%.c=$(BUILD)/tests/%.so)
-PROGS   = $(BUILD)/mta $(BUILD)/mta-sink $(BUILD)/mta-load
+PROGS   = $(BUILD)/mta $(BUILD)/mta-sink $(BUILD)/mta-load $(BUILD)/mta-sendmail
 
 .SECONDARY:
 .PHONY: all deps run test test-tsan unit integration clean install check-headers bench
@@ -45,6 +45,13 @@ $(BUILD)/libmta.a: $(LIB_OBJ)
 $(BUILD)/mta: $(BUILD)/obj/mta/main.o $(BUILD)/libmta.a
 	@echo "LD $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# The lean sendmail: only what a submission needs is taken from the
+# archive, and only the libraries that needs (--as-needed), so a start
+# does not load OpenSSL and the rest.
+$(BUILD)/mta-sendmail: $(BUILD)/obj/mta/sendmail_main.o $(BUILD)/libmta.a
+	@echo "LD $@"
+	@$(CC) $(LDFLAGS_ALL) -Wl,--as-needed -o $@ $^ $(LIBS)
 
 $(BUILD)/mta-sink: $(BUILD)/obj/bench/sink.o $(BUILD)/obj/bench/sink_conn.o \
     $(BUILD)/libmta.a

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * sendmail.h - the two halves of `mta sendmail`, private to mta/cli/:
- * cmd_sendmail.c (options, the message, exit codes) calls
+ * sendmail.h - `mta sendmail` and mta-sendmail, private to mta/cli/
+ * (and sendmail_main.c): cmd_sendmail.c and sendmail_main.c call
+ * sendmail_run.c (options, the message, exit codes), which calls
  * sendmail_io.c (the relay's unix socket, the maildrop, -bs); never the
  * other way round.
  *
@@ -29,6 +30,18 @@ struct sendmail_msg {
 	size_t nrcpts;
 	const struct buf *text;
 };
+
+/* -bp: print the queue as mailq does; returns the exit code. */
+typedef int (*sendmail_mailq_fn)(
+    const char *config_path, const struct config *cfg);
+
+/*
+ * sendmail_run - the whole sendmail command line (argv[0] is the name it
+ * was run by; -C FILE overrides config_path); returns the exit code.
+ * (sendmail_run.c)
+ */
+int sendmail_run(
+    const char *config_path, int argc, char **argv, sendmail_mailq_fn mailq);
 
 /* What sendmail_submit() did. */
 enum sendmail_result {

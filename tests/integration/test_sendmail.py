@@ -23,6 +23,7 @@ import pytest
 from conftest import MTA, Relay, free_port, san_problems, strip_received
 from smtp_servers import SMTPServer, wait_until
 
+MTA_SENDMAIL = os.path.join(os.path.dirname(MTA), "mta-sendmail")
 DEST_HOST = "127.0.0.2"
 NOBODY = 65534
 
@@ -163,7 +164,7 @@ def test_php_mail(world):
             'exit($ok ? 0 : 3);')
     p = subprocess.run(
         [php, "-n", "-d",
-         f"sendmail_path={MTA} sendmail -c {relay.conf} -t -i", "-r", code],
+         f"sendmail_path={MTA_SENDMAIL} -C {relay.conf} -t -i", "-r", code],
         capture_output=True, timeout=60)
     assert p.returncode == 0, (p.stdout, p.stderr)
     m = delivered(world, 1)[0]
@@ -351,18 +352,21 @@ def test_bp_lists_the_queue(world, pubdir):
     assert len(ids) == 1
     p = sendmail(relay, "-bp")
     assert p.returncode == 0 and ids[0].encode() in p.stdout
-    # installed as links, mta behaves as sendmail and mailq
-    for name in ("sendmail", "mailq"):
-        link = pubdir / name
-        if not link.exists():
-            link.symlink_to(MTA)
-    p = subprocess.run([str(pubdir / "mailq"), "-C", str(relay.conf)],
-                       capture_output=True, timeout=30)
-    assert p.returncode == 0 and ids[0].encode() in p.stdout
-    p = sendmail(relay, "other@a.test", argv0=str(pubdir / "sendmail"),
-                 input=b"Subject: q2\n\nx\n")
-    assert p.returncode == 0, p.stderr
-    assert len(relay.queue_ids()) == 2
+    # run by the names sendmail and mailq through links, both mta and
+    # mta-sendmail (what make install links) behave as sendmail
+    for n, target in enumerate((MTA, MTA_SENDMAIL)):
+        d = pubdir / f"links{n}"
+        d.mkdir()
+        for name in ("sendmail", "mailq"):
+            (d / name).symlink_to(target)
+        p = subprocess.run([str(d / "mailq"), "-C", str(relay.conf)],
+                           capture_output=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        assert ids[0].encode() in p.stdout
+        p = sendmail(relay, "other@a.test", argv0=str(d / "sendmail"),
+                     input=b"Subject: q2\n\nx\n")
+        assert p.returncode == 0, p.stderr
+        assert len(relay.queue_ids()) == 2 + n
 
 
 def test_install_never_replaces_another_sendmail(pubdir):
@@ -379,12 +383,12 @@ def test_install_never_replaces_another_sendmail(pubdir):
     assert p.returncode == 0, p.stderr
     assert other.read_text() == "#!/bin/sh\necho another MTA\n"
     assert b"/usr/sbin/sendmail exists and is not mta's" in p.stderr
-    assert os.readlink(dest / "usr/bin/mailq") == "/usr/bin/mta"
+    assert os.readlink(dest / "usr/bin/mailq") == "/usr/bin/mta-sendmail"
     p = subprocess.run(["sh", str(script), str(dest), "/usr/local"],
                        capture_output=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert os.readlink(dest / "usr/local/sbin/sendmail") == \
-        "/usr/local/bin/mta"
+        "/usr/local/bin/mta-sendmail"
     # a second run keeps our links and says nothing about them
     p = subprocess.run(["sh", str(script), str(dest), "/usr/local"],
                        capture_output=True, timeout=30)
