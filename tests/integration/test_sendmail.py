@@ -393,3 +393,25 @@ def test_install_never_replaces_another_sendmail(pubdir):
     p = subprocess.run(["sh", str(script), str(dest), "/usr/local"],
                        capture_output=True, timeout=30)
     assert p.returncode == 0 and p.stderr == b""
+
+
+def test_maildrop_file_imported_while_running(world):
+    """A file renamed into the maildrop while the relay runs is imported
+    at once (inotify), well before the 5 s rescan."""
+    relay = world.relay()
+    md = relay.queue_path / "maildrop"
+    time.sleep(0.5)  # past the start-up scan
+    tmp = md / ".tmp.test"
+    tmp.write_bytes(b"MTA-MAILDROP 1\nF <app@example.test>\n"
+                    b"R <r1@a.test>\nR <r2@a.test>\n\n"
+                    b"Subject: dropped\r\n\r\nlive\r\n")
+    t0 = time.monotonic()
+    tmp.rename(md / "live-file")
+    m = delivered(world, 1, timeout=10)[0]
+    assert time.monotonic() - t0 < 3.0
+    assert sorted(m["rcpts"]) == ["r1@a.test", "r2@a.test"]
+    rcvd, rest = strip_received(m["data"])
+    assert rcvd.startswith(b"Received: by relay.test (mta, from userid 0)")
+    assert rest == b"Subject: dropped\r\n\r\nlive\r\n"
+    wait_until(lambda: maildrop_files(relay) == [], 10, "file removed")
+    assert "file=live-file" in relay.stderr_text()
