@@ -28,6 +28,7 @@
 #include <inttypes.h>
 #include <stdint.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 
 #include "base/clock.h"
 #include "base/str.h"
+#include "base/unix_path.h"
 #include "smtp/local_msg.h"
 
 #define SM_REPLY_TIMEOUT_S 300 /* the relay answers after its commit */
@@ -58,23 +60,27 @@ struct sm_conn {
 static int
 sm_connect(const char *path)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct sockaddr_un sun;
 	struct timeval tv = {.tv_sec = SM_REPLY_TIMEOUT_S};
-	int fd;
+	int fd = -1, dfd, e;
 
-	if (!str_copy(sun.sun_path, sizeof(sun.sun_path), path)) {
-		errno = ENAMETOOLONG;
+	if ((e = unix_path_addr(path, &sun, &dfd)) < 0) {
+		errno = -e;
 		return -1;
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int e = errno;
-
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		e = errno;
 		close(fd);
+		fd = -1;
 		errno = e;
-		return -1;
 	}
+	e = errno;
+	if (dfd >= 0)
+		close(dfd);
+	errno = e;
+	if (fd < 0)
+		return -1;
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	return fd;
@@ -395,6 +401,8 @@ sendmail_bs(const struct config *cfg)
 		    cfg->server.hostname);
 		return EX_TEMPFAIL;
 	}
+	/* a peer gone mid-write is an error return, not a signal */
+	signal(SIGPIPE, SIG_IGN);
 	p[0] = (struct pollfd){.fd = 0, .events = POLLIN};
 	p[1] = (struct pollfd){.fd = fd, .events = POLLIN};
 	for (;;) {

@@ -26,6 +26,7 @@
 
 #include "base/log.h"
 #include "base/str.h"
+#include "base/unix_path.h"
 #include "base/xalloc.h"
 #include "smtp/smtp_in.h"
 
@@ -223,17 +224,10 @@ local_dirs(const struct config *cfg, char *err, size_t errlen)
 int
 local_listen(const char *path, int *out, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct sockaddr_un sun;
 	struct stat st;
-	int fd, e;
+	int fd = -1, dfd = -1, e;
 
-	if (!str_copy(sun.sun_path, sizeof(sun.sun_path), path)) {
-		(void)str_fmt(err, errlen,
-		    "local socket %s: path too long "
-		    "for a unix socket",
-		    path);
-		return -ENAMETOOLONG;
-	}
 	/* control_new() made sure no other relay runs on this queue, so a
 	 * socket file left here is stale */
 	if (lstat(path, &st) == 0) {
@@ -246,18 +240,26 @@ local_listen(const char *path, int *out, char *err, size_t errlen)
 		}
 		(void)unlink(path);
 	}
+	if ((e = unix_path_addr(path, &sun, &dfd)) < 0) {
+		errno = -e;
+		goto fail;
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(path, 0666) < 0 || listen(fd, 1024) < 0) {
-		e = errno;
-		(void)str_fmt(
-		    err, errlen, "local socket %s: %s", path, strerror(e));
-		if (fd >= 0)
-			close(fd);
-		return -e;
-	}
+	    chmod(path, 0666) < 0 || listen(fd, 1024) < 0)
+		goto fail;
+	if (dfd >= 0)
+		close(dfd);
 	*out = fd;
 	return 0;
+fail:
+	e = errno;
+	(void)str_fmt(err, errlen, "local socket %s: %s", path, strerror(e));
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	return -e;
 }
 
 /* ---- a local client ---- */

@@ -415,3 +415,24 @@ def test_maildrop_file_imported_while_running(world):
     assert rest == b"Subject: dropped\r\n\r\nlive\r\n"
     wait_until(lambda: maildrop_files(relay) == [], 10, "file removed")
     assert "file=live-file" in relay.stderr_text()
+
+
+def test_socket_path_longer_than_sun_path(pubdir):
+    """A queue deep enough that submit.sock is over 108 bytes still
+    works (bound and reached through /proc/self/fd)."""
+    deep = pubdir / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    for p in (deep, deep.parent):
+        p.chmod(0o755)
+    w = World(deep)
+    try:
+        relay = w.relay()
+        assert len(str(relay.queue_path / "submit.sock")) > 108
+        p = sendmail(relay, "x@a.test", user=NOBODY,
+                     input=b"Subject: deep\n\nx\n")
+        assert p.returncode == 0, p.stderr
+        assert maildrop_files(relay) == []
+        assert len(delivered(w, 1)) == 1
+    finally:
+        problems = w.close()
+    assert not problems, problems
