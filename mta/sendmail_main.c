@@ -5,8 +5,9 @@
  * mailq to. A local submission is one process start: `mta` loads
  * OpenSSL, c-ares, LMDB and liburing first, which costs more CPU than
  * the whole submission (bench/sendmail-bench measures both). Same code
- * as `mta sendmail` (sendmail_run); for -bp it runs `mta sendmail -bp`
- * from its own directory, which reads the queue.
+ * as `mta sendmail` (sendmail_run); for -bp, and -bs without a relay,
+ * it runs `mta sendmail` from its own directory, which has the queue
+ * reader and the SMTP state machine.
  */
 #include <errno.h>
 #include <limits.h>
@@ -19,15 +20,15 @@
 #include "cli/sendmail.h"
 #include "config/config.h"
 
-/* -bp: `DIR/mta sendmail -C FILE -bp`, DIR being ours. */
+/* `DIR/mta sendmail -C FILE MODE`, DIR being ours: mta reads the queue
+ * (-bp) and serves SMTP itself (-bs without a relay). */
 static int
-lean_mailq(const char *config_path, const struct config *cfg)
+lean_exec(const char *config_path, const char *mode)
 {
 	char self[PATH_MAX], mta[PATH_MAX + 8];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	char *slash;
 
-	(void)cfg;
 	if (n <= 0)
 		return EX_OSERR;
 	self[n] = '\0';
@@ -37,10 +38,26 @@ lean_mailq(const char *config_path, const struct config *cfg)
 	if (!str_fmt(mta, sizeof(mta), "%s/mta", self))
 		return EX_OSERR;
 	fflush(stdout);
-	execl(mta, "mta", "sendmail", "-C", config_path, "-bp", (char *)NULL);
-	fprintf(stderr, "mailq: %s: %s\n", mta, strerror(errno));
+	execl(mta, "mta", "sendmail", "-C", config_path, mode, (char *)NULL);
+	fprintf(stderr, "sendmail: %s: %s\n", mta, strerror(errno));
 	return EX_UNAVAILABLE;
 }
+
+static int
+lean_mailq(const char *config_path, const struct config *cfg)
+{
+	(void)cfg;
+	return lean_exec(config_path, "-bp");
+}
+
+static int
+lean_bs(const char *config_path, const struct config *cfg)
+{
+	(void)cfg;
+	return lean_exec(config_path, "-bs");
+}
+
+static const struct sendmail_hooks lean_hooks = {lean_mailq, lean_bs};
 
 int
 main(int argc, char **argv)
@@ -51,12 +68,12 @@ main(int argc, char **argv)
 	base = base ? base + 1 : (argc > 0 ? argv[0] : "");
 	if (strcmp(base, "mailq") != 0)
 		return sendmail_run(
-		    CONFIG_DEFAULT_PATH, argc, argv, lean_mailq);
+		    CONFIG_DEFAULT_PATH, argc, argv, &lean_hooks);
 	if (argc > 6) {
 		fprintf(stderr, "mailq: too many arguments\n");
 		return EX_USAGE;
 	}
 	for (int i = 1; i < argc; i++)
 		bp[i + 1] = argv[i];
-	return sendmail_run(CONFIG_DEFAULT_PATH, argc + 1, bp, lean_mailq);
+	return sendmail_run(CONFIG_DEFAULT_PATH, argc + 1, bp, &lean_hooks);
 }

@@ -31,17 +31,23 @@ struct sendmail_msg {
 	const struct buf *text;
 };
 
-/* -bp: print the queue as mailq does; returns the exit code. */
-typedef int (*sendmail_mailq_fn)(
-    const char *config_path, const struct config *cfg);
+/* What the two programs do differently: mta reads the queue and runs
+ * SMTP itself; mta-sendmail, which has neither, runs mta for them. */
+struct sendmail_hooks {
+	/* -bp: print the queue as mailq does; the exit code */
+	int (*mailq)(const char *config_path, const struct config *cfg);
+	/* -bs and no relay answers: SMTP on stdin/stdout with commits to
+	 * the maildrop (nothing was read from stdin yet); the exit code */
+	int (*bs_offline)(const char *config_path, const struct config *cfg);
+};
 
 /*
  * sendmail_run - the whole sendmail command line (argv[0] is the name it
  * was run by; -C FILE overrides config_path); returns the exit code.
  * (sendmail_run.c)
  */
-int sendmail_run(
-    const char *config_path, int argc, char **argv, sendmail_mailq_fn mailq);
+int sendmail_run(const char *config_path, int argc, char **argv,
+    const struct sendmail_hooks *hooks);
 
 /* What sendmail_submit() did. */
 enum sendmail_result {
@@ -62,9 +68,16 @@ enum sendmail_result sendmail_submit(
 
 /*
  * sendmail_bs - `-bs`: SMTP on stdin and stdout, relayed to the relay's
- * local socket. Returns the exit code (EX_TEMPFAIL with a 421 on stdout
- * when there is no relay to talk to).
+ * local socket. Returns the exit code, or -1 when no relay answers (and
+ * nothing was read or written yet).
  */
 int sendmail_bs(const struct config *cfg);
+
+/*
+ * sendmail_drop - write m to the maildrop durably (sendmail_submit does
+ * when the relay cannot take it). Returns 0, or the exit code with one
+ * line on stderr.
+ */
+int sendmail_drop(const struct config *cfg, const struct sendmail_msg *m);
 
 #endif

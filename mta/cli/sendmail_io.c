@@ -4,7 +4,7 @@
  * relay's local socket ([local] socket), or, when no relay answers, a
  * durable file in the maildrop ([local] maildrop) that the relay imports
  * when it runs (receive/maildrop.c). Also -bs, SMTP relayed from stdin
- * and stdout to that socket.
+ * and stdout to that socket (without a relay, cmd_sendmail.c serves it).
  *
  * The SMTP dialogue is the plainest one: EHLO, MAIL and every RCPT sent
  * together (the relay pipelines), DATA only when every recipient was
@@ -319,8 +319,8 @@ sm_drop_write(const char *dir, const struct buf *file)
 	return -1;
 }
 
-static int
-sm_drop(const struct config *cfg, const struct sendmail_msg *m)
+int
+sendmail_drop(const struct config *cfg, const struct sendmail_msg *m)
 {
 	struct buf file;
 	int rc;
@@ -357,7 +357,7 @@ sendmail_submit(
 	}
 	if (rc == 0)
 		return SENDMAIL_SENT;
-	if (rc == 1 && (rc = sm_drop(cfg, m)) == 0)
+	if (rc == 1 && (rc = sendmail_drop(cfg, m)) == 0)
 		return SENDMAIL_DROPPED;
 	*exit_code = rc;
 	return SENDMAIL_FAILED;
@@ -395,12 +395,8 @@ sendmail_bs(const struct config *cfg)
 	struct pollfd p[2];
 	bool in_open = true;
 
-	if (fd < 0) {
-		printf("421 4.3.0 %s mail system not running, try again "
-		       "later\r\n",
-		    cfg->server.hostname);
-		return EX_TEMPFAIL;
-	}
+	if (fd < 0)
+		return -1;
 	/* a peer gone mid-write is an error return, not a signal */
 	signal(SIGPIPE, SIG_IGN);
 	p[0] = (struct pollfd){.fd = 0, .events = POLLIN};

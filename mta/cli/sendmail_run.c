@@ -430,8 +430,8 @@ out:
 }
 
 int
-sendmail_run(
-    const char *config_path, int argc, char **argv, sendmail_mailq_fn mailq)
+sendmail_run(const char *config_path, int argc, char **argv,
+    const struct sendmail_hooks *hooks)
 {
 	struct sm_opts o = {0};
 	struct config *cfg;
@@ -451,9 +451,10 @@ sendmail_run(
 		return EX_CONFIG;
 	}
 	if (o.mode == 'p')
-		ex = mailq(config_path, cfg);
+		ex = hooks->mailq(config_path, cfg);
 	else if (o.mode == 's')
-		ex = sendmail_bs(cfg);
+		ex = sendmail_bs(cfg) < 0 ? hooks->bs_offline(config_path, cfg)
+		                          : 0;
 	else
 		ex = sm_message(cfg, &o);
 	config_unref(cfg);
