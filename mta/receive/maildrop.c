@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,7 +54,7 @@ struct maildrop {
 	const struct config *cfg;
 	struct queue *q;
 	struct local_acl *acl;
-	int dirfd, refusedfd, ifd, stopfd;
+	int dirfd, refusedfd, stopfd;
 	struct chan *chan; /* the committer's answers */
 	pthread_t th;
 	bool started;
@@ -304,23 +303,17 @@ static void *
 maildrop_main(void *arg)
 {
 	struct maildrop *m = arg;
-	struct pollfd pfd[2] = {{.fd = m->stopfd, .events = POLLIN},
-	    {.fd = m->ifd, .events = POLLIN}};
-	char ev[4096];
+	struct pollfd pfd = {.fd = m->stopfd, .events = POLLIN};
 	bool more;
 
 	for (;;) {
 		more = pass(m);
-		pfd[0].revents = pfd[1].revents = 0;
-		if (poll(pfd, m->ifd >= 0 ? 2 : 1,
-		        more ? 0 : MAILDROP_POLL_MS) < 0 &&
+		pfd.revents = 0;
+		if (poll(&pfd, 1, more ? 0 : MAILDROP_POLL_MS) < 0 &&
 		    errno != EINTR)
 			fatalx("maildrop: poll: %s", strerror(errno));
-		if (pfd[0].revents & POLLIN)
+		if (pfd.revents & POLLIN)
 			break;
-		if (m->ifd >= 0 && (pfd[1].revents & POLLIN))
-			while (read(m->ifd, ev, sizeof(ev)) > 0)
-				;
 	}
 	return NULL;
 }
@@ -336,7 +329,7 @@ maildrop_new(const struct config *cfg, struct queue *q, struct maildrop **out,
 
 	m->cfg = cfg;
 	m->q = q;
-	m->dirfd = m->refusedfd = m->ifd = m->stopfd = -1;
+	m->dirfd = m->refusedfd = m->stopfd = -1;
 	if ((rc = local_acl_new(&cfg->local, &m->acl, err, errlen)) < 0)
 		goto fail;
 	m->dirfd = open(cfg->local.maildrop,
@@ -349,14 +342,6 @@ maildrop_new(const struct config *cfg, struct queue *q, struct maildrop **out,
 		(void)str_fmt(err, errlen, "maildrop %s: %s",
 		    cfg->local.maildrop, strerror(errno));
 		goto fail;
-	}
-	/* Without inotify (a limit reached) the poll interval still finds
-	 * every file, later. */
-	m->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (m->ifd >= 0 &&
-	    inotify_add_watch(m->ifd, cfg->local.maildrop, IN_MOVED_TO) < 0) {
-		close(m->ifd);
-		m->ifd = -1;
 	}
 	m->chan = chan_new();
 	*out = m;
@@ -396,8 +381,6 @@ maildrop_free(struct maildrop *m)
 		close(m->dirfd);
 	if (m->refusedfd >= 0)
 		close(m->refusedfd);
-	if (m->ifd >= 0)
-		close(m->ifd);
 	if (m->stopfd >= 0)
 		close(m->stopfd);
 	free(m);

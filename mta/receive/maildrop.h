@@ -6,9 +6,11 @@
  *
  * DESIGN. One thread of its own (it blocks on the directory, on name
  * lookups and on the committer's answers; no ring thread may). It scans
- * the directory at start, then whenever inotify says a file was renamed
- * into it, and at least every MAILDROP_POLL_MS. Each pass takes a
- * bounded batch (MAILDROP_BATCH files, MAILDROP_BATCH_BYTES bytes),
+ * the directory at start, then every MAILDROP_POLL_MS: a readdir of a
+ * directory that is empty while the relay runs. (With an inotify
+ * instance, a relay killed with -9 and restarted at once found the dead
+ * one's control socket still answering: test_resources.py.) Each pass
+ * takes a bounded batch (MAILDROP_BATCH files, MAILDROP_BATCH_BYTES bytes),
  * checks each file (a regular file with one link, owned by the
  * submitter: its uid is the one recorded; the allow list; the same
  * limits as SMTP: size, recipients, address and header syntax, hops),
@@ -31,7 +33,7 @@
 #include "base/compat.h"
 #include "config/config.h"
 
-#define MAILDROP_POLL_MS     5000 /* rescan even without inotify news */
+#define MAILDROP_POLL_MS     1000 /* between scans of the directory */
 #define MAILDROP_BATCH       64   /* files per pass */
 #define MAILDROP_BATCH_BYTES (64u << 20)
 

@@ -414,7 +414,7 @@ def test_install_never_replaces_another_sendmail(pubdir):
 
 def test_maildrop_file_imported_while_running(world):
     """A file renamed into the maildrop while the relay runs is imported
-    at once (inotify), well before the 5 s rescan."""
+    within the importer's 1 s scan interval."""
     relay = world.relay()
     md = relay.queue_path / "maildrop"
     time.sleep(0.5)  # past the start-up scan
