@@ -195,7 +195,7 @@ sm_refused(const struct sm_conn *c, const char *what, int code, int ex)
 static int
 sm_envelope(struct sm_conn *c, const struct sendmail_msg *m)
 {
-	char line[LOCAL_MSG_ADDR_MAX + 32];
+	char line[LOCAL_MSG_ADDR_MAX + CONFIG_HOST_MAX + 32];
 	int code, ex = 0, temp = 0;
 
 	(void)snprintf(line, sizeof(line), "MAIL FROM:<%s>\r\n", m->from);
