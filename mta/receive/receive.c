@@ -438,7 +438,8 @@ accept_open(struct listener *ls, int fd, struct smtp_in_peer *peer,
 	st.session_ms = cs->session_timeout;
 	st.command_ms = cs->command_timeout;
 	st.data_rate = cs->min_data_rate;
-	st.greet_ms = cs->greet_pause;
+	/* the pause is for remote spam senders; a local one is not */
+	st.greet_ms = peer->local ? 0 : cs->greet_pause;
 	st.implicit = ls->tls;
 	st.ref = snap_ref(t->snap);
 	rconn_open(t->conns, fd, &st);

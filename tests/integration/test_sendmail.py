@@ -453,3 +453,14 @@ def test_socket_path_longer_than_sun_path(pubdir):
     finally:
         problems = w.close()
     assert not problems, problems
+
+
+def test_greet_pause_does_not_apply_to_local_clients(world):
+    """[server] greet_pause delays remote clients; a local submission is
+    answered at once."""
+    relay = world.relay(server={"greet_pause": "3s"})
+    t0 = time.monotonic()
+    p = sendmail(relay, "x@a.test", input=b"Subject: fast\n\nx\n")
+    assert p.returncode == 0, p.stderr
+    assert time.monotonic() - t0 < 2.0
+    assert maildrop_files(relay) == []
