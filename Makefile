@@ -67,6 +67,7 @@ $(BUILD)/mta-sink: $(BUILD)/obj/bench/sink.o $(BUILD)/obj/bench/sink_conn.o \
 
 $(BUILD)/mta-load: $(BUILD)/obj/bench/load.o $(BUILD)/obj/bench/load_conn.o \
     $(BUILD)/obj/bench/load_stats.o $(BUILD)/obj/bench/load_pace.o \
+    $(BUILD)/obj/bench/load_msg.o \
     $(BUILD)/libmta.a
 	@echo "LD $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)

@@ -2,7 +2,8 @@
 /*
  * load.c - mta-load: an SMTP load generator. This file is the process:
  * options and threads; load_pace.c is the pacing (which message goes
- * when), load_conn.c one connection's dialogue, load_stats.c the latencies and the report (load.h).
+ * when), load_conn.c one connection's dialogue, load_msg.c the message,
+ * load_stats.c the latencies and the report (load.h).
  *
  * DESIGN. T threads, each with its own uring loop, drive C/T client
  * connections. A connection runs one transaction after another: MAIL,
@@ -32,12 +33,18 @@
  * delivery). Each thread keeps the newest TLS session and offers it on
  * its next handshake, so --new-conn measures resumptions, as an MTA with
  * a session cache would do them (--no-tls-resume: a full handshake every
- * time).
+ * time). --tls is implicit TLS (port 465): the handshake right after
+ * the connect, then the greeting.
+ *
+ * Exit status: 0 when at least one message was accepted, 1 when none was
+ * (no connection, every one refused), 2 for a usage error. A run that
+ * had most messages refused, or missed its --rate, says so on stderr.
  */
 #include "bench/load.h"
 
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,12 +69,17 @@ struct load_opts load_opt = {
     .from = "load@mta-load.test",
     .ehlo = "mta-load",
     .tls_resume = true,
+    .connect_ms = 5000,
+    .greeting_ms = 10000,
+    .reply_ms = 60000,
 };
 
 /* Shared progress: atomics, read by the display. */
 atomic_ulong load_started, load_accepted, load_refused, load_errors;
 atomic_ulong load_tls, load_tls_resumed;     /* handshakes done, resumed */
 atomic_ulong load_setup_ok, load_setup_fail; /* connections through setup */
+atomic_ulong load_due;            /* open loop: messages that came due */
+atomic_ullong load_last_start_us; /* wall us of the newest start */
 atomic_bool load_stop;
 struct tls_ctx *load_tls_ctx; /* --starttls; read-only in threads */
 uint64_t load_t0_us;
@@ -94,6 +106,7 @@ on_tick(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		while (!atomic_load(&load_stop) && t->next_due_us <= now &&
 		       (!load_opt.messages || t->started < t->quota)) {
 			load_pace_due(t, t->next_due_us);
+			atomic_fetch_add(&load_due, 1);
 			t->next_due_us += t->interval_us;
 			t->started++;
 		}
@@ -123,8 +136,7 @@ thread_main(void *arg)
 	for (unsigned i = 0; i < t->nconns; i++) {
 		struct load_conn *c = &t->conns[i];
 
-		c->t = t;
-		smtp_reply_init(&c->rp);
+		load_conn_init(c, t);
 		load_conn_start(c);
 	}
 	uring_timeout(t->loop, &t->tick, 1);
@@ -133,8 +145,10 @@ thread_main(void *arg)
 	if (t->end_us == 0)
 		t->end_us = clock_wall_us();
 	/* every connection is DONE: its stream is closed */
-	for (unsigned i = 0; i < t->nconns; i++)
+	for (unsigned i = 0; i < t->nconns; i++) {
 		smtp_reply_fini(&t->conns[i].rp);
+		free(t->conns[i].tmsg);
+	}
 	tls_session_free(t->sess);
 	uring_loop_free(t->loop);
 	return NULL;
@@ -144,7 +158,9 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: mta-load --server ADDR:PORT [options]\n"
+	    "usage: mta-load --server HOST:PORT [options]\n"
+	    "  --server HOST:PORT  where to connect: an address (1.2.3.4:25,\n"
+	    "                      [::1]:25) or a host name (localhost:25)\n"
 	    "  --connections N     concurrent connections (default 10)\n"
 	    "  --threads N         event-loop threads (default 1)\n"
 	    "  --messages N        total messages (default 1000 unless "
@@ -154,21 +170,41 @@ usage(FILE *fp)
 	    "  --domains LIST      recipient domains, weighted: "
 	    "a.test:3,b.test:1\n"
 	    "  --size BYTES        message size (default 1024)\n"
+	    "  --template FILE     send this message instead (headers and "
+	    "body);\n"
+	    "                      placeholders {n} {from} {rcpt} {date} "
+	    "{msgid}\n"
+	    "  --header 'N: V'     add this header line (repeatable)\n"
 	    "  --new-conn          a new connection per message (default: "
 	    "reuse)\n"
 	    "  --no-pipelining     one command per round trip\n"
 	    "  --rate N            open loop: N messages/s (default: closed "
 	    "loop)\n"
 	    "  --from ADDR         envelope sender\n"
-	    "  --auth USER:PASS    AUTH PLAIN after EHLO\n"
+	    "  --auth USER:PASS    AUTH after EHLO (PLAIN unless "
+	    "--auth-login)\n"
+	    "  --auth-login        AUTH LOGIN instead of AUTH PLAIN\n"
 	    "  --starttls          STARTTLS after EHLO (an error when not "
 	    "offered),\n"
 	    "                      no certificate check, then EHLO again\n"
+	    "  --tls               implicit TLS (port 465): handshake first, "
+	    "no\n"
+	    "                      certificate check\n"
 	    "  --no-tls-resume     a full handshake every time (default: "
 	    "resume\n"
 	    "                      the thread's last session)\n"
-	    "  --json              machine-readable final report\n"
-	    "  --quiet             no live progress line\n");
+	    "  --connect-timeout S connect timeout, seconds (default 5)\n"
+	    "  --greeting-timeout S  wait this long for the 220 (with --tls: "
+	    "the\n"
+	    "                      handshake and the 220; default 10)\n"
+	    "  --timeout S         wait this long for any other reply "
+	    "(default 60)\n"
+	    "  --interval S        a time-series line every S seconds on "
+	    "stdout\n"
+	    "  --json              machine-readable report (the last line)\n"
+	    "  --quiet             no live progress line\n"
+	    "Exit status: 0 when a message was accepted, 1 when none was, "
+	    "2 usage.\n");
 }
 
 static void
@@ -196,6 +232,76 @@ parse_domains(char *list)
 	}
 }
 
+/* SECS (fractions allowed) as milliseconds; 0 = no timeout. */
+static uint64_t
+seconds_ms(const char *arg)
+{
+	char *end;
+	double v = strtod(arg, &end);
+
+	if (end == arg || *end || v < 0 || v > 86400) {
+		fprintf(stderr, "mta-load: bad number of seconds: %s\n", arg);
+		exit(2);
+	}
+	return (uint64_t)(v * 1000.0 + 0.5);
+}
+
+/* "Name: value": a field name of printable characters, a colon, and no
+ * line break anywhere (RFC 5322 2.2). */
+static bool
+header_ok(const char *h)
+{
+	const char *colon = strchr(h, ':');
+
+	if (colon == NULL || colon == h || strpbrk(h, "\r\n"))
+		return false;
+	for (const char *p = h; p < colon; p++)
+		if (*p <= ' ' || *p > '~')
+			return false;
+	return true;
+}
+
+/*
+ * --server HOST:PORT: a numeric address as the relay's own parser takes
+ * it, or a name looked up once with getaddrinfo (the first address that
+ * comes back). load_opt.host keeps what was written (for TLS SNI).
+ */
+static void
+server_resolve(const char *arg)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+	const char *colon = strrchr(arg, ':');
+	char name[256];
+	int r;
+
+	if (config_parse_endpoint(arg, &load_opt.server) == 0) {
+		snprintf(load_opt.host, sizeof(load_opt.host), "%s", arg);
+		*strrchr(load_opt.host, ':') = '\0';
+		if (load_opt.host[0] == '[') { /* [v6] */
+			memmove(load_opt.host, load_opt.host + 1,
+			    strlen(load_opt.host));
+			load_opt.host[strlen(load_opt.host) - 1] = '\0';
+		}
+		return;
+	}
+	if (colon == NULL || colon == arg ||
+	    (size_t)(colon - arg) >= sizeof(name) || !colon[1]) {
+		fprintf(stderr, "mta-load: bad --server %s (HOST:PORT)\n", arg);
+		exit(2);
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(colon - arg), arg);
+	if ((r = getaddrinfo(name, colon + 1, &hints, &ai)) != 0) {
+		fprintf(stderr, "mta-load: --server %s: %s\n", arg,
+		    gai_strerror(r));
+		exit(1);
+	}
+	memcpy(&load_opt.server.ss, ai->ai_addr, ai->ai_addrlen);
+	load_opt.server.sslen = ai->ai_addrlen;
+	snprintf(load_opt.server.text, sizeof(load_opt.server.text), "%s", arg);
+	snprintf(load_opt.host, sizeof(load_opt.host), "%s", name);
+	freeaddrinfo(ai);
+}
+
 static void
 parse_args(int argc, char **argv)
 {
@@ -213,7 +319,15 @@ parse_args(int argc, char **argv)
 	    {"rate", required_argument, NULL, 'R'},
 	    {"from", required_argument, NULL, 'f'},
 	    {"auth", required_argument, NULL, 'a'},
+	    {"auth-login", no_argument, NULL, 'L'},
 	    {"starttls", no_argument, NULL, 'T'},
+	    {"tls", no_argument, NULL, 'I'},
+	    {"connect-timeout", required_argument, NULL, 'C'},
+	    {"greeting-timeout", required_argument, NULL, 'G'},
+	    {"timeout", required_argument, NULL, 'W'},
+	    {"interval", required_argument, NULL, 'i'},
+	    {"template", required_argument, NULL, 'm'},
+	    {"header", required_argument, NULL, 'H'},
 	    {"no-tls-resume", no_argument, NULL, 'S'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"quiet", no_argument, NULL, 'q'},
@@ -221,19 +335,14 @@ parse_args(int argc, char **argv)
 	    {0},
 	};
 	static char default_domains[] = "example.test";
-	bool have_server = false;
+	const char *server = NULL;
 	int ch;
 
 	parse_domains(default_domains);
 	while ((ch = getopt_long(argc, argv, "s:c:n:d:r:jq", lo, NULL)) != -1) {
 		switch (ch) {
 		case 's':
-			if (config_parse_endpoint(optarg, &load_opt.server)) {
-				fprintf(stderr, "mta-load: bad --server %s\n",
-				    optarg);
-				exit(2);
-			}
-			have_server = true;
+			server = optarg;
 			break;
 		case 'c':
 			load_opt.conns = (unsigned)strtoul(optarg, NULL, 10);
@@ -271,8 +380,38 @@ parse_args(int argc, char **argv)
 		case 'a':
 			load_opt.auth = optarg;
 			break;
+		case 'L':
+			load_opt.auth_login = true;
+			break;
 		case 'T':
 			load_opt.starttls = true;
+			break;
+		case 'I':
+			load_opt.tls = true;
+			break;
+		case 'C':
+			load_opt.connect_ms = seconds_ms(optarg);
+			break;
+		case 'G':
+			load_opt.greeting_ms = seconds_ms(optarg);
+			break;
+		case 'W':
+			load_opt.reply_ms = seconds_ms(optarg);
+			break;
+		case 'i':
+			load_opt.interval = strtod(optarg, NULL);
+			break;
+		case 'm':
+			load_opt.tmpl_path = optarg;
+			break;
+		case 'H':
+			if (load_opt.nheaders == LOAD_MAX_HEADERS ||
+			    !header_ok(optarg)) {
+				fprintf(stderr, "mta-load: bad --header %s\n",
+				    optarg);
+				exit(2);
+			}
+			load_opt.headers[load_opt.nheaders++] = optarg;
 			break;
 		case 'S':
 			load_opt.tls_resume = false;
@@ -291,7 +430,7 @@ parse_args(int argc, char **argv)
 			exit(2);
 		}
 	}
-	if (!have_server || optind < argc || load_opt.ndomains == 0) {
+	if (!server || optind < argc || load_opt.ndomains == 0) {
 		usage(stderr);
 		exit(2);
 	}
@@ -299,44 +438,17 @@ parse_args(int argc, char **argv)
 	    load_opt.threads == 0 || load_opt.threads > 64 ||
 	    load_opt.rcpts == 0 || load_opt.rcpts > LOAD_MAX_RCPTS ||
 	    load_opt.size > (1u << 30) || load_opt.rate < 0 ||
-	    load_opt.duration < 0) {
+	    load_opt.duration < 0 || load_opt.interval < 0 ||
+	    (load_opt.tls && load_opt.starttls) ||
+	    (load_opt.auth_login && !load_opt.auth)) {
 		fprintf(stderr, "mta-load: an option is out of range\n");
 		exit(2);
 	}
 	if (load_opt.messages == 0 && load_opt.duration == 0)
 		load_opt.messages = 1000;
-	inet_ntop(load_opt.server.ss.ss_family,
-	    load_opt.server.ss.ss_family == AF_INET
-	        ? (const void *)&(
-	              (const struct sockaddr_in *)&load_opt.server.ss)
-	              ->sin_addr
-	        : (const void *)&(
-	              (const struct sockaddr_in6 *)&load_opt.server.ss)
-	              ->sin6_addr,
-	    load_opt.host, sizeof(load_opt.host));
+	server_resolve(server);
 	if (load_opt.threads > load_opt.conns)
 		load_opt.threads = load_opt.conns;
-}
-
-/* The shared body: filler lines of 76 characters up to about load_opt.size. */
-static void
-body_make(void)
-{
-	size_t line = 78,
-	       n = load_opt.size > 300 ? (load_opt.size - 300) / line : 1;
-
-	if (n == 0)
-		n = 1;
-	load_bodylen = n * line;
-	load_body = xmalloc(load_bodylen + 1);
-	for (size_t i = 0; i < n; i++) {
-		char *l = load_body + i * line;
-
-		for (size_t k = 0; k < line - 2; k++)
-			l[k] = (char)('a' + (i + k) % 26);
-		l[line - 2] = '\r';
-		l[line - 1] = '\n';
-	}
 }
 
 /* Share the connections and messages out, and start the threads. */
@@ -369,22 +481,33 @@ threads_start(void)
 }
 
 /* Until every thread has retired its connections; a progress line on a
- * tty. Returns whether it printed one. */
+ * tty, a time-series line every --interval. Returns whether it printed a
+ * progress line. */
 static bool
 progress_wait(const struct load_thread *ts)
 {
 	bool live = !load_opt.quiet && !load_opt.json && isatty(STDERR_FILENO);
+	uint64_t step = (uint64_t)(load_opt.interval * 1e6),
+	         next = load_t0_us + step;
 
 	for (;;) {
 		struct timespec ts1 = {0, 200 * 1000 * 1000};
 		bool running = false;
+		uint64_t now = clock_wall_us();
 
+		if (step && next > now && next - now < 200000)
+			ts1.tv_nsec = (long)(next - now) * 1000;
 		nanosleep(&ts1, NULL);
 		for (unsigned i = 0; i < load_opt.threads; i++)
 			running |= atomic_load(&ts[i].live) != 0;
+		now = clock_wall_us();
+		if (step && now >= next && running) {
+			load_series_line((double)(now - load_t0_us) / 1e6);
+			while (next <= now)
+				next += step;
+		}
 		if (live) {
-			double el =
-			    (double)(clock_wall_us() - load_t0_us) / 1e6;
+			double el = (double)(now - load_t0_us) / 1e6;
 
 			fprintf(stderr,
 			    "\r%8lu accepted %8.0f msgs/s %6lu "
@@ -400,16 +523,42 @@ progress_wait(const struct load_thread *ts)
 	}
 }
 
+/* What went wrong, on stderr; the exit status. */
+static int
+verdict(void)
+{
+	unsigned long acc = atomic_load(&load_accepted),
+	              ref = atomic_load(&load_refused),
+	              started = atomic_load(&load_started);
+
+	if (acc == 0 && started == 0) {
+		fprintf(stderr, "mta-load: no message was sent (%lu errors)\n",
+		    atomic_load(&load_errors));
+		return 1;
+	}
+	if (acc == 0) {
+		fprintf(
+		    stderr, "mta-load: every message was refused (%lu)\n", ref);
+		return 1;
+	}
+	if (ref * 2 > started)
+		fprintf(stderr,
+		    "mta-load: most messages were refused: %lu of %lu\n", ref,
+		    started);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct load_thread *ts;
 	bool live;
 	uint64_t end_us;
+	int rc;
 
 	parse_args(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
-	if (load_opt.starttls) {
+	if (load_opt.starttls || load_opt.tls) {
 		char err[256];
 
 		/* no trust anchors are needed: policy "may" checks nothing */
@@ -419,7 +568,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	body_make();
+	load_msg_init();
 	load_pid = (int)getpid();
 	load_t0_us = clock_wall_us();
 	ts = threads_start();
@@ -435,14 +584,14 @@ main(int argc, char **argv)
 	if (live)
 		fputc('\n', stderr);
 	load_report(ts, (double)(end_us - load_t0_us) / 1e6);
+	rc = verdict();
 	for (unsigned i = 0; i < load_opt.threads; i++) {
 		free(ts[i].conns);
 		free(ts[i].lat);
 		free(ts[i].backlog);
 	}
 	free(ts);
-	free(load_body);
+	load_msg_fini();
 	tls_ctx_free(load_tls_ctx);
-	return atomic_load(&load_errors) && !atomic_load(&load_accepted) ? 1
-	                                                                 : 0;
+	return rc;
 }

@@ -28,6 +28,7 @@ struct tls_session;
 #define LOAD_MAX_DOMAINS 16
 #define LOAD_MAX_RCPTS   1000
 #define LOAD_CODES       600
+#define LOAD_MAX_HEADERS 32
 
 struct load_opts {
 	struct config_addr server;
@@ -37,11 +38,18 @@ struct load_opts {
 	size_t size;       /* approximate message size, bytes */
 	bool new_conn, pipelining, json, quiet;
 	bool starttls, tls_resume;
-	char host[INET6_ADDRSTRLEN]; /* the server's address, for TLS */
-	double rate;                 /* messages/s; 0 = closed loop */
+	bool tls;       /* implicit TLS from the connect (port 465) */
+	char host[256]; /* the server as named (name or address), for TLS */
+	double rate;    /* messages/s; 0 = closed loop */
 	const char *from;
-	const char *auth; /* "user:pass" for AUTH PLAIN */
+	const char *auth; /* "user:pass" */
+	bool auth_login;  /* AUTH LOGIN instead of AUTH PLAIN */
 	const char *ehlo;
+	uint64_t connect_ms, greeting_ms, reply_ms; /* timeouts; 0 = none */
+	double interval;       /* seconds between time-series lines; 0 = off */
+	const char *tmpl_path; /* --template FILE */
+	const char *headers[LOAD_MAX_HEADERS]; /* --header "Name: value" */
+	unsigned nheaders;
 	char *domains[LOAD_MAX_DOMAINS];
 	unsigned weights[LOAD_MAX_DOMAINS];
 	unsigned ndomains, wsum;
@@ -53,7 +61,9 @@ extern struct load_opts load_opt;
 extern atomic_ulong load_started, load_accepted, load_refused, load_errors;
 extern atomic_ulong load_tls, load_tls_resumed; /* handshakes done, resumed */
 extern atomic_ulong load_setup_ok,
-    load_setup_fail; /* connections through setup */
+    load_setup_fail;                     /* connections through setup */
+extern atomic_ulong load_due;            /* open loop: messages that came due */
+extern atomic_ullong load_last_start_us; /* wall us of the newest start */
 extern atomic_bool load_stop;
 extern struct tls_ctx *load_tls_ctx; /* --starttls; read-only in threads */
 extern uint64_t load_t0_us;
@@ -68,6 +78,8 @@ enum conn_state {
 	CS_STARTTLS,
 	CS_HANDSHAKE,
 	CS_AUTH,
+	CS_AUTH_USER, /* AUTH LOGIN: the 334 asking for the name */
+	CS_AUTH_PASS, /* AUTH LOGIN: the 334 asking for the password */
 	CS_RSET,
 	CS_IDLE,
 	CS_TXN,
@@ -90,7 +102,18 @@ struct load_conn {
 	unsigned rcpt_ok;
 	uint64_t txn_start_us;
 	uint64_t seq;
-	bool dead; /* we are closing it: nothing more counts */
+	uint64_t msgno;           /* the message's number in the run, from 1 */
+	const char *rcpt1_domain; /* of the first RCPT, for To: and {rcpt} */
+	/* the message being sent: load_body, or this connection's rendering
+	 * of --template (tmsg, reused) */
+	const char *body;
+	size_t bodylen;
+	char *tmsg;
+	size_t tmsg_cap;
+	bool dead;      /* we are closing it: nothing more counts */
+	bool failed;    /* this connection ended in an error */
+	unsigned fails; /* connects or setups failed in a row (backoff) */
+	struct uring_op retry; /* backoff timer before the next connect */
 };
 
 struct load_thread {
@@ -129,13 +152,35 @@ void load_pace_due(struct load_thread *t, uint64_t due);
 
 /* load_conn.c: a connection */
 
-/* (Re)open connection c (its t set, rp initialised), or retire it
+/* Before the first load_conn_start(): c (zeroed) belongs to thread t. */
+void load_conn_init(struct load_conn *c, struct load_thread *t);
+
+/* (Re)open connection c (after load_conn_init()), or retire it
  * (CS_DONE, t->live down by one) when the thread has no more work. */
 void load_conn_start(struct load_conn *c);
 
 /* After EHLO or a finished transaction, or from the ticker for an idle
  * one: the next message, idle (open loop), or QUIT. */
 void load_conn_next(struct load_conn *c);
+
+/* load_msg.c: the message */
+
+/* Read --template (exit 2 with a message when it cannot be used) and
+ * build the filler body; main thread, before the threads start. */
+void load_msg_init(void);
+
+/* Free what load_msg_init() made. */
+void load_msg_fini(void);
+
+/*
+ * load_msg_render - queue the header block of connection c's current
+ * message on its stream (X-Mta-Load-Sent, the --header lines, and
+ * without --template From/To/Subject/Message-ID), and point c->body,
+ * c->bodylen at the rest: the shared filler, or the template rendered
+ * for this message (dot-stuffed, CRLF). Returns the header bytes
+ * queued, or -1 when they did not fit the stream's buffer.
+ */
+long load_msg_render(struct load_conn *c);
 
 /* load_stats.c: latencies and the report */
 
@@ -147,5 +192,9 @@ double load_hist_pct(double p);
 
 /* The final report on stdout (--json: one line). */
 void load_report(struct load_thread *ts, double elapsed);
+
+/* --interval: one time-series line on stdout for the seconds since the
+ * last one (main thread only; --json: a JSON object). */
+void load_series_line(double t_s);
 
 #endif

@@ -1,12 +1,19 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * load_conn.c - one mta-load client connection: greeting, EHLO,
- * STARTTLS, AUTH, then one transaction after another (MAIL, every RCPT
+ * STARTTLS or implicit TLS, AUTH (PLAIN or LOGIN), then one transaction after another (MAIL, every RCPT
  * and DATA in one write when the server offers PIPELINING, one command
  * per round trip otherwise; the message and the dot), replies matched to
  * commands in order (RFC 2920) with the shared parser (smtp_reply.h).
  * The socket, the connect, TLS and the close are the stream's
  * (net/stream.h). Runs on the thread that owns the connection.
+ *
+ * Fail fast: the connect, the greeting (with implicit TLS, the handshake
+ * and the greeting) and every reply have a timeout; a connection that
+ * failed is retried after a backoff that doubles up to a second, so a
+ * dead server costs a few tries a second instead of a spin; and when
+ * every connection failed before its first transaction and none ever got
+ * through, the run stops (load_setup_fail).
  */
 #include "bench/load.h"
 
@@ -59,8 +66,10 @@ conn_send_str(struct load_conn *c, const char *s)
 static void
 conn_drop(struct load_conn *c, bool error)
 {
-	if (error && !c->dead)
+	if (error && !c->dead) {
 		atomic_fetch_add(&load_errors, 1);
+		c->failed = true;
+	}
 	c->dead = true;
 	stream_close(&c->s, "drop", STREAM_CLOSE_ABORT);
 }
@@ -80,9 +89,9 @@ setup_failed_count(const char *why)
 	    atomic_load(&load_setup_ok) == 0 &&
 	    !atomic_exchange(&load_stop, true))
 		fprintf(stderr,
-		    "mta-load: no connection got through setup "
+		    "mta-load: no connection to %s got through setup "
 		    "(last: %s); stopping\n",
-		    why);
+		    load_opt.server.text, why);
 }
 
 static void
@@ -96,7 +105,7 @@ conn_setup_failed(struct load_conn *c, const char *why)
 static bool
 conn_in_setup(const struct load_conn *c)
 {
-	return c->state >= CS_GREETING && c->state <= CS_AUTH;
+	return c->state >= CS_GREETING && c->state <= CS_AUTH_PASS;
 }
 
 /* MAIL, RCPT..., DATA: commands [first, first + count). */
@@ -109,11 +118,14 @@ txn_commands(struct load_conn *c, unsigned first, unsigned count)
 		if (i == 0)
 			r = buf_appendf(stream_outbuf(&c->s),
 			    "MAIL FROM:<%s>\r\n", load_opt.from);
-		else if (i <= load_opt.rcpts)
+		else if (i <= load_opt.rcpts) {
+			const char *d = pick_domain(c->t);
+
+			if (i == 1)
+				c->rcpt1_domain = d;
 			r = buf_appendf(stream_outbuf(&c->s),
-			    "RCPT TO:<u%u.%" PRIu64 "@%s>\r\n", i, c->seq,
-			    pick_domain(c->t));
-		else
+			    "RCPT TO:<u%u.%" PRIu64 "@%s>\r\n", i, c->seq, d);
+		} else
 			r = buf_append(stream_outbuf(&c->s), "DATA\r\n", 6);
 		if (r != 0)
 			abort();
@@ -125,7 +137,9 @@ txn_begin(struct load_conn *c, uint64_t due_us)
 {
 	struct load_thread *t = c->t;
 
-	atomic_fetch_add(&load_started, 1);
+	c->msgno = atomic_fetch_add(&load_started, 1) + 1;
+	atomic_store_explicit(
+	    &load_last_start_us, clock_wall_us(), memory_order_relaxed);
 	c->seq = ((uint64_t)t->idx << 56) | ((uint64_t)(c - t->conns) << 36) |
 	         ((c->seq & 0xfffffffffULL) + 1);
 	c->txn_start_us = due_us;
@@ -163,15 +177,15 @@ body_fill(struct load_conn *c)
 	struct buf *o = stream_outbuf(&c->s);
 	size_t room = STREAM_OUT_MAX - buf_avail(o), k;
 
-	if (c->body_off > load_bodylen)
+	if (c->body_off > c->bodylen)
 		return;
-	k = load_bodylen - c->body_off;
+	k = c->bodylen - c->body_off;
 	if (k > room)
 		k = room;
-	if (buf_append(o, load_body + c->body_off, k) != 0)
+	if (buf_append(o, c->body + c->body_off, k) != 0)
 		abort();
 	c->body_off += k;
-	if (c->body_off == load_bodylen && room - k >= 3) {
+	if (c->body_off == c->bodylen && room - k >= 3) {
 		if (buf_append(o, ".\r\n", 3) != 0)
 			abort();
 		c->body_off++;
@@ -183,22 +197,14 @@ static void
 message_send(struct load_conn *c)
 {
 	struct buf *o = stream_outbuf(&c->s);
-	char hdr[1024];
-	int n;
 
-	n = snprintf(hdr, sizeof(hdr),
-	    "From: <%s>\r\nTo: <u1.%" PRIu64 "@%s>\r\n"
-	    "Subject: mta-load message %" PRIu64 "\r\n"
-	    "Message-ID: <%" PRIx64 ".%d@mta-load>\r\n"
-	    "X-Mta-Load-Sent: %" PRIu64 ".%06u\r\n\r\n",
-	    load_opt.from, c->seq, load_opt.domains[0], c->seq, c->seq,
-	    load_pid, c->txn_start_us / 1000000,
-	    (unsigned)(c->txn_start_us % 1000000));
 	/* one allocation for the whole message when it fits */
-	if (buf_avail(o) + (size_t)n + load_bodylen + 3 <= STREAM_OUT_MAX)
-		(void)buf_reserve(o, (size_t)n + load_bodylen + 3);
-	if (buf_append(o, hdr, (size_t)n) != 0)
-		abort();
+	if (buf_avail(o) + 4096 + load_bodylen + 3 <= STREAM_OUT_MAX)
+		(void)buf_reserve(o, 4096 + load_bodylen + 3);
+	if (load_msg_render(c) < 0) {
+		fprintf(stderr, "mta-load: the header block does not fit\n");
+		exit(2);
+	}
 	c->state = CS_DATA_REPLY;
 	c->body_off = 0;
 	body_fill(c);
@@ -270,25 +276,71 @@ txn_reply(struct load_conn *c, const struct smtp_reply *r)
 	conn_send(c);
 }
 
+/* base64 of (p, n) into out (room for 4 * ceil(n / 3) + 1). */
+static void
+b64(const char *p, size_t n, char *out)
+{
+	smtp_parse_base64_encode((const uint8_t *)p, n, out);
+}
+
+/* AUTH PLAIN with the initial response, or AUTH LOGIN (three steps). */
 static void
 auth_send(struct load_conn *c)
 {
-	char raw[512], b64[(sizeof(raw) + 2) / 3 * 4 + 1];
+	char raw[512], enc[(sizeof(raw) + 2) / 3 * 4 + 1];
 	const char *colon = strchr(load_opt.auth, ':');
 	size_t ul =
 	    colon ? (size_t)(colon - load_opt.auth) : strlen(load_opt.auth);
 	int n;
 
+	if (load_opt.auth_login) {
+		c->state = CS_AUTH_USER;
+		conn_send_str(c, "AUTH LOGIN\r\n");
+		return;
+	}
 	n = snprintf(raw, sizeof(raw), "%c%.*s%c%s", 0, (int)ul, load_opt.auth,
 	    0, colon ? colon + 1 : "");
 	if (n < 0 || (size_t)n >= sizeof(raw)) {
 		fprintf(stderr, "mta-load: --auth is too long\n");
 		exit(2);
 	}
-	smtp_parse_base64_encode((const uint8_t *)raw, (size_t)n, b64);
-	if (buf_appendf(stream_outbuf(&c->s), "AUTH PLAIN %s\r\n", b64) != 0)
+	b64(raw, (size_t)n, enc);
+	if (buf_appendf(stream_outbuf(&c->s), "AUTH PLAIN %s\r\n", enc) != 0)
 		abort();
 	c->state = CS_AUTH;
+	conn_send(c);
+}
+
+/* AUTH LOGIN: a 334 asks for the name, then for the password. */
+static void
+auth_login_step(struct load_conn *c, const struct smtp_reply *r)
+{
+	const char *colon = strchr(load_opt.auth, ':');
+	char enc[4 * 128 + 1];
+	const char *p;
+	size_t n;
+
+	if (r->code != 334) {
+		c->t->codes[r->code % LOAD_CODES]++;
+		conn_setup_failed(c, "AUTH LOGIN refused");
+		return;
+	}
+	if (c->state == CS_AUTH_USER) {
+		p = load_opt.auth;
+		n = colon ? (size_t)(colon - p) : strlen(p);
+		c->state = CS_AUTH_PASS;
+	} else {
+		p = colon ? colon + 1 : "";
+		n = strlen(p);
+		c->state = CS_AUTH;
+	}
+	if (n > 3 * 128) {
+		fprintf(stderr, "mta-load: --auth is too long\n");
+		exit(2);
+	}
+	b64(p, n, enc);
+	if (buf_appendf(stream_outbuf(&c->s), "%s\r\n", enc) != 0)
+		abort();
 	conn_send(c);
 }
 
@@ -320,6 +372,10 @@ conn_tls_up(struct load_conn *c)
 	atomic_fetch_add(&load_tls, 1);
 	if (ti.reused)
 		atomic_fetch_add(&load_tls_resumed, 1);
+	if (load_opt.tls) {
+		c->state = CS_GREETING; /* implicit TLS: the 220 comes now */
+		return;
+	}
 	if (buf_appendf(stream_outbuf(&c->s), "EHLO %s\r\n", load_opt.ehlo) !=
 	    0)
 		abort();
@@ -346,6 +402,7 @@ static void
 conn_setup_done(struct load_conn *c)
 {
 	atomic_fetch_add(&load_setup_ok, 1);
+	c->fails = 0;
 	load_conn_next(c);
 }
 
@@ -384,6 +441,9 @@ on_reply(struct load_conn *c, const struct smtp_reply *r)
 		}
 		if (stream_tls_on(&c->s))
 			conn_tls_keep_session(c);
+		/* the server answers: reply timeouts from now on */
+		stream_set_timeouts(
+		    &c->s, load_opt.reply_ms, load_opt.reply_ms);
 		c->pipelining = load_opt.pipelining && e.pipelining;
 		if (load_opt.auth)
 			auth_send(c);
@@ -404,6 +464,10 @@ on_reply(struct load_conn *c, const struct smtp_reply *r)
 			return;
 		}
 		conn_setup_done(c);
+		return;
+	case CS_AUTH_USER:
+	case CS_AUTH_PASS:
+		auth_login_step(c, r);
 		return;
 	case CS_RSET:
 		load_conn_next(c);
@@ -450,19 +514,56 @@ static void
 on_connected(struct stream *s, void *user, int res)
 {
 	struct load_conn *c = user;
+	char why[128];
 
 	if (res < 0) {
-		/* the stream closes; `closed` retries until the run's
-		 * limit stops it */
+		/* the stream closes; `closed` retries after a backoff */
+		snprintf(why, sizeof(why), "connect: %s", strerror(-res));
 		atomic_fetch_add(&load_errors, 1);
-		c->dead = true;
+		c->dead = c->failed = true;
+		setup_failed_count(why);
 		return;
 	}
 	(void)stream_set_nodelay(s);
 	/* a message goes out whole (up to the stream's cap): keep room for
 	 * one between messages rather than allocate it each time */
 	stream_set_keep(s, 2 * (load_bodylen + 4096));
+	/* the greeting (and with implicit TLS the handshake) must come */
+	stream_set_timeouts(s, load_opt.greeting_ms, load_opt.reply_ms);
 	c->state = CS_GREETING;
+	if (load_opt.tls)
+		conn_tls_start(c);
+}
+
+/* A read or write timeout: the server is silent, or does not read. */
+static void
+on_timeout(struct stream *s, void *user, enum stream_timer which)
+{
+	struct load_conn *c = user;
+	char why[128];
+
+	if (c->dead)
+		return;
+	if (c->state == CS_IDLE) {
+		/* not waiting on the server: watch the next command */
+		stream_set_timeouts(s, load_opt.reply_ms, load_opt.reply_ms);
+		return;
+	}
+	if (which == STREAM_TMO_WRITE)
+		snprintf(why, sizeof(why), "the server does not read");
+	else if (c->state == CS_GREETING || c->state == CS_HANDSHAKE)
+		snprintf(why, sizeof(why), "no %s within %.3g s",
+		    c->state == CS_GREETING ? "greeting" : "TLS handshake",
+		    (double)load_opt.greeting_ms / 1000.0);
+	else
+		snprintf(why, sizeof(why), "no reply within %.3g s",
+		    (double)load_opt.reply_ms / 1000.0);
+	if (conn_in_setup(c)) {
+		conn_setup_failed(c, why);
+		return;
+	}
+	fprintf(stderr, "mta-load: %s; dropping the connection\n", why);
+	conn_drop(c, true);
 }
 
 static void
@@ -494,18 +595,42 @@ on_drained(struct stream *s, void *user)
 }
 
 /* Closed by us, or by the peer, EOF or error: fine after QUIT, an error
- * otherwise. Then the next connection. */
+ * otherwise. Then the next connection, at once after a clean end, after
+ * a backoff (10 ms doubling up to 1 s) after a failure. */
 static void
 on_closed(struct stream *s, void *user, const char *reason)
 {
 	struct load_conn *c = user;
+	unsigned shift;
 
 	(void)s;
-	if (!c->dead && c->state != CS_QUIT)
+	if (!c->dead && c->state != CS_QUIT) {
 		atomic_fetch_add(&load_errors, 1);
+		c->failed = true;
+	}
 	/* the server hung up during setup: as much a refusal as a 5xx */
 	if (!c->dead && conn_in_setup(c))
 		setup_failed_count(reason);
+	if (!c->failed || load_thread_finished(c->t)) {
+		load_conn_start(c);
+		return;
+	}
+	c->failed = false;
+	shift = c->fails < 7 ? c->fails : 7;
+	c->fails++;
+	c->state = CS_CONNECT;
+	uring_timeout(
+	    c->t->loop, &c->retry, 10u << shift > 1000 ? 1000 : 10u << shift);
+}
+
+/* The backoff after a failure is over. */
+static void
+on_retry(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
+    size_t len)
+{
+	struct load_conn *c = uring_container_of(op, struct load_conn, retry);
+
+	(void)res, (void)flags, (void)data, (void)len;
 	load_conn_start(c);
 }
 
@@ -514,8 +639,18 @@ static const struct stream_cbs load_cbs = {
     .drained = on_drained,
     .tls_done = on_tls_done,
     .connected = on_connected,
+    .timeout = on_timeout,
     .closed = on_closed,
 };
+
+/* Before the first load_conn_start(): c belongs to thread t. */
+void
+load_conn_init(struct load_conn *c, struct load_thread *t)
+{
+	c->t = t;
+	smtp_reply_init(&c->rp);
+	uring_op_init(&c->retry, on_retry);
+}
 
 /* (Re)open a connection, or retire it when the thread has no more work. */
 void
@@ -525,7 +660,7 @@ load_conn_start(struct load_conn *c)
 	int r;
 
 	smtp_reply_reset(&c->rp);
-	c->dead = false;
+	c->dead = c->failed = false;
 	c->pipelining = false;
 	if (load_thread_finished(t)) {
 		if (c->state != CS_DONE) {
@@ -538,7 +673,7 @@ load_conn_start(struct load_conn *c)
 	c->state = CS_CONNECT;
 	r = stream_connect(&c->s, t->loop,
 	    (const struct sockaddr *)&load_opt.server.ss, load_opt.server.sslen,
-	    0, &load_cbs, c);
+	    load_opt.connect_ms, &load_cbs, c);
 	if (r < 0) {
 		fprintf(stderr, "mta-load: socket: %s\n", strerror(-r));
 		exit(1);

@@ -2,8 +2,9 @@
 /*
  * load_stats.c - mta-load's latencies and its report: exact per-thread
  * samples for the final percentiles, and a histogram of atomics that the
- * progress line reads while the threads run. The samples are the
- * owning thread's until it has been joined.
+ * progress line and the --interval time series read while the threads
+ * run. The samples are the owning thread's until it has been joined;
+ * the time series' previous snapshot is the main thread's.
  */
 #include "bench/load.h"
 
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/xalloc.h"
 
 /* Live latency for the progress line: a histogram of atomics, 8 buckets
@@ -64,6 +66,68 @@ load_hist_pct(double p)
 	return hist_edge(HIST_N - 1) / 1000.0;
 }
 
+/* Percentile p (ms) of the counts in h (n of them); 0 when empty. */
+static double
+hist_pct_of(const unsigned long *h, unsigned long n, double p)
+{
+	unsigned long seen = 0, want = (unsigned long)((double)n * p / 100.0);
+
+	if (n == 0)
+		return 0;
+	if (want >= n) /* the max: the last count */
+		want = n - 1;
+	for (unsigned b = 0; b < HIST_N; b++) {
+		seen += h[b];
+		if (seen > want)
+			return hist_edge(b) / 1000.0;
+	}
+	return hist_edge(HIST_N - 1) / 1000.0;
+}
+
+/* The previous time-series line's counters (main thread). */
+static struct {
+	double t;
+	unsigned long acc, ref, err, started;
+	unsigned long hist[HIST_N];
+} g_prev;
+
+void
+load_series_line(double t)
+{
+	unsigned long h[HIST_N], n = 0, acc, ref, err, started;
+	double dt = t - g_prev.t;
+
+	for (unsigned b = 0; b < HIST_N; b++) {
+		unsigned long v =
+		    atomic_load_explicit(&g_hist[b], memory_order_relaxed);
+
+		h[b] = v - g_prev.hist[b];
+		g_prev.hist[b] = v;
+		n += h[b];
+	}
+	acc = atomic_load(&load_accepted);
+	ref = atomic_load(&load_refused);
+	err = atomic_load(&load_errors);
+	started = atomic_load(&load_started);
+	printf(load_opt.json
+	           ? "{\"t\":%.3f,\"accepted\":%lu,\"msgs_per_s\":%.1f,"
+	             "\"started\":%lu,\"refused\":%lu,\"errors\":%lu,"
+	             "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n"
+	           : "series t=%.3f accepted=%lu msgs_per_s=%.1f started=%lu "
+	             "refused=%lu errors=%lu p50_ms=%.3f p99_ms=%.3f "
+	             "max_ms=%.3f\n",
+	    t, acc - g_prev.acc, dt > 0 ? (double)(acc - g_prev.acc) / dt : 0,
+	    started - g_prev.started, ref - g_prev.ref, err - g_prev.err,
+	    hist_pct_of(h, n, 50), hist_pct_of(h, n, 99),
+	    hist_pct_of(h, n, 100));
+	fflush(stdout);
+	g_prev.t = t;
+	g_prev.acc = acc;
+	g_prev.ref = ref;
+	g_prev.err = err;
+	g_prev.started = started;
+}
+
 void
 load_lat_add(struct load_thread *t, uint64_t us)
 {
@@ -95,9 +159,46 @@ pct(const uint64_t *v, size_t n, double p)
 	return (double)v[i ? i - 1 : 0] / 1000.0; /* ms */
 }
 
+/* Open loop: what the run achieved against --rate. */
+struct rate_check {
+	double target, achieved;
+	unsigned long due, started;
+	bool missed;
+};
+
+/* Messages started over the time they should have taken (or, when they
+ * started later than that, the time they did take); missed when under
+ * 95% of the target. */
+static void
+rate_check(struct rate_check *rc)
+{
+	double intended = load_opt.duration > 0
+	                      ? load_opt.duration
+	                      : (double)load_opt.messages / load_opt.rate;
+	uint64_t last = atomic_load(&load_last_start_us);
+	double took = last > load_t0_us ? (double)(last - load_t0_us) / 1e6 : 0;
+	double window = took > intended ? took : intended;
+
+	rc->target = load_opt.rate;
+	rc->due = atomic_load(&load_due);
+	rc->started = atomic_load(&load_started);
+	rc->achieved = window > 0 ? (double)rc->started / window : 0;
+	rc->missed = rc->achieved < 0.95 * rc->target;
+}
+
+static void
+report_rate_json(const struct rate_check *rc)
+{
+	printf(",\"rate\":{\"target\":%.1f,\"achieved\":%.1f,\"due\":%lu,"
+	       "\"started\":%lu,\"missed\":%s}",
+	    rc->target, rc->achieved, rc->due, rc->started,
+	    rc->missed ? "true" : "false");
+}
+
 void
 load_report(struct load_thread *ts, double elapsed)
 {
+	struct rate_check rc = {0};
 	unsigned long codes[LOAD_CODES] = {0};
 	uint64_t *all = NULL;
 	size_t n = 0;
@@ -114,6 +215,8 @@ load_report(struct load_thread *ts, double elapsed)
 			codes[k] += ts[i].codes[k];
 	}
 	qsort(all, n, sizeof(*all), cmp_u64);
+	if (load_opt.rate > 0)
+		rate_check(&rc);
 	if (load_opt.json) {
 		printf("{\"attempted\":%lu,\"accepted\":%lu,\"refused\":%lu,"
 		       "\"errors\":%lu,\"elapsed_s\":%.3f,\"msgs_per_s\":%.1f,"
@@ -131,7 +234,9 @@ load_report(struct load_thread *ts, double elapsed)
 				first = false;
 			}
 		printf("}");
-		if (load_opt.starttls)
+		if (load_opt.rate > 0)
+			report_rate_json(&rc);
+		if (load_opt.starttls || load_opt.tls)
 			printf(",\"tls\":{\"handshakes\":%lu,\"resumed\":%lu}",
 			    atomic_load(&load_tls),
 			    atomic_load(&load_tls_resumed));
@@ -146,7 +251,12 @@ load_report(struct load_thread *ts, double elapsed)
 		    atomic_load(&load_errors), elapsed, rate, rate * 3600,
 		    pct(all, n, 50), pct(all, n, 90), pct(all, n, 99),
 		    pct(all, n, 99.9), n ? (double)all[n - 1] / 1000.0 : 0);
-		if (load_opt.starttls)
+		if (load_opt.rate > 0)
+			printf("rate        target %.1f msgs/s, achieved %.1f "
+			       "(%lu due, %lu started)%s\n",
+			    rc.target, rc.achieved, rc.due, rc.started,
+			    rc.missed ? "  MISSED" : "");
+		if (load_opt.starttls || load_opt.tls)
 			printf("tls         %lu handshakes, %lu resumed\n",
 			    atomic_load(&load_tls),
 			    atomic_load(&load_tls_resumed));
@@ -156,5 +266,11 @@ load_report(struct load_thread *ts, double elapsed)
 				printf(" %d:%lu", k, codes[k]);
 		printf("\n");
 	}
+	fflush(stdout);
+	if (rc.missed)
+		fprintf(stderr,
+		    "mta-load: the target rate was missed: %.1f of %.1f "
+		    "msgs/s\n",
+		    rc.achieved, rc.target);
 	free(all);
 }
