@@ -61,6 +61,7 @@ $(BUILD)/mta-sendmail: $(BUILD)/obj/mta/sendmail_main.o $(BUILD)/libmta.a
 	@$(CC) $(LDFLAGS_ALL) $(SENDMAIL_LD) -Wl,--as-needed -o $@ $^ -linih
 
 $(BUILD)/mta-sink: $(BUILD)/obj/bench/sink.o $(BUILD)/obj/bench/sink_conn.o \
+    $(BUILD)/obj/bench/sink_auth.o $(BUILD)/obj/bench/sink_dump.o \
     $(BUILD)/libmta.a
 	@echo "LD $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)

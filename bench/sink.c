@@ -17,7 +17,9 @@
  *
  * Push-back like a real receiver: a share of 4xx or 5xx per RCPT or at
  * end of DATA, a delay before chosen replies, dropped connections, a
- * connection cap, PIPELINING on or off, STARTTLS (--starttls CERT[:KEY]).
+ * connection cap, PIPELINING on or off, STARTTLS (--starttls CERT[:KEY]),
+ * AUTH (--auth any|FILE, sink_auth.c). With --dump DIR every accepted
+ * message is also kept as a file (sink_dump.c), as smtp-sink -d does.
  * Counters are atomics shared by the threads; the main thread owns
  * signals (signalfd) and the display.
  */
@@ -156,6 +158,10 @@ print_totals(FILE *fp, const char *prefix)
 	if (sink_tls)
 		fprintf(fp, " tls=%lu tlsfail=%lu", atomic_load(&sink_st.tls),
 		    atomic_load(&sink_st.tls_fail));
+	if (sink_opt.auth)
+		fprintf(fp, " auth=%lu authfail=%lu",
+		    atomic_load(&sink_st.auth),
+		    atomic_load(&sink_st.auth_fail));
 	fputc('\n', fp);
 	fflush(fp);
 }
@@ -183,6 +189,14 @@ usage(void)
 	    "certificate\n"
 	    "                          (and key; default: the key is in CERT)\n"
 	    "  --max-connections N     refuse connections over N with 421\n"
+	    "  --auth any|FILE         offer AUTH PLAIN and LOGIN and require "
+	    "it\n"
+	    "                          before MAIL: any name and password, or\n"
+	    "                          those of FILE (name:password lines)\n"
+	    "  --dump DIR              keep each accepted message as a file "
+	    "in DIR\n"
+	    "                          (envelope as X-Mta-Sink-* lines "
+	    "first)\n"
 	    "  --quiet                 no live counters\n"
 	    "Totals are printed at exit (SIGINT/SIGTERM) and on SIGUSR1.\n");
 }
@@ -232,6 +246,8 @@ parse_args(int argc, char **argv)
 	    {"no-pipelining", no_argument, NULL, 'P'},
 	    {"starttls", required_argument, NULL, 'T'},
 	    {"max-connections", required_argument, NULL, 'm'},
+	    {"auth", required_argument, NULL, 'a'},
+	    {"dump", required_argument, NULL, 'u'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -289,6 +305,12 @@ parse_args(int argc, char **argv)
 			sink_opt.max_conns =
 			    (unsigned)strtoul(optarg, NULL, 10);
 			break;
+		case 'a':
+			sink_opt.auth = optarg;
+			break;
+		case 'u':
+			sink_opt.dump_dir = optarg;
+			break;
 		case 'q':
 			sink_opt.quiet = true;
 			break;
@@ -319,6 +341,12 @@ sink_setup(void)
 	    tls_ctx_server_new(&sink_opt.tls, &sink_tls, err, sizeof(err)) !=
 	        0) {
 		fprintf(stderr, "mta-sink: %s\n", err);
+		exit(1);
+	}
+	sink_auth_init();
+	if (sink_opt.dump_dir && access(sink_opt.dump_dir, W_OK) != 0) {
+		fprintf(stderr, "mta-sink: --dump %s: %s\n", sink_opt.dump_dir,
+		    strerror(errno));
 		exit(1);
 	}
 	if (sink_opt.record) {

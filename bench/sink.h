@@ -11,6 +11,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "config/config.h"
 #include "net/uring.h"
@@ -33,17 +34,47 @@ struct sink_opts {
 	unsigned max_conns;
 	bool quiet;
 	struct config_tls tls; /* --starttls; certificate "" = off */
+	const char *auth;      /* --auth: "any" or a users file; NULL = off */
+	const char *dump_dir;  /* --dump: keep accepted messages here */
 };
 
 struct sink_stats {
 	atomic_ulong conns, conns_now, msgs, rcpts, bytes, temp, perm, drops;
-	atomic_ulong tls, tls_fail; /* handshakes done, failed */
+	atomic_ulong tls, tls_fail;   /* handshakes done, failed */
+	atomic_ulong auth, auth_fail; /* AUTH accepted, refused */
 };
 
 extern struct sink_opts sink_opt;
 extern struct sink_stats sink_st;
 extern int sink_record_fd;       /* --record, or -1 */
 extern struct tls_ctx *sink_tls; /* --starttls, or NULL */
+
+/* sink_auth.c: --auth */
+
+/* Read the users file (exit 2 when it cannot be read); main thread,
+ * before the threads start. Nothing without --auth. */
+void sink_auth_init(void);
+void sink_auth_fini(void);
+
+/* name and password (borrowed) may authenticate; any thread. */
+bool sink_auth_check(const char *name, const char *password);
+
+/* sink_dump.c: --dump, one message's file */
+struct sink_dump {
+	int fd; /* -1: not dumping (off, or failed: said on stderr) */
+	char path[512], tmp[512]; /* final and temporary names */
+};
+
+/* At DATA: open the file (when --dump) and write the envelope lines.
+ * Arguments are borrowed for the call; rcpts[i] NULL are skipped. */
+void sink_dump_begin(struct sink_dump *d, const char *from, char *const *rcpts,
+    unsigned nrcpts, const char *auth);
+
+/* Message bytes, unstuffed, as they arrive. */
+void sink_dump_write(struct sink_dump *d, const void *p, size_t n);
+
+/* End of data: keep the file under its final name, or remove it. */
+void sink_dump_end(struct sink_dump *d, bool keep);
 
 /*
  * sink_conn_new - serve an accepted socket on loop l (the calling

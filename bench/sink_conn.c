@@ -13,6 +13,11 @@
  * gets pipelined answers. A delayed reply (--delay) is held back with
  * everything after it, and input is paused, until its timer fires.
  *
+ * AUTH (--auth): PLAIN and LOGIN (RFC 4954), with or without an
+ * initial response, checked by sink_auth.c; MAIL needs it then. With
+ * --dump, the message is also written to a file as it streams past
+ * (sink_dump.c).
+ *
  * STARTTLS: the 220 is queued, then the stream switches (plaintext
  * pipelined behind the command is dropped, RFC 3207) and the session
  * starts over: EHLO again, STARTTLS no longer offered.
@@ -33,6 +38,7 @@
 #include "base/xalloc.h"
 #include "net/stream.h"
 #include "net/tls.h"
+#include "smtp/smtp_parse.h"
 
 #define SINK_LINE_MAX 4096 /* command line cap, bytes */
 #define SINK_LONG_LINE \
@@ -43,6 +49,9 @@
 #define SINK_HDR_MAX  998
 
 enum sink_phase { PH_CMD, PH_DATA };
+
+/* Where an AUTH dialogue stands: the next line is its response. */
+enum sink_auth_step { AU_NONE, AU_PLAIN, AU_LOGIN_USER, AU_LOGIN_PASS };
 
 struct conn {
 	struct stream s;
@@ -65,6 +74,11 @@ struct conn {
 	char hdr[SINK_HDR_MAX + 2]; /* current header line, for Message-ID */
 	size_t hdrlen;
 	uint32_t rng;
+	/* AUTH */
+	enum sink_auth_step auth_step;
+	char auth_user[256]; /* authenticated as (or the LOGIN name given) */
+	bool authed;
+	struct sink_dump dump; /* --dump: the current message's file */
 };
 
 static bool
@@ -150,6 +164,10 @@ record_message(struct conn *c, const uint8_t digest[32])
 	            &b, ",\"tls\":%s", stream_tls_on(&c->s) ? "true" : "false");
 	if (r == 0 && c->sent_ts[0])
 		r = buf_appendf(&b, ",\"sent\":%s", c->sent_ts);
+	if (r == 0 && c->authed) {
+		r = buf_append(&b, ",\"auth\":", 8);
+		r = r ? r : json_str(&b, c->auth_user);
+	}
 	r = r ? r : buf_append(&b, "}\n", 2);
 	if (r == 0 && write(sink_record_fd, buf_peek(&b), buf_avail(&b)) < 0)
 		perror("mta-sink: record");
@@ -215,8 +233,10 @@ data_end(struct conn *c)
 		atomic_fetch_add(&sink_st.rcpts, c->nok);
 		atomic_fetch_add(&sink_st.bytes, c->size);
 		record_message(c, digest);
+		sink_dump_end(&c->dump, true);
 		reply(c, "250 2.0.0 Ok: sunk");
 	}
+	sink_dump_end(&c->dump, false); /* refused: gone (kept: a no-op) */
 	txn_reset(c);
 	if (delayed_cmd("dot"))
 		delay_then_continue(c);
@@ -228,6 +248,7 @@ body_hash(struct conn *c, const uint8_t *p, size_t n)
 	if (n == 0)
 		return;
 	EVP_DigestUpdate(c->md, p, n);
+	sink_dump_write(&c->dump, p, n);
 	c->size += n;
 }
 
@@ -325,6 +346,10 @@ cmd_mail(struct conn *c, const char *arg)
 		reply(c, "503 5.5.1 sink: nested MAIL");
 		return;
 	}
+	if (sink_opt.auth && !c->authed) {
+		reply(c, "530 5.7.0 sink: authentication required");
+		return;
+	}
 	if (roll(c, sink_opt.drop_pct)) {
 		atomic_fetch_add(&sink_st.drops, 1);
 		c->ending = true;
@@ -380,6 +405,8 @@ cmd_data(struct conn *c)
 	c->msgid[0] = c->sent_ts[0] = '\0';
 	if (c->md == NULL)
 		c->md = EVP_MD_CTX_new();
+	sink_dump_begin(&c->dump, c->from, c->rcpts, c->nrcpts,
+	    c->authed ? c->auth_user : NULL);
 	EVP_DigestInit_ex(c->md, EVP_sha256(), NULL);
 }
 
@@ -409,6 +436,8 @@ cmd_ehlo(struct conn *c)
 		reply(c, "250-PIPELINING");
 	if (sink_tls && !stream_tls_on(&c->s))
 		reply(c, "250-STARTTLS");
+	if (sink_opt.auth)
+		reply(c, "250-AUTH PLAIN LOGIN");
 	reply(c, "250-8BITMIME");
 	reply(c, "250-SMTPUTF8");
 	reply(c, "250-ENHANCEDSTATUSCODES");
@@ -445,6 +474,118 @@ command_txn(struct conn *c, const char *verb, const char *arg)
 	return true;
 }
 
+/* The credentials are in: 235 or 535. */
+static void
+auth_finish(struct conn *c, const char *name, const char *password)
+{
+	c->auth_step = AU_NONE;
+	if (sink_auth_check(name, password)) {
+		str_copy(c->auth_user, sizeof(c->auth_user), name);
+		c->authed = true;
+		atomic_fetch_add(&sink_st.auth, 1);
+		reply(c, "235 2.7.0 sink: authentication successful");
+	} else {
+		atomic_fetch_add(&sink_st.auth_fail, 1);
+		reply(c, "535 5.7.8 sink: authentication credentials invalid");
+	}
+}
+
+/* A base64 response of the AUTH dialogue: decoded, NUL-terminated in
+ * out; its length, or -1 (a 501 sent, the dialogue over) when malformed
+ * or "*". */
+static int
+auth_decode(struct conn *c, const char *b64, char *out, size_t outmax)
+{
+	int n;
+
+	if (strcmp(b64, "*") == 0) {
+		c->auth_step = AU_NONE;
+		reply(c, "501 5.7.0 sink: authentication cancelled");
+		return -1;
+	}
+	n = smtp_parse_base64(b64, strlen(b64), (uint8_t *)out, outmax - 1);
+	if (n < 0) {
+		c->auth_step = AU_NONE;
+		reply(c, "501 5.5.2 sink: malformed base64");
+		return -1;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* PLAIN: [authzid] NUL authcid NUL passwd (RFC 4616). */
+static void
+auth_plain(struct conn *c, const char *b64)
+{
+	char raw[768];
+	const char *id, *pw;
+	int n = auth_decode(c, b64, raw, sizeof(raw));
+
+	if (n < 0)
+		return;
+	id = memchr(raw, '\0', (size_t)n);
+	pw = id ? memchr(id + 1, '\0', (size_t)(raw + n - id - 1)) : NULL;
+	if (pw == NULL) {
+		c->auth_step = AU_NONE;
+		reply(c, "501 5.5.2 sink: malformed PLAIN response");
+		return;
+	}
+	auth_finish(c, id + 1, pw + 1);
+}
+
+/* A line of the AUTH dialogue (the response to a 334). */
+static void
+auth_line(struct conn *c, const char *line)
+{
+	char raw[768];
+
+	if (c->auth_step == AU_PLAIN) {
+		auth_plain(c, line);
+	} else if (c->auth_step == AU_LOGIN_USER) {
+		if (auth_decode(c, line, raw, sizeof(raw)) < 0)
+			return;
+		str_copy(c->auth_user, sizeof(c->auth_user), raw);
+		c->auth_step = AU_LOGIN_PASS;
+		reply(c, "334 UGFzc3dvcmQ6"); /* "Password:" */
+	} else if (auth_decode(c, line, raw, sizeof(raw)) >= 0) {
+		char name[sizeof(c->auth_user)];
+
+		str_copy(name, sizeof(name), c->auth_user);
+		auth_finish(c, name, raw);
+	}
+}
+
+/* AUTH PLAIN|LOGIN [initial-response] */
+static void
+cmd_auth(struct conn *c, const char *arg)
+{
+	char mech[16];
+	const char *ir;
+	size_t n = strcspn(arg, " ");
+
+	if (c->authed || c->have_mail) {
+		reply(c, "503 5.5.1 sink: AUTH not now");
+		return;
+	}
+	str_ncopy(mech, sizeof(mech), arg, n);
+	ir = arg[n] == ' ' ? arg + n + 1 : NULL;
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		c->auth_step = AU_PLAIN;
+		if (ir)
+			auth_line(c, ir);
+		else
+			reply(c, "334 ");
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		c->auth_step = AU_LOGIN_USER;
+		if (ir)
+			auth_line(c, ir);
+		else
+			reply(c, "334 VXNlcm5hbWU6"); /* "Username:" */
+	} else {
+		reply(c, "504 5.5.4 sink: unrecognized authentication type");
+	}
+}
+
 static void
 command(struct conn *c, char *line)
 {
@@ -456,7 +597,9 @@ command(struct conn *c, char *line)
 	for (char *p = verb; *p; p++)
 		*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
 	arg += n;
-	if (c->need_ehlo && needs_ehlo(verb)) {
+	if (c->auth_step != AU_NONE) {
+		auth_line(c, line);
+	} else if (c->need_ehlo && needs_ehlo(verb)) {
 		reply(c, "503 5.5.1 sink: send EHLO first");
 	} else if (strcmp(verb, "EHLO") == 0) {
 		cmd_ehlo(c);
@@ -467,6 +610,8 @@ command(struct conn *c, char *line)
 	} else if (strcmp(verb, "STARTTLS") == 0 && sink_tls &&
 	           !stream_tls_on(&c->s)) {
 		cmd_starttls(c, arg[0] == ' ' ? arg + 1 : arg);
+	} else if (strcmp(verb, "AUTH") == 0 && sink_opt.auth) {
+		cmd_auth(c, arg[0] == ' ' ? arg + 1 : arg);
 	} else if (command_txn(c, verb, arg)) {
 		;
 	} else if (strcmp(verb, "RSET") == 0) {
@@ -580,6 +725,7 @@ on_tls_done(struct stream *s, void *user, const char *err)
 	atomic_fetch_add(&sink_st.tls, 1);
 	txn_reset(c);
 	c->need_ehlo = true;
+	c->authed = false; /* the session starts over (RFC 3207) */
 }
 
 static void
@@ -589,6 +735,7 @@ on_closed(struct stream *s, void *user, const char *reason)
 
 	(void)s, (void)reason;
 	txn_reset(c);
+	sink_dump_end(&c->dump, false);
 	EVP_MD_CTX_free(c->md);
 	buf_fini(&c->held);
 	atomic_fetch_sub(&sink_st.conns_now, 1);
@@ -618,6 +765,7 @@ sink_conn_new(struct uring_loop *l, int fd, bool stopping)
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
+	c->dump.fd = -1;
 	c->rng =
 	    (uint32_t)(clock_wall_us() ^ ((uint64_t)fd << 16) ^ (uintptr_t)c);
 	buf_init(&c->held, SINK_OUT_MAX);
