@@ -44,12 +44,15 @@
 
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <errno.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,15 +264,40 @@ header_ok(const char *h)
 	return true;
 }
 
+/* A TCP connect to ai answers within ms (then closed again at once). */
+static bool
+addr_answers(const struct addrinfo *ai, uint64_t ms)
+{
+	int fd = socket(
+	        ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0),
+	    err = 0;
+	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	socklen_t len = sizeof(err);
+	bool ok = false;
+
+	if (fd < 0)
+		return false;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		ok = true;
+	else if (errno == EINPROGRESS &&
+	         poll(&pfd, 1, ms ? (int)ms : -1) == 1 &&
+	         getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0)
+		ok = err == 0;
+	close(fd);
+	return ok;
+}
+
 /*
  * --server HOST:PORT: a numeric address as the relay's own parser takes
- * it, or a name looked up once with getaddrinfo (the first address that
- * comes back). load_opt.host keeps what was written (for TLS SNI).
+ * it, or a name looked up once with getaddrinfo. Of a name's addresses
+ * the first that accepts a connection is used (localhost may be ::1
+ * first while the server listens on 127.0.0.1 only), else the last.
+ * load_opt.host keeps the name as written (for TLS SNI).
  */
 static void
 server_resolve(const char *arg)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
 	const char *colon = strrchr(arg, ':');
 	char name[256];
 	int r;
@@ -290,16 +318,19 @@ server_resolve(const char *arg)
 		exit(2);
 	}
 	snprintf(name, sizeof(name), "%.*s", (int)(colon - arg), arg);
-	if ((r = getaddrinfo(name, colon + 1, &hints, &ai)) != 0) {
+	if ((r = getaddrinfo(name, colon + 1, &hints, &res)) != 0) {
 		fprintf(stderr, "mta-load: --server %s: %s\n", arg,
 		    gai_strerror(r));
 		exit(1);
 	}
+	for (ai = res; ai->ai_next && !addr_answers(ai, load_opt.connect_ms);
+	     ai = ai->ai_next)
+		;
 	memcpy(&load_opt.server.ss, ai->ai_addr, ai->ai_addrlen);
 	load_opt.server.sslen = ai->ai_addrlen;
 	snprintf(load_opt.server.text, sizeof(load_opt.server.text), "%s", arg);
 	snprintf(load_opt.host, sizeof(load_opt.host), "%s", name);
-	freeaddrinfo(ai);
+	freeaddrinfo(res);
 }
 
 static void
