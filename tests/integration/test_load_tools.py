@@ -2,7 +2,7 @@
 """The load tools fail fast and measure honestly (issue 14, item 4).
 
 mta-load: every failure mode ends in seconds with the right exit status
-(a closed port, a silent server, an implicit-TLS port without --tls,
+(a closed port, a connect that hangs, a silent server, an implicit-TLS port without --tls,
 every message refused); --tls, host names, --template and --header (as
 they arrive at mta-sink --dump), AUTH LOGIN, the open-loop rate check
 and the --interval time series. mta-sink: --auth (accept any, a users
@@ -66,6 +66,37 @@ def test_closed_port_stops_at_once_with_exit_1():
     assert took < 5, f"took {took:.1f}s"
     assert "Connection refused" in err and "stopping" in err, err
     assert rep["accepted"] == 0 and rep["errors"] <= 40, rep
+
+
+def test_connect_timeout():
+    """A listener whose accept queue is full drops new SYNs: the connect
+    would hang for minutes; --connect-timeout ends it, exit 1."""
+    lsock = socket.socket()
+    lsock.bind((HOST, 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fill = []
+    try:
+        for _ in range(3):  # the queue (1 with backlog 0) and a spare
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect((HOST, port))
+            except BlockingIOError:
+                pass
+            fill.append(c)
+        time.sleep(0.3)
+        rc, rep, _, err, took = run_load(
+            srv(port) + ["--messages", 5, "--connections", 2,
+                         "--connect-timeout", "0.5", "--json"])
+    finally:
+        for c in fill:
+            c.close()
+        lsock.close()
+    assert rc == 1, err
+    assert took < 5, f"took {took:.1f}s"
+    assert "connect: Connection timed out" in err, err
+    assert rep["accepted"] == 0, rep
 
 
 class Silent:
