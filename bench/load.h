@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "config/config.h"
 #include "net/stream.h"
 #include "net/uring.h"
@@ -173,14 +174,15 @@ void load_msg_init(void);
 void load_msg_fini(void);
 
 /*
- * load_msg_render - queue the header block of connection c's current
- * message on its stream (X-Mta-Load-Sent, the --header lines, and
- * without --template From/To/Subject/Message-ID), and point c->body,
- * c->bodylen at the rest: the shared filler, or the template rendered
- * for this message (dot-stuffed, CRLF). Returns the header bytes
- * queued, or -1 when they did not fit the stream's buffer.
+ * load_msg_render - append the header block of connection c's current
+ * message to o (the stream's output buffer, or a scratch buffer when the
+ * size must be known first, as for BDAT): X-Mta-Load-Sent, the --header
+ * lines, and without --template From/To/Subject/Message-ID; and point
+ * c->body, c->bodylen at the rest: the shared filler, or the template
+ * rendered for this message (dot-stuffed, CRLF). Returns the header
+ * bytes appended, or -1 when they did not fit o.
  */
-long load_msg_render(struct load_conn *c);
+long load_msg_render(struct load_conn *c, struct buf *o);
 
 /* load_stats.c: latencies and the report */
 

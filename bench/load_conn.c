@@ -201,7 +201,7 @@ message_send(struct load_conn *c)
 	/* one allocation for the whole message when it fits */
 	if (buf_avail(o) + 4096 + load_bodylen + 3 <= STREAM_OUT_MAX)
 		(void)buf_reserve(o, 4096 + load_bodylen + 3);
-	if (load_msg_render(c) < 0) {
+	if (load_msg_render(c, o) < 0) {
 		fprintf(stderr, "mta-load: the header block does not fit\n");
 		exit(2);
 	}

@@ -28,7 +28,6 @@
 
 #include "base/buf.h"
 #include "base/xalloc.h"
-#include "net/stream.h"
 
 #define TMPL_MAX (16u * 1024 * 1024) /* bytes of template, cap */
 
@@ -200,9 +199,8 @@ tmpl_render(struct load_conn *c)
 }
 
 long
-load_msg_render(struct load_conn *c)
+load_msg_render(struct load_conn *c, struct buf *o)
 {
-	struct buf *o = stream_outbuf(&c->s);
 	size_t before = buf_avail(o);
 	int r;
 
