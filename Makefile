@@ -28,15 +28,29 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SHIM_SRC = $(wildcard tests/shim/*.c)
 SHIM_SO  = $(SHIM_SRC:tests/shim/%.c=$(BUILD)/tests/%.so)
 PROGS   = $(BUILD)/mta $(BUILD)/mta-sink $(BUILD)/mta-load $(BUILD)/mta-sendmail
+# Man pages: written in man/, except mta.conf(5) whose KEYS section is
+# made from config/mta.conf.example (itself checked against the key table).
+MAN     = man/mta.8 man/mta-load.1 man/mta-sink.1 $(BUILD)/man/mta.conf.5
 
 .SECONDARY:
 .PHONY: all deps run test test-tsan unit integration clean install check-headers bench
-all: $(PROGS)
+all: $(PROGS) $(BUILD)/man/mta.conf.5
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/man/mta.conf.5: man/mta.conf.5.in man/mta-conf-keys.awk \
+    config/mta.conf.example mta/base/compat.h
+	@mkdir -p $(dir $@)
+	@echo "GEN $@"
+	@awk -f man/mta-conf-keys.awk config/mta.conf.example > $@.keys
+	@v=$$(sed -n 's/^#define MTA_VERSION "\(.*\)"/\1/p' mta/base/compat.h); \
+	sed -e '/^\.@KEYS@$$/{r $@.keys' -e 'd}' -e "s/@VERSION@/$$v/" \
+	    man/mta.conf.5.in > $@.tmp
+	@rm -f $@.keys
+	@mv $@.tmp $@
 
 $(BUILD)/libmta.a: $(LIB_OBJ)
 	@rm -f $@

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * main.c - `mta` command dispatch: global options, then one subcommand.
+ * main.c - `mta`: global options (-c FILE, --help, --version), then the
+ * command, dispatched through the one table of cli/cmd_table.c; or, run
+ * as "sendmail" or "mailq" (a link to mta), sendmail's own command line.
  */
 #include <stdio.h>
 #include <string.h>
@@ -8,40 +10,6 @@
 #include "base/compat.h"
 #include "cli/cmd.h"
 #include "config/config.h"
-#include "dns/dns.h"
-#include "queue/queue.h"
-#include "net/tls.h"
-
-static void
-usage(FILE *fp)
-{
-	fprintf(fp,
-	    "usage: mta [-c FILE] COMMAND [ARGS]\n"
-	    "commands:\n"
-	    "  serve                      run the relay in the foreground\n"
-	    "  check-config               validate and print the "
-	    "configuration\n"
-	    "  queue list [--json]        list queued messages\n"
-	    "  queue show ID              one message in detail\n"
-	    "  queue stats                counts by state and domain\n"
-	    "  queue delete|retry|hold|release ID...\n"
-	    "  passwd NAME                add or change a submission user\n"
-	    "  resolve [--host] NAME      show the delivery targets of a "
-	    "domain\n"
-	    "  sendmail [-t] [-i] [-f SENDER] [RCPT...]   submit a message "
-	    "(sendmail -bs, -bp too)\n"
-	    "  version                    version and library versions\n");
-}
-
-static int
-cmd_version(void)
-{
-	printf("mta %s\n", MTA_VERSION);
-	printf("%s\n", tls_library_version());
-	printf("%s\n", queue_library_version());
-	printf("c-ares %s\n", dns_library_version());
-	return 0;
-}
 
 /* Run as "sendmail" or "mailq" (a link to mta): sendmail's own command
  * line, config from -C FILE only; mailq is "sendmail -bp". */
@@ -80,16 +48,19 @@ main(int argc, char **argv)
 			i += 2;
 		} else if (strcmp(argv[i], "-h") == 0 ||
 		           strcmp(argv[i], "--help") == 0) {
-			usage(stdout);
+			cmd_usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			cmd_version_print(false);
 			return 0;
 		} else {
 			fprintf(stderr, "mta: unknown option %s\n", argv[i]);
-			usage(stderr);
+			cmd_usage(stderr);
 			return 2;
 		}
 	}
 	if (i >= argc) {
-		usage(stderr);
+		cmd_usage(stderr);
 		return 2;
 	}
 	/* `mta serve -c FILE` reads as naturally as `mta -c FILE serve`. */
@@ -101,21 +72,5 @@ main(int argc, char **argv)
 			argc -= 2;
 			break;
 		}
-	if (strcmp(argv[i], "serve") == 0)
-		return cmd_serve(config, argc - i, argv + i);
-	if (strcmp(argv[i], "check-config") == 0)
-		return cmd_check_config(config, argc - i, argv + i);
-	if (strcmp(argv[i], "queue") == 0)
-		return cmd_queue(config, argc - i, argv + i);
-	if (strcmp(argv[i], "passwd") == 0)
-		return cmd_passwd(config, argc - i, argv + i);
-	if (strcmp(argv[i], "resolve") == 0)
-		return cmd_resolve(config, argc - i, argv + i);
-	if (strcmp(argv[i], "sendmail") == 0)
-		return cmd_sendmail(config, argc - i, argv + i);
-	if (strcmp(argv[i], "version") == 0)
-		return cmd_version();
-	fprintf(stderr, "mta: unknown command %s\n", argv[i]);
-	usage(stderr);
-	return 2;
+	return cmd_dispatch(config, argc - i, argv + i);
 }

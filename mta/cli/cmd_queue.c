@@ -45,13 +45,6 @@ static const char *const cmd_queue_state_names[QUEUE_RCPT_NSTATES] = {
     [QUEUE_RCPT_FAILED] = "failed",
 };
 
-static void
-cmd_queue_usage(void)
-{
-	fprintf(stderr, "usage: mta queue list [--json] | show [--raw] ID | "
-	                "stats | delete|retry|hold|release ID...\n");
-}
-
 /* Open the queue named by the configuration, read-only. */
 static struct queue *
 cmd_queue_open(const char *config_path, const char *verb)
@@ -924,47 +917,61 @@ cmd_queue_control(const char *config_path, int argc, char **argv)
 	return status;
 }
 
-static const struct {
-	const char *verb;
-	int (*fn)(struct queue *q, int argc, char **argv);
-} cmd_queue_verbs[] = {
-    {"list", cmd_queue_list},
-    {"show", cmd_queue_show},
-    {"stats", cmd_queue_stats},
-};
-
-/* They change the live queue, so only the relay's committer may do it. */
-static const char *const cmd_queue_control_verbs[] = {
-    "delete",
-    "retry",
-    "hold",
-    "release",
-};
-
-int
-cmd_queue(const char *config_path, int argc, char **argv)
+/* list, show, stats: on the queue opened read-only. */
+static int
+cmd_queue_read(const char *config_path, int argc, char **argv,
+    int (*fn)(struct queue *q, int argc, char **argv))
 {
 	struct queue *q;
 	int status;
 
-	if (argc < 2) {
-		cmd_queue_usage();
-		return 2;
-	}
-	for (size_t i = 0; i < MTA_ARRAY_LEN(cmd_queue_control_verbs); i++)
-		if (strcmp(argv[1], cmd_queue_control_verbs[i]) == 0)
-			return cmd_queue_control(
-			    config_path, argc - 1, argv + 1);
-	for (size_t i = 0; i < MTA_ARRAY_LEN(cmd_queue_verbs); i++) {
-		if (strcmp(argv[1], cmd_queue_verbs[i].verb) != 0)
-			continue;
-		if ((q = cmd_queue_open(config_path, argv[1])) == NULL)
-			return 1;
-		status = cmd_queue_verbs[i].fn(q, argc - 1, argv + 1);
-		queue_close(q);
-		return status;
-	}
-	fprintf(stderr, "mta: queue: unknown command %s\n", argv[1]);
-	cmd_queue_usage();
-	return 2;
+	if ((q = cmd_queue_open(config_path, argv[0])) == NULL)
+		return 1;
+	status = fn(q, argc, argv);
+	queue_close(q);
+	return status;
 }
+
+static int
+cmd_queue_list_run(const char *config_path, int argc, char **argv)
+{
+	return cmd_queue_read(config_path, argc, argv, cmd_queue_list);
+}
+
+static int
+cmd_queue_show_run(const char *config_path, int argc, char **argv)
+{
+	return cmd_queue_read(config_path, argc, argv, cmd_queue_show);
+}
+
+static int
+cmd_queue_stats_run(const char *config_path, int argc, char **argv)
+{
+	return cmd_queue_read(config_path, argc, argv, cmd_queue_stats);
+}
+
+#define CMD_QUEUE_CTL_DETAIL                                               \
+	"Acts through the running relay's control socket: its committer\n" \
+	"is the only writer of the queue.\n"
+
+/* clang-format off */
+const struct cmd cmd_queue_table[] = {
+	{"list", "[--json]", "list queued messages", 
+	 "--json     one JSON object per line, with every recipient\n",
+	 cmd_queue_list_run, NULL, 0},
+	{"show", "[--raw] ID", "one message in detail",
+	 "--raw      the stored message bytes, exactly\n",
+	 cmd_queue_show_run, NULL, 0},
+	{"stats", "", "counts by state and by destination domain", NULL,
+	 cmd_queue_stats_run, NULL, 0},
+	{"delete", "ID...", "remove messages without a bounce",
+	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
+	{"retry", "ID... | --all", "attempt messages now",
+	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
+	{"hold", "ID...", "stop delivery attempts of messages",
+	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
+	{"release", "ID...", "let held messages be delivered again",
+	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
+	{NULL, NULL, NULL, NULL, NULL, NULL, 0},
+};
+/* clang-format on */

@@ -49,7 +49,7 @@ sm_mailq(const char *config_path, const struct config *cfg)
 		printf("Mail queue is empty\n");
 		return 0;
 	}
-	return cmd_queue(config_path, 2, args) == 0 ? 0 : EX_TEMPFAIL;
+	return cmd_dispatch(config_path, 2, args) == 0 ? 0 : EX_TEMPFAIL;
 }
 
 /* ---- -bs without a relay ---- */
