@@ -96,7 +96,7 @@ struct config_queue {
 	uint64_t max_age;       /* ms, then bounce */
 	uint64_t delay_warning; /* ms; 0 = off */
 	enum config_sync sync;
-	uint64_t map_size; /* bytes, LMDB map */
+	uint64_t map_size;       /* bytes, LMDB map */
 	uint64_t min_free_space; /* bytes kept free on the queue's fs */
 };
 
@@ -212,6 +212,10 @@ void *config_attached(const struct config *c, void (*free_fn)(void *));
 
 /* Print the effective configuration as a valid INI file. */
 void config_dump(const struct config *c, FILE *fp);
+
+/* The same with every secret (a route's password) set as "***": for
+ * eyes and logs, not to load again. */
+void config_dump_redacted(const struct config *c, FILE *fp);
 
 /* Find the route for a domain among routes[0..n) (exact, then "*");
  * NULL when none. */

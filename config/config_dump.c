@@ -135,8 +135,19 @@ config_key_dump(const struct config_key *k, const void *base, FILE *fp)
 	fputc('\n', fp);
 }
 
+void
+config_key_dump_redacted(const struct config_key *k, const void *base, FILE *fp)
+{
+	/* only a value that is set: "" says there is none */
+	if ((k->flags & CONFIG_F_SECRET) && k->type == CONFIG_T_STRING &&
+	    *(const char *)field(k, base) != '\0')
+		fprintf(fp, "%s = ***\n", k->name);
+	else
+		config_key_dump(k, base, fp);
+}
+
 static void
-dump_route(const struct config_route *r, FILE *fp)
+dump_route(const struct config_route *r, bool redact, FILE *fp)
 {
 	size_t i;
 
@@ -151,12 +162,15 @@ dump_route(const struct config_route *r, FILE *fp)
 		if (k->type == CONFIG_T_STRING &&
 		    *(const char *)field(k, r) == '\0')
 			continue;
-		config_key_dump(k, r, fp);
+		if (redact)
+			config_key_dump_redacted(k, r, fp);
+		else
+			config_key_dump(k, r, fp);
 	}
 }
 
-void
-config_dump(const struct config *c, FILE *fp)
+static void
+dump(const struct config *c, bool redact, FILE *fp)
 {
 	enum config_section s;
 	size_t i;
@@ -165,10 +179,28 @@ config_dump(const struct config *c, FILE *fp)
 	    c->file[0] != '\0' ? " from " : "", c->file);
 	for (s = CONFIG_SECT_SERVER; s < CONFIG_SECT_ROUTE; s++) {
 		fprintf(fp, "\n[%s]\n", config_section_name(s));
-		for (i = 0; i < config_nkeys; i++)
-			if (config_keys[i].section == s)
+		for (i = 0; i < config_nkeys; i++) {
+			if (config_keys[i].section != s)
+				continue;
+			if (redact)
+				config_key_dump_redacted(
+				    &config_keys[i], c, fp);
+			else
 				config_key_dump(&config_keys[i], c, fp);
+		}
 	}
 	for (i = 0; i < c->nroutes; i++)
-		dump_route(&c->routes[i], fp);
+		dump_route(&c->routes[i], redact, fp);
+}
+
+void
+config_dump(const struct config *c, FILE *fp)
+{
+	dump(c, false, fp);
+}
+
+void
+config_dump_redacted(const struct config *c, FILE *fp)
+{
+	dump(c, true, fp);
 }

@@ -180,7 +180,8 @@ const struct config_key config_keys[] = {
 	KEY(ROUTE, "tls", ROUTE_TLS, NULL, 0, 0, RFIELD(tls),
 	    .names = tls_policy_names),
 	KEY(ROUTE, "username", STRING, "", 0, 0, RFIELD(username)),
-	KEY(ROUTE, "password", STRING, "", 0, 0, RFIELD(password)),
+	KEY(ROUTE, "password", STRING, "", 0, 0, RFIELD(password),
+	    .flags = CONFIG_F_SECRET),
 };
 /* clang-format on */
 

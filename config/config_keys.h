@@ -48,6 +48,7 @@ enum config_type {
 };
 
 #define CONFIG_F_REQUIRED 0x1 /* strings and lists: may not be empty */
+#define CONFIG_F_SECRET   0x2 /* config_dump_redacted prints *** */
 #define CONFIG_LIST_MAX   64  /* items in any list */
 
 struct config_key {
@@ -112,5 +113,8 @@ int config_parse_route_host(
  * continuation lines; ends with a newline.
  */
 void config_key_dump(const struct config_key *k, const void *base, FILE *fp);
+/* As config_key_dump, with a CONFIG_F_SECRET value set as "***". */
+void config_key_dump_redacted(
+    const struct config_key *k, const void *base, FILE *fp);
 
 #endif

@@ -87,6 +87,16 @@ void queue_submit_free(struct queue_submit *s);
 int queue_open(const struct config_queue *cfg, bool readonly,
     struct queue **out, char *err, size_t errlen) MTA_MUST_CHECK;
 
+/*
+ * queue_path_check - can a writer use cfg->path: a directory it may read,
+ * write and enter (and its data.mdb, when there is one, read and write),
+ * or, when missing, one its nearest existing parent lets it create.
+ * Touches nothing. queue_open (writer) runs it first; `mta check-config`
+ * runs it alone. 0, or negative errno with "PATH: reason" in err.
+ */
+int queue_path_check(
+    const struct config_queue *cfg, char *err, size_t errlen) MTA_MUST_CHECK;
+
 /* Stop the committer (after it commits what it was sent) and close. */
 void queue_close(struct queue *q);
 

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "base/chan.h"
 #include "base/log.h"
@@ -66,6 +67,76 @@ queue_env_read_begin(struct queue *q, MDB_txn **txn)
 			rc = mdb_txn_begin(q->env, NULL, MDB_RDONLY, txn);
 	}
 	return queue_env_err(rc);
+}
+
+/* The deepest existing directory on the way to path, into dir. */
+static int
+queue_env_existing_parent(const char *path, char *dir, size_t len)
+{
+	struct stat st;
+	char *slash;
+
+	str_copy(dir, len, path);
+	for (;;) {
+		if ((slash = strrchr(dir, '/')) == NULL)
+			str_copy(dir, len, ".");
+		else if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(dir, &st) == 0)
+			return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+		if (errno != ENOENT)
+			return -errno;
+		if (strcmp(dir, ".") == 0 || strcmp(dir, "/") == 0)
+			return -ENOENT;
+	}
+}
+
+int
+queue_path_check(const struct config_queue *cfg, char *err, size_t errlen)
+{
+	char dir[CONFIG_PATH_MAX], db[CONFIG_PATH_MAX + 16];
+	const char *path = cfg->path;
+	struct stat st;
+	int rc;
+
+	if (path[0] == '\0') {
+		snprintf(err, errlen, "queue path is empty");
+		return -EINVAL;
+	}
+	if (stat(path, &st) != 0) {
+		if (errno != ENOENT)
+			goto fail;
+		/* made at start: its nearest existing parent must let us */
+		if ((rc = queue_env_existing_parent(path, dir, sizeof(dir))) <
+		    0) {
+			snprintf(err, errlen, "%s: cannot be created: %s", path,
+			    strerror(-rc));
+			return rc;
+		}
+		if (access(dir, W_OK | X_OK) != 0) {
+			snprintf(err, errlen, "%s: cannot be created: %s: %s",
+			    path, dir, strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		goto fail;
+	}
+	if (access(path, R_OK | W_OK | X_OK) != 0)
+		goto fail;
+	snprintf(db, sizeof(db), "%s/data.mdb", path);
+	if (access(db, F_OK) == 0 && access(db, R_OK | W_OK) != 0) {
+		snprintf(err, errlen, "%s: %s", db, strerror(errno));
+		return -errno;
+	}
+	return 0;
+fail:
+	snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	return -errno;
 }
 
 /* mkdir -p, with the queue directory itself private (0700). */
@@ -216,7 +287,8 @@ queue_open(const struct config_queue *cfg, bool readonly, struct queue **out,
 	q = xcalloc(1, sizeof(*q));
 	q->readonly = readonly;
 	str_copy(q->path, sizeof(q->path), cfg->path);
-	if (!readonly && (rc = queue_env_mkdir(q->path, err, errlen)) != 0)
+	if (!readonly && ((rc = queue_path_check(cfg, err, errlen)) != 0 ||
+	                     (rc = queue_env_mkdir(q->path, err, errlen)) != 0))
 		goto fail;
 	if ((rc = queue_env_open_lmdb(q, cfg)) != 0) {
 		snprintf(err, errlen, "%s: %s", q->path,

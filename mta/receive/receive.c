@@ -900,6 +900,35 @@ load_tls_users(const struct config_tls *ct, const struct config_auth *ca,
 	return 0;
 }
 
+static int
+listen_tls_check(const struct config_server *cs, const struct config_tls *ct,
+    char *err, size_t errlen)
+{
+	if (cs->nlisten_tls > 0 && ct->certificate[0] == '\0') {
+		snprintf(err, errlen, "listen_tls %s: needs [tls] certificate",
+		    cs->listen_tls[0].text);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+receive_check(const struct config_server *cs, const struct config_tls *ct,
+    const struct config_auth *ca, char *err, size_t errlen)
+{
+	struct tls_ctx *tls;
+	struct auth_users *users;
+	int res;
+
+	if ((res = listen_tls_check(cs, ct, err, errlen)) < 0 ||
+	    (res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) < 0)
+		return res;
+	tls_ctx_free(tls);
+	if (users != NULL)
+		auth_users_unref(users);
+	return 0;
+}
+
 int
 receive_new(const struct config_server *cs, const struct config_tls *ct,
     const struct config_auth *ca, const struct config_delivery *dl,
@@ -910,11 +939,8 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	struct auth_users *users;
 	int res;
 
-	if (cs->nlisten_tls > 0 && ct->certificate[0] == '\0') {
-		snprintf(err, errlen, "listen_tls %s: needs [tls] certificate",
-		    cs->listen_tls[0].text);
-		return -EINVAL;
-	}
+	if ((res = listen_tls_check(cs, ct, err, errlen)) < 0)
+		return res;
 	if ((res = listen_probe(cs, err, errlen)) < 0)
 		return res;
 	/* The TLS context and the users snapshot are built once here and

@@ -43,6 +43,17 @@ enum receive_msg_type {
 #define RECEIVE_SHUTDOWN_GRACE_MS 10000
 
 /*
+ * receive_check - what receive_new checks and loads besides the ports,
+ * for `mta check-config`: a listen_tls without a certificate, the [tls]
+ * certificate and key (load, match), the [auth] users file (parses).
+ * Loads and frees; binds nothing. 0, or negative errno with the line
+ * receive_new would give in err. Main thread.
+ */
+int receive_check(const struct config_server *server,
+    const struct config_tls *tls, const struct config_auth *auth, char *err,
+    size_t errlen) MTA_MUST_CHECK;
+
+/*
  * receive_new - create the listening sockets, R per address (R =
  * server->threads) of listen and listen_tls, non-blocking and
  * close-on-exec; build the server TLS context from tls when a

@@ -2,7 +2,8 @@
 """
 The `mta` command line as an administrator meets it: help on every command
 and subcommand without a configuration, --version, the man pages (render
-without warnings; mta.conf(5) lists every key of the key table).
+without warnings; mta.conf(5) lists every key of the key table), and
+`mta check-config` catching what `mta serve` would refuse.
 
 The commands come from `mta help` itself, checked against a list of those
 that must be there, so a command added to the table is covered at once.
@@ -14,7 +15,8 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, REPO, run_mta
+from conftest import (BUILD, REPO, add_user, base_sections, make_cert,
+                      merge_sections, run_mta, write_config)
 
 NOCONF = "/nonexistent/mta.conf"
 MUST = {"serve", "check-config", "queue list", "queue show", "queue stats",
@@ -156,3 +158,153 @@ def test_tool_pages_list_every_option(tool):
     for o in sorted(opts):
         roff = o.decode().replace("-", "\\-")
         assert roff in text, (tool, o)
+
+
+# ---------------------------------------------------------------- check-config
+
+def check_config(tmp_path, overrides=None, extra=""):
+    """Write a configuration (base_sections + overrides) and run
+    check-config on it; (rc, stdout, stderr) as text."""
+    sections = merge_sections(base_sections(tmp_path / "queue", 2525),
+                              overrides)
+    conf = write_config(tmp_path / "mta.conf", sections, extra)
+    p = run_mta("check-config", conf=conf, check=False)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def test_check_config_clean(tmp_path):
+    cert, key = make_cert(tmp_path / "tls")
+    rc, out, err = check_config(tmp_path, {
+        "tls": {"certificate": cert, "private_key": key}})
+    assert rc == 0 and err == "", err
+    assert out.startswith("# mta effective configuration")
+    # the queue directory is not made by a check
+    assert not (tmp_path / "queue").exists()
+
+
+def test_check_config_missing_certificate(tmp_path):
+    _, key = make_cert(tmp_path / "tls")
+    missing = tmp_path / "nosuch.pem"
+    rc, out, err = check_config(tmp_path, {
+        "tls": {"certificate": missing, "private_key": key}})
+    assert rc == 1 and out == "", (rc, out)
+    assert str(missing) in err and "No such file" in err, err
+
+
+def test_check_config_missing_key(tmp_path):
+    cert, _ = make_cert(tmp_path / "tls")
+    missing = tmp_path / "nokey.pem"
+    rc, _, err = check_config(tmp_path, {
+        "tls": {"certificate": cert, "private_key": missing}})
+    assert rc == 1 and str(missing) in err, err
+
+
+def test_check_config_mismatched_key(tmp_path):
+    cert, _ = make_cert(tmp_path / "a")
+    _, other = make_cert(tmp_path / "b")
+    rc, _, err = check_config(tmp_path, {
+        "tls": {"certificate": cert, "private_key": other}})
+    assert rc == 1 and "does not match" in err, err
+
+
+def test_check_config_listen_tls_without_certificate(tmp_path):
+    rc, _, err = check_config(tmp_path, {
+        "server": {"listen_tls": "127.0.0.1:4650"}})
+    assert rc == 1 and "needs [tls] certificate" in err, err
+
+
+def test_check_config_bad_users_file(tmp_path):
+    users = tmp_path / "users"
+    users.write_text("# users\nbob\n")
+    rc, _, err = check_config(tmp_path, {"auth": {"users": users}})
+    assert rc == 1 and err.startswith(f"auth: {users}:2: "), err
+
+
+def test_check_config_missing_users_file(tmp_path):
+    users = tmp_path / "nousers"
+    rc, _, err = check_config(tmp_path, {"auth": {"users": users}})
+    assert rc == 1 and str(users) in err and "No such file" in err, err
+
+
+def test_check_config_good_users_file(tmp_path):
+    cert, key = make_cert(tmp_path / "tls")
+    users = tmp_path / "users"
+    users.write_text("")
+    sections = merge_sections(base_sections(tmp_path / "queue", 2525), {
+        "tls": {"certificate": cert, "private_key": key},
+        "auth": {"users": users}})
+    conf = write_config(tmp_path / "mta.conf", sections)
+    add_user(conf, "alice", "a-long-password-1")
+    p = run_mta("check-config", conf=conf)
+    assert p.stderr == b"", p.stderr
+
+
+def test_check_config_queue_path_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    bad = tmp_path / "file" / "queue"
+    rc, _, err = check_config(tmp_path, {"queue": {"path": bad}})
+    assert rc == 1 and str(bad) in err and "Not a directory" in err, err
+
+
+def test_check_config_queue_path_is_a_file(tmp_path):
+    bad = tmp_path / "qfile"
+    bad.write_text("x")
+    rc, _, err = check_config(tmp_path, {"queue": {"path": bad}})
+    assert rc == 1 and err.startswith(f"{bad}: Not a directory"), err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_check_config_queue_path_not_writable(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    try:
+        rc, _, err = check_config(tmp_path, {"queue": {"path": ro / "q"}})
+        assert rc == 1 and "cannot be created" in err, err
+    finally:
+        ro.chmod(0o700)
+
+
+def test_check_config_queue_path_unusable_for_serve(tmp_path):
+    """serve refuses the same path with the same reason (one check)."""
+    (tmp_path / "file").write_text("x")
+    bad = tmp_path / "file" / "queue"
+    sections = merge_sections(base_sections(tmp_path / "queue", 2525),
+                              {"queue": {"path": bad}})
+    conf = write_config(tmp_path / "mta.conf", sections)
+    p = run_mta("serve", conf=conf, check=False, timeout=30)
+    assert p.returncode == 1
+    assert f"{bad}: Not a directory".encode() in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("net,fam", [("0.0.0.0/0", "0.0.0.0/0"),
+                                     ("127.0.0.0/8, ::/0", "::/0")])
+def test_check_config_open_relay_warning(tmp_path, net, fam):
+    rc, out, err = check_config(tmp_path, {
+        "server": {"relay_networks": net}})
+    assert rc == 0 and out.startswith("# mta"), (rc, err)
+    assert "warning:" in err and fam in err and "open relay" in err, err
+
+
+def test_check_config_auth_without_tls_warning(tmp_path):
+    users = tmp_path / "users"
+    users.write_text("")
+    rc, _, err = check_config(tmp_path, {
+        "auth": {"users": users, "require_tls": "no"}})
+    assert rc == 0 and "require_tls = no" in err, err
+
+
+def test_check_config_password_redacted(tmp_path):
+    secret = "s3cret-Pa55"
+    rc, out, err = check_config(tmp_path, {
+        "route *": {"username": "u", "password": secret, "tls": "verify"}})
+    assert rc == 0 and err == "", err
+    assert "password = ***" in out and secret not in out + err, out
+
+
+def test_check_config_password_without_tls_warning(tmp_path):
+    secret = "s3cret-Pa55"
+    rc, out, err = check_config(tmp_path, {
+        "delivery": {"tls": "may"},
+        "route *": {"username": "u", "password": secret}})
+    assert rc == 0 and secret not in out + err
+    assert "[route *] password with tls = may" in err, err
