@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,6 +291,7 @@ static const struct {
     {"retry", DELIVER_CTL_RETRY},
     {"hold", DELIVER_CTL_HOLD},
     {"release", DELIVER_CTL_RELEASE},
+    {"bounce", DELIVER_CTL_BOUNCE},
 };
 
 /* An argument echoed in an answer: only if it is short and plain. */
@@ -362,6 +364,26 @@ control_answers(struct buf *out, const struct deliver_ctl *req, size_t nerr)
 	control_say(out, "done ok=%zu error=%zu\n", nok, nerr);
 }
 
+/* `reload`: what SIGHUP does, asked of the main thread by the very
+ * signal (it reads SIGHUP from its signalfd; every thread blocks it).
+ * The reload itself is logged: event=reloaded or reload-failed. */
+static void
+control_reload(struct buf *out, bool alone)
+{
+	if (!alone) {
+		control_say(out, "error: reload takes no argument\n"
+		                 "done ok=0 error=1\n");
+		return;
+	}
+	if (kill(getpid(), SIGHUP) != 0) {
+		control_say(out, "error: reload: %s\ndone ok=0 error=1\n",
+		    strerror(errno));
+		return;
+	}
+	log_event("event=operator action=reload");
+	control_say(out, "ok reload\ndone ok=1 error=0\n");
+}
+
 /*
  * Parse and carry out one request; the answer goes into out. Ids that
  * do not parse are answered here and never sent on.
@@ -378,15 +400,19 @@ control_run(struct control *c, char *line, struct buf *out)
 	memset(&req, 0, sizeof(req));
 	if ((verb = strtok_r(line, " \t\r", &save)) == NULL)
 		verb = "";
+	if (strcmp(verb, "reload") == 0) {
+		control_reload(out, strtok_r(NULL, " \t\r", &save) == NULL);
+		return;
+	}
 	for (size_t i = 0; i < MTA_ARRAY_LEN(control_verbs); i++)
 		if (strcmp(verb, control_verbs[i].verb) == 0) {
 			req.op = control_verbs[i].op;
 			found = true;
 		}
 	if (!found) {
-		control_say(out,
-		    "error: unknown request (delete, "
-		    "retry, hold or release)\ndone ok=0 error=1\n");
+		control_say(out, "error: unknown request (delete, "
+		                 "retry, hold, release, bounce or reload)\n"
+		                 "done ok=0 error=1\n");
 		return;
 	}
 	req.ids = xcalloc(CONTROL_IDS_MAX, sizeof(*req.ids));

@@ -15,7 +15,8 @@
  *
  * Protocol (one request per connection, lines end in LF):
  *
- *	request:  VERB ID...        VERB: delete, retry, hold, release;
+ *	request:  VERB ID...        VERB: delete, retry, hold, release,
+ *	                            bounce;
  *	          retry --all       ID: 16 hex digits; at most
  *	                            CONTROL_IDS_MAX ids, CONTROL_LINE_MAX bytes
  *	answer:   ok ID             one line per id, in request order, once
@@ -23,6 +24,10 @@
  *	          ok all messages=N error (e.g. a failed commit) changed
  *	          error all: REASON nothing for that id
  *	          done ok=N error=M the last line
+ *
+ *	request:  reload            answer: ok reload, done ok=1 error=0
+ *	                            (SIGHUP is raised; the log tells how
+ *	                            the reload went)
  *
  * A malformed request gets `error: REASON` and the `done` line.
  *

@@ -378,6 +378,11 @@ struct queue_ctl {
 	uint32_t set, clear; /* QUEUE_REQ_FLAGS: QUEUE_FLAG_* bits */
 	uint64_t due_ms;     /* QUEUE_REQ_FLAGS: wall ms, or 0 (additive) */
 	int *status;         /* n entries, out: 0 or negative errno */
+	/* QUEUE_REQ_DELETE (an operator's bounce; additive): NULL, or n
+	 * entries, each NULL or the DSN (a new message) that id's removal
+	 * causes, inserted in the same transaction (neither without the
+	 * other) and announced once committed. Owned by the sender. */
+	struct queue_submit *const *bounces;
 };
 
 /* Hand an operator request (type: QUEUE_REQ_DELETE or QUEUE_REQ_FLAGS)

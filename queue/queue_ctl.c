@@ -7,6 +7,9 @@
  * so an operator's change is ordered with delivery results for the same
  * message and is on disk before the operator is told "ok".
  *
+ * A delete may carry, per id, a DSN to insert in the same transaction
+ * (an operator's bounce: the sender is told, and the message goes).
+ *
  * One request carries many ids and a status per id: one id that is not
  * queued fails alone, never the others. Only a broken transaction (map
  * full, I/O error) fails the whole request, and then nothing of it is on
@@ -51,6 +54,30 @@ queue_ctl_delete_one(struct queue *q, MDB_txn *txn, uint64_t id, int *status)
 		return queue_env_err(rc);
 	*status = 0;
 	return 0;
+}
+
+/* An operator's bounce: the DSN goes in first, then the message goes;
+ * an id that is not queued gets neither. */
+static int
+queue_ctl_bounce_one(struct queue *q, MDB_txn *txn, uint64_t id,
+    const struct queue_submit *b, int *status)
+{
+	uint8_t key[8];
+	MDB_val k = {sizeof(key), key}, v;
+	int rc;
+
+	queue_key_put(key, id);
+	rc = mdb_get(txn, q->msgs, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		*status = -ENOENT;
+		return 0;
+	}
+	if (rc != 0)
+		return queue_env_err(rc);
+	if ((rc = queue_submit_put(q, txn, b, false, status)) != 0 ||
+	    *status != 0)
+		return rc;
+	return queue_ctl_delete_one(q, txn, id, status);
 }
 
 /* An operator's retry: every pending recipient due by due_ms. Returns
@@ -134,7 +161,11 @@ queue_ctl_apply(struct queue *q, MDB_txn *txn, struct chan_msg *m, int *status)
 	for (size_t i = 0; i < c->n; i++)
 		c->status[i] = 0;
 	for (size_t i = 0; i < c->n && rc == 0; i++) {
-		if (m->type == QUEUE_REQ_DELETE)
+		if (m->type == QUEUE_REQ_DELETE && c->bounces != NULL &&
+		    c->bounces[i] != NULL)
+			rc = queue_ctl_bounce_one(
+			    q, txn, c->ids[i], c->bounces[i], &c->status[i]);
+		else if (m->type == QUEUE_REQ_DELETE)
 			rc = queue_ctl_delete_one(
 			    q, txn, c->ids[i], &c->status[i]);
 		else
@@ -149,12 +180,16 @@ queue_ctl_done(struct queue *q, struct chan_msg *m, int status)
 {
 	struct queue_ctl *c = (struct queue_ctl *)m;
 
-	(void)q;
 	/* A failed commit wrote nothing: no id succeeded. */
 	if (status != 0)
 		for (size_t i = 0; i < c->n; i++)
 			if (c->status[i] == 0)
 				c->status[i] = status;
+	/* the scheduler learns of each DSN before the request comes back,
+	 * on the same chan, as it learns of any new message */
+	for (size_t i = 0; c->bounces != NULL && i < c->n; i++)
+		if (c->status[i] == 0 && c->bounces[i] != NULL)
+			queue_note_new(q, c->bounces[i]);
 	c->msg.type =
 	    m->type == QUEUE_REQ_DELETE ? QUEUE_DONE_DELETE : QUEUE_DONE_FLAGS;
 	chan_send(c->reply, &c->msg);

@@ -323,6 +323,13 @@ auth_users_count(const struct auth_users *u)
 }
 
 const char *
+auth_users_name(const struct auth_users *u, size_t i)
+{
+	MTA_ASSERT(i < u->n);
+	return u->users[i].name;
+}
+
+const char *
 auth_users_lookup(const struct auth_users *u, const char *name)
 {
 	struct auth_user key = {.name = name}, *hit;

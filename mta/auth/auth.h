@@ -85,6 +85,9 @@ void auth_users_unref(struct auth_users *u);
 /* Number of users (locked ones included). */
 size_t auth_users_count(const struct auth_users *u);
 
+/* The name of user i (< auth_users_count), in name order. */
+const char *auth_users_name(const struct auth_users *u, size_t i);
+
 /* The hash stored for name, or NULL when there is no such user. Valid
  * while the caller holds its reference to u. */
 const char *auth_users_lookup(const struct auth_users *u, const char *name);

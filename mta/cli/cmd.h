@@ -59,5 +59,7 @@ int cmd_resolve(
  * given) and "mailq" (as "sendmail -bp"). */
 int cmd_sendmail(
     const char *config_path, int argc, char **argv); /* cmd_sendmail.c */
+int cmd_reload(
+    const char *config_path, int argc, char **argv); /* cmd_queue_ctl.c */
 
 #endif

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * cmd_passwd.c - `mta [-c FILE] passwd NAME`: add or change a submission
- * user in the [auth] users file.
+ * user in the [auth] users file; `passwd -d NAME` deletes one (the same
+ * atomic rewrite), `passwd -l` lists the names (the file read by the
+ * relay's own loader, so a file it would refuse is refused here too).
  *
  * The password comes from stdin: its first line, or, on a terminal, two
  * prompts with echo off. It is hashed with yescrypt (auth_hash_new) and
@@ -160,6 +162,7 @@ passwd_line_is(const uint8_t *p, size_t len, const char *name)
 /*
  * Build the new file: old with name's first line replaced by "name:hash"
  * and later ones dropped, or with that line appended. *found says which.
+ * hash NULL: name's lines are dropped and nothing is added (delete).
  */
 static void
 passwd_rewrite(const uint8_t *old, size_t len, const char *name,
@@ -175,13 +178,14 @@ passwd_rewrite(const uint8_t *old, size_t len, const char *name,
 		if (!passwd_line_is(p, n, name)) {
 			MTA_ASSERT(buf_append(out, p, n) == 0);
 		} else if (!*found) {
-			MTA_ASSERT(
-			    buf_appendf(out, "%s:%s\n", name, hash) == 0);
+			if (hash != NULL)
+				MTA_ASSERT(buf_appendf(out, "%s:%s\n", name,
+				               hash) == 0);
 			*found = true;
 		}
 		p += n;
 	}
-	if (!*found) {
+	if (!*found && hash != NULL) {
 		if (buf_avail(out) > 0 &&
 		    buf_peek(out)[buf_avail(out) - 1] != '\n')
 			MTA_ASSERT(buf_append(out, "\n", 1) == 0);
@@ -324,6 +328,11 @@ passwd_update(const char *path, const char *name, const char *hash, bool *found,
 		goto out;
 	passwd_rewrite(
 	    buf_peek(&old), buf_avail(&old), name, hash, &out, found);
+	if (hash == NULL && !*found) {
+		/* a delete of nobody: the file stays as it is */
+		str_fmt(err, errlen, "%s: no user %s", path, name);
+		goto out;
+	}
 	rc = passwd_replace(real, &out, &st, err, errlen);
 out:
 	if (old.data != NULL)
@@ -333,21 +342,83 @@ out:
 	return rc;
 }
 
+/* `passwd -l`: the names, one a line, as the relay reads the file. */
+static int
+passwd_list(const char *users)
+{
+	struct auth_users *u;
+	char err[PASSWD_ERR_MAX];
+
+	if (auth_users_load(users, &u, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mta passwd: %s\n", err);
+		return 1;
+	}
+	for (size_t i = 0; i < auth_users_count(u); i++)
+		printf("%s\n", auth_users_name(u, i));
+	auth_users_unref(u);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* `passwd -d NAME` */
+static int
+passwd_delete(const char *users, const char *name)
+{
+	char err[PASSWD_ERR_MAX];
+	bool found;
+
+	if (passwd_update(users, name, NULL, &found, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mta passwd: %s\n", err);
+		return 1;
+	}
+	printf("mta passwd: deleted user %s from %s\n", name, users);
+	return 0;
+}
+
+/* `passwd NAME`: the password from stdin, hashed, in the file. */
+static int
+passwd_set(const char *users, const char *name)
+{
+	char err[PASSWD_ERR_MAX], pass[AUTH_PASS_MAX], hash[AUTH_HASH_MAX];
+	bool found;
+	int rc;
+
+	if (passwd_read(pass, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mta passwd: %s\n", err);
+		explicit_bzero(pass, sizeof(pass));
+		return 1;
+	}
+	rc = auth_hash_new(pass, hash, sizeof(hash));
+	explicit_bzero(pass, sizeof(pass));
+	if (rc < 0) {
+		fprintf(stderr, "mta passwd: cannot hash the password: %s\n",
+		    strerror(-rc));
+		return 1;
+	}
+	if (passwd_update(users, name, hash, &found, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mta passwd: %s\n", err);
+		return 1;
+	}
+	printf("mta passwd: %s user %s in %s\n", found ? "updated" : "added",
+	    name, users);
+	return 0;
+}
+
 int
 cmd_passwd(const char *config_path, int argc, char **argv)
 {
-	char err[PASSWD_ERR_MAX], pass[AUTH_PASS_MAX], hash[AUTH_HASH_MAX];
+	char err[PASSWD_ERR_MAX];
 	struct config *cfg = NULL;
-	const char *name;
-	bool found;
-	int rc, status = 1;
+	const char *name = argc == 2 ? argv[1] : argc == 3 ? argv[2] : NULL;
+	bool list = argc == 2 && strcmp(argv[1], "-l") == 0;
+	bool del = argc == 3 && strcmp(argv[1], "-d") == 0;
+	int status;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: mta [-c FILE] passwd NAME\n");
-		return 1;
+	if (!list && !del && (argc != 2 || argv[1][0] == '-')) {
+		fprintf(stderr, "usage: mta [-c FILE] passwd NAME | -d NAME | "
+		                "-l\n");
+		return 2;
 	}
-	name = argv[1];
-	if (!auth_name_valid(name)) {
+	if (!list && !auth_name_valid(name)) {
 		fprintf(stderr,
 		    "mta passwd: invalid user name: it must be 1 "
 		    "to %d bytes without ':' or whitespace\n",
@@ -363,29 +434,15 @@ cmd_passwd(const char *config_path, int argc, char **argv)
 		    "mta passwd: %s: no users file configured "
 		    "([auth] users)\n",
 		    cfg->file[0] ? cfg->file : config_path);
-		goto out;
+		config_unref(cfg);
+		return 1;
 	}
-	if (passwd_read(pass, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mta passwd: %s\n", err);
-		goto out;
-	}
-	rc = auth_hash_new(pass, hash, sizeof(hash));
-	explicit_bzero(pass, sizeof(pass));
-	if (rc < 0) {
-		fprintf(stderr, "mta passwd: cannot hash the password: %s\n",
-		    strerror(-rc));
-		goto out;
-	}
-	if (passwd_update(
-	        cfg->auth.users, name, hash, &found, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mta passwd: %s\n", err);
-		goto out;
-	}
-	printf("mta passwd: %s user %s in %s\n", found ? "updated" : "added",
-	    name, cfg->auth.users);
-	status = 0;
-out:
-	explicit_bzero(pass, sizeof(pass));
+	if (list)
+		status = passwd_list(cfg->auth.users);
+	else if (del)
+		status = passwd_delete(cfg->auth.users, name);
+	else
+		status = passwd_set(cfg->auth.users, name);
 	config_unref(cfg);
 	return status;
 }

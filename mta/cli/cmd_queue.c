@@ -32,8 +32,8 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "cli/cmd.h"
+#include "cli/cmd_queue.h"
 #include "config/config.h"
-#include "control.h"
 #include "queue/queue.h"
 
 #define CMD_QUEUE_HEADERS_MAX (64 * 1024) /* bytes of headers `show` prints */
@@ -45,8 +45,7 @@ static const char *const cmd_queue_state_names[QUEUE_RCPT_NSTATES] = {
     [QUEUE_RCPT_FAILED] = "failed",
 };
 
-/* Open the queue named by the configuration, read-only. */
-static struct queue *
+struct queue *
 cmd_queue_open(const char *config_path, const char *verb)
 {
 	struct config *cfg;
@@ -84,7 +83,7 @@ cmd_queue_put_bytes(FILE *fp, const char *s, size_t n, bool tab_ok)
 	}
 }
 
-static void
+void
 cmd_queue_put_text(FILE *fp, const char *s)
 {
 	cmd_queue_put_bytes(fp, s, strlen(s), false);
@@ -264,6 +263,13 @@ cmd_queue_list_text(FILE *fp, const struct queue_envelope *e, uint64_t now)
 	else
 		putc('-', fp);
 	putc('\n', fp);
+	/* then its recipients, one per line, as mailq does */
+	for (size_t i = 0; i < e->nrcpts; i++) {
+		fputs("    <", fp);
+		cmd_queue_put_text(fp, e->rcpts[i].addr);
+		fprintf(
+		    fp, ">  %s\n", cmd_queue_state_names[e->rcpts[i].state]);
+	}
 }
 
 static void
@@ -353,6 +359,10 @@ cmd_queue_list(struct queue *q, int argc, char **argv)
 		}
 		l.json = true;
 	}
+	if (!l.json)
+		printf("%-16s  %4s  %8s  %s  pending=N/RCPTS  next=WHEN  "
+		       "error=LAST-REPLY; then each recipient and its state\n",
+		    "ID", "AGE", "SIZE", "<SENDER>");
 	if ((rc = queue_scan(q, 0, cmd_queue_list_one, &l)) != 0 &&
 	    rc != -EPIPE) {
 		fprintf(stderr, "mta: queue list: %s\n", strerror(-rc));
@@ -716,207 +726,6 @@ cmd_queue_stats(struct queue *q, int argc, char **argv)
 	return rc == 0 ? 0 : 1;
 }
 
-/*
- * delete, retry, hold, release: through the running relay's control
- * socket (control.h), since its committer is the only writer and its
- * scheduler the owner of what is due. Ids go in requests of at most
- * CONTROL_IDS_MAX; each answer line is printed as it is (`ok ID` on
- * stdout, errors on stderr).
- */
-
-/* Connect to the control socket; the fd, or -1 after one line on
- * stderr. */
-static int
-cmd_queue_ctl_connect(const char *verb, const char *path)
-{
-	struct sockaddr_un sun;
-	struct timeval tv = {30, 0};
-	int fd, e, dfd, rc;
-
-	if ((rc = control_sockaddr(path, &sun, &dfd)) != 0) {
-		/* the queue directory itself is missing or unreadable */
-		fprintf(stderr,
-		    "mta: queue %s: the relay is not running (no "
-		    "control socket at %s: %s)\n",
-		    verb, path, strerror(-rc));
-		return -1;
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-		fprintf(stderr, "mta: queue %s: socket: %s\n", verb,
-		    strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
-		return -1;
-	}
-	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-	e = errno;
-	if (dfd >= 0)
-		close(dfd);
-	if (rc < 0) {
-		close(fd);
-		if (e == ENOENT || e == ECONNREFUSED)
-			fprintf(stderr,
-			    "mta: queue %s: the relay is not "
-			    "running (no control socket at %s)\n",
-			    verb, path);
-		else
-			fprintf(stderr, "mta: queue %s: %s: %s\n", verb, path,
-			    strerror(e));
-		return -1;
-	}
-	/* The relay answers once its commit is done: seconds at worst. */
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* Print one answer line; false for an error line. */
-static bool
-cmd_queue_ctl_print(const char *verb, const char *line)
-{
-	if (strncmp(line, "ok ", 3) == 0) {
-		printf("%s\n", line);
-		return true;
-	}
-	if (strncmp(line, "error: ", 7) == 0)
-		line += 7;
-	else if (strncmp(line, "error ", 6) == 0)
-		line += 6;
-	fprintf(stderr, "mta: queue %s: ", verb);
-	cmd_queue_put_text(stderr, line);
-	putc('\n', stderr);
-	return false;
-}
-
-/* One request: send it, print the answers. 0 when every answer was ok,
- * 1 otherwise (or when the relay could not be asked). */
-static int
-cmd_queue_ctl_request(const char *verb, const char *path, char **ids, size_t n)
-{
-	struct buf req, in;
-	bool done = false, ok = true;
-	int fd;
-
-	if ((fd = cmd_queue_ctl_connect(verb, path)) < 0)
-		return 1;
-	buf_init(&req, CONTROL_LINE_MAX + 1);
-	buf_init(&in, CONTROL_IDS_MAX * 256);
-	if (buf_append(&req, verb, strlen(verb)) != 0)
-		ok = false;
-	for (size_t i = 0; i < n; i++)
-		if (buf_appendf(&req, " %s", ids[i]) < 0)
-			ok = false;
-	if (!ok || buf_append(&req, "\n", 1) != 0) {
-		fprintf(stderr, "mta: queue %s: request too long\n", verb);
-		goto out;
-	}
-	for (size_t off = 0; off < buf_avail(&req);) {
-		ssize_t w = send(fd, buf_peek(&req) + off,
-		    buf_avail(&req) - off, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			fprintf(stderr, "mta: queue %s: %s: %s\n", verb, path,
-			    strerror(errno));
-			ok = false;
-			goto out;
-		}
-		off += (size_t)w;
-	}
-	while (!done) {
-		uint8_t *p = buf_reserve(&in, 4096), *nl;
-		ssize_t r;
-
-		if (p == NULL)
-			break; /* more than any answer: stop */
-		if ((r = read(fd, p, 4096)) < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		buf_commit(&in, (size_t)r);
-		while (!done && (nl = memchr(buf_peek(&in), '\n',
-		                     buf_avail(&in))) != NULL) {
-			*nl = '\0';
-			if (strncmp((const char *)buf_peek(&in), "done ", 5) ==
-			    0)
-				done = true;
-			else if (!cmd_queue_ctl_print(
-			             verb, (const char *)buf_peek(&in)))
-				ok = false;
-			buf_consume(&in, (size_t)(nl - buf_peek(&in)) + 1);
-		}
-	}
-	if (!done) {
-		fprintf(stderr,
-		    "mta: queue %s: the relay did not finish its "
-		    "answer\n",
-		    verb);
-		ok = false;
-	}
-out:
-	close(fd);
-	buf_fini(&req);
-	buf_fini(&in);
-	return ok ? 0 : 1;
-}
-
-static int
-cmd_queue_control(const char *config_path, int argc, char **argv)
-{
-	const char *verb = argv[0];
-	char path[CONFIG_PATH_MAX + 16], err[CONFIG_PATH_MAX + 256];
-	struct config *cfg;
-	char **ids;
-	size_t n = 0;
-	uint64_t id;
-	int status = 0;
-
-	if (argc < 2) {
-		fprintf(stderr, "usage: mta queue %s %s\n", verb,
-		    strcmp(verb, "retry") == 0 ? "ID...|--all" : "ID...");
-		return 2;
-	}
-	if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "mta: %s\n", err);
-		return 1;
-	}
-	if (control_path(&cfg->queue, path, sizeof(path)) != 0) {
-		fprintf(stderr,
-		    "mta: queue %s: %s/%s: path too long for a "
-		    "Unix socket\n",
-		    verb, cfg->queue.path, CONTROL_SOCK_NAME);
-		config_unref(cfg);
-		return 1;
-	}
-	config_unref(cfg);
-	if (strcmp(verb, "retry") == 0 && argc == 2 &&
-	    strcmp(argv[1], "--all") == 0)
-		return cmd_queue_ctl_request(verb, path, argv + 1, 1);
-	/* Only well-formed ids reach the relay (and the protocol line). */
-	ids = xcalloc((size_t)argc, sizeof(*ids));
-	for (int i = 1; i < argc; i++) {
-		if (queue_id_parse(argv[i], &id) == 0) {
-			ids[n++] = argv[i];
-			continue;
-		}
-		fprintf(stderr, "mta: queue %s: ", verb);
-		cmd_queue_put_text(stderr, argv[i]);
-		fprintf(stderr, ": not a queue id (16 hex digits%s)\n",
-		    strcmp(verb, "retry") == 0 ? ", or --all alone" : "");
-		status = 1;
-	}
-	for (size_t i = 0; i < n; i += CONTROL_IDS_MAX) {
-		size_t k = n - i < CONTROL_IDS_MAX ? n - i : CONTROL_IDS_MAX;
-
-		if (cmd_queue_ctl_request(verb, path, ids + i, k) != 0)
-			status = 1;
-		fflush(stdout);
-	}
-	free(ids);
-	return status;
-}
-
 /* list, show, stats: on the queue opened read-only. */
 static int
 cmd_queue_read(const char *config_path, int argc, char **argv,
@@ -950,13 +759,28 @@ cmd_queue_stats_run(const char *config_path, int argc, char **argv)
 	return cmd_queue_read(config_path, argc, argv, cmd_queue_stats);
 }
 
+#define CMD_QUEUE_SEL "ID... | SELECTOR..."
+
 #define CMD_QUEUE_CTL_DETAIL                                               \
 	"Acts through the running relay's control socket: its committer\n" \
-	"is the only writer of the queue.\n"
+	"is the only writer of the queue. By ids: `ok ID` per message.\n"  \
+	"By selection, the queue is read and what matches is acted on\n"   \
+	"in committed batches of 1000, with one line of counts:\n"         \
+	"VERB: selected=N ok=N gone=N error=N (gone: delivered or\n"       \
+	"removed meanwhile). Several selectors narrow the choice:\n"       \
+	"  --all                every message\n"                           \
+	"  --deferred           not held, a recipient tried and pending\n" \
+	"  --held               held messages\n"                           \
+	"  --domain D           a pending recipient at domain D\n"         \
+	"  --sender S           envelope sender S (<> the null sender,\n"  \
+	"                       @D any sender at domain D)\n"              \
+	"  --older-than DUR     received more than DUR ago (30m, 2d)\n"
 
 /* clang-format off */
 const struct cmd cmd_queue_table[] = {
-	{"list", "[--json]", "list queued messages", 
+	{"list", "[--json]", "list queued messages",
+	 "One line per message after a header line: id, age, size, sender,\n"
+	 "pending/total recipients, next attempt, last error, recipients.\n"
 	 "--json     one JSON object per line, with every recipient\n",
 	 cmd_queue_list_run, NULL, 0},
 	{"show", "[--raw] ID", "one message in detail",
@@ -964,13 +788,16 @@ const struct cmd cmd_queue_table[] = {
 	 cmd_queue_show_run, NULL, 0},
 	{"stats", "", "counts by state and by destination domain", NULL,
 	 cmd_queue_stats_run, NULL, 0},
-	{"delete", "ID...", "remove messages without a bounce",
+	{"delete", CMD_QUEUE_SEL, "remove messages without a bounce",
 	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
-	{"retry", "ID... | --all", "attempt messages now",
+	{"bounce", CMD_QUEUE_SEL,
+	 "fail messages now, with a bounce to the sender",
 	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
-	{"hold", "ID...", "stop delivery attempts of messages",
+	{"retry", CMD_QUEUE_SEL, "attempt messages now (held ones stay held)",
 	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
-	{"release", "ID...", "let held messages be delivered again",
+	{"hold", CMD_QUEUE_SEL, "stop delivery attempts of messages",
+	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
+	{"release", CMD_QUEUE_SEL, "let held messages be delivered again",
 	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
 	{NULL, NULL, NULL, NULL, NULL, NULL, 0},
 };

@@ -47,6 +47,11 @@ const struct cmd cmd_table[] = {
 	{"resolve", "[--host] NAME...", "show the delivery targets of a domain",
 	 "--host     NAME is a host: show its addresses, not its MX hosts\n",
 	 cmd_resolve, NULL, 0},
+	{"reload", "", "make the running relay reload its configuration",
+	 "Asks the relay through its control socket (in the queue\n"
+	 "directory), as SIGHUP does; the relay logs event=reloaded or\n"
+	 "event=reload-failed with the reason.\n",
+	 cmd_reload, NULL, 0},
 	{"version", "", "print the version and the library versions", NULL,
 	 cmd_version, NULL, 0},
 	{"help", "[COMMAND [SUBCOMMAND]]", "print help on a command", NULL,

@@ -96,7 +96,9 @@ void deliver_reload(struct deliver *d, struct config *snap);
  * and changes the schedule only once the commit returned 0: hold and
  * release set and clear the envelope's QUEUE_FLAG_HELD, delete removes
  * the message, retry makes every pending recipient of a message that is
- * not held due now on disk (a held one is left as it is). A failed
+ * not held due now on disk (a held one is left as it is), bounce removes
+ * the message and queues, in the same commit, a DSN failing its pending
+ * recipients ("delivery cancelled by the operator"). A failed
  * commit changes nothing in memory and is that id's status, so "0" means
  * "on disk and in effect".
  */
@@ -106,6 +108,7 @@ enum deliver_ctl_op {
 	DELIVER_CTL_RETRY_ALL, /* no ids: every message scheduled */
 	DELIVER_CTL_HOLD,
 	DELIVER_CTL_RELEASE,
+	DELIVER_CTL_BOUNCE, /* delete, with a DSN to the sender (5.0.0) */
 };
 
 struct deliver_ctl {

@@ -225,32 +225,33 @@ bounce_original(struct dsched *ds, uint64_t id, bool *full, struct buf *head)
 	return queue_body_head(ds->d->q, id, head, DSN_HEADERS_MAX);
 }
 
-/*
- * One DSN for every failed or expired recipient of the job and, when
- * warn, every deferred one: a new message from <> to the sender, or NULL
- * when it cannot or must not be sent (logged). The original headers come
- * from the queue (a short read txn, at most DSN_HEADERS_MAX bytes): the
- * worker does not have the body when DNS failed, the commonest bounce.
- * Runs before the outcome's submit (deliver_outcome.c) rewrites expired
- * replies, so the DSN carries the remote's own words.
- */
+/* What a DSN reports: the original message and its notices. */
+struct bounce_of {
+	uint64_t id;
+	const char *from;
+	uint64_t received_ms;
+	const char *envid; /* NULL = none */
+	bool full;         /* return the whole message (RET=FULL failure) */
+	const struct dsn_rcpt *dr;
+	size_t n;
+};
+
+/* The DSN for o: a new message from <> to o->from, or NULL when it
+ * cannot or must not be sent (logged). The original (headers, or all of
+ * it) comes from the queue in a short read txn. */
 static struct queue_submit *
-bounce_make(
-    struct dsched *ds, const struct sched_job *job, bool warn, uint64_t now)
+bounce_build(struct dsched *ds, const struct bounce_of *o, uint64_t now)
 {
 	const struct deliver_settings *cfg = &ds->cfg.set;
-	struct dsn_rcpt *dr =
-	    xcalloc(job->nrcpts ? job->nrcpts : 1, sizeof(*dr));
 	struct queue_submit *b = NULL;
 	struct dsn_msg m = {0};
 	char id[QUEUE_ID_HEX + 1];
 	struct buf head;
-	bool full = false;
-	size_t n = bounce_rcpts(ds, job, warn, now, dr, &full);
+	bool full = o->full;
 	int rc;
 
-	queue_id_fmt(job->id, id);
-	rc = bounce_original(ds, job->id, &full, &head);
+	queue_id_fmt(o->id, id);
+	rc = bounce_original(ds, o->id, &full, &head);
 	if (rc == -ENOENT) {
 		/* deleted by an operator meanwhile: that never bounces */
 		log_event("event=bounce-dropped id=%s reason=message-gone", id);
@@ -263,19 +264,19 @@ bounce_make(
 	b->id = queue_id_new(ds->d->q);
 	b->from = xstrdup("");
 	b->rcpts = xcalloc(1, sizeof(*b->rcpts));
-	b->rcpts[0] = xstrdup(job->from);
+	b->rcpts[0] = xstrdup(o->from);
 	b->nrcpts = 1;
 	b->client = xstrdup("");
 	b->helo = xstrdup(cfg->hostname);
 	b->received_ms = now;
 	buf_init(&b->body, DSN_BODY_MAX);
 	m.hostname = cfg->hostname;
-	m.orig_id = job->id;
-	m.orig_from = job->from;
-	m.received_ms = job->received_ms;
+	m.orig_id = o->id;
+	m.orig_from = o->from;
+	m.received_ms = o->received_ms;
 	m.dsn_id = b->id;
 	m.now_ms = now;
-	m.envid = job->envid;
+	m.envid = o->envid;
 	m.full = full;
 	if (buf_avail(&head) > 0) {
 		m.headers = buf_peek(&head);
@@ -283,8 +284,8 @@ bounce_make(
 		                     : dsn_headers_len(m.headers,
 		                           buf_avail(&head), DSN_HEADERS_MAX);
 	}
-	m.rcpts = dr;
-	m.nrcpts = n;
+	m.rcpts = o->dr;
+	m.nrcpts = o->n;
 	if ((rc = dsn_build(&m, &b->body)) != 0) {
 		/* XXX the outcomes still commit: this bounce is lost */
 		log_warnx("event=bounce-failed id=%s error=\"%s\"", id,
@@ -294,7 +295,73 @@ bounce_make(
 	}
 out:
 	buf_fini(&head);
+	return b;
+}
+
+/*
+ * One DSN for every failed or expired recipient of the job and, when
+ * warn, every deferred one (bounce_build). The worker does not have the
+ * body when DNS failed, the commonest bounce: the original comes from
+ * the queue. Runs before the outcome's submit (deliver_outcome.c)
+ * rewrites expired replies, so the DSN carries the remote's own words.
+ */
+static struct queue_submit *
+bounce_make(
+    struct dsched *ds, const struct sched_job *job, bool warn, uint64_t now)
+{
+	struct dsn_rcpt *dr =
+	    xcalloc(job->nrcpts ? job->nrcpts : 1, sizeof(*dr));
+	struct bounce_of o = {
+	    job->id, job->from, job->received_ms, job->envid, false, dr, 0};
+	struct queue_submit *b;
+
+	o.n = bounce_rcpts(ds, job, warn, now, dr, &o.full);
+	b = bounce_build(ds, &o, now);
 	free(dr);
+	return b;
+}
+
+/* An operator's bounce notices: every pending recipient that did not
+ * ask for no failure notice (RFC 3461 NOTIFY), failed now. */
+static size_t
+bounce_operator_rcpts(const struct queue_envelope *env, struct dsn_rcpt *dr)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct queue_rcpt *r = &env->rcpts[i];
+
+		if (r->state != QUEUE_RCPT_PENDING ||
+		    (r->notify != 0 && !(r->notify & QUEUE_NOTIFY_FAILURE)))
+			continue;
+		dr[n].addr = r->addr;
+		dr[n].action = DSN_ACTION_FAILED;
+		dr[n].status = "5.0.0";
+		dr[n].reply = DELIVER_BOUNCE_OPERATOR_REPLY;
+		dr[n].orcpt = r->orcpt;
+		n++;
+	}
+	return n;
+}
+
+struct queue_submit *
+deliver_bounce_operator(struct dsched *ds, uint64_t id, uint64_t now)
+{
+	struct queue_envelope env;
+	struct queue_submit *b = NULL;
+	struct dsn_rcpt *dr;
+	struct bounce_of o;
+
+	if (queue_envelope_get(ds->d->q, id, &env) != 0)
+		return NULL; /* gone: the delete answers for it */
+	dr = xcalloc(env.nrcpts ? env.nrcpts : 1, sizeof(*dr));
+	o = (struct bounce_of){id, env.from, env.received_ms, env.envid,
+	    env.ret == QUEUE_RET_FULL, dr, bounce_operator_rcpts(&env, dr)};
+	/* never to <>: that is how bounce loops cannot start */
+	if (o.n > 0 && env.from[0] != '\0')
+		b = bounce_build(ds, &o, now);
+	free(dr);
+	queue_envelope_fini(&env);
 	return b;
 }
 

@@ -7,8 +7,9 @@
  * Commit, then apply, like job outcomes (deliver_outcome.c): each action
  * goes to the committer first (hold and release: QUEUE_REQ_FLAGS with
  * QUEUE_FLAG_HELD; retry: QUEUE_REQ_FLAGS with due_ms; delete:
- * QUEUE_REQ_DELETE), and the schedule changes only for the ids whose
- * commit returned 0. A failed commit is that id's answer and changes
+ * QUEUE_REQ_DELETE; bounce: QUEUE_REQ_DELETE with a DSN per id, built
+ * here before the commit and inserted in its transaction), and the
+ * schedule changes only for the ids whose commit returned 0. A failed commit is that id's answer and changes
  * nothing in memory, so the schedule stays equal to the disk. Until the
  * commit is back the action is not in effect: a job dispatched meanwhile
  * goes out, and a hold or delete of a message with a job out takes
@@ -37,17 +38,25 @@ ctl_name(enum deliver_ctl_op op)
 		return "hold";
 	case DELIVER_CTL_RELEASE:
 		return "release";
+	case DELIVER_CTL_BOUNCE:
+		return "bounce";
 	}
 	return "?";
 }
 
+/* dsn: the bounce's DSN, or NULL */
 static void
-ctl_log(enum deliver_ctl_op op, uint64_t id, int status)
+ctl_log(enum deliver_ctl_op op, uint64_t id, int status,
+    const struct queue_submit *dsn)
 {
-	char hex[QUEUE_ID_HEX + 1];
+	char hex[QUEUE_ID_HEX + 1], dsn_hex[QUEUE_ID_HEX + 1];
 
 	queue_id_fmt(id, hex);
-	if (status == 0)
+	if (status == 0 && dsn != NULL) {
+		queue_id_fmt(dsn->id, dsn_hex);
+		log_event("event=operator action=%s id=%s dsn_id=%s",
+		    ctl_name(op), hex, dsn_hex);
+	} else if (status == 0)
 		log_event("event=operator action=%s id=%s", ctl_name(op), hex);
 	else
 		log_event("event=operator action=%s id=%s error=\"%s\"",
@@ -98,6 +107,7 @@ ctl_apply(struct dsched *ds, enum deliver_ctl_op op, uint64_t id, uint64_t now)
 		ctl_release(ds, id, now);
 		break;
 	case DELIVER_CTL_DELETE:
+	case DELIVER_CTL_BOUNCE:
 		(void)sched_msg_forget(ds->s, id);
 		deliver_bounce_warned(ds, id, false);
 		break;
@@ -113,6 +123,7 @@ struct ctl_pending {
 	uint64_t *ids; /* qc.ids */
 	int *status;   /* qc.status */
 	bool own;      /* ids and status are ours (retry --all) */
+	struct queue_submit **bounces; /* bounce: qc.bounces, ours */
 };
 
 static struct ctl_pending *
@@ -137,11 +148,22 @@ ctl_pending_new(struct dsched *ds, struct deliver_ctl *c)
 	p->qc.ids = p->ids;
 	p->qc.n = n;
 	p->qc.status = p->status;
+	if (c->op == DELIVER_CTL_BOUNCE) {
+		uint64_t now = clock_wall_ms();
+
+		/* built before the commit, from the queue as it is: a
+		 * message gone meanwhile is answered by the delete */
+		p->bounces = xcalloc(n ? n : 1, sizeof(*p->bounces));
+		for (size_t i = 0; i < n; i++)
+			p->bounces[i] =
+			    deliver_bounce_operator(ds, p->ids[i], now);
+		p->qc.bounces = p->bounces;
+	}
 	if (c->op == DELIVER_CTL_HOLD)
 		p->qc.set = QUEUE_FLAG_HELD;
 	else if (c->op == DELIVER_CTL_RELEASE)
 		p->qc.clear = QUEUE_FLAG_HELD;
-	else if (c->op != DELIVER_CTL_DELETE)
+	else if (c->op != DELIVER_CTL_DELETE && c->op != DELIVER_CTL_BOUNCE)
 		p->qc.due_ms = clock_wall_ms();
 	return p;
 }
@@ -153,6 +175,9 @@ ctl_pending_free(struct ctl_pending *p)
 		free(p->ids);
 		free(p->status);
 	}
+	for (size_t i = 0; p->bounces != NULL && i < p->qc.n; i++)
+		queue_submit_free(p->bounces[i]);
+	free(p->bounces);
 	free(p);
 }
 
@@ -193,7 +218,9 @@ deliver_ctl_request(struct dsched *ds, struct deliver_ctl *c)
 	}
 	ds->ctl_out++;
 	queue_submit_ctl(ds->d->q, &p->qc,
-	    c->op == DELIVER_CTL_DELETE ? QUEUE_REQ_DELETE : QUEUE_REQ_FLAGS);
+	    c->op == DELIVER_CTL_DELETE || c->op == DELIVER_CTL_BOUNCE
+	        ? QUEUE_REQ_DELETE
+	        : QUEUE_REQ_FLAGS);
 }
 
 void
@@ -209,7 +236,8 @@ deliver_ctl_committed(struct dsched *ds, struct queue_ctl *qc)
 		if (qc->status[i] == 0)
 			ctl_apply(ds, c->op, qc->ids[i], now);
 		if (c->op != DELIVER_CTL_RETRY_ALL)
-			ctl_log(c->op, qc->ids[i], qc->status[i]);
+			ctl_log(c->op, qc->ids[i], qc->status[i],
+			    p->bounces ? p->bounces[i] : NULL);
 	}
 	if (c->op == DELIVER_CTL_RETRY_ALL)
 		ctl_all_done(c, qc);

@@ -161,6 +161,13 @@ void deliver_bounce_attach(struct dsched *ds, const struct sched_job *job,
     struct queue_update *u, uint64_t now);
 void deliver_bounce_done(struct dsched *ds, struct queue_update *u,
     const struct sched_job *job, const char *id);
+/* The reason an operator's bounce gives for each pending recipient. */
+#define DELIVER_BOUNCE_OPERATOR_REPLY "delivery cancelled by the operator"
+/* An operator's bounce of id: the DSN for its pending recipients (read
+ * from the queue), to insert with its removal; NULL when it gets none
+ * (gone, from <>, nothing pending, or it could not be built: logged). */
+struct queue_submit *deliver_bounce_operator(
+    struct dsched *ds, uint64_t id, uint64_t now);
 /* Remember (or forget) that id's delay warning is on disk. */
 void deliver_bounce_warned(struct dsched *ds, uint64_t id, bool warned);
 void deliver_bounce_fini(struct dsched *ds);

@@ -12,11 +12,12 @@ import os
 import pathlib
 import re
 import subprocess
+import time
 
 import pytest
 
-from conftest import (BUILD, REPO, add_user, base_sections, make_cert,
-                      merge_sections, run_mta, write_config)
+from conftest import (BUILD, REPO, add_user, base_sections, free_port,
+                      make_cert, merge_sections, run_mta, write_config)
 
 NOCONF = "/nonexistent/mta.conf"
 MUST = {"serve", "check-config", "queue list", "queue show", "queue stats",
@@ -308,3 +309,210 @@ def test_check_config_password_without_tls_warning(tmp_path):
         "route *": {"username": "u", "password": secret}})
     assert rc == 0 and secret not in out + err
     assert "[route *] password with tls = may" in err, err
+
+
+# ---------------------------------------------------------------- bulk
+
+SUMMARY = re.compile(r"^(\w+): selected=(\d+) ok=(\d+) gone=(\d+) "
+                     r"error=(\d+)\n$")
+
+
+def bulk(relay, *args, timeout=600):
+    """`mta queue VERB SELECTORS`; (selected, ok, gone, error)."""
+    p = relay.mta("queue", *args, check=False, timeout=timeout)
+    o, e = p.stdout.decode(), p.stderr.decode()
+    m = SUMMARY.match(o)
+    assert m and m.group(1) == args[0], (args, o, e)
+    counts = tuple(int(x) for x in m.groups()[1:])
+    assert p.returncode == (0 if counts[3] == 0 else 1), (args, o, e)
+    return counts
+
+
+def submit_each(relay, pairs):
+    """One message per (sender, rcpt); returns the ids in order."""
+    from conftest import make_message, queued_id, send_message
+    ids = []
+    with relay.client(timeout=30) as c:
+        c.ehlo()
+        for sender, rcpt in pairs:
+            ids.append(queued_id(send_message(
+                c, make_message(rcpt=rcpt), sender=sender,
+                rcpts=(rcpt,)), c))
+        c.cmd("QUIT")
+    return ids
+
+
+def wait_tried(relay, ids, timeout=60):
+    """Every id has had one (failed) attempt: deferred, not held."""
+    from smtp_servers import wait_until
+
+    def tried():
+        rows = {r["id"]: r for r in relay.queue_list()}
+        return all(i in rows and any(x["attempts"] > 0
+                                     for x in rows[i]["rcpts"])
+                   for i in ids)
+    wait_until(tried, timeout, "a first attempt of every message")
+
+
+def test_bulk_selectors(relay_factory):
+    relay = relay_factory(overrides={"queue": {"retry": "1h"}})
+    a = submit_each(relay, [("s1@origin.test", f"x{i}@a.test")
+                            for i in range(3)])
+    b = submit_each(relay, [("s2@other.test", f"y{i}@b.test")
+                            for i in range(2)])
+    wait_tried(relay, a + b)
+
+    assert bulk(relay, "hold", "--domain", "A.test") == (3, 3, 0, 0)
+    held = {r["id"] for r in relay.queue_list() if r["held"]}
+    assert held == set(a)
+    # deferred: tried, pending and not held
+    assert bulk(relay, "retry", "--deferred") == (2, 2, 0, 0)
+    assert bulk(relay, "retry", "--all") == (2, 2, 0, 0)  # held stay held
+    assert bulk(relay, "release", "--held", "--sender",
+                "S1@origin.test") == (3, 3, 0, 0)
+    assert not any(r["held"] for r in relay.queue_list())
+    assert bulk(relay, "hold", "--older-than", "1h") == (0, 0, 0, 0)
+
+    # bounce: gone from the queue, a DSN to the sender in its place
+    assert bulk(relay, "bounce", "--sender", "@other.test") == (2, 2, 0, 0)
+    rows = relay.queue_list()
+    assert not set(b) & {r["id"] for r in rows}
+    dsns = [r for r in rows if r["from"] == ""]
+    assert len(dsns) == 2, rows
+    assert all([x["addr"] for x in r["rcpts"]] == ["s2@other.test"]
+               for r in dsns)
+    raw = relay.queue_raw(dsns[0]["id"]).decode()
+    assert "delivery cancelled by the operator" in raw, raw
+    assert "Status: 5.0.0" in raw, raw
+    log = relay.stderr_text()
+    for i in b:
+        assert re.search(rf"event=operator action=bounce id={i} dsn_id=",
+                         log), log
+    # a DSN from <> is never bounced itself: it is only removed
+    assert bulk(relay, "bounce", "--sender", "<>") == (2, 2, 0, 0)
+    assert sorted(r["id"] for r in relay.queue_list()) == sorted(a)
+
+    # the human list: a header line, then each message and its recipients
+    text = relay.mta("queue", "list").stdout.decode().splitlines()
+    assert text[0].startswith("ID ") and "SENDER" in text[0], text
+    assert sum(1 for line in text if line.startswith("    <x")) == 3, text
+
+    assert bulk(relay, "delete", "--all") == (3, 3, 0, 0)
+    assert relay.queue_list() == []
+    assert bulk(relay, "delete", "--all") == (0, 0, 0, 0)
+
+
+def test_bulk_bad_usage(relay):
+    for args in (["hold"], ["hold", "--domain"], ["hold", "--all",
+                 "0123456789abcdef"], ["delete", "--older-than", "soon"],
+                 ["release", "--frobnicate"]):
+        p = relay.mta("queue", *args, check=False)
+        assert p.returncode == 2, (args, p.stderr)
+        assert p.stdout == b"", (args, p.stdout)
+
+
+def test_bulk_relay_not_running(relay_factory):
+    relay = relay_factory(start=False)
+    p = relay.mta("queue", "hold", "--all", check=False)
+    assert p.returncode == 1 and b"the relay is not running" in p.stderr
+    p = relay.mta("reload", check=False)
+    assert p.returncode == 1 and b"the relay is not running" in p.stderr
+
+
+def build_fill():
+    """bench/queue_fill.c linked against BUILD/libmta.a (with the
+    sanitizers the library was built with)."""
+    out = os.path.join(BUILD, "tests", "queue_fill")
+    base = ["cc", "-std=c11", "-D_GNU_SOURCE", "-pthread", "-O1", "-g",
+            "-I.", "-Imta", "bench/queue_fill.c",
+            os.path.join(BUILD, "libmta.a"), "-o", out, "-luring", "-lssl",
+            "-lcrypto", "-lcares", "-llmdb", "-linih", "-lcrypt", "-lm"]
+    for san in ([], ["-fsanitize=address,undefined"], ["-fsanitize=thread"]):
+        p = subprocess.run(base[:1] + san + base[1:], cwd=REPO,
+                           capture_output=True, timeout=300)
+        if p.returncode == 0:
+            return out
+    raise AssertionError(p.stderr.decode())
+
+
+N_BULK = 100_000
+
+
+def test_bulk_100k_while_delivering(relay_factory, tmp_path):
+    """Hold, release, retry and delete 100,000 messages by selection
+    while the relay delivers other mail: every count is exact and mail
+    to a live destination keeps flowing during each action."""
+    from smtp_servers import MtaSink, wait_until
+    sink_port = free_port()
+    sink = MtaSink(BUILD, "127.0.0.1", sink_port, tmp_path / "sink.jsonl",
+                   ()).start()
+    try:
+        relay = relay_factory(start=False, overrides={
+            "queue": {"retry": "1h"},
+            "route live.test": {"host": f"[127.0.0.1]:{sink_port}"}})
+        fill = build_fill()
+        p = subprocess.run([fill, str(relay.queue_path), str(N_BULK),
+                            str(8 << 30), "backlog.test"],
+                           capture_output=True, timeout=600)
+        assert p.returncode == 0, p.stderr.decode()
+        relay.start(timeout=300)
+        _bulk_while_delivering(relay, sink)
+    finally:
+        sink.stop()
+
+
+def _live_pump(relay, stop, sent):
+    from conftest import make_message, queued_id, send_message
+    with relay.client(timeout=60) as c:
+        c.ehlo()
+        i = 0
+        while not stop.is_set():
+            r = f"live{i}@live.test"
+            queued_id(send_message(c, make_message(rcpt=r),
+                                   sender="s@origin.test", rcpts=(r,)), c)
+            sent.append(r)
+            i += 1
+            time.sleep(0.02)
+        c.cmd("QUIT")
+
+
+def _delivered(sink):
+    return {a for r in sink.records() for a in r.get("rcpts", [])}
+
+
+def _bulk_while_delivering(relay, sink):
+    import threading
+    from smtp_servers import wait_until
+    stop, sent, errors = threading.Event(), [], []
+
+    def pump():
+        try:
+            _live_pump(relay, stop, sent)
+        except Exception as e:  # reported below
+            errors.append(e)
+    th = threading.Thread(target=pump)
+    th.start()
+    try:
+        for args, want in ((("hold", "--domain", "backlog.test"), N_BULK),
+                           (("release", "--held"), N_BULK),
+                           (("retry", "--domain", "backlog.test"), N_BULK),
+                           (("hold", "--all", "--sender",
+                             "bench@client.test"), N_BULK),
+                           (("delete", "--held"), N_BULK)):
+            before = len(_delivered(sink))
+            t0 = time.monotonic()
+            counts = bulk(relay, *args)
+            took = time.monotonic() - t0
+            assert counts == (want, want, 0, 0), (args, counts)
+            # delivery went on meanwhile (a long action must not stall it)
+            if took > 3:
+                assert len(_delivered(sink)) > before, (args, took)
+            print(f"{' '.join(args)}: {want} messages in {took:.1f}s")
+    finally:
+        stop.set()
+        th.join(120)
+    assert not errors, errors
+    wait_until(lambda: set(sent) <= _delivered(sink), 120,
+               "every live message delivered")
+    left = [r for r in relay.queue_list() if r["from"] == "bench@client.test"]
+    assert left == []
