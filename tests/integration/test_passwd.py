@@ -212,3 +212,44 @@ def test_bad_config(tmp_path):
     rc, _, err = passwd(tmp_path / "missing.conf", "alice", "pw\n")
     assert rc == 1
     assert one_line(err), err
+
+
+def passwd_args(conf, *args):
+    """`mta -c CONF passwd ARGS`, stdin empty; (rc, stdout, stderr)."""
+    p = subprocess.run([MTA, "-c", str(conf), "passwd", *args],
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=60)
+    out, err = p.stdout.decode(), p.stderr.decode()
+    for pat in SAN_PATTERNS:
+        assert pat not in err, err
+    return p.returncode, out, err
+
+
+def test_delete_and_list(tmp_path):
+    conf = write_config(tmp_path)
+    users = tmp_path / "users"
+    users.write_text("# the users\n")
+    for name in ("carol", "alice", "bob"):
+        assert passwd(conf, name, name + " secret\n")[0] == 0
+    rc, out, err = passwd_args(conf, "-l")
+    assert rc == 0 and out == "alice\nbob\ncarol\n", (out, err)
+
+    rc, out, err = passwd_args(conf, "-d", "bob")
+    assert rc == 0 and "deleted user bob" in out, err
+    assert list(users_of(users)) == ["carol", "alice"]
+    assert users.read_text().startswith("# the users\n")  # kept
+    assert crypt_ok("alice secret", users_of(users)["alice"])
+    assert stat.S_IMODE(users.stat().st_mode) == 0o644  # kept
+    assert passwd_args(conf, "-l")[1] == "alice\ncarol\n"
+
+    # deleting nobody changes nothing and says so
+    before = users.read_bytes()
+    rc, out, err = passwd_args(conf, "-d", "bob")
+    assert rc == 1 and one_line(err) and "no user bob" in err, err
+    assert users.read_bytes() == before
+    # a file the relay would refuse is refused by -l too
+    users.write_text("alice\n")
+    rc, out, err = passwd_args(conf, "-l")
+    assert rc == 1 and f"{users}:1:" in err and out == "", err
+    assert passwd_args(conf, "-d")[0] == 2
+    assert passwd_args(conf, "-x", "a")[0] == 2
