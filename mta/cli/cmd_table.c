@@ -20,6 +20,12 @@
 static int cmd_help(const char *config_path, int argc, char **argv);
 static int cmd_version(const char *config_path, int argc, char **argv);
 
+/*
+ * A new command is one row here (or in its parent's table): name, the
+ * usage after the name, a one-line summary, optional detail for `help`,
+ * its handler (declared in cmd.h). A command whose own options include
+ * -h (as sendmail's hop count) sets CMD_OWN_HELP and parses help itself.
+ */
 /* clang-format off */
 const struct cmd cmd_table[] = {
 	{"serve", "", "run the relay in the foreground",

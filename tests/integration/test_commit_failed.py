@@ -130,7 +130,9 @@ def test_failed_operator_commits_change_nothing(sinks, relay_factory,
     p = ctl(relay, "retry", "--all")
     o, e = out(p)
     assert p.returncode == 1, (o, e)
-    assert "all: Input/output error" in e, e
+    # by selection: each id's error, then the counts
+    assert e == f"mta: queue retry: {qid}: Input/output error\n", e
+    assert o == "retry: selected=1 ok=0 gone=0 error=1\n", o
     flag.unlink()
 
     on_disk = listed(relay)
