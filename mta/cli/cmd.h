@@ -16,7 +16,7 @@
 
 typedef int cmd_fn(const char *config_path, int argc, char **argv);
 
-#define CMD_OWN_HELP 0x1 /* -h is the command's own option: no generic help */
+#define CMD_OWN_HELP 0x1 /* -h is the command's own option: --help only */
 
 /* A row of a command table: `mta NAME ...` or `mta PARENT NAME ...`. */
 struct cmd {

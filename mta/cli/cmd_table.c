@@ -24,7 +24,7 @@ static int cmd_version(const char *config_path, int argc, char **argv);
  * A new command is one row here (or in its parent's table): name, the
  * usage after the name, a one-line summary, optional detail for `help`,
  * its handler (declared in cmd.h). A command whose own options include
- * -h (as sendmail's hop count) sets CMD_OWN_HELP and parses help itself.
+ * -h (as sendmail's hop count) sets CMD_OWN_HELP: only --help is help.
  */
 /* clang-format off */
 const struct cmd cmd_table[] = {
@@ -53,6 +53,15 @@ const struct cmd cmd_table[] = {
 	{"resolve", "[--host] NAME...", "show the delivery targets of a domain",
 	 "--host     NAME is a host: show its addresses, not its MX hosts\n",
 	 cmd_resolve, NULL, 0},
+	{"sendmail", "[-t] [-i] [-f SENDER] [-F NAME] [RCPT...] | -bs | -bp",
+	 "submit a message from stdin, as sendmail does",
+	 "-t         recipients from the To, Cc and Bcc header fields\n"
+	 "-i         a line of one dot does not end the message\n"
+	 "-f SENDER  the envelope sender; -F NAME the From name\n"
+	 "-bs        SMTP on stdin and stdout; -bp: list the queue (mailq)\n"
+	 "Run as `sendmail` or `mailq` (a link to mta), it reads sendmail's\n"
+	 "own command line. -h is sendmail's hop count: use --help.\n",
+	 cmd_sendmail, NULL, CMD_OWN_HELP},
 	{"reload", "", "make the running relay reload its configuration",
 	 "Asks the relay through its control socket (in the queue\n"
 	 "directory), as SIGHUP does; the relay logs event=reloaded or\n"
@@ -178,12 +187,11 @@ cmd_help(const char *config_path, int argc, char **argv)
 static bool
 cmd_wants_help(const struct cmd *c, int argc, char **argv)
 {
-	if (c->flags & CMD_OWN_HELP)
-		return false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--") == 0)
 			return false;
-		if (strcmp(argv[i], "-h") == 0 ||
+		if ((strcmp(argv[i], "-h") == 0 &&
+		        !(c->flags & CMD_OWN_HELP)) ||
 		    strcmp(argv[i], "--help") == 0)
 			return true;
 	}

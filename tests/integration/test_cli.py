@@ -22,7 +22,9 @@ from conftest import (BUILD, REPO, add_user, base_sections, free_port,
 NOCONF = "/nonexistent/mta.conf"
 MUST = {"serve", "check-config", "queue list", "queue show", "queue stats",
         "queue delete", "queue retry", "queue hold", "queue release",
-        "passwd", "resolve", "version", "help"}
+        "passwd", "resolve", "version", "help", "reload", "queue bounce"}
+# -h is their own option (sendmail's hop count): --help only
+OWN_H = {"sendmail"}
 
 
 def commands():
@@ -54,6 +56,8 @@ def test_every_command_help_without_config(flag):
     seen = 0
     for name in commands():
         words = name.split()
+        if flag == "-h" and name in OWN_H:
+            continue
         p = run_mta(*words, flag, conf=NOCONF, check=False)
         out, err = p.stdout.decode(), p.stderr.decode()
         assert p.returncode == 0, (name, p.returncode, err)
