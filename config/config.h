@@ -157,6 +157,27 @@ struct config_route {
 	char password[256];
 };
 
+/* [dkim DOMAIN] or [dkim *]: one signing key. Several sections of one
+ * domain (different selectors) put one signature each (dual signing). */
+enum config_dkim_canon {
+	CONFIG_DKIM_RELAXED_RELAXED,
+	CONFIG_DKIM_RELAXED_SIMPLE,
+	CONFIG_DKIM_SIMPLE_RELAXED,
+	CONFIG_DKIM_SIMPLE_SIMPLE,
+};
+
+struct config_dkim {
+	char domain[CONFIG_HOST_MAX]; /* lowercase; "*" = any other domain */
+	char selector[64];
+	char key[CONFIG_PATH_MAX]; /* PEM private key */
+	char headers[2048];        /* names to sign; "" = the default */
+	enum config_dkim_canon canon;
+	uint64_t expire; /* ms; 0 = signatures do not expire */
+	bool subdomains; /* also signs for *.domain */
+	unsigned line;     /* of the [dkim] header, for errors */
+	unsigned key_line; /* of its key */
+};
+
 struct config_attachment;
 
 struct config {
@@ -172,6 +193,8 @@ struct config {
 	struct config_local local;
 	struct config_route *routes;
 	size_t nroutes;
+	struct config_dkim *dkims;
+	size_t ndkims;
 };
 
 #define CONFIG_DEFAULT_PATH "/etc/mta/mta.conf"
