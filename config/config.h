@@ -172,8 +172,8 @@ struct config_dkim {
 	char key[CONFIG_PATH_MAX]; /* PEM private key */
 	char headers[2048];        /* names to sign; "" = the default */
 	enum config_dkim_canon canon;
-	uint64_t expire; /* ms; 0 = signatures do not expire */
-	bool subdomains; /* also signs for *.domain */
+	uint64_t expire;   /* ms; 0 = signatures do not expire */
+	bool subdomains;   /* also signs for *.domain */
 	unsigned line;     /* of the [dkim] header, for errors */
 	unsigned key_line; /* of its key */
 };

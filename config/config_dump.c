@@ -75,6 +75,30 @@ dump_list(const struct config_key *k, const void *base, FILE *fp)
 	}
 }
 
+/* Words, wrapped onto indented continuation lines. */
+static void
+dump_words(const char *s, FILE *fp)
+{
+	size_t col = 16, n;
+
+	while (*s != '\0') {
+		while (*s == ' ')
+			s++;
+		if ((n = strcspn(s, " ")) == 0)
+			break;
+		if (col + n + 1 > WRAP) {
+			fputs("\n\t", fp);
+			col = 8;
+		} else {
+			fputc(' ', fp);
+			col++;
+		}
+		fwrite(s, 1, n, fp);
+		col += n;
+		s += n;
+	}
+}
+
 void
 config_key_dump(const struct config_key *k, const void *base, FILE *fp)
 {
@@ -89,6 +113,9 @@ config_key_dump(const struct config_key *k, const void *base, FILE *fp)
 
 	fprintf(fp, "%s =", k->name);
 	switch (k->type) {
+	case CONFIG_T_WORDS:
+		dump_words(field(k, base), fp);
+		break;
 	case CONFIG_T_STRING:
 	case CONFIG_T_PATH:
 	case CONFIG_T_HOST:
@@ -170,6 +197,15 @@ dump_route(const struct config_route *r, bool redact, FILE *fp)
 }
 
 static void
+dump_dkim(const struct config_dkim *d, FILE *fp)
+{
+	fprintf(fp, "\n[dkim %s]\n", d->domain);
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (config_keys[i].section == CONFIG_SECT_DKIM)
+			config_key_dump(&config_keys[i], d, fp);
+}
+
+static void
 dump(const struct config *c, bool redact, FILE *fp)
 {
 	enum config_section s;
@@ -191,6 +227,8 @@ dump(const struct config *c, bool redact, FILE *fp)
 	}
 	for (i = 0; i < c->nroutes; i++)
 		dump_route(&c->routes[i], redact, fp);
+	for (i = 0; i < c->ndkims; i++)
+		dump_dkim(&c->dkims[i], fp);
 }
 
 void

@@ -34,10 +34,13 @@
 static const char *const tls_policy_names[] = {
     "none", "may", "encrypt", "verify", NULL};
 static const char *const sync_names[] = {"full", NULL};
+static const char *const dkim_canon_names[] = {"relaxed/relaxed",
+    "relaxed/simple", "simple/relaxed", "simple/simple", NULL};
 
 /* Enums are stored through an int; the table relies on this. */
 _Static_assert(sizeof(enum config_tls_policy) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_sync) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_dkim_canon) == sizeof(int), "enum size");
 
 #define FIELD(f)                           \
 	.off = offsetof(struct config, f), \
@@ -45,6 +48,9 @@ _Static_assert(sizeof(enum config_sync) == sizeof(int), "enum size");
 #define RFIELD(f)                                \
 	.off = offsetof(struct config_route, f), \
 	.size = sizeof(((struct config_route *)0)->f)
+#define DFIELD(f)                               \
+	.off = offsetof(struct config_dkim, f), \
+	.size = sizeof(((struct config_dkim *)0)->f)
 #define COUNT(f) .count_off = offsetof(struct config, f)
 
 #define KEY(sect, nm, ty, df, lo, hi, ...)                              \
@@ -182,6 +188,18 @@ const struct config_key config_keys[] = {
 	KEY(ROUTE, "username", STRING, "", 0, 0, RFIELD(username)),
 	KEY(ROUTE, "password", STRING, "", 0, 0, RFIELD(password),
 	    .flags = CONFIG_F_SECRET),
+
+	/* A [dkim] section needs selector and key; headers "" = the
+	 * default list (mta/dkim/dkim_table.c). */
+	KEY(DKIM, "selector", STRING, NULL, 0, 0, DFIELD(selector),
+	    .flags = CONFIG_F_REQUIRED),
+	KEY(DKIM, "key", PATH, NULL, 0, 0, DFIELD(key),
+	    .flags = CONFIG_F_REQUIRED),
+	KEY(DKIM, "headers", WORDS, "", 0, 0, DFIELD(headers)),
+	KEY(DKIM, "canonicalization", ENUM, "relaxed/relaxed", 0, 0,
+	    DFIELD(canon), .names = dkim_canon_names),
+	KEY(DKIM, "expire", DURATION, "0", 0, 3650 * DAY, DFIELD(expire)),
+	KEY(DKIM, "subdomains", BOOL, "no", 0, 0, DFIELD(subdomains)),
 };
 /* clang-format on */
 
@@ -197,6 +215,7 @@ static const char *const section_names[] = {
     [CONFIG_SECT_DELIVERY] = "delivery",
     [CONFIG_SECT_LOCAL] = "local",
     [CONFIG_SECT_ROUTE] = "route",
+    [CONFIG_SECT_DKIM] = "dkim",
 };
 
 const char *

@@ -8,7 +8,8 @@
  * table, so a key added here is parsed, defaulted, range-checked and
  * printed without touching any other code, and a reload reports it
  * when its row says it needs a restart. Rows of the [route] section
- * point into struct config_route; every other row into struct config.
+ * point into struct config_route, rows of [dkim] into struct
+ * config_dkim; every other row into struct config.
  */
 #ifndef MTA_CONFIG_KEYS_H
 #define MTA_CONFIG_KEYS_H
@@ -29,6 +30,7 @@ enum config_section {
 	CONFIG_SECT_DELIVERY,
 	CONFIG_SECT_LOCAL,
 	CONFIG_SECT_ROUTE, /* [route DOMAIN], [route *] */
+	CONFIG_SECT_DKIM,  /* [dkim DOMAIN], [dkim *]; several per domain */
 };
 
 enum config_type {
@@ -45,6 +47,8 @@ enum config_type {
 	CONFIG_T_ENUM,       /* int-sized enum, value = index in names */
 	CONFIG_T_ROUTE_HOST, /* config_route host + literal + port */
 	CONFIG_T_ROUTE_TLS,  /* config_route tls + tls_set */
+	CONFIG_T_WORDS,      /* words, char[size]; may continue on indented
+	                        lines (joined by a space) */
 };
 
 #define CONFIG_F_REQUIRED 0x1 /* strings and lists: may not be empty */

@@ -10,6 +10,8 @@
  * so the reader's count is the handler's line. The reader also sees
  * "[section]" lines, which the handler never does, so it is where
  * unknown sections, duplicate routes and empty routes are caught.
+ * [dkim DOMAIN] sections work as [route DOMAIN] ones do, except that one
+ * domain may have several (one per selector: dual signing).
  * The library is built with a fixed 200-byte line buffer (INI_MAX_LINE,
  * stack); the reader turns a longer line into an error instead of
  * letting inih split it into two lines. Long lists continue on indented
@@ -56,6 +58,8 @@ struct load {
 	unsigned *key_line;       /* [config_nkeys]: line each key was set */
 	unsigned *route_line;     /* [nroutes]: line of each [route] header */
 	unsigned *route_key_line; /* [nroutes * config_nkeys] */
+	size_t dkim;              /* index in c->dkims when sect is DKIM */
+	unsigned *dkim_key_line;  /* [ndkims * config_nkeys] */
 
 	bool failed;       /* the first error is kept */
 	unsigned err_line; /* 0: the error concerns the whole file */
@@ -162,6 +166,94 @@ load_route_begin(struct load *l, const char *header, char *domain)
 	l->sect = CONFIG_SECT_ROUTE;
 }
 
+/* The checks that need a whole [dkim] section: run when it ends. */
+static void
+load_dkim_end(struct load *l)
+{
+	struct config_dkim *d;
+	const char *p;
+	size_t i;
+
+	if (l->sect != CONFIG_SECT_DKIM || l->failed)
+		return;
+	d = &l->c->dkims[l->dkim];
+	d->key_line =
+	    l->dkim_key_line[l->dkim * config_nkeys +
+	                     key_index(key_get(CONFIG_SECT_DKIM, "key"))];
+	if (d->selector[0] == '\0' || d->key[0] == '\0') {
+		load_fail(l, d->line,
+		    d->selector[0] == '\0' ? "selector" : "key",
+		    "missing in [dkim %s]", d->domain);
+		return;
+	}
+	for (p = d->selector; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' &&
+		    *p != '.') {
+			load_fail(l, d->line, "selector",
+			    "invalid selector \"%.64s\"", d->selector);
+			return;
+		}
+	for (i = 0; i < l->dkim; i++)
+		if (strcmp(l->c->dkims[i].domain, d->domain) == 0 &&
+		    strcmp(l->c->dkims[i].selector, d->selector) == 0) {
+			load_fail(l, d->line, "selector",
+			    "duplicate [dkim %s] selector %s (first on line "
+			    "%u)",
+			    d->domain, d->selector, l->c->dkims[i].line);
+			return;
+		}
+}
+
+static void
+load_dkim_begin(struct load *l, const char *header, char *domain)
+{
+	struct config *c = l->c;
+	struct config_dkim *d;
+	size_t len = strlen(domain);
+
+	str_lower(domain);
+	if (len > 1 && domain[len - 1] == '.')
+		domain[len - 1] = '\0';
+	if (strcmp(domain, "*") != 0 && !config_valid_hostname(domain)) {
+		load_fail(
+		    l, l->line, header, "invalid domain \"%.64s\"", domain);
+		return;
+	}
+	c->dkims = xreallocarray(c->dkims, c->ndkims + 1, sizeof(*c->dkims));
+	l->dkim_key_line = xreallocarray(l->dkim_key_line,
+	    (c->ndkims + 1) * config_nkeys, sizeof(*l->dkim_key_line));
+	d = &c->dkims[c->ndkims];
+	memset(d, 0, sizeof(*d));
+	memset(&l->dkim_key_line[c->ndkims * config_nkeys], 0,
+	    config_nkeys * sizeof(*l->dkim_key_line));
+	str_copy(d->domain, CONFIG_HOST_MAX, domain);
+	d->line = l->line;
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		char why[320];
+
+		if (k->section == CONFIG_SECT_DKIM && k->def != NULL &&
+		    config_key_set(k, d, k->def, false, why, sizeof(why)) < 0)
+			fatalx("config: default of %s: %s", k->name, why);
+	}
+	l->dkim = c->ndkims++;
+	l->sect = CONFIG_SECT_DKIM;
+}
+
+/* "[route DOMAIN]" or "[dkim DOMAIN]": the DOMAIN, or NULL. */
+static char *
+section_arg(char *name, const char *kind)
+{
+	size_t n = strlen(kind);
+	char *d;
+
+	if (strncmp(name, kind, n) != 0 || (name[n] != ' ' && name[n] != '\t'))
+		return NULL;
+	for (d = name + n; *d == ' ' || *d == '\t'; d++)
+		;
+	return d;
+}
+
 /* name: the text between the brackets, trimmed. */
 static void
 load_section(struct load *l, char *name)
@@ -169,10 +261,11 @@ load_section(struct load *l, char *name)
 	static const enum config_section plain[] = {CONFIG_SECT_SERVER,
 	    CONFIG_SECT_TLS, CONFIG_SECT_AUTH, CONFIG_SECT_QUEUE,
 	    CONFIG_SECT_DNS, CONFIG_SECT_DELIVERY, CONFIG_SECT_LOCAL};
-	char header[96];
+	char header[96], *d;
 	size_t i;
 
 	load_route_end(l);
+	load_dkim_end(l);
 	if (l->failed)
 		return;
 	l->prev_name[0] = '\0';
@@ -182,18 +275,17 @@ load_section(struct load *l, char *name)
 			l->sect = plain[i];
 			return;
 		}
-	if (strncmp(name, "route", 5) == 0 &&
-	    (name[5] == ' ' || name[5] == '\t')) {
-		char *d = name + 5;
-
-		while (*d == ' ' || *d == '\t')
-			d++;
+	if ((d = section_arg(name, "route")) != NULL) {
 		load_route_begin(l, header, d);
 		return;
 	}
-	if (strcmp(name, "route") == 0)
+	if ((d = section_arg(name, "dkim")) != NULL) {
+		load_dkim_begin(l, header, d);
+		return;
+	}
+	if (strcmp(name, "route") == 0 || strcmp(name, "dkim") == 0)
 		load_fail(l, l->line, header,
-		    "missing domain ([route DOMAIN] or [route *])");
+		    "missing domain ([%s DOMAIN] or [%s *])", name, name);
 	else
 		load_fail(l, l->line, header, "unknown section");
 }
@@ -206,8 +298,8 @@ load_section(struct load *l, char *name)
 static bool
 load_is_key_or_header(const char *p)
 {
-	static const char *const sects[] = {
-	    "server", "tls", "auth", "queue", "dns", "delivery", "route"};
+	static const char *const sects[] = {"server", "tls", "auth", "queue",
+	    "dns", "delivery", "route", "dkim"};
 	size_t i, n;
 
 	if (*p == '[') {
@@ -347,6 +439,9 @@ load_handler(
 		if (l->sect == CONFIG_SECT_ROUTE)
 			load_fail(l, l->line, name, "unknown key in [route %s]",
 			    l->c->routes[l->route].domain);
+		else if (l->sect == CONFIG_SECT_DKIM)
+			load_fail(l, l->line, name, "unknown key in [dkim %s]",
+			    l->c->dkims[l->dkim].domain);
 		else
 			load_fail(l, l->line, name, "unknown key in [%s]",
 			    config_section_name(l->sect));
@@ -356,6 +451,9 @@ load_handler(
 		set =
 		    &l->route_key_line[l->route * config_nkeys + key_index(k)];
 		base = &l->c->routes[l->route];
+	} else if (l->sect == CONFIG_SECT_DKIM) {
+		set = &l->dkim_key_line[l->dkim * config_nkeys + key_index(k)];
+		base = &l->c->dkims[l->dkim];
 	} else {
 		set = &l->key_line[key_index(k)];
 		base = l->c;
@@ -523,7 +621,8 @@ config_new(void)
 	for (i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
 
-		if (k->section == CONFIG_SECT_ROUTE)
+		if (k->section == CONFIG_SECT_ROUTE ||
+		    k->section == CONFIG_SECT_DKIM)
 			continue;
 		if (config_key_set(k, c, k->def, false, why, sizeof(why)) < 0)
 			fatalx("config: default of %s: %s", k->name, why);
@@ -570,12 +669,14 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 		        : "expected \"key = value\"");
 	}
 	load_route_end(&l);
+	load_dkim_end(&l);
 	if (!l.failed)
 		load_check(&l);
 	fclose(l.fp);
 	free(l.key_line);
 	free(l.route_line);
 	free(l.route_key_line);
+	free(l.dkim_key_line);
 
 	if (l.failed) {
 		if (l.err_line > 0 && l.err_key[0] != '\0')

@@ -54,9 +54,11 @@ config_unref(struct config *c)
 		free(a);
 	}
 	for (size_t i = 0; i < config_nkeys; i++)
-		if (config_keys[i].section != CONFIG_SECT_ROUTE)
+		if (config_keys[i].section != CONFIG_SECT_ROUTE &&
+		    config_keys[i].section != CONFIG_SECT_DKIM)
 			config_key_free(&config_keys[i], c);
 	free(c->routes);
+	free(c->dkims);
 	free(c);
 }
 
@@ -110,7 +112,8 @@ config_restart_keys(const struct config *running, const struct config *next,
 		char *a, *b;
 		bool differ;
 
-		if (k->restart == NULL || k->section == CONFIG_SECT_ROUTE)
+		if (k->restart == NULL || k->section == CONFIG_SECT_ROUTE ||
+		    k->section == CONFIG_SECT_DKIM)
 			continue;
 		a = key_text(k, running);
 		b = key_text(k, next);

@@ -146,6 +146,24 @@ string_set(const struct config_key *k, void *base, const char *value, char *why,
 	return 0;
 }
 
+/* Words: a continuation line adds its words after a space. */
+static int
+words_set(const struct config_key *k, void *base, const char *value,
+    bool append, char *why, size_t whylen)
+{
+	char *joined;
+	int res;
+
+	if (!append || *(char *)field(k, base) == '\0')
+		return string_set(k, base, value, why, whylen);
+	joined = xmalloc(k->size + strlen(value) + 2);
+	snprintf(joined, k->size + strlen(value) + 2, "%s %s",
+	    (char *)field(k, base), value);
+	res = string_set(k, base, joined, why, whylen);
+	free(joined);
+	return res;
+}
+
 static size_t
 item_size(const struct config_key *k)
 {
@@ -282,7 +300,8 @@ config_key_set(const struct config_key *k, void *base, const char *value,
 	int e;
 
 	if (append && k->type != CONFIG_T_DURATIONS &&
-	    k->type != CONFIG_T_ADDRS && k->type != CONFIG_T_NETS) {
+	    k->type != CONFIG_T_ADDRS && k->type != CONFIG_T_NETS &&
+	    k->type != CONFIG_T_WORDS) {
 		snprintf(why, whylen,
 		    "unexpected indented line (only lists "
 		    "may continue on indented lines)");
@@ -293,6 +312,8 @@ config_key_set(const struct config_key *k, void *base, const char *value,
 	case CONFIG_T_PATH:
 	case CONFIG_T_HOST:
 		return string_set(k, base, value, why, whylen);
+	case CONFIG_T_WORDS:
+		return words_set(k, base, value, append, why, whylen);
 	case CONFIG_T_BOOL:
 		if (strcasecmp(value, "yes") == 0)
 			b = true;

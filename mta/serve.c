@@ -36,6 +36,7 @@
 #include "config/config.h"
 #include "control.h"
 #include "deliver/deliver.h"
+#include "dkim/dkim.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "receive/local.h"
@@ -198,10 +199,13 @@ static bool
 serve_open(const struct config *cfg, struct stages *st)
 {
 	struct deliver_settings ds;
+	struct dkim_table *dkim;
 	char err[1024];
 
-	if (receive_new(&cfg->server, &cfg->tls, &cfg->auth, &cfg->delivery,
-	        &st->r, err, sizeof(err)) < 0)
+	/* the DKIM keys: a missing or bad one refuses the start */
+	if (dkim_table_new(cfg, &dkim, err, sizeof(err)) < 0 ||
+	    receive_new(&cfg->server, &cfg->tls, &cfg->auth, &cfg->delivery,
+	        dkim, &st->r, err, sizeof(err)) < 0)
 		goto fail;
 	if (queue_open(&cfg->queue, false, &st->q, err, sizeof(err)) < 0)
 		goto fail;

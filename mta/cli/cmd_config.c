@@ -11,7 +11,7 @@
  * accepts but an administrator rarely means (an open relay, AUTH without
  * TLS, a smarthost password sent without TLS), and prints the effective
  * configuration (defaults filled in, "0 = per CPU" resolved, secrets as
- * ***) as INI on stdout.
+ * ***) as INI on stdout. DKIM keys are loaded as serve loads them.
  *
  * Errors are one line on stderr with no prefix, "FILE:LINE: key: reason"
  * or "PATH: reason", so editors can jump to it; exit 1 (2 for bad usage,
@@ -23,6 +23,7 @@
 
 #include "cli/cmd.h"
 #include "config/config.h"
+#include "dkim/dkim.h"
 #include "queue/queue.h"
 #include "receive/receive.h"
 
@@ -93,12 +94,16 @@ check_loads(const struct config *c)
 {
 	char err[CONFIG_PATH_MAX + 512];
 
+	struct dkim_table *dkim;
+
 	if (receive_check(&c->server, &c->tls, &c->auth, err, sizeof(err)) <
 	        0 ||
-	    queue_path_check(&c->queue, err, sizeof(err)) < 0) {
+	    queue_path_check(&c->queue, err, sizeof(err)) < 0 ||
+	    dkim_table_new(c, &dkim, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	dkim_table_free(dkim);
 	return 0;
 }
 

@@ -44,6 +44,7 @@
 #include "base/log.h"
 #include "base/xalloc.h"
 #include "auth/auth.h"
+#include "dkim/dkim.h"
 #include "queue/queue.h"
 #include "smtp/smtp_in.h"
 #include "net/tls.h"
@@ -121,6 +122,7 @@ struct rsnap {
 	const struct config_server *server; /* in cfg, or the startup one */
 	struct smtp_in_cfg scfg;            /* hostname points into server */
 	struct tls_ctx *tls;                /* owned; NULL: no STARTTLS */
+	struct dkim_table *dkim;            /* owned; NULL: no signing */
 };
 
 struct receive {
@@ -181,6 +183,7 @@ snap_free(void *p)
 	struct rsnap *sn = p;
 
 	tls_ctx_free(sn->tls);
+	dkim_table_free(sn->dkim);
 	free(sn);
 }
 
@@ -782,6 +785,7 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.inflight_arg = r;
 	sn->scfg.room = cb_room;
 	sn->scfg.room_arg = r;
+	sn->scfg.dkim = sn->dkim;
 }
 
 /*
@@ -932,6 +936,7 @@ receive_check(const struct config_server *cs, const struct config_tls *ct,
 int
 receive_new(const struct config_server *cs, const struct config_tls *ct,
     const struct config_auth *ca, const struct config_delivery *dl,
+    struct dkim_table *dkim,
     struct receive **out, char *err, size_t errlen)
 {
 	struct receive *r;
@@ -939,14 +944,18 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	struct auth_users *users;
 	int res;
 
-	if ((res = listen_tls_check(cs, ct, err, errlen)) < 0)
+	if ((res = listen_tls_check(cs, ct, err, errlen)) < 0 ||
+	    (res = listen_probe(cs, err, errlen)) < 0) {
+		dkim_table_free(dkim);
 		return res;
-	if ((res = listen_probe(cs, err, errlen)) < 0)
-		return res;
+	}
 	/* The TLS context and the users snapshot are built once here and
 	 * are read-only afterwards: every thread uses them at once. */
-	if ((res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) < 0)
+	if ((res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) <
+	    0) {
+		dkim_table_free(dkim);
 		return res;
+	}
 	if (users != NULL && tls == NULL && ca->require_tls)
 		log_warnx("auth: require_tls = yes and no [tls] certificate: "
 		          "AUTH is never offered");
@@ -954,6 +963,7 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	r->server = cs;
 	r->nth = cs->threads ? cs->threads : 1;
 	r->boot.tls = tls;
+	r->boot.dkim = dkim;
 	r->users = users;
 	pthread_mutex_init(&r->ip.lock, NULL);
 	sem_init(&r->start_sem, 0, 0);
@@ -1129,6 +1139,7 @@ receive_free(struct receive *r)
 	sem_destroy(&r->start_sem);
 	local_acl_free(r->acl);
 	tls_ctx_free(r->boot.tls);
+	dkim_table_free(r->boot.dkim);
 	free(r);
 }
 
@@ -1141,6 +1152,7 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 	const struct config_auth *ca = &snap->auth;
 	struct tls_ctx *tls;
 	struct auth_users *users;
+	struct dkim_table *dkim;
 	struct rsnap *sn;
 	int res;
 
@@ -1151,9 +1163,13 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 		    r->server->listen_tls[0].text);
 		return -EINVAL;
 	}
-	if ((res = load_tls_users(&snap->tls, ca, r->auth != NULL, &tls, &users,
-	         err, errlen)) < 0)
+	if ((res = dkim_table_new(snap, &dkim, err, errlen)) < 0)
 		return res;
+	if ((res = load_tls_users(&snap->tls, ca, r->auth != NULL, &tls, &users,
+	         err, errlen)) < 0) {
+		dkim_table_free(dkim);
+		return res;
+	}
 	/* XXX the auth pool is started with the stage, only when a users
 	 * file was set then */
 	if (ca->users[0] != '\0' && r->auth == NULL)
@@ -1162,6 +1178,7 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 	sn = xcalloc(1, sizeof(*sn));
 	sn->cfg = snap;
 	sn->tls = tls;
+	sn->dkim = dkim;
 	snap_fill(r, sn, cs, ca, snap->delivery.allow_address_literals,
 	    r->auth != NULL && ca->users[0] != '\0');
 	/* not shared yet (serve.c hands it here first): it may still be

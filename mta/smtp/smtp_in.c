@@ -34,6 +34,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
+#include "dkim/dkim.h"
 #include "queue/queue.h"
 #include "smtp/smtp_dsn.h"
 #include "smtp/smtp_parse.h"
@@ -125,6 +126,8 @@ struct smtp_in {
 	size_t reserved; /* in-flight budget held, bytes */
 	struct smtp_in_data d;
 	struct queue_submit *req; /* built at end of DATA until taken */
+	struct dkim_msg *dk;      /* signing, from the end of the headers */
+	char dkim[600];           /* for the log: "DOMAIN/SELECTOR,..." */
 };
 
 struct smtp_in_cmd {
@@ -278,6 +281,8 @@ smtp_in_tx_reset(struct smtp_in *s)
 	smtp_dsn_tx_reset(&s->dsn);
 	s->hdrlen = 0;
 	s->id = 0;
+	dkim_msg_free(s->dk);
+	s->dk = NULL;
 	memset(&s->d, 0, sizeof(s->d));
 	smtp_in_reserve_release(s);
 }
@@ -751,6 +756,7 @@ smtp_in_proceed_data(
 	              ? SIZE_MAX
 	              : (size_t)max + SMTP_IN_RCVD_MAX;
 	buf_init(&s->body, bodymax);
+	str_copy(s->dkim, sizeof(s->dkim), "none");
 	/* Room for a typical message at once, inside the slice of the budget
 	 * just reserved: growing from nothing by doubling costs a realloc
 	 * and a copy per step. */
@@ -1210,6 +1216,61 @@ smtp_in_body_add(struct smtp_in *s, const uint8_t *p, size_t n)
 		return;
 	}
 	s->d.size += n;
+	if (s->dk != NULL && !s->d.headers)
+		dkim_msg_body(s->dk, p, n); /* body bytes as stored */
+}
+
+/*
+ * The header section is (hdrlen, end) of the body: choose the DKIM keys
+ * by its From. Unsigned mail says why in the log, never a reply: a
+ * message is not refused for DKIM's sake.
+ */
+static void
+smtp_in_dkim_start(struct smtp_in *s, size_t end)
+{
+	const uint8_t *p = buf_peek(&s->body) + s->hdrlen;
+
+	str_copy(s->dkim, sizeof(s->dkim), "none");
+	if (s->cfg->dkim == NULL)
+		return;
+	s->dk = dkim_msg_start(
+	    s->cfg->dkim, p, end - s->hdrlen, s->dkim, sizeof(s->dkim));
+	if (s->dk == NULL && strcmp(s->dkim, "none") != 0)
+		log_event("event=dkim-unsigned id=%016" PRIx64 " reason=%s",
+		    s->id, s->dkim);
+}
+
+/* End of DATA: sign, and put the fields in front of the stored message
+ * (one copy of it), so every retry sends the same bytes. */
+static void
+smtp_in_dkim_sign(struct smtp_in *s)
+{
+	struct buf sig, body;
+	char why[32];
+
+	if (s->d.headers) /* no empty line: all header, empty body */
+		smtp_in_dkim_start(s, buf_avail(&s->body));
+	if (s->dk == NULL)
+		return;
+	buf_init(&sig, SIZE_MAX);
+	if (dkim_msg_finish(s->dk, clock_wall_ms() / 1000, &sig, s->dkim,
+	        sizeof(s->dkim), why, sizeof(why)) < 0) {
+		log_event("event=dkim-unsigned id=%016" PRIx64 " reason=%s",
+		    s->id, why);
+		str_copy(s->dkim, sizeof(s->dkim), "none");
+	} else {
+		buf_init(&body, SIZE_MAX);
+		if (buf_append(&body, buf_peek(&sig), buf_avail(&sig)) != 0 ||
+		    buf_append(
+		        &body, buf_peek(&s->body), buf_avail(&s->body)) != 0)
+			MTA_ASSERT(!"unbounded buffer refused");
+		body.max = s->body.max + buf_avail(&sig);
+		buf_fini(&s->body);
+		s->body = body;
+	}
+	buf_fini(&sig);
+	dkim_msg_free(s->dk);
+	s->dk = NULL;
 }
 
 /* A CR LF ended a line: limits and the header section. */
@@ -1227,9 +1288,10 @@ smtp_in_body_eol(struct smtp_in *s)
 	if (s->d.headers) {
 		l = (const char *)buf_peek(&s->body) + s->d.linestart;
 		len = buf_avail(&s->body) - s->d.linestart;
-		if (len == 2)
+		if (len == 2) {
 			s->d.headers = false;
-		else if (str_iprefix(l, len, "Received:"))
+			smtp_in_dkim_start(s, s->d.linestart);
+		} else if (str_iprefix(l, len, "Received:"))
 			s->d.hops++;
 	}
 	s->d.linestart = buf_avail(&s->body);
@@ -1298,6 +1360,7 @@ smtp_in_data_end(struct smtp_in *s, struct buf *out)
 		smtp_in_data_reject(s, out, "loop",
 		    "554 5.4.6 Error: too many hops (mail loop)");
 	else {
+		smtp_in_dkim_sign(s);
 		s->req = smtp_in_submit_new(s);
 		s->pending = SMTP_IN_COMMIT;
 	}
@@ -1636,7 +1699,7 @@ smtp_in_commit_done(
 	snprintf(idhex, sizeof(idhex), "%016" PRIx64, s->id);
 	if (status == 0) {
 		log_event("event=queued id=%s from=%s rcpts=%zu size=%zu "
-		          "client=%s%s%s",
+		          "client=%s%s%s dkim=%s",
 		    idhex,
 		    smtp_in_logval(
 		        v, sizeof(v), req->from, strlen(req->from), true),
@@ -1644,7 +1707,8 @@ smtp_in_commit_done(
 		    s->authed ? " user=" : "",
 		    s->authed ? smtp_in_logval(u, sizeof(u), s->user,
 		                    strlen(s->user), false)
-		              : "");
+		              : "",
+		    s->dkim);
 		smtp_in_reply(s, out, "250 2.0.0 Ok: queued as %s", idhex);
 	} else {
 		log_event("event=rejected client=%s reason=%s id=%s status=%d",

@@ -30,6 +30,7 @@
 #include "base/compat.h"
 
 struct queue_submit;
+struct dkim_table;
 
 /* What the loop must do after feed/done returns. Replies in `out` are
  * always sent first, in every case. */
@@ -75,6 +76,9 @@ struct smtp_in_cfg {
 	 * (always room). Any thread. */
 	bool (*room)(void *arg, uint64_t size, uint64_t max_size);
 	void *room_arg;
+	/* DKIM keys by From domain (borrowed; NULL: none): a message is
+	 * signed as it streams in, the fields prepended before the commit. */
+	const struct dkim_table *dkim;
 };
 
 /* The connection, as the loop knows it. */
