@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 
 #include "base/chan.h"
+#include "base/buf.h"
 #include "base/compat.h"
 
 struct config_dns;
@@ -128,6 +129,17 @@ void dns_resolve_host(struct dns *r, struct dns_req *req);
  * a name (*t untouched: ask the resolver). Pure; any thread.
  */
 bool dns_literal_target(const char *host, struct dns_target *t);
+
+/*
+ * dns_txt_lookup - the TXT records of name, looked up once through cfg's
+ * servers (or /etc/resolv.conf), blocking up to cfg's timeout and tries:
+ * for command-line tools only, never on a relay thread (dns_txt.c).
+ * Each record's strings are joined (RFC 6376 3.6.2.2) and the records
+ * appended to out, each ending in NUL. Returns how many (0: NODATA),
+ * -ENOENT for NXDOMAIN, -EAGAIN for SERVFAIL or timeout; err says why.
+ */
+int dns_txt_lookup(const struct config_dns *cfg, const char *name,
+    struct buf *out, char *err, size_t errlen) MTA_MUST_CHECK;
 
 /* "ok", "tempfail", "notfound", "nullmx", "permfail". */
 const char *dns_status_str(enum dns_status s);

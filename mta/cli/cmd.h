@@ -61,5 +61,6 @@ int cmd_sendmail(
     const char *config_path, int argc, char **argv); /* cmd_sendmail.c */
 int cmd_reload(
     const char *config_path, int argc, char **argv); /* cmd_queue_ctl.c */
+int cmd_dkim(const char *config_path, int argc, char **argv); /* cmd_dkim.c */
 
 #endif

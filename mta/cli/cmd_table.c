@@ -62,6 +62,16 @@ const struct cmd cmd_table[] = {
 	 "Run as `sendmail` or `mailq` (a link to mta), it reads sendmail's\n"
 	 "own command line. -h is sendmail's hop count: use --help.\n",
 	 cmd_sendmail, NULL, CMD_OWN_HELP},
+	{"dkim",
+	 "keygen DOMAIN SELECTOR [--type rsa|ed25519] [--bits N] [--out FILE]"
+	 " | check DOMAIN",
+	 "make a DKIM key, or check the published ones",
+	 "keygen     write a new private key (PEM, mode 0600, never over a\n"
+	 "           file; default RSA 2048 in DOMAIN.SELECTOR.pem) and print\n"
+	 "           its [dkim] lines and the DNS TXT record to publish\n"
+	 "check      look up each configured selector of DOMAIN through the\n"
+	 "           [dns] servers: is the published key the configured one?\n",
+	 cmd_dkim, NULL, 0},
 	{"reload", "", "make the running relay reload its configuration",
 	 "Asks the relay through its control socket (in the queue\n"
 	 "directory), as SIGHUP does; the relay logs event=reloaded or\n"
