@@ -85,6 +85,13 @@ txt_channel(const struct config_dns *cfg, ares_channel *ch)
 	return 0;
 }
 
+/* c-ares's ARES_GETSOCK_* macros shift an int into its sign bit. */
+static bool
+sock_bit(int bits, int i, bool write)
+{
+	return ((unsigned)bits >> (i + (write ? ARES_GETSOCK_MAXNUM : 0))) & 1u;
+}
+
 /* Drive the channel until the callback ran. */
 static void
 txt_wait(ares_channel ch, struct txt_result *res)
@@ -97,17 +104,17 @@ txt_wait(ares_channel ch, struct txt_result *res)
 	while (!res->done) {
 		bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
 		n = 0;
-		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++)
-			if (ARES_GETSOCK_READABLE(bits, i) ||
-			    ARES_GETSOCK_WRITABLE(bits, i)) {
-				pfd[n].fd = socks[i];
-				pfd[n].events =
-				    (ARES_GETSOCK_READABLE(bits, i) ? POLLIN
-				                                    : 0) |
-				    (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT
-				                                    : 0);
-				pfd[n++].revents = 0;
-			}
+		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+			bool r = sock_bit(bits, i, false);
+			bool w = sock_bit(bits, i, true);
+
+			if (!r && !w)
+				continue;
+			pfd[n].fd = socks[i];
+			pfd[n].events =
+			    (short)((r ? POLLIN : 0) | (w ? POLLOUT : 0));
+			pfd[n++].revents = 0;
+		}
 		tvp = ares_timeout(ch, NULL, &tv);
 		ms = tvp ? (int)(tvp->tv_sec * 1000 + tvp->tv_usec / 1000)
 		         : 1000;

@@ -1235,9 +1235,11 @@ smtp_in_dkim_start(struct smtp_in *s, size_t end)
 		return;
 	s->dk = dkim_msg_start(
 	    s->cfg->dkim, p, end - s->hdrlen, s->dkim, sizeof(s->dkim));
-	if (s->dk == NULL && strcmp(s->dkim, "none") != 0)
+	if (s->dk == NULL && strcmp(s->dkim, "none") != 0) {
 		log_event("event=dkim-unsigned id=%016" PRIx64 " reason=%s",
 		    s->id, s->dkim);
+		str_copy(s->dkim, sizeof(s->dkim), "none");
+	}
 }
 
 /* End of DATA: sign, and put the fields in front of the stored message

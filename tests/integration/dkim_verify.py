@@ -21,7 +21,8 @@ def load_records(path):
     return recs
 
 
-def verify_all(msg, recs):
+def verify_each(msg, recs):
+    """[(d, s, a, c, ok)] for every signature, top first."""
     def dnsfunc(name, timeout=5):
         n = name.decode() if isinstance(name, bytes) else name
         return recs.get(n.lower().rstrip("."))
@@ -29,7 +30,7 @@ def verify_all(msg, recs):
     head = msg.split(b"\r\n\r\n", 1)[0]
     nsig = len(re.findall(rb"(?im)^dkim-signature:", head))
     d = dkim.DKIM(msg)
-    ok = nsig > 0
+    out = []
     for i in range(nsig):
         try:
             good = d.verify(idx=i, dnsfunc=dnsfunc)
@@ -37,12 +38,17 @@ def verify_all(msg, recs):
             print("fail: %s" % e)
             good = False
         sig = dict(d.signature_fields) if d.signature_fields else {}
-        print("%s d=%s s=%s a=%s c=%s" % (
-            "ok" if good else "fail",
-            sig.get(b"d", b"?").decode(), sig.get(b"s", b"?").decode(),
-            sig.get(b"a", b"?").decode(), sig.get(b"c", b"?").decode()))
-        ok = ok and good
-    return ok
+        out.append(tuple(sig.get(t, b"?").decode() for t in
+                         (b"d", b"s", b"a", b"c")) + (bool(good),))
+    return out
+
+
+def verify_all(msg, recs):
+    res = verify_each(msg, recs)
+    for d, s, a, c, good in res:
+        print("%s d=%s s=%s a=%s c=%s" % ("ok" if good else "fail", d, s,
+                                           a, c))
+    return len(res) > 0 and all(r[-1] for r in res)
 
 
 if __name__ == "__main__":
