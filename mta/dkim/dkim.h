@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "base/chan.h"
 #include "base/compat.h"
 
 struct config;
@@ -116,5 +117,48 @@ void dkim_msg_body(struct dkim_msg *m, const void *p, size_t n);
 int dkim_msg_finish(struct dkim_msg *m, uint64_t now, struct buf *out,
     char *label, size_t labellen, char *why, size_t whylen) MTA_MUST_CHECK;
 void dkim_msg_free(struct dkim_msg *m);
+
+/* ---- signing off the event loops (dkim_pool.c) ---- */
+
+/* chan message types of this module. */
+enum dkim_msg_type {
+	DKIM_JOB_SIGN = 0x600, /* struct dkim_job, to the pool */
+	DKIM_JOB_DONE,         /* the same struct, back on job->reply */
+};
+
+#define DKIM_LABEL_MAX 600 /* "DOMAIN/SELECTOR,..." of DKIM_KEYS_MAX keys */
+
+/*
+ * The end of one message's signing: the receive thread moves the stored
+ * message into body and hands the job over; the pool finishes m, puts
+ * the DKIM-Signature fields in front of body and sends the job back.
+ * While the job is out, only the pool touches it.
+ */
+struct dkim_job {
+	struct chan_msg msg; /* first: type DKIM_JOB_SIGN, reqid = caller's */
+	struct chan *reply;  /* borrowed: where the job comes back */
+	struct dkim_msg *m;  /* owned; freed once signed */
+	struct buf body;     /* in: the message; out: signed (or as it was) */
+	uint64_t now;        /* signing time, s */
+	int status;          /* out: 0, or negative errno (body unsigned) */
+	char label[DKIM_LABEL_MAX]; /* out: "DOMAIN/SELECTOR,..." */
+	char why[32];               /* out: when status < 0 */
+};
+
+/* Sign on the calling thread (what a pool worker does). */
+void dkim_job_run(struct dkim_job *j);
+/* Free a job and what it owns. Takes NULL. */
+void dkim_job_free(struct dkim_job *j);
+
+struct dkim_pool;
+
+/* Start nthreads (>= 1) signing threads (signals blocked in them). */
+struct dkim_pool *dkim_pool_new(unsigned nthreads);
+/* Hand j over (j->reply set); it comes back as DKIM_JOB_DONE. Any
+ * thread. */
+void dkim_pool_submit(struct dkim_pool *p, struct dkim_job *j);
+/* Stop and join the threads; jobs still queued are signed and sent back
+ * first. Takes NULL. */
+void dkim_pool_free(struct dkim_pool *p);
 
 #endif

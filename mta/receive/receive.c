@@ -132,6 +132,9 @@ struct receive {
 	struct rsnap boot;        /* the startup settings for sessions */
 	struct auth_users *users; /* loaded, until the pool takes it */
 	struct auth_pool *auth;   /* NULL: no users file, no AUTH */
+	/* signing threads, when [dkim] keys were configured at start (a
+	 * reload that adds the first keys signs on the receive threads) */
+	struct dkim_pool *dkim_pool;
 	struct rthread *th;
 	unsigned nth;
 	sem_t start_sem;
@@ -626,6 +629,9 @@ handle_msg(struct rthread *t, struct chan_msg *m)
 	case AUTH_DONE_CHECK:
 		rconns_auth_done(t->conns, (struct auth_req *)m);
 		break;
+	case DKIM_JOB_DONE:
+		rconns_sign_done(t->conns, (struct dkim_job *)m);
+		break;
 	case RECEIVE_MSG_RELOAD: {
 		struct receive_reload_msg *rm = (struct receive_reload_msg *)m;
 
@@ -691,6 +697,7 @@ thread_main(void *arg)
 	t->env.chan = t->chan;
 	t->env.q = r->q;
 	t->env.auth = r->auth;
+	t->env.dkim = r->dkim_pool;
 	t->env.gone = conn_gone;
 	t->env.arg = t;
 	t->conns = rconns_new(&t->env);
@@ -1030,6 +1037,10 @@ receive_start(struct receive *r, struct queue *q, char *err, size_t errlen)
 		r->auth = auth_pool_new(r->users, r->nth);
 		r->users = NULL;
 	}
+	/* So is signing: RSA-2048 is hundreds of microseconds a message,
+	 * which must not stall a loop's other sessions. */
+	if (r->boot.dkim != NULL)
+		r->dkim_pool = dkim_pool_new(r->nth);
 	for (unsigned i = 0; i < r->nth; i++) {
 		struct rthread *t = &r->th[i];
 
@@ -1094,6 +1105,7 @@ receive_free(struct receive *r)
 	/* After the threads, before their chans: requests still in the
 	 * pool are answered to those chans and freed below. */
 	auth_pool_free(r->auth);
+	dkim_pool_free(r->dkim_pool); /* before the chans it answers on */
 	auth_users_unref(r->users);
 	for (unsigned i = 0; i < r->nth; i++) {
 		struct rthread *t = &r->th[i];
@@ -1115,6 +1127,8 @@ receive_free(struct receive *r)
 					    (struct queue_submit *)m);
 				else if (m->type == AUTH_DONE_CHECK)
 					auth_req_free((struct auth_req *)m);
+				else if (m->type == DKIM_JOB_DONE)
+					dkim_job_free((struct dkim_job *)m);
 				else if (m->type == RECEIVE_MSG_RELOAD) {
 					snap_unref(
 					    ((struct receive_reload_msg *)m)

@@ -11,8 +11,9 @@
  * session stops taking input (an action is outstanding), the stream is
  * paused: that is the backpressure.
  *
- * Requests: a commit goes to the queue and a password check to the auth
- * pool, each carrying this thread's chan as reply address and (slot,
+ * Requests: a commit goes to the queue, a password check to the auth
+ * pool and the signing of a message to the DKIM pool (or inline when
+ * there is none; its commit follows), each carrying this thread's chan as reply address and (slot,
  * generation) of the connection as reqid, as OpenSMTPD's smtp_session.c
  * correlates its lookups. Connections live in a slot table and go back
  * to a free list when closed; each reuse bumps the slot's generation, so
@@ -49,6 +50,7 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "auth/auth.h"
+#include "dkim/dkim.h"
 #include "net/stream.h"
 #include "net/tls.h"
 #include "queue/queue.h"
@@ -62,6 +64,7 @@ enum pending {
 	PEND_COMMIT,     /* a struct queue_submit with the queue */
 	PEND_AUTH,       /* a struct auth_req with the auth pool */
 	PEND_AUTH_DELAY, /* failed check: the answer waits for the timer */
+	PEND_SIGN,       /* a struct dkim_job with the signing pool */
 };
 
 struct conn {
@@ -234,6 +237,30 @@ conn_commit(struct conn *c)
 	queue_submit(cs->env->q, req);
 }
 
+/* DKIM: the message is signed off the loop, then committed. */
+static void
+conn_sign(struct conn *c)
+{
+	struct rconns *cs = c->cs;
+	struct dkim_job *j = smtp_in_sign_take(c->s);
+	enum smtp_in_action a;
+
+	MTA_ASSERT(j != NULL);
+	if (cs->env->dkim == NULL) { /* no pool: here and now */
+		dkim_job_run(j);
+		a = smtp_in_sign_done(c->s, j, stream_outbuf(&c->st));
+		MTA_ASSERT(a == SMTP_IN_COMMIT);
+		conn_commit(c);
+		return;
+	}
+	j->reply = cs->env->chan;
+	j->msg.reqid = conn_reqid(c);
+	c->pend = PEND_SIGN;
+	cs->pending++;
+	stream_hold_timers(&c->st, true);
+	dkim_pool_submit(cs->env->dkim, j);
+}
+
 /* The request is answered: the session waits on the client again. */
 static void
 conn_answered(struct conn *c)
@@ -344,6 +371,9 @@ conn_act(struct conn *c, enum smtp_in_action a)
 		break;
 	case SMTP_IN_AUTH:
 		conn_auth(c);
+		break;
+	case SMTP_IN_SIGN:
+		conn_sign(c);
 		break;
 	}
 	if (a == SMTP_IN_READ && env->shutting && c->pend == PEND_NONE &&
@@ -531,6 +561,21 @@ rconns_commit_done(struct rconns *cs, struct queue_submit *req)
 	}
 	conn_answered(c);
 	conn_act(c, smtp_in_commit_done(c->s, req, stream_outbuf(&c->st)));
+}
+
+void
+rconns_sign_done(struct rconns *cs, struct dkim_job *j)
+{
+	struct conn *c = conn_lookup(cs, j->msg.reqid, PEND_SIGN);
+
+	cs->pending--;
+	if (c == NULL) {
+		cs->stale++;
+		dkim_job_free(j);
+		return;
+	}
+	conn_answered(c);
+	conn_act(c, smtp_in_sign_done(c->s, j, stream_outbuf(&c->st)));
 }
 
 void

@@ -19,6 +19,8 @@
 
 struct auth_pool;
 struct auth_req;
+struct dkim_job;
+struct dkim_pool;
 struct chan;
 struct queue;
 struct queue_submit;
@@ -35,6 +37,7 @@ struct rconn_env {
 	struct chan *chan;      /* reply address of our requests */
 	struct queue *q;        /* commits go here */
 	struct auth_pool *auth; /* NULL: no AUTH */
+	struct dkim_pool *dkim; /* signing threads; NULL: sign inline */
 	bool shutting;          /* say 421 to sessions when they are idle */
 	bool deadline;          /* grace over: say it at the next chance */
 	/* A connection was freed: release its address key and its
@@ -83,6 +86,7 @@ void rconn_open(struct rconns *cs, int fd, const struct rconn_start *st);
  * session). */
 void rconns_commit_done(struct rconns *cs, struct queue_submit *req);
 void rconns_auth_done(struct rconns *cs, struct auth_req *req);
+void rconns_sign_done(struct rconns *cs, struct dkim_job *j);
 
 /* Shutdown (env->shutting or env->deadline just set): say 421 to every
  * session that is idle now, or to every one at the deadline. */

@@ -127,6 +127,7 @@ struct smtp_in {
 	struct smtp_in_data d;
 	struct queue_submit *req; /* built at end of DATA until taken */
 	struct dkim_msg *dk;      /* signing, from the end of the headers */
+	struct dkim_job *job;     /* built at end of DATA until taken */
 	char dkim[600];           /* for the log: "DOMAIN/SELECTOR,..." */
 };
 
@@ -1242,37 +1243,27 @@ smtp_in_dkim_start(struct smtp_in *s, size_t end)
 	}
 }
 
-/* End of DATA: sign, and put the fields in front of the stored message
- * (one copy of it), so every retry sends the same bytes. */
-static void
-smtp_in_dkim_sign(struct smtp_in *s)
+/*
+ * End of DATA: when the message is to be signed, the job that finishes
+ * it (off the loop: SMTP_IN_SIGN), the stored message moved into it.
+ * NULL: nothing to sign.
+ */
+static struct dkim_job *
+smtp_in_dkim_job(struct smtp_in *s)
 {
-	struct buf sig, body;
-	char why[32];
+	struct dkim_job *j;
 
 	if (s->d.headers) /* no empty line: all header, empty body */
 		smtp_in_dkim_start(s, buf_avail(&s->body));
 	if (s->dk == NULL)
-		return;
-	buf_init(&sig, SIZE_MAX);
-	if (dkim_msg_finish(s->dk, clock_wall_ms() / 1000, &sig, s->dkim,
-	        sizeof(s->dkim), why, sizeof(why)) < 0) {
-		log_event("event=dkim-unsigned id=%016" PRIx64 " reason=%s",
-		    s->id, why);
-		str_copy(s->dkim, sizeof(s->dkim), "none");
-	} else {
-		buf_init(&body, SIZE_MAX);
-		if (buf_append(&body, buf_peek(&sig), buf_avail(&sig)) != 0 ||
-		    buf_append(
-		        &body, buf_peek(&s->body), buf_avail(&s->body)) != 0)
-			MTA_ASSERT(!"unbounded buffer refused");
-		body.max = s->body.max + buf_avail(&sig);
-		buf_fini(&s->body);
-		s->body = body;
-	}
-	buf_fini(&sig);
-	dkim_msg_free(s->dk);
+		return NULL;
+	j = xcalloc(1, sizeof(*j));
+	j->m = s->dk;
 	s->dk = NULL;
+	j->body = s->body;
+	buf_init(&s->body, 0);
+	j->now = clock_wall_ms() / 1000;
+	return j;
 }
 
 /* A CR LF ended a line: limits and the header section. */
@@ -1361,8 +1352,9 @@ smtp_in_data_end(struct smtp_in *s, struct buf *out)
 	else if (s->d.hops > SMTP_IN_MAX_HOPS)
 		smtp_in_data_reject(s, out, "loop",
 		    "554 5.4.6 Error: too many hops (mail loop)");
-	else {
-		smtp_in_dkim_sign(s);
+	else if ((s->job = smtp_in_dkim_job(s)) != NULL) {
+		s->pending = SMTP_IN_SIGN;
+	} else {
 		s->req = smtp_in_submit_new(s);
 		s->pending = SMTP_IN_COMMIT;
 	}
@@ -1664,6 +1656,7 @@ smtp_in_free(struct smtp_in *s)
 	smtp_in_auth_wipe(s);
 	explicit_bzero(s->user, sizeof(s->user));
 	queue_submit_free(s->req);
+	dkim_job_free(s->job);
 	smtp_in_tx_reset(s);
 	buf_fini(&s->in);
 	free(s);
@@ -1683,6 +1676,40 @@ smtp_in_commit_take(struct smtp_in *s)
 
 	s->req = NULL;
 	return req;
+}
+
+struct dkim_job *
+smtp_in_sign_take(struct smtp_in *s)
+{
+	struct dkim_job *j = s->job;
+
+	s->job = NULL;
+	return j;
+}
+
+enum smtp_in_action
+smtp_in_sign_done(struct smtp_in *s, struct dkim_job *j, struct buf *out)
+{
+	(void)out;
+	if (s->pending != SMTP_IN_SIGN) {
+		dkim_job_free(j);
+		return s->pending;
+	}
+	if (j->status < 0) {
+		log_event("event=dkim-unsigned id=%016" PRIx64 " reason=%s",
+		    s->id, j->why);
+		str_copy(s->dkim, sizeof(s->dkim), "none");
+	} else {
+		str_copy(s->dkim, sizeof(s->dkim), j->label);
+	}
+	/* the message comes back, signed or as it was */
+	buf_fini(&s->body);
+	s->body = j->body;
+	buf_init(&j->body, 0);
+	dkim_job_free(j);
+	s->req = smtp_in_submit_new(s);
+	s->pending = SMTP_IN_COMMIT;
+	return SMTP_IN_COMMIT;
 }
 
 enum smtp_in_action
@@ -1829,6 +1856,7 @@ smtp_in_shutdown(struct smtp_in *s, struct buf *out)
 bool
 smtp_in_busy(const struct smtp_in *s)
 {
-	return s->pending == SMTP_IN_COMMIT || s->state == SMTP_IN_S_MAIL ||
-	       s->state == SMTP_IN_S_RCPT || s->state == SMTP_IN_S_DATA;
+	return s->pending == SMTP_IN_COMMIT || s->pending == SMTP_IN_SIGN ||
+	       s->state == SMTP_IN_S_MAIL || s->state == SMTP_IN_S_RCPT ||
+	       s->state == SMTP_IN_S_DATA;
 }

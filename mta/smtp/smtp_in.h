@@ -30,6 +30,7 @@
 #include "base/compat.h"
 
 struct queue_submit;
+struct dkim_job;
 struct dkim_table;
 
 /* What the loop must do after feed/done returns. Replies in `out` are
@@ -43,6 +44,8 @@ enum smtp_in_action {
 	SMTP_IN_AUTH,     /* check smtp_in_auth_peek() off the loop, then
 			     smtp_in_auth_done() */
 	SMTP_IN_CLOSE,    /* send out, then close the connection */
+	SMTP_IN_SIGN,     /* take smtp_in_sign_take(), sign it (off the
+			     loop: dkim_pool), then smtp_in_sign_done() */
 };
 
 /* Per-listener settings, shared read-only by every session of a thread.
@@ -116,6 +119,14 @@ struct queue_submit *smtp_in_commit_take(struct smtp_in *s);
  * frees it). Appends 250/451/452, then resumes buffered input. */
 enum smtp_in_action smtp_in_commit_done(
     struct smtp_in *s, struct queue_submit *req, struct buf *out);
+
+/* After SMTP_IN_SIGN: the message to sign (ownership moves to the
+ * caller, who signs it with dkim_job_run or a dkim_pool). */
+struct dkim_job *smtp_in_sign_take(struct smtp_in *s);
+/* The job back, signed (or not, which is logged): the session keeps the
+ * message, then asks for its commit (returns SMTP_IN_COMMIT). */
+enum smtp_in_action smtp_in_sign_done(
+    struct smtp_in *s, struct dkim_job *j, struct buf *out);
 
 /* After SMTP_IN_STARTTLS: the handshake finished (ok) or failed. The
  * session has already dropped input buffered after the STARTTLS line. */

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import run_mta
 from dkim_verify import verify_each
-from smtp_servers import rcpt_table
+from smtp_servers import rcpt_table, wait_until
 from test_delivery import World, events, submit, wait_event
 
 SENDER = "sender@example.com"
@@ -392,3 +392,26 @@ def test_opendkim_verifies_rsa(world, tmp_path):
         assert p.returncode != 0, "opendkim-testmsg accepted a changed body"
     finally:
         dns53.stop()
+
+
+def test_reload_adds_and_changes_keys(world):
+    """Keys come with SIGHUP: a relay started without [dkim] signs after a
+    reload adds one (on its receive threads: no pool was started), and a
+    reload to another key signs with that one."""
+    keys = Keys(world.tmp)
+    keys.make("example.com", "r", "rsa")
+    keys.make("example.com", "e", "ed25519")
+    srv = dest(world)
+    relay = world.relay()
+    q1, _ = submit(relay, ["rcpt@dest.test"], msg(), sender=SENDER)
+    assert queued(relay, q1)["dkim"] == "none"
+    base = relay.conf.read_text()
+    for n, sel in enumerate(("r", "e"), 1):
+        relay.conf.write_text(base + "\n" + keys.section("example.com", sel))
+        relay.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: len(events(relay, "reloaded")) >= n, 10,
+                   "event=reloaded")
+        q, _ = submit(relay, ["rcpt@dest.test"], msg(), sender=SENDER)
+        assert queued(relay, q)["dkim"] == f"example.com/{sel}"
+        raw = delivered(world, srv, relay, q, count=n + 1)
+        assert verdicts(raw, keys) == [("example.com", sel, True)]

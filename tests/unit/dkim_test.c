@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "base/buf.h"
+#include "base/chan.h"
 #include "base/str.h"
 #include "dkim/dkim_int.h"
 #include "../harness.h"
@@ -436,6 +437,65 @@ test_sign_each(void)
 	table_free(&t);
 }
 
+/* The pool: jobs from one thread, signed by others, all come back on the
+ * reply chan with the fields in front of their message. */
+static void
+test_pool(void)
+{
+	struct dkim_signer s;
+	struct dkim_table t = {&s, 1};
+	struct dkim_pool *pool;
+	struct chan *reply = chan_new();
+	char rp[128], why[32];
+	FILE *recs;
+	int back = 0, good = 0;
+	bool ok = true;
+
+	CHECK(fixture());
+	path_of(rp, sizeof(rp), "records");
+	CHECK((recs = fopen(rp, "w")) != NULL);
+	STEP(ok, signer_make(&s, "edrr", DKIM_ED25519_SHA256, DKIM_RELAXED,
+	             DKIM_RELAXED, recs));
+	fclose(recs);
+	pool = dkim_pool_new(2);
+	for (int i = 0; i < 32 && ok; i++) {
+		struct dkim_job *j = calloc(1, sizeof(*j));
+
+		j->m = dkim_msg_start(&t, msg_hdr, strlen(msg_hdr), why, 32);
+		dkim_msg_body(j->m, msg_body, strlen(msg_body));
+		buf_init(&j->body, SIZE_MAX);
+		STEP(ok, buf_append(&j->body, "X: 1\r\n", 6) == 0);
+		j->now = 1780000000;
+		j->reply = reply;
+		j->msg.reqid = (uint64_t)i;
+		dkim_pool_submit(pool, j);
+	}
+	for (int tries = 0; back < 32 && tries < 1000 && ok; tries++) {
+		struct chan_msg *m = chan_wait(reply, 100), *next;
+
+		for (; m != NULL; m = next) {
+			struct dkim_job *j = (struct dkim_job *)m;
+
+			next = m->next;
+			back++;
+			if (m->type == DKIM_JOB_DONE && j->status == 0 &&
+			    j->m == NULL &&
+			    strcmp(j->label, "example.com/edrr") == 0 &&
+			    buf_avail(&j->body) > 100 &&
+			    memcmp(buf_peek(&j->body),
+			        "DKIM-Signature: ", 16) == 0 &&
+			    memcmp(buf_peek(&j->body) + buf_avail(&j->body) - 6,
+			        "X: 1\r\n", 6) == 0)
+				good++;
+			dkim_job_free(j);
+		}
+	}
+	dkim_pool_free(pool);
+	chan_free(reply);
+	STEP(ok, back == 32 && good == 32);
+	table_free(&t);
+}
+
 static void
 test_no_key(void)
 {
@@ -484,6 +544,7 @@ static const struct harness_case cases[] = {
     {"keys", test_keys},
     {"sign_dkimpy", test_sign_dkimpy},
     {"sign_each", test_sign_each},
+    {"pool", test_pool},
     {"no_key", test_no_key},
     {"cleanup", test_cleanup},
 };
