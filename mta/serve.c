@@ -172,9 +172,11 @@ reload(const char *path, const struct config *boot, struct stages *st)
 	struct config *next;
 	char err[1024], qerr[1100];
 
-	if (config_load(path, &next, err, sizeof(err)) < 0) {
+	if (config_load(path, &next, err, sizeof(err)) < 0 ||
+	    dkim_table_attach(next, err, sizeof(err)) < 0) {
 		log_event("event=reload-failed error=%s",
 		    log_quote(qerr, sizeof(qerr), err, strlen(err)));
+		config_unref(next);
 		return;
 	}
 	if (receive_reload(st->r, next, err, sizeof(err)) < 0) {
@@ -199,13 +201,10 @@ static bool
 serve_open(const struct config *cfg, struct stages *st)
 {
 	struct deliver_settings ds;
-	struct dkim_table *dkim;
 	char err[1024];
 
-	/* the DKIM keys: a missing or bad one refuses the start */
-	if (dkim_table_new(cfg, &dkim, err, sizeof(err)) < 0 ||
-	    receive_new(&cfg->server, &cfg->tls, &cfg->auth, &cfg->delivery,
-	        dkim, &st->r, err, sizeof(err)) < 0)
+	if (receive_new(&cfg->server, &cfg->tls, &cfg->auth, &cfg->delivery,
+	        dkim_table_of(cfg), &st->r, err, sizeof(err)) < 0)
 		goto fail;
 	if (queue_open(&cfg->queue, false, &st->q, err, sizeof(err)) < 0)
 		goto fail;
@@ -313,8 +312,11 @@ cmd_serve(const char *config_path, int argc, char **argv)
 		fprintf(stderr, "mta serve: unexpected argument %s\n", argv[1]);
 		return 1;
 	}
-	if (config_load(config_path, &cfg, err, sizeof(err)) < 0) {
+	/* the DKIM keys load with the file: a bad one refuses the start */
+	if (config_load(config_path, &cfg, err, sizeof(err)) < 0 ||
+	    dkim_table_attach(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mta: %s\n", err);
+		config_unref(cfg);
 		return 1;
 	}
 	/* log.h documents MTA_DEBUG=1; nothing else reads it yet. */

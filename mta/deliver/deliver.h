@@ -48,6 +48,8 @@ struct deliver;
 
 /* What the delivery stage reads of a configuration: pointers into one
  * snapshot. */
+struct dkim_table;
+
 struct deliver_settings {
 	const struct config_delivery *delivery;
 	const struct config_route *routes;
@@ -57,6 +59,9 @@ struct deliver_settings {
 	/* [server] listen, listen_tls: the relay's own endpoints, never a
 	 * destination (read at startup only) */
 	const struct config_server *server;
+	/* signs bounces and delay notices (From MAILER-DAEMON@hostname),
+	 * the table attached to the snapshot; NULL: none */
+	const struct dkim_table *dkim;
 };
 
 /* Point out at the parts of c the stage reads (c borrowed). */

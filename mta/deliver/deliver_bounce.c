@@ -23,6 +23,7 @@
 #include "base/xalloc.h"
 #include "deliver/deliver_int.h"
 #include "deliver/dsn.h"
+#include "dkim/dkim.h"
 #include "queue/queue.h"
 
 #define DSN_BODY_MAX ((size_t)8 << 20) /* bytes: headers + 1000 rcpts */
@@ -225,6 +226,23 @@ bounce_original(struct dsched *ds, uint64_t id, bool *full, struct buf *head)
 	return queue_body_head(ds->d->q, id, head, DSN_HEADERS_MAX);
 }
 
+/* DKIM-sign a report for the relay's own domain (its From is
+ * MAILER-DAEMON@hostname), when a key covers it. Inline: reports are
+ * rare, and a failure only leaves one unsigned. */
+static void
+bounce_sign(const struct dkim_table *t, struct queue_submit *b, uint64_t now)
+{
+	char label[DKIM_LABEL_MAX], why[32], id[QUEUE_ID_HEX + 1];
+	int rc = dkim_sign_message(
+	    t, &b->body, now / 1000, label, sizeof(label), why, sizeof(why));
+
+	queue_id_fmt(b->id, id);
+	if (rc == 1)
+		log_event("event=dkim-signed id=%s dkim=%s", id, label);
+	else if (strcmp(why, "none") != 0)
+		log_event("event=dkim-unsigned id=%s reason=%s", id, why);
+}
+
 /* What a DSN reports: the original message and its notices. */
 struct bounce_of {
 	uint64_t id;
@@ -292,6 +310,8 @@ bounce_build(struct dsched *ds, const struct bounce_of *o, uint64_t now)
 		    strerror(-rc));
 		queue_submit_free(b);
 		b = NULL;
+	} else if (cfg->dkim != NULL) {
+		bounce_sign(cfg->dkim, b, now);
 	}
 out:
 	buf_fini(&head);

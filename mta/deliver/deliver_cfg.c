@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "base/xalloc.h"
+#include "dkim/dkim.h"
 #include "deliver/deliver_int.h"
 
 void
@@ -22,6 +23,7 @@ deliver_settings_of(const struct config *c, struct deliver_settings *out)
 	out->queue = &c->queue;
 	out->hostname = c->server.hostname;
 	out->server = &c->server;
+	out->dkim = dkim_table_of(c);
 }
 
 void

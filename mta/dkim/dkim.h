@@ -90,6 +90,17 @@ int dkim_table_new(const struct config *c, struct dkim_table **out, char *err,
     size_t errlen) MTA_MUST_CHECK;
 void dkim_table_free(struct dkim_table *t);
 
+/*
+ * dkim_table_attach - build c's table and attach it to c (config_attach:
+ * it lives as long as the snapshot), so every stage that holds c finds
+ * the same keys with dkim_table_of(). Only before c is shared. 0 (also
+ * when c has no [dkim]), or as dkim_table_new.
+ */
+int dkim_table_attach(
+    struct config *c, char *err, size_t errlen) MTA_MUST_CHECK;
+/* The table attached to c, or NULL (no [dkim]). Any thread. */
+const struct dkim_table *dkim_table_of(const struct config *c);
+
 /* ---- one message (dkim_msg.c) ---- */
 
 struct dkim_msg;
@@ -117,6 +128,15 @@ void dkim_msg_body(struct dkim_msg *m, const void *p, size_t n);
 int dkim_msg_finish(struct dkim_msg *m, uint64_t now, struct buf *out,
     char *label, size_t labellen, char *why, size_t whylen) MTA_MUST_CHECK;
 void dkim_msg_free(struct dkim_msg *m);
+
+/*
+ * dkim_sign_message - sign a whole message in msg (header section, empty
+ * line, body; as the relay writes its own reports) and put the fields in
+ * front of it. 1: signed, label says with what; 0: not signed (no key,
+ * why says so); negative errno: signing failed, msg unchanged.
+ */
+int dkim_sign_message(const struct dkim_table *t, struct buf *msg, uint64_t now,
+    char *label, size_t labellen, char *why, size_t whylen);
 
 /* ---- signing off the event loops (dkim_pool.c) ---- */
 

@@ -141,6 +141,9 @@ struct dkim_table {
 size_t dkim_table_find(const struct dkim_table *t, const char *domain,
     const struct dkim_signer **out);
 
+/* dkim_msg.c: put fields in front of msg (one copy of it). */
+void dkim_prepend(struct buf *msg, const struct buf *fields);
+
 /* base64 of (p, n) appended to out (no line breaks). 0 or -ENOBUFS. */
 int dkim_b64(const void *p, size_t n, struct buf *out) MTA_MUST_CHECK;
 

@@ -188,6 +188,51 @@ dkim_msg_finish(struct dkim_msg *m, uint64_t now, struct buf *out, char *label,
 }
 
 void
+dkim_prepend(struct buf *msg, const struct buf *fields)
+{
+	struct buf out;
+
+	/* the fields on top: one copy of the message */
+	buf_init(&out, SIZE_MAX);
+	if (buf_append(&out, buf_peek(fields), buf_avail(fields)) != 0 ||
+	    buf_append(&out, buf_peek(msg), buf_avail(msg)) != 0)
+		fatalx("dkim: unbounded buffer refused");
+	out.max = msg->max > SIZE_MAX - buf_avail(fields)
+	              ? SIZE_MAX
+	              : msg->max + buf_avail(fields);
+	buf_fini(msg);
+	*msg = out;
+}
+
+int
+dkim_sign_message(const struct dkim_table *t, struct buf *msg, uint64_t now,
+    char *label, size_t labellen, char *why, size_t whylen)
+{
+	const uint8_t *p = buf_peek(msg);
+	size_t len = buf_avail(msg), hlen = len, blen = 0;
+	struct dkim_msg *m;
+	struct buf sig;
+	int res;
+
+	for (size_t i = 0; i + 4 <= len; i++)
+		if (memcmp(p + i, "\r\n\r\n", 4) == 0) {
+			hlen = i + 2;
+			blen = len - (i + 4);
+			break;
+		}
+	if ((m = dkim_msg_start(t, p, hlen, why, whylen)) == NULL)
+		return 0;
+	dkim_msg_body(m, p + len - blen, blen);
+	buf_init(&sig, SIZE_MAX);
+	res = dkim_msg_finish(m, now, &sig, label, labellen, why, whylen);
+	dkim_msg_free(m);
+	if (res == 0)
+		dkim_prepend(msg, &sig);
+	buf_fini(&sig);
+	return res < 0 ? res : 1;
+}
+
+void
 dkim_msg_free(struct dkim_msg *m)
 {
 	if (m == NULL)

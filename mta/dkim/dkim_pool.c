@@ -35,24 +35,13 @@ struct dkim_pool {
 void
 dkim_job_run(struct dkim_job *j)
 {
-	struct buf sig, body;
+	struct buf sig;
 
 	buf_init(&sig, SIZE_MAX);
 	j->status = dkim_msg_finish(j->m, j->now, &sig, j->label,
 	    sizeof(j->label), j->why, sizeof(j->why));
-	if (j->status == 0) {
-		/* the fields on top: one copy of the message */
-		buf_init(&body, SIZE_MAX);
-		if (buf_append(&body, buf_peek(&sig), buf_avail(&sig)) != 0 ||
-		    buf_append(
-		        &body, buf_peek(&j->body), buf_avail(&j->body)) != 0)
-			fatalx("dkim: unbounded buffer refused");
-		body.max = j->body.max > SIZE_MAX - buf_avail(&sig)
-		               ? SIZE_MAX
-		               : j->body.max + buf_avail(&sig);
-		buf_fini(&j->body);
-		j->body = body;
-	}
+	if (j->status == 0)
+		dkim_prepend(&j->body, &sig);
 	buf_fini(&sig);
 	dkim_msg_free(j->m);
 	j->m = NULL;

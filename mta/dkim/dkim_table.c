@@ -109,6 +109,31 @@ dkim_table_free(struct dkim_table *t)
 	free(t);
 }
 
+static void
+table_release(void *p)
+{
+	dkim_table_free(p);
+}
+
+int
+dkim_table_attach(struct config *c, char *err, size_t errlen)
+{
+	struct dkim_table *t;
+	int res;
+
+	if ((res = dkim_table_new(c, &t, err, errlen)) < 0)
+		return res;
+	if (t != NULL)
+		config_attach(c, t, table_release);
+	return 0;
+}
+
+const struct dkim_table *
+dkim_table_of(const struct config *c)
+{
+	return config_attached(c, table_release);
+}
+
 /* The signers of exactly domain (with subdomains = yes when sub). */
 static size_t
 find_exact(const struct dkim_table *t, const char *domain, bool sub,

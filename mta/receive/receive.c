@@ -122,7 +122,7 @@ struct rsnap {
 	const struct config_server *server; /* in cfg, or the startup one */
 	struct smtp_in_cfg scfg;            /* hostname points into server */
 	struct tls_ctx *tls;                /* owned; NULL: no STARTTLS */
-	struct dkim_table *dkim;            /* owned; NULL: no signing */
+	const struct dkim_table *dkim; /* the snapshot's; NULL: no signing */
 };
 
 struct receive {
@@ -186,7 +186,6 @@ snap_free(void *p)
 	struct rsnap *sn = p;
 
 	tls_ctx_free(sn->tls);
-	dkim_table_free(sn->dkim);
 	free(sn);
 }
 
@@ -943,7 +942,7 @@ receive_check(const struct config_server *cs, const struct config_tls *ct,
 int
 receive_new(const struct config_server *cs, const struct config_tls *ct,
     const struct config_auth *ca, const struct config_delivery *dl,
-    struct dkim_table *dkim,
+    const struct dkim_table *dkim,
     struct receive **out, char *err, size_t errlen)
 {
 	struct receive *r;
@@ -952,17 +951,13 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	int res;
 
 	if ((res = listen_tls_check(cs, ct, err, errlen)) < 0 ||
-	    (res = listen_probe(cs, err, errlen)) < 0) {
-		dkim_table_free(dkim);
+	    (res = listen_probe(cs, err, errlen)) < 0)
 		return res;
-	}
 	/* The TLS context and the users snapshot are built once here and
 	 * are read-only afterwards: every thread uses them at once. */
 	if ((res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) <
-	    0) {
-		dkim_table_free(dkim);
+	    0)
 		return res;
-	}
 	if (users != NULL && tls == NULL && ca->require_tls)
 		log_warnx("auth: require_tls = yes and no [tls] certificate: "
 		          "AUTH is never offered");
@@ -1153,7 +1148,6 @@ receive_free(struct receive *r)
 	sem_destroy(&r->start_sem);
 	local_acl_free(r->acl);
 	tls_ctx_free(r->boot.tls);
-	dkim_table_free(r->boot.dkim);
 	free(r);
 }
 
@@ -1166,7 +1160,6 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 	const struct config_auth *ca = &snap->auth;
 	struct tls_ctx *tls;
 	struct auth_users *users;
-	struct dkim_table *dkim;
 	struct rsnap *sn;
 	int res;
 
@@ -1177,13 +1170,9 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 		    r->server->listen_tls[0].text);
 		return -EINVAL;
 	}
-	if ((res = dkim_table_new(snap, &dkim, err, errlen)) < 0)
-		return res;
 	if ((res = load_tls_users(&snap->tls, ca, r->auth != NULL, &tls, &users,
-	         err, errlen)) < 0) {
-		dkim_table_free(dkim);
+	         err, errlen)) < 0)
 		return res;
-	}
 	/* XXX the auth pool is started with the stage, only when a users
 	 * file was set then */
 	if (ca->users[0] != '\0' && r->auth == NULL)
@@ -1192,7 +1181,7 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 	sn = xcalloc(1, sizeof(*sn));
 	sn->cfg = snap;
 	sn->tls = tls;
-	sn->dkim = dkim;
+	sn->dkim = dkim_table_of(snap); /* serve.c attached it */
 	snap_fill(r, sn, cs, ca, snap->delivery.allow_address_literals,
 	    r->auth != NULL && ca->users[0] != '\0');
 	/* not shared yet (serve.c hands it here first): it may still be

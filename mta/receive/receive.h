@@ -68,9 +68,9 @@ int receive_check(const struct config_server *server,
  * delivery: the [delivery] section, read for allow_address_literals;
  * they must outlive the receive stage (listeners, threads and
  * max_inflight keep these values; sessions get them until a reload).
- * dkim: the signing table (dkim_table_new; NULL: none), taken: freed
- * with the stage, or at once on failure. A reload builds its own from
- * the new snapshot (a bad key refuses the reload).
+ * dkim: the signing table attached to the startup snapshot
+ * (dkim_table_attach; NULL: none), borrowed like the sections. A reload
+ * uses the one attached to its snapshot.
  * Returns 0 and *out, or negative errno with one line in err, e.g.
  * "listen 127.0.0.1:587: Address already in use",
  * "tls: private key does not match certificate",
@@ -78,8 +78,8 @@ int receive_check(const struct config_server *server,
  */
 int receive_new(const struct config_server *server,
     const struct config_tls *tls, const struct config_auth *auth,
-    const struct config_delivery *delivery, struct dkim_table *dkim,
-    struct receive **out, char *err,
+    const struct config_delivery *delivery,
+    const struct dkim_table *dkim, struct receive **out, char *err,
     size_t errlen) MTA_MUST_CHECK;
 
 /*

@@ -415,3 +415,29 @@ def test_reload_adds_and_changes_keys(world):
         assert queued(relay, q)["dkim"] == f"example.com/{sel}"
         raw = delivered(world, srv, relay, q, count=n + 1)
         assert verdicts(raw, keys) == [("example.com", sel, True)]
+
+
+def test_bounce_signed_for_relay_domain(world):
+    """A DSN comes from MAILER-DAEMON@[server] hostname (relay.test): with a
+    key for that domain it is signed like any message, and verifies."""
+    keys = Keys(world.tmp)
+    keys.make("relay.test", "b", "ed25519")
+    keys.make("example.com", "r", "rsa")
+    zone = {"example.com": {"MX": [[10, "mx.dest.test"]]}}
+    world.zone({"dest.test": {"MX": [[10, "mx.dest.test"]]},
+                "mx.dest.test": {"A": ["127.0.0.31"]}, **zone})
+    srv = world.server("127.0.0.31", rcpt=rcpt_table(
+        {"gone@dest.test": "550 5.1.1 no such user"}))
+    relay = world.relay(extra=keys.section("relay.test", "b") +
+                        keys.section("example.com", "r"))
+    qid, _ = submit(relay, ["gone@dest.test"], msg(), sender=SENDER)
+    wait_event(relay, "delivered", SENDER)
+    dsn = [m for m in srv.snapshot()["messages"] if m["rcpts"] == [SENDER]]
+    assert len(dsn) == 1, srv.snapshot()["messages"]
+    raw = dsn[0]["data"]
+    assert b"MAILER-DAEMON@relay.test" in raw
+    assert verdicts(raw, keys) == [("relay.test", "b", True)]
+    ev = events(relay, "dkim-signed")
+    assert ev and ev[0]["dkim"] == "relay.test/b", relay.stderr_text()[-2000:]
+    bad = raw.replace(b"no such user", b"no such usEr")
+    assert bad != raw and verdicts(bad, keys) == [("relay.test", "b", False)]
