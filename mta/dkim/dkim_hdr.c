@@ -154,7 +154,8 @@ hlist_add(struct buf *hlist, const char *name, size_t n)
 	hlist->len += n;
 }
 
-/* Every unused instance of a name that matches f[like], bottom-up. */
+/* Every unused instance of name (or, when like is set, of the name of
+ * the field like: name was a pattern), bottom-up. */
 static size_t
 select_name(const struct dkim_field *f, size_t nf, const char *name,
     const struct dkim_field *like, bool *used, const struct dkim_field **sel,
@@ -191,8 +192,8 @@ dkim_hdr_select(const struct dkim_field *f, size_t nf, const char *const *names,
 			/* each name the pattern matches, bottom-up */
 			for (size_t i = nf; i-- > 0;)
 				if (!used[i] && dkim_hdr_is(&f[i], names[k]))
-					nsel = select_name(f, nf, NULL, &f[i],
-					    used, sel, nsel, max, hlist);
+					nsel = select_name(f, nf, names[k],
+					    &f[i], used, sel, nsel, max, hlist);
 			continue;
 		}
 		nsel = select_name(
