@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+
 #include "base/buf.h"
 #include "dkim/dkim.h"
 
@@ -113,6 +115,9 @@ int dkim_sig_make(const struct dkim_sig_params *sp,
 int dkim_key_sign(const struct dkim_key *k, const void *data, size_t len,
     uint8_t *sig, size_t *siglen) MTA_MUST_CHECK;
 #define DKIM_SIG_MAX 1024 /* RSA-8192 */
+
+/* SHA-256, fetched from OpenSSL once for the process. Any thread. */
+const EVP_MD *dkim_sha256(void);
 
 /* dkim_table.c */
 #define DKIM_KEYS_MAX 8 /* signatures on one message */

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,13 +217,34 @@ dkim_key_record(const struct dkim_key *k, struct buf *out)
 	return res;
 }
 
+static EVP_MD *sha256_md;
+
+static void
+sha256_fetch(void)
+{
+	if ((sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		fatalx("dkim: OpenSSL has no SHA-256");
+}
+
+/* OpenSSL 3 looks EVP_sha256() up in its provider store at every use;
+ * fetched once, the digest is used directly (and never freed: it lives
+ * as long as the process). */
+const EVP_MD *
+dkim_sha256(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, sha256_fetch);
+	return sha256_md;
+}
+
 int
 dkim_key_sign(const struct dkim_key *k, const void *data, size_t len,
     uint8_t *sig, size_t *siglen)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint8_t h[DKIM_HASH_LEN];
-	const EVP_MD *md = EVP_sha256();
+	const EVP_MD *md = dkim_sha256();
 	int ok = 0;
 
 	*siglen = DKIM_SIG_MAX;

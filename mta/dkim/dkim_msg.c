@@ -101,7 +101,7 @@ dkim_msg_start(const struct dkim_table *t, const void *hdr, size_t len,
 		if (m->md[c] != NULL)
 			continue;
 		if ((m->md[c] = EVP_MD_CTX_new()) == NULL ||
-		    !EVP_DigestInit_ex(m->md[c], EVP_sha256(), NULL))
+		    !EVP_DigestInit_ex(m->md[c], dkim_sha256(), NULL))
 			fatalx("dkim: cannot start SHA-256");
 		dkim_body_init(&m->body[c], c, sink_md, m->md[c]);
 	}
