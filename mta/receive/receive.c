@@ -30,6 +30,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -983,6 +984,20 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	return 0;
 }
 
+/* The signing pool's size: the CPUs we may run on, at least nth. */
+static unsigned
+signer_threads(unsigned nth)
+{
+	cpu_set_t set;
+	unsigned n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = (unsigned)CPU_COUNT(&set);
+	if (n > 64)
+		n = 64;
+	return n > nth ? n : nth;
+}
+
 int
 receive_local(
     struct receive *r, const struct config_local *lc, char *err, size_t errlen)
@@ -1033,9 +1048,11 @@ receive_start(struct receive *r, struct queue *q, char *err, size_t errlen)
 		r->users = NULL;
 	}
 	/* So is signing: RSA-2048 is hundreds of microseconds a message,
-	 * which must not stall a loop's other sessions. */
+	 * which must not stall a loop's other sessions. One thread per CPU,
+	 * not per receive thread: with RSA, signing is what limits the
+	 * rate, and it may use every core (idle workers cost nothing). */
 	if (r->boot.dkim != NULL)
-		r->dkim_pool = dkim_pool_new(r->nth);
+		r->dkim_pool = dkim_pool_new(signer_threads(r->nth));
 	for (unsigned i = 0; i < r->nth; i++) {
 		struct rthread *t = &r->th[i];
 
