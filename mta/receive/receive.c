@@ -943,8 +943,8 @@ receive_check(const struct config_server *cs, const struct config_tls *ct,
 int
 receive_new(const struct config_server *cs, const struct config_tls *ct,
     const struct config_auth *ca, const struct config_delivery *dl,
-    const struct dkim_table *dkim,
-    struct receive **out, char *err, size_t errlen)
+    const struct dkim_table *dkim, struct receive **out, char *err,
+    size_t errlen)
 {
 	struct receive *r;
 	struct tls_ctx *tls;

@@ -78,9 +78,8 @@ int receive_check(const struct config_server *server,
  */
 int receive_new(const struct config_server *server,
     const struct config_tls *tls, const struct config_auth *auth,
-    const struct config_delivery *delivery,
-    const struct dkim_table *dkim, struct receive **out, char *err,
-    size_t errlen) MTA_MUST_CHECK;
+    const struct config_delivery *delivery, const struct dkim_table *dkim,
+    struct receive **out, char *err, size_t errlen) MTA_MUST_CHECK;
 
 /*
  * receive_local - serve SMTP on the local submission socket too
