@@ -36,10 +36,15 @@ signer_names(struct dkim_signer *s, const char *list)
 			s->names[i] = xstrdup(default_names[i]);
 		return;
 	}
+	/* RFC 6376 5.4: From must be signed, whatever the list says */
+	s->names = xcalloc(1, sizeof(*s->names));
+	s->names[s->nnames++] = xstrdup("from");
 	copy = xstrdup(list);
 	for (tok = strtok_r(copy, " \t,:", &save); tok != NULL;
 	     tok = strtok_r(NULL, " \t,:", &save)) {
 		str_lower(tok);
+		if (strcmp(tok, "from") == 0)
+			continue;
 		s->names =
 		    xreallocarray(s->names, s->nnames + 1, sizeof(*s->names));
 		s->names[s->nnames++] = xstrdup(tok);

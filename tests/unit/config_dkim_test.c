@@ -17,6 +17,7 @@
 
 #include "base/str.h"
 #include "dkim/dkim.h"
+#include "dkim/dkim_int.h"
 #include "../harness.h"
 
 static char dir[64];
@@ -171,6 +172,25 @@ test_table_keys(void)
 	    "[dkim a.example]\nselector = s\nkey = %s\n", key);
 	CHECK(load("t1.conf", conf, &c, err, sizeof(err), path) == 0);
 	CHECK(dkim_table_new(c, &t, err, sizeof(err)) == 0 && t != NULL);
+	/* the default list, From first */
+	CHECK(t->n == 1 && t->s[0].nnames == 13);
+	CHECK(strcmp(t->s[0].names[0], "from") == 0);
+	CHECK(strcmp(t->s[0].names[12], "list-*") == 0);
+	dkim_table_free(t);
+	config_unref(c);
+	/* a list without From still signs it, first and once */
+	snprintf(conf, sizeof(conf),
+	    "[dkim a.example]\nselector = s\nkey = %s\n"
+	    "headers = Subject, TO:date\n  FROM x-y\n",
+	    key);
+	CHECK(load("t3.conf", conf, &c, err, sizeof(err), path) == 0);
+	CHECK(dkim_table_new(c, &t, err, sizeof(err)) == 0 && t != NULL);
+	CHECK(t->s[0].nnames == 5);
+	CHECK(strcmp(t->s[0].names[0], "from") == 0);
+	CHECK(strcmp(t->s[0].names[1], "subject") == 0);
+	CHECK(strcmp(t->s[0].names[2], "to") == 0);
+	CHECK(strcmp(t->s[0].names[3], "date") == 0);
+	CHECK(strcmp(t->s[0].names[4], "x-y") == 0);
 	dkim_table_free(t);
 	config_unref(c);
 	/* no [dkim]: no table */
