@@ -37,6 +37,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
+#include "dkim/dkim.h"
 #include "queue/queue.h"
 #include "receive/local.h"
 #include "smtp/local_msg.h"
@@ -141,6 +142,26 @@ drop_check_msg(const struct maildrop *m, const struct local_msg_drop *d,
 }
 
 /* The queue request of a checked message, with our Received header. */
+/* DKIM: sign as a session would (by From), here on the importer thread,
+ * with the keys of the snapshot it was started with. */
+static void
+drop_sign(struct maildrop *m, struct queue_submit *req)
+{
+	const struct dkim_table *t = dkim_table_of(m->cfg);
+	char label[DKIM_LABEL_MAX], why[32], idh[QUEUE_ID_HEX + 1];
+	int rc;
+
+	if (t == NULL)
+		return;
+	rc = dkim_sign_message(t, &req->body, req->received_ms / 1000, label,
+	    sizeof(label), why, sizeof(why));
+	queue_id_fmt(req->id, idh);
+	if (rc == 1)
+		log_event("event=dkim-signed id=%s dkim=%s", idh, label);
+	else if (rc < 0 || strcmp(why, "none") != 0)
+		log_event("event=dkim-unsigned id=%s reason=%s", idh, why);
+}
+
 static struct queue_submit *
 drop_request(
     struct maildrop *m, struct local_msg_drop *d, const struct stat *st)
@@ -170,6 +191,7 @@ drop_request(
 	        date) != 0 ||
 	    buf_append(&req->body, d->msg, d->len) != 0)
 		fatalx("maildrop: out of memory"); /* no max: cannot fail */
+	drop_sign(m, req);
 	return req;
 }
 

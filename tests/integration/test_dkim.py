@@ -441,3 +441,32 @@ def test_bounce_signed_for_relay_domain(world):
     assert ev and ev[0]["dkim"] == "relay.test/b", relay.stderr_text()[-2000:]
     bad = raw.replace(b"no such user", b"no such usEr")
     assert bad != raw and verdicts(bad, keys) == [("relay.test", "b", False)]
+
+
+def test_sendmail_signed_via_socket_and_maildrop(world):
+    """Local submission is signed too: `mta sendmail` to the running relay
+    (its local socket, a session like any other), and a message left in
+    the maildrop while the relay was down, signed when it is imported."""
+    from test_sendmail import sendmail as run_sendmail
+    keys = Keys(world.tmp)
+    keys.make("example.com", "r", "rsa")
+    srv = dest(world)
+    relay = world.relay(extra=keys.section("example.com", "r"))
+    relay.conf.chmod(0o644)
+    text = (b"From: App <app@example.com>\nTo: rcpt@dest.test\n"
+            b"Subject: local\n\nfrom a script\n")
+    p = run_sendmail(relay, "-t", "-i", input=text)
+    assert p.returncode == 0, p.stderr
+    raw = delivered(world, srv, relay, None)
+    assert verdicts(raw, keys) == [("example.com", "r", True)]
+    relay.stop()
+    p = run_sendmail(relay, "-t", "-i", input=text.replace(b"local",
+                                                           b"dropped"))
+    assert p.returncode == 0, p.stderr
+    relay.start()
+    wait_until(lambda: srv.message_count() >= 2, 30, "the maildrop message")
+    raw = srv.snapshot()["messages"][-1]["data"]
+    assert b"Subject: dropped" in raw
+    assert verdicts(raw, keys) == [("example.com", "r", True)]
+    ev = events(relay, "dkim-signed")
+    assert ev and ev[0]["dkim"] == "example.com/r", relay.stderr_text()[-2000:]
