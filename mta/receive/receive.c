@@ -956,8 +956,7 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 		return res;
 	/* The TLS context and the users snapshot are built once here and
 	 * are read-only afterwards: every thread uses them at once. */
-	if ((res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) <
-	    0)
+	if ((res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) < 0)
 		return res;
 	if (users != NULL && tls == NULL && ca->require_tls)
 		log_warnx("auth: require_tls = yes and no [tls] certificate: "
