@@ -11,11 +11,14 @@
  * copied into s->in, so an idle session holds a few hundred bytes. Command
  * lines go through one table of {verb, check, proceed} rows (as OpenSMTPD's
  * smtp_session.c); every state change goes through smtp_in_enter_state().
- * DATA is a byte-level state machine (smtp_in_data) rather than a line
- * reader, so lines of any length stream into the body without being held,
- * and only CR LF "." CR LF ends a message: a bare CR or LF never starts a
- * line, so no "\n.\n" variant can end DATA early (SMTP smuggling). Bare CR
- * or LF anywhere, in commands as in DATA, is refused.
+ * The message content (DATA bytes, BDAT chunks) goes through the byte
+ * machine of smtp_body.c, which this file calls and which knows nothing of
+ * the session: only CR LF "." CR LF ends DATA, bare line ends are stored
+ * as CR LF or refused (bare_newline), NULs refused or stripped. A BDAT
+ * chunk's octets are counted off the input (s->chunk) before anything is
+ * read as a command, even when the BDAT is refused, so the session stays
+ * in step. A command line may end in a bare LF unless bare_newline =
+ * reject; a bare CR inside one is refused.
  *
  * Must not: answer 250 to a message before the committer says so, keep
  * plaintext buffered across STARTTLS, or log AUTH data or bodies.
