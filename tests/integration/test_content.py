@@ -490,3 +490,29 @@ def test_swaks_bdat(relay):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
     assert qcount(relay) == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined",
+                                                          "lockstep"])
+def test_mta_load_bdat(relay, pipelining):
+    """mta-load --bdat sends every message as one BDAT n LAST (pipelined:
+    larger than the load tool's output buffer, so sent in pieces); each is
+    queued."""
+    import json
+    import os
+    load = os.path.join(os.environ.get("MTA_BUILD") or "build", "mta-load")
+    args = [load, "--server", f"{LOOPBACK}:{relay.port}", "--json",
+            "--quiet", "--messages", "40", "--connections", "4", "--rcpts",
+            "2", "--size", "300000" if pipelining else "3000", "--bdat"]
+    if not pipelining:
+        args.append("--no-pipelining")
+    p = subprocess.run(args, capture_output=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")[-2000:]
+    rep = json.loads(p.stdout)
+    assert rep["accepted"] == 40 and rep["errors"] == 0, rep
+    rows = relay.queue_list()
+    assert len(rows) == 40
+    msg = strip_received(relay.queue_raw(rows[0]["id"]))[1]
+    assert b"\r\n\r\n" in msg and msg.endswith(b"\r\n")
+    assert b"\n" not in msg.replace(b"\r\n", b"")
