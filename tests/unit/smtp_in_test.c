@@ -1141,6 +1141,44 @@ test_bdat_same_as_data(void)
 	t_close(&t);
 }
 
+static bool room_ok;
+
+static bool
+fake_room(void *arg, uint64_t size, uint64_t max_size)
+{
+	(void)arg;
+	(void)size;
+	(void)max_size;
+	return room_ok;
+}
+
+/* The queue fills between MAIL and the body: DATA and the first BDAT get
+ * 452 4.3.1, and the BDAT chunk is still read to its end. */
+static void
+test_bdat_no_room(void)
+{
+	struct t t;
+
+	t_cfg(&t);
+	t.cfg.room = fake_room;
+	room_ok = true;
+	t_start(&t);
+	buf_reset(&t.out);
+	CHECK(t_to_rcpt(&t));
+	room_ok = false;
+	CHECK(t_x(&t, "BDAT 6 LAST\r\nQUIT\r\n",
+	    "452 4.3.1 Insufficient system storage\r\n"));
+	CHECK(t_x(&t, "DATA\r\n", "452 4.3.1 Insufficient system storage\r\n"));
+	room_ok = true;
+	t_feed(&t, "BDAT 6 LAST\r\nQUIT\r\n");
+	CHECK(t.act == SMTP_IN_COMMIT);
+	t_commit(&t, 0);
+	CHECK(t_out_starts(&t, "250 2.0.0 Ok: queued as"));
+	CHECK(t_msg_is(&t, "QUIT\r\n", 6));
+	CHECK(t.budget.used == 0);
+	t_close(&t);
+}
+
 /*
  * A BDAT pipeline cut at every offset into two reads: the same replies and
  * the same stored message each time. Chunk 1 ends in a CR whose LF starts
@@ -1876,6 +1914,7 @@ static const struct harness_case cases[] = {
     {"bdat_refused", test_bdat_refused},
     {"bdat_same_as_data", test_bdat_same_as_data},
     {"bdat_every_split", test_bdat_every_split},
+    {"bdat_no_room", test_bdat_no_room},
     {"message_size", test_message_size},
     {"inflight_budget", test_inflight_budget},
     {"hop_limit", test_hop_limit},
