@@ -212,10 +212,86 @@ test_faults(void)
 	budget_limit = SIZE_MAX;
 }
 
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static unsigned
+rnd(unsigned n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng % n);
+}
+
+/* What a client sends by DATA for content c (ending in CR LF): a "." that
+ * starts a line (after any CR or LF, or first) doubled, then ".\r\n". */
+static size_t
+stuff(const char *c, size_t n, char *w)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (c[i] == '.' &&
+		    (i == 0 || c[i - 1] == '\n' || c[i - 1] == '\r'))
+			w[k++] = '.';
+		w[k++] = c[i];
+	}
+	memcpy(w + k, ".\r\n", 3);
+	return k + 3;
+}
+
+/* Property: any content of dots, letters, CRs, LFs and NULs stores the
+ * same bytes by DATA (stuffed) and by BDAT (raw, cut into two chunks), and
+ * is judged the same; DATA ends exactly at its terminator. */
+static void
+test_data_equals_bdat(void)
+{
+	static const char alpha[] = "a.\r\n\0";
+	char c[128], w[300];
+
+	for (unsigned it = 0; it < 50000; it++) {
+		struct smtp_body d, b;
+		size_t n = rnd(100), wn, cut, used;
+		bool end = false, rej = rnd(2), strip = rnd(2);
+
+		for (size_t i = 0; i < n; i++)
+			c[i] = alpha[rnd(sizeof(alpha) - 1)];
+		memcpy(c + n, "\r\n", 2);
+		n += 2;
+		wn = stuff(c, n, w);
+		body_open(&d, 1000, strip, rej);
+		body_open(&b, 1000, strip, rej);
+		cut = rnd((unsigned)wn + 1);
+		used = smtp_body_data(&d, (const uint8_t *)w, cut, &end);
+		if (!end)
+			used += smtp_body_data(
+			    &d, (const uint8_t *)w + cut, wn - cut, &end);
+		cut = rnd((unsigned)n + 1);
+		smtp_body_chunk(&b, (const uint8_t *)c, cut);
+		smtp_body_chunk(&b, (const uint8_t *)c + cut, n - cut);
+		smtp_body_last(&b);
+		if (!end || used != wn || d.size != b.size ||
+		    buf_avail(&d.buf) != buf_avail(&b.buf) ||
+		    memcmp(buf_peek(&d.buf), buf_peek(&b.buf),
+		        buf_avail(&b.buf)) != 0 ||
+		    smtp_body_fault(&d) != smtp_body_fault(&b)) {
+			fprintf(stderr, "iteration %u differs\n", it);
+			harness_failed = 1;
+			smtp_body_reset(&d);
+			smtp_body_reset(&b);
+			return;
+		}
+		smtp_body_reset(&d);
+		smtp_body_reset(&b);
+	}
+	CHECK(budget_used == 0);
+}
+
 static const struct harness_case cases[] = {
     {"forms", test_forms},
     {"last", test_last},
     {"faults", test_faults},
+    {"data_equals_bdat", test_data_equals_bdat},
 };
 
 HARNESS_MAIN(cases)
