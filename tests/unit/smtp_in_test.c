@@ -1179,6 +1179,39 @@ test_bdat_no_room(void)
 	t_close(&t);
 }
 
+/* A BDAT chunk is content for the request deadlines: its octets count
+ * toward the data rate, each chunk a new request. */
+static void
+test_bdat_progress(void)
+{
+	struct smtp_in_progress p;
+	char fill[100];
+	uint64_t seq;
+	struct t t;
+
+	memset(fill, 'x', sizeof(fill));
+	t_open(&t);
+	CHECK(t_to_rcpt(&t));
+	t_feed(&t, "BDAT 100\r\nabc");
+	smtp_in_progress(t.s, &p);
+	CHECK(p.wait == SMTP_IN_WAIT_DATA && p.bytes == 3);
+	seq = p.seq;
+	t_feed(&t, "de");
+	smtp_in_progress(t.s, &p);
+	CHECK(p.wait == SMTP_IN_WAIT_DATA && p.bytes == 5 && p.seq == seq);
+	t_feed_n(&t, fill, 95);
+	CHECK(t_out_is(&t, "250 2.0.0 Ok: 100 octets received\r\n"));
+	smtp_in_progress(t.s, &p);
+	CHECK(p.wait == SMTP_IN_WAIT_COMMAND);
+	t_feed(&t, "BDAT 10 LAST\r\nab");
+	smtp_in_progress(t.s, &p);
+	CHECK(p.wait == SMTP_IN_WAIT_DATA && p.bytes == 2 && p.seq != seq);
+	t.act = smtp_in_deadline(t.s, &t.out);
+	CHECK(t.act == SMTP_IN_CLOSE);
+	CHECK(t_out_is(&t, "421 4.4.2 " HOST " Error: timeout exceeded\r\n"));
+	t_close(&t);
+}
+
 /*
  * A BDAT pipeline cut at every offset into two reads: the same replies and
  * the same stored message each time. Chunk 1 ends in a CR whose LF starts
@@ -1915,6 +1948,7 @@ static const struct harness_case cases[] = {
     {"bdat_same_as_data", test_bdat_same_as_data},
     {"bdat_every_split", test_bdat_every_split},
     {"bdat_no_room", test_bdat_no_room},
+    {"bdat_progress", test_bdat_progress},
     {"message_size", test_message_size},
     {"inflight_budget", test_inflight_budget},
     {"hop_limit", test_hop_limit},
