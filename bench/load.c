@@ -181,6 +181,10 @@ usage(FILE *fp)
 	    "  --new-conn          a new connection per message (default: "
 	    "reuse)\n"
 	    "  --no-pipelining     one command per round trip\n"
+	    "  --bdat              send each message as one BDAT n LAST "
+	    "(CHUNKING)\n"
+	    "                      instead of DATA (an error when not "
+	    "offered)\n"
 	    "  --rate N            open loop: N messages/s (default: closed "
 	    "loop)\n"
 	    "  --from ADDR         envelope sender\n"
@@ -347,6 +351,7 @@ parse_args(int argc, char **argv)
 	    {"size", required_argument, NULL, 'z'},
 	    {"new-conn", no_argument, NULL, 'N'},
 	    {"no-pipelining", no_argument, NULL, 'P'},
+	    {"bdat", no_argument, NULL, 'B'},
 	    {"rate", required_argument, NULL, 'R'},
 	    {"from", required_argument, NULL, 'f'},
 	    {"auth", required_argument, NULL, 'a'},
@@ -401,6 +406,9 @@ parse_args(int argc, char **argv)
 			break;
 		case 'P':
 			load_opt.pipelining = false;
+			break;
+		case 'B':
+			load_opt.bdat = true;
 			break;
 		case 'R':
 			load_opt.rate = strtod(optarg, NULL);

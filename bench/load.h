@@ -38,6 +38,7 @@ struct load_opts {
 	double duration;   /* seconds; 0 = until messages */
 	size_t size;       /* approximate message size, bytes */
 	bool new_conn, pipelining, json, quiet;
+	bool bdat; /* BDAT n LAST instead of DATA when offered */
 	bool starttls, tls_resume;
 	bool tls;       /* implicit TLS from the connect (port 465) */
 	char host[256]; /* the server as named (name or address), for TLS */
@@ -95,6 +96,7 @@ struct load_conn {
 	enum conn_state state;
 	struct smtp_reply_parser rp;
 	bool pipelining; /* negotiated */
+	bool bdat;       /* negotiated: the message goes as one BDAT LAST */
 	size_t body_off; /* of load_body queued; past the end: the dot too */
 	/* the transaction */
 	unsigned expect;    /* replies still expected before the 354 */

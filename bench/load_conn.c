@@ -3,7 +3,8 @@
  * load_conn.c - one mta-load client connection: greeting, EHLO,
  * STARTTLS or implicit TLS, AUTH (PLAIN or LOGIN), then one transaction after another (MAIL, every RCPT
  * and DATA in one write when the server offers PIPELINING, one command
- * per round trip otherwise; the message and the dot), replies matched to
+ * per round trip otherwise; the message and the dot; with --bdat, the
+ * message goes as one "BDAT n LAST" in the same write), replies matched to
  * commands in order (RFC 2920) with the shared parser (smtp_reply.h).
  * The socket, the connect, TLS and the close are the stream's
  * (net/stream.h). Runs on the thread that owns the connection.
@@ -108,7 +109,10 @@ conn_in_setup(const struct load_conn *c)
 	return c->state >= CS_GREETING && c->state <= CS_AUTH_PASS;
 }
 
-/* MAIL, RCPT..., DATA: commands [first, first + count). */
+static void message_send(struct load_conn *c);
+
+/* MAIL, RCPT..., DATA (or BDAT and the message): commands [first, first +
+ * count). */
 static void
 txn_commands(struct load_conn *c, unsigned first, unsigned count)
 {
@@ -125,6 +129,9 @@ txn_commands(struct load_conn *c, unsigned first, unsigned count)
 				c->rcpt1_domain = d;
 			r = buf_appendf(stream_outbuf(&c->s),
 			    "RCPT TO:<u%u.%" PRIu64 "@%s>\r\n", i, c->seq, d);
+		} else if (c->bdat) {
+			message_send(c);
+			r = 0;
 		} else
 			r = buf_append(stream_outbuf(&c->s), "DATA\r\n", 6);
 		if (r != 0)
@@ -148,6 +155,7 @@ txn_begin(struct load_conn *c, uint64_t due_us)
 	c->first_bad = 0;
 	c->rcpt_ok = 0;
 	c->sent_cmds = 0;
+	c->body_off = SIZE_MAX; /* no body pending before its turn */
 	c->expect = c->pipelining ? load_opt.rcpts + 2 : 1;
 	txn_commands(c, 0, c->expect);
 	conn_send(c);
@@ -169,8 +177,8 @@ load_conn_next(struct load_conn *c)
 	}
 }
 
-/* Queue what fits of the body, then the dot; `drained` calls again for
- * the rest of a body larger than the stream's buffer. */
+/* Queue what fits of the body, then the dot (none after BDAT); `drained`
+ * calls again for the rest of a body larger than the stream's buffer. */
 static void
 body_fill(struct load_conn *c)
 {
@@ -185,12 +193,35 @@ body_fill(struct load_conn *c)
 	if (buf_append(o, c->body + c->body_off, k) != 0)
 		abort();
 	c->body_off += k;
-	if (c->body_off == c->bodylen && room - k >= 3) {
+	if (c->body_off == c->bodylen && c->bdat)
+		c->body_off++;
+	else if (c->body_off == c->bodylen && room - k >= 3) {
 		if (buf_append(o, ".\r\n", 3) != 0)
 			abort();
 		c->body_off++;
 	}
 	conn_send(c);
+}
+
+/* BDAT n LAST, then the header block: the size must be known first, so
+ * the header is rendered aside. The message's reply stays the
+ * transaction's (the state is not CS_DATA_REPLY). A --template body goes
+ * as rendered (dot-stuffed): fine for a load, not for content checks. */
+static void
+bdat_header(struct load_conn *c, struct buf *o)
+{
+	struct buf h;
+	long n;
+
+	buf_init(&h, 64 * 1024);
+	if ((n = load_msg_render(c, &h)) < 0) {
+		fprintf(stderr, "mta-load: the header block does not fit\n");
+		exit(2);
+	}
+	if (buf_appendf(o, "BDAT %zu LAST\r\n", (size_t)n + c->bodylen) != 0 ||
+	    buf_append(o, buf_peek(&h), buf_avail(&h)) != 0)
+		abort();
+	buf_fini(&h);
 }
 
 static void
@@ -199,13 +230,16 @@ message_send(struct load_conn *c)
 	struct buf *o = stream_outbuf(&c->s);
 
 	/* one allocation for the whole message when it fits */
-	if (buf_avail(o) + 4096 + load_bodylen + 3 <= STREAM_OUT_MAX)
-		(void)buf_reserve(o, 4096 + load_bodylen + 3);
-	if (load_msg_render(c, o) < 0) {
+	if (buf_avail(o) + 4096 + load_bodylen + 40 <= STREAM_OUT_MAX)
+		(void)buf_reserve(o, 4096 + load_bodylen + 40);
+	if (c->bdat) {
+		bdat_header(c, o);
+	} else if (load_msg_render(c, o) < 0) {
 		fprintf(stderr, "mta-load: the header block does not fit\n");
 		exit(2);
+	} else {
+		c->state = CS_DATA_REPLY;
 	}
-	c->state = CS_DATA_REPLY;
 	c->body_off = 0;
 	body_fill(c);
 }
@@ -445,6 +479,11 @@ on_reply(struct load_conn *c, const struct smtp_reply *r)
 		stream_set_timeouts(
 		    &c->s, load_opt.reply_ms, load_opt.reply_ms);
 		c->pipelining = load_opt.pipelining && e.pipelining;
+		c->bdat = load_opt.bdat && e.chunking;
+		if (load_opt.bdat && !e.chunking) {
+			conn_setup_failed(c, "CHUNKING not offered");
+			return;
+		}
 		if (load_opt.auth)
 			auth_send(c);
 		else
@@ -589,8 +628,9 @@ on_drained(struct stream *s, void *user)
 	struct load_conn *c = user;
 
 	(void)s;
-	if (!c->dead && c->state == CS_DATA_REPLY &&
-	    c->body_off <= load_bodylen)
+	if (!c->dead &&
+	    (c->state == CS_DATA_REPLY || (c->bdat && c->state == CS_TXN)) &&
+	    c->body_off <= c->bodylen)
 		body_fill(c);
 }
 
@@ -662,6 +702,7 @@ load_conn_start(struct load_conn *c)
 	smtp_reply_reset(&c->rp);
 	c->dead = c->failed = false;
 	c->pipelining = false;
+	c->bdat = false;
 	if (load_thread_finished(t)) {
 		if (c->state != CS_DONE) {
 			c->state = CS_DONE;

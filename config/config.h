@@ -51,6 +51,19 @@ struct config_net {
 	uint8_t prefix;   /* bits */
 };
 
+/* [server] bare_newline: a bare LF, or a CR not followed by LF, in
+ * commands and message content. */
+enum config_bare_newline {
+	CONFIG_BARE_NORMALIZE, /* taken as a line end, stored as CRLF */
+	CONFIG_BARE_REJECT,    /* message refused 550 5.5.2 */
+};
+
+/* [server] nul_in_body: a NUL octet in message content. */
+enum config_nul_body {
+	CONFIG_NUL_REJECT, /* message refused 554 5.6.0 */
+	CONFIG_NUL_STRIP,  /* NULs removed, the message kept */
+};
+
 struct config_server {
 	char hostname[CONFIG_HOST_MAX]; /* default: gethostname() */
 	struct config_addr *listen;     /* STARTTLS-capable submission */
@@ -70,6 +83,8 @@ struct config_server {
 	uint64_t
 	    max_inflight;    /* bytes of bodies being received, all sessions */
 	unsigned max_errors; /* bad commands before 421 */
+	enum config_bare_newline bare_newline;
+	enum config_nul_body nul_in_body;
 	struct config_net *relay_networks;
 	size_t nrelay_networks;
 };

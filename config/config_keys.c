@@ -36,11 +36,15 @@ static const char *const tls_policy_names[] = {
 static const char *const sync_names[] = {"full", NULL};
 static const char *const dkim_canon_names[] = {"relaxed/relaxed",
     "relaxed/simple", "simple/relaxed", "simple/simple", NULL};
+static const char *const bare_names[] = {"normalize", "reject", NULL};
+static const char *const nul_names[] = {"reject", "strip", NULL};
 
 /* Enums are stored through an int; the table relies on this. */
 _Static_assert(sizeof(enum config_tls_policy) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_sync) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_dkim_canon) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_bare_newline) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_nul_body) == sizeof(int), "enum size");
 
 #define FIELD(f)                           \
 	.off = offsetof(struct config, f), \
@@ -99,6 +103,10 @@ const struct config_key config_keys[] = {
 	    FIELD(server.max_inflight), RESTART),
 	KEY(SERVER, "max_errors", UINT, "20", 1, 1000,
 	    FIELD(server.max_errors)),
+	KEY(SERVER, "bare_newline", ENUM, "normalize", 0, 0,
+	    FIELD(server.bare_newline), .names = bare_names),
+	KEY(SERVER, "nul_in_body", ENUM, "reject", 0, 0,
+	    FIELD(server.nul_in_body), .names = nul_names),
 	KEY(SERVER, "relay_networks", NETS, "127.0.0.0/8, ::1/128", 0, 0,
 	    FIELD(server.relay_networks), COUNT(server.nrelay_networks)),
 

@@ -332,6 +332,17 @@ control_ask(struct control *c, struct deliver_ctl *req)
 	}
 }
 
+/* An operator action's refusal, as the operator reads it. */
+static const char *
+status_text(int status)
+{
+	if (status == -ENOENT)
+		return "no such message";
+	if (status == -EBUSY)
+		return "being delivered now; try again";
+	return strerror(-status);
+}
+
 /* The scheduler's answers to req, one line per id (or one for retry
  * --all), and the closing line; nerr error lines came before. */
 static void
@@ -355,9 +366,7 @@ control_answers(struct buf *out, const struct deliver_ctl *req, size_t nerr)
 			nok++;
 		} else {
 			control_say(out, "error %s: %s\n", hex,
-			    req->status[i] == -ENOENT
-			        ? "no such message"
-			        : strerror(-req->status[i]));
+			    status_text(req->status[i]));
 			nerr++;
 		}
 	}

@@ -13,7 +13,8 @@
  * nothing in memory, so the schedule stays equal to the disk. Until the
  * commit is back the action is not in effect: a job dispatched meanwhile
  * goes out, and a hold or delete of a message with a job out takes
- * effect when the job comes back.
+ * effect when the job comes back; a bounce of one is refused (-EBUSY):
+ * its DSN could call failed a recipient that job delivers.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -124,7 +125,43 @@ struct ctl_pending {
 	int *status;   /* qc.status */
 	bool own;      /* ids and status are ours (retry --all) */
 	struct queue_submit **bounces; /* bounce: qc.bounces, ours */
+	size_t *map; /* bounce: qc index -> c index (busy ids left out) */
 };
+
+/*
+ * A bounce reports every pending recipient as failed, so a message with
+ * a job out, whose recipients may be delivered meanwhile, is left out
+ * and answered -EBUSY (the operator tries again in a moment). The DSNs
+ * of the rest are built before the commit, from the queue as it is: a
+ * message gone meanwhile is answered by the delete. Returns the ids to
+ * commit.
+ */
+static size_t
+ctl_bounce_pick(struct dsched *ds, struct ctl_pending *p)
+{
+	struct deliver_ctl *c = p->c;
+	size_t cap = c->n ? c->n : 1, n = 0;
+	uint64_t now = clock_wall_ms();
+
+	p->own = true;
+	p->ids = xcalloc(cap, sizeof(*p->ids));
+	p->status = xcalloc(cap, sizeof(*p->status));
+	p->map = xcalloc(cap, sizeof(*p->map));
+	p->bounces = xcalloc(cap, sizeof(*p->bounces));
+	for (size_t i = 0; i < c->n; i++) {
+		if (sched_msg_busy(ds->s, c->ids[i])) {
+			c->status[i] = -EBUSY;
+			ctl_log(c->op, c->ids[i], -EBUSY, NULL);
+			continue;
+		}
+		p->map[n] = i;
+		p->ids[n] = c->ids[i];
+		p->bounces[n] = deliver_bounce_operator(ds, c->ids[i], now);
+		n++;
+	}
+	p->qc.bounces = p->bounces;
+	return n;
+}
 
 static struct ctl_pending *
 ctl_pending_new(struct dsched *ds, struct deliver_ctl *c)
@@ -143,22 +180,13 @@ ctl_pending_new(struct dsched *ds, struct deliver_ctl *c)
 		n = sched_msg_ids(ds->s, p->ids, st.msgs);
 		p->status = xcalloc(n ? n : 1, sizeof(*p->status));
 	}
+	if (c->op == DELIVER_CTL_BOUNCE)
+		n = ctl_bounce_pick(ds, p);
 	p->qc.reply = ds->d->sched_chan;
 	p->qc.arg = p;
 	p->qc.ids = p->ids;
 	p->qc.n = n;
 	p->qc.status = p->status;
-	if (c->op == DELIVER_CTL_BOUNCE) {
-		uint64_t now = clock_wall_ms();
-
-		/* built before the commit, from the queue as it is: a
-		 * message gone meanwhile is answered by the delete */
-		p->bounces = xcalloc(n ? n : 1, sizeof(*p->bounces));
-		for (size_t i = 0; i < n; i++)
-			p->bounces[i] =
-			    deliver_bounce_operator(ds, p->ids[i], now);
-		p->qc.bounces = p->bounces;
-	}
 	if (c->op == DELIVER_CTL_HOLD)
 		p->qc.set = QUEUE_FLAG_HELD;
 	else if (c->op == DELIVER_CTL_RELEASE)
@@ -178,6 +206,7 @@ ctl_pending_free(struct ctl_pending *p)
 	for (size_t i = 0; p->bounces != NULL && i < p->qc.n; i++)
 		queue_submit_free(p->bounces[i]);
 	free(p->bounces);
+	free(p->map);
 	free(p);
 }
 
@@ -239,6 +268,8 @@ deliver_ctl_committed(struct dsched *ds, struct queue_ctl *qc)
 			ctl_log(c->op, qc->ids[i], qc->status[i],
 			    p->bounces ? p->bounces[i] : NULL);
 	}
+	for (size_t i = 0; p->map != NULL && i < qc->n; i++)
+		c->status[p->map[i]] = qc->status[i];
 	if (c->op == DELIVER_CTL_RETRY_ALL)
 		ctl_all_done(c, qc);
 	ctl_pending_free(p);

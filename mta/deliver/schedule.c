@@ -846,6 +846,17 @@ sched_msg_retry(struct sched *s, uint64_t id, uint64_t now_ms)
 	return 0;
 }
 
+bool
+sched_msg_busy(struct sched *s, uint64_t id)
+{
+	const struct smsg *m = *msg_slot(s, id);
+
+	for (size_t k = 0; m != NULL && k < m->nunits; k++)
+		if (m->units[k].inflight)
+			return true;
+	return false;
+}
+
 size_t
 sched_msg_ids(const struct sched *s, uint64_t *out, size_t max)
 {

@@ -195,6 +195,10 @@ int sched_msg_retry(struct sched *s, uint64_t id, uint64_t now_ms);
 int sched_msg_hold(struct sched *s, uint64_t id, bool hold, uint64_t now_ms);
 int sched_msg_forget(struct sched *s, uint64_t id);
 
+/* Whether a job of the message is out at a worker or deciding: its
+ * recipients may change state when it comes back. */
+bool sched_msg_busy(struct sched *s, uint64_t id);
+
 /* The ids of the messages in the schedule (not forgotten), at most max,
  * into out; returns how many (a retry of every message). */
 size_t sched_msg_ids(const struct sched *s, uint64_t *out, size_t max);

@@ -777,6 +777,8 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.max_message_size = cs->max_message_size;
 	sn->scfg.max_recipients = cs->max_recipients;
 	sn->scfg.max_errors = cs->max_errors;
+	sn->scfg.bare_reject = cs->bare_newline == CONFIG_BARE_REJECT;
+	sn->scfg.nul_strip = cs->nul_in_body == CONFIG_NUL_STRIP;
 	sn->scfg.tls_available = sn->tls != NULL;
 	sn->scfg.auth_available = auth_on;
 	sn->scfg.auth_require_tls = ca->require_tls;

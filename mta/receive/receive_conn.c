@@ -539,6 +539,10 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 	}
 	stream_set_timeouts(&c->st, st->idle_ms, 0);
 	stream_set_deadline(&c->st, st->session_ms);
+	/* Replies go out as the session makes them: a pipelined BDAT gets
+	 * its MAIL/RCPT replies, then the 250 after the commit; under Nagle
+	 * that second write waits on the client's delayed ACK (40 ms). */
+	(void)stream_set_nodelay(&c->st);
 	/* RFC 8314: TLS before the greeting, whose pause starts when the
 	 * handshake is done (conn_tls_done) */
 	if (st->implicit)

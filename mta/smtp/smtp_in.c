@@ -11,11 +11,14 @@
  * copied into s->in, so an idle session holds a few hundred bytes. Command
  * lines go through one table of {verb, check, proceed} rows (as OpenSMTPD's
  * smtp_session.c); every state change goes through smtp_in_enter_state().
- * DATA is a byte-level state machine (smtp_in_data) rather than a line
- * reader, so lines of any length stream into the body without being held,
- * and only CR LF "." CR LF ends a message: a bare CR or LF never starts a
- * line, so no "\n.\n" variant can end DATA early (SMTP smuggling). Bare CR
- * or LF anywhere, in commands as in DATA, is refused.
+ * The message content (DATA bytes, BDAT chunks) goes through the byte
+ * machine of smtp_body.c, which this file calls and which knows nothing of
+ * the session: only CR LF "." CR LF ends DATA, bare line ends are stored
+ * as CR LF or refused (bare_newline), NULs refused or stripped. A BDAT
+ * chunk's octets are counted off the input (s->chunk) before anything is
+ * read as a command, even when the BDAT is refused, so the session stays
+ * in step. A command line may end in a bare LF unless bare_newline =
+ * reject; a bare CR inside one is refused.
  *
  * Must not: answer 250 to a message before the committer says so, keep
  * plaintext buffered across STARTTLS, or log AUTH data or bodies.
@@ -36,24 +39,21 @@
 #include "base/xalloc.h"
 #include "dkim/dkim.h"
 #include "queue/queue.h"
+#include "smtp/smtp_body.h"
 #include "smtp/smtp_dsn.h"
 #include "smtp/smtp_parse.h"
 
-#define SMTP_IN_CMD_MAX      512         /* command line with CRLF, 4.5.3.1.4 */
-#define SMTP_IN_AUTH_MAX     12290       /* AUTH line with CRLF, RFC 4954 */
-#define SMTP_IN_TEXT_MAX     1000        /* DATA line with CRLF, 4.5.3.1.6 */
-#define SMTP_IN_INPUT_MAX    (64 * 1024) /* bytes held in s->in */
-#define SMTP_IN_INPUT_HIWAT  (32 * 1024) /* stop reading above this */
-#define SMTP_IN_INPUT_KEEP   1024        /* free s->in storage above this */
-#define SMTP_IN_FILL_MAX     4096        /* bytes moved into s->in per step */
-#define SMTP_IN_HELO_MAX     255
-#define SMTP_IN_USER_MAX     255
-#define SMTP_IN_PASS_MAX     255
-#define SMTP_IN_MAX_HOPS     50          /* Received: headers, as Postfix */
-#define SMTP_IN_RESERVE_STEP (64 * 1024) /* in-flight budget granularity */
-#define SMTP_IN_BODY_FIRST   (16 * 1024) /* body buffer at DATA, bytes */
-#define SMTP_IN_RCVD_MAX     2048        /* our Received header, bound */
-#define SMTP_IN_REPLY_MAX    1024
+#define SMTP_IN_CMD_MAX     512         /* command line with CRLF, 4.5.3.1.4 */
+#define SMTP_IN_AUTH_MAX    12290       /* AUTH line with CRLF, RFC 4954 */
+#define SMTP_IN_INPUT_MAX   (64 * 1024) /* bytes held in s->in */
+#define SMTP_IN_INPUT_HIWAT (32 * 1024) /* stop reading above this */
+#define SMTP_IN_INPUT_KEEP  1024        /* free s->in storage above this */
+#define SMTP_IN_FILL_MAX    4096        /* bytes moved into s->in per step */
+#define SMTP_IN_HELO_MAX    255
+#define SMTP_IN_USER_MAX    255
+#define SMTP_IN_PASS_MAX    255
+#define SMTP_IN_RCVD_MAX    2048 /* our Received header, bound */
+#define SMTP_IN_REPLY_MAX   1024
 
 enum smtp_in_state {
 	SMTP_IN_S_CONNECTED,  /* greeted; HELO/EHLO expected */
@@ -61,31 +61,10 @@ enum smtp_in_state {
 	SMTP_IN_S_MAIL,       /* MAIL accepted, no recipient yet */
 	SMTP_IN_S_RCPT,       /* at least one recipient */
 	SMTP_IN_S_DATA,       /* receiving the body */
+	SMTP_IN_S_BDAT,       /* between BDAT chunks (RFC 3030) */
 	SMTP_IN_S_AUTH_PLAIN, /* waiting for the PLAIN response */
 	SMTP_IN_S_AUTH_USER,  /* LOGIN: waiting for the user name */
 	SMTP_IN_S_AUTH_PASS,  /* LOGIN: waiting for the password */
-};
-
-/* Where the DATA byte machine is within a line. */
-enum smtp_in_dstate {
-	SMTP_IN_D_BOL,    /* after CR LF (or the 354) */
-	SMTP_IN_D_DOT,    /* "." at the start of a line */
-	SMTP_IN_D_DOT_CR, /* ".\r" at the start of a line */
-	SMTP_IN_D_MID,    /* inside a line */
-	SMTP_IN_D_CR,     /* after a CR inside a line */
-};
-
-struct smtp_in_data {
-	enum smtp_in_dstate st;
-	bool headers;     /* still in the header section */
-	bool bare;        /* a bare CR or LF was seen */
-	bool longline;    /* a line was over SMTP_IN_TEXT_MAX */
-	bool toobig;      /* over max_message_size: body dropped */
-	bool nobudget;    /* in-flight budget refused: body dropped */
-	unsigned hops;    /* Received: headers in the header section */
-	size_t linelen;   /* wire octets of the current line */
-	size_t linestart; /* offset of the current line in the body */
-	uint64_t size;    /* message octets after unstuffing */
 };
 
 struct smtp_in {
@@ -119,12 +98,13 @@ struct smtp_in {
 	/* RET, ENVID, NOTIFY, ORCPT (RFC 3461) */
 	struct smtp_dsn_tx dsn;
 
-	/* DATA */
-	struct buf body; /* Received header + message */
+	/* DATA and BDAT */
+	struct smtp_body b; /* Received header + message */
 	uint64_t id;
-	size_t hdrlen;   /* our Received header, at body's front */
-	size_t reserved; /* in-flight budget held, bytes */
-	struct smtp_in_data d;
+	uint64_t chunk;      /* BDAT octets still to read */
+	uint64_t chunk_size; /* octets of that chunk */
+	bool chunk_last;     /* that chunk is the LAST */
+	bool chunk_keep;     /* its octets go into the message (else dropped) */
 	struct queue_submit *req; /* built at end of DATA until taken */
 	struct dkim_msg *dk;      /* signing, from the end of the headers */
 	struct dkim_job *job;     /* built at end of DATA until taken */
@@ -148,6 +128,8 @@ static void smtp_in_error(struct smtp_in *, struct buf *, const char *, ...)
     MTA_PRINTF(3, 4);
 static size_t smtp_in_run(
     struct smtp_in *, const uint8_t *, size_t, size_t, struct buf *);
+static void smtp_in_proceed_bdat(
+    struct smtp_in *, const struct smtp_parse_cmd *, struct buf *);
 
 static void
 smtp_in_close(struct smtp_in *s)
@@ -238,24 +220,6 @@ smtp_in_logval(
 	return log_quote(dst, dstlen, tmp, n);
 }
 
-static void
-smtp_in_reserve_release(struct smtp_in *s)
-{
-	if (s->reserved > 0 && s->cfg->inflight_release != NULL)
-		s->cfg->inflight_release(s->cfg->inflight_arg, s->reserved);
-	s->reserved = 0;
-}
-
-static bool
-smtp_in_reserve(struct smtp_in *s, size_t n)
-{
-	if (s->cfg->inflight_reserve != NULL &&
-	    !s->cfg->inflight_reserve(s->cfg->inflight_arg, n))
-		return false;
-	s->reserved += n;
-	return true;
-}
-
 /* The queue's filesystem or map is too full for a message of size
  * bytes: 452 4.3.1 before the client sends a body (Postfix refuses at
  * MAIL the same way). */
@@ -275,24 +239,21 @@ static void
 smtp_in_tx_reset(struct smtp_in *s)
 {
 	buf_fini(&s->env);
-	buf_fini(&s->body);
+	smtp_body_reset(&s->b);
 	s->nrcpts = 0;
 	s->smtputf8 = false;
 	s->declared = 0;
 	smtp_dsn_tx_reset(&s->dsn);
-	s->hdrlen = 0;
 	s->id = 0;
 	dkim_msg_free(s->dk);
 	s->dk = NULL;
-	memset(&s->d, 0, sizeof(s->d));
-	smtp_in_reserve_release(s);
 }
 
 static const char *
 smtp_in_state_name(enum smtp_in_state st)
 {
 	static const char *names[] = {"connected", "helo", "mail", "rcpt",
-	    "data", "auth_plain", "auth_user", "auth_pass"};
+	    "data", "bdat", "auth_plain", "auth_user", "auth_pass"};
 
 	return (size_t)st < MTA_ARRAY_LEN(names) ? names[st] : "?";
 }
@@ -311,15 +272,11 @@ smtp_in_enter_state(struct smtp_in *s, enum smtp_in_state st)
 	case SMTP_IN_S_CONNECTED:
 	case SMTP_IN_S_HELO:
 		if (s->state == SMTP_IN_S_MAIL || s->state == SMTP_IN_S_RCPT ||
-		    s->state == SMTP_IN_S_DATA)
+		    s->state == SMTP_IN_S_DATA || s->state == SMTP_IN_S_BDAT)
 			smtp_in_tx_reset(s);
 		break;
 	case SMTP_IN_S_DATA:
 		s->nreq++; /* a new deadline: the content's */
-		memset(&s->d, 0, sizeof(s->d));
-		s->d.st = SMTP_IN_D_BOL;
-		s->d.headers = true;
-		s->d.linestart = s->hdrlen;
 		break;
 	default:
 		break;
@@ -393,16 +350,16 @@ smtp_in_received(struct smtp_in *s)
 		proto = s->authed ? "ESMTPSA" : "ESMTPS";
 	else
 		proto = s->authed ? "ESMTPA" : "ESMTP";
-	if (buf_appendf(&s->body,
+	if (buf_appendf(&s->b.buf,
 	        "Received: from %s (%s)\r\n"
 	        "\tby %s (mta) with %s id %016" PRIx64 "%s",
 	        helo, tcpinfo, s->cfg->hostname, proto, s->id,
 	        s->nrcpts == 1 ? "\r\n\tfor <" : ";\r\n\t") != 0)
 		return -ENOBUFS;
 	if (s->nrcpts == 1 &&
-	    buf_appendf(&s->body, "%s>; ", smtp_in_env_str(s, 1)) != 0)
+	    buf_appendf(&s->b.buf, "%s>; ", smtp_in_env_str(s, 1)) != 0)
 		return -ENOBUFS;
-	if (buf_appendf(&s->body, "%s\r\n", date) != 0)
+	if (buf_appendf(&s->b.buf, "%s\r\n", date) != 0)
 		return -ENOBUFS;
 	return 0;
 }
@@ -465,6 +422,10 @@ smtp_in_check_data(
 	}
 	if (s->state == SMTP_IN_S_MAIL) {
 		smtp_in_error(s, out, "503 5.5.1 Error: need RCPT command");
+		return false;
+	}
+	if (s->state == SMTP_IN_S_BDAT) { /* RFC 3030 2 */
+		smtp_in_error(s, out, "503 5.5.1 Error: DATA after BDAT");
 		return false;
 	}
 	if (s->state != SMTP_IN_S_RCPT) {
@@ -578,6 +539,7 @@ smtp_in_proceed_helo(
 	smtp_in_reply(s, out, "250-PIPELINING");
 	smtp_in_reply(s, out, "250-SIZE %" PRIu64, s->cfg->max_message_size);
 	smtp_in_reply(s, out, "250-8BITMIME");
+	smtp_in_reply(s, out, "250-CHUNKING");
 	smtp_in_reply(s, out, "250-SMTPUTF8");
 	smtp_in_reply(s, out, "250-DSN");
 	if (s->cfg->tls_available && !s->tls)
@@ -733,45 +695,40 @@ smtp_in_proceed_rcpt(
 	smtp_in_reply(s, out, "250 2.1.5 Ok");
 }
 
+/*
+ * The message starts (DATA, or the first BDAT): budget, id, our Received
+ * header. False: refused, and the reply is in out.
+ */
+static bool
+smtp_in_body_start(struct smtp_in *s, struct buf *out)
+{
+	/* Again: the disk may have filled since MAIL. */
+	if (!smtp_in_room(s, s->declared, out))
+		return false;
+	if (!smtp_body_begin(&s->b, SMTP_IN_RCVD_MAX)) {
+		smtp_in_reply(s, out, "452 4.3.1 Insufficient system storage");
+		log_event("event=rejected client=%s reason=inflight_budget",
+		    s->peer.addr);
+		return false;
+	}
+	s->id = s->cfg->id_new(s->cfg->id_arg);
+	if (smtp_in_received(s) != 0) {
+		smtp_in_enter_state(s, SMTP_IN_S_HELO);
+		smtp_in_reply(s, out, "451 4.3.0 Error: local error");
+		return false;
+	}
+	smtp_body_open(&s->b);
+	str_copy(s->dkim, sizeof(s->dkim), "none");
+	return true;
+}
+
 static void
 smtp_in_proceed_data(
     struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
 {
-	uint64_t max = s->cfg->max_message_size;
-	size_t want, bodymax;
-
 	(void)cmd;
-	/* Again: the disk may have filled since MAIL. */
-	if (!smtp_in_room(s, s->declared, out))
+	if (!smtp_in_body_start(s, out))
 		return;
-	/* Hold a first slice of the budget; the rest grows with the body. */
-	want = SMTP_IN_RESERVE_STEP;
-	if (!smtp_in_reserve(s, want)) {
-		smtp_in_reply(s, out, "452 4.3.1 Insufficient system storage");
-		log_event("event=rejected client=%s reason=inflight_budget",
-		    s->peer.addr);
-		return;
-	}
-	s->id = s->cfg->id_new(s->cfg->id_arg);
-	bodymax = max > SIZE_MAX - SMTP_IN_RCVD_MAX
-	              ? SIZE_MAX
-	              : (size_t)max + SMTP_IN_RCVD_MAX;
-	buf_init(&s->body, bodymax);
-	str_copy(s->dkim, sizeof(s->dkim), "none");
-	/* Room for a typical message at once, inside the slice of the budget
-	 * just reserved: growing from nothing by doubling costs a realloc
-	 * and a copy per step. */
-	(void)buf_reserve(&s->body, SMTP_IN_BODY_FIRST);
-	if (smtp_in_received(s) != 0) {
-		smtp_in_tx_reset(s);
-		smtp_in_enter_state(s, SMTP_IN_S_HELO);
-		smtp_in_reply(s, out, "451 4.3.0 Error: local error");
-		return;
-	}
-	s->hdrlen = buf_avail(&s->body);
-	/* The cap the body must fit in: our header + the message limit. */
-	s->body.max =
-	    max > SIZE_MAX - s->hdrlen ? SIZE_MAX : (size_t)max + s->hdrlen;
 	smtp_in_enter_state(s, SMTP_IN_S_DATA);
 	smtp_in_reply(s, out, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -820,7 +777,7 @@ smtp_in_proceed_help(
 	(void)cmd;
 	smtp_in_reply(s, out,
 	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA "
-	    "RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+	    "BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 }
 
 static void
@@ -1049,6 +1006,7 @@ static const struct smtp_in_cmd smtp_in_commands[] = {
     {"MAIL", smtp_in_check_mail, smtp_in_proceed_mail},
     {"RCPT", smtp_in_check_rcpt, smtp_in_proceed_rcpt},
     {"DATA", smtp_in_check_data, smtp_in_proceed_data},
+    {"BDAT", NULL, smtp_in_proceed_bdat},
     {"RSET", NULL, smtp_in_proceed_rset},
     {"NOOP", NULL, smtp_in_proceed_noop},
     {"QUIT", NULL, smtp_in_proceed_quit},
@@ -1138,11 +1096,14 @@ smtp_in_line(
 	size_t len;
 
 	s->nreq++;
-	if (linelen < 2 || line[linelen - 2] != '\r') {
+	if (linelen >= 2 && line[linelen - 2] == '\r')
+		len = linelen - 2;
+	else if (!s->cfg->bare_reject)
+		len = linelen - 1; /* a bare LF ends the line (normalize) */
+	else {
 		smtp_in_line_error(s, out, "bare <LF> received");
 		return;
 	}
-	len = linelen - 2;
 	if (memchr(line, '\r', len) != NULL) {
 		smtp_in_line_error(s, out, "bare <CR> received");
 		return;
@@ -1173,122 +1134,7 @@ smtp_in_line(
 	smtp_in_error(s, out, "500 5.5.1 Error: command not recognized");
 }
 
-/* ---- DATA ---- */
-
-/* Drop the body when it cannot be kept; keep reading to the end. */
-static void
-smtp_in_body_drop(struct smtp_in *s)
-{
-	buf_fini(&s->body);
-	smtp_in_reserve_release(s);
-}
-
-static void
-smtp_in_body_add(struct smtp_in *s, const uint8_t *p, size_t n)
-{
-	size_t need, grow;
-
-	if (n == 0)
-		return;
-	if (s->d.toobig || s->d.nobudget) {
-		s->d.size += n;
-		return;
-	}
-	if (n > s->cfg->max_message_size - s->d.size) {
-		s->d.toobig = true;
-		s->d.size += n;
-		smtp_in_body_drop(s);
-		return;
-	}
-	need = buf_avail(&s->body) + n;
-	if (need > s->reserved) {
-		grow = need - s->reserved;
-		if (grow < SMTP_IN_RESERVE_STEP)
-			grow = SMTP_IN_RESERVE_STEP;
-		if (!smtp_in_reserve(s, grow)) {
-			s->d.nobudget = true;
-			smtp_in_body_drop(s);
-			return;
-		}
-	}
-	if (buf_append(&s->body, p, n) != 0) {
-		s->d.toobig = true;
-		smtp_in_body_drop(s);
-		return;
-	}
-	s->d.size += n;
-	if (s->dk != NULL && !s->d.headers)
-		dkim_msg_body(s->dk, p, n); /* body bytes as stored */
-}
-
-/*
- * The header section is (hdrlen, end) of the body: choose the DKIM keys
- * by its From. Unsigned mail says why in the log, never a reply: a
- * message is not refused for DKIM's sake.
- */
-static void
-smtp_in_dkim_start(struct smtp_in *s, size_t end)
-{
-	const uint8_t *p = buf_peek(&s->body) + s->hdrlen;
-
-	str_copy(s->dkim, sizeof(s->dkim), "none");
-	if (s->cfg->dkim == NULL)
-		return;
-	s->dk = dkim_msg_start(
-	    s->cfg->dkim, p, end - s->hdrlen, s->dkim, sizeof(s->dkim));
-	if (s->dk == NULL && strcmp(s->dkim, "none") != 0) {
-		log_event("event=dkim-unsigned id=%016" PRIx64 " reason=%s",
-		    s->id, s->dkim);
-		str_copy(s->dkim, sizeof(s->dkim), "none");
-	}
-}
-
-/*
- * End of DATA: when the message is to be signed, the job that finishes
- * it (off the loop: SMTP_IN_SIGN), the stored message moved into it.
- * NULL: nothing to sign.
- */
-static struct dkim_job *
-smtp_in_dkim_job(struct smtp_in *s)
-{
-	struct dkim_job *j;
-
-	if (s->d.headers) /* no empty line: all header, empty body */
-		smtp_in_dkim_start(s, buf_avail(&s->body));
-	if (s->dk == NULL)
-		return NULL;
-	j = xcalloc(1, sizeof(*j));
-	j->m = s->dk;
-	s->dk = NULL;
-	j->body = s->body;
-	buf_init(&s->body, 0);
-	j->now = clock_wall_ms() / 1000;
-	return j;
-}
-
-/* A CR LF ended a line: limits and the header section. */
-static void
-smtp_in_body_eol(struct smtp_in *s)
-{
-	const char *l;
-	size_t len;
-
-	if (s->d.linelen > SMTP_IN_TEXT_MAX)
-		s->d.longline = true;
-	s->d.linelen = 0;
-	if (s->d.toobig || s->d.nobudget)
-		return;
-	if (s->d.headers) {
-		l = (const char *)buf_peek(&s->body) + s->d.linestart;
-		len = buf_avail(&s->body) - s->d.linestart;
-		if (len == 2) {
-			s->d.headers = false;
-			smtp_in_dkim_start(s, s->d.linestart);
-		} else if (str_iprefix(l, len, "Received:"))
-			s->d.hops++;
-	}
-	s->d.linestart = buf_avail(&s->body);
-}
+/* ---- DATA and BDAT ---- */
 
 static void
 smtp_in_data_reject(
@@ -1301,7 +1147,7 @@ smtp_in_data_reject(
 	          "size=%" PRIu64,
 	    s->peer.addr, reason,
 	    smtp_in_logval(v, sizeof(v), from, strlen(from), true), s->nrcpts,
-	    s->d.size);
+	    s->b.size);
 	smtp_in_enter_state(s, SMTP_IN_S_HELO);
 	smtp_in_reply(s, out, "%s", fmt);
 }
@@ -1328,36 +1174,107 @@ smtp_in_submit_new(struct smtp_in *s)
 	req->helo = xstrdup(s->helo);
 	req->received_ms = clock_wall_ms();
 	/* The body moves as is: no copy of the message. */
-	req->body = s->body;
-	buf_init(&s->body, 0);
+	req->body = s->b.buf;
+	buf_init(&s->b.buf, 0);
 	return req;
 }
 
-/* CR LF . CR LF: judge the message, or hand it to the committer. */
+/*
+ * The header section is (start, end) of the stored message: choose the
+ * DKIM keys by its From (smtp_body's tap, when [dkim] keys exist).
+ * Unsigned mail says why in the log, never a reply: a message is not
+ * refused for DKIM's sake.
+ */
+static void
+smtp_in_dkim_start(void *arg, size_t start, size_t end)
+{
+	struct smtp_in *s = arg;
+	const uint8_t *p = buf_peek(&s->b.buf) + start;
+
+	str_copy(s->dkim, sizeof(s->dkim), "none");
+	if (s->cfg->dkim == NULL)
+		return;
+	s->dk = dkim_msg_start(
+	    s->cfg->dkim, p, end - start, s->dkim, sizeof(s->dkim));
+	if (s->dk == NULL && strcmp(s->dkim, "none") != 0) {
+		log_event("event=dkim-unsigned id=%016" PRIx64 " reason=%s",
+		    s->id, s->dkim);
+		str_copy(s->dkim, sizeof(s->dkim), "none");
+	}
+}
+
+/* Body bytes as stored, hashed as they stream in (smtp_body's tap). */
+static void
+smtp_in_dkim_body(void *arg, const uint8_t *p, size_t n)
+{
+	struct smtp_in *s = arg;
+
+	if (s->dk != NULL)
+		dkim_msg_body(s->dk, p, n);
+}
+
+/*
+ * End of the message: when it is to be signed, the job that finishes it
+ * (off the loop: SMTP_IN_SIGN), the stored message moved into it. NULL:
+ * nothing to sign.
+ */
+static struct dkim_job *
+smtp_in_dkim_job(struct smtp_in *s)
+{
+	struct dkim_job *j;
+
+	if (s->cfg->dkim != NULL && s->b.headers) /* all header, no body */
+		smtp_in_dkim_start(s, s->b.msgstart, buf_avail(&s->b.buf));
+	if (s->dk == NULL)
+		return NULL;
+	j = xcalloc(1, sizeof(*j));
+	j->m = s->dk;
+	s->dk = NULL;
+	j->body = s->b.buf;
+	buf_init(&s->b.buf, 0);
+	j->now = clock_wall_ms() / 1000;
+	return j;
+}
+
+/* Refuse the message for fault f. */
+static void
+smtp_in_body_refuse(struct smtp_in *s, struct buf *out, enum smtp_body_fault f)
+{
+	static const struct {
+		const char *reason, *reply;
+	} faults[] = {
+	    [SMTP_BODY_BARE] = {"bare_newline",
+	        "550 5.5.2 Error: bare <CR> or <LF> in message"},
+	    [SMTP_BODY_NUL] = {"nul",
+	        "554 5.6.0 Error: NUL character in message"},
+	    [SMTP_BODY_LONGLINE] = {"line_too_long",
+	        "500 5.5.2 Error: message line too long"},
+	    [SMTP_BODY_TOOBIG] = {"size",
+	        "552 5.3.4 Error: message size exceeds fixed limit"},
+	    [SMTP_BODY_NOBUDGET] = {"inflight_budget",
+	        "452 4.3.1 Insufficient system storage"},
+	    [SMTP_BODY_LOOP] = {"loop",
+	        "554 5.4.6 Error: too many hops (mail loop)"},
+	};
+	smtp_in_data_reject(s, out, faults[f].reason, faults[f].reply);
+}
+
+/* The whole message is in: judge it, or hand it to the committer. */
 static void
 smtp_in_data_end(struct smtp_in *s, struct buf *out)
 {
-	if (s->d.bare)
-		smtp_in_data_reject(s, out, "bare_newline",
-		    "550 5.5.2 Error: bare <CR> or <LF> in message");
-	else if (s->d.longline)
-		smtp_in_data_reject(s, out, "line_too_long",
-		    "500 5.5.2 Error: message line too long");
-	else if (s->d.toobig)
-		smtp_in_data_reject(s, out, "size",
-		    "552 5.3.4 Error: message size exceeds fixed limit");
-	else if (s->d.nobudget)
-		smtp_in_data_reject(s, out, "inflight_budget",
-		    "452 4.3.1 Insufficient system storage");
-	else if (s->d.hops > SMTP_IN_MAX_HOPS)
-		smtp_in_data_reject(s, out, "loop",
-		    "554 5.4.6 Error: too many hops (mail loop)");
-	else if ((s->job = smtp_in_dkim_job(s)) != NULL) {
-		s->pending = SMTP_IN_SIGN;
-	} else {
-		s->req = smtp_in_submit_new(s);
-		s->pending = SMTP_IN_COMMIT;
+	enum smtp_body_fault f = smtp_body_fault(&s->b);
+
+	if (f != SMTP_BODY_OK) {
+		smtp_in_body_refuse(s, out, f);
+		return;
 	}
+	if ((s->job = smtp_in_dkim_job(s)) != NULL) {
+		s->pending = SMTP_IN_SIGN;
+		return;
+	}
+	s->req = smtp_in_submit_new(s);
+	s->pending = SMTP_IN_COMMIT;
 }
 
 /*
@@ -1367,80 +1284,84 @@ smtp_in_data_end(struct smtp_in *s, struct buf *out)
 static size_t
 smtp_in_data(struct smtp_in *s, const uint8_t *p, size_t n, struct buf *out)
 {
-	struct smtp_in_data *d = &s->d;
-	size_t i = 0, j;
+	bool end = false;
+	size_t used = smtp_body_data(&s->b, p, n, &end);
 
-	while (i < n) {
-		switch (d->st) {
-		case SMTP_IN_D_MID:
-			for (j = i; j < n && p[j] != '\r' && p[j] != '\n'; j++)
-				;
-			smtp_in_body_add(s, p + i, j - i);
-			d->linelen += j - i;
-			i = j;
-			if (i == n)
-				break;
-			d->linelen++;
-			if (p[i++] == '\r') {
-				d->st = SMTP_IN_D_CR;
-			} else {
-				d->bare = true;
-				smtp_in_body_add(s, (const uint8_t *)"\n", 1);
-			}
-			break;
-		case SMTP_IN_D_CR:
-			if (p[i] == '\n') {
-				i++;
-				d->linelen++;
-				smtp_in_body_add(s, (const uint8_t *)"\r\n", 2);
-				smtp_in_body_eol(s);
-				d->st = SMTP_IN_D_BOL;
-				break;
-			}
-			/* The CR was bare; p[i] is looked at again in MID. */
-			d->bare = true;
-			smtp_in_body_add(s, (const uint8_t *)"\r", 1);
-			d->st = SMTP_IN_D_MID;
-			break;
-		case SMTP_IN_D_BOL:
-			/* Past the headers, whole plain lines go in as they
-			 * are, many at once; the rest byte by byte. */
-			if (!d->headers && (j = smtp_parse_plain_lines(p + i,
-			                        n - i, SMTP_IN_TEXT_MAX)) > 0) {
-				smtp_in_body_add(s, p + i, j);
-				if (!d->toobig && !d->nobudget)
-					d->linestart = buf_avail(&s->body);
-				i += j;
-				break;
-			}
-			if (p[i] == '.') {
-				/* Leading dot: stuffing, or the end. */
-				i++;
-				d->linelen++;
-				d->st = SMTP_IN_D_DOT;
-			} else {
-				d->st = SMTP_IN_D_MID;
-			}
-			break;
-		case SMTP_IN_D_DOT:
-			if (p[i] == '\r') {
-				i++;
-				d->linelen++;
-				d->st = SMTP_IN_D_DOT_CR;
-			} else {
-				d->st = SMTP_IN_D_MID; /* the dot is dropped */
-			}
-			break;
-		case SMTP_IN_D_DOT_CR:
-			if (p[i] == '\n') {
-				smtp_in_data_end(s, out);
-				return i + 1;
-			}
-			d->st = SMTP_IN_D_CR; /* ".\r" + other: a bare CR */
-			break;
-		}
+	if (end)
+		smtp_in_data_end(s, out);
+	return used;
+}
+
+/* A BDAT chunk was read to its end. */
+static void
+smtp_in_chunk_end(struct smtp_in *s, struct buf *out)
+{
+	if (!s->chunk_keep)
+		return;
+	s->chunk_keep = false;
+	/* Over the size or the budget: say so now, not at LAST (the body
+	 * is gone already); later chunks get 503. */
+	if (s->b.toobig || s->b.nobudget) {
+		smtp_in_body_refuse(s, out,
+		    s->b.toobig ? SMTP_BODY_TOOBIG : SMTP_BODY_NOBUDGET);
+		return;
 	}
-	return i;
+	if (!s->chunk_last) {
+		smtp_in_reply(s, out,
+		    "250 2.0.0 Ok: %" PRIu64 " octets received", s->chunk_size);
+		return;
+	}
+	smtp_body_last(&s->b);
+	smtp_in_data_end(s, out);
+}
+
+/* BDAT octets: all of (p, n) that belong to the current chunk. */
+static size_t
+smtp_in_chunk(struct smtp_in *s, const uint8_t *p, size_t n, struct buf *out)
+{
+	size_t take = n < s->chunk ? n : (size_t)s->chunk;
+
+	if (s->chunk_keep)
+		smtp_body_chunk(&s->b, p, take);
+	s->chunk -= take;
+	if (s->chunk == 0)
+		smtp_in_chunk_end(s, out);
+	return take;
+}
+
+/*
+ * BDAT n [LAST] (RFC 3030). A well-formed BDAT always has its n octets
+ * read, even when it is refused, so the session stays in step; only a
+ * size that cannot be read closes the session (nothing tells where the
+ * chunk ends).
+ */
+static void
+smtp_in_proceed_bdat(
+    struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
+{
+	uint64_t size;
+	bool last;
+
+	if (!smtp_parse_bdat(cmd->arg, cmd->arglen, &size, &last)) {
+		smtp_in_reply(s, out, "501 5.5.4 Syntax: BDAT count [LAST]");
+		smtp_in_close(s);
+		return;
+	}
+	s->chunk = s->chunk_size = size;
+	s->chunk_last = last;
+	s->chunk_keep = false;
+	if (s->state == SMTP_IN_S_CONNECTED)
+		smtp_in_error(s, out, "503 5.5.1 Error: send HELO/EHLO first");
+	else if (s->state == SMTP_IN_S_MAIL)
+		smtp_in_error(s, out, "503 5.5.1 Error: need RCPT command");
+	else if (s->state != SMTP_IN_S_RCPT && s->state != SMTP_IN_S_BDAT)
+		smtp_in_error(s, out, "503 5.5.1 Error: need MAIL command");
+	else if (s->state == SMTP_IN_S_BDAT || smtp_in_body_start(s, out)) {
+		smtp_in_enter_state(s, SMTP_IN_S_BDAT);
+		s->chunk_keep = true;
+	}
+	if (s->chunk == 0)
+		smtp_in_chunk_end(s, out);
 }
 
 /* ---- input ---- */
@@ -1475,6 +1396,10 @@ smtp_in_run(
 	size_t done = 0, linelen, limit;
 
 	while (done < n && s->pending == SMTP_IN_READ) {
+		if (s->chunk > 0) {
+			done += smtp_in_chunk(s, p + done, n - done, out);
+			continue;
+		}
 		if (s->state == SMTP_IN_S_DATA) {
 			done += smtp_in_data(s, p + done, n - done, out);
 			if (s->state == SMTP_IN_S_DATA &&
@@ -1632,7 +1557,18 @@ smtp_in_new(const struct smtp_in_cfg *cfg, const struct smtp_in_peer *peer,
 	s->state = SMTP_IN_S_CONNECTED;
 	buf_init(&s->in, SMTP_IN_INPUT_MAX);
 	buf_init(&s->env, 0);
-	buf_init(&s->body, 0);
+	buf_init(&s->b.buf, 0);
+	s->b.max = cfg->max_message_size;
+	s->b.bare_reject = cfg->bare_reject;
+	s->b.nul_strip = cfg->nul_strip;
+	s->b.reserve = cfg->inflight_reserve;
+	s->b.release = cfg->inflight_release;
+	s->b.arg = cfg->inflight_arg;
+	if (cfg->dkim != NULL) {
+		s->b.tap_headers = smtp_in_dkim_start;
+		s->b.tap_body = smtp_in_dkim_body;
+		s->b.tap_arg = s;
+	}
 	if (!cfg->greet_wait)
 		(void)smtp_in_greet(s, out);
 	return s;
@@ -1703,8 +1639,8 @@ smtp_in_sign_done(struct smtp_in *s, struct dkim_job *j, struct buf *out)
 		str_copy(s->dkim, sizeof(s->dkim), j->label);
 	}
 	/* the message comes back, signed or as it was */
-	buf_fini(&s->body);
-	s->body = j->body;
+	buf_fini(&s->b.buf);
+	s->b.buf = j->body;
 	buf_init(&j->body, 0);
 	dkim_job_free(j);
 	s->req = smtp_in_submit_new(s);
@@ -1815,7 +1751,12 @@ smtp_in_progress(const struct smtp_in *s, struct smtp_in_progress *p)
 		p->wait = SMTP_IN_WAIT_NONE;
 	else if (s->state == SMTP_IN_S_DATA) {
 		p->wait = SMTP_IN_WAIT_DATA;
-		p->bytes = s->d.size;
+		p->bytes = s->b.size;
+	} else if (s->chunk > 0) {
+		/* a BDAT chunk is content too: its command line began the
+		 * request, its octets keep the rate */
+		p->wait = SMTP_IN_WAIT_DATA;
+		p->bytes = s->chunk_size - s->chunk;
 	} else if (buf_avail(&s->in) > 0 || s->skipping)
 		p->wait = SMTP_IN_WAIT_LINE;
 	else
@@ -1825,7 +1766,7 @@ smtp_in_progress(const struct smtp_in *s, struct smtp_in_progress *p)
 enum smtp_in_action
 smtp_in_deadline(struct smtp_in *s, struct buf *out)
 {
-	bool data = s->state == SMTP_IN_S_DATA;
+	bool data = s->state == SMTP_IN_S_DATA || s->chunk > 0;
 
 	log_event("event=rejected client=%s reason=%s", s->peer.addr,
 	    data ? "data_rate" : "command_deadline");
@@ -1858,5 +1799,5 @@ smtp_in_busy(const struct smtp_in *s)
 {
 	return s->pending == SMTP_IN_COMMIT || s->pending == SMTP_IN_SIGN ||
 	       s->state == SMTP_IN_S_MAIL || s->state == SMTP_IN_S_RCPT ||
-	       s->state == SMTP_IN_S_DATA;
+	       s->state == SMTP_IN_S_DATA || s->state == SMTP_IN_S_BDAT;
 }

@@ -55,6 +55,8 @@ struct smtp_in_cfg {
 	uint64_t max_message_size; /* bytes */
 	unsigned max_recipients;
 	unsigned max_errors; /* bad commands before 421 */
+	bool bare_reject;    /* bare_newline = reject (else normalize) */
+	bool nul_strip;      /* nul_in_body = strip (else reject) */
 	bool tls_available;  /* a certificate is loaded (STARTTLS) */
 	bool auth_available; /* a users file is loaded */
 	bool auth_require_tls;

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/str.h"
 
@@ -704,6 +705,35 @@ smtp_parse_base64_encode(const uint8_t *in, size_t n, char *out)
 		out[o++] = '=';
 	}
 	out[o] = '\0';
+}
+
+bool
+smtp_parse_bdat(const char *arg, size_t len, uint64_t *size, bool *last)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+
+	for (; i < len && arg[i] >= '0' && arg[i] <= '9'; i++) {
+		unsigned d = (unsigned)(arg[i] - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	if (i == 0)
+		return false;
+	*size = v;
+	*last = false;
+	if (i == len)
+		return true;
+	if (arg[i] != ' ')
+		return false;
+	while (i < len && arg[i] == ' ')
+		i++;
+	if (len - i != 4 || strncasecmp(arg + i, "LAST", 4) != 0)
+		return false;
+	*last = true;
+	return true;
 }
 
 size_t

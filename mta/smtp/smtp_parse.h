@@ -158,6 +158,14 @@ size_t smtp_parse_base64_len(size_t n);
 void smtp_parse_base64_encode(const uint8_t *in, size_t n, char *out);
 
 /*
+ * smtp_parse_bdat - the argument of BDAT (RFC 3030): `1*DIGIT [SP "LAST"]`,
+ * LAST in any case, one or more spaces between. Sets *size (octets of the
+ * chunk) and *last. False on any other form or a count over UINT64_MAX.
+ */
+bool smtp_parse_bdat(
+    const char *arg, size_t len, uint64_t *size, bool *last) MTA_MUST_CHECK;
+
+/*
  * smtp_parse_plain_lines - the fast path through message data: the length
  * of the longest prefix of (p, n) made of whole lines that need no
  * care, each ending in CR LF, holding no other CR or LF, not starting with

@@ -279,6 +279,8 @@ ehlo_line(struct smtp_ehlo *e, const char *l, size_t ll)
 		e->enhancedstatuscodes = true;
 	else if (str_ieq(l, kl, "DSN"))
 		e->dsn = true;
+	else if (str_ieq(l, kl, "CHUNKING"))
+		e->chunking = true;
 	else if (str_ieq(l, kl, "SIZE")) {
 		e->size = true;
 		if (!parse_u64(a, alen, &e->size_max))

@@ -96,6 +96,7 @@ struct smtp_ehlo {
 	bool smtputf8;
 	bool enhancedstatuscodes;
 	bool dsn;          /* DSN (RFC 3461) */
+	bool chunking;     /* CHUNKING (RFC 3030): BDAT */
 	bool size;         /* SIZE was advertised */
 	uint64_t size_max; /* bytes; 0 = no fixed limit (or none given) */
 	unsigned auth;     /* SMTP_AUTH_* bits */

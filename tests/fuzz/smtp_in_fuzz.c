@@ -4,12 +4,14 @@
  * and its parsers. Not built by default; with the tree built by `make`:
  *
  *	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined
- *	    -I. -Imta tests/fuzz/smtp_in_fuzz.c mta/smtp/smtp_in.c mta/smtp/smtp_parse.c
+ *	    -I. -Imta tests/fuzz/smtp_in_fuzz.c mta/smtp/smtp_in.c
+ *	    mta/smtp/smtp_body.c mta/smtp/smtp_parse.c
  *	    build/libmta.a -llmdb -luring -lssl -lcrypto -lcares -linih -lcrypt
  *	    -o build/smtp_in_fuzz && build/smtp_in_fuzz -max_len=4096
  *
  * The first input byte picks the read size (1..256), the second the
- * session's settings; the rest is what the client sends. Every action is
+ * session's settings (the input's length picks nul_in_body); the rest is
+ * what the client sends (DATA and BDAT alike). Every action is
  * completed as a receive loop would, with outcomes taken from the input,
  * so COMMIT, AUTH and STARTTLS paths are all reachable. Invariants: no
  * crash or sanitizer report, `out` stays bounded, the in-flight budget
@@ -60,12 +62,15 @@ fuzz_parsers(const uint8_t *p, size_t n)
 	struct smtp_parse_path path;
 	struct smtp_parse_cmd cmd;
 	uint8_t dec[512];
+	uint64_t size;
+	bool last;
 
 	(void)smtp_parse_command((const char *)p, n, &cmd);
 	(void)smtp_parse_mail((const char *)p, n, &path);
 	(void)smtp_parse_rcpt((const char *)p, n, true, &path);
 	(void)smtp_parse_base64((const char *)p, n, dec, sizeof(dec));
 	(void)smtp_parse_xtext((const char *)p, n);
+	(void)smtp_parse_bdat((const char *)p, n, &size, &last);
 }
 
 int
@@ -100,6 +105,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	strcpy(peer.addr, data[1] & 16 ? "::1" : "127.0.0.1");
 	peer.relay_allowed = data[1] & 32;
 	peer.tls = data[1] & 64;
+	cfg.bare_reject = data[1] & 128;
+	cfg.nul_strip = size & 1;
 	buf_init(&out, 1 << 22);
 	s = smtp_in_new(&cfg, &peer, &out);
 	while (act != SMTP_IN_CLOSE) {

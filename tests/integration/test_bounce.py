@@ -356,3 +356,27 @@ def test_delay_warning_once_then_delivered(world):
     assert len(dsns(origin)) == 1
     assert events(relay, "delay-warned") == []  # this run's log
     assert events(relay, "bounced") == []
+
+
+def test_operator_bounce_of_a_message_in_delivery_is_refused(world):
+    """`mta queue bounce` of a message whose delivery is under way is
+    refused ("being delivered now"): its DSN would call failed the
+    recipient that delivery is about to deliver. The delivery finishes,
+    the message leaves the queue, and no DSN is ever sent."""
+    origin = world.server(ORIGIN_MX)
+    dest = world.server(DEST_MX, delay={"dot": 3})
+    relay = world.start()
+    _, msg = message("bounced while in delivery")
+    qid = submit(relay, ["someone@dest.test"], msg)
+    wait_until(lambda: dest.snapshot()["messages"], WAIT,
+               "the body at the destination (its 250 held back)")
+    p = relay.mta("queue", "bounce", qid, check=False)
+    out = p.stdout.decode() + p.stderr.decode()
+    assert p.returncode != 0, out
+    assert f"{qid}: being delivered now; try again" in out, out
+    wait_until(lambda: not relay.queue_list(), WAIT, "the message delivered")
+    assert re.search(rf"event=operator action=bounce id={qid} error=",
+                     relay.stderr_text())
+    time.sleep(2)  # a DSN would be on its way by now
+    assert dsns(origin) == []
+    assert len(dest.snapshot()["messages"]) == 1

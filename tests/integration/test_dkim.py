@@ -470,3 +470,56 @@ def test_sendmail_signed_via_socket_and_maildrop(world):
     assert verdicts(raw, keys) == [("example.com", "r", True)]
     ev = events(relay, "dkim-signed")
     assert ev and ev[0]["dkim"] == "example.com/r", relay.stderr_text()[-2000:]
+
+
+def test_bare_lf_and_bdat_signed_over_stored_bytes(world):
+    """The hand-written client's bare-LF message (DATA) and the same
+    message in BDAT chunks cut mid-line and between CR and LF: the body is
+    hashed as it streams in, over the normalised bytes the queue stores,
+    so both verify, and both carry the same bh= (same stored body)."""
+    keys = Keys(world.tmp)
+    keys.make("example.com", "r", "rsa")
+    keys.make("example.com", "e", "ed25519")
+    srv = dest(world)
+    relay = world.relay(extra=keys.section("example.com", "r") +
+                        keys.section("example.com", "e"))
+    head = (b"From: Joe <joe@example.com>\nTo: <rcpt@dest.test>\n"
+            b"Subject: bare lf\nMIME-Version: 1.0\n"
+            b"Content-Type: text/plain; charset=us-ascii\n")
+    # no line end at the very end: the CR LF before "." ends that line
+    body = b"Hello  world \t\nsecond line\n.\n\nlast"
+    with relay.client() as c:
+        c.ehlo()
+        c.send(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<rcpt@dest.test>\r\n"
+               "DATA\r\n".encode())
+        assert [r.code for r in c.read_replies(3)] == [250, 250, 354]
+        c.send(head + b"\n" + body + b"\r\n.\r\n")
+        r = c.read_reply()
+        assert r.code == 250, r
+        q1 = r.text.split()[-1]
+        # the same message, CRLF, in BDAT chunks cut at awkward places
+        crlf = (head + b"\n" + body).replace(b"\n", b"\r\n") + b"\r\n"
+        cuts = [0, 7, crlf.index(b"\r\n\r\n") + 1, len(crlf) - 3,
+                len(crlf) - 1, len(crlf)]
+        chunks = [crlf[a:b] for a, b in zip(cuts, cuts[1:])]
+        wire = f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<rcpt@dest.test>\r\n".encode()
+        for i, ch in enumerate(chunks):
+            last = " LAST" if i == len(chunks) - 1 else ""
+            wire += f"BDAT {len(ch)}{last}\r\n".encode() + ch
+        c.send(wire)
+        rs = c.read_replies(2 + len(chunks))
+        assert [r.code for r in rs] == [250] * len(rs), rs
+        q2 = rs[-1].text.split()[-1]
+    assert queued(relay, q1)["dkim"] == "example.com/r,example.com/e"
+    assert queued(relay, q2)["dkim"] == "example.com/r,example.com/e"
+    wait_event(relay, "delivered", "rcpt@dest.test", count=2)
+    got = [m["data"] for m in srv.snapshot()["messages"]]
+    assert len(got) == 2
+    bhs = []
+    for raw in got:
+        assert b"\n" not in raw.replace(b"\r\n", b""), raw
+        assert raw.endswith(crlf), raw[-200:]
+        assert verdicts(raw, keys) == [("example.com", "r", True),
+                                       ("example.com", "e", True)]
+        bhs.append(re.findall(rb"bh=([^;]+);", raw))
+    assert bhs[0] == bhs[1], bhs

@@ -275,7 +275,9 @@ def test_text_line_1000_ok_1001_rejected(relay):
     b"Subject: bare lf\nX-A: b\r\n\r\nbody\r\n",
     b"Subject: x\r\n\r\nbody\n",
 ], ids=["bare-lf", "bare-cr", "bare-lf-header", "bare-lf-end"])
-def test_bare_lf_cr_in_data_550(relay, body):
+def test_bare_lf_cr_in_data_550(relay_factory, body):
+    """bare_newline = reject keeps the 550 (normalize: test_content.py)."""
+    relay = relay_factory({"server": {"bare_newline": "reject"}})
     with relay.client() as c:
         c.ehlo()
         c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<x@example.com>\r\nDATA\r\n")
@@ -363,10 +365,12 @@ SMUGGLE = [b"\n.\n", b"\r.\r", b"\r\n.\n", b"\n.\r\n", b"\n.\r", b"\r.\n"]
 
 
 @pytest.mark.parametrize("fake_end", SMUGGLE, ids=lambda b: repr(b)[2:-1])
-def test_smuggling_fake_end_of_data(relay, fake_end):
-    """Only CRLF.CRLF ends DATA: what follows a fake end is data, and the
-    message (which holds a bare CR/LF) is refused whole: one 550 reply, no
-    MAIL/RCPT/DATA executed, nothing queued."""
+def test_smuggling_fake_end_of_data(relay_factory, fake_end):
+    """Only CRLF.CRLF ends DATA: what follows a fake end is data, and with
+    bare_newline = reject the message (which holds a bare CR/LF) is refused
+    whole: one 550 reply, no MAIL/RCPT/DATA executed, nothing queued. (The
+    default, normalize, takes it as one message: test_content.py.)"""
+    relay = relay_factory({"server": {"bare_newline": "reject"}})
     with relay.client() as c:
         c.ehlo()
         c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<x@example.com>\r\nDATA\r\n")

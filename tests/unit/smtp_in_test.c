@@ -205,7 +205,7 @@ t_out_starts(struct t *t, const char *want)
 
 #define EHLO_REPLY_BASE                                                        \
 	"250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n" \
-	"250-SMTPUTF8\r\n250-DSN\r\n"
+	"250-CHUNKING\r\n250-SMTPUTF8\r\n250-DSN\r\n"
 
 /* EHLO, MAIL, one RCPT, DATA: ready for the body. */
 static bool
@@ -346,7 +346,7 @@ test_reply_rows(void)
 	    {NULL, "FOO\r\n", "500 5.5.1 Error: command not recognized\r\n"},
 	    {NULL, "\r\n", "500 5.5.1 Error: command not recognized\r\n"},
 	    {NULL, "BDAT 10 LAST\r\n",
-	        "500 5.5.1 Error: command not recognized\r\n"},
+	        "503 5.5.1 Error: send HELO/EHLO first\r\n"},
 	    {NULL, "NOOP\r\n", "250 2.0.0 Ok\r\n"},
 	    {NULL, "noop hello\r\n", "250 2.0.0 Ok\r\n"},
 	    {EH MF, "RSET\r\n", "250 2.0.0 Ok\r\n"},
@@ -356,7 +356,7 @@ test_reply_rows(void)
 	        "252 2.0.0 Cannot VRFY user, but will accept message\r\n"},
 	    {NULL, "HELP\r\n",
 	        "214 2.0.0 Commands: EHLO HELO MAIL RCPT "
-	        "DATA RSET NOOP QUIT VRFY HELP STARTTLS "
+	        "DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS "
 	        "AUTH\r\n"},
 	    {NULL, "QUIT\r\n", "221 2.0.0 Bye\r\n"},
 	    {EH, "MAIL FROM:<a@b.example> SIZE=10000\r\n", "250 2.1.0 Ok\r\n"},
@@ -384,12 +384,12 @@ test_reply_rows(void)
 	    {EH "MAIL FROM:<a@b.example> SMTPUTF8\r\n",
 	        "RCPT TO:<\xc3\xbc@x.example>\r\n", "250 2.1.5 Ok\r\n"},
 	    {EH MF RT, RT, "250 2.1.5 Ok\r\n"}, /* duplicate, kept once */
-	    /* bare LF / bare CR / NUL in command lines */
-	    {NULL, "NOOP\n", "500 5.5.2 Error: bare <LF> received\r\n"},
+	    /* bare LF ends a command line; a bare CR is refused */
+	    {NULL, "NOOP\n", "250 2.0.0 Ok\r\n"},
 	    {NULL, "NO\rOP\r\n", "500 5.5.2 Error: bare <CR> received\r\n"},
 	    {NULL, "NOOP\r\r\n", "500 5.5.2 Error: bare <CR> received\r\n"},
-	    {EH, "MAIL FROM:<a@b.example>\n",
-	        "500 5.5.2 Error: bare <LF> received\r\n"},
+	    {EH, "MAIL FROM:<a@b.example>\n", "250 2.1.0 Ok\r\n"},
+	    {EH, "MAIL FROM: <a@b.example>\n", "250 2.1.0 Ok\r\n"},
 	};
 
 	run_rows(rows, MTA_ARRAY_LEN(rows), true);
@@ -778,8 +778,45 @@ test_text_line_limit(void)
 	t_close(&t);
 }
 
+static bool received_is(
+    const struct queue_submit *q, const char *head, const char *tail);
+
+/* The message as queued, after our Received header. */
+static const char *
+t_msg(const struct queue_submit *q, size_t *n)
+{
+	const char *b = (const char *)buf_peek(&q->body);
+	size_t len = buf_avail(&q->body);
+
+	for (size_t i = 0; i + 2 <= len; i++)
+		if (b[i] == '\r' && b[i + 1] == '\n' &&
+		    (i + 2 == len || b[i + 2] != '\t')) {
+			*n = len - i - 2;
+			return b + i + 2;
+		}
+	*n = 0;
+	return b + len;
+}
+
+/* Is the last queued message exactly want (after our header)? */
+static bool
+t_msg_is(struct t *t, const char *want, size_t wlen)
+{
+	size_t n;
+	const char *m;
+
+	if (t->last == NULL)
+		return false;
+	m = t_msg(t->last, &n);
+	if (n == wlen && memcmp(m, want, n) == 0)
+		return true;
+	fprintf(stderr, "message: [%.*s]\n", (int)n, m);
+	return false;
+}
+
+/* bare_newline = reject: today's 550 5.5.2, commands too. */
 static void
-test_bare_newlines_in_data(void)
+test_bare_reject(void)
 {
 	static const char *bodies[] = {
 	    "a\nb\r\n.\r\n",
@@ -793,61 +830,444 @@ test_bare_newlines_in_data(void)
 	for (size_t i = 0; i < MTA_ARRAY_LEN(bodies); i++) {
 		struct t t;
 
-		t_open(&t);
+		t_cfg(&t);
+		t.cfg.bare_reject = true;
+		t_start(&t);
+		buf_reset(&t.out);
 		CHECK(t_to_data(&t));
 		t_feed(&t, bodies[i]);
 		CHECK(t.act == SMTP_IN_READ && t.commits == 0);
 		CHECK(t_out_is(&t, "550 5.5.2 Error: bare <CR> or <LF> in "
 		                   "message\r\n"));
 		CHECK(t_x(&t, "NOOP\r\n", "250 2.0.0 Ok\r\n"));
+		CHECK(t_x(
+		    &t, "NOOP\n", "500 5.5.2 Error: bare <LF> received\r\n"));
+		CHECK(t_x(&t, "MAIL FROM:<a@b.example>\n",
+		    "500 5.5.2 Error: bare <LF> received\r\n"));
 		t_close(&t);
+	}
+}
+
+/* bare_newline = normalize: every bare line end is stored as CR LF, and a
+ * "." line next to a bare line end is content. Whole, and cut at every
+ * offset into two reads. */
+static void
+test_bare_normalize(void)
+{
+	static const struct {
+		const char *wire, *stored;
+	} rows[] = {
+	    {"a\nb\r\n.\r\n", "a\r\nb\r\n"},
+	    {"a\rb\r\n.\r\n", "a\r\nb\r\n"},
+	    {"a\r\r\n.\r\n", "a\r\n\r\n"},
+	    {"a\r\n\n.\r\n.\r\n", "a\r\n\r\n.\r\n"},
+	    {".\n\r\n.\r\n", ".\r\n\r\n"},
+	    {"x\r\n.\rx\r\n.\r\n", "x\r\n.\r\nx\r\n"},
+	    {"x\n..y\n.\r\n.\r\n", "x\r\n.y\r\n.\r\n"},
+	    {"S: 1\nR: 2\n\nline\n\r\n.\r\n",
+	        "S: 1\r\nR: 2\r\n\r\nline\r\n\r\n"},
+	    {"a\r\n\r.\r\n.\r\n", "a\r\n\r\n.\r\n"},
+	};
+
+	for (size_t i = 0; i < MTA_ARRAY_LEN(rows); i++) {
+		size_t n = strlen(rows[i].wire);
+
+		for (size_t cut = 0; cut < n; cut++) {
+			struct t t;
+
+			t_open(&t);
+			CHECK(t_to_data(&t));
+			t_feed_n(&t, rows[i].wire, cut);
+			t_feed_n(&t, rows[i].wire + cut, n - cut);
+			CHECK(t.act == SMTP_IN_COMMIT);
+			t_commit(&t, 0);
+			CHECK(t_out_starts(&t, "250 2.0.0 Ok: queued as"));
+			if (!t_msg_is(
+			        &t, rows[i].stored, strlen(rows[i].stored))) {
+				fprintf(stderr, "row %zu cut %zu\n", i, cut);
+				harness_failed = 1;
+			}
+			t_close(&t);
+		}
 	}
 }
 
 /*
  * SMTP smuggling: a fake end of data, then a whole second transaction,
- * then the real end. The fake end must be content; nothing behind it may
- * run as a command; the message is refused (it holds a bare CR/LF); the
- * next MAIL after the real end is answered normally.
+ * then the real end. The fake end must be content and nothing behind it
+ * may run as a command: exactly one message, holding all of it, the fake
+ * end stored as a "." line (stuffed again on the way out). In reject mode
+ * the message is refused instead. Whole and byte by byte.
  */
 static void
 test_smuggling(void)
 {
-	static const char *fake[] = {"\n.\n", "\r.\r", "\r\n.\n", "\n.\r\n"};
+	static const char *fake[] = {"\n.\n", "\r.\r", "\r\n.\n", "\n.\r\n",
+	    "\r.\r\n", "\n.\r", "\r\n.\r", "\r.\n"};
+	static const char rest[] = "MAIL FROM:<evil@e.example>\r\n"
+	                           "RCPT TO:<victim@v.example>\r\n"
+	                           "DATA\r\n"
+	                           "Subject: smuggled\r\n\r\nevil\r\n";
+	char body[512], want[512];
 
-	for (size_t i = 0; i < MTA_ARRAY_LEN(fake); i++) {
+	for (size_t i = 0; i < 3 * MTA_ARRAY_LEN(fake); i++) {
+		size_t k = i % MTA_ARRAY_LEN(fake),
+		       mode = i / MTA_ARRAY_LEN(fake);
 		struct t t;
-		char body[512];
 
 		snprintf(body, sizeof(body),
-		    "Subject: one\r\n\r\nhello%s"
-		    "MAIL FROM:<evil@e.example>\r\n"
-		    "RCPT TO:<victim@v.example>\r\n"
-		    "DATA\r\n"
-		    "Subject: smuggled\r\n\r\nevil\r\n"
-		    ".\r\n",
-		    fake[i]);
-		t_open(&t);
+		    "Subject: one\r\n\r\nhello%s%s.\r\n", fake[k], rest);
+		snprintf(want, sizeof(want),
+		    "Subject: one\r\n\r\nhello\r\n.\r\n%s", rest);
+		t_cfg(&t);
+		t.cfg.bare_reject = mode == 2;
+		t_start(&t);
+		buf_reset(&t.out);
 		CHECK(t_to_data(&t));
-		t_feed(&t, body);
-		CHECK(t.act == SMTP_IN_READ);
-		CHECK(t_out_is(&t, "550 5.5.2 Error: bare <CR> or <LF> in "
-		                   "message\r\n"));
+		if (mode == 1) /* byte by byte */
+			for (size_t j = 0; body[j] != '\0'; j++)
+				t_feed_n(&t, body + j, 1);
+		else
+			t_feed(&t, body);
+		if (mode == 2) {
+			CHECK(t.act == SMTP_IN_READ && t.commits == 0);
+			CHECK(t_out_is(&t,
+			    "550 5.5.2 Error: bare <CR> or <LF> in "
+			    "message\r\n"));
+		} else {
+			CHECK(t.act == SMTP_IN_COMMIT);
+			CHECK(buf_avail(&t.out) == 0);
+			t_commit(&t, 0);
+			CHECK(t_out_is(&t, "250 2.0.0 Ok: queued as "
+			                   "0000000000000001\r\n"));
+			CHECK(t_msg_is(&t, want, strlen(want)));
+		}
 		CHECK(t_x(&t, MF, "250 2.1.0 Ok\r\n"));
-		CHECK(t.commits == 0 && t.ids == 1);
-		t_close(&t);
-
-		/* Byte by byte, the same. */
-		t_open(&t);
-		CHECK(t_to_data(&t));
-		for (size_t k = 0; body[k] != '\0'; k++)
-			t_feed_n(&t, body + k, 1);
-		CHECK(t_out_is(&t, "550 5.5.2 Error: bare <CR> or <LF> in "
-		                   "message\r\n"));
-		CHECK(t_x(&t, MF, "250 2.1.0 Ok\r\n"));
-		CHECK(t.commits == 0);
+		CHECK(t.commits == (mode == 2 ? 0 : 1) && t.ids == 1);
 		t_close(&t);
 	}
+}
+
+/* NUL in content: refused 554 5.6.0 after the whole body (the session
+ * stays in step), or stripped with nul_in_body = strip. */
+static void
+test_nul_body(void)
+{
+	static const struct {
+		const char *wire;
+		size_t n;
+		const char *stripped;
+	} rows[] = {
+	    {"a\0b\r\n.\r\n", 8, "ab\r\n"},
+	    {"S: x\r\n\r\nl\r\n\0.\r\n.\r\n", 18, "S: x\r\n\r\nl\r\n.\r\n"},
+	    {"S: x\r\n\r\nplain\0line\r\nmore\r\n.\r\n", 29,
+	        "S: x\r\n\r\nplainline\r\nmore\r\n"},
+	    {"\0\0\0\r\n.\r\n", 8, "\r\n"},
+	};
+
+	for (size_t i = 0; i < 2 * MTA_ARRAY_LEN(rows); i++) {
+		size_t r = i % MTA_ARRAY_LEN(rows);
+		struct t t;
+
+		t_cfg(&t);
+		t.cfg.nul_strip = i >= MTA_ARRAY_LEN(rows);
+		t_start(&t);
+		buf_reset(&t.out);
+		CHECK(t_to_data(&t));
+		t_feed_n(&t, rows[r].wire, rows[r].n);
+		if (!t.cfg.nul_strip) {
+			CHECK(t.act == SMTP_IN_READ && t.commits == 0);
+			CHECK(t_out_is(&t, "554 5.6.0 Error: NUL character in "
+			                   "message\r\n"));
+			CHECK(t_x(&t, "NOOP\r\n", "250 2.0.0 Ok\r\n"));
+		} else {
+			CHECK(t.act == SMTP_IN_COMMIT);
+			t_commit(&t, 0);
+			CHECK(t_out_starts(&t, "250 2.0.0 Ok: queued as"));
+			CHECK(t_msg_is(
+			    &t, rows[r].stripped, strlen(rows[r].stripped)));
+		}
+		CHECK(t.budget.used == 0);
+		t_close(&t);
+	}
+}
+
+/* EHLO, MAIL, RCPT: ready for BDAT. */
+static bool
+t_to_rcpt(struct t *t)
+{
+	t_feed(t, EH MF RT);
+	return t_out_is(t,
+	    EHLO_REPLY_BASE "250-STARTTLS\r\n"
+	                    "250 ENHANCEDSTATUSCODES\r\n250 2.1.0 Ok\r\n"
+	                    "250 2.1.5 Ok\r\n");
+}
+
+/* BDAT: chunks pipelined in one read, 250 per chunk at once, the LAST
+ * one only after the commit; raw bytes (no dots); BDAT 0 LAST. */
+static void
+test_bdat(void)
+{
+	static const char wire[] =
+	    "BDAT 5\r\nab\r\ncBDAT 8\r\nd\r\n..\r\n.BDAT 5 LAST\r\n\r\nxyz";
+	struct t t;
+
+	t_open(&t);
+	CHECK(t_to_rcpt(&t));
+	t_feed(&t, wire);
+	CHECK(t.act == SMTP_IN_COMMIT);
+	CHECK(t_out_is(&t, "250 2.0.0 Ok: 5 octets received\r\n"
+	                   "250 2.0.0 Ok: 8 octets received\r\n"));
+	t_commit(&t, 0);
+	CHECK(t_out_is(&t, "250 2.0.0 Ok: queued as 0000000000000001\r\n"));
+	CHECK(t_msg_is(&t, "ab\r\ncd\r\n..\r\n.\r\nxyz\r\n", 20));
+	CHECK(!smtp_in_busy(t.s) && t.budget.used == 0);
+	/* BDAT 0 LAST alone: an empty message. */
+	t_feed(&t, MF RT "BDAT 0 LAST\r\n");
+	CHECK(t.act == SMTP_IN_COMMIT);
+	t_commit(&t, 0);
+	CHECK(t_out_is(&t, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+	                   "250 2.0.0 Ok: queued as 0000000000000002\r\n"));
+	CHECK(t_msg_is(&t, "", 0));
+	/* A chunk then BDAT 0 LAST; the Received header is ours. */
+	t_feed(&t, MF RT "BDAT 3\r\nhi\nBDAT 0 LAST\r\n");
+	CHECK(t.act == SMTP_IN_COMMIT);
+	t_commit(&t, 0);
+	CHECK(t_out_is(&t, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+	                   "250 2.0.0 Ok: 3 octets received\r\n"
+	                   "250 2.0.0 Ok: queued as 0000000000000003\r\n"));
+	CHECK(t_msg_is(&t, "hi\r\n", 4));
+	CHECK(received_is(t.last,
+	    "Received: from c.example (rdns-less [192.0.2.1])\r\n"
+	    "\tby " HOST " (mta) with ESMTP id 0000000000000003\r\n"
+	    "\tfor <r@x.example>; ",
+	    "\r\nhi\r\n"));
+	t_close(&t);
+}
+
+/* The RFC 3030 refusals; every chunk is still read to its end, so its
+ * octets never run as commands. */
+static void
+test_bdat_refused(void)
+{
+	char big[10100];
+	struct t t;
+	size_t n;
+
+	t_open(&t);
+	CHECK(t_x(&t, "BDAT 6\r\nQUIT\r\n",
+	    "503 5.5.1 Error: send HELO/EHLO first\r\n"));
+	CHECK(t_x(&t, EH,
+	    EHLO_REPLY_BASE "250-STARTTLS\r\n"
+	                    "250 ENHANCEDSTATUSCODES\r\n"));
+	CHECK(t_x(&t, "BDAT 6 LAST\r\nQUIT\r\n",
+	    "503 5.5.1 Error: need MAIL command\r\n"));
+	CHECK(t_x(&t, MF "BDAT 6\r\nQUIT\r\n",
+	    "250 2.1.0 Ok\r\n503 5.5.1 Error: need RCPT command\r\n"));
+	CHECK(t_x(&t, RT "BDAT 2\r\nabDATA\r\n",
+	    "250 2.1.5 Ok\r\n250 2.0.0 Ok: 2 octets received\r\n"
+	    "503 5.5.1 Error: DATA after BDAT\r\n"));
+	CHECK(t_x(&t, "RSET\r\n", "250 2.0.0 Ok\r\n"));
+	/* DATA, then BDAT in the next transaction only. */
+	CHECK(t_x(&t, MF RT "DATA\r\n",
+	    "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+	    "354 End data with <CR><LF>.<CR><LF>\r\n"));
+	t_feed(&t, "BDAT 4 LAST\r\nQUIT\r\n.\r\n");
+	CHECK(t.act == SMTP_IN_COMMIT);
+	t_commit(&t, 0);
+	CHECK(t_out_starts(&t, "250 2.0.0 Ok: queued as"));
+	CHECK(t_msg_is(&t, "BDAT 4 LAST\r\nQUIT\r\n", 19));
+	CHECK(t_x(&t, "BDAT 6 LAST\r\nQUIT\r\n",
+	    "503 5.5.1 Error: need MAIL command\r\n"));
+	/* Over the size limit: 552 at that chunk, later chunks 503. */
+	memset(big, 'a', sizeof(big));
+	n = (size_t)snprintf(big, 64, "BDAT 10001\r\n");
+	big[n] = 'a';
+	t_feed(&t, MF RT);
+	buf_reset(&t.out);
+	t_feed_n(&t, big, n + 10001);
+	CHECK(t_out_is(&t, "552 5.3.4 Error: message size exceeds fixed "
+	                   "limit\r\n"));
+	CHECK(t_x(&t, "BDAT 6 LAST\r\nQUIT\r\n",
+	    "503 5.5.1 Error: need MAIL command\r\n"));
+	/* Exactly at the limit: taken. */
+	t_feed(&t, MF RT);
+	buf_reset(&t.out);
+	n = strlen("BDAT 10000 LAST\r\n");
+	memset(big, 'a', 10000 + n);
+	memcpy(big, "BDAT 10000 LAST\r\n", n);
+	for (size_t i = 0; i < 10000; i += 100)
+		memcpy(big + n + i + 98, "\r\n", 2);
+	t_feed_n(&t, big, n + 10000);
+	CHECK(t.act == SMTP_IN_COMMIT);
+	t_commit(&t, 0);
+	CHECK(t_out_starts(&t, "250 2.0.0 Ok: queued as"));
+	CHECK(t.commits == 2 && t.budget.used == 0);
+	/* A count that cannot be read: the session cannot stay in step. */
+	CHECK(t_x(&t, "BDAT x\r\n", "501 5.5.4 Syntax: BDAT count [LAST]\r\n"));
+	CHECK(t.act == SMTP_IN_CLOSE);
+	t_close(&t);
+}
+
+/* The same message by DATA and by BDAT: the same bytes stored, in both
+ * bare_newline modes' accepting one and with NULs stripped. */
+static void
+test_bdat_same_as_data(void)
+{
+	static const char data[] =
+	    "Subject: x\r\n\r\na\nb\rc\r\n..d\r\n\0e\r\n.\r\n";
+	static const char bdat[] =
+	    "BDAT 29 LAST\r\nSubject: x\r\n\r\na\nb\rc\r\n.d\r\n\0e\r\n";
+	static const char want[] =
+	    "Subject: x\r\n\r\na\r\nb\r\nc\r\n.d\r\ne\r\n";
+	struct t t;
+
+	t_cfg(&t);
+	t.cfg.nul_strip = true;
+	t_start(&t);
+	buf_reset(&t.out);
+	CHECK(t_to_data(&t));
+	t_feed_n(&t, data, sizeof(data) - 1);
+	CHECK(t.act == SMTP_IN_COMMIT);
+	t_commit(&t, 0);
+	CHECK(t_msg_is(&t, want, sizeof(want) - 1));
+	buf_reset(&t.out);
+	t_feed(&t, MF RT);
+	t_feed_n(&t, bdat, sizeof(bdat) - 1);
+	CHECK(t.act == SMTP_IN_COMMIT);
+	t_commit(&t, 0);
+	CHECK(t_msg_is(&t, want, sizeof(want) - 1));
+	CHECK(t.commits == 2);
+	t_close(&t);
+}
+
+static bool room_ok;
+
+static bool
+fake_room(void *arg, uint64_t size, uint64_t max_size)
+{
+	(void)arg;
+	(void)size;
+	(void)max_size;
+	return room_ok;
+}
+
+/* The queue fills between MAIL and the body: DATA and the first BDAT get
+ * 452 4.3.1, and the BDAT chunk is still read to its end. */
+static void
+test_bdat_no_room(void)
+{
+	struct t t;
+
+	t_cfg(&t);
+	t.cfg.room = fake_room;
+	room_ok = true;
+	t_start(&t);
+	buf_reset(&t.out);
+	CHECK(t_to_rcpt(&t));
+	room_ok = false;
+	CHECK(t_x(&t, "BDAT 6 LAST\r\nQUIT\r\n",
+	    "452 4.3.1 Insufficient system storage\r\n"));
+	CHECK(t_x(&t, "DATA\r\n", "452 4.3.1 Insufficient system storage\r\n"));
+	room_ok = true;
+	t_feed(&t, "BDAT 6 LAST\r\nQUIT\r\n");
+	CHECK(t.act == SMTP_IN_COMMIT);
+	t_commit(&t, 0);
+	CHECK(t_out_starts(&t, "250 2.0.0 Ok: queued as"));
+	CHECK(t_msg_is(&t, "QUIT\r\n", 6));
+	CHECK(t.budget.used == 0);
+	t_close(&t);
+}
+
+/* A BDAT chunk is content for the request deadlines: its octets count
+ * toward the data rate, each chunk a new request. */
+static void
+test_bdat_progress(void)
+{
+	struct smtp_in_progress p;
+	char fill[100];
+	uint64_t seq;
+	struct t t;
+
+	memset(fill, 'x', sizeof(fill));
+	t_open(&t);
+	CHECK(t_to_rcpt(&t));
+	t_feed(&t, "BDAT 100\r\nabc");
+	smtp_in_progress(t.s, &p);
+	CHECK(p.wait == SMTP_IN_WAIT_DATA && p.bytes == 3);
+	seq = p.seq;
+	t_feed(&t, "de");
+	smtp_in_progress(t.s, &p);
+	CHECK(p.wait == SMTP_IN_WAIT_DATA && p.bytes == 5 && p.seq == seq);
+	t_feed_n(&t, fill, 95);
+	CHECK(t_out_is(&t, "250 2.0.0 Ok: 100 octets received\r\n"));
+	smtp_in_progress(t.s, &p);
+	CHECK(p.wait == SMTP_IN_WAIT_COMMAND);
+	t_feed(&t, "BDAT 10 LAST\r\nab");
+	smtp_in_progress(t.s, &p);
+	CHECK(p.wait == SMTP_IN_WAIT_DATA && p.bytes == 2 && p.seq != seq);
+	t.act = smtp_in_deadline(t.s, &t.out);
+	CHECK(t.act == SMTP_IN_CLOSE);
+	CHECK(t_out_is(&t, "421 4.4.2 " HOST " Error: timeout exceeded\r\n"));
+	t_close(&t);
+}
+
+/*
+ * A BDAT pipeline cut at every offset into two reads: the same replies and
+ * the same stored message each time. Chunk 1 ends in a CR whose LF starts
+ * chunk 2; NULs are stripped; the next transaction follows LAST.
+ */
+static void
+test_bdat_every_split(void)
+{
+	static const char wire[] =
+	    "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n"
+	    "RCPT TO:<r@x.example>\r\nBDAT 12\r\nSubject: a\r\r"
+	    "BDAT 9\r\n\n\nb\0ody\n.BDAT 4 LAST\r\n\r\nx\n"
+	    "MAIL FROM:<a@b.example>\r\nQUIT\r\n";
+	static const char want_msg[] =
+	    "Subject: a\r\n\r\n\r\nbody\r\n.\r\nx\r\n";
+	static const char tail[] =
+	    "250 2.1.5 Ok\r\n"
+	    "250 2.0.0 Ok: 12 octets received\r\n"
+	    "250 2.0.0 Ok: 9 octets received\r\n"
+	    "250 2.0.0 Ok: queued as 0000000000000001\r\n"
+	    "250 2.1.0 Ok\r\n221 2.0.0 Bye\r\n";
+	struct buf ref;
+	size_t n = sizeof(wire) - 1;
+
+	buf_init(&ref, 1 << 16);
+	for (size_t cut = 0; cut <= n; cut++) {
+		struct t t;
+		size_t parts[2] = {cut, n - cut}, off = 0;
+
+		t_cfg(&t);
+		t.cfg.nul_strip = true;
+		t_start(&t);
+		for (size_t k = 0; k < 2; k++) {
+			t_feed_n(&t, wire + off, parts[k]);
+			off += parts[k];
+			if (t.act == SMTP_IN_COMMIT)
+				t_commit(&t, 0);
+		}
+		if (cut == 0 &&
+		    buf_append(&ref, buf_peek(&t.out), buf_avail(&t.out)) != 0)
+			abort();
+		if (t.commits != 1 || t.act != SMTP_IN_CLOSE ||
+		    !t_msg_is(&t, want_msg, sizeof(want_msg) - 1) ||
+		    buf_avail(&t.out) != buf_avail(&ref) ||
+		    memcmp(buf_peek(&t.out), buf_peek(&ref), buf_avail(&ref)) !=
+		        0) {
+			fprintf(stderr, "cut %zu: [%.*s]\n", cut,
+			    (int)buf_avail(&t.out),
+			    (const char *)buf_peek(&t.out));
+			harness_failed = 1;
+		}
+		t_close(&t);
+	}
+	CHECK(memmem(buf_peek(&ref), buf_avail(&ref), tail, strlen(tail)) !=
+	      NULL);
+	buf_fini(&ref);
 }
 
 /* A body of n octets (unstuffed), with CRLF lines of 80. */
@@ -1496,8 +1916,8 @@ test_helo_no_extensions(void)
 	    "555 5.5.4 Unsupported option: BODY=8BITMIME\r\n"));
 	CHECK(t_x(&t, "MAIL FROM:<a@b.example> SMTPUTF8\r\n",
 	    "555 5.5.4 Unsupported option: SMTPUTF8\r\n"));
-	CHECK(t_x(&t, "MAIL FROM:<a@b.example> BODY=7BIT\r\n",
-	    "250 2.1.0 Ok\r\n"));
+	CHECK(t_x(
+	    &t, "MAIL FROM:<a@b.example> BODY=7BIT\r\n", "250 2.1.0 Ok\r\n"));
 	t_close(&t);
 }
 
@@ -1519,8 +1939,16 @@ static const struct harness_case cases[] = {
     {"free_while_committing", test_free_while_committing},
     {"data_before_354", test_data_before_354},
     {"text_line_limit", test_text_line_limit},
-    {"bare_newlines_in_data", test_bare_newlines_in_data},
+    {"bare_reject", test_bare_reject},
+    {"bare_normalize", test_bare_normalize},
     {"smuggling", test_smuggling},
+    {"nul_body", test_nul_body},
+    {"bdat", test_bdat},
+    {"bdat_refused", test_bdat_refused},
+    {"bdat_same_as_data", test_bdat_same_as_data},
+    {"bdat_every_split", test_bdat_every_split},
+    {"bdat_no_room", test_bdat_no_room},
+    {"bdat_progress", test_bdat_progress},
     {"message_size", test_message_size},
     {"inflight_budget", test_inflight_budget},
     {"hop_limit", test_hop_limit},

@@ -505,6 +505,48 @@ test_plain_lines(void)
 		          strlen(t[i].in), t[i].max) == t[i].want);
 }
 
+/* BDAT's argument (RFC 3030): a count, then LAST or nothing. */
+static void
+test_bdat(void)
+{
+	static const struct {
+		const char *in;
+		bool ok;
+		uint64_t size;
+		bool last;
+	} t[] = {
+	    {"0", true, 0, false},
+	    {"0 LAST", true, 0, true},
+	    {"1000", true, 1000, false},
+	    {"1000 last", true, 1000, true},
+	    {"12  LaSt", true, 12, true},
+	    {"18446744073709551615", true, UINT64_MAX, false},
+	    {"18446744073709551616", false, 0, false}, /* overflow */
+	    {"99999999999999999999 LAST", false, 0, false},
+	    {"", false, 0, false},
+	    {"LAST", false, 0, false},
+	    {"-1", false, 0, false},
+	    {"+1", false, 0, false},
+	    {"1x", false, 0, false},
+	    {"1 LASTX", false, 0, false},
+	    {"1 LAS", false, 0, false},
+	    {"1 LAST x", false, 0, false},
+	    {"1\tLAST", false, 0, false},
+	    {"0x10", false, 0, false},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		uint64_t size = 7;
+		bool last = false;
+		bool ok =
+		    smtp_parse_bdat(t[i].in, strlen(t[i].in), &size, &last);
+
+		CHECK(ok == t[i].ok);
+		if (ok)
+			CHECK(size == t[i].size && last == t[i].last);
+	}
+}
+
 static const struct harness_case cases[] = {
     {"command_split", test_command_split},
     {"mail", test_mail},
@@ -516,6 +558,7 @@ static const struct harness_case cases[] = {
     {"dsn_mail", test_dsn_mail},
     {"dsn_rcpt", test_dsn_rcpt},
     {"plain_lines", test_plain_lines},
+    {"bdat", test_bdat},
 };
 
 HARNESS_MAIN(cases)
