@@ -22,7 +22,7 @@
 #include "base/xalloc.h"
 #include "deliver/deliver_body.h"
 #include "deliver/deliver_int.h"
-#include "deliver/mime_7bit.h"
+#include "smtp/mime_7bit.h"
 #include "queue/queue.h"
 
 static bool

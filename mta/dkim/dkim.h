@@ -158,9 +158,13 @@ struct dkim_job {
 	struct chan_msg msg; /* first: type DKIM_JOB_SIGN, reqid = caller's */
 	struct chan *reply;  /* borrowed: where the job comes back */
 	struct dkim_msg *m;  /* owned; freed once signed */
-	struct buf body;     /* in: the message; out: signed (or as it was) */
-	uint64_t now;        /* signing time, s */
-	int status;          /* out: 0, or negative errno (body unsigned) */
+	/* The table m's keys come from (borrowed: whoever submits keeps it
+	 * alive until the job is back), to sign anew after a 7-bit
+	 * conversion. */
+	const struct dkim_table *t;
+	struct buf body; /* in: the message; out: signed (or as it was) */
+	uint64_t now;    /* signing time, s */
+	int status;      /* out: 0, or negative errno (body unsigned) */
 	char label[DKIM_LABEL_MAX]; /* out: "DOMAIN/SELECTOR,..." */
 	char why[32];               /* out: when status < 0 */
 };

@@ -149,6 +149,10 @@ size_t dkim_table_find(const struct dkim_table *t, const char *domain,
 /* dkim_msg.c: put fields in front of msg (one copy of it). */
 void dkim_prepend(struct buf *msg, const struct buf *fields);
 
+/* Make an 8-bit msg 7-bit (quoted-printable, smtp/mime_7bit.h) before it
+ * is signed; true when it was converted. See dkim_msg.c. */
+bool dkim_7bit(struct buf *msg);
+
 /* base64 of (p, n) appended to out (no line breaks). 0 or -ENOBUFS. */
 int dkim_b64(const void *p, size_t n, struct buf *out) MTA_MUST_CHECK;
 

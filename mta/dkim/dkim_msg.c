@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
+#include "smtp/mime_7bit.h"
 
 struct dkim_msg {
 	char *hdr;
@@ -204,6 +205,36 @@ dkim_prepend(struct buf *msg, const struct buf *fields)
 	*msg = out;
 }
 
+/*
+ * Mail we sign leaves 7-bit: a next hop without 8BITMIME would otherwise
+ * get it converted at delivery (mime_7bit.h), after signing, and the
+ * signature would no longer verify. So an 8-bit message is converted
+ * here, once, before its signature is made, and every next hop gets the
+ * same signed bytes. 7-bit mail, most of it, is only scanned. What cannot
+ * be converted (8-bit header fields...) is signed as it is; delivery
+ * bounces it 5.6.3 to a host without 8BITMIME.
+ */
+bool
+dkim_7bit(struct buf *msg)
+{
+	const uint8_t *p = buf_peek(msg);
+	size_t len = buf_avail(msg), i = 0;
+	struct buf out;
+
+	while (i < len && p[i] < 0x80)
+		i++;
+	if (i == len)
+		return false;
+	buf_init(&out, mime_7bit_bound(len));
+	if (mime_7bit_convert(p, len, &out) != MIME_7BIT_OK) {
+		buf_fini(&out);
+		return false;
+	}
+	buf_fini(msg);
+	*msg = out;
+	return true;
+}
+
 int
 dkim_sign_message(const struct dkim_table *t, struct buf *msg, uint64_t now,
     char *label, size_t labellen, char *why, size_t whylen)
@@ -214,6 +245,10 @@ dkim_sign_message(const struct dkim_table *t, struct buf *msg, uint64_t now,
 	struct buf sig;
 	int res;
 
+	if (dkim_7bit(msg)) {
+		p = buf_peek(msg);
+		len = hlen = buf_avail(msg);
+	}
 	for (size_t i = 0; i + 4 <= len; i++)
 		if (memcmp(p + i, "\r\n\r\n", 4) == 0) {
 			hlen = i + 2;

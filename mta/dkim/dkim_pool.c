@@ -36,7 +36,17 @@ void
 dkim_job_run(struct dkim_job *j)
 {
 	struct buf sig;
+	int res;
 
+	if (j->t != NULL && dkim_7bit(&j->body)) {
+		/* the streamed hash was of the 8-bit form: sign anew */
+		res = dkim_sign_message(j->t, &j->body, j->now, j->label,
+		    sizeof(j->label), j->why, sizeof(j->why));
+		j->status = res == 1 ? 0 : res < 0 ? res : -ENOENT;
+		dkim_msg_free(j->m);
+		j->m = NULL;
+		return;
+	}
 	buf_init(&sig, SIZE_MAX);
 	j->status = dkim_msg_finish(j->m, j->now, &sig, j->label,
 	    sizeof(j->label), j->why, sizeof(j->why));

@@ -485,6 +485,14 @@ accept_local(struct listener *ls, int fd)
 	accept_open(ls, fd, &peer, key);
 }
 
+/* rconn_env.unref: a reference kept for a signing job is let go. */
+static void
+conn_unref(void *arg, void *ref)
+{
+	(void)arg;
+	snap_unref(ref);
+}
+
 /* rconn_env.gone: a connection was freed. */
 static void
 conn_gone(void *arg, const uint8_t ipkey[RCONN_IPKEY], void *ref)
@@ -699,6 +707,7 @@ thread_main(void *arg)
 	t->env.auth = r->auth;
 	t->env.dkim = r->dkim_pool;
 	t->env.gone = conn_gone;
+	t->env.unref = conn_unref;
 	t->env.arg = t;
 	t->conns = rconns_new(&t->env);
 	uring_op_init(&t->chan_rd, chan_rd_cb);

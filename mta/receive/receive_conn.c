@@ -104,6 +104,13 @@ struct rconns {
 	size_t live;
 	size_t pending; /* answers owed to env->chan */
 	uint64_t stale;
+	/* settings references of closed connections whose signing job is
+	 * still out, by the job's reqid (env->unref) */
+	struct held {
+		uint64_t reqid;
+		void *ref;
+	} * held;
+	size_t nheld, capheld;
 };
 
 static const struct stream_cbs conn_cbs;
@@ -125,6 +132,9 @@ rconns_free(struct rconns *cs)
 	for (uint32_t i = 0; i < cs->nslots; i++)
 		free(cs->slots[i]);
 	free(cs->slots);
+	for (size_t i = 0; i < cs->nheld; i++) /* jobs dropped unanswered */
+		cs->env->unref(cs->env->arg, cs->held[i].ref);
+	free(cs->held);
 	free(cs);
 }
 
@@ -192,6 +202,31 @@ conn_lookup(struct rconns *cs, uint64_t reqid, enum pending kind)
 	    stream_closing(&c->st))
 		return NULL;
 	return c;
+}
+
+/* A closed connection's settings reference, kept for its signing job
+ * (struct rconns.held). */
+static void
+held_add(struct rconns *cs, uint64_t reqid, void *ref)
+{
+	if (cs->nheld == cs->capheld) {
+		cs->capheld = cs->capheld ? cs->capheld * 2 : 4;
+		cs->held =
+		    xreallocarray(cs->held, cs->capheld, sizeof(*cs->held));
+	}
+	cs->held[cs->nheld++] = (struct held){reqid, ref};
+}
+
+/* The job of reqid is back: let its reference go, if one was kept. */
+static void
+held_drop(struct rconns *cs, uint64_t reqid)
+{
+	for (size_t i = 0; i < cs->nheld; i++)
+		if (cs->held[i].reqid == reqid) {
+			cs->env->unref(cs->env->arg, cs->held[i].ref);
+			cs->held[i] = cs->held[--cs->nheld];
+			return;
+		}
 }
 
 /* ---- acting on the session ---- */
@@ -481,6 +516,10 @@ conn_closed(struct stream *st, void *user, const char *reason)
 	c->s = NULL;
 	if (c->pend == PEND_AUTH_DELAY) /* its answer came; none is owed */
 		c->pend = PEND_NONE;
+	if (c->pend == PEND_SIGN) { /* its keys must outlive the job */
+		held_add(cs, conn_reqid(c), c->ref);
+		c->ref = NULL;
+	}
 	c->live = false;
 	c->gen++;
 	c->next_free = cs->free;
@@ -575,6 +614,7 @@ rconns_sign_done(struct rconns *cs, struct dkim_job *j)
 	cs->pending--;
 	if (c == NULL) {
 		cs->stale++;
+		held_drop(cs, j->msg.reqid);
 		dkim_job_free(j);
 		return;
 	}

@@ -43,6 +43,11 @@ struct rconn_env {
 	/* A connection was freed: release its address key and its
 	 * settings reference (ref from struct rconn_start). */
 	void (*gone)(void *arg, const uint8_t ipkey[RCONN_IPKEY], void *ref);
+	/* A settings reference kept past its connection is let go: a
+	 * signing job was out when the connection closed, and the keys it
+	 * signs with live in those settings, so ref was kept (not given to
+	 * gone, which got NULL) until the job came back. */
+	void (*unref)(void *arg, void *ref);
 	void *arg;
 };
 

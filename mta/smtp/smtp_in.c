@@ -1229,6 +1229,7 @@ smtp_in_dkim_job(struct smtp_in *s)
 		return NULL;
 	j = xcalloc(1, sizeof(*j));
 	j->m = s->dk;
+	j->t = s->cfg->dkim;
 	s->dk = NULL;
 	j->body = s->b.buf;
 	buf_init(&s->b.buf, 0);

@@ -18,7 +18,7 @@
 
 #include "base/buf.h"
 #include "base/str.h"
-#include "deliver/mime_7bit.h"
+#include "smtp/mime_7bit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,6 +11,8 @@ to check. Also: dual signing, both canonicalizations, subdomains and the
 logged reason), a redelivery after 451 (identical bytes), keys refused at
 start and reload, and `mta dkim check`.
 """
+import email
+import email.policy
 import os
 import re
 import shutil
@@ -20,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import run_mta
+from conftest import queued_id, run_mta, send_message
 from dkim_verify import verify_each
 from smtp_servers import rcpt_table, wait_until
 from test_delivery import World, events, submit, wait_event
@@ -523,3 +525,35 @@ def test_bare_lf_and_bdat_signed_over_stored_bytes(world):
                                        ("example.com", "e", True)]
         bhs.append(re.findall(rb"bh=([^;]+);", raw))
     assert bhs[0] == bhs[1], bhs
+
+
+@pytest.mark.parametrize("eightbit_peer", [False, True])
+def test_8bit_message_leaves_7bit_and_verifies(world, eightbit_peer):
+    """An 8-bit body is made 7-bit (quoted-printable) before it is signed,
+    so the signature survives a next hop without 8BITMIME (which would
+    otherwise get a copy converted after signing) and every next hop
+    gets the same bytes; the text still decodes to the original."""
+    keys = Keys(world.tmp)
+    keys.make("example.com", "e", "ed25519")
+    world.zone({"dest.test": {"MX": [[10, "mx.dest.test"]]},
+                "mx.dest.test": {"A": ["127.0.0.30"]}})
+    srv = world.server("127.0.0.30", eightbitmime=eightbit_peer)
+    relay = world.relay(extra=keys.section("example.com", "e"))
+    text = "Grüße aus Köln, naïve café — ünïcödé\r\n"
+    m = msg(headers=["MIME-Version: 1.0",
+                     "Content-Type: text/plain; charset=utf-8",
+                     "Content-Transfer-Encoding: 8bit"],
+            raw_body=b"\r\n" + text.encode() * 3)
+    with relay.client() as c:
+        c.ehlo()
+        r = send_message(c, m, sender=SENDER, rcpts=("rcpt@dest.test",),
+                         mail_params="BODY=8BITMIME")
+        qid = queued_id(r, c)
+    assert queued(relay, qid)["dkim"] == "example.com/e"
+    raw = delivered(world, srv, relay, qid)
+    assert all(b < 0x80 for b in raw), "8-bit bytes on the wire"
+    assert b"Content-Transfer-Encoding: quoted-printable" in raw
+    assert verdicts(raw, keys) == [("example.com", "e", True)]
+    body = email.message_from_bytes(raw, policy=email.policy.default)
+    got = body.get_content().replace("\r\n", "\n")
+    assert got == (text * 3).replace("\r\n", "\n"), got

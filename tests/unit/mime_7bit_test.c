@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "base/str.h"
-#include "deliver/mime_7bit.h"
+#include "smtp/mime_7bit.h"
 #include "../harness.h"
 
 /* Convert s (n bytes) into a fresh buffer; the status. */

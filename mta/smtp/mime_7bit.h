@@ -4,8 +4,10 @@
  * section 3, RFC 2045), for a next hop that does not offer 8BITMIME.
  *
  * Pure code over buffers: no I/O, no allocation but the caller's output
- * buffer, so the unit test calls it directly. The delivery worker calls
- * it on its own thread, once per job that needs it.
+ * buffer, so the unit test calls it directly. Two callers, each on its
+ * own thread: the DKIM signer, which makes an 8-bit message 7-bit before
+ * signing it, so that no next hop can break the signature; and the
+ * delivery worker, once per job that needs it, for unsigned mail.
  *
  * DESIGN. MIME-aware and minimal: an entity (the message, or one body
  * part) without 8-bit bytes is copied byte for byte. A leaf part with
@@ -24,8 +26,8 @@
  * (CRLF; a bare LF in a re-encoded body becomes CRLF). A line that is a
  * lone "." is left as it is: dot-stuffing is the SMTP client's job.
  */
-#ifndef MTA_DELIVER_MIME_7BIT_H
-#define MTA_DELIVER_MIME_7BIT_H
+#ifndef MTA_SMTP_MIME_7BIT_H
+#define MTA_SMTP_MIME_7BIT_H
 
 #include <stddef.h>
 #include <stdint.h>

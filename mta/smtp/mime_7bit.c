@@ -6,7 +6,7 @@
  *
  * Thread: any (pure; the delivery worker calls it).
  */
-#include "deliver/mime_7bit.h"
+#include "smtp/mime_7bit.h"
 
 #include <stdbool.h>
 #include <string.h>
