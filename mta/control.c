@@ -18,7 +18,6 @@
 #include "control.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -37,6 +36,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/str.h"
+#include "base/unix_path.h"
 #include "base/xalloc.h"
 #include "deliver/deliver.h"
 #include "queue/queue.h"
@@ -68,31 +68,6 @@ control_path(const struct config_queue *q, char *out, size_t len)
 	return 0;
 }
 
-int
-control_sockaddr(const char *path, struct sockaddr_un *sun, int *dfd)
-{
-	char dir[CONFIG_PATH_MAX + 16];
-	const char *slash = strrchr(path, '/');
-
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	*dfd = -1;
-	if (str_copy(sun->sun_path, sizeof(sun->sun_path), path))
-		return 0;
-	if (slash == NULL ||
-	    !str_ncopy(dir, sizeof(dir), path, (size_t)(slash - path)))
-		return -ENAMETOOLONG;
-	if ((*dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -errno;
-	if (!str_fmt(sun->sun_path, sizeof(sun->sun_path),
-	        "/proc/self/fd/%d/%s", *dfd, slash + 1)) {
-		close(*dfd);
-		*dfd = -1;
-		return -ENAMETOOLONG;
-	}
-	return 0;
-}
-
 /* Is a relay answering on path? 1 yes, 0 no (nothing there, or a stale
  * socket file), negative errno when it cannot tell. */
 static int
@@ -101,7 +76,7 @@ control_probe(const char *path)
 	struct sockaddr_un sun;
 	int fd, rc, dfd;
 
-	if ((rc = control_sockaddr(path, &sun, &dfd)) != 0)
+	if ((rc = unix_path_addr(path, &sun, &dfd)) != 0)
 		return rc;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
 		rc = -errno;
@@ -157,7 +132,7 @@ control_new(const struct config_queue *q, struct control **out, char *err,
 		/* stale: its relay is gone (a crash or kill -9) */
 		(void)unlink(c->path);
 	}
-	if ((rc = control_sockaddr(c->path, &sun, &dfd)) != 0) {
+	if ((rc = unix_path_addr(c->path, &sun, &dfd)) != 0) {
 		str_fmt(err, errlen, "control socket %s: %s", c->path,
 		    strerror(-rc));
 		goto fail;

@@ -57,17 +57,6 @@ struct deliver;
 int control_path(
     const struct config_queue *q, char *out, size_t len) MTA_MUST_CHECK;
 
-struct sockaddr_un;
-
-/*
- * control_sockaddr - the address to bind or connect for path, whatever
- * its length: a path longer than sun_path (108 bytes) is reached through
- * /proc/self/fd/N/NAME of its directory, which *dfd then holds open
- * (close it after bind/connect; -1 when not needed). 0 or negative errno.
- */
-int control_sockaddr(
-    const char *path, struct sockaddr_un *sun, int *dfd) MTA_MUST_CHECK;
-
 /*
  * control_new - create the control socket of the queue at q->path (the
  * directory must exist: call after queue_open). A socket file left by a

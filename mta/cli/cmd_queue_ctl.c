@@ -30,6 +30,7 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/unix_path.h"
 #include "base/xalloc.h"
 #include "cli/cmd.h"
 #include "cli/cmd_queue.h"
@@ -62,7 +63,7 @@ ctl_connect(const char *verb, const char *path)
 	struct timeval tv = {30, 0};
 	int fd, e, dfd, rc;
 
-	if ((rc = control_sockaddr(path, &sun, &dfd)) != 0) {
+	if ((rc = unix_path_addr(path, &sun, &dfd)) != 0) {
 		/* the queue directory itself is missing or unreadable */
 		fprintf(stderr,
 		    "mta: queue %s: the relay is not running (no "
