@@ -217,10 +217,17 @@ held_add(struct rconns *cs, uint64_t reqid, void *ref)
 	cs->held[cs->nheld++] = (struct held){reqid, ref};
 }
 
-/* The job of reqid is back: let its reference go, if one was kept. */
+/* The job of reqid is back and nobody waits for it: let its reference
+ * go if one was kept, and if its connection is still closing, nothing is
+ * owed it any more (conn_free must not keep a reference for it). */
 static void
 held_drop(struct rconns *cs, uint64_t reqid)
 {
+	uint32_t slot = (uint32_t)(reqid >> 32), gen = (uint32_t)reqid;
+	struct conn *c = slot < cs->nslots ? cs->slots[slot] : NULL;
+
+	if (c != NULL && c->live && c->gen == gen && c->pend == PEND_SIGN)
+		c->pend = PEND_NONE;
 	for (size_t i = 0; i < cs->nheld; i++)
 		if (cs->held[i].reqid == reqid) {
 			cs->env->unref(cs->env->arg, cs->held[i].ref);
