@@ -50,6 +50,46 @@ static int harness_failed;
 		}                                                             \
 	} while (0)
 
+/* The directory of harness_tmpdir(); empty until made. */
+static inline char *
+harness_dir_(void)
+{
+	static char d[64];
+
+	return d;
+}
+
+static inline void
+harness_tmpdir_remove(void)
+{
+	char cmd[96];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", harness_dir_());
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", harness_dir_());
+}
+
+/*
+ * harness_tmpdir - a private directory under /tmp for this test program:
+ * made on the first call, removed with all it holds at exit. NULL when it
+ * cannot be made.
+ */
+static inline const char *
+harness_tmpdir(void)
+{
+	char *d = harness_dir_();
+
+	if (d[0] == '\0') {
+		snprintf(d, 64, "/tmp/mta-unit.XXXXXX");
+		if (mkdtemp(d) == NULL) {
+			d[0] = '\0';
+			return NULL;
+		}
+		atexit(harness_tmpdir_remove);
+	}
+	return d;
+}
+
 /* Compare (ptr,len) to a string literal or C string. */
 #define CHECK_MEM(p, n, s) CHECK((n) == strlen(s) && memcmp((p), (s), (n)) == 0)
 

@@ -229,10 +229,12 @@ def write_config(path, sections, extra=""):
 
 # ---------------------------------------------------------------- mta commands
 
-def run_mta(*args, conf=None, timeout=60, env=None, check=True, input=None):
-    """Run `mta [-c conf] ARGS`; stdout/stderr as bytes. check=True asserts
-    exit 0. A sanitizer report on stderr always fails."""
-    cmd = [MTA]
+def run_mta(*args, conf=None, timeout=60, env=None, check=True, input=None,
+            prefix=()):
+    """Run `mta [-c conf] ARGS` (after prefix: a wrapper such as setpriv);
+    stdout/stderr as bytes. check=True asserts exit 0. A sanitizer report
+    on stderr always fails."""
+    cmd = list(prefix) + [MTA]
     if conf is not None:
         cmd += ["-c", str(conf)]
     cmd += [str(a) for a in args]

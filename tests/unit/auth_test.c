@@ -21,16 +21,6 @@
 static char dir[64];
 static char hash6[AUTH_HASH_MAX], hashy[AUTH_HASH_MAX];
 
-static void
-fixture_cleanup(void)
-{
-	char cmd[128];
-
-	if (dir[0] && str_fmt(cmd, sizeof(cmd), "rm -rf '%s'", dir) &&
-	    system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", dir);
-}
-
 /* First line of a command's output. */
 static bool
 run(const char *cmd, char *out, size_t len)
@@ -55,10 +45,9 @@ fixture(void)
 	if (state)
 		return state > 0;
 	state = -1;
-	str_copy(dir, sizeof(dir), "/tmp/auth_test.XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	if (harness_tmpdir() == NULL)
 		return false;
-	atexit(fixture_cleanup);
+	str_copy(dir, sizeof(dir), harness_tmpdir());
 	if (!run("openssl passwd -6 'sha-secret'", hash6, sizeof(hash6)) ||
 	    !run("echo 'yes secret' | mkpasswd -m yescrypt --stdin", hashy,
 	        sizeof(hashy))) {

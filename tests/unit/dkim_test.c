@@ -224,9 +224,9 @@ fixture(void)
 	if (state)
 		return state > 0;
 	state = -1;
-	str_copy(dir, sizeof(dir), "/tmp/dkim_test.XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	if (harness_tmpdir() == NULL)
 		return false;
+	str_copy(dir, sizeof(dir), harness_tmpdir());
 	state = 1;
 	return true;
 }

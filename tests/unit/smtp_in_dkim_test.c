@@ -42,9 +42,9 @@ fixture(void)
 	if (state)
 		return state > 0;
 	state = -1;
-	str_copy(dir, sizeof(dir), "/tmp/smtp_in_dkim.XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	if (harness_tmpdir() == NULL)
 		return false;
+	str_copy(dir, sizeof(dir), harness_tmpdir());
 	snprintf(p, sizeof(p), "%s/k.pem", dir);
 	if (dkim_key_generate(DKIM_ED25519_SHA256, 0, p, err, sizeof(err)) ||
 	    dkim_key_load(p, &signer.key, err, sizeof(err)))
