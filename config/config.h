@@ -160,6 +160,13 @@ struct config_local {
 	char allow_groups[1024]; /* names or gids */
 };
 
+/* [metrics]: the Prometheus endpoint (mta/metrics/metrics_http.h). */
+struct config_metrics {
+	struct config_addr *listen; /* none: off */
+	size_t nlisten;
+	unsigned destinations; /* shown by name; the rest are "other" */
+};
+
 /* [route DOMAIN] or [route *]. */
 struct config_route {
 	char domain[CONFIG_HOST_MAX]; /* lowercase; "*" = every other domain */
@@ -206,6 +213,7 @@ struct config {
 	struct config_dns dns;
 	struct config_delivery delivery;
 	struct config_local local;
+	struct config_metrics metrics;
 	struct config_route *routes;
 	size_t nroutes;
 	struct config_dkim *dkims;

@@ -188,6 +188,11 @@ const struct config_key config_keys[] = {
 	KEY(LOCAL, "allow_groups", STRING, "", 0, 0,
 	    FIELD(local.allow_groups), RESTART),
 
+	KEY(METRICS, "listen", ADDRS, "", 0, 0, FIELD(metrics.listen),
+	    COUNT(metrics.nlisten), .port = 9725, RESTART),
+	KEY(METRICS, "destinations", UINT, "50", 0, 1000,
+	    FIELD(metrics.destinations), RESTART),
+
 	/* No default host: a route without one is an error. No default tls:
 	 * unset means [delivery] tls applies (tls_set stays false). */
 	KEY(ROUTE, "host", ROUTE_HOST, NULL, 0, 0, RFIELD(host)),
@@ -222,6 +227,7 @@ static const char *const section_names[] = {
     [CONFIG_SECT_DNS] = "dns",
     [CONFIG_SECT_DELIVERY] = "delivery",
     [CONFIG_SECT_LOCAL] = "local",
+    [CONFIG_SECT_METRICS] = "metrics",
     [CONFIG_SECT_ROUTE] = "route",
     [CONFIG_SECT_DKIM] = "dkim",
 };

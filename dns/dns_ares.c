@@ -41,6 +41,7 @@
 #include "base/chan.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "config/config.h"
@@ -167,6 +168,8 @@ dns_sock_state(void *arg, ares_socket_t fd, int readable, int writable)
 static void
 dns_reply(struct dns_req *req)
 {
+	if (req->status != DNS_OK)
+		metrics_inc(METRICS_DNS_FAILURES);
 	chan_send(req->reply, &req->msg);
 }
 
@@ -329,6 +332,8 @@ dns_lookup_start(
 	job->pending++;
 	if (dns_cache_get(r->cache, type, name, clock_mono_ms(), &data, &len)) {
 		struct dns_answer *ans = xmalloc(sizeof(*ans));
+
+		metrics_inc(METRICS_DNS_CACHE_HITS);
 		int rc = dns_msg_parse(data, len, name, type, ans);
 
 		MTA_ASSERT(rc == 0); /* it parsed before it was stored */
@@ -348,6 +353,7 @@ dns_lookup_start(
 	lk->host = host;
 	lk->type = type;
 	str_copy(lk->name, sizeof(lk->name), name);
+	metrics_inc(METRICS_DNS_QUERIES);
 	ares_query(r->ch, name, DNS_C_IN, type, dns_ares_cb, lk);
 }
 

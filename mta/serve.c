@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/str.h"
 #include "cli/cmd.h"
 #include "config/config.h"
@@ -38,6 +39,7 @@
 #include "deliver/deliver.h"
 #include "dkim/dkim.h"
 #include "dns/dns.h"
+#include "metrics/metrics_http.h"
 #include "queue/queue.h"
 #include "receive/local.h"
 #include "receive/maildrop.h"
@@ -138,6 +140,7 @@ struct stages {
 	struct dns *dns;
 	struct deliver *d;
 	struct maildrop *md; /* local submissions written while we were down */
+	struct metrics_server *metrics; /* NULL: [metrics] listen is empty */
 };
 
 /* ---- reload (SIGHUP) ---- */
@@ -206,6 +209,10 @@ serve_open(const struct config *cfg, struct stages *st)
 	if (receive_new(&cfg->server, &cfg->tls, &cfg->auth, &cfg->delivery,
 	        dkim_table_of(cfg), &st->r, err, sizeof(err)) < 0)
 		goto fail;
+	if (metrics_server_new(&cfg->metrics, &st->metrics, err, sizeof(err)) <
+	    0)
+		goto fail;
+	metrics_set_enabled(st->metrics != NULL, cfg->metrics.destinations);
 	if (queue_open(&cfg->queue, false, &st->q, err, sizeof(err)) < 0)
 		goto fail;
 	/* after queue_open (it makes the directory); refuses to start when
@@ -237,6 +244,10 @@ serve_open(const struct config *cfg, struct stages *st)
 		fprintf(stderr, "mta: cannot start the maildrop thread\n");
 		return false;
 	}
+	if (metrics_server_start(st->metrics) < 0) {
+		fprintf(stderr, "mta: cannot start the metrics thread\n");
+		return false;
+	}
 	if (control_start(st->ctl, st->d) < 0) {
 		fprintf(stderr, "mta: cannot start the control thread\n");
 		return false;
@@ -250,6 +261,7 @@ fail:
 static void
 serve_close(struct stages *st)
 {
+	metrics_server_free(st->metrics);
 	/* before delivery: the scheduler answers what it was asked */
 	control_free(st->ctl);
 	receive_free(st->r);

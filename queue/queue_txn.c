@@ -40,7 +40,9 @@
 #include <string.h>
 
 #include "base/chan.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/xalloc.h"
 
 struct queue_txn_op {
@@ -118,9 +120,12 @@ static void
 queue_txn_batch(struct queue *q, struct chan_msg **reqs, size_t n)
 {
 	int *status = xcalloc(n, sizeof(*status));
+	uint64_t t0 = clock_mono_us();
 	int rc;
 
 	rc = queue_txn_run(q, reqs, n, status);
+	metrics_observe(METRICS_H_COMMIT_BATCH, n);
+	metrics_observe(METRICS_H_COMMIT_SECONDS, clock_mono_us() - t0);
 	if (rc != 0 && rc != -EIO && n > 1) {
 		log_warnx("queue: batch of %zu failed (%s); committing one "
 		          "at a time",

@@ -21,6 +21,12 @@ clock_mono_ms(void)
 }
 
 uint64_t
+clock_mono_us(void)
+{
+	return clock_ns(CLOCK_MONOTONIC) / 1000u;
+}
+
+uint64_t
 clock_wall_ms(void)
 {
 	return clock_ns(CLOCK_REALTIME) / 1000000u;

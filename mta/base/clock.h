@@ -16,6 +16,8 @@ void clock_rfc5322(uint64_t ms, char *dst, size_t len);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t clock_mono_ms(void);
+/* CLOCK_MONOTONIC in microseconds (for latencies). */
+uint64_t clock_mono_us(void);
 /* CLOCK_REALTIME in milliseconds since the epoch. */
 uint64_t clock_wall_ms(void);
 /* CLOCK_REALTIME in microseconds since the epoch. */

@@ -23,12 +23,14 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "deliver/deliver_conn.h"
 #include "deliver/deliver_int.h"
 #include "dns/dns.h"
 #include "net/stream.h"
+#include "net/tls.h"
 
 struct dconn {
 	struct stream st;
@@ -233,11 +235,13 @@ static void
 on_tls_done(struct stream *s, void *user, const char *err)
 {
 	struct dconn *c = user;
+	struct tls_info ti;
 
-	(void)s;
 	if (c->settled)
 		return;
 	if (err == NULL) {
+		stream_tls_info(s, &ti);
+		metrics_tls(true, ti.version, ti.verified);
 		c->tls_up = true;
 		conn_act(c, smtp_out_tls_done(c->so, true, conn_out(c)));
 		return;

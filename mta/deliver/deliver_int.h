@@ -136,6 +136,7 @@ struct dsched {
 	bool draining;
 	struct idset warned;  /* messages with a delay warning on disk */
 	struct idset warning; /* ... with one in an update not yet back */
+	uint64_t metrics_ms;  /* mono ms of the last metrics snapshot */
 };
 
 struct queue_envelope;
@@ -171,6 +172,12 @@ struct queue_submit *deliver_bounce_operator(
 /* Remember (or forget) that id's delay warning is on disk. */
 void deliver_bounce_warned(struct dsched *ds, uint64_t id, bool warned);
 void deliver_bounce_fini(struct dsched *ds);
+
+/* deliver_metrics.c: publish the queue and destination snapshot when a
+ * second has passed and metrics are on; count a job's outcomes (on disk
+ * at now, wall ms). */
+void deliver_metrics_tick(struct dsched *ds);
+void deliver_metrics_outcome(const struct sched_job *job, uint64_t now);
 
 /* deliver_ctl.c: an operator request, committed first
  * (deliver_ctl_committed applies it when the commit is back). */

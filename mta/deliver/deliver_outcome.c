@@ -142,6 +142,7 @@ deliver_outcome_done(struct dsched *ds, struct queue_update *u)
 	queue_id_fmt(job->id, id);
 	if (u->status == 0) {
 		(void)sched_job_apply(ds->s, job, now);
+		deliver_metrics_outcome(job, now);
 		outcome_log(job, id, now);
 	} else {
 		sched_job_revert(ds->s, job, now);

@@ -147,6 +147,7 @@ deliver_sched_main(void *arg)
 			}
 		}
 		dispatch(&ds);
+		deliver_metrics_tick(&ds);
 		log_batch_end();
 		/* An update is always answered (commits are quick) and its
 		 * answer comes to this chan, so wait for every one; jobs in

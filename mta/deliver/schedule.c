@@ -72,6 +72,9 @@ struct sdest {
 	unsigned window;
 	uint64_t dead_until;   /* wall ms: a failed destination rests */
 	char dead_reason[200]; /* why, for the suspended deferrals */
+	uint64_t outcomes[3];  /* metrics: delivered, deferred, failed */
+	uint64_t reasons[METRICS_REASONS]; /* metrics: deferrals by class */
+	uint64_t queued;       /* scratch of sched_dest_each */
 	struct sunit *whead, *wtail;
 	struct sdest *hnext;
 };
@@ -751,6 +754,26 @@ unit_settle(struct sched *s, struct smsg *m, struct sunit *u)
 	return false;
 }
 
+/* The destination's running totals (metrics), once a result is on disk. */
+static void
+dest_count(struct sdest *d, const struct sched_job *job,
+    const struct sched_job_rcpt *jr)
+{
+	switch (jr->state) {
+	case SCHED_RCPT_DELIVERED:
+		d->outcomes[0]++;
+		break;
+	case SCHED_RCPT_PENDING:
+		d->outcomes[1]++;
+		d->reasons[metrics_reason_of(jr->dsn, jr->reply, job->suspended)]++;
+		break;
+	case SCHED_RCPT_FAILED:
+	case SCHED_RCPT_EXPIRED:
+		d->outcomes[2]++;
+		break;
+	}
+}
+
 bool
 sched_job_apply(struct sched *s, struct sched_job *job, uint64_t now_ms)
 {
@@ -767,6 +790,8 @@ sched_job_apply(struct sched *s, struct sched_job *job, uint64_t now_ms)
 		struct sched_job_rcpt *jr = &job->rcpts[i];
 		struct srcpt *r = rcpt_find(m, jr->idx);
 
+		if (d != NULL)
+			dest_count(d, job, jr);
 		if (r == NULL)
 			continue;
 		r->attempts = jr->attempts;
@@ -911,6 +936,71 @@ sched_stats_get(const struct sched *s, struct sched_stats *st)
 	st->units = s->nunits;
 	st->inflight = s->inflight;
 	st->deciding = s->deciding;
+}
+
+void
+sched_dest_each(struct sched *s, uint64_t now_ms, sched_dest_fn *fn, void *arg)
+{
+	for (size_t i = 0; i < s->dcap; i++)
+		for (struct sdest *d = s->dtab[i]; d; d = d->hnext)
+			d->queued = 0;
+	for (size_t i = 0; i < s->mcap; i++)
+		for (struct smsg *m = s->mtab[i]; m; m = m->hnext)
+			for (size_t k = 0; k < m->nrcpts; k++)
+				if (m->rcpts[k].pending && m->rcpts[k].unit)
+					m->rcpts[k].unit->dest->queued++;
+	for (size_t i = 0; i < s->dcap; i++)
+		for (struct sdest *d = s->dtab[i]; d; d = d->hnext) {
+			struct sched_dest_view v = {
+			    .domain = d->domain,
+			    .queued = d->queued,
+			    .inflight = d->inflight,
+			    .resting = d->dead_until > now_ms,
+			    .outcomes = d->outcomes,
+			    .reasons = d->reasons,
+			};
+
+			fn(arg, &v);
+		}
+}
+
+/* A pending recipient's state for the metrics. */
+static enum metrics_qstate
+rcpt_qstate(const struct smsg *m, const struct srcpt *r)
+{
+	if (m->held)
+		return METRICS_Q_HELD;
+	if (r->unit != NULL && r->unit->inflight)
+		return METRICS_Q_ACTIVE;
+	return r->attempts > 0 ? METRICS_Q_DEFERRED : METRICS_Q_QUEUED;
+}
+
+void
+sched_queue_view(const struct sched *s, struct sched_queue_view *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < s->mcap; i++)
+		for (const struct smsg *m = s->mtab[i]; m; m = m->hnext) {
+			enum metrics_qstate ms = METRICS_QSTATES;
+
+			if (m->forgotten || m->npending == 0)
+				continue;
+			for (size_t k = 0; k < m->nrcpts; k++) {
+				enum metrics_qstate q;
+
+				if (!m->rcpts[k].pending)
+					continue;
+				q = rcpt_qstate(m, &m->rcpts[k]);
+				out->rcpts[q]++;
+				/* the enum's order is the message's priority */
+				if (q < ms)
+					ms = q;
+			}
+			if (ms < METRICS_QSTATES)
+				out->msgs[ms]++;
+			if (out->oldest_ms == 0 || m->received_ms < out->oldest_ms)
+				out->oldest_ms = m->received_ms;
+		}
 }
 
 void

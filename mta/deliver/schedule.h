@@ -54,6 +54,7 @@
 
 #include "base/chan.h"
 #include "base/compat.h"
+#include "base/metrics.h"
 
 enum sched_rcpt_state {
 	SCHED_RCPT_PENDING,
@@ -211,6 +212,34 @@ struct sched_stats {
 	size_t deciding; /* jobs whose decisions are being committed */
 };
 void sched_stats_get(const struct sched *s, struct sched_stats *st);
+/* What the metrics show of one destination (sched_dest_each); the
+ * pointers are borrowed for the callback. */
+struct sched_dest_view {
+	const char *domain;
+	uint64_t queued;   /* pending recipients */
+	unsigned inflight; /* jobs at workers */
+	bool resting;      /* suspended after a failure */
+	/* recipients since start: delivered, deferred, failed (expired
+	 * included), and deferrals by reason class */
+	const uint64_t *outcomes;
+	const uint64_t *reasons; /* [METRICS_REASONS] */
+};
+typedef void sched_dest_fn(void *arg, const struct sched_dest_view *v);
+
+/* Call fn for every destination the schedule has known (O(recipients +
+ * destinations): a walk, for a metrics snapshot once a second). */
+void sched_dest_each(
+    struct sched *s, uint64_t now_ms, sched_dest_fn *fn, void *arg);
+
+/* Messages and pending recipients by state (enum metrics_qstate: held;
+ * active: a job is out; deferred: tried before; queued: not yet), and
+ * the wall ms the oldest message was received (0: none). */
+struct sched_queue_view {
+	uint64_t msgs[METRICS_QSTATES], rcpts[METRICS_QSTATES];
+	uint64_t oldest_ms;
+};
+void sched_queue_view(const struct sched *s, struct sched_queue_view *out);
+
 /* Jobs in flight and the current window for one destination. */
 void sched_dest_get(const struct sched *s, const char *domain,
     unsigned *inflight, unsigned *window);

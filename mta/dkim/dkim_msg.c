@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "smtp/mime_7bit.h"
@@ -82,6 +83,7 @@ dkim_msg_start(const struct dkim_table *t, const void *hdr, size_t len,
 		return NULL;
 	}
 	if ((no = msg_domain(hdr, len, dom, sizeof(dom))) != NULL) {
+		metrics_inc(METRICS_DKIM_UNSIGNED_FROM);
 		str_copy(why, whylen, no);
 		return NULL;
 	}
@@ -174,6 +176,10 @@ dkim_msg_finish(struct dkim_msg *m, uint64_t now, struct buf *out, char *label,
 
 		res = msg_sign_one(m, s, f, nf, bh[s->bcanon], now, out);
 		if (res == 0)
+			metrics_inc(dkim_key_alg(s->key) == DKIM_ED25519_SHA256
+			        ? METRICS_DKIM_SIGNED_ED25519
+			        : METRICS_DKIM_SIGNED_RSA);
+		if (res == 0)
 			col += (size_t)snprintf(label + col,
 			    col < labellen ? labellen - col : 0, "%s%s/%s",
 			    i > 0 ? "," : "",
@@ -183,6 +189,7 @@ dkim_msg_finish(struct dkim_msg *m, uint64_t now, struct buf *out, char *label,
 	free(f);
 	if (res < 0) {
 		out->len = out->off + mark; /* no partial field */
+		metrics_inc(METRICS_DKIM_UNSIGNED_ERROR);
 		str_copy(why, whylen, "sign_failed");
 	}
 	return res;

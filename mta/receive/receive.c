@@ -43,6 +43,7 @@
 #include "base/chan.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/xalloc.h"
 #include "auth/auth.h"
 #include "dkim/dkim.h"
@@ -71,6 +72,7 @@ struct listener {
 	const char *text;      /* borrowed from the config */
 	bool tls;              /* implicit TLS (RFC 8314) */
 	bool local;            /* the local submission socket (local.h) */
+	unsigned idx;          /* metrics: the listener label's index */
 };
 
 struct rthread {
@@ -427,14 +429,18 @@ accept_open(struct listener *ls, int fd, struct smtp_in_peer *peer,
 
 	if (atomic_fetch_add(&r->nconns, 1) >= cs->max_connections) {
 		atomic_fetch_sub(&r->nconns, 1);
+		metrics_conn_refused(ls->idx, METRICS_REFUSED_MAX_CONNECTIONS, 1);
 		reject(t, fd, peer->addr, ls->tls);
 		return;
 	}
 	if (!ip_acquire(&r->ip, key, cs->max_connections_per_ip)) {
 		atomic_fetch_sub(&r->nconns, 1);
+		metrics_conn_refused(ls->idx, METRICS_REFUSED_PER_IP, 1);
 		reject(t, fd, peer->addr, ls->tls);
 		return;
 	}
+	metrics_conn_open(ls->idx);
+	st.listener = ls->idx;
 	peer->tls = ls->tls;
 	st.peer = peer;
 	st.ipkey = key;
@@ -527,6 +533,7 @@ listener_acc_cb(struct uring_op *op, int res, unsigned flags,
 {
 	struct listener *ls = uring_container_of(op, struct listener, acc);
 	struct rthread *t = ls->t;
+	unsigned long shed;
 
 	(void)data, (void)len;
 	if (res >= 0) {
@@ -545,8 +552,9 @@ listener_acc_cb(struct uring_op *op, int res, unsigned flags,
 		return;
 	}
 	if (res < 0) {
-		accept_error_log(ls, res,
-		    res == -EMFILE || res == -ENFILE ? accept_shed(ls) : 0);
+		shed = res == -EMFILE || res == -ENFILE ? accept_shed(ls) : 0;
+		metrics_conn_refused(ls->idx, METRICS_REFUSED_NO_FD, shed);
+		accept_error_log(ls, res, shed);
 		uring_timeout(t->l, &ls->retry, ACCEPT_RETRY_MS);
 	} else
 		listener_arm(ls);
@@ -888,6 +896,8 @@ thread_init(struct receive *r, unsigned i, char *err, size_t errlen)
 
 		ls->t = t;
 		ls->text = a->text;
+		ls->idx = (unsigned)j;
+		metrics_listener_name(ls->idx, a->text);
 		if ((res = listen_one(a, true, &ls->fd, err, errlen)) < 0)
 			return res;
 		ls->open = true;
@@ -1039,6 +1049,8 @@ receive_local(
 		ls->open = true;
 		ls->text = lc->socket;
 		ls->local = true;
+		ls->idx = (unsigned)(r->server->nlisten + r->server->nlisten_tls);
+		metrics_listener_name(ls->idx, "local");
 		t->nls_open++;
 	}
 	close(fd);

@@ -47,6 +47,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "auth/auth.h"
@@ -93,6 +94,7 @@ struct conn {
 	struct tls_ctx *tls;
 	void *ref; /* settings reference, back to env->gone */
 	uint8_t ipkey[RCONN_IPKEY];
+	unsigned listener; /* metrics label index */
 	char addr[64]; /* numeric client address */
 };
 
@@ -441,6 +443,7 @@ conn_input(struct stream *st, void *user, const uint8_t *p, size_t n)
 	struct conn *c = user;
 
 	(void)st;
+	metrics_add(METRICS_RECEIVED_BYTES, n);
 	/* smtp_in copies what it cannot use now */
 	conn_act(c, smtp_in_feed(c->s, p, n, stream_outbuf(&c->st)));
 	return n;
@@ -462,8 +465,9 @@ conn_tls_done(struct stream *st, void *user, const char *err)
 			(void)smtp_in_tls_done(c->s, false, stream_outbuf(st));
 		return;
 	}
+	stream_tls_info(st, &ti);
+	metrics_tls(false, ti.version, false); /* no client certificates */
 	if (log_debug_enabled()) {
-		stream_tls_info(st, &ti);
 		log_event("event=tls client=%s mode=%s version=%s cipher=%s "
 		          "bits=%d reused=%s",
 		    c->addr, c->implicit ? "implicit" : "starttls", ti.version,
@@ -532,6 +536,7 @@ conn_closed(struct stream *st, void *user, const char *reason)
 	c->next_free = cs->free;
 	cs->free = c;
 	cs->live--;
+	metrics_conn_close(c->listener);
 	cs->env->gone(cs->env->arg, c->ipkey, c->ref);
 }
 
@@ -567,6 +572,7 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 	c->scfg = st->scfg;
 	c->tls = st->tls;
 	c->ref = st->ref;
+	c->listener = st->listener;
 	memcpy(c->ipkey, st->ipkey, RCONN_IPKEY);
 	str_copy(c->addr, sizeof(c->addr), st->peer->addr);
 	cs->live++;

@@ -65,6 +65,7 @@ struct rconn_start {
 	uint64_t greet_ms;               /* before the 220 (scfg->greet_wait);
 					    0: the next loop turn */
 	bool implicit;                   /* TLS before the greeting */
+	unsigned listener;               /* metrics: counted closed at free */
 	void *ref;                       /* handed back to `gone` */
 };
 

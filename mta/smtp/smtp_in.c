@@ -35,6 +35,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "dkim/dkim.h"
@@ -80,6 +81,7 @@ struct smtp_in {
 	bool overflow; /* input was lost while an action was pending */
 	unsigned nerrors;
 	unsigned nauthfail;
+	bool tx_ended; /* metrics: the transaction got its final reply */
 	size_t more; /* input bytes behind the line being handled */
 
 	bool greeted;   /* the 220 is out (cfg->greet_wait: after the pause) */
@@ -272,8 +274,14 @@ smtp_in_enter_state(struct smtp_in *s, enum smtp_in_state st)
 	case SMTP_IN_S_CONNECTED:
 	case SMTP_IN_S_HELO:
 		if (s->state == SMTP_IN_S_MAIL || s->state == SMTP_IN_S_RCPT ||
-		    s->state == SMTP_IN_S_DATA || s->state == SMTP_IN_S_BDAT)
+		    s->state == SMTP_IN_S_DATA || s->state == SMTP_IN_S_BDAT) {
+			if (!s->tx_ended)
+				metrics_inc(METRICS_TX_ABORTED);
 			smtp_in_tx_reset(s);
+		}
+		break;
+	case SMTP_IN_S_MAIL:
+		s->tx_ended = false;
 		break;
 	case SMTP_IN_S_DATA:
 		s->nreq++; /* a new deadline: the content's */
@@ -803,6 +811,7 @@ smtp_in_auth_fail(struct smtp_in *s, struct buf *out)
 	char u[SMTP_IN_USER_MAX * 4 + 8];
 
 	smtp_in_auth_wipe(s);
+	metrics_inc(METRICS_AUTH_FAILURE);
 	log_event("event=auth_failed client=%s user=%s", s->peer.addr,
 	    smtp_in_logval(u, sizeof(u), s->user, strlen(s->user), false));
 	s->user[0] = '\0';
@@ -1136,6 +1145,16 @@ smtp_in_line(
 
 /* ---- DATA and BDAT ---- */
 
+/* The transaction got its final reply: count the message's fate. */
+static void
+smtp_in_count_end(struct smtp_in *s, enum metrics_counter msg)
+{
+	s->tx_ended = true;
+	metrics_inc(msg);
+	metrics_inc(msg == METRICS_MSG_ACCEPTED ? METRICS_TX_ACCEPTED
+	                                        : METRICS_TX_REFUSED);
+}
+
 static void
 smtp_in_data_reject(
     struct smtp_in *s, struct buf *out, const char *reason, const char *fmt)
@@ -1148,6 +1167,8 @@ smtp_in_data_reject(
 	    s->peer.addr, reason,
 	    smtp_in_logval(v, sizeof(v), from, strlen(from), true), s->nrcpts,
 	    s->b.size);
+	smtp_in_count_end(s, fmt[0] == '4' ? METRICS_MSG_REFUSED_4XX
+	                                   : METRICS_MSG_REFUSED_5XX);
 	smtp_in_enter_state(s, SMTP_IN_S_HELO);
 	smtp_in_reply(s, out, "%s", fmt);
 }
@@ -1594,6 +1615,9 @@ smtp_in_free(struct smtp_in *s)
 	explicit_bzero(s->user, sizeof(s->user));
 	queue_submit_free(s->req);
 	dkim_job_free(s->job);
+	if (s->state >= SMTP_IN_S_MAIL && s->state <= SMTP_IN_S_BDAT &&
+	    !s->tx_ended)
+		metrics_inc(METRICS_TX_ABORTED);
 	smtp_in_tx_reset(s);
 	buf_fini(&s->in);
 	free(s);
@@ -1663,6 +1687,8 @@ smtp_in_commit_done(
 	}
 	s->pending = SMTP_IN_READ;
 	snprintf(idhex, sizeof(idhex), "%016" PRIx64, s->id);
+	smtp_in_count_end(s, status == 0 ? METRICS_MSG_ACCEPTED
+	                                 : METRICS_MSG_REFUSED_4XX);
 	if (status == 0) {
 		log_event("event=queued id=%s from=%s rcpts=%zu size=%zu "
 		          "client=%s%s%s dkim=%s",
@@ -1735,6 +1761,7 @@ smtp_in_auth_done(struct smtp_in *s, bool ok, struct buf *out)
 	s->pending = SMTP_IN_READ;
 	if (ok) {
 		smtp_in_auth_wipe(s);
+		metrics_inc(METRICS_AUTH_SUCCESS);
 		s->authed = true;
 		smtp_in_reply(s, out, "235 2.7.0 Authentication successful");
 	} else {

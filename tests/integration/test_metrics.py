@@ -1,0 +1,219 @@
+# SPDX-License-Identifier: ISC
+"""
+The Prometheus endpoint ([metrics] listen, README "Metrics"): GET /metrics
+on a live relay, checked with `promtool check metrics` (Debian's prometheus
+package) and against what the test did: messages accepted and refused,
+deliveries delivered, deferred and failed, by destination; the endpoint's
+bounds (a slowloris client is closed by the request deadline, a flood is
+capped, delivery goes on meanwhile); the destination cap (a queue of many
+domains scrapes into N named plus destination="other").
+
+Destinations are routes to literal addresses (no DNS needed): an SMTP
+server on 127.0.0.2 that takes ok.test mail and refuses some recipients,
+and conftest's `route *` to a closed port for everything else (deferred).
+"""
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import (free_port, make_message, queued_id, send_message)
+from smtp_servers import SMTPServer, wait_until
+
+WAIT = 30.0
+
+if shutil.which("promtool") is None:
+    pytest.skip("promtool (Debian package prometheus) is not installed",
+                allow_module_level=True)
+
+
+def _can_bind(host):
+    try:
+        with socket.socket() as s:
+            s.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+if not _can_bind("127.0.0.2"):
+    pytest.skip("127.0.0.2 is not usable here (run inside `unshare -n`)",
+                allow_module_level=True)
+
+
+# ---------------------------------------------------------------- helpers
+
+def http(port, request, timeout=10.0):
+    """Send raw request bytes; return (status, headers dict, body bytes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if not request.startswith(b"HEAD"):
+        assert int(headers["content-length"]) == len(body), headers
+    return status, headers, body
+
+
+def scrape(port, timeout=10.0):
+    st, hd, body = http(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+                        timeout)
+    assert st == 200, (st, body[:200])
+    assert hd["content-type"].startswith("text/plain; version=0.0.4"), hd
+    return body.decode()
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse(text):
+    """{(name, frozenset(labels.items())): float}"""
+    out = {}
+    for ln in text.splitlines():
+        if not ln or ln.startswith("#"):
+            continue
+        m = SAMPLE.match(ln)
+        assert m, f"not a sample line: {ln!r}"
+        labels = frozenset(LABEL.findall(m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def val(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def promtool(text):
+    r = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                       capture_output=True, timeout=60)
+    # lint findings go to stdout/stderr with a non-zero exit
+    assert r.returncode == 0, (r.stdout.decode() + r.stderr.decode())[-3000:]
+
+
+def submit(relay, rcpts, msg=None):
+    with relay.client() as c:
+        c.ehlo()
+        reply = send_message(c, msg or make_message(), rcpts=rcpts)
+        c.cmd("QUIT")
+    return reply
+
+
+def metrics_relay(relay_factory, mport, dest_port, extra_sections=None,
+                  metrics=None, **kw):
+    ov = {
+        "metrics": {"listen": f"127.0.0.1:{mport}"},
+        "queue": {"retry": "1h"},
+        "delivery": {"allow_loopback": "yes", "connect_timeout": "3s"},
+        "route ok.test": {"host": f"[127.0.0.2]:{dest_port}"},
+    }
+    ov["metrics"].update(metrics or {})
+    ov.update(extra_sections or {})
+    return relay_factory(ov, **kw)
+
+
+def rcpt_policy(addr, attempt):
+    a = addr.strip("<>").lower()
+    if a.startswith("bad"):
+        return "550 5.1.1 no such user"
+    if a.startswith("later"):
+        return "451 4.3.0 try later"
+    return "250 2.1.5 Ok"
+
+
+# ---------------------------------------------------------------- tests
+
+def test_scrape_counts_what_happened(relay_factory):
+    dport, mport = free_port(), free_port()
+    srv = SMTPServer("127.0.0.2", dport, rcpt=rcpt_policy).start()
+    try:
+        relay = metrics_relay(relay_factory, mport, dport)
+        for i in range(3):
+            queued_id(submit(relay, [f"u{i}@ok.test"]))
+        queued_id(submit(relay, ["bad@ok.test"]))
+        queued_id(submit(relay, ["later@ok.test"]))
+        queued_id(submit(relay, ["x@dead.test"]))
+        # a message refused whole: NUL in the body (554)
+        nul = make_message(body_lines=["a\x00b"])
+        assert submit(relay, ["u9@ok.test"], nul).code == 554
+
+        last = [""]
+
+        def settled():
+            last[0] = scrape(mport)
+            s = parse(last[0])
+            ok = (val(s, "mta_deliveries_total", outcome="delivered") == 3
+                  and val(s, "mta_deliveries_total", outcome="failed") == 1
+                  # later@, dead.test, and the bounce for bad@ to the
+                  # sender's domain (example.org: the dead route too)
+                  and val(s, "mta_deliveries_total", outcome="deferred") == 3
+                  and val(s, "mta_destination_deliveries_total",
+                          destination="ok.test", outcome="delivered") == 3)
+            return ok and s
+        try:
+            s = wait_until(settled, WAIT, "deliveries counted")
+        except AssertionError:
+            raise AssertionError("deliveries not counted in the scrape:\n"
+                                 + last[0] + relay.stderr_text()[-3000:])
+        text = scrape(mport)
+        promtool(text)
+        assert val(s, "mta_messages_accepted_total") == 6
+        assert val(s, "mta_messages_refused_total", **{"class": "5xx"}) == 1
+        assert val(s, "mta_transactions_total", result="accepted") == 6
+        assert val(s, "mta_transactions_total", result="refused") == 1
+        lst = f"127.0.0.1:{relay.port}"
+        # 7 submissions, and the harness's probe of the port at start
+        assert val(s, "mta_connections_total", listener=lst) in (7, 8)
+        assert val(s, "mta_received_bytes_total") > 7 * 100
+        assert val(s, "mta_commit_batch_size_count") >= 6
+        assert val(s, "mta_commit_seconds_count") >= 6
+        assert val(s, "mta_delivery_latency_seconds_count") == 3
+        d = dict(destination="ok.test")
+        assert val(s, "mta_destination_deliveries_total", outcome="failed",
+                   **d) == 1
+        assert val(s, "mta_destination_deferrals_total", reason="4xx",
+                   **d) == 1
+        assert val(s, "mta_destination_deferrals_total", reason="connect",
+                   destination="dead.test") == 1
+        assert val(s, "mta_destination_queued", **d) == 1
+        assert val(s, "mta_destination_queued", destination="dead.test") == 1
+        assert val(s, "mta_destination_queued", destination="example.org") == 1
+        assert val(s, "mta_queue_messages", state="deferred") == 3
+        assert val(s, "mta_queue_recipients", state="deferred") == 3
+        assert val(s, "mta_queue_oldest_age_seconds") > 0
+        # connections that were closed are no longer current
+        wait_until(lambda: val(parse(scrape(mport)), "mta_connections_current",
+                               listener=lst) == 0, WAIT, "current back to 0")
+    finally:
+        srv.stop()
+
+
+def test_http_errors(relay_factory):
+    mport = free_port()
+    metrics_relay(relay_factory, mport, free_port())
+    st, _, _ = http(mport, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert st == 404
+    st, hd, _ = http(mport, b"POST /metrics HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 0\r\n\r\n")
+    assert st == 405 and "GET" in hd.get("allow", ""), hd
+    st, _, _ = http(mport, b"garbage\r\n\r\n")
+    assert st == 400
+    st, _, _ = http(mport, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000
+                    + b"\r\n\r\n")
+    assert st == 431
+    st, hd, body = http(mport, b"HEAD /metrics HTTP/1.1\r\n\r\n")
+    assert st == 200 and body == b"" and int(hd["content-length"]) > 1000
