@@ -74,7 +74,7 @@ struct sdest {
 	char dead_reason[200]; /* why, for the suspended deferrals */
 	uint64_t outcomes[3];  /* metrics: delivered, deferred, failed */
 	uint64_t reasons[METRICS_REASONS]; /* metrics: deferrals by class */
-	uint64_t queued;       /* scratch of sched_dest_each */
+	uint64_t queued;                   /* scratch of sched_dest_each */
 	struct sunit *whead, *wtail;
 	struct sdest *hnext;
 };
@@ -765,7 +765,8 @@ dest_count(struct sdest *d, const struct sched_job *job,
 		break;
 	case SCHED_RCPT_PENDING:
 		d->outcomes[1]++;
-		d->reasons[metrics_reason_of(jr->dsn, jr->reply, job->suspended)]++;
+		d->reasons[metrics_reason_of(
+		    jr->dsn, jr->reply, job->suspended)]++;
 		break;
 	case SCHED_RCPT_FAILED:
 	case SCHED_RCPT_EXPIRED:
@@ -998,7 +999,8 @@ sched_queue_view(const struct sched *s, struct sched_queue_view *out)
 			}
 			if (ms < METRICS_QSTATES)
 				out->msgs[ms]++;
-			if (out->oldest_ms == 0 || m->received_ms < out->oldest_ms)
+			if (out->oldest_ms == 0 ||
+			    m->received_ms < out->oldest_ms)
 				out->oldest_ms = m->received_ms;
 		}
 }

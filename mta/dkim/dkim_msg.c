@@ -177,8 +177,8 @@ dkim_msg_finish(struct dkim_msg *m, uint64_t now, struct buf *out, char *label,
 		res = msg_sign_one(m, s, f, nf, bh[s->bcanon], now, out);
 		if (res == 0)
 			metrics_inc(dkim_key_alg(s->key) == DKIM_ED25519_SHA256
-			        ? METRICS_DKIM_SIGNED_ED25519
-			        : METRICS_DKIM_SIGNED_RSA);
+			                ? METRICS_DKIM_SIGNED_ED25519
+			                : METRICS_DKIM_SIGNED_RSA);
 		if (res == 0)
 			col += (size_t)snprintf(label + col,
 			    col < labellen ? labellen - col : 0, "%s%s/%s",

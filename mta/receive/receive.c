@@ -429,7 +429,8 @@ accept_open(struct listener *ls, int fd, struct smtp_in_peer *peer,
 
 	if (atomic_fetch_add(&r->nconns, 1) >= cs->max_connections) {
 		atomic_fetch_sub(&r->nconns, 1);
-		metrics_conn_refused(ls->idx, METRICS_REFUSED_MAX_CONNECTIONS, 1);
+		metrics_conn_refused(
+		    ls->idx, METRICS_REFUSED_MAX_CONNECTIONS, 1);
 		reject(t, fd, peer->addr, ls->tls);
 		return;
 	}
@@ -1049,7 +1050,8 @@ receive_local(
 		ls->open = true;
 		ls->text = lc->socket;
 		ls->local = true;
-		ls->idx = (unsigned)(r->server->nlisten + r->server->nlisten_tls);
+		ls->idx =
+		    (unsigned)(r->server->nlisten + r->server->nlisten_tls);
 		metrics_listener_name(ls->idx, "local");
 		t->nls_open++;
 	}

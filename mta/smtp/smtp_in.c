@@ -1167,8 +1167,8 @@ smtp_in_data_reject(
 	    s->peer.addr, reason,
 	    smtp_in_logval(v, sizeof(v), from, strlen(from), true), s->nrcpts,
 	    s->b.size);
-	smtp_in_count_end(s, fmt[0] == '4' ? METRICS_MSG_REFUSED_4XX
-	                                   : METRICS_MSG_REFUSED_5XX);
+	smtp_in_count_end(s,
+	    fmt[0] == '4' ? METRICS_MSG_REFUSED_4XX : METRICS_MSG_REFUSED_5XX);
 	smtp_in_enter_state(s, SMTP_IN_S_HELO);
 	smtp_in_reply(s, out, "%s", fmt);
 }
@@ -1687,8 +1687,8 @@ smtp_in_commit_done(
 	}
 	s->pending = SMTP_IN_READ;
 	snprintf(idhex, sizeof(idhex), "%016" PRIx64, s->id);
-	smtp_in_count_end(s, status == 0 ? METRICS_MSG_ACCEPTED
-	                                 : METRICS_MSG_REFUSED_4XX);
+	smtp_in_count_end(
+	    s, status == 0 ? METRICS_MSG_ACCEPTED : METRICS_MSG_REFUSED_4XX);
 	if (status == 0) {
 		log_event("event=queued id=%s from=%s rcpts=%zu size=%zu "
 		          "client=%s%s%s dkim=%s",
