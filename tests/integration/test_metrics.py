@@ -350,3 +350,59 @@ def test_many_destinations_bounded(relay_factory):
     assert len(text) < 64 * 1024, len(text)
     assert took < 0.5, took  # the sanitizer build; 100 ms is the target
     promtool(text)
+
+
+def test_tls_auth_and_aborted(relay_factory, tmp_path):
+    """TLS handshakes in (STARTTLS) and out (delivery to a STARTTLS
+    server), AUTH successes and failures, and a transaction given up with
+    RSET are counted."""
+    import base64
+    from conftest import make_cert
+    cert, key = make_cert(tmp_path / "tls")
+    pw = subprocess.run(["openssl", "passwd", "-6", "-stdin"],
+                        input=b"secret", check=True, capture_output=True,
+                        timeout=60).stdout.decode().strip()
+    users = tmp_path / "users"
+    users.write_text(f"alice:{pw}\n")
+    dport, mport = free_port(), free_port()
+    srv = SMTPServer("127.0.0.2", dport, tls_cert=(cert, key)).start()
+    try:
+        relay = metrics_relay(relay_factory, mport, dport, extra_sections={
+            "tls": {"certificate": cert, "private_key": key},
+            "auth": {"users": str(users), "require_tls": "yes"}})
+        with relay.client() as c:
+            c.ehlo()
+            c.cmd("STARTTLS")
+            c.starttls()
+            c.ehlo()
+            bad = base64.b64encode(b"\0alice\0wrong").decode()
+            good = base64.b64encode(b"\0alice\0secret").decode()
+            assert c.cmd(f"AUTH PLAIN {bad}", timeout=20).code == 535
+            assert c.cmd(f"AUTH PLAIN {good}", timeout=20).code == 235
+            assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+            assert c.cmd("RCPT TO:<x@ok.test>").code == 250
+            assert c.cmd("RSET").code == 250
+            queued_id(send_message(c, make_message(), rcpts=["t@ok.test"]))
+            c.cmd("QUIT")
+        wait_until(lambda: len(srv.snapshot()["messages"]) == 1, WAIT,
+                   "the delivery over TLS")
+        s = wait_until(
+            lambda: (s := parse(scrape(mport))) and val(
+                s, "mta_deliveries_total", outcome="delivered") == 1 and s,
+            WAIT, "the delivery counted")
+        tin = sum(v for (n, lb), v in s.items()
+                  if n == "mta_tls_handshakes_total"
+                  and ("direction", "in") in lb)
+        assert tin == 1 and val(s, "mta_tls_handshakes_total",
+                                direction="in", version="TLSv1.3",
+                                verified="no") == 1
+        tout = sum(v for (n, lb), v in s.items()
+                   if n == "mta_tls_handshakes_total"
+                   and ("direction", "out") in lb)
+        assert tout == 1, s
+        assert val(s, "mta_auth_total", result="success") == 1
+        assert val(s, "mta_auth_total", result="failure") == 1
+        assert val(s, "mta_transactions_total", result="aborted") == 1
+        assert val(s, "mta_transactions_total", result="accepted") == 1
+    finally:
+        srv.stop()
