@@ -136,7 +136,7 @@ struct dsched {
 	bool draining;
 	struct idset warned;  /* messages with a delay warning on disk */
 	struct idset warning; /* ... with one in an update not yet back */
-	uint64_t metrics_ms;  /* mono ms of the last metrics snapshot */
+	uint64_t metrics_ms;  /* mono ms when the next metrics snapshot is due */
 };
 
 struct queue_envelope;

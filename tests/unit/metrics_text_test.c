@@ -12,7 +12,7 @@
 #include "base/metrics.h"
 #include "metrics/metrics_page.h"
 #include "metrics/metrics_text.h"
-#include "tests/harness.h"
+#include "../harness.h"
 
 static bool
 text_is(struct buf *b, const char *want)
