@@ -5,7 +5,7 @@
  *
  * A block is made at a thread's first count and linked into a global
  * list under a mutex (once per thread); the list only grows, and blocks
- * live until metrics_fini() at exit, so a scrape never sees one freed.
+ * live as long as the process, so a scrape never sees one freed.
  * Writes are by the owner only: load, add, store, all relaxed, which on
  * x86-64 is an ordinary add to a line no other thread writes.
  */
@@ -381,20 +381,4 @@ metrics_sched_get(void)
 		atomic_fetch_add(&s->refs, 1);
 	pthread_mutex_unlock(&snap_lock);
 	return s;
-}
-
-void
-metrics_fini(void)
-{
-	struct metrics_block *b, *next;
-
-	metrics_sched_publish(NULL);
-	pthread_mutex_lock(&blocks_lock);
-	b = atomic_exchange(&blocks, NULL);
-	pthread_mutex_unlock(&blocks_lock);
-	for (; b != NULL; b = next) {
-		next = b->next;
-		free(b);
-	}
-	mine = NULL;
 }

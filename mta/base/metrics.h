@@ -5,7 +5,8 @@
  *
  * DESIGN. Each thread that counts owns one block (struct metrics_block,
  * cache-line aligned, made at its first count and kept until exit so
- * that counters never go back when a thread ends). Only the owning
+ * that counters never go back when a thread ends; still reachable from
+ * the block list then, so not a leak). Only the owning
  * thread writes its block, with relaxed atomic load + store (a plain add
  * on x86: no lock prefix, no shared cache line on the hot path). A
  * scrape (the metrics thread, mta/metrics/) walks every block and sums
@@ -31,7 +32,7 @@
  * held only for the pointer swap.
  *
  * Thread: metrics_inc()/metrics_add()/metrics_observe() and friends on
- * the counting thread; the read side (metrics_sum_*, metrics_sched_get)
+ * the counting thread; the read side (metrics_sum, metrics_sched_get)
  * on any thread.
  */
 #ifndef MTA_BASE_METRICS_H
@@ -223,8 +224,5 @@ void metrics_sched_publish(struct metrics_sched *snap);
 struct metrics_sched *metrics_sched_get(void);
 /* Drop a reference (NULL: nothing). */
 void metrics_sched_put(struct metrics_sched *snap);
-
-/* Free every block and the snapshot: at exit, when no thread counts. */
-void metrics_fini(void);
 
 #endif
