@@ -148,6 +148,11 @@ struct config_delivery {
 	bool allow_address_literals; /* RCPT x@[1.2.3.4] accepted */
 	bool allow_private;  /* MX/A into 10/8, 172.16/12, ... fc00::/7 */
 	bool allow_loopback; /* MX/A into 127/8, ::1: tests, benchmarks */
+	/* trust anchors for tls = verify: PEM bundle, hashed directory;
+	 * both "" = the system store */
+	char ca_file[CONFIG_PATH_MAX];
+	char ca_path[CONFIG_PATH_MAX];
+	unsigned ca_file_line, ca_path_line; /* where set, for errors; 0 */
 };
 
 /* [local]: sendmail-compatible local submission (mta sendmail). */
@@ -177,6 +182,7 @@ struct config_route {
 	bool tls_set;       /* false: [delivery] tls applies */
 	char username[256]; /* AUTH to the upstream; "" = none */
 	char password[256];
+	bool auth_without_tls; /* may send them on a plaintext session */
 };
 
 /* [dkim DOMAIN] or [dkim *]: one signing key. Several sections of one

@@ -179,6 +179,11 @@ const struct config_key config_keys[] = {
 	    FIELD(delivery.allow_private)),
 	KEY(DELIVERY, "allow_loopback", BOOL, "no", 0, 0,
 	    FIELD(delivery.allow_loopback)),
+	/* the client TLS context is built once, at start */
+	KEY(DELIVERY, "ca_file", PATH, "", 0, 0, FIELD(delivery.ca_file),
+	    RESTART),
+	KEY(DELIVERY, "ca_path", PATH, "", 0, 0, FIELD(delivery.ca_path),
+	    RESTART),
 
 	KEY(LOCAL, "socket", PATH, "", 0, 0, FIELD(local.socket), RESTART),
 	KEY(LOCAL, "maildrop", PATH, "", 0, 0, FIELD(local.maildrop),
@@ -201,6 +206,8 @@ const struct config_key config_keys[] = {
 	KEY(ROUTE, "username", STRING, "", 0, 0, RFIELD(username)),
 	KEY(ROUTE, "password", STRING, "", 0, 0, RFIELD(password),
 	    .flags = CONFIG_F_SECRET),
+	KEY(ROUTE, "auth_without_tls", BOOL, "no", 0, 0,
+	    RFIELD(auth_without_tls)),
 
 	/* A [dkim] section needs selector and key; headers "" = the
 	 * default list (mta/dkim/dkim_table.c). */

@@ -526,6 +526,10 @@ load_check(struct load *l)
 	if (c->tls.certificate[0] != '\0' && c->tls.private_key[0] == '\0')
 		load_fail(l, load_key_line(l, CONFIG_SECT_TLS, "certificate"),
 		    "certificate", "set without private_key");
+	l->c->delivery.ca_file_line =
+	    load_key_line(l, CONFIG_SECT_DELIVERY, "ca_file");
+	l->c->delivery.ca_path_line =
+	    load_key_line(l, CONFIG_SECT_DELIVERY, "ca_path");
 	if (c->tls.private_key[0] != '\0' && c->tls.certificate[0] == '\0')
 		load_fail(l, load_key_line(l, CONFIG_SECT_TLS, "private_key"),
 		    "private_key", "set without certificate");

@@ -5,8 +5,9 @@
  * Catches what `mta serve` would refuse at start, with the very functions
  * serve uses: config_load (keys, values, routes), receive_check (the [tls]
  * certificate and key load and match, the [auth] users file parses, a
- * listen_tls has a certificate) and queue_path_check (the queue directory
- * is usable or can be made). It binds no port and opens no queue, so it
+ * listen_tls has a certificate), queue_path_check (the queue directory
+ * is usable or can be made) and deliver_check (the [delivery] ca_file and
+ * ca_path load). It binds no port and opens no queue, so it
  * runs beside a live relay. Then it warns on stderr about settings serve
  * accepts but an administrator rarely means (an open relay, AUTH without
  * TLS, a smarthost password sent without TLS), and prints the effective
@@ -23,6 +24,7 @@
 
 #include "cli/cmd.h"
 #include "config/config.h"
+#include "deliver/deliver.h"
 #include "dkim/dkim.h"
 #include "queue/queue.h"
 #include "receive/receive.h"
@@ -67,11 +69,13 @@ check_auth_tls(const struct config *c)
 		              "never offered");
 }
 
-/* A smarthost password under a policy that may send it in clear. */
+/* A smarthost password under a policy that may not protect it. It is
+ * only sent once TLS is up, unless auth_without_tls says otherwise
+ * (smtp_out.c); under none or may that can defer every delivery. */
 static void
 check_route_passwords(const struct config *c)
 {
-	char line[CONFIG_HOST_MAX + 160];
+	char line[CONFIG_HOST_MAX + 200];
 
 	for (size_t i = 0; i < c->nroutes; i++) {
 		const struct config_route *r = &c->routes[i];
@@ -81,9 +85,13 @@ check_route_passwords(const struct config *c)
 		if (r->password[0] == '\0' || p >= CONFIG_TLS_ENCRYPT)
 			continue;
 		snprintf(line, sizeof(line),
-		    "[route %s] password with tls = %s: it may be sent "
-		    "without TLS (use tls = encrypt or verify)",
-		    r->domain, config_tls_policy_name(p));
+		    "[route %s] password with tls = %s: %s", r->domain,
+		    config_tls_policy_name(p),
+		    r->auth_without_tls
+		        ? "auth_without_tls = yes, it may be sent without TLS"
+		        : "it is never sent without TLS, so mail is deferred "
+		          "when the host has none (use tls = encrypt or "
+		          "verify)");
 		check_warn(c, line);
 	}
 }
@@ -99,6 +107,7 @@ check_loads(const struct config *c)
 	if (receive_check(&c->server, &c->tls, &c->auth, err, sizeof(err)) <
 	        0 ||
 	    queue_path_check(&c->queue, err, sizeof(err)) < 0 ||
+	    deliver_check(c, err, sizeof(err)) < 0 ||
 	    dkim_table_new(c, &dkim, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;

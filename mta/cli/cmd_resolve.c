@@ -12,6 +12,12 @@
  *	10 mx1.example.com 192.0.2.1
  *	10 mx1.example.com 2001:db8::1
  *	status=nullmx domain="example.net" reason="..."
+ *	status=ok domain="example.org" route="192.0.2.10" port=587 tls=verify
+ *	    auth="relay-user" password=*** auth_without_tls=no
+ *
+ * A domain with a [route] shows the route's host, the port and TLS policy
+ * that apply to it, and its AUTH (auth=none without a username; the
+ * password always as ***), on the status line.
  *
  * --host looks NAME up as a host (A and AAAA, no MX), as a route's host
  * is. Several names are resolved in turn by one resolver, so a repeated
@@ -32,17 +38,36 @@
 #include "config/config.h"
 #include "dns/dns.h"
 
+/* A route's host, port, TLS policy and AUTH, as delivery applies them;
+ * the password is never printed. */
+static void
+resolve_print_route(const struct config_route *r, const struct config *c)
+{
+	char q[CONFIG_HOST_MAX * 2], u[sizeof(r->username) * 2];
+
+	printf(" route=%s port=%u tls=%s",
+	    log_quote(q, sizeof(q), r->host, strlen(r->host)),
+	    r->port ? r->port : c->delivery.port,
+	    config_tls_policy_name(r->tls_set ? r->tls : c->delivery.tls));
+	if (r->username[0] == '\0') {
+		printf(" auth=none");
+		return;
+	}
+	printf(" auth=%s password=*** auth_without_tls=%s",
+	    log_quote(u, sizeof(u), r->username, strlen(r->username)),
+	    r->auth_without_tls ? "yes" : "no");
+}
+
 static void
 resolve_print(const struct dns_req *req, const char *name,
-    const struct config_route *route)
+    const struct config_route *route, const struct config *c)
 {
-	char q[DNS_NAME_MAX * 2], why[DNS_REASON_MAX * 2], rq[DNS_NAME_MAX * 2];
+	char q[DNS_NAME_MAX * 2], why[DNS_REASON_MAX * 2];
 
 	printf("status=%s domain=%s", dns_status_str(req->status),
 	    log_quote(q, sizeof(q), name, strlen(name)));
 	if (route != NULL)
-		printf(" route=%s", log_quote(rq, sizeof(rq), route->host,
-		                        strlen(route->host)));
+		resolve_print_route(route, c);
 	if (req->status != DNS_OK)
 		printf(" reason=%s", log_quote(why, sizeof(why), req->reason,
 		                         strlen(req->reason)));
@@ -120,7 +145,7 @@ resolve_one(struct dns *r, const struct config *c, struct chan *reply,
 		if (!resolve_wait(reply, resolve_wait_ms(&c->dns)))
 			return false;
 	}
-	resolve_print(req, name, route);
+	resolve_print(req, name, route, c);
 	return true;
 }
 
@@ -153,7 +178,7 @@ resolve_run(const struct config *c, char **names, int n, bool host)
 			(void)resolve_wait(reply, 1000);
 			str_copy(req->reason, sizeof(req->reason),
 			    "resolver did not answer in time");
-			resolve_print(req, names[i], NULL);
+			resolve_print(req, names[i], NULL, c);
 			rc = 1;
 			break;
 		}

@@ -6,6 +6,7 @@
 #include "deliver/deliver.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,40 @@ deliver_host_release(struct deliver *d, const char *key)
 	atomic_fetch_sub(&d->conns, 1);
 }
 
+/* Load one trust key alone, so that an error names its line. */
+static int
+ca_check(const struct config *c, const char *key, const char *file,
+    const char *dir, unsigned line, char *err, size_t errlen)
+{
+	char terr[CONFIG_PATH_MAX + 256];
+	struct tls_ctx *t;
+	int rc;
+
+	if ((rc = tls_ctx_client_new_ca(file, dir, &t, terr, sizeof(terr))) <
+	    0) {
+		snprintf(
+		    err, errlen, "%s:%u: %s: %s", c->file, line, key, terr);
+		return rc;
+	}
+	tls_ctx_free(t);
+	return 0;
+}
+
+int
+deliver_check(const struct config *c, char *err, size_t errlen)
+{
+	const struct config_delivery *dl = &c->delivery;
+	int rc = 0;
+
+	if (dl->ca_file[0] != '\0')
+		rc = ca_check(c, "ca_file", dl->ca_file, NULL, dl->ca_file_line,
+		    err, errlen);
+	if (rc == 0 && dl->ca_path[0] != '\0')
+		rc = ca_check(c, "ca_path", NULL, dl->ca_path, dl->ca_path_line,
+		    err, errlen);
+	return rc;
+}
+
 struct deliver *
 deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
     char *err, size_t errlen)
@@ -86,7 +121,8 @@ deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
 	dest_self_init(&d->self, s->server);
 	/* One context serves every policy: verification is chosen per
 	 * connection (tls_conn_client_new). */
-	if (tls_ctx_client_new(NULL, &d->tls, terr, sizeof(terr)) != 0) {
+	if (tls_ctx_client_new_ca(s->delivery->ca_file, s->delivery->ca_path,
+	        &d->tls, terr, sizeof(terr)) != 0) {
 		str_fmt(err, errlen, "delivery: %s", terr);
 		goto fail;
 	}

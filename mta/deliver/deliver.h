@@ -68,6 +68,14 @@ struct deliver_settings {
 void deliver_settings_of(const struct config *c, struct deliver_settings *out);
 
 /*
+ * deliver_check - what deliver_new would refuse in c, without starting
+ * anything (for check-config): the [delivery] ca_file and ca_path load.
+ * 0, or a negative errno with "FILE:LINE: key: reason" in err.
+ */
+int deliver_check(
+    const struct config *c, char *err, size_t errlen) MTA_MUST_CHECK;
+
+/*
  * deliver_new - build the stage (no threads yet). What s points to, q and
  * dns are borrowed and must outlive the stage (s itself is copied);
  * workers, the scheduler's caps and retry intervals keep these startup

@@ -494,6 +494,7 @@ job_session_cfg(const struct djob *dj, struct smtp_out_cfg *so)
 	if (dj->route && dj->route->username[0]) {
 		so->auth_user = dj->route->username;
 		so->auth_pass = dj->route->password;
+		so->auth_plaintext = dj->route->auth_without_tls;
 	}
 	so->command_timeout = cfg->delivery->command_timeout;
 	so->data_timeout = cfg->delivery->data_timeout;

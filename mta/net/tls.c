@@ -307,30 +307,63 @@ tls_ctx_server_new(const struct config_tls *cfg, struct tls_ctx **out,
 	return 0;
 }
 
+/* Trust what the administrator named: a bundle, a hashed directory. */
+static int
+tls_ctx_load_ca(
+    SSL_CTX *ctx, const char *file, const char *dir, char *err, size_t errlen)
+{
+	const char *what = file ? file : dir;
+	char tmp[128];
+	struct stat st;
+	int e;
+
+	if (access(what, R_OK) < 0 || stat(what, &st) < 0) {
+		e = errno;
+		str_fmt(err, errlen, "tls: %s: %s", what, strerror(e));
+		return -e;
+	}
+	if (dir != NULL && !S_ISDIR(st.st_mode)) {
+		str_fmt(err, errlen, "tls: %s: not a directory", dir);
+		return -EINVAL;
+	}
+	if (file != NULL && S_ISDIR(st.st_mode)) {
+		str_fmt(
+		    err, errlen, "tls: %s: is a directory (use ca_path)", file);
+		return -EINVAL;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, file, dir) != 1) {
+		str_fmt(err, errlen, "tls: %s: %s", what,
+		    tls_err_reason(tmp, sizeof(tmp)));
+		ERR_clear_error();
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int
-tls_ctx_client_new(
-    const char *ca_file, struct tls_ctx **out, char *err, size_t errlen)
+tls_ctx_client_new_ca(const char *ca_file, const char *ca_path,
+    struct tls_ctx **out, char *err, size_t errlen)
 {
 	char tmp[128];
 	SSL_CTX *ctx;
+	int rc = 0;
 
+	if (ca_file != NULL && ca_file[0] == '\0')
+		ca_file = NULL;
+	if (ca_path != NULL && ca_path[0] == '\0')
+		ca_path = NULL;
 	ctx = tls_ctx_base(TLS_client_method());
 	ERR_clear_error();
-	if (ca_file != NULL) {
-		if (access(ca_file, R_OK) < 0) {
-			str_fmt(err, errlen, "tls: %s: %s", ca_file,
-			    strerror(errno));
-			SSL_CTX_free(ctx);
-			return -errno;
-		}
-		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-			str_fmt(err, errlen, "tls: %s: %s", ca_file,
-			    tls_err_reason(tmp, sizeof(tmp)));
-			ERR_clear_error();
-			SSL_CTX_free(ctx);
-			return -EINVAL;
-		}
-	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+	if (ca_file != NULL)
+		rc = tls_ctx_load_ca(ctx, ca_file, NULL, err, errlen);
+	if (rc == 0 && ca_path != NULL)
+		rc = tls_ctx_load_ca(ctx, NULL, ca_path, err, errlen);
+	if (rc < 0) {
+		SSL_CTX_free(ctx);
+		return rc;
+	}
+	if (ca_file == NULL && ca_path == NULL &&
+	    SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		/* XXX a host without a CA store can still deliver with
 		 * may/encrypt; verify will then fail per connection. */
 		log_warnx("tls: no system CA store: %s",
@@ -341,6 +374,13 @@ tls_ctx_client_new(
 	(*out)->ssl = ctx;
 	(*out)->server = false;
 	return 0;
+}
+
+int
+tls_ctx_client_new(
+    const char *ca_file, struct tls_ctx **out, char *err, size_t errlen)
+{
+	return tls_ctx_client_new_ca(ca_file, NULL, out, err, errlen);
 }
 
 static int

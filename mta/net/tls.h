@@ -116,6 +116,18 @@ int tls_ctx_client_new(const char *ca_file, struct tls_ctx **out, char *err,
     size_t errlen) MTA_MUST_CHECK;
 
 /*
+ * tls_ctx_client_new_ca - the same, trusting what [delivery] ca_file and
+ * ca_path name: a PEM bundle (loaded now) and a directory of hashed
+ * certificates (c_rehash; read per handshake), either NULL or "". Both
+ * unset: the system store. Either set: only those, as Postfix does
+ * without tls_append_default_CA. Errors as above ("tls: PATH: reason"):
+ * -errno when PATH cannot be read, -EINVAL when it holds no usable
+ * certificate (a file) or is not a directory (a path).
+ */
+int tls_ctx_client_new_ca(const char *ca_file, const char *ca_path,
+    struct tls_ctx **out, char *err, size_t errlen) MTA_MUST_CHECK;
+
+/*
  * tls_ctx_set_versions - restrict the protocol range to [min, max]. Only
  * before the first connection is made from ctx. Allowing versions below
  * 1.2 also lowers the security level so they can be negotiated at all;

@@ -37,15 +37,17 @@ enum state {
 	ST_GREETING, /* waiting for 220 */
 	ST_EHLO,
 	ST_HELO,
-	ST_STARTTLS, /* waiting for 220 to STARTTLS */
-	ST_TLS,      /* the loop is doing the handshake */
-	ST_AUTH,
-	ST_READY,  /* between jobs */
-	ST_TX,     /* [RSET] MAIL RCPT... DATA */
-	ST_BODY,   /* streaming the body */
-	ST_DOT,    /* waiting for the reply to the final dot */
-	ST_FAILED, /* host failed, dialogue in step: QUIT possible */
-	ST_QUIT,   /* QUIT sent */
+	ST_STARTTLS,  /* waiting for 220 to STARTTLS */
+	ST_TLS,       /* the loop is doing the handshake */
+	ST_AUTH,      /* waiting for 235 to our whole response */
+	ST_AUTH_USER, /* AUTH LOGIN sent: waiting for 334 (username) */
+	ST_AUTH_PASS, /* username sent: waiting for 334 (password) */
+	ST_READY,     /* between jobs */
+	ST_TX,        /* [RSET] MAIL RCPT... DATA */
+	ST_BODY,      /* streaming the body */
+	ST_DOT,       /* waiting for the reply to the final dot */
+	ST_FAILED,    /* host failed, dialogue in step: QUIT possible */
+	ST_QUIT,      /* QUIT sent */
 	ST_CLOSED,
 };
 
@@ -56,6 +58,8 @@ static const char *const state_names[] = {
     "starttls",
     "tls",
     "auth",
+    "auth-user",
+    "auth-pass",
     "ready",
     "tx",
     "body",
@@ -345,42 +349,85 @@ send_hello(
 	return SMTP_OUT_READ;
 }
 
-/* ---- AUTH PLAIN ---- */
+/* ---- AUTH to the next hop ---- */
 
+/*
+ * With credentials configured the session authenticates or the host
+ * fails: it never carries on unauthenticated (the smarthost would then
+ * relay for us only by accident, or refuse every RCPT). Credentials go
+ * out only on an encrypted session, unless the route allows plaintext
+ * (auth_plaintext). PLAIN is preferred; LOGIN when it is all the server
+ * has. A 5xx to AUTH defers too (Postfix's smtp_sasl_auth_soft_bounce):
+ * a wrong password is the sender's admin's to fix, not the sender's.
+ */
 static bool
-auth_wanted(const struct smtp_out *s)
+auth_configured(const struct smtp_out *s)
 {
-	return s->cfg.auth_user != NULL && s->cfg.auth_user[0] != '\0' &&
-	       (s->ehlo.auth & SMTP_AUTH_PLAIN) &&
-	       (s->tls || s->cfg.auth_plaintext);
+	return s->cfg.auth_user != NULL && s->cfg.auth_user[0] != '\0';
+}
+
+/* base64 of p[0..n) into "VERB b64\r\n" (verb may be ""); the secret
+ * copies are wiped. <0 when out is full. */
+static int
+auth_line(struct buf *out, const char *verb, const uint8_t *p, size_t n)
+{
+	char enc[(2 * 256 + 2 + 2) / 3 * 4 + 1];
+	int rc;
+
+	smtp_parse_base64_encode(p, n, enc);
+	rc = buf_appendf(out, "%s%s\r\n", verb, enc);
+	explicit_bzero(enc, sizeof(enc));
+	return rc;
 }
 
 /* "AUTH PLAIN base64(\0user\0pass)" (RFC 4616), the initial response
  * inline (RFC 4954). The secret never reaches a log. */
 static enum smtp_out_action
-send_auth(struct smtp_out *s, struct buf *out)
+send_auth_plain(struct smtp_out *s, const char *pass, struct buf *out)
 {
 	uint8_t raw[2 * 256 + 2];
-	char enc[(sizeof(raw) + 2) / 3 * 4 + 1];
-	const char *pass = s->cfg.auth_pass ? s->cfg.auth_pass : "";
 	size_t ul = strlen(s->cfg.auth_user), pl = strlen(pass);
 	int rc;
 
-	if (ul > 256 || pl > 256) {
-		err_local(s, "4.7.0", "AUTH credentials too long");
-		return host_down(s, true, out);
-	}
 	raw[0] = '\0';
 	memcpy(raw + 1, s->cfg.auth_user, ul);
 	raw[1 + ul] = '\0';
 	memcpy(raw + 2 + ul, pass, pl);
-	smtp_parse_base64_encode(raw, ul + pl + 2, enc);
-	rc = buf_appendf(out, "AUTH PLAIN %s\r\n", enc);
+	rc = auth_line(out, "AUTH PLAIN ", raw, ul + pl + 2);
 	explicit_bzero(raw, sizeof(raw));
-	explicit_bzero(enc, sizeof(enc));
 	if (rc < 0)
 		return emit_fail(s, out);
 	enter(s, ST_AUTH);
+	return SMTP_OUT_READ;
+}
+
+static enum smtp_out_action
+auth_refuse(struct smtp_out *s, const char *reason, struct buf *out)
+{
+	err_local(s, "4.7.0", reason);
+	return host_down(s, true, out);
+}
+
+static enum smtp_out_action
+send_auth(struct smtp_out *s, struct buf *out)
+{
+	const char *pass = s->cfg.auth_pass ? s->cfg.auth_pass : "";
+
+	if (!s->tls && !s->cfg.auth_plaintext)
+		return auth_refuse(s,
+		    "AUTH credentials not sent without TLS (the host offered "
+		    "no STARTTLS, refused it, or tls = none; see "
+		    "auth_without_tls)",
+		    out);
+	if (strlen(s->cfg.auth_user) > 256 || strlen(pass) > 256)
+		return auth_refuse(s, "AUTH credentials too long", out);
+	if (s->ehlo.auth & SMTP_AUTH_PLAIN)
+		return send_auth_plain(s, pass, out);
+	if (!(s->ehlo.auth & SMTP_AUTH_LOGIN))
+		return auth_refuse(s, "smarthost offered no usable AUTH", out);
+	if (buf_append(out, "AUTH LOGIN\r\n", 12) < 0)
+		return emit_fail(s, out);
+	enter(s, ST_AUTH_USER);
 	return SMTP_OUT_READ;
 }
 
@@ -389,7 +436,7 @@ send_auth(struct smtp_out *s, struct buf *out)
 static enum smtp_out_action
 after_tls(struct smtp_out *s, struct buf *out)
 {
-	if (auth_wanted(s))
+	if (auth_configured(s))
 		return send_auth(s, out);
 	return ready(s, out);
 }
@@ -470,6 +517,25 @@ on_auth(struct smtp_out *s, const struct smtp_reply *r, struct buf *out)
 		return host_down(s, false, out);
 	}
 	return reply_fail(s, SMTP_OUT_CMD_AUTH, r, out);
+}
+
+/* AUTH LOGIN: each 334 asks for the next item, the username then the
+ * password, base64 (the prompts' text is not standard: not checked). */
+static enum smtp_out_action
+on_auth_login(struct smtp_out *s, const struct smtp_reply *r, struct buf *out)
+{
+	const char *item = s->state == ST_AUTH_USER ? s->cfg.auth_user
+	                   : s->cfg.auth_pass       ? s->cfg.auth_pass
+	                                            : "";
+
+	if (r->code / 100 == 2)
+		return proto_error(s, "AUTH LOGIN ended early", out);
+	if (r->code != 334)
+		return reply_fail(s, SMTP_OUT_CMD_AUTH, r, out);
+	if (auth_line(out, "", (const uint8_t *)item, strlen(item)) < 0)
+		return emit_fail(s, out);
+	enter(s, s->state == ST_AUTH_USER ? ST_AUTH_PASS : ST_AUTH);
+	return SMTP_OUT_READ;
 }
 
 static enum smtp_out_action
@@ -1050,6 +1116,8 @@ static reply_fn *const reply_table[] = {
     [ST_STARTTLS] = on_starttls,
     [ST_TLS] = on_unsolicited,
     [ST_AUTH] = on_auth,
+    [ST_AUTH_USER] = on_auth_login,
+    [ST_AUTH_PASS] = on_auth_login,
     [ST_READY] = on_unsolicited,
     [ST_TX] = on_tx,
     [ST_BODY] = on_body,
@@ -1069,6 +1137,8 @@ cur_cmd(const struct smtp_out *s)
 	    [ST_HELO] = SMTP_OUT_CMD_HELO,
 	    [ST_STARTTLS] = SMTP_OUT_CMD_STARTTLS,
 	    [ST_AUTH] = SMTP_OUT_CMD_AUTH,
+	    [ST_AUTH_USER] = SMTP_OUT_CMD_AUTH,
+	    [ST_AUTH_PASS] = SMTP_OUT_CMD_AUTH,
 	    [ST_BODY] = SMTP_OUT_CMD_DATA,
 	    [ST_DOT] = SMTP_OUT_CMD_DOT,
 	    [ST_QUIT] = SMTP_OUT_CMD_QUIT,

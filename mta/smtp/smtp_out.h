@@ -12,8 +12,10 @@
  * appends its next commands to the caller's `out` buffer and returns an
  * action. The sequence is greeting, EHLO (HELO when EHLO gets 5xx),
  * STARTTLS per policy (the loop does the handshake, then EHLO again),
- * AUTH PLAIN when the route has credentials and the server offers it,
- * then one transaction per job: [RSET] MAIL, RCPT..., DATA, body, ".".
+ * AUTH when the route has credentials (PLAIN, else LOGIN; never on a
+ * plaintext session unless auth_plaintext; no usable mechanism, or
+ * AUTH refused, fails the host: credentials are never silently
+ * skipped), then one transaction per job: [RSET] MAIL, RCPT..., DATA, body, ".".
  * With PIPELINING the whole [RSET] MAIL RCPT... DATA group is written at
  * once and the replies are matched in order (RFC 2920); without it one
  * command at a time. After a job the caller either sets the next job on
@@ -125,7 +127,8 @@ struct smtp_out_cfg {
 	bool tls_on_connect;        /* already encrypted (implicit TLS) */
 	const char *auth_user;      /* route username; NULL or "" = none */
 	const char *auth_pass;
-	bool auth_plaintext;      /* allow AUTH without TLS */
+	bool auth_plaintext;      /* allow AUTH without TLS (else the
+				     host fails 4.7.0 on plaintext) */
 	uint64_t command_timeout; /* ms: greeting, EHLO, MAIL, RCPT... */
 	uint64_t data_timeout;    /* ms: DATA, body, final dot */
 };

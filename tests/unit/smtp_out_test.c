@@ -7,7 +7,7 @@
  * must be exactly C; the loop sets a job (J), finishes TLS (T/F), quits
  * (Q), times out (O) or sees EOF (E); R checks the per-recipient results
  * ("outcome:code:enhanced" per recipient), H/U the host-failed and
- * reusable flags. Every script runs once per split point of the server's
+ * reusable flags, X that the host failure's text contains a string. Every script runs once per split point of the server's
  * bytes (each S step cut in two at the same offset) and once a byte at a
  * time, and must behave the same. WRITE actions are drained as the loop
  * would: out is "sent", then smtp_out_flushed().
@@ -248,6 +248,10 @@ step_run(struct run *r, const struct tstep *t)
 	case 'U':
 		return smtp_out_reusable(r->s) == (t->s[0] == '1') ||
 		       fail_at(r, "reusable");
+	case 'X':
+		return (smtp_out_error(r->s) != NULL &&
+		           strstr(smtp_out_error(r->s)->text, t->s) != NULL) ||
+		       fail_at(r, "host failure text");
 	}
 	return fail_at(r, "bad op");
 }
@@ -656,10 +660,83 @@ SCRIPT(auth_smarthost, cfg_smarthost, jobs_std, {'J', NULL, SMTP_OUT_READ},
         "RCPT TO:<c@y.test>\r\nDATA\r\n",
         0}, )
 
-/* Credentials but no TLS and no plaintext permission: no AUTH. */
+/* Credentials but no TLS and no plaintext permission: never sent, and
+ * never skipped either: the host fails, every recipient deferred. */
 SCRIPT(auth_needs_tls, cfg_smarthost, jobs_std, {'J', NULL, SMTP_OUT_READ},
     {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
-    {'S', "250-relay.test\r\n250 AUTH PLAIN\r\n", SMTP_OUT_READ},
+    {'S', "250-relay.test\r\n250 AUTH PLAIN\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:0:4.7.0 T:0:4.7.0", 0}, {'H', "1", 0},
+    {'X', "not sent without TLS", 0}, {'Q', NULL, SMTP_OUT_READ},
+    {'C', "QUIT\r\n", 0}, )
+
+/* STARTTLS refused under `may`: the session goes on in plaintext, so
+ * the credentials stay home. */
+SCRIPT(auth_starttls_refused, cfg_smarthost, jobs_std,
+    {'J', NULL, SMTP_OUT_READ}, {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-relay.test\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n",
+        SMTP_OUT_READ},
+    {'C', "STARTTLS\r\n", 0},
+    {'S', "454 4.7.0 TLS not available\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:0:4.7.0 T:0:4.7.0", 0}, {'H', "1", 0}, {'Q', NULL, SMTP_OUT_READ},
+    {'C', "QUIT\r\n", 0}, )
+
+#define TLS_UP                                                          \
+	{'J', NULL, SMTP_OUT_READ}, {'S', GREET, SMTP_OUT_READ},        \
+	    {'C', EHLO, 0},                                             \
+	    {'S', "250-relay.test\r\n250 STARTTLS\r\n", SMTP_OUT_READ}, \
+	    {'C', "STARTTLS\r\n", 0},                                   \
+	    {'S', "220 ready\r\n", SMTP_OUT_STARTTLS},                  \
+	    {'T', NULL, SMTP_OUT_READ},                                 \
+	{                                                               \
+		'C', EHLO, 0                                            \
+	}
+
+/* Only LOGIN offered: username and password, each after its 334. */
+SCRIPT(auth_login_only, cfg_smarthost, jobs_std, TLS_UP,
+    {'S', "250-relay.test\r\n250 AUTH LOGIN\r\n", SMTP_OUT_READ},
+    {'C', "AUTH LOGIN\r\n", 0}, {'S', "334 VXNlcm5hbWU6\r\n", SMTP_OUT_READ},
+    {'C', "dXNlcg==\r\n", 0}, {'S', "334 UGFzc3dvcmQ6\r\n", SMTP_OUT_READ},
+    {'C', "cGFzcw==\r\n", 0},
+    {'S', "235 2.7.0 Authentication successful\r\n", SMTP_OUT_READ},
+    {'C', "MAIL FROM:<a@x.test>\r\n", 0}, )
+
+/* A wrong password under LOGIN: the server's words, deferred (soft
+ * bounce, as Postfix by default), QUIT. */
+SCRIPT(auth_login_535, cfg_smarthost, jobs_std, TLS_UP,
+    {'S', "250-relay.test\r\n250 AUTH=LOGIN\r\n", SMTP_OUT_READ},
+    {'C', "AUTH LOGIN\r\n", 0}, {'S', "334 VXNlcm5hbWU6\r\n", SMTP_OUT_READ},
+    {'C', "dXNlcg==\r\n", 0}, {'S', "334 UGFzc3dvcmQ6\r\n", SMTP_OUT_READ},
+    {'C', "cGFzcw==\r\n", 0},
+    {'S', "535 5.7.8 bad credentials\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:535:4.7.8 T:535:4.7.8", 0}, {'H', "1", 0},
+    {'X', "bad credentials", 0}, {'Q', NULL, SMTP_OUT_READ},
+    {'C', "QUIT\r\n", 0}, )
+
+/* LOGIN refused at once (504 to AUTH LOGIN): deferred with that reply. */
+SCRIPT(auth_login_refused, cfg_smarthost, jobs_std, TLS_UP,
+    {'S', "250-relay.test\r\n250 AUTH LOGIN\r\n", SMTP_OUT_READ},
+    {'C', "AUTH LOGIN\r\n", 0},
+    {'S', "504 5.5.4 mechanism disabled\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:504:4.5.4 T:504:4.5.4", 0}, {'H', "1", 0}, )
+
+/* No AUTH at all, or none we speak: deferred 4.7.0, nothing sent. */
+SCRIPT(auth_not_offered, cfg_smarthost, jobs_std, TLS_UP,
+    {'S', EHLO_PIPE, SMTP_OUT_JOB_DONE}, {'R', "T:0:4.7.0 T:0:4.7.0", 0},
+    {'H', "1", 0}, {'X', "smarthost offered no usable AUTH", 0},
+    {'Q', NULL, SMTP_OUT_READ}, {'C', "QUIT\r\n", 0}, )
+
+SCRIPT(auth_no_usable_mech, cfg_smarthost, jobs_std, TLS_UP,
+    {'S', "250-relay.test\r\n250 AUTH CRAM-MD5 GSSAPI\r\n", SMTP_OUT_JOB_DONE},
+    {'R', "T:0:4.7.0 T:0:4.7.0", 0},
+    {'X', "smarthost offered no usable AUTH", 0}, )
+
+/* auth_plaintext: LOGIN in clear, because the route says so. */
+SCRIPT(auth_login_plaintext, cfg_auth_plaintext, jobs_std,
+    {'J', NULL, SMTP_OUT_READ}, {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', "250-relay.test\r\n250 AUTH LOGIN\r\n", SMTP_OUT_READ},
+    {'C', "AUTH LOGIN\r\n", 0}, {'S', "334 VXNlcm5hbWU6\r\n", SMTP_OUT_READ},
+    {'C', "dXNlcg==\r\n", 0}, {'S', "334 UGFzc3dvcmQ6\r\n", SMTP_OUT_READ},
+    {'C', "cGFzcw==\r\n", 0}, {'S', "235 2.7.0 ok\r\n", SMTP_OUT_READ},
     {'C', "MAIL FROM:<a@x.test>\r\n", 0}, )
 
 SCRIPT(auth_plaintext_refused, cfg_auth_plaintext, jobs_std,
@@ -1540,6 +1617,13 @@ static const struct harness_case cases[] = {
     {"quit_garbage", test_quit_garbage},
     {"auth_smarthost", test_auth_smarthost},
     {"auth_needs_tls", test_auth_needs_tls},
+    {"auth_starttls_refused", test_auth_starttls_refused},
+    {"auth_login_only", test_auth_login_only},
+    {"auth_login_535", test_auth_login_535},
+    {"auth_login_refused", test_auth_login_refused},
+    {"auth_not_offered", test_auth_not_offered},
+    {"auth_no_usable_mech", test_auth_no_usable_mech},
+    {"auth_login_plaintext", test_auth_login_plaintext},
     {"auth_plaintext_refused", test_auth_plaintext_refused},
     {"reuse", test_reuse},
     {"reuse_unpipelined", test_reuse_unpipelined},
