@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,7 +75,8 @@ struct djob {
 	bool tls_failed; /* the last handshake failed under may */
 	bool tls_off;    /* so this address goes again in plain */
 	char last_err[400];
-	bool tried;        /* an address passed the policy */
+	char last_dsn[SMTP_REPLY_ENH_MAX]; /* of last_err; "" = 4.4.1 */
+	bool tried;                        /* an address passed the policy */
 	char refused[400]; /* the first address the policy refused */
 	const char *refused_dsn;
 	struct djob *next; /* parked or waiting list */
@@ -129,6 +131,24 @@ rcpt_set(struct sched_job_rcpt *r, enum sched_outcome o, const char *dsn,
 	str_copy(r->reply, sizeof(r->reply), text);
 }
 
+static void job_err(struct djob *dj, const char *dsn, const char *fmt, ...)
+    MTA_PRINTF(3, 4);
+
+/* Why the recipients still unresolved would be deferred now. dsn: the
+ * enhanced code a host's session gave (a refused AUTH, TLS required),
+ * kept as Postfix keeps the last host's status; NULL when no session
+ * decided (connect failed, shutdown): 4.4.1. */
+static void
+job_err(struct djob *dj, const char *dsn, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(dj->last_err, sizeof(dj->last_err), fmt, ap);
+	va_end(ap);
+	str_copy(dj->last_dsn, sizeof(dj->last_dsn), dsn ? dsn : "");
+}
+
 /* Every recipient is final: hand the job back to the scheduler. */
 static void
 job_finish(struct djob *dj)
@@ -145,7 +165,7 @@ job_finish(struct djob *dj)
 			    dj->refused_dsn, dj->refused);
 		else
 			rcpt_set(&sj->rcpts[dj->map[i]], SCHED_OUTCOME_TEMPFAIL,
-			    "4.4.1",
+			    dj->last_dsn[0] ? dj->last_dsn : "4.4.1",
 			    dj->last_err[0] ? dj->last_err
 			                    : "no host could be reached");
 	sj->dest_failed = !dj->any_reply && !refused;
@@ -245,8 +265,7 @@ job_start(struct deliver_worker *w, struct sched_job *sj)
 	dj->tls = dj->route && dj->route->tls_set ? dj->route->tls
 	                                          : cfg->delivery->tls;
 	if (w->stopping) {
-		str_copy(dj->last_err, sizeof(dj->last_err),
-		    "delivery is shutting down");
+		job_err(dj, NULL, "delivery is shutting down");
 		job_finish(dj);
 		return;
 	}
@@ -285,8 +304,7 @@ job_dns_done(struct djob *dj)
 	struct dns_req *req = dj->dns;
 
 	if (dj->w->stopping) {
-		str_copy(dj->last_err, sizeof(dj->last_err),
-		    "delivery is shutting down");
+		job_err(dj, NULL, "delivery is shutting down");
 		job_finish(dj);
 		return;
 	}
@@ -307,8 +325,8 @@ job_dns_done(struct djob *dj)
 static void
 job_body_failed(struct djob *dj, int rc)
 {
-	str_fmt(dj->last_err, sizeof(dj->last_err),
-	    "cannot read the message from the queue: %s", strerror(-rc));
+	job_err(dj, NULL, "cannot read the message from the queue: %s",
+	    strerror(-rc));
 	dj->any_reply = true;
 	job_finish(dj);
 }
@@ -417,8 +435,7 @@ job_results(struct djob *dj, const struct dconn_report *rep)
 			str_copy(text, sizeof(text), r->text ? r->text : "");
 		if (r->outcome == SMTP_OUT_TEMPFAIL && rep->host_failed) {
 			/* not this recipient's verdict: try the next host */
-			str_fmt(dj->last_err, sizeof(dj->last_err), "%s: %s",
-			    rep->relay, text);
+			job_err(dj, r->enhanced, "%s: %s", rep->relay, text);
 			dj->addrs[left] = dj->addrs[i];
 			dj->map[left++] = dj->map[i];
 			continue;
@@ -450,8 +467,7 @@ on_conn_done(void *owner, void *job, const struct dconn_report *r)
 	if (r->tls_failed)
 		dj->tls_failed = true;
 	if (r->reason != NULL) {
-		str_fmt(dj->last_err, sizeof(dj->last_err), "%s: %s", r->relay,
-		    r->reason);
+		job_err(dj, NULL, "%s: %s", r->relay, r->reason);
 		job_next_host(dj);
 		return;
 	}
@@ -602,8 +618,7 @@ job_try(struct djob *dj)
 		if (dconn_reuse(&w->pool, key, dj, &dj->job))
 			return;
 		if (w->stopping) {
-			str_copy(dj->last_err, sizeof(dj->last_err),
-			    "delivery is shutting down");
+			job_err(dj, NULL, "delivery is shutting down");
 			break;
 		}
 		if (job_connect(dj, t, &sa, key, ip) == 0)
@@ -676,8 +691,7 @@ worker_stopping(struct deliver_worker *w)
 			w->parked = dj->next;
 		else
 			w->waiting = dj->next;
-		str_copy(dj->last_err, sizeof(dj->last_err),
-		    "delivery is shutting down");
+		job_err(dj, NULL, "delivery is shutting down");
 		job_finish(dj);
 	}
 }

@@ -17,6 +17,7 @@ Controllable destination SMTP servers for delivery tests, loopback only.
 Every socket has a timeout and every wait a deadline; stop() closes the
 listener and every client connection and joins the threads.
 """
+import base64
 import ipaddress
 import json
 import os
@@ -101,6 +102,8 @@ class _Conn:
                 raise _Closed("read failed") from None
             if not chunk:
                 raise _Closed("eof")
+            with self.srv.lock:
+                self.srv.wire += chunk
             self.buf += chunk
         line, self.buf = self.buf.split(b"\r\n", 1)
         return line
@@ -132,19 +135,24 @@ class SMTPServer:
     eightbitmime, smtputf8  advertise 8BITMIME (default) and SMTPUTF8
     dsn        advertise DSN (RFC 3461); RCPT parameters are recorded either
                way (transactions: rcpts_params, [(addr, params)])
+    auth       mechanisms to advertise and accept, e.g. ["LOGIN"] or
+               ["PLAIN", "LOGIN"] (with or without TLS); credentials is the
+               (user, password) that gets 235, anything else 535. auths
+               records each attempt: mech, user, password, ok, tls
 
     Counters: connections, max_concurrent, concurrent (now); records:
     transactions (every MAIL: from, rcpts with their replies, whether
     DATA completed, conn no, tls, the client's EHLO/HELO name, params = the
     MAIL parameters as sent), messages (each accepted message: from,
     rcpts accepted, data = the unstuffed body bytes, wire = the bytes as
-    sent (dot-stuffed, without the final dot), params, tls, conn, time).
+    sent (dot-stuffed, without the final dot), params, tls, conn, time);
+    wire = every byte the clients sent, as read (after STARTTLS: decrypted).
     """
 
     def __init__(self, host, port, name=None, greeting="220", rcpt=None,
                  data_reply="250 2.0.0 Ok: queued", tls_cert=None, delay=None,
                  pipelining=True, timeout=30.0, eightbitmime=True,
-                 smtputf8=False, dsn=False):
+                 smtputf8=False, dsn=False, auth=None, credentials=None):
         _loopback(host)
         self.host = host
         self.port = port
@@ -157,6 +165,10 @@ class SMTPServer:
         self.eightbitmime = eightbitmime
         self.smtputf8 = smtputf8
         self.dsn = dsn
+        self.auth = [m.upper() for m in (auth or [])]
+        self.credentials = credentials
+        self.auths = []
+        self.wire = b""
         self.timeout = timeout
         self.ssl_ctx = None
         if tls_cert:
@@ -285,6 +297,8 @@ class SMTPServer:
             caps.append("DSN")
         if self.ssl_ctx is not None and not c.tls:
             caps.append("STARTTLS")
+        if self.auth:
+            caps.append("AUTH " + " ".join(self.auth))
         return "\r\n".join(
             f"250{'-' if i < len(caps) - 1 else ' '}{cap}"
             for i, cap in enumerate(caps))
@@ -388,6 +402,8 @@ class SMTPServer:
                 self._sleep("dot")
                 c.send(reply)
                 txn = None
+            elif verb == "AUTH" and self.auth:
+                self._auth(c, arg)
             elif verb == "RSET":
                 txn = None
                 c.send("250 2.0.0 Ok")
@@ -398,6 +414,47 @@ class SMTPServer:
                 return
             else:
                 c.send("500 5.5.2 unknown command")
+
+
+    def _auth_item(self, c, prompt, initial):
+        """The client's base64 answer (initial response, or after a 334
+        with prompt), decoded; None when it cancelled or sent garbage."""
+        if initial is None:
+            c.send("334 " + base64.b64encode(prompt).decode())
+            initial = c.recv_line().decode("ascii", "replace")
+        if initial == "*":
+            return None
+        try:
+            return base64.b64decode(initial, validate=True)
+        except ValueError:
+            return None
+
+    def _auth(self, c, arg):
+        """AUTH PLAIN (RFC 4616) or LOGIN, with or without an initial
+        response; 235 for self.credentials, else 535."""
+        mech, _, initial = arg.partition(" ")
+        mech, initial = mech.upper(), (initial.strip() or None)
+        if mech not in self.auth:
+            c.send("504 5.5.4 mechanism not supported")
+            return
+        if mech == "PLAIN":
+            raw = self._auth_item(c, b"", initial)
+            parts = raw.split(b"\0") if raw is not None else []
+            user, pw = (parts[1], parts[2]) if len(parts) == 3 else (None, None)
+        else:
+            user = self._auth_item(c, b"Username:", initial)
+            pw = (self._auth_item(c, b"Password:", None)
+                  if user is not None else None)
+        if user is None or pw is None:
+            c.send("501 5.5.2 cannot decode response")
+            return
+        user, pw = user.decode("utf-8", "replace"), pw.decode("utf-8", "replace")
+        ok = self.credentials is not None and (user, pw) == tuple(self.credentials)
+        with self.lock:
+            self.auths.append({"mech": mech, "user": user, "password": pw,
+                               "ok": ok, "tls": c.tls})
+        c.send("235 2.7.0 Authentication successful" if ok else
+               "535 5.7.8 Error: authentication failed: bad password")
 
 
 def _path(s):
