@@ -372,16 +372,32 @@ dconn_open(struct dconn_pool *pool, const struct dconn_params *p, void *job,
 	return 0;
 }
 
+static bool
+str_same(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static bool
+socfg_same(const struct smtp_out_cfg *a, const struct smtp_out_cfg *b)
+{
+	return a->tls == b->tls && a->auth_plaintext == b->auth_plaintext &&
+	       str_same(a->helo_name, b->helo_name) &&
+	       str_same(a->auth_user, b->auth_user) &&
+	       str_same(a->auth_pass, b->auth_pass);
+}
+
 bool
-dconn_reuse(struct dconn_pool *pool, const char *key, void *job,
-    const struct smtp_out_job *sj)
+dconn_reuse(struct dconn_pool *pool, const char *key,
+    const struct smtp_out_cfg *so, void *job, const struct smtp_out_job *sj)
 {
 	if (pool->stopping)
 		return false;
 	for (struct dconn *c = pool->conns; c; c = c->next)
 		if (!c->settled && !c->reporting && c->job == NULL &&
 		    c->so != NULL && !stream_closing(&c->st) &&
-		    strcmp(c->key, key) == 0 && smtp_out_reusable(c->so)) {
+		    strcmp(c->key, key) == 0 && smtp_out_reusable(c->so) &&
+		    socfg_same(&c->socfg, so)) {
 			conn_assign(c, job, sj);
 			stream_flush(&c->st);
 			return true;

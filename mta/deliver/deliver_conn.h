@@ -82,10 +82,12 @@ struct dconn_params {
 int dconn_open(struct dconn_pool *pool, const struct dconn_params *p, void *job,
     const struct smtp_out_job *sj) MTA_MUST_CHECK;
 
-/* Give the job to an idle connection to key, if there is one (true);
- * `done` may come from inside this call. */
-bool dconn_reuse(struct dconn_pool *pool, const char *key, void *job,
-    const struct smtp_out_job *sj);
+/* Give the job to an idle connection to key opened with the same session
+ * settings so (TLS policy, AUTH identity: a connection authenticated as
+ * one user, or not at all, never carries another route's mail), if there
+ * is one (true); `done` may come from inside this call. */
+bool dconn_reuse(struct dconn_pool *pool, const char *key,
+    const struct smtp_out_cfg *so, void *job, const struct smtp_out_job *sj);
 
 /* Shutdown: every connection is abandoned (its job's `done` comes from
  * inside this call) and no connection is kept or reused afterwards. */

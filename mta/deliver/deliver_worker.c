@@ -599,6 +599,7 @@ job_try(struct djob *dj)
 		const struct dns_target *t = &dj->targets[dj->ti];
 		struct sockaddr_storage sa = t->addrs[dj->ai];
 		char ip[INET6_ADDRSTRLEN], key[80];
+		struct smtp_out_cfg so;
 
 		if (sa.ss_family == AF_INET)
 			((struct sockaddr_in *)&sa)->sin_port = htons(dj->port);
@@ -615,7 +616,8 @@ job_try(struct djob *dj)
 		/* before the calls: `done` (even job_finish) may come from
 		 * inside them */
 		dj->tried = true;
-		if (dconn_reuse(&w->pool, key, dj, &dj->job))
+		job_session_cfg(dj, &so);
+		if (dconn_reuse(&w->pool, key, &so, dj, &dj->job))
 			return;
 		if (w->stopping) {
 			job_err(dj, NULL, "delivery is shutting down");

@@ -111,22 +111,12 @@ def test_auth_login_only_authenticates(world, selfsigned):
     assert m["tls"] is True and m["rcpts"] == ["to@auth.test"]
 
 
-def test_auth_plain_preferred(world, selfsigned):
-    srv = world.server("127.0.0.32", tls_cert=selfsigned,
-                       auth=["LOGIN", "PLAIN"], credentials=(USER, PASSWORD))
-    relay = world.relay(extra=route("127.0.0.32"))  # [delivery] tls = may
-    submit(relay, ["to@auth.test"])
-    wait_event(relay, "delivered", "to@auth.test")
-    assert [(a["mech"], a["ok"], a["tls"]) for a in srv.auths] == [
-        ("PLAIN", True, True)]
-
-
 def test_auth_plain_verify_with_ca_file(world, ca):
     """tls = verify to a host whose certificate an internal CA signed:
-    trusted through [delivery] ca_file."""
+    trusted through [delivery] ca_file. PLAIN is preferred to LOGIN."""
     ca_cert, host_cert = ca
-    srv = world.server("127.0.0.31", tls_cert=host_cert, auth=["PLAIN"],
-                       credentials=(USER, PASSWORD))
+    srv = world.server("127.0.0.31", tls_cert=host_cert,
+                       auth=["LOGIN", "PLAIN"], credentials=(USER, PASSWORD))
     relay = world.relay(delivery={"ca_file": ca_cert},
                         extra=route("127.0.0.31", tls="verify"))
     submit(relay, ["to@auth.test"])
@@ -245,6 +235,25 @@ def test_wrong_password_deferred_with_reply(world, selfsigned):
     assert srv.transactions == []
     assert "authentication failed" in queued_reply(relay, "to@auth.test")[
         "reply"]
+
+
+def test_connection_without_auth_not_reused_for_auth_route(world,
+                                                         selfsigned):
+    """Two routes to one host, one with credentials: the idle connection
+    the other route left (never authenticated) must not carry the mail of
+    the route that authenticates."""
+    srv = world.server("127.0.0.37", tls_cert=selfsigned, auth=["PLAIN"],
+                       credentials=(USER, PASSWORD))
+    relay = world.relay(
+        delivery={"workers": "1", "idle_timeout": "60s"},
+        extra="[route plain.test]\nhost = [127.0.0.37]\n"
+              + route("127.0.0.37"))
+    submit(relay, ["first@plain.test"])
+    wait_event(relay, "delivered", "first@plain.test")
+    submit(relay, ["second@auth.test"], n=1)
+    wait_event(relay, "delivered", "second@auth.test")
+    assert [(a["user"], a["ok"]) for a in srv.auths] == [(USER, True)]
+    assert srv.snapshot()["connections"] == 2
 
 
 # ---------------------------------------------------------------- commands
