@@ -14,14 +14,13 @@ The smarthosts are tests/integration/smtp_servers.py servers, which record
 every AUTH attempt and every byte the relay sent them.
 """
 import base64
-import re
 import subprocess
 
 import pytest
 
-from conftest import run_mta, write_config, base_sections, merge_sections
-from smtp_servers import SMTPServer, make_cert, wait_until  # noqa: F401
-from test_delivery import World, events, submit, wait_event  # noqa: F401
+from conftest import base_sections, merge_sections, run_mta, write_config
+from smtp_servers import make_cert
+from test_delivery import World, events, submit, wait_event
 
 USER, PASSWORD = "relay-user", "Sm4rt-h0st-secret"
 
@@ -322,3 +321,14 @@ def test_check_config_ca_ok(tmp_path, ca):
     p = run_mta("check-config", conf=conf)
     out = p.stdout.decode()
     assert f"ca_file = {ca_cert}" in out and f"ca_path = {tmp_path}" in out
+
+
+def test_check_config_warns_auth_without_tls(tmp_path):
+    conf = _conf(tmp_path, route("192.0.2.10", tls="may",
+                                 auth_without_tls="yes"))
+    p = run_mta("check-config", conf=conf)
+    err = p.stderr.decode()
+    assert ("[route auth.test] password with tls = may: auth_without_tls = "
+            "yes, it may be sent without TLS") in err, err
+    assert PASSWORD not in err + p.stdout.decode()
+    assert "auth_without_tls = yes" in p.stdout.decode()
