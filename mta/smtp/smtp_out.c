@@ -358,7 +358,8 @@ send_hello(
  * out only on an encrypted session, unless the route allows plaintext
  * (auth_plaintext). PLAIN is preferred; LOGIN when it is all the server
  * has. A 5xx to AUTH defers too (Postfix's smtp_sasl_auth_soft_bounce):
- * a wrong password is the sender's admin's to fix, not the sender's.
+ * a wrong password is for the relay's administrator to fix, and the
+ * mail waits for that rather than bouncing to its sender.
  */
 static bool
 auth_configured(const struct smtp_out *s)
