@@ -8,8 +8,11 @@
  * DKIM (RFC 8463) signs the SHA-256 hash of the data, not the data, with
  * PureEdDSA: EVP_DigestSign with a NULL digest over those 32 bytes.
  *
- * A loaded key is read-only: any thread may sign with it at once (each
- * call makes its own EVP_MD_CTX).
+ * A loaded key is read-only: any thread may sign with it at once. An RSA
+ * key keeps the contexts it signed with, ready for the next signature:
+ * setting one up (EVP_DigestSignInit) looks the algorithms up by name in
+ * OpenSSL's provider store, under its lock, at every message; a context
+ * taken from the key's stack (one per signer thread at most) only signs.
  */
 #include "dkim/dkim_int.h"
 
@@ -29,10 +32,21 @@
 #include "base/log.h"
 #include "base/xalloc.h"
 
+#define KEY_CTX_MAX 64 /* idle contexts kept: one per signer thread */
+
+/* RSA contexts set up for PKCS#1 v1.5 over SHA-256, idle. Apart from the
+ * key so that a signer may take one from a const key. */
+struct key_ctxs {
+	pthread_mutex_t lock; /* protects ctx, n */
+	EVP_PKEY_CTX *ctx[KEY_CTX_MAX];
+	size_t n;
+};
+
 struct dkim_key {
 	EVP_PKEY *pkey;
 	enum dkim_alg alg;
 	unsigned bits;
+	struct key_ctxs *idle; /* RSA only */
 };
 
 /* The OpenSSL reason of the last error, or what. */
@@ -71,6 +85,10 @@ key_check(EVP_PKEY *pkey, const char *path, struct dkim_key **out, char *err,
 	k->pkey = pkey;
 	k->alg = id == EVP_PKEY_RSA ? DKIM_RSA_SHA256 : DKIM_ED25519_SHA256;
 	k->bits = (unsigned)bits;
+	if (k->alg == DKIM_RSA_SHA256) {
+		k->idle = xcalloc(1, sizeof(*k->idle));
+		pthread_mutex_init(&k->idle->lock, NULL);
+	}
 	*out = k;
 	return 0;
 }
@@ -105,6 +123,12 @@ dkim_key_free(struct dkim_key *k)
 {
 	if (k == NULL)
 		return;
+	if (k->idle != NULL) {
+		for (size_t i = 0; i < k->idle->n; i++)
+			EVP_PKEY_CTX_free(k->idle->ctx[i]);
+		pthread_mutex_destroy(&k->idle->lock);
+		free(k->idle);
+	}
 	EVP_PKEY_free(k->pkey);
 	free(k);
 }
@@ -238,27 +262,82 @@ dkim_sha256(void)
 	return sha256_md;
 }
 
+/* An idle RSA signing context of k, or a new one; NULL on failure. */
+static EVP_PKEY_CTX *
+rsa_ctx_take(const struct dkim_key *k)
+{
+	EVP_PKEY_CTX *ctx = NULL;
+
+	pthread_mutex_lock(&k->idle->lock);
+	if (k->idle->n > 0)
+		ctx = k->idle->ctx[--k->idle->n];
+	pthread_mutex_unlock(&k->idle->lock);
+	if (ctx != NULL)
+		return ctx;
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+	if (ctx == NULL || EVP_PKEY_sign_init(ctx) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_signature_md(ctx, dkim_sha256()) <= 0) {
+		EVP_PKEY_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* ctx back to k's idle stack (freed when the stack is full). */
+static void
+rsa_ctx_put(const struct dkim_key *k, EVP_PKEY_CTX *ctx)
+{
+	pthread_mutex_lock(&k->idle->lock);
+	if (k->idle->n < KEY_CTX_MAX) {
+		k->idle->ctx[k->idle->n++] = ctx;
+		ctx = NULL;
+	}
+	pthread_mutex_unlock(&k->idle->lock);
+	EVP_PKEY_CTX_free(ctx);
+}
+
+/* RSA: the SHA-256 of data, signed as PKCS#1 v1.5 (the DigestInfo of
+ * SHA-256 around it), what EVP_DigestSign would make. */
+static int
+rsa_sign(const struct dkim_key *k, const void *data, size_t len, uint8_t *sig,
+    size_t *siglen)
+{
+	uint8_t h[DKIM_HASH_LEN];
+	EVP_PKEY_CTX *ctx;
+
+	if (EVP_PKEY_get_size(k->pkey) > DKIM_SIG_MAX ||
+	    !EVP_Digest(data, len, h, NULL, dkim_sha256(), NULL) ||
+	    (ctx = rsa_ctx_take(k)) == NULL)
+		return -EIO;
+	if (EVP_PKEY_sign(ctx, sig, siglen, h, sizeof(h)) <= 0) {
+		EVP_PKEY_CTX_free(ctx); /* in an unknown state: not kept */
+		return -EIO;
+	}
+	rsa_ctx_put(k, ctx);
+	return 0;
+}
+
 int
 dkim_key_sign(const struct dkim_key *k, const void *data, size_t len,
     uint8_t *sig, size_t *siglen)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_MD_CTX *ctx;
 	uint8_t h[DKIM_HASH_LEN];
-	const EVP_MD *md = dkim_sha256();
-	int ok = 0;
+	int ok;
 
 	*siglen = DKIM_SIG_MAX;
-	if (ctx == NULL)
-		return -ENOMEM;
-	if (k->alg == DKIM_ED25519_SHA256) {
-		ok = EVP_Digest(data, len, h, NULL, md, NULL) &&
-		     EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) &&
-		     EVP_DigestSign(ctx, sig, siglen, h, sizeof(h));
-	} else {
-		ok = EVP_PKEY_get_size(k->pkey) <= DKIM_SIG_MAX &&
-		     EVP_DigestSignInit(ctx, NULL, md, NULL, k->pkey) &&
-		     EVP_DigestSign(ctx, sig, siglen, data, len);
+	if (k->alg == DKIM_RSA_SHA256) {
+		if (rsa_sign(k, data, len, sig, siglen) == 0)
+			return 0;
+		ERR_clear_error();
+		return -EIO;
 	}
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return -ENOMEM;
+	ok = EVP_Digest(data, len, h, NULL, dkim_sha256(), NULL) &&
+	     EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) &&
+	     EVP_DigestSign(ctx, sig, siglen, h, sizeof(h));
 	EVP_MD_CTX_free(ctx);
 	if (!ok) {
 		ERR_clear_error();
