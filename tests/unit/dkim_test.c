@@ -6,11 +6,13 @@
  * (generate, 0600, never overwrite, too small, not a key); and whole
  * signatures (RSA, Ed25519, dual, both canonicalizations) checked by
  * dkimpy (python3-dkim), which nobody here wrote, plus a one-byte change
- * that must fail it.
+ * that must fail it. RSA signatures made with the contexts a key keeps
+ * (reused, several threads at once) are those of a fresh EVP_DigestSign.
  */
 #include "dkim/dkim.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include "base/buf.h"
 #include "base/chan.h"
@@ -272,6 +275,85 @@ test_keys(void)
 	CHECK(dkim_key_load(p, &k, err, sizeof(err)) == -ENOENT);
 	CHECK(dkim_key_generate(DKIM_RSA_SHA256, 512, p, err, sizeof(err)) ==
 	      -EINVAL);
+}
+
+#define REUSE_THREADS 4
+#define REUSE_SIGNS   8
+
+struct reuse {
+	const struct dkim_key *k;
+	const uint8_t *want;
+	size_t wantlen;
+	int bad; /* signatures unlike want */
+};
+
+static const char reuse_data[] = "from:Joe <joe@example.com>\r\nto:x@y\r\n";
+
+static void *
+reuse_thread(void *arg)
+{
+	struct reuse *r = arg;
+	uint8_t sig[DKIM_SIG_MAX];
+	size_t len;
+
+	for (int i = 0; i < REUSE_SIGNS; i++)
+		if (dkim_key_sign(
+		        r->k, reuse_data, strlen(reuse_data), sig, &len) != 0 ||
+		    len != r->wantlen || memcmp(sig, r->want, len) != 0)
+			r->bad++;
+	return NULL;
+}
+
+/* The reference: PKCS#1 v1.5 over SHA-256 by a fresh EVP_DigestSign. */
+static bool
+reuse_want(const char *path, uint8_t *want, size_t *len)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_PKEY *pkey;
+	FILE *fp;
+	bool ok;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return false;
+	pkey = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+	fclose(fp);
+	*len = DKIM_SIG_MAX;
+	ok = pkey != NULL && ctx != NULL &&
+	     EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, pkey) &&
+	     EVP_DigestSign(ctx, want, len, (const uint8_t *)reuse_data,
+	         strlen(reuse_data));
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(pkey);
+	return ok;
+}
+
+static void
+test_rsa_reuse(void)
+{
+	char p[128], err[DKIM_ERR_MAX];
+	uint8_t want[DKIM_SIG_MAX];
+	struct reuse r[REUSE_THREADS];
+	pthread_t th[REUSE_THREADS];
+	struct dkim_key *k;
+	size_t wantlen;
+
+	CHECK(fixture());
+	path_of(p, sizeof(p), "reuse.pem");
+	CHECK(
+	    dkim_key_generate(DKIM_RSA_SHA256, 2048, p, err, sizeof(err)) == 0);
+	CHECK(dkim_key_load(p, &k, err, sizeof(err)) == 0);
+	CHECK(reuse_want(p, want, &wantlen) && wantlen == 256);
+	for (int i = 0; i < REUSE_THREADS; i++) {
+		r[i] = (struct reuse){.k = k, .want = want, .wantlen = wantlen};
+		CHECK(pthread_create(&th[i], NULL, reuse_thread, &r[i]) == 0);
+	}
+	for (int i = 0; i < REUSE_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(r[i].bad == 0);
+	}
+	reuse_thread(&r[0]); /* once more, on contexts the threads left */
+	CHECK(r[0].bad == 0);
+	dkim_key_free(k);
 }
 
 static const char msg_hdr[] = "From: Joe Sender <joe@example.com>\r\n"
@@ -542,6 +624,7 @@ static const struct harness_case cases[] = {
     {"header_select", test_header_select},
     {"from_domain", test_from_domain},
     {"keys", test_keys},
+    {"rsa_reuse", test_rsa_reuse},
     {"sign_dkimpy", test_sign_dkimpy},
     {"sign_each", test_sign_each},
     {"pool", test_pool},
