@@ -6,8 +6,10 @@ mta-load: every failure mode ends in seconds with the right exit status
 every message refused); --tls, host names, --template and --header (as
 they arrive at mta-sink --dump), AUTH LOGIN, the open-loop rate check
 and the --interval time series. mta-sink: --auth (accept any, a users
-file) and --dump. relay-bench: its CPU source and its parser, and the
-raw row flagged when it is no ceiling.
+file) and --dump. relay-bench: its CPU source and its parser, the
+raw row flagged when it is no ceiling, its DKIM checks of delivered
+messages (signatures of the expected keys that verify, OpenDKIM's mark
+for Postfix), its openssl speed parser and the sign share it reports.
 
 Binaries come from $MTA_BUILD (default: build/). Loopback only; every
 subprocess has a timeout."""
@@ -26,8 +28,8 @@ import time
 import pytest
 
 from conftest import free_port, san_problems
-from test_bench import (HOST, LOAD, REPO, Sink, starttls_arg,  # noqa: F401
-                        tls_cert)
+from test_bench import (BUILD, HOST, LOAD, REPO, Sink,  # noqa: F401
+                        starttls_arg, tls_cert)
 
 
 def run_load(args, timeout=30):
@@ -426,3 +428,53 @@ def test_relay_bench_flags_raw_below_relay():
     table = rb.markdown_table(summary, ["raw", "mta"], ["w1", "w2"])
     rows = [l for l in table.splitlines() if "raw" in l]
     assert "not a ceiling" in rows[0] and "not a ceiling" not in rows[1]
+
+
+def test_relay_bench_dkim_checks(tmp_path):
+    """What relay-bench accepts as a signed delivery: one signature per
+    key of the system, verifying against the keys' records; OpenDKIM's
+    DKIM-Filter field for Postfix; a changed byte fails."""
+    dkim = pytest.importorskip("dkim")
+    rb = relay_bench_module()
+    rb.make_dkim_keys(str(BUILD / "mta"), str(tmp_path))
+    assert rb.DKIM_KEYS["rsa"]["txt"].startswith("v=DKIM1; k=rsa; p=MII")
+    msg = (b"From: <a@mta-load.test>\r\nTo: <b@x.test>\r\n"
+           b"Subject: hi\r\n\r\nbody\r\n")
+    with open(rb.DKIM_KEYS["rsa"]["key"], "rb") as f:
+        key = f.read()
+    sig = dkim.sign(msg, b"srsa", rb.DKIM_DOMAIN.encode(), key,
+                    include_headers=[b"from", b"to", b"subject"])
+    signed = sig + msg
+    assert rb.check_message("mta+rsa", signed) is None
+    assert "expected" in rb.check_message("mta+both", signed)
+    assert "expected" in rb.check_message("mta+rsa", msg)
+    assert "OpenDKIM" in rb.check_message("postfix+opendkim", signed)
+    assert rb.check_message(
+        "postfix+opendkim", b"DKIM-Filter: OpenDKIM Filter v2\r\n"
+        + signed) is None
+    changed = signed.replace(b"body", b"bodY")
+    assert "verify" in rb.check_message("mta+rsa", changed)
+
+
+def test_relay_bench_openssl_speed_and_share():
+    """openssl speed's rates parsed; the sign share is the signatures'
+    time over the CPU per message (1 ms of 1.25 ms: 80%)."""
+    rb = relay_bench_module()
+    rates, cmd = rb.openssl_speed(1)
+    assert cmd == "openssl speed -seconds 1 rsa2048 ed25519"
+    assert rates["rsa"] > 50 and rates["ed25519"] > rates["rsa"], rates
+    summary = {"w": {"mta": {"delivered_per_s": 4000.0},
+                     "mta+rsa": {"delivered_per_s": 1600.0,
+                                 "cpu_s_per_1k": 1.25},
+                     "postfix+opendkim": {"delivered_per_s": 100.0,
+                                          "cpu_s_per_1k": 10.0}}}
+    md = rb.dkim_report(summary, ["mta", "mta+rsa", "postfix+opendkim"],
+                        ["w"], {"rsa": 1000.0, "ed25519": 20000.0},
+                        "openssl speed", {})
+    rows = {r.split("|")[2].strip(): [c.strip() for c in r.split("|")[3:-1]]
+            for r in md.splitlines() if r.startswith("| w |")}
+    # signed msg/s, CPUs used, CPU ms, openssl ms, share, ÷ unsigned, ÷
+    assert rows["mta, DKIM RSA-2048"] == [
+        "1600", "2.00", "1.250", "1.000", "80%", "40%", "—"], rows
+    assert rows["postfix + OpenDKIM, RSA-2048"][4] == "10%", rows
+    assert rows["postfix + OpenDKIM, RSA-2048"][6] == "16.0×", rows
