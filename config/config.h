@@ -87,6 +87,10 @@ struct config_server {
 	enum config_nul_body nul_in_body;
 	struct config_net *relay_networks;
 	size_t nrelay_networks;
+	/* sender identity (smtp/sender_policy.h) */
+	char relay_sender_domains[1024]; /* words; "" = any domain */
+	bool relay_null_sender;          /* relay clients may use <> */
+	bool check_from_header;          /* From: must be owned too */
 };
 
 struct config_tls {
@@ -97,7 +101,9 @@ struct config_tls {
 struct config_auth {
 	char users[CONFIG_PATH_MAX]; /* NAME:CRYPT_HASH lines; "" = no AUTH */
 	bool require_tls;
-	unsigned max_failures; /* per connection, then 421 4.7.0 */
+	unsigned max_failures;         /* per connection, then 421 4.7.0 */
+	char senders[CONFIG_PATH_MAX]; /* NAME: PATTERN lines; "" = any */
+	bool null_sender;              /* users may use MAIL FROM:<> */
 };
 
 enum config_sync {

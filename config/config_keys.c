@@ -109,6 +109,12 @@ const struct config_key config_keys[] = {
 	    FIELD(server.nul_in_body), .names = nul_names),
 	KEY(SERVER, "relay_networks", NETS, "127.0.0.0/8, ::1/128", 0, 0,
 	    FIELD(server.relay_networks), COUNT(server.nrelay_networks)),
+	KEY(SERVER, "relay_sender_domains", WORDS, "", 0, 0,
+	    FIELD(server.relay_sender_domains)),
+	KEY(SERVER, "relay_null_sender", BOOL, "yes", 0, 0,
+	    FIELD(server.relay_null_sender)),
+	KEY(SERVER, "check_from_header", BOOL, "no", 0, 0,
+	    FIELD(server.check_from_header)),
 
 	KEY(TLS, "certificate", PATH, "", 0, 0, FIELD(tls.certificate)),
 	KEY(TLS, "private_key", PATH, "", 0, 0, FIELD(tls.private_key)),
@@ -117,6 +123,8 @@ const struct config_key config_keys[] = {
 	KEY(AUTH, "require_tls", BOOL, "yes", 0, 0, FIELD(auth.require_tls)),
 	KEY(AUTH, "max_failures", UINT, "3", 1, 100,
 	    FIELD(auth.max_failures)),
+	KEY(AUTH, "senders", PATH, "", 0, 0, FIELD(auth.senders)),
+	KEY(AUTH, "null_sender", BOOL, "yes", 0, 0, FIELD(auth.null_sender)),
 
 	KEY(QUEUE, "path", PATH, "/var/spool/mta", 0, 0, FIELD(queue.path),
 	    .flags = CONFIG_F_REQUIRED, RESTART),

@@ -115,6 +115,15 @@ struct dkim_msg;
 struct dkim_msg *dkim_msg_start(const struct dkim_table *t, const void *hdr,
     size_t len, char *why, size_t whylen);
 
+/*
+ * dkim_from_address - the address of the one From: field of the header
+ * section (hdr, len) (as dkim_msg_start reads it), into addr: 0, or
+ * -ENOENT no From, -EMLINK several, -EINVAL no address in it (or longer
+ * than addrlen). For the sender identity check; any thread.
+ */
+int dkim_from_address(
+    const void *hdr, size_t len, char *addr, size_t addrlen) MTA_MUST_CHECK;
+
 /* Body bytes as stored (after the empty line), in any slices. */
 void dkim_msg_body(struct dkim_msg *m, const void *p, size_t n);
 

@@ -277,13 +277,12 @@ from_parse(char *v, char *dom, size_t domlen)
 	return 0;
 }
 
-int
-dkim_hdr_from_domain(
-    const struct dkim_field *f, size_t nf, char *dom, size_t domlen)
+/* The one From field's value, stripped (malloc'd, the caller frees):
+ * 0, or -ENOENT none, -EMLINK several, -ENOMEM. */
+static int
+from_value(const struct dkim_field *f, size_t nf, char **out)
 {
 	const struct dkim_field *from = NULL;
-	char *v;
-	int res;
 
 	for (size_t i = 0; i < nf; i++)
 		if (dkim_hdr_is(&f[i], "from")) {
@@ -293,10 +292,61 @@ dkim_hdr_from_domain(
 		}
 	if (from == NULL)
 		return -ENOENT;
-	if ((v = malloc(from->len + 1)) == NULL)
+	if ((*out = malloc(from->len + 1)) == NULL)
 		return -ENOMEM;
-	from_strip(from, v);
+	from_strip(from, *out);
+	return 0;
+}
+
+int
+dkim_hdr_from_domain(
+    const struct dkim_field *f, size_t nf, char *dom, size_t domlen)
+{
+	char *v;
+	int res;
+
+	if ((res = from_value(f, nf, &v)) < 0)
+		return res;
 	res = from_parse(v, dom, domlen);
+	free(v);
+	return res;
+}
+
+/* The address of a stripped From value: inside <>, else the first of a
+ * list, without blanks; it must hold an '@'. */
+static int
+from_addr(char *v, char *addr, size_t addrlen)
+{
+	char *a = v, *e;
+	size_t n;
+
+	if ((e = strchr(v, '<')) != NULL) {
+		a = e + 1;
+		if ((e = strchr(a, '>')) != NULL)
+			*e = '\0';
+	} else if ((e = strchr(v, ',')) != NULL) {
+		*e = '\0';
+	}
+	while (is_wsp(*a) || *a == '\r' || *a == '\n')
+		a++;
+	n = strcspn(a, " \t\r\n");
+	if (n == 0 || n >= addrlen || memchr(a, '@', n) == NULL)
+		return -EINVAL;
+	memcpy(addr, a, n);
+	addr[n] = '\0';
+	return 0;
+}
+
+int
+dkim_hdr_from_addr(
+    const struct dkim_field *f, size_t nf, char *addr, size_t addrlen)
+{
+	char *v;
+	int res;
+
+	if ((res = from_value(f, nf, &v)) < 0)
+		return res;
+	res = from_addr(v, addr, addrlen);
 	free(v);
 	return res;
 }

@@ -88,6 +88,9 @@ size_t dkim_hdr_select(const struct dkim_field *f, size_t nf,
  */
 int dkim_hdr_from_domain(
     const struct dkim_field *f, size_t nf, char *dom, size_t domlen);
+/* The From address (as written) into addr: 0, or as above. */
+int dkim_hdr_from_addr(
+    const struct dkim_field *f, size_t nf, char *addr, size_t addrlen);
 
 /* dkim_sig.c */
 struct dkim_sig_params {

@@ -68,6 +68,20 @@ msg_domain(const char *hdr, size_t len, char *dom, size_t domlen)
 	return res < 0 ? from_why(res) : NULL;
 }
 
+int
+dkim_from_address(const void *hdr, size_t len, char *addr, size_t addrlen)
+{
+	struct dkim_field *f;
+	size_t nf = dkim_hdr_split(hdr, len, NULL, 0);
+	int res;
+
+	f = xcalloc(nf + 1, sizeof(*f));
+	(void)dkim_hdr_split(hdr, len, f, nf);
+	res = dkim_hdr_from_addr(f, nf, addr, addrlen);
+	free(f);
+	return res;
+}
+
 struct dkim_msg *
 dkim_msg_start(const struct dkim_table *t, const void *hdr, size_t len,
     char *why, size_t whylen)

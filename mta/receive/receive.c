@@ -47,6 +47,7 @@
 #include "base/xalloc.h"
 #include "auth/auth.h"
 #include "dkim/dkim.h"
+#include "smtp/sender_policy.h"
 #include "queue/queue.h"
 #include "smtp/smtp_in.h"
 #include "net/tls.h"
@@ -126,6 +127,7 @@ struct rsnap {
 	struct smtp_in_cfg scfg;            /* hostname points into server */
 	struct tls_ctx *tls;                /* owned; NULL: no STARTTLS */
 	const struct dkim_table *dkim; /* the snapshot's; NULL: no signing */
+	struct sender_policy *senders; /* owned; who may send as whom */
 };
 
 struct receive {
@@ -189,6 +191,7 @@ snap_free(void *p)
 	struct rsnap *sn = p;
 
 	tls_ctx_free(sn->tls);
+	sender_policy_free(sn->senders);
 	free(sn);
 }
 
@@ -813,6 +816,7 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.room = cb_room;
 	sn->scfg.room_arg = r;
 	sn->scfg.dkim = sn->dkim;
+	sn->scfg.senders = sn->senders;
 }
 
 /*
@@ -933,6 +937,26 @@ load_tls_users(const struct config_tls *ct, const struct config_auth *ca,
 	return 0;
 }
 
+/* The sender policy of [server] and [auth]; one line in err if bad. */
+static int
+senders_load(const struct config_server *cs, const struct config_auth *ca,
+    struct sender_policy **out, char *err, size_t errlen)
+{
+	struct sender_policy_cfg c = {
+	    .relay_domains = cs->relay_sender_domains,
+	    .auth_null = ca->null_sender,
+	    .relay_null = cs->relay_null_sender,
+	    .check_from = cs->check_from_header,
+	};
+	char e2[512];
+	int res;
+
+	if ((res = sender_policy_load(ca->senders, &c, out, e2, sizeof(e2))) <
+	    0)
+		snprintf(err, errlen, "senders: %s", e2);
+	return res;
+}
+
 static int
 listen_tls_check(const struct config_server *cs, const struct config_tls *ct,
     char *err, size_t errlen)
@@ -953,8 +977,13 @@ receive_check(const struct config_server *cs, const struct config_tls *ct,
 	struct auth_users *users;
 	int res;
 
+	struct sender_policy *sp;
+
 	if ((res = listen_tls_check(cs, ct, err, errlen)) < 0 ||
-	    (res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) < 0)
+	    (res = senders_load(cs, ca, &sp, err, errlen)) < 0)
+		return res;
+	sender_policy_free(sp);
+	if ((res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) < 0)
 		return res;
 	tls_ctx_free(tls);
 	if (users != NULL)
@@ -971,15 +1000,20 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	struct receive *r;
 	struct tls_ctx *tls;
 	struct auth_users *users;
+	struct sender_policy *sp;
 	int res;
 
 	if ((res = listen_tls_check(cs, ct, err, errlen)) < 0 ||
-	    (res = listen_probe(cs, err, errlen)) < 0)
+	    (res = listen_probe(cs, err, errlen)) < 0 ||
+	    (res = senders_load(cs, ca, &sp, err, errlen)) < 0)
 		return res;
 	/* The TLS context and the users snapshot are built once here and
 	 * are read-only afterwards: every thread uses them at once. */
-	if ((res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) < 0)
+	if ((res = load_tls_users(ct, ca, true, &tls, &users, err, errlen)) <
+	    0) {
+		sender_policy_free(sp);
 		return res;
+	}
 	if (users != NULL && tls == NULL && ca->require_tls)
 		log_warnx("auth: require_tls = yes and no [tls] certificate: "
 		          "AUTH is never offered");
@@ -988,6 +1022,7 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	r->nth = cs->threads ? cs->threads : 1;
 	r->boot.tls = tls;
 	r->boot.dkim = dkim;
+	r->boot.senders = sp;
 	r->users = users;
 	pthread_mutex_init(&r->ip.lock, NULL);
 	sem_init(&r->start_sem, 0, 0);
@@ -1189,6 +1224,7 @@ receive_free(struct receive *r)
 	sem_destroy(&r->start_sem);
 	local_acl_free(r->acl);
 	tls_ctx_free(r->boot.tls);
+	sender_policy_free(r->boot.senders);
 	free(r);
 }
 
@@ -1211,9 +1247,15 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 		    r->server->listen_tls[0].text);
 		return -EINVAL;
 	}
-	if ((res = load_tls_users(&snap->tls, ca, r->auth != NULL, &tls, &users,
-	         err, errlen)) < 0)
+	struct sender_policy *sp;
+
+	if ((res = senders_load(cs, ca, &sp, err, errlen)) < 0)
 		return res;
+	if ((res = load_tls_users(&snap->tls, ca, r->auth != NULL, &tls, &users,
+	         err, errlen)) < 0) {
+		sender_policy_free(sp);
+		return res;
+	}
 	/* XXX the auth pool is started with the stage, only when a users
 	 * file was set then */
 	if (ca->users[0] != '\0' && r->auth == NULL)
@@ -1223,6 +1265,7 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 	sn->cfg = snap;
 	sn->tls = tls;
 	sn->dkim = dkim_table_of(snap); /* serve.c attached it */
+	sn->senders = sp;
 	snap_fill(r, sn, cs, ca, snap->delivery.allow_address_literals,
 	    r->auth != NULL && ca->users[0] != '\0');
 	/* not shared yet (serve.c hands it here first): it may still be

@@ -43,6 +43,7 @@
 #include "smtp/smtp_body.h"
 #include "smtp/smtp_dsn.h"
 #include "smtp/smtp_parse.h"
+#include "smtp/sender_policy.h"
 
 #define SMTP_IN_CMD_MAX     512         /* command line with CRLF, 4.5.3.1.4 */
 #define SMTP_IN_AUTH_MAX    12290       /* AUTH line with CRLF, RFC 4954 */
@@ -111,6 +112,7 @@ struct smtp_in {
 	struct dkim_msg *dk;      /* signing, from the end of the headers */
 	struct dkim_job *job;     /* built at end of DATA until taken */
 	char dkim[600];           /* for the log: "DOMAIN/SELECTOR,..." */
+	char *from_bad;           /* From: address the sender policy refused */
 };
 
 struct smtp_in_cmd {
@@ -249,6 +251,8 @@ smtp_in_tx_reset(struct smtp_in *s)
 	s->id = 0;
 	dkim_msg_free(s->dk);
 	s->dk = NULL;
+	free(s->from_bad);
+	s->from_bad = NULL;
 }
 
 static const char *
@@ -585,6 +589,42 @@ smtp_in_path_error(
 	}
 }
 
+/* Relaying by relay_networks (the local socket is not a relay client:
+ * it is trusted by uid, like Postfix's sendmail). */
+static bool
+smtp_in_relay_client(const struct smtp_in *s)
+{
+	return s->peer.relay_allowed && !s->peer.local;
+}
+
+/* The sender policy for this client; false: refused (553 in out). */
+static bool
+smtp_in_sender_ok(
+    struct smtp_in *s, const struct smtp_parse_path *p, struct buf *out)
+{
+	const char *user = s->authed ? s->user : NULL;
+	char v[SMTP_PARSE_PATH_MAX * 4 + 8];
+	enum sender_verdict vd;
+
+	vd = sender_policy_check(s->cfg->senders, user, smtp_in_relay_client(s),
+	    p->addr, p->addrlen);
+	if (vd == SENDER_OK)
+		return true;
+	smtp_in_logval(v, sizeof(v), p->addr, p->addrlen, true);
+	log_event("event=rejected client=%s reason=%s from=%s user=%s",
+	    s->peer.addr, user ? "sender_not_owned" : "sender_not_allowed", v,
+	    user ? user : "-");
+	if (user != NULL)
+		smtp_in_reply(s, out,
+		    "553 5.7.1 <%.*s>: sender not owned by user %s",
+		    (int)p->addrlen, p->addr, user);
+	else
+		smtp_in_reply(s, out,
+		    "553 5.7.1 <%.*s>: sender not allowed from this client",
+		    (int)p->addrlen, p->addr);
+	return false;
+}
+
 static void
 smtp_in_proceed_mail(
     struct smtp_in *s, const struct smtp_parse_cmd *cmd, struct buf *out)
@@ -615,6 +655,8 @@ smtp_in_proceed_mail(
 		    p.size);
 		return;
 	}
+	if (!smtp_in_sender_ok(s, &p, out))
+		return;
 	if (!smtp_in_room(s, p.has_size ? p.size : 0, out))
 		return;
 	/* Sender and every recipient, each with its NUL. */
@@ -1224,6 +1266,49 @@ smtp_in_dkim_start(void *arg, size_t start, size_t end)
 	}
 }
 
+/*
+ * check_from_header: is the From: address of the header section (start,
+ * end) one this client may use? If not, s->from_bad keeps it for the
+ * refusal at the end of the message (the body is still read, so the
+ * session stays in step).
+ */
+static void
+smtp_in_from_check(struct smtp_in *s, size_t start, size_t end)
+{
+	const struct sender_policy *sp = s->cfg->senders;
+	const char *user = s->authed ? s->user : NULL;
+	char a[SMTP_PARSE_PATH_MAX + 1];
+
+	bool relay = smtp_in_relay_client(s);
+
+	if (!sender_policy_check_from(sp) ||
+	    !sender_policy_active(sp, user, relay))
+		return;
+	if (dkim_from_address(
+	        buf_peek(&s->b.buf) + start, end - start, a, sizeof(a)) < 0)
+		a[0] = '\0';
+	/* no usable address is not the null sender: nobody owns it */
+	if (a[0] != '\0' &&
+	    sender_policy_check(sp, user, relay, a, strlen(a)) == SENDER_OK)
+		return;
+	for (char *c = a; *c != '\0'; c++) /* it goes into a reply */
+		if ((unsigned char)*c < 0x21 || *c == 0x7f)
+			*c = '?';
+	free(s->from_bad);
+	s->from_bad = xstrdup(a);
+}
+
+/* The header section is complete (smtp_body's tap): DKIM keys and the
+ * From: check. */
+static void
+smtp_in_headers(void *arg, size_t start, size_t end)
+{
+	struct smtp_in *s = arg;
+
+	smtp_in_from_check(s, start, end);
+	smtp_in_dkim_start(s, start, end);
+}
+
 /* Body bytes as stored, hashed as they stream in (smtp_body's tap). */
 static void
 smtp_in_dkim_body(void *arg, const uint8_t *p, size_t n)
@@ -1244,8 +1329,6 @@ smtp_in_dkim_job(struct smtp_in *s)
 {
 	struct dkim_job *j;
 
-	if (s->cfg->dkim != NULL && s->b.headers) /* all header, no body */
-		smtp_in_dkim_start(s, s->b.msgstart, buf_avail(&s->b.buf));
 	if (s->dk == NULL)
 		return NULL;
 	j = xcalloc(1, sizeof(*j));
@@ -1281,6 +1364,24 @@ smtp_in_body_refuse(struct smtp_in *s, struct buf *out, enum smtp_body_fault f)
 	smtp_in_data_reject(s, out, faults[f].reason, faults[f].reply);
 }
 
+/* check_from_header refused the From: address (550 5.7.1). */
+static void
+smtp_in_from_refuse(struct smtp_in *s, struct buf *out)
+{
+	char reply[SMTP_IN_REPLY_MAX];
+
+	if (s->authed)
+		str_fmt(reply, sizeof(reply),
+		    "550 5.7.1 <%s>: From: header not owned by user %s",
+		    s->from_bad, s->user);
+	else
+		str_fmt(reply, sizeof(reply),
+		    "550 5.7.1 <%s>: From: header not allowed from this "
+		    "client",
+		    s->from_bad);
+	smtp_in_data_reject(s, out, "from_header", reply);
+}
+
 /* The whole message is in: judge it, or hand it to the committer. */
 static void
 smtp_in_data_end(struct smtp_in *s, struct buf *out)
@@ -1289,6 +1390,12 @@ smtp_in_data_end(struct smtp_in *s, struct buf *out)
 
 	if (f != SMTP_BODY_OK) {
 		smtp_in_body_refuse(s, out, f);
+		return;
+	}
+	if (s->b.headers && s->b.tap_headers != NULL) /* all header, no body */
+		smtp_in_headers(s, s->b.msgstart, buf_avail(&s->b.buf));
+	if (s->from_bad != NULL) {
+		smtp_in_from_refuse(s, out);
 		return;
 	}
 	if ((s->job = smtp_in_dkim_job(s)) != NULL) {
@@ -1586,11 +1693,12 @@ smtp_in_new(const struct smtp_in_cfg *cfg, const struct smtp_in_peer *peer,
 	s->b.reserve = cfg->inflight_reserve;
 	s->b.release = cfg->inflight_release;
 	s->b.arg = cfg->inflight_arg;
-	if (cfg->dkim != NULL) {
-		s->b.tap_headers = smtp_in_dkim_start;
-		s->b.tap_body = smtp_in_dkim_body;
+	if (cfg->dkim != NULL || sender_policy_check_from(cfg->senders)) {
+		s->b.tap_headers = smtp_in_headers;
 		s->b.tap_arg = s;
 	}
+	if (cfg->dkim != NULL)
+		s->b.tap_body = smtp_in_dkim_body;
 	if (!cfg->greet_wait)
 		(void)smtp_in_greet(s, out);
 	return s;

@@ -32,6 +32,7 @@
 struct queue_submit;
 struct dkim_job;
 struct dkim_table;
+struct sender_policy;
 
 /* What the loop must do after feed/done returns. Replies in `out` are
  * always sent first, in every case. */
@@ -84,6 +85,8 @@ struct smtp_in_cfg {
 	/* DKIM keys by From domain (borrowed; NULL: none): a message is
 	 * signed as it streams in, the fields prepended before the commit. */
 	const struct dkim_table *dkim;
+	/* Who may send as whom (borrowed; NULL: anyone as anyone). */
+	const struct sender_policy *senders;
 };
 
 /* The connection, as the loop knows it. */
