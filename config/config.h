@@ -212,6 +212,36 @@ struct config_dkim {
 	unsigned key_line; /* of its key */
 };
 
+/* [limit NAME]: one throttle (mta/limits/limits.h). */
+enum config_limit_count {
+	CONFIG_LIMIT_MESSAGES,    /* MAIL commands */
+	CONFIG_LIMIT_RECIPIENTS,  /* accepted RCPT commands */
+	CONFIG_LIMIT_CONNECTIONS, /* new connections */
+	CONFIG_LIMIT_BYTES,       /* message bytes, charged after queueing */
+};
+
+enum config_limit_key {
+	CONFIG_LIMIT_KEY_USER,           /* the authenticated user */
+	CONFIG_LIMIT_KEY_CLIENT,         /* the client's address */
+	CONFIG_LIMIT_KEY_CLIENT_NETWORK, /* client_network/V4[/V6] */
+	CONFIG_LIMIT_KEY_SENDER_DOMAIN,  /* the MAIL FROM domain */
+};
+
+struct config_limit {
+	char name[64]; /* letters, digits, '-', '_', '.' */
+	enum config_limit_count count;
+	char key[64];   /* as written: "user", "client_network/24" */
+	char rate[32];  /* as written: "100/h" */
+	unsigned burst; /* units at once; 0 = the rate's count */
+	unsigned max;   /* connections: leases held at once; 0 = none */
+	/* parsed from key and rate when the section ends */
+	enum config_limit_key key_type;
+	uint8_t prefix4, prefix6; /* client_network: bits kept */
+	uint64_t rate_n;          /* units ... */
+	uint64_t period_ms;       /* ... per this long */
+	unsigned line;            /* of the [limit] header, for errors */
+};
+
 struct config_attachment;
 
 struct config {
@@ -230,6 +260,8 @@ struct config {
 	size_t nroutes;
 	struct config_dkim *dkims;
 	size_t ndkims;
+	struct config_limit *limits;
+	size_t nlimits;
 };
 
 #define CONFIG_DEFAULT_PATH "/etc/mta/mta.conf"

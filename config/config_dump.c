@@ -206,6 +206,15 @@ dump_dkim(const struct config_dkim *d, FILE *fp)
 }
 
 static void
+dump_limit(const struct config_limit *m, FILE *fp)
+{
+	fprintf(fp, "\n[limit %s]\n", m->name);
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (config_keys[i].section == CONFIG_SECT_LIMIT)
+			config_key_dump(&config_keys[i], m, fp);
+}
+
+static void
 dump(const struct config *c, bool redact, FILE *fp)
 {
 	enum config_section s;
@@ -229,6 +238,8 @@ dump(const struct config *c, bool redact, FILE *fp)
 		dump_route(&c->routes[i], redact, fp);
 	for (i = 0; i < c->ndkims; i++)
 		dump_dkim(&c->dkims[i], fp);
+	for (i = 0; i < c->nlimits; i++)
+		dump_limit(&c->limits[i], fp);
 }
 
 void

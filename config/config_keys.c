@@ -38,6 +38,8 @@ static const char *const dkim_canon_names[] = {"relaxed/relaxed",
     "relaxed/simple", "simple/relaxed", "simple/simple", NULL};
 static const char *const bare_names[] = {"normalize", "reject", NULL};
 static const char *const nul_names[] = {"reject", "strip", NULL};
+static const char *const limit_count_names[] = {
+    "messages", "recipients", "connections", "bytes", NULL};
 
 /* Enums are stored through an int; the table relies on this. */
 _Static_assert(sizeof(enum config_tls_policy) == sizeof(int), "enum size");
@@ -45,6 +47,7 @@ _Static_assert(sizeof(enum config_sync) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_dkim_canon) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_bare_newline) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_nul_body) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_limit_count) == sizeof(int), "enum size");
 
 #define FIELD(f)                           \
 	.off = offsetof(struct config, f), \
@@ -55,6 +58,9 @@ _Static_assert(sizeof(enum config_nul_body) == sizeof(int), "enum size");
 #define DFIELD(f)                               \
 	.off = offsetof(struct config_dkim, f), \
 	.size = sizeof(((struct config_dkim *)0)->f)
+#define LFIELD(f)                                \
+	.off = offsetof(struct config_limit, f), \
+	.size = sizeof(((struct config_limit *)0)->f)
 #define COUNT(f) .count_off = offsetof(struct config, f)
 
 #define KEY(sect, nm, ty, df, lo, hi, ...)                              \
@@ -228,6 +234,16 @@ const struct config_key config_keys[] = {
 	    DFIELD(canon), .names = dkim_canon_names),
 	KEY(DKIM, "expire", DURATION, "0", 0, 3650 * DAY, DFIELD(expire)),
 	KEY(DKIM, "subdomains", BOOL, "no", 0, 0, DFIELD(subdomains)),
+
+	/* A [limit] section needs key and rate (checked when it ends). */
+	KEY(LIMIT, "count", ENUM, "messages", 0, 0, LFIELD(count),
+	    .names = limit_count_names),
+	KEY(LIMIT, "key", STRING, NULL, 0, 0, LFIELD(key),
+	    .flags = CONFIG_F_REQUIRED),
+	KEY(LIMIT, "rate", STRING, NULL, 0, 0, LFIELD(rate),
+	    .flags = CONFIG_F_REQUIRED),
+	KEY(LIMIT, "burst", UINT, "0", 0, 1000000000, LFIELD(burst)),
+	KEY(LIMIT, "max", UINT, "0", 0, 1000000, LFIELD(max)),
 };
 /* clang-format on */
 
@@ -245,6 +261,7 @@ static const char *const section_names[] = {
     [CONFIG_SECT_METRICS] = "metrics",
     [CONFIG_SECT_ROUTE] = "route",
     [CONFIG_SECT_DKIM] = "dkim",
+    [CONFIG_SECT_LIMIT] = "limit",
 };
 
 const char *

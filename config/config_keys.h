@@ -32,6 +32,7 @@ enum config_section {
 	CONFIG_SECT_METRICS,
 	CONFIG_SECT_ROUTE, /* [route DOMAIN], [route *] */
 	CONFIG_SECT_DKIM,  /* [dkim DOMAIN], [dkim *]; several per domain */
+	CONFIG_SECT_LIMIT, /* [limit NAME] */
 };
 
 enum config_type {
@@ -82,6 +83,15 @@ const char *config_section_name(enum config_section s);
 /* The row of name in section, or NULL. */
 const struct config_key *config_key_find(
     enum config_section s, const char *name);
+
+/* config_limit.c: the parts of a [limit] section read when it ends.
+ * 0, or -1 with the reason in why. */
+int config_limit_parse_key(
+    struct config_limit *l, char *why, size_t whylen) MTA_MUST_CHECK;
+int config_limit_parse_rate(
+    struct config_limit *l, char *why, size_t whylen) MTA_MUST_CHECK;
+/* Is s usable as a [limit NAME]: 1..63 letters, digits, '-_.'? */
+bool config_limit_name_valid(const char *s);
 
 /* config_value.c */
 /*

@@ -60,6 +60,8 @@ struct load {
 	unsigned *route_key_line; /* [nroutes * config_nkeys] */
 	size_t dkim;              /* index in c->dkims when sect is DKIM */
 	unsigned *dkim_key_line;  /* [ndkims * config_nkeys] */
+	size_t limit;             /* index in c->limits when sect is LIMIT */
+	unsigned *limit_key_line; /* [nlimits * config_nkeys] */
 
 	bool failed;       /* the first error is kept */
 	unsigned err_line; /* 0: the error concerns the whole file */
@@ -240,6 +242,84 @@ load_dkim_begin(struct load *l, const char *header, char *domain)
 	l->sect = CONFIG_SECT_DKIM;
 }
 
+/* The checks of a whole [limit] section, when it ends: key and rate are
+ * there and parse (the error on their line). */
+static void
+load_limit_end(struct load *l)
+{
+	struct config_limit *m;
+	const char *const names[] = {"key", "rate"};
+	char why[256];
+
+	if (l->sect != CONFIG_SECT_LIMIT || l->failed)
+		return;
+	m = &l->c->limits[l->limit];
+	for (size_t i = 0; i < MTA_ARRAY_LEN(names); i++) {
+		unsigned line =
+		    l->limit_key_line[l->limit * config_nkeys +
+		                      key_index(key_get(
+		                          CONFIG_SECT_LIMIT, names[i]))];
+		int res = i == 0 ? config_limit_parse_key(m, why, sizeof(why))
+		                 : config_limit_parse_rate(m, why, sizeof(why));
+
+		/* a connection cap alone needs no rate */
+		if (line == 0 && i == 1 && m->max > 0)
+			continue;
+		if (line == 0)
+			load_fail(l, m->line, names[i], "missing in [limit %s]",
+			    m->name);
+		else if (res < 0)
+			load_fail(l, line, names[i], "%s", why);
+		if (l->failed)
+			return;
+	}
+	if (m->max > 0 && m->count != CONFIG_LIMIT_CONNECTIONS)
+		load_fail(l,
+		    l->limit_key_line[l->limit * config_nkeys +
+		                      key_index(
+		                          key_get(CONFIG_SECT_LIMIT, "max"))],
+		    "max", "only for count = connections");
+}
+
+static void
+load_limit_begin(struct load *l, const char *header, const char *name)
+{
+	struct config *c = l->c;
+	struct config_limit *m;
+
+	if (!config_limit_name_valid(name)) {
+		load_fail(
+		    l, l->line, header, "invalid limit name \"%.64s\"", name);
+		return;
+	}
+	for (size_t i = 0; i < c->nlimits; i++)
+		if (strcmp(c->limits[i].name, name) == 0) {
+			load_fail(l, l->line, header,
+			    "duplicate limit (first on line %u)",
+			    c->limits[i].line);
+			return;
+		}
+	c->limits = xreallocarray(c->limits, c->nlimits + 1, sizeof(*m));
+	l->limit_key_line = xreallocarray(l->limit_key_line,
+	    (c->nlimits + 1) * config_nkeys, sizeof(*l->limit_key_line));
+	m = &c->limits[c->nlimits];
+	memset(m, 0, sizeof(*m));
+	memset(&l->limit_key_line[c->nlimits * config_nkeys], 0,
+	    config_nkeys * sizeof(*l->limit_key_line));
+	str_copy(m->name, sizeof(m->name), name);
+	m->line = l->line;
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		char why[320];
+
+		if (k->section == CONFIG_SECT_LIMIT && k->def != NULL &&
+		    config_key_set(k, m, k->def, false, why, sizeof(why)) < 0)
+			fatalx("config: default of %s: %s", k->name, why);
+	}
+	l->limit = c->nlimits++;
+	l->sect = CONFIG_SECT_LIMIT;
+}
+
 /* "[route DOMAIN]" or "[dkim DOMAIN]": the DOMAIN, or NULL. */
 static char *
 section_arg(char *name, const char *kind)
@@ -267,6 +347,7 @@ load_section(struct load *l, char *name)
 
 	load_route_end(l);
 	load_dkim_end(l);
+	load_limit_end(l);
 	if (l->failed)
 		return;
 	l->prev_name[0] = '\0';
@@ -284,7 +365,13 @@ load_section(struct load *l, char *name)
 		load_dkim_begin(l, header, d);
 		return;
 	}
-	if (strcmp(name, "route") == 0 || strcmp(name, "dkim") == 0)
+	if ((d = section_arg(name, "limit")) != NULL) {
+		load_limit_begin(l, header, d);
+		return;
+	}
+	if (strcmp(name, "limit") == 0)
+		load_fail(l, l->line, header, "missing name ([limit NAME])");
+	else if (strcmp(name, "route") == 0 || strcmp(name, "dkim") == 0)
 		load_fail(l, l->line, header,
 		    "missing domain ([%s DOMAIN] or [%s *])", name, name);
 	else
@@ -300,7 +387,7 @@ static bool
 load_is_key_or_header(const char *p)
 {
 	static const char *const sects[] = {"server", "tls", "auth", "queue",
-	    "dns", "delivery", "route", "dkim"};
+	    "dns", "delivery", "route", "dkim", "limit"};
 	size_t i, n;
 
 	if (*p == '[') {
@@ -443,6 +530,9 @@ load_handler(
 		else if (l->sect == CONFIG_SECT_DKIM)
 			load_fail(l, l->line, name, "unknown key in [dkim %s]",
 			    l->c->dkims[l->dkim].domain);
+		else if (l->sect == CONFIG_SECT_LIMIT)
+			load_fail(l, l->line, name, "unknown key in [limit %s]",
+			    l->c->limits[l->limit].name);
 		else
 			load_fail(l, l->line, name, "unknown key in [%s]",
 			    config_section_name(l->sect));
@@ -455,6 +545,10 @@ load_handler(
 	} else if (l->sect == CONFIG_SECT_DKIM) {
 		set = &l->dkim_key_line[l->dkim * config_nkeys + key_index(k)];
 		base = &l->c->dkims[l->dkim];
+	} else if (l->sect == CONFIG_SECT_LIMIT) {
+		set =
+		    &l->limit_key_line[l->limit * config_nkeys + key_index(k)];
+		base = &l->c->limits[l->limit];
 	} else {
 		set = &l->key_line[key_index(k)];
 		base = l->c;
@@ -577,8 +671,8 @@ static void
 config_resolve_local(struct config *c)
 {
 	if (c->local.socket[0] == '\0' &&
-	    !str_fmt(c->local.socket, sizeof(c->local.socket),
-	        "%s/submit.sock", c->queue.path))
+	    !str_fmt(c->local.socket, sizeof(c->local.socket), "%s/submit.sock",
+	        c->queue.path))
 		c->local.socket[0] = '\0';
 	if (c->local.maildrop[0] == '\0' &&
 	    !str_fmt(c->local.maildrop, sizeof(c->local.maildrop),
@@ -627,7 +721,8 @@ config_new(void)
 		const struct config_key *k = &config_keys[i];
 
 		if (k->section == CONFIG_SECT_ROUTE ||
-		    k->section == CONFIG_SECT_DKIM)
+		    k->section == CONFIG_SECT_DKIM ||
+		    k->section == CONFIG_SECT_LIMIT)
 			continue;
 		if (config_key_set(k, c, k->def, false, why, sizeof(why)) < 0)
 			fatalx("config: default of %s: %s", k->name, why);
@@ -675,6 +770,7 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 	}
 	load_route_end(&l);
 	load_dkim_end(&l);
+	load_limit_end(&l);
 	if (!l.failed)
 		load_check(&l);
 	fclose(l.fp);
@@ -682,6 +778,7 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 	free(l.route_line);
 	free(l.route_key_line);
 	free(l.dkim_key_line);
+	free(l.limit_key_line);
 
 	if (l.failed) {
 		if (l.err_line > 0 && l.err_key[0] != '\0')

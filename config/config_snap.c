@@ -55,10 +55,12 @@ config_unref(struct config *c)
 	}
 	for (size_t i = 0; i < config_nkeys; i++)
 		if (config_keys[i].section != CONFIG_SECT_ROUTE &&
-		    config_keys[i].section != CONFIG_SECT_DKIM)
+		    config_keys[i].section != CONFIG_SECT_DKIM &&
+		    config_keys[i].section != CONFIG_SECT_LIMIT)
 			config_key_free(&config_keys[i], c);
 	free(c->routes);
 	free(c->dkims);
+	free(c->limits);
 	free(c);
 }
 
@@ -113,7 +115,8 @@ config_restart_keys(const struct config *running, const struct config *next,
 		bool differ;
 
 		if (k->restart == NULL || k->section == CONFIG_SECT_ROUTE ||
-		    k->section == CONFIG_SECT_DKIM)
+		    k->section == CONFIG_SECT_DKIM ||
+		    k->section == CONFIG_SECT_LIMIT)
 			continue;
 		a = key_text(k, running);
 		b = key_text(k, next);

@@ -209,6 +209,7 @@ serve_open(const struct config *cfg, struct stages *st)
 	if (receive_new(&cfg->server, &cfg->tls, &cfg->auth, &cfg->delivery,
 	        dkim_table_of(cfg), &st->r, err, sizeof(err)) < 0)
 		goto fail;
+	receive_limits(st->r, cfg);
 	if (metrics_server_new(&cfg->metrics, &st->metrics, err, sizeof(err)) <
 	    0)
 		goto fail;

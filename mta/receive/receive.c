@@ -48,6 +48,7 @@
 #include "auth/auth.h"
 #include "dkim/dkim.h"
 #include "smtp/sender_policy.h"
+#include "limits/limits.h"
 #include "queue/queue.h"
 #include "smtp/smtp_in.h"
 #include "net/tls.h"
@@ -128,6 +129,7 @@ struct rsnap {
 	struct tls_ctx *tls;                /* owned; NULL: no STARTTLS */
 	const struct dkim_table *dkim; /* the snapshot's; NULL: no signing */
 	struct sender_policy *senders; /* owned; who may send as whom */
+	struct limits *limits;         /* owned; NULL: no [limit] */
 };
 
 struct receive {
@@ -140,6 +142,9 @@ struct receive {
 	/* signing threads, when [dkim] keys were configured at start (a
 	 * reload that adds the first keys signs on the receive threads) */
 	struct dkim_pool *dkim_pool;
+	/* the state of every [limit]: kept across reloads, shared by the
+	 * threads (sharded locks, limits.h) */
+	struct limits_store *limits;
 	struct rthread *th;
 	unsigned nth;
 	sem_t start_sem;
@@ -192,6 +197,7 @@ snap_free(void *p)
 
 	tls_ctx_free(sn->tls);
 	sender_policy_free(sn->senders);
+	limits_free(sn->limits);
 	free(sn);
 }
 
@@ -418,6 +424,47 @@ peer_of(int fd, struct sockaddr_storage *ss, struct smtp_in_peer *peer)
 	return true;
 }
 
+/* The client address of a per-address key, as the leases know it (one
+ * text for a v4-mapped address and its IPv4 form); false: not an IP. */
+static bool
+ipkey_text(const uint8_t key[RCONN_IPKEY], char *out, size_t len)
+{
+	if (key[0] != 4 && key[0] != 6)
+		return false;
+	return inet_ntop(key[0] == 4 ? AF_INET : AF_INET6, key + 1, out,
+	           (socklen_t)len) != NULL;
+}
+
+/* [limit] max: one lease per connection of the client, for as long as a
+ * session may last (then it expires by itself). false: refused, logged. */
+static bool
+conn_lease(struct rsnap *sn, const uint8_t key[RCONN_IPKEY], uint64_t ttl_ms)
+{
+	char addr[INET6_ADDRSTRLEN];
+	struct limits_subject subj = {.client = addr};
+	const char *name = "?";
+
+	if (!limits_leases(sn->limits) || !ipkey_text(key, addr, sizeof(addr)))
+		return true;
+	if (limits_lease(sn->limits, &subj, limits_now(),
+	        (ttl_ms + 60000) * 1000, &name))
+		return true;
+	log_event("event=rejected client=%s reason=connection_limit limit=%s",
+	    addr, name);
+	return false;
+}
+
+/* The connection's leases go back (with the snapshot it took them of). */
+static void
+conn_unlease(struct rsnap *sn, const uint8_t key[RCONN_IPKEY])
+{
+	char addr[INET6_ADDRSTRLEN];
+	struct limits_subject subj = {.client = addr};
+
+	if (limits_leases(sn->limits) && ipkey_text(key, addr, sizeof(addr)))
+		limits_unlease(sn->limits, &subj, limits_now());
+}
+
 /* Count the connection fd from peer (per-address key) against the
  * limits, then hand it to the thread's connections with the settings of
  * now. */
@@ -443,6 +490,12 @@ accept_open(struct listener *ls, int fd, struct smtp_in_peer *peer,
 		reject(t, fd, peer->addr, ls->tls);
 		return;
 	}
+	if (!conn_lease(t->snap, key, cs->session_timeout)) {
+		ip_release(&r->ip, key);
+		atomic_fetch_sub(&r->nconns, 1);
+		reject(t, fd, peer->addr, ls->tls);
+		return;
+	}
 	metrics_conn_open(ls->idx);
 	st.listener = ls->idx;
 	peer->tls = ls->tls;
@@ -461,6 +514,24 @@ accept_open(struct listener *ls, int fd, struct smtp_in_peer *peer,
 	rconn_open(t->conns, fd, &st);
 }
 
+/* [limit] sections counting connections (by client or network): false
+ * when one refuses this one, which is logged with its name. */
+static bool
+conn_limit_ok(struct rthread *t, const struct smtp_in_peer *peer)
+{
+	struct limits_subject subj = {.client = peer->addr};
+	const char *name = "?";
+
+	if (!limits_counts(t->snap->limits, CONFIG_LIMIT_CONNECTIONS) ||
+	    limits_take(t->snap->limits, CONFIG_LIMIT_CONNECTIONS, &subj, 1,
+	        limits_now(), &name))
+		return true;
+	log_event("event=rejected client=%s reason=rate_limit limit=%s "
+	          "count=connections",
+	    peer->addr, name);
+	return false;
+}
+
 /* A TCP connection was accepted on ls. */
 static void
 accept_one(struct listener *ls, int fd)
@@ -477,6 +548,10 @@ accept_one(struct listener *ls, int fd)
 	ip_key(&ss, key);
 	peer.relay_allowed = config_net_match(cs->relay_networks,
 	    cs->nrelay_networks, (const struct sockaddr *)&ss);
+	if (!conn_limit_ok(ls->t, &peer)) {
+		reject(ls->t, fd, peer.addr, ls->tls);
+		return;
+	}
 	accept_open(ls, fd, &peer, key);
 }
 
@@ -510,6 +585,7 @@ conn_gone(void *arg, const uint8_t ipkey[RCONN_IPKEY], void *ref)
 	struct rthread *t = arg;
 
 	ip_release(&t->r->ip, ipkey);
+	conn_unlease(ref, ipkey);
 	snap_unref(ref);
 	atomic_fetch_sub(&t->r->nconns, 1);
 	thread_check_done(t);
@@ -817,6 +893,7 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.room_arg = r;
 	sn->scfg.dkim = sn->dkim;
 	sn->scfg.senders = sn->senders;
+	sn->scfg.limits = sn->limits;
 }
 
 /*
@@ -1023,6 +1100,7 @@ receive_new(const struct config_server *cs, const struct config_tls *ct,
 	r->boot.tls = tls;
 	r->boot.dkim = dkim;
 	r->boot.senders = sp;
+	r->limits = limits_store_new();
 	r->users = users;
 	pthread_mutex_init(&r->ip.lock, NULL);
 	sem_init(&r->start_sem, 0, 0);
@@ -1225,7 +1303,17 @@ receive_free(struct receive *r)
 	local_acl_free(r->acl);
 	tls_ctx_free(r->boot.tls);
 	sender_policy_free(r->boot.senders);
+	limits_free(r->boot.limits);
+	limits_store_free(r->limits);
 	free(r);
+}
+
+void
+receive_limits(struct receive *r, const struct config *c)
+{
+	MTA_ASSERT(r->boot.limits == NULL);
+	r->boot.limits = limits_new(c, r->limits);
+	r->boot.scfg.limits = r->boot.limits;
 }
 
 /* ---- reload (SIGHUP; main thread) ---- */
@@ -1266,6 +1354,7 @@ receive_reload(struct receive *r, struct config *snap, char *err, size_t errlen)
 	sn->tls = tls;
 	sn->dkim = dkim_table_of(snap); /* serve.c attached it */
 	sn->senders = sp;
+	sn->limits = limits_new(snap, r->limits);
 	snap_fill(r, sn, cs, ca, snap->delivery.allow_address_literals,
 	    r->auth != NULL && ca->users[0] != '\0');
 	/* not shared yet (serve.c hands it here first): it may still be

@@ -45,6 +45,13 @@ enum receive_msg_type {
 #define RECEIVE_SHUTDOWN_GRACE_MS 10000
 
 /*
+ * receive_limits - the [limit] sections of the startup snapshot c
+ * (borrowed: it must outlive the stage), for the sessions made before a
+ * reload. After receive_new, before receive_start. Main thread.
+ */
+void receive_limits(struct receive *r, const struct config *c);
+
+/*
  * receive_check - what receive_new checks and loads besides the ports,
  * for `mta check-config`: a listen_tls without a certificate, the [tls]
  * certificate and key (load, match), the [auth] users file (parses).

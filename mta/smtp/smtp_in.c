@@ -44,6 +44,7 @@
 #include "smtp/smtp_dsn.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/sender_policy.h"
+#include "limits/limits.h"
 
 #define SMTP_IN_CMD_MAX     512         /* command line with CRLF, 4.5.3.1.4 */
 #define SMTP_IN_AUTH_MAX    12290       /* AUTH line with CRLF, RFC 4954 */
@@ -589,6 +590,63 @@ smtp_in_path_error(
 	}
 }
 
+/* Who the session is for [limit] keys; dom (SMTP_PARSE_PATH_MAX + 1
+ * bytes) holds the sender's domain, lowercase. */
+static void
+smtp_in_subject(const struct smtp_in *s, const char *sender, size_t len,
+    char *dom, struct limits_subject *subj)
+{
+	const char *at = memrchr(sender, '@', len);
+
+	subj->user = s->authed ? s->user : NULL;
+	subj->client = s->peer.local ? NULL : s->peer.addr;
+	subj->sender_domain = NULL;
+	if (at != NULL && str_ncopy(dom, SMTP_PARSE_PATH_MAX + 1, at + 1,
+	                      len - (size_t)(at + 1 - sender))) {
+		str_lower(dom);
+		subj->sender_domain = dom;
+	}
+}
+
+/*
+ * Charge n units of what (sender: the MAIL FROM address) against the
+ * [limit] sections; false: over one, 450 4.7.1 in out and the limit's
+ * name in the log. Bytes ask with n = 0: is the key out of debt?
+ */
+static bool
+smtp_in_limit_ok(struct smtp_in *s, enum config_limit_count what,
+    const char *sender, size_t len, uint64_t n, struct buf *out)
+{
+	static const char *const what_name[] = {
+	    "messages", "recipients", "connections", "bytes"};
+	struct limits_subject subj;
+	char dom[SMTP_PARSE_PATH_MAX + 1];
+	const char *name = "?";
+
+	if (!limits_counts(s->cfg->limits, what))
+		return true;
+	smtp_in_subject(s, sender, len, dom, &subj);
+	if (limits_take(s->cfg->limits, what, &subj, n, limits_now(), &name))
+		return true;
+	log_event("event=rejected client=%s reason=rate_limit limit=%s "
+	          "count=%s user=%s",
+	    s->peer.addr, name, what_name[what], subj.user ? subj.user : "-");
+	smtp_in_reply(
+	    s, out, "450 4.7.1 Error: too many %s, slow down", what_name[what]);
+	return false;
+}
+
+/* MAIL: the message and byte limits. */
+static bool
+smtp_in_mail_limits(
+    struct smtp_in *s, const struct smtp_parse_path *p, struct buf *out)
+{
+	return smtp_in_limit_ok(
+	           s, CONFIG_LIMIT_MESSAGES, p->addr, p->addrlen, 1, out) &&
+	       smtp_in_limit_ok(
+	           s, CONFIG_LIMIT_BYTES, p->addr, p->addrlen, 0, out);
+}
+
 /* Relaying by relay_networks (the local socket is not a relay client:
  * it is trusted by uid, like Postfix's sendmail). */
 static bool
@@ -655,7 +713,7 @@ smtp_in_proceed_mail(
 		    p.size);
 		return;
 	}
-	if (!smtp_in_sender_ok(s, &p, out))
+	if (!smtp_in_sender_ok(s, &p, out) || !smtp_in_mail_limits(s, &p, out))
 		return;
 	if (!smtp_in_room(s, p.has_size ? p.size : 0, out))
 		return;
@@ -733,6 +791,9 @@ smtp_in_proceed_rcpt(
 		smtp_in_reply(s, out, "452 4.5.3 Error: too many recipients");
 		return;
 	}
+	if (!smtp_in_limit_ok(s, CONFIG_LIMIT_RECIPIENTS, smtp_in_env_str(s, 0),
+	        strlen(smtp_in_env_str(s, 0)), 1, out))
+		return;
 	if (memchr(p.addr, '\0', p.addrlen) != NULL ||
 	    buf_append(&s->env, p.addr, p.addrlen) != 0 ||
 	    buf_append(&s->env, "", 1) != 0) {
@@ -1781,6 +1842,20 @@ smtp_in_sign_done(struct smtp_in *s, struct dkim_job *j, struct buf *out)
 	return SMTP_IN_COMMIT;
 }
 
+/* count = bytes: the queued message's size, after the fact. */
+static void
+smtp_in_charge_bytes(struct smtp_in *s, const struct queue_submit *req)
+{
+	struct limits_subject subj;
+	char dom[SMTP_PARSE_PATH_MAX + 1];
+
+	if (!limits_counts(s->cfg->limits, CONFIG_LIMIT_BYTES))
+		return;
+	smtp_in_subject(s, req->from, strlen(req->from), dom, &subj);
+	limits_charge(s->cfg->limits, CONFIG_LIMIT_BYTES, &subj,
+	    buf_avail(&req->body), limits_now());
+}
+
 enum smtp_in_action
 smtp_in_commit_done(
     struct smtp_in *s, struct queue_submit *req, struct buf *out)
@@ -1810,6 +1885,7 @@ smtp_in_commit_done(
 		              : "",
 		    s->dkim);
 		smtp_in_reply(s, out, "250 2.0.0 Ok: queued as %s", idhex);
+		smtp_in_charge_bytes(s, req);
 	} else {
 		log_event("event=rejected client=%s reason=%s id=%s status=%d",
 		    s->peer.addr,

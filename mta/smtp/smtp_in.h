@@ -33,6 +33,7 @@ struct queue_submit;
 struct dkim_job;
 struct dkim_table;
 struct sender_policy;
+struct limits;
 
 /* What the loop must do after feed/done returns. Replies in `out` are
  * always sent first, in every case. */
@@ -87,6 +88,10 @@ struct smtp_in_cfg {
 	const struct dkim_table *dkim;
 	/* Who may send as whom (borrowed; NULL: anyone as anyone). */
 	const struct sender_policy *senders;
+	/* [limit] sections (borrowed; NULL: none, and no call at all):
+	 * messages are counted at MAIL, recipients at RCPT; over a limit
+	 * 450 4.7.1. */
+	struct limits *limits;
 };
 
 /* The connection, as the loop knows it. */

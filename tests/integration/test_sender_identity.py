@@ -225,3 +225,53 @@ def test_passwd_keeps_working(relay_factory, files, tmp_path):
             s.sendmail("bob@example.org", [REMOTE], make_message())
         assert e.value.smtp_code == 553
 
+
+
+def test_from_header_bdat(relay_factory, files):
+    """The From: check runs on BDAT messages too (the same body machine),
+    and a message that is all header (no empty line) is judged as well."""
+    import base64
+    r = relay_factory(auth_overrides(
+        files, server={"check_from_header": "yes"}))
+    plain = base64.b64encode(b"\0alice\0" + PW.encode()).decode()
+    with r.client() as c:
+        c.cmd("EHLO client.test")
+        c.cmd(f"AUTH PLAIN {plain}")
+        for msg, code in ((b"From: <ceo@example.org>\r\n\r\nhi\r\n", 550),
+                          (b"From: <alice@example.org>\r\n\r\nhi\r\n", 250),
+                          (b"From: <ceo@example.org>\r\n", 550)):
+            c.send(f"MAIL FROM:<alice@example.org>\r\nRCPT TO:<{REMOTE}>\r\n"
+                   f"BDAT {len(msg)} LAST\r\n".encode() + msg)
+            c.expect(250)
+            c.expect(250)
+            c.expect(code, "5.7.1" if code == 550 else "2.0.0")
+    assert len(r.queue_list()) == 1
+
+
+def _wait_log(relay, text, timeout=20.0):
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if text in relay.stderr_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {text!r} in the log")
+
+
+def test_senders_file_reload(relay_factory, files, tmp_path):
+    """SIGHUP reads the senders file again; a bad one refuses the reload
+    and the running policy stays."""
+    import signal
+    senders = tmp_path / "senders"
+    senders.write_text("alice: alice@example.org\n")
+    r = relay_factory(auth_overrides(files, auth={"senders": str(senders)}))
+    assert send(r, "team@alice.example", "alice")[0] == 553
+    senders.write_text("alice: *@alice.example\n")
+    r.proc.send_signal(signal.SIGHUP)
+    _wait_log(r, "event=reloaded")
+    assert send(r, "team@alice.example", "alice") == (250, "")
+    senders.write_text("alice *@alice.example\n")
+    r.proc.send_signal(signal.SIGHUP)
+    _wait_log(r, "event=reload-failed")
+    assert f"{senders}:1: no colon" in r.stderr_text()
+    assert send(r, "team@alice.example", "alice") == (250, "")
