@@ -39,8 +39,7 @@ make(const char *text, const char *domains, bool anull, bool rnull)
 }
 
 static enum sender_verdict
-chk(const struct sender_policy *p, const char *user, bool relay,
-    const char *a)
+chk(const struct sender_policy *p, const char *user, bool relay, const char *a)
 {
 	return sender_policy_check(p, user, relay, a, strlen(a));
 }
@@ -69,10 +68,10 @@ test_not_owned(void)
 	CHECK(chk(p, "alice", false, "bob@example.org") == SENDER_NOT_OWNED);
 	CHECK(chk(p, "bob", false, "alice@example.org") == SENDER_NOT_OWNED);
 	/* a domain pattern is not a suffix match */
-	CHECK(chk(p, "alice", false, "x@evil-alice.example") ==
-	      SENDER_NOT_OWNED);
-	CHECK(chk(p, "alice", false, "x@sub.alice.example") ==
-	      SENDER_NOT_OWNED);
+	CHECK(
+	    chk(p, "alice", false, "x@evil-alice.example") == SENDER_NOT_OWNED);
+	CHECK(
+	    chk(p, "alice", false, "x@sub.alice.example") == SENDER_NOT_OWNED);
 	CHECK(chk(p, "alice", false, "@alice.example") == SENDER_NOT_OWNED);
 	CHECK(chk(p, "alice", false, "alice@example.org.evil") ==
 	      SENDER_NOT_OWNED);
@@ -87,8 +86,8 @@ test_null_sender(void)
 	struct sender_policy *p = make(senders, "example.org", false, false);
 
 	CHECK(p != NULL);
-	CHECK(sender_policy_check(p, "alice", false, "", 0) ==
-	      SENDER_NOT_OWNED);
+	CHECK(
+	    sender_policy_check(p, "alice", false, "", 0) == SENDER_NOT_OWNED);
 	CHECK(sender_policy_check(p, NULL, true, "", 0) == SENDER_NOT_ALLOWED);
 	/* not a relay client, not authenticated: not judged here */
 	CHECK(sender_policy_check(p, NULL, false, "", 0) == SENDER_OK);
@@ -103,8 +102,8 @@ test_null_sender(void)
 static void
 test_relay_domains(void)
 {
-	struct sender_policy *p = make(NULL, "example.org, Other.Example", true,
-	    true);
+	struct sender_policy *p =
+	    make(NULL, "example.org, Other.Example", true, true);
 
 	CHECK(p != NULL);
 	CHECK(chk(p, NULL, true, "x@example.org") == SENDER_OK);
@@ -171,8 +170,8 @@ test_load_missing(void)
 	struct sender_policy *p;
 	char err[256];
 
-	CHECK(sender_policy_load("/nonexistent/senders", &c, &p, err,
-	          sizeof(err)) < 0);
+	CHECK(sender_policy_load(
+	          "/nonexistent/senders", &c, &p, err, sizeof(err)) < 0);
 	CHECK(strncmp(err, "/nonexistent/senders: ", 22) == 0);
 	CHECK(sender_policy_load("", &c, &p, err, sizeof(err)) == 0);
 	sender_policy_free(p);
