@@ -128,6 +128,8 @@ struct config_dns {
 	uint64_t timeout; /* ms per try */
 	unsigned tries;
 	uint64_t min_ttl, max_ttl; /* ms, cache floor and ceiling */
+	bool dnssec; /* trust the AD bit of the (local, validating)
+			resolver: DANE for delivery */
 };
 
 enum config_tls_policy {

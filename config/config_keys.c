@@ -158,6 +158,7 @@ const struct config_key config_keys[] = {
 	    RESTART),
 	KEY(DNS, "max_ttl", DURATION, "1d", 0, 30 * DAY, /* 0: no cache */
 	    FIELD(dns.max_ttl), RESTART),
+	KEY(DNS, "dnssec", BOOL, "no", 0, 0, FIELD(dns.dnssec), RESTART),
 
 	KEY(DELIVERY, "workers", UINT, "0", 0, 4096, FIELD(delivery.workers),
 	    RESTART),

@@ -27,6 +27,12 @@
  * for their TTL clamped to [dns] min_ttl..max_ttl; failures never are.
  *
  * Names are always absolute: no search list, no HOSTALIASES.
+ *
+ * DNSSEC ([dns] dnssec = yes): every query is built here (dns_query.c)
+ * with the DO and AD bits, sent raw, and the AD bit of each reply is
+ * trusted, which is only sound with a local validating resolver. A target
+ * whose MX and address answers were all validated gets its TLSA records
+ * looked up (RFC 7672 2.2) when the request asks for them.
  */
 #ifndef MTA_DNS_H
 #define MTA_DNS_H
@@ -46,6 +52,8 @@ struct config_dns;
 #define DNS_REASON_MAX  160 /* text reason with NUL */
 #define DNS_MAX_TARGETS 10  /* MX hosts kept per answer, best first */
 #define DNS_MAX_ADDRS   8   /* addresses kept per host */
+#define DNS_TLSA_MAX    4   /* TLSA records kept per host */
+#define DNS_TLSA_DATA   512 /* bytes of one record's association data */
 
 /* chan_msg.type of a request and of its answer (same struct both ways). */
 #define DNS_MSG_MX   0x4401
@@ -59,12 +67,41 @@ enum dns_status {
 	DNS_PERMFAIL, /* permanent: the name itself is invalid */
 };
 
+/*
+ * What DNSSEC says about a target's TLSA records (RFC 7672 2.2), only
+ * with [dns] dnssec = yes and a request that asked (tlsa_port != 0).
+ */
+enum dns_dane {
+	DNS_DANE_NONE,    /* no TLSA lookup: DNSSEC off, or the MX or the
+			     host's address lookups were not validated, or
+			     the TLSA answer itself was insecure */
+	DNS_DANE_NODATA,  /* validated: the host has no TLSA records */
+	DNS_DANE_RECORDS, /* validated TLSA records (tlsa[], possibly none
+			     usable: see tls_policy.h) */
+	DNS_DANE_FAIL,    /* the TLSA lookup failed (SERVFAIL, timeout, an
+			     unvalidated answer to a validated question):
+			     the host must not be used now */
+};
+
+/* One TLSA record (RFC 6698 2.1). */
+struct dns_tlsa {
+	uint8_t usage, selector, mtype;
+	uint16_t len; /* of data; records longer than DNS_TLSA_DATA are
+			 dropped and counted in tlsa_dropped */
+	uint8_t data[DNS_TLSA_DATA];
+};
+
 /* One host to connect to. Ports in addrs[] are 0: delivery sets them. */
 struct dns_target {
 	char name[DNS_NAME_MAX]; /* MX exchange as published (or the domain) */
 	uint16_t pref; /* MX preference; 0 for implicit MX and hosts */
 	size_t naddrs; /* 1..DNS_MAX_ADDRS */
 	struct sockaddr_storage addrs[DNS_MAX_ADDRS]; /* AF_INET, AF_INET6 */
+	bool secure;   /* the MX (if any) and address lookups validated */
+	enum dns_dane dane;
+	char dane_reason[DNS_REASON_MAX]; /* DNS_DANE_FAIL: why */
+	uint8_t ntlsa, tlsa_dropped;
+	struct dns_tlsa tlsa[DNS_TLSA_MAX];
 };
 
 /*
@@ -78,6 +115,8 @@ struct dns_req {
 	struct chan *reply;        /* in: where the answer is sent */
 	void *arg;                 /* in: caller's cookie, untouched */
 	char domain[DNS_NAME_MAX]; /* in: mail domain, or host for HOST */
+	uint16_t tlsa_port;        /* in: look up _PORT._tcp TLSA of each
+				      secure target ([dns] dnssec); 0: no */
 
 	enum dns_status status;      /* out */
 	char reason[DNS_REASON_MAX]; /* out: why, for logs and DSNs */

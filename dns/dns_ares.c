@@ -73,6 +73,7 @@ struct dns {
 	size_t cappfds;
 	uint64_t rng;  /* resolver thread: xorshift64* state */
 	unsigned jobs; /* resolver thread: requests in flight */
+	bool dnssec;   /* [dns] dnssec: raw queries with AD and DO */
 };
 
 struct dns_job {
@@ -237,14 +238,41 @@ dns_job_mx(struct dns_job *job, const struct dns_answer *ans)
 	}
 }
 
+/* Both address replies of a validated host are in: its TLSA records
+ * (RFC 7672 2.2), when the request wants them. */
+static void
+dns_job_tlsa(struct dns_job *job, size_t host)
+{
+	char name[DNS_NAME_MAX];
+
+	if (!job->r->dnssec || job->req->tlsa_port == 0 ||
+	    job->plan.hosts[host].answered != 2 ||
+	    !dns_mx_host_secure(&job->plan, host))
+		return;
+	if (!str_fmt(name, sizeof(name), "_%u._tcp.%s",
+	        (unsigned)job->req->tlsa_port, job->plan.hosts[host].name) ||
+	    strlen(name) > 253) {
+		struct dns_answer ans;
+
+		dns_answer_fail(&ans, DNS_TEMPFAIL, "TLSA name too long");
+		dns_mx_host_tlsa(&job->plan.hosts[host], &ans);
+		return;
+	}
+	dns_lookup_start(job, host, DNS_T_TLSA, name);
+}
+
 static void
 dns_job_answer(struct dns_job *job, size_t host, uint16_t type,
     const struct dns_answer *ans)
 {
-	if (host == DNS_HOST_MX)
+	if (host == DNS_HOST_MX) {
 		dns_job_mx(job, ans);
-	else
+	} else if (type == DNS_T_TLSA) {
+		dns_mx_host_tlsa(&job->plan.hosts[host], ans);
+	} else {
 		dns_mx_host_add(&job->plan.hosts[host], type, ans);
+		dns_job_tlsa(job, host);
+	}
 	dns_job_put(job);
 }
 
@@ -318,6 +346,22 @@ dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	free(lk);
 }
 
+/* DNSSEC: the query with AD and DO, built here; c-ares sets its id. */
+static void
+dns_send_raw(struct dns *r, struct dns_lookup *lk)
+{
+	uint8_t q[DNS_QUERY_MAX];
+	int n = dns_query_build(
+	    q, sizeof(q), 0, lk->name, lk->type, DNS_EDNS_SIZE, true);
+
+	if (n < 0) {
+		/* names reach here normalised: never happens */
+		dns_ares_cb(lk, ARES_EBADNAME, 0, NULL, 0);
+		return;
+	}
+	ares_send(r->ch, q, n, dns_ares_cb, lk);
+}
+
 /* From the cache when it can, else a query; the answer arrives through
  * dns_job_answer(), possibly before this returns. */
 static void
@@ -354,7 +398,10 @@ dns_lookup_start(
 	lk->type = type;
 	str_copy(lk->name, sizeof(lk->name), name);
 	metrics_inc(METRICS_DNS_QUERIES);
-	ares_query(r->ch, name, DNS_C_IN, type, dns_ares_cb, lk);
+	if (r->dnssec)
+		dns_send_raw(r, lk);
+	else
+		ares_query(r->ch, name, DNS_C_IN, type, dns_ares_cb, lk);
 }
 
 /*
@@ -602,6 +649,7 @@ dns_new(const struct config_dns *cfg, char *err, size_t errlen)
 	    DNS_CACHE_ENTRIES, DNS_CACHE_BYTES, cfg->min_ttl, cfg->max_ttl);
 	r->in = chan_new();
 	r->stop.type = DNS_MSG_STOP;
+	r->dnssec = cfg->dnssec;
 	return r;
 }
 

@@ -23,6 +23,8 @@
 #define DNS_T_SOA   6
 #define DNS_T_MX    15
 #define DNS_T_AAAA  28
+#define DNS_T_OPT   41
+#define DNS_T_TLSA  52
 #define DNS_C_IN    1
 
 #define DNS_ANSWER_MAX 32 /* records of the asked type kept per reply */
@@ -60,6 +62,10 @@ struct dns_answer {
 	struct dns_mx_rr mx[DNS_ANSWER_MAX];
 	size_t naddrs; /* qtype A or AAAA */
 	struct dns_addr addrs[DNS_ANSWER_MAX];
+	bool ad;               /* header AD: the resolver validated it */
+	size_t ntlsa;          /* qtype TLSA */
+	unsigned tlsa_dropped; /* longer than DNS_TLSA_DATA, or too many */
+	struct dns_tlsa tlsa[DNS_TLSA_MAX];
 };
 
 /* dns_msg.c */
@@ -74,6 +80,21 @@ struct dns_answer {
  */
 int dns_msg_parse(const uint8_t *buf, size_t len, const char *qname,
     uint16_t qtype, struct dns_answer *out) MTA_MUST_CHECK;
+
+/* dns_query.c */
+
+#define DNS_QUERY_MAX 300 /* a query's bytes, always enough */
+
+/*
+ * dns_query_build - the wire form of a query for (name, qtype), class IN,
+ * with id, RD and an EDNS0 OPT record (payload size edns); dnssec adds
+ * the AD bit (RFC 6840 5.7: tell us what was validated) and the DO bit
+ * (RFC 3225). name: a normalised name (dns_name_norm). Writes at most
+ * cap bytes to buf. Returns the length, or -EINVAL for a name that is
+ * not one, -ENOBUFS when cap is too small. Pure; any thread.
+ */
+int dns_query_build(uint8_t *buf, size_t cap, uint16_t id, const char *name,
+    uint16_t qtype, uint16_t edns, bool dnssec) MTA_MUST_CHECK;
 
 /* A reply that is not a reply: out says DNS_TEMPFAIL with reason. */
 void dns_answer_fail(
@@ -109,6 +130,12 @@ struct dns_mx_host {
 	size_t nv4, nv6;
 	struct dns_addr v4[DNS_ANSWER_MAX];
 	struct dns_addr v6[DNS_ANSWER_MAX];
+	unsigned answered;  /* address replies merged (A, AAAA: 2) */
+	bool addr_secure;   /* every address reply had AD (so far) */
+	enum dns_dane dane; /* dns_mx_host_tlsa() */
+	char dane_reason[DNS_REASON_MAX];
+	uint8_t ntlsa, tlsa_dropped;
+	struct dns_tlsa tlsa[DNS_TLSA_MAX];
 };
 
 struct dns_mx_plan {
@@ -116,6 +143,7 @@ struct dns_mx_plan {
 	char reason[DNS_REASON_MAX];
 	bool implicit; /* no MX: the domain (or host) itself */
 	bool host;     /* dns_resolve_host: no MX involved */
+	bool mx_secure; /* the MX reply had AD (a host plan: true) */
 	size_t nhosts; /* DNS_OK: 1..DNS_MAX_TARGETS */
 	struct dns_mx_host hosts[DNS_MAX_TARGETS]; /* in the order to try */
 };
@@ -137,6 +165,14 @@ void dns_mx_plan_host(struct dns_mx_plan *plan, const char *name);
 /* Merge the A or AAAA reply (qtype) for host h. Pure. */
 void dns_mx_host_add(
     struct dns_mx_host *h, uint16_t qtype, const struct dns_answer *ans);
+
+/* Is host i of the plan (both address replies in) one whose TLSA records
+ * count (RFC 7672 2.2.2): MX and addresses validated, not a literal? */
+bool dns_mx_host_secure(const struct dns_mx_plan *plan, size_t i);
+
+/* Merge the TLSA reply for host h (ans borrowed): validated records,
+ * validated NODATA/NXDOMAIN, insecure (no DANE) or a failure. Pure. */
+void dns_mx_host_tlsa(struct dns_mx_host *h, const struct dns_answer *ans);
 
 /*
  * dns_mx_finish - the answer from a plan whose address lookups are done:

@@ -4,7 +4,8 @@
  *
  * We parse the raw reply ourselves, rather than with ares_parse_*_reply,
  * to keep TTLs (the cache needs them, negative ones from the SOA too), to
- * see a null MX for what it is, and to tell NXDOMAIN from NODATA.
+ * see a null MX for what it is, to tell NXDOMAIN from NODATA, to read the
+ * AD bit (DNSSEC) and TLSA records (RFC 6698), which c-ares 1.18 cannot.
  *
  * Every read is checked against the end of the buffer before it happens
  * (`len - pos < need`, never `pos + need > len`). A compression pointer
@@ -196,8 +197,8 @@ struct dns_msg {
 
 /* Header and question; check the question is ours. */
 static int
-dns_msg_head(
-    struct dns_msg *m, const char *qname, uint16_t qtype, int *rcode, bool *tc)
+dns_msg_head(struct dns_msg *m, const char *qname, uint16_t qtype, int *rcode,
+    bool *tc, bool *ad)
 {
 	char name[DNS_NAME_MAX];
 	size_t pos = DNS_HDR_LEN;
@@ -211,6 +212,7 @@ dns_msg_head(
 	if (!(flags & 0x8000) || (flags >> 11 & 0xf) != 0)
 		return -EBADMSG; /* not a response, or not a QUERY */
 	*tc = (flags & 0x0200) != 0;
+	*ad = (flags & 0x0020) != 0;
 	*rcode = flags & 0xf;
 	if (get16(m->buf + 4) != 1)
 		return -EBADMSG;
@@ -357,6 +359,33 @@ dns_msg_addr(const struct dns_msg *m, const struct dns_rr *rr,
 	return 0;
 }
 
+/* One TLSA record (RFC 6698 2.1): usage, selector, matching type and
+ * the association data; too long or one too many is counted, not kept. */
+static int
+dns_msg_tlsa(const struct dns_msg *m, const struct dns_rr *rr,
+    struct dns_answer *out, bool *used)
+{
+	const uint8_t *p = m->buf + rr->rdpos;
+	struct dns_tlsa *t;
+
+	*used = false;
+	if (rr->rdlen < 4)
+		return -EBADMSG; /* RFC 6698 2.1: data is never empty */
+	if (rr->rdlen - 3 > DNS_TLSA_DATA || out->ntlsa == DNS_TLSA_MAX) {
+		out->tlsa_dropped++;
+		*used = true;
+		return 0;
+	}
+	t = &out->tlsa[out->ntlsa++];
+	t->usage = p[0];
+	t->selector = p[1];
+	t->mtype = p[2];
+	t->len = (uint16_t)(rr->rdlen - 3);
+	memcpy(t->data, p + 3, t->len);
+	*used = true;
+	return 0;
+}
+
 /* The records of qtype owned by `owner`, the end of any CNAME chain. */
 static int
 dns_msg_data(const struct dns_msg *m, const char *owner, uint16_t qtype,
@@ -367,7 +396,8 @@ dns_msg_data(const struct dns_msg *m, const char *owner, uint16_t qtype,
 	bool used;
 	int rc;
 
-	if (qtype != DNS_T_MX && qtype != DNS_T_A && qtype != DNS_T_AAAA)
+	if (qtype != DNS_T_MX && qtype != DNS_T_A && qtype != DNS_T_AAAA &&
+	    qtype != DNS_T_TLSA)
 		return -EINVAL;
 	for (unsigned i = 0; i < m->ancount; i++) {
 		if ((rc = dns_msg_rr(m->buf, m->len, &pos, &rr)) < 0)
@@ -375,8 +405,9 @@ dns_msg_data(const struct dns_msg *m, const char *owner, uint16_t qtype,
 		if (rr.type != qtype || rr.class != DNS_C_IN ||
 		    strcmp(rr.owner, owner) != 0)
 			continue;
-		rc = qtype == DNS_T_MX ? dns_msg_mx(m, &rr, out, &used)
-		                       : dns_msg_addr(m, &rr, out, &used);
+		rc = qtype == DNS_T_MX     ? dns_msg_mx(m, &rr, out, &used)
+		     : qtype == DNS_T_TLSA ? dns_msg_tlsa(m, &rr, out, &used)
+		                           : dns_msg_addr(m, &rr, out, &used);
 		if (rc < 0)
 			return rc;
 		if (used && rr.ttl < out->ttl)
@@ -400,16 +431,17 @@ dns_msg_parse(const uint8_t *buf, size_t len, const char *qname, uint16_t qtype,
 	struct dns_msg m = {.buf = buf, .len = len};
 	char cur[DNS_NAME_MAX];
 	uint32_t negttl;
-	bool tc;
+	bool tc, ad;
 	int rc, rcode;
 
 	dns_answer_fail(out, DNS_TEMPFAIL, "malformed DNS reply");
 	if (!str_copy(cur, sizeof(cur), qname))
 		return dns_msg_bad(out, -EINVAL);
-	if ((rc = dns_msg_head(&m, qname, qtype, &rcode, &tc)) < 0 ||
+	if ((rc = dns_msg_head(&m, qname, qtype, &rcode, &tc, &ad)) < 0 ||
 	    (rc = dns_msg_sections(&m, &negttl)) < 0)
 		return dns_msg_bad(out, rc);
 	out->rcode = rcode;
+	out->ad = ad;
 	if (tc) {
 		/* c-ares retries over TCP; a truncated reply that still
 		 * reaches us may lack the best MX, so never use it. */
@@ -430,11 +462,13 @@ dns_msg_parse(const uint8_t *buf, size_t len, const char *qname, uint16_t qtype,
 		out->status = DNS_NOTFOUND;
 		out->reason = dns_rcode_str(rcode);
 		out->ttl = negttl;
-		out->nmx = out->naddrs = 0;
+		out->nmx = out->naddrs = out->ntlsa = 0;
+		out->tlsa_dropped = 0;
 		return 0;
 	}
 	out->status = DNS_OK;
-	if (out->nmx == 0 && out->naddrs == 0) {
+	if (out->nmx == 0 && out->naddrs == 0 && out->ntlsa == 0 &&
+	    out->tlsa_dropped == 0) {
 		out->nodata = true;
 		out->reason = "no records of that type (NODATA)";
 		/* The negative TTL, but no longer than a CNAME on the way. */

@@ -47,6 +47,7 @@ dns_host_init(struct dns_mx_host *h, const char *name, uint16_t pref)
 	h->pref = pref;
 	h->a_status = h->aaaa_status = DNS_TEMPFAIL;
 	h->a_reason = h->aaaa_reason = "not looked up";
+	h->addr_secure = true; /* until a reply without AD */
 }
 
 /* Add host `name`; an IP address becomes a literal host. */
@@ -122,6 +123,7 @@ dns_mx_plan(struct dns_mx_plan *plan, const char *domain,
 		    "MX lookup for %s failed: %s", domain, mx->reason);
 		return;
 	}
+	plan->mx_secure = mx->ad;
 	if (mx->nmx == 0) {
 		plan->implicit = true;
 		dns_plan_add(plan, domain, 0);
@@ -143,6 +145,7 @@ dns_mx_plan_host(struct dns_mx_plan *plan, const char *name)
 	memset(plan, 0, sizeof(*plan));
 	plan->implicit = true;
 	plan->host = true;
+	plan->mx_secure = true; /* no MX: only the addresses count */
 	dns_plan_add(plan, name, 0);
 }
 
@@ -159,6 +162,9 @@ dns_mx_host_add(
 	}
 	if (ans->ncname > 0)
 		h->cname = true;
+	h->answered++;
+	if (!ans->ad)
+		h->addr_secure = false;
 	for (size_t i = 0; i < ans->naddrs; i++) {
 		const struct dns_addr *a = &ans->addrs[i];
 
@@ -167,6 +173,43 @@ dns_mx_host_add(
 		else if (a->family == AF_INET6 && h->nv6 < DNS_ANSWER_MAX)
 			h->v6[h->nv6++] = *a;
 	}
+}
+
+bool
+dns_mx_host_secure(const struct dns_mx_plan *plan, size_t i)
+{
+	const struct dns_mx_host *h = &plan->hosts[i];
+
+	return plan->mx_secure && !h->literal && h->answered == 2 &&
+	       h->addr_secure && h->nv4 + h->nv6 > 0;
+}
+
+void
+dns_mx_host_tlsa(struct dns_mx_host *h, const struct dns_answer *ans)
+{
+	h->ntlsa = h->tlsa_dropped = 0;
+	if (ans->status != DNS_OK && ans->status != DNS_NOTFOUND) {
+		/* RFC 7672 2.2.3: a failed TLSA lookup makes the host
+		 * unusable (a validating resolver says SERVFAIL for bogus
+		 * data: an attacker could be behind it) */
+		h->dane = DNS_DANE_FAIL;
+		str_fmt(h->dane_reason, sizeof(h->dane_reason),
+		    "TLSA lookup for %s failed: %s", h->name, ans->reason);
+		return;
+	}
+	if (!ans->ad) {
+		h->dane = DNS_DANE_NONE; /* insecure: DANE does not apply */
+		return;
+	}
+	if (ans->status == DNS_NOTFOUND || ans->nodata) {
+		h->dane = DNS_DANE_NODATA;
+		return;
+	}
+	h->dane = DNS_DANE_RECORDS;
+	h->ntlsa = (uint8_t)ans->ntlsa;
+	h->tlsa_dropped =
+	    (uint8_t)(ans->tlsa_dropped > 255 ? 255 : ans->tlsa_dropped);
+	memcpy(h->tlsa, ans->tlsa, ans->ntlsa * sizeof(ans->tlsa[0]));
 }
 
 static void
@@ -216,6 +259,11 @@ dns_target_set(struct dns_target *t, const struct dns_mx_host *h,
 	/* Both families get room when both exist; IPv4 first. */
 	n4 = dns_target_fill(t, h->v4, h->nv4, DNS_MAX_ADDRS - n6, rng, arg);
 	dns_target_fill(t, h->v6, h->nv6, DNS_MAX_ADDRS - n4, rng, arg);
+	t->dane = h->dane;
+	str_copy(t->dane_reason, sizeof(t->dane_reason), h->dane_reason);
+	t->ntlsa = h->ntlsa;
+	t->tlsa_dropped = h->tlsa_dropped;
+	memcpy(t->tlsa, h->tlsa, h->ntlsa * sizeof(h->tlsa[0]));
 }
 
 bool
@@ -292,7 +340,9 @@ dns_mx_finish(const struct dns_mx_plan *plan, dns_rng_fn *rng, void *rngarg,
 
 		if (h->nv4 + h->nv6 == 0)
 			continue;
-		dns_target_set(&req->targets[req->ntargets++], h, rng, rngarg);
+		dns_target_set(&req->targets[req->ntargets], h, rng, rngarg);
+		req->targets[req->ntargets++].secure =
+		    plan->mx_secure && h->addr_secure && !h->literal;
 	}
 	if (req->ntargets == 0) {
 		dns_finish_none(plan, req);

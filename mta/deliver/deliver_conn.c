@@ -51,6 +51,10 @@ struct dconn {
 	bool settled;      /* failed or closing: no more session calls */
 	bool tls_up;
 	bool tls_failed; /* the handshake failed under tls=may */
+	enum tls_policy_source tls_source;
+	bool dane; /* authenticate by tlsa[] */
+	size_t ntlsa;
+	struct dns_tlsa tlsa[DNS_TLSA_MAX]; /* copies: the job may go */
 	struct dconn *next;
 };
 
@@ -136,15 +140,37 @@ conn_assign(struct dconn *c, void *job, const struct smtp_out_job *sj)
 static void
 conn_starttls(struct dconn *c)
 {
+	struct tls_tlsa recs[DNS_TLSA_MAX];
 	struct stream_tls t = {
 	    .ctx = c->pool->d->tls,
 	    .client = true,
 	    .host = c->host,
 	    .policy = c->socfg.tls == CONFIG_TLS_VERIFY ? CONFIG_TLS_VERIFY
 	                                                : CONFIG_TLS_MAY,
+	    .tlsa = recs,
+	    .ntlsa = c->dane ? c->ntlsa : 0,
 	};
 
+	for (size_t i = 0; i < t.ntlsa; i++)
+		recs[i] =
+		    (struct tls_tlsa){c->tlsa[i].usage, c->tlsa[i].selector,
+		        c->tlsa[i].mtype, c->tlsa[i].data, c->tlsa[i].len};
 	stream_start_tls(&c->st, &t);
+}
+
+/* The same policy, so a connection may carry another job: same source,
+ * level and, under DANE, the same records. */
+static bool
+conn_same_policy(const struct dconn *c, const struct tls_policy *p)
+{
+	if (c->tls_source != p->source || c->socfg.tls != p->level ||
+	    c->dane != p->dane || (c->dane && c->ntlsa != p->ntlsa))
+		return false;
+	for (size_t i = 0; c->dane && i < c->ntlsa; i++)
+		if (c->tlsa[i].len != p->tlsa[i].len ||
+		    memcmp(c->tlsa[i].data, p->tlsa[i].data, c->tlsa[i].len))
+			return false;
+	return true;
 }
 
 static void
@@ -248,6 +274,24 @@ on_tls_done(struct stream *s, void *user, const char *err)
 	}
 	if (c->tls_up) {
 		conn_fail(c, SMTP_OUT_ABORT_IO, err);
+		return;
+	}
+	if (c->tls_source == TLS_POLICY_DANE ||
+	    c->tls_source == TLS_POLICY_MTA_STS) {
+		/* a policy failure: 4.7.5, never plaintext; say why */
+		struct tls_policy p = {.dane = c->dane};
+		const char *res = tls_result_name(tls_result_of_error(&p, err));
+		const char *src = tls_policy_source_name(c->tls_source);
+		char why[200];
+
+		log_info("event=tls-failed relay=%s tls_policy=%s result=%s "
+		         "reason=\"%s\"",
+		    c->relay, src, res, err);
+		str_fmt(why, sizeof(why),
+		    "TLS handshake failed under %s policy: %s (result=%s)", src,
+		    err, res);
+		smtp_out_tls_reason(c->so, why);
+		conn_act(c, smtp_out_tls_done(c->so, false, conn_out(c)));
 		return;
 	}
 	log_info("event=tls-failed relay=%s reason=\"%s\"", c->relay, err);
@@ -358,6 +402,20 @@ dconn_open(struct dconn_pool *pool, const struct dconn_params *p, void *job,
 	c->trace_id = p->trace_id;
 	c->idle_ms = p->idle_timeout;
 	c->max_msgs = p->max_msgs;
+	if (p->tls != NULL) {
+		c->tls_source = p->tls->source;
+		c->dane = p->tls->dane;
+		c->ntlsa = p->tls->ntlsa;
+		for (size_t i = 0; i < c->ntlsa; i++) {
+			const struct tls_policy_tlsa *r = &p->tls->tlsa[i];
+
+			c->tlsa[i] = (struct dns_tlsa){.usage = r->usage,
+			    .selector = r->selector,
+			    .mtype = r->mtype,
+			    .len = (uint16_t)r->len};
+			memcpy(c->tlsa[i].data, r->data, r->len);
+		}
+	}
 	c->job = job;
 	c->sj = sj;
 	c->next = pool->conns;
@@ -389,7 +447,8 @@ socfg_same(const struct smtp_out_cfg *a, const struct smtp_out_cfg *b)
 
 bool
 dconn_reuse(struct dconn_pool *pool, const char *key,
-    const struct smtp_out_cfg *so, void *job, const struct smtp_out_job *sj)
+    const struct smtp_out_cfg *so, const struct tls_policy *tls, void *job,
+    const struct smtp_out_job *sj)
 {
 	if (pool->stopping)
 		return false;
@@ -397,7 +456,8 @@ dconn_reuse(struct dconn_pool *pool, const char *key,
 		if (!c->settled && !c->reporting && c->job == NULL &&
 		    c->so != NULL && !stream_closing(&c->st) &&
 		    strcmp(c->key, key) == 0 && smtp_out_reusable(c->so) &&
-		    socfg_same(&c->socfg, so)) {
+		    socfg_same(&c->socfg, so) &&
+		    (tls == NULL || conn_same_policy(c, tls))) {
 			conn_assign(c, job, sj);
 			stream_flush(&c->st);
 			return true;

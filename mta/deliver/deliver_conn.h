@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "deliver/tls_policy.h"
 #include "smtp/smtp_out.h"
 
 struct deliver;
@@ -69,7 +70,9 @@ struct dconn_params {
 					  host cap's settings) */
 	uint64_t trace_id;             /* for smtp_out trace lines */
 	uint64_t connect_timeout, idle_timeout; /* ms */
-	unsigned max_msgs; /* transactions per connection, at most */
+	unsigned max_msgs;            /* transactions per connection, at most */
+	const struct tls_policy *tls; /* the target's (tls_policy.h);
+					 borrowed, its records copied */
 };
 
 /*
@@ -84,10 +87,13 @@ int dconn_open(struct dconn_pool *pool, const struct dconn_params *p, void *job,
 
 /* Give the job to an idle connection to key opened with the same session
  * settings so (TLS policy, AUTH identity: a connection authenticated as
- * one user, or not at all, never carries another route's mail), if there
- * is one (true); `done` may come from inside this call. */
+ * one user, or not at all, never carries another route's mail) and under
+ * the same TLS policy tls (tls_policy.h: source, level, DANE records;
+ * borrowed; NULL: not compared), if there is one (true); `done` may come
+ * from inside this call. */
 bool dconn_reuse(struct dconn_pool *pool, const char *key,
-    const struct smtp_out_cfg *so, void *job, const struct smtp_out_job *sj);
+    const struct smtp_out_cfg *so, const struct tls_policy *tls, void *job,
+    const struct smtp_out_job *sj);
 
 /* Shutdown: every connection is abandoned (its job's `done` comes from
  * inside this call) and no connection is kept or reused afterwards. */

@@ -123,10 +123,11 @@ outcome_log(const struct sched_job *job, const char *id, uint64_t now)
 			    reply);
 		} else {
 			log_event("event=%s id=%s rcpt=%s relay=%s "
-			          "delay=%.2fs dsn=%s reply=%s",
+			          "delay=%.2fs dsn=%s reply=%s%s%s",
 			    event_name(r->state), id, rcpt, relay,
 			    (double)delay / 1000, r->dsn[0] ? r->dsn : "5.0.0",
-			    reply);
+			    reply, job->tls_policy ? " tls_policy=" : "",
+			    job->tls_policy ? job->tls_policy : "");
 		}
 	}
 }

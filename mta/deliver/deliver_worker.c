@@ -46,6 +46,7 @@
 #include "deliver/deliver_conn.h"
 #include "deliver/deliver_int.h"
 #include "deliver/dest_policy.h"
+#include "deliver/tls_policy.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "smtp/smtp_out.h"
@@ -60,7 +61,6 @@ struct djob {
 	struct dns_target *targets;
 	size_t ntargets, ti, ai; /* the next address to try */
 	uint16_t port;
-	enum config_tls_policy tls;
 	struct deliver_cfg cfg; /* the worker's at start: route points in */
 	const struct config_route *route;
 	struct dbody body;  /* a chunk of it at a time */
@@ -71,9 +71,10 @@ struct djob {
 	size_t nleft;
 	struct smtp_out_result *results;
 	struct smtp_out_job job;
-	bool any_reply;  /* a host answered: not a dest failure */
-	bool tls_failed; /* the last handshake failed under may */
-	bool tls_off;    /* so this address goes again in plain */
+	bool any_reply;        /* a host answered: not a dest failure */
+	bool tls_failed;       /* the last handshake failed under may */
+	bool tls_off;          /* so this address goes again in plain */
+	struct tls_policy pol; /* the current target's (tls_policy.h) */
 	char last_err[400];
 	char last_dsn[SMTP_REPLY_ENH_MAX]; /* of last_err; "" = 4.4.1 */
 	bool tried;                        /* an address passed the policy */
@@ -262,8 +263,6 @@ job_start(struct deliver_worker *w, struct sched_job *sj)
 	dj->route = config_route_find(cfg->routes, cfg->nroutes, sj->domain);
 	dj->port = dj->route && dj->route->port ? dj->route->port
 	                                        : cfg->delivery->port;
-	dj->tls = dj->route && dj->route->tls_set ? dj->route->tls
-	                                          : cfg->delivery->tls;
 	if (w->stopping) {
 		job_err(dj, NULL, "delivery is shutting down");
 		job_finish(dj);
@@ -286,6 +285,9 @@ job_start(struct deliver_worker *w, struct sched_job *sj)
 	dj->dns = xcalloc(1, sizeof(*dj->dns));
 	dj->dns->reply = w->chan;
 	dj->dns->arg = dj;
+	/* DANE may apply unless the route says (tls_policy.h) */
+	if (dj->route == NULL || !dj->route->tls_set)
+		dj->dns->tlsa_port = dj->port;
 	if (dj->route) {
 		str_copy(
 		    dj->dns->domain, sizeof(dj->dns->domain), dj->route->host);
@@ -421,6 +423,7 @@ job_results(struct djob *dj, const struct dconn_report *rep)
 	size_t left = 0;
 
 	str_copy(dj->sj->relay, sizeof(dj->sj->relay), rep->relay);
+	dj->sj->tls_policy = tls_policy_source_name(dj->pol.source);
 	for (size_t i = 0; i < dj->nleft; i++) {
 		const struct smtp_out_result *r = &dj->results[i];
 		struct sched_job_rcpt *jr = &dj->sj->rcpts[dj->map[i]];
@@ -456,6 +459,29 @@ job_results(struct djob *dj, const struct dconn_report *rep)
 }
 
 /* --- connections ---------------------------------------------------------- */
+
+/* The TLS policy of target t (tls_policy.h), kept in dj->pol. False
+ * when the target must not be used (a DANE or MTA-STS failure before
+ * any connection): logged, and the job's error says why (4.7.5). */
+static bool
+job_tls_policy(struct djob *dj, const struct dns_target *t)
+{
+	const struct tls_policy_in in = {
+	    .route = dj->route,
+	    .delivery = dj->cfg.set.delivery->tls,
+	    .target = t,
+	};
+
+	tls_policy_decide(&in, &dj->pol);
+	if (!dj->pol.skip)
+		return true;
+	log_info("%016" PRIx64 " event=tls-policy-failed host=%s "
+	         "tls_policy=%s result=%s reason=\"%s\"",
+	    dj->sj->id, t->name, tls_policy_source_name(dj->pol.source),
+	    tls_result_name(dj->pol.result), dj->pol.reason);
+	job_err(dj, "4.7.5", "%s: %s", t->name, dj->pol.reason);
+	return false;
+}
 
 /* A connection's turn with the job is over (deliver_conn.c calls back). */
 static void
@@ -506,7 +532,10 @@ job_session_cfg(const struct djob *dj, struct smtp_out_cfg *so)
 	memset(so, 0, sizeof(*so));
 	so->helo_name = cfg->delivery->helo_name[0] ? cfg->delivery->helo_name
 	                                            : cfg->hostname;
-	so->tls = dj->tls_off ? CONFIG_TLS_NONE : dj->tls;
+	so->tls = dj->tls_off ? CONFIG_TLS_NONE : dj->pol.level;
+	if (dj->pol.source == TLS_POLICY_DANE ||
+	    (dj->pol.source == TLS_POLICY_MTA_STS && !dj->pol.sts_testing))
+		so->tls_policy = tls_policy_source_name(dj->pol.source);
 	if (dj->route && dj->route->username[0]) {
 		so->auth_user = dj->route->username;
 		so->auth_pass = dj->route->password;
@@ -535,6 +564,7 @@ job_connect(struct djob *dj, const struct dns_target *t,
 	    .connect_timeout = cfg->connect_timeout,
 	    .idle_timeout = cfg->idle_timeout,
 	    .max_msgs = cfg->max_messages_per_connection,
+	    .tls = &dj->pol,
 	};
 
 	str_fmt(relay, sizeof(relay), "%s[%s]:%u", t->name, ip, dj->port);
@@ -611,13 +641,18 @@ job_try(struct djob *dj)
 			job_advance(dj);
 			continue;
 		}
+		if (!job_tls_policy(dj, t)) {
+			dj->ai = t->naddrs - 1; /* the whole host */
+			job_advance(dj);
+			continue;
+		}
 		str_fmt(key, sizeof(key), "%s:%u", ip, dj->port);
 		job_bind(dj);
 		/* before the calls: `done` (even job_finish) may come from
 		 * inside them */
 		dj->tried = true;
 		job_session_cfg(dj, &so);
-		if (dconn_reuse(&w->pool, key, &so, dj, &dj->job))
+		if (dconn_reuse(&w->pool, key, &so, &dj->pol, dj, &dj->job))
 			return;
 		if (w->stopping) {
 			job_err(dj, NULL, "delivery is shutting down");

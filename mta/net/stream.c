@@ -25,6 +25,7 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/log.h"
 #include "net/tls.h"
 #include "net/uring.h"
 
@@ -808,6 +809,11 @@ stream_start_tls(struct stream *s, const struct stream_tls *t)
 	s->tls = t->client ? tls_conn_client_new(
 	                         t->ctx, t->host, t->policy, t->resume)
 	                   : tls_conn_server_new(t->ctx);
+	if (t->client && t->ntlsa > 0 &&
+	    tls_conn_dane(s->tls, t->host, NULL, 0, t->tlsa, t->ntlsa) < 0)
+		log_warnx("tls: no TLSA record usable by the TLS library for "
+		          "%s: the peer is verified by the trust store",
+		    t->host);
 	s->tls_client = t->client;
 	s->tls_wait = true;
 	s->plain_left = buf_avail(&s->out);

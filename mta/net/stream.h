@@ -80,6 +80,7 @@ struct tls_ctx;
 struct tls_conn;
 struct tls_info;
 struct tls_session;
+struct tls_tlsa;
 struct stream;
 
 #define STREAM_OUT_MAX   (256 * 1024)      /* bytes of plaintext queued, cap */
@@ -145,6 +146,9 @@ struct stream_tls {
 	const char *host; /* SNI and verify name; copied */
 	enum config_tls_policy policy;
 	const struct tls_session *resume; /* borrowed for the call, or NULL */
+	const struct tls_tlsa *tlsa; /* DANE (tls_conn_dane), or NULL;
+					borrowed for the call */
+	size_t ntlsa;
 };
 
 /* Private to stream.c; embed it, never touch the fields. */

@@ -369,6 +369,10 @@ tls_ctx_client_new_ca(const char *ca_file, const char *ca_path,
 		log_warnx("tls: no system CA store: %s",
 		    tls_err_reason(tmp, sizeof(tmp)));
 	}
+	/* DANE per connection (tls_conn_dane) needs it on the context */
+	if (SSL_CTX_dane_enable(ctx) <= 0)
+		log_warnx("tls: DANE unavailable: %s",
+		    tls_err_reason(tmp, sizeof(tmp)));
 	ERR_clear_error();
 	*out = xcalloc(1, sizeof(**out));
 	(*out)->ssl = ctx;
@@ -506,6 +510,39 @@ tls_conn_client_new(struct tls_ctx *ctx, const char *host,
 		log_warnx("tls: cannot resume session");
 	ERR_clear_error();
 	return c;
+}
+
+int
+tls_conn_dane(struct tls_conn *c, const char *host, const char *const *extra,
+    size_t n_extra, const struct tls_tlsa *recs, size_t n)
+{
+	int taken = 0;
+
+	MTA_ASSERT(!c->server && !c->hs_done);
+	ERR_clear_error();
+	/* host: the reference identifier of DANE-TA chains (and SNI) */
+	if (SSL_dane_enable(c->ssl, host) <= 0) {
+		ERR_clear_error();
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n_extra; i++)
+		(void)SSL_add1_host(c->ssl, extra[i]);
+	/* RFC 7672 3.1.1: DANE-EE(3) authenticates the key, not a name */
+	SSL_dane_set_flags(c->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	for (size_t i = 0; i < n; i++) {
+		const struct tls_tlsa *r = &recs[i];
+
+		/* OpenSSL rejects what it cannot use (0), or what is
+		 * malformed (< 0): either is just not taken */
+		if (SSL_dane_tlsa_add(c->ssl, r->usage, r->selector, r->mtype,
+		        r->data, r->len) > 0)
+			taken++;
+	}
+	ERR_clear_error();
+	if (taken == 0)
+		return -EINVAL;
+	SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+	return taken;
 }
 
 void
@@ -784,11 +821,13 @@ tls_conn_info(const struct tls_conn *c, struct tls_info *out)
 		out->bits = SSL_CIPHER_get_bits(cipher, NULL);
 	}
 	out->reused = SSL_session_reused(c->ssl) == 1;
-	if (!c->server)
+	if (!c->server) {
 		out->verified = SSL_get0_peer_certificate(c->ssl) != NULL &&
 		                SSL_get_verify_result(c->ssl) == X509_V_OK;
-	else if ((sni = SSL_get_servername(
-	              c->ssl, TLSEXT_NAMETYPE_host_name)) != NULL)
+		out->dane = out->verified &&
+		            SSL_get0_dane_authority(c->ssl, NULL, NULL) >= 0;
+	} else if ((sni = SSL_get_servername(
+	                c->ssl, TLSEXT_NAMETYPE_host_name)) != NULL)
 		str_copy(out->sni, sizeof(out->sni), sni);
 }
 

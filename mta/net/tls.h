@@ -83,6 +83,7 @@ struct tls_info {
 	int bits;         /* symmetric key bits */
 	bool reused;      /* session resumed (ticket or cache) */
 	bool verified;    /* client: peer chain and host name verified */
+	bool dane;        /* client: authenticated by a TLSA record */
 	/* server: the name the client asked for (SNI), or ""; peer-supplied:
 	 * log_quote() it */
 	char sni[CONFIG_HOST_MAX];
@@ -162,6 +163,27 @@ struct tls_conn *tls_conn_server_new(struct tls_ctx *ctx);
  */
 struct tls_conn *tls_conn_client_new(struct tls_ctx *ctx, const char *host,
     enum config_tls_policy policy, const struct tls_session *resume);
+
+/* One TLSA record for tls_conn_dane() (RFC 6698 2.1); data borrowed. */
+struct tls_tlsa {
+	uint8_t usage, selector, mtype;
+	const uint8_t *data;
+	size_t len;
+};
+
+/*
+ * tls_conn_dane - authenticate the peer of client connection c by DANE
+ * (RFC 7672) with OpenSSL's DANE verifier, instead of the trust store:
+ * DANE-EE(3) records match the leaf with no name check; DANE-TA(2)
+ * records name a trust anchor, and the chain must then match host (the
+ * MX name, also the TLSA base domain) or one of the n_extra names. Before
+ * the handshake, after tls_conn_client_new(). recs: borrowed for the
+ * call. Returns how many records OpenSSL took (> 0), or -EINVAL when it
+ * took none: the caller must not connect (the policy said authenticate).
+ */
+int tls_conn_dane(struct tls_conn *c, const char *host,
+    const char *const *extra, size_t n_extra, const struct tls_tlsa *recs,
+    size_t n) MTA_MUST_CHECK;
 
 /* Free a connection (takes NULL). Nothing is sent: call tls_conn_close()
  * first for a clean close_notify; without it OpenSSL treats the session

@@ -90,9 +90,10 @@ struct smtp_out {
 	enum state state;
 	struct smtp_reply_parser rp;
 	struct smtp_ehlo ehlo;
-	bool tls;         /* encrypted */
-	bool tls_refused; /* STARTTLS got 4xx/5xx under `may` */
-	bool used;        /* a transaction was left open: RSET first */
+	bool tls;          /* encrypted */
+	bool tls_refused;  /* STARTTLS got 4xx/5xx under `may` */
+	char tls_why[200]; /* smtp_out_tls_reason(): "" = generic */
+	bool used;         /* a transaction was left open: RSET first */
 	bool host_failed;
 	bool has_err;
 	struct smtp_out_result err;
@@ -442,6 +443,29 @@ after_tls(struct smtp_out *s, struct buf *out)
 	return ready(s, out);
 }
 
+/* TLS is required and STARTTLS is missing or refused. Under a policy
+ * (DANE, MTA-STS) that is 4.7.5, with its RFC 8460 result type. */
+static void
+tls_required(struct smtp_out *s)
+{
+	const char *how = s->tls_refused ? "was refused by the host"
+	                                 : "was not offered by the host";
+	char why[160];
+
+	if (s->cfg.tls_policy == NULL) {
+		err_local(s, "4.7.4",
+		    s->tls_refused
+		        ? "TLS is required, but the host refused STARTTLS"
+		        : "TLS is required, but was not offered by host");
+		return;
+	}
+	str_fmt(why, sizeof(why),
+	    "TLS is required by %s policy, but STARTTLS %s "
+	    "(result=starttls-not-supported)",
+	    s->cfg.tls_policy, how);
+	err_local(s, "4.7.5", why);
+}
+
 static enum smtp_out_action
 after_hello(struct smtp_out *s, struct buf *out)
 {
@@ -454,10 +478,7 @@ after_hello(struct smtp_out *s, struct buf *out)
 	}
 	if (!s->tls && (s->cfg.tls == CONFIG_TLS_ENCRYPT ||
 	                   s->cfg.tls == CONFIG_TLS_VERIFY)) {
-		err_local(s, "4.7.4",
-		    s->tls_refused
-		        ? "TLS is required, but the host refused STARTTLS"
-		        : "TLS is required, but was not offered by host");
+		tls_required(s);
 		return host_down(s, true, out);
 	}
 	return after_tls(s, out);
@@ -1280,12 +1301,19 @@ smtp_out_job_set(
 	}
 }
 
+void
+smtp_out_tls_reason(struct smtp_out *s, const char *why)
+{
+	str_copy(s->tls_why, sizeof(s->tls_why), why);
+}
+
 enum smtp_out_action
 smtp_out_tls_done(struct smtp_out *s, bool ok, struct buf *out)
 {
 	MTA_ASSERT(s->state == ST_TLS);
 	if (!ok) {
-		err_local(s, "4.7.5", "TLS handshake failed");
+		err_local(s, "4.7.5",
+		    s->tls_why[0] ? s->tls_why : "TLS handshake failed");
 		return host_down(s, false, out);
 	}
 	s->tls = true;

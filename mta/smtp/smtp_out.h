@@ -125,6 +125,9 @@ struct smtp_out_cfg {
 	const char *helo_name;      /* EHLO/HELO argument */
 	enum config_tls_policy tls; /* [delivery] tls or the route's */
 	bool tls_on_connect;        /* already encrypted (implicit TLS) */
+	const char *tls_policy;     /* a policy that demands TLS ("dane",
+				       "mta-sts"): its failures are 4.7.5 and
+				       name it; NULL: none */
 	const char *auth_user;      /* route username; NULL or "" = none */
 	const char *auth_pass;
 	bool auth_plaintext;      /* allow AUTH without TLS (else the
@@ -214,6 +217,11 @@ enum smtp_out_action smtp_out_flushed(struct smtp_out *s, struct buf *out);
  */
 enum smtp_out_action smtp_out_job_set(
     struct smtp_out *s, const struct smtp_out_job *job, struct buf *out);
+
+/* The reason a failed handshake gives its recipients (4.7.5), in place
+ * of "TLS handshake failed": before smtp_out_tls_done(s, false, ...).
+ * why: copied (truncated to 199 bytes). */
+void smtp_out_tls_reason(struct smtp_out *s, const char *why);
 
 /*
  * smtp_out_tls_done - after SMTP_OUT_STARTTLS: the handshake succeeded
