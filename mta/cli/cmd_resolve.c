@@ -19,6 +19,14 @@
  * that apply to it, and its AUTH (auth=none without a username; the
  * password always as ***), on the status line.
  *
+ * After each host's addresses, the TLS policy delivery would apply to it
+ * (deliver/tls_policy.h: route, dane, mta-sts or default) and, when
+ * [dns] dnssec found validated TLSA records, one line per record:
+ *
+ *	tls_policy=dane host=mx1.example.com level=verify
+ *	tlsa host=mx1.example.com usage=3 selector=1 mtype=1 usable=yes
+ *	data=...
+ *
  * --host looks NAME up as a host (A and AAAA, no MX), as a route's host
  * is. Several names are resolved in turn by one resolver, so a repeated
  * name comes from its cache. Exit 0 when every status=ok, 1 otherwise,
@@ -36,6 +44,7 @@
 #include "base/str.h"
 #include "cli/cmd.h"
 #include "config/config.h"
+#include "deliver/tls_policy.h"
 #include "dns/dns.h"
 
 /* A route's host, port, TLS policy and AUTH, as delivery applies them;
@@ -56,6 +65,37 @@ resolve_print_route(const struct config_route *r, const struct config *c)
 	printf(" auth=%s password=*** auth_without_tls=%s",
 	    log_quote(u, sizeof(u), r->username, strlen(r->username)),
 	    r->auth_without_tls ? "yes" : "no");
+}
+
+/* The TLS policy of target t and the TLSA records behind it. */
+static void
+resolve_print_tls(const struct config *c, const struct config_route *route,
+    const struct dns_target *t)
+{
+	const struct tls_policy_in in = {
+	    .route = route, .delivery = c->delivery.tls, .target = t};
+	struct tls_policy p;
+	char why[sizeof(p.reason) * 2];
+
+	tls_policy_decide(&in, &p);
+	printf("tls_policy=%s host=%s level=%s",
+	    tls_policy_source_name(p.source), t->name,
+	    config_tls_policy_name(p.level));
+	if (p.skip)
+		printf(" skip=yes reason=%s",
+		    log_quote(why, sizeof(why), p.reason, strlen(p.reason)));
+	printf("\n");
+	for (size_t i = 0; i < t->ntlsa; i++) {
+		const struct dns_tlsa *r = &t->tlsa[i];
+
+		printf("tlsa host=%s usage=%u selector=%u mtype=%u usable=%s "
+		       "data=",
+		    t->name, r->usage, r->selector, r->mtype,
+		    tls_policy_tlsa_usable(r) ? "yes" : "no");
+		for (size_t j = 0; j < r->len; j++)
+			printf("%02x", r->data[j]);
+		printf("\n");
+	}
 }
 
 static void
@@ -91,6 +131,7 @@ resolve_print(const struct dns_req *req, const char *name,
 				str_copy(a, sizeof(a), "?");
 			printf("%u %s %s\n", t->pref, t->name, a);
 		}
+		resolve_print_tls(c, route, t);
 	}
 }
 
@@ -131,6 +172,11 @@ resolve_one(struct dns *r, const struct config *c, struct chan *reply,
 
 	memset(req, 0, sizeof(*req));
 	req->reply = reply;
+	/* DANE as delivery would look for it (tls_policy.h) */
+	if (route == NULL || !route->tls_set)
+		req->tlsa_port = route && route->port
+		                     ? route->port
+		                     : (uint16_t)c->delivery.port;
 	if (!str_copy(
 	        req->domain, sizeof(req->domain), route ? route->host : name)) {
 		req->status = DNS_PERMFAIL;

@@ -169,13 +169,14 @@ tls_result_name(enum tls_result r)
 enum tls_result
 tls_result_of_error(const struct tls_policy *p, const char *err)
 {
-	if (p->dane)
-		return TLS_RESULT_VALIDATION_FAILURE;
 	if (strstr(err, "hostname mismatch") != NULL ||
 	    strstr(err, "IP address mismatch") != NULL)
 		return TLS_RESULT_CERT_HOST_MISMATCH;
 	if (strstr(err, "certificate has expired") != NULL)
 		return TLS_RESULT_CERT_EXPIRED;
+	/* no TLSA record matched: the chain was not checked otherwise */
+	if (p->dane)
+		return TLS_RESULT_VALIDATION_FAILURE;
 	if (strstr(err, "unable to get local issuer") != NULL ||
 	    strstr(err, "self-signed") != NULL ||
 	    strstr(err, "self signed") != NULL ||

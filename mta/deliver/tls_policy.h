@@ -122,9 +122,10 @@ const char *tls_result_name(enum tls_result r);
 
 /*
  * tls_result_of_error - the result type of a failed handshake, from the
- * TLS layer's error text (tls_conn_error) under policy p: a DANE
- * authentication failure is validation-failure, a PKIX one names the
- * cause (host mismatch, expired, not trusted) when the text says it.
+ * TLS layer's error text (tls_conn_error) under policy p: a name
+ * mismatch or an expired certificate says so; otherwise under DANE
+ * validation-failure (no TLSA record matched), under PKIX
+ * certificate-not-trusted when the chain did not verify.
  */
 enum tls_result tls_result_of_error(
     const struct tls_policy *p, const char *err);

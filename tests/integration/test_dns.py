@@ -51,6 +51,8 @@ class Result:
         self.reason = m.group(1) if m else ""
         self.targets = []
         for line in lines[1:]:
+            if line.startswith(("tls_policy=", "tlsa ")):
+                continue  # each host's TLS policy (test_dane.py)
             pref, host, addr = line.split(" ")
             self.targets.append((int(pref), host, addr))
 

@@ -1,0 +1,234 @@
+# SPDX-License-Identifier: ISC
+"""
+DANE for outbound SMTP (issue 11, items 1 and 2), end to end through a real
+validating resolver: unbound with the signed test zone's key as its only
+trust anchor, the zones served by nsd (dnssec_server.py), the relay with
+[dns] dnssec = yes, and recording SMTP servers (smtp_servers.py) on
+127.0.0.x presenting the certificates the TLSA records describe.
+
+- DANE-EE (3 1 1) that matches: delivered over TLS, tls_policy=dane.
+- DANE-EE that does not match: deferred 4.7.5, the server never sees the
+  message (no plaintext fallback), the log says why (validation-failure).
+- DANE-TA (2 0 1, a test CA): delivered; the same CA for a host whose
+  certificate names another host: deferred 4.7.5 (RFC 7672 name checks).
+- A bogus TLSA record (unbound says SERVFAIL): deferred 4.7.5, no
+  connection.
+- STARTTLS missing at an MX with TLSA records: deferred 4.7.5
+  (starttls-not-supported), never plaintext.
+- An unsigned zone (no AD): [delivery] tls applies (may): delivered,
+  tls_policy=default, though its TLSA record would not match.
+- `mta resolve` shows the policy, its source and the TLSA records.
+
+Run inside a network namespace with only loopback (tests/run.sh does).
+"""
+import re
+import shutil
+import socket
+
+import pytest
+
+from conftest import free_port, queued_id, send_message
+from dnssec_server import ValidatingDNS, make_ca_chain, tlsa_digest
+from smtp_servers import SMTPServer, make_cert, wait_until
+
+WAIT = 30.0
+SENDER = "sender@origin.test"
+
+HOSTS = {  # MX host: its address
+    "mx-ee": "127.0.0.2", "mx-bad": "127.0.0.3", "mx-ta": "127.0.0.4",
+    "mx-sf": "127.0.0.5", "mx-strip": "127.0.0.6", "mx-taname": "127.0.0.8",
+}
+PLAIN_MX = "127.0.0.7"
+
+
+def _can_bind(host):
+    try:
+        with socket.socket() as s:
+            s.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+if not _can_bind("127.0.0.2"):
+    pytest.skip("127.0.0.x other than 127.0.0.1 is not usable here (run "
+                "inside `unshare -n` with lo up, as tests/run.sh does)",
+                allow_module_level=True)
+for tool in ("unbound", "nsd", "ldns-signzone", "ldns-keygen"):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (scripts/deps.sh)",
+                    allow_module_level=True)
+
+
+class World:
+    def __init__(self, tmp):
+        self.port = free_port()
+        ee_cert = make_cert(tmp / "ee", "mx-ee.dane.test")
+        chain, key, ca = make_ca_chain(tmp / "ca", "mx-ta.dane.test")
+        ee = tlsa_digest(ee_cert[0], 1)
+        ta = tlsa_digest(ca, 0)
+        tl = f"_{self.port}._tcp"
+        recs = {}
+        for name, domain in (("mx-ee", "ee"), ("mx-bad", "bad"),
+                             ("mx-ta", "ta"), ("mx-sf", "sf"),
+                             ("mx-strip", "strip"),
+                             ("mx-taname", "taname")):
+            recs[f"{domain}.dane.test"] = [("MX", f"10 {name}.dane.test.")]
+            recs[f"{name}.dane.test"] = [("A", HOSTS[name])]
+        self.tlsa = {
+            "mx-ee": f"3 1 1 {ee}", "mx-bad": f"3 1 1 {'ab' * 32}",
+            "mx-ta": f"2 0 1 {ta}", "mx-sf": f"3 1 1 {ee}",
+            "mx-strip": f"3 1 1 {ee}", "mx-taname": f"2 0 1 {ta}",
+        }
+        for name, rdata in self.tlsa.items():
+            recs[f"{tl}.{name}.dane.test"] = [("TLSA", rdata)]
+        plain = {"plain.test": [("MX", "10 mx.plain.test.")],
+                 "mx.plain.test": [("A", PLAIN_MX)],
+                 f"{tl}.mx.plain.test": [("TLSA", f"3 1 1 {'cd' * 32}")]}
+        self.dns = ValidatingDNS(
+            tmp / "dns", {"dane.test": recs, "plain.test": plain},
+            signed={"dane.test"},
+            bogus={(f"{tl}.mx-sf.dane.test", "TLSA")}).start()
+        tls_ee = (str(ee_cert[0]), str(ee_cert[1]))
+        tls_ta = (str(chain), str(key))
+        self.servers = {
+            "ee": self._server(HOSTS["mx-ee"], tls_ee),
+            "bad": self._server(HOSTS["mx-bad"], tls_ee),
+            "ta": self._server(HOSTS["mx-ta"], tls_ta),
+            "sf": self._server(HOSTS["mx-sf"], tls_ee),
+            "strip": self._server(HOSTS["mx-strip"], None),
+            "taname": self._server(HOSTS["mx-taname"], tls_ta),
+            "plain": self._server(PLAIN_MX, tls_ee),
+        }
+
+    def _server(self, host, tls):
+        return SMTPServer(host, self.port, name=f"mx-{host}",
+                          tls_cert=tls).start()
+
+    def close(self):
+        problems = []
+        for s in self.servers.values():
+            s.stop()
+            problems += [f"{s.name}: {e}" for e in s.errors]
+        self.dns.stop()
+        return problems
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    w = World(tmp_path_factory.mktemp("dane"))
+    yield w
+    problems = w.close()
+    assert not problems, "test server errors:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def relay(world, relay_factory):
+    r = relay_factory({
+        "route *": None,
+        "dns": {"servers": f"127.0.0.1:{world.dns.port}", "timeout": "3s",
+                "tries": "2", "dnssec": "yes"},
+        "delivery": {"port": world.port, "workers": "2", "tls": "may",
+                     "connect_timeout": "5s"},
+        "queue": {"retry": "1s"},
+    })
+    yield r
+    assert not r.problems(), r.problems()
+
+
+def submit(relay, domain, local="someone"):
+    with relay.client() as c:
+        c.ehlo()
+        qid = queued_id(send_message(
+            c, b"Subject: dane\r\n\r\nhello\r\n", sender=SENDER,
+            rcpts=(f"{local}@{domain}",)), c)
+        c.cmd("QUIT")
+    return qid
+
+
+def outcome(relay, qid, event):
+    pat = re.compile(rf"event={event} id={qid} .*")
+
+    def find():
+        m = pat.search(relay.stderr_text())
+        return m.group(0) if m else None
+    return wait_until(find, WAIT, f"event={event} for {qid}")
+
+
+def got(server, local):
+    return [m for m in server.messages
+            if any(r.startswith(local + "@") for r in m["rcpts"])]
+
+
+def test_dane_ee_match_delivered(world, relay):
+    qid = submit(relay, "ee.dane.test", "ee1")
+    line = outcome(relay, qid, "delivered")
+    assert "tls_policy=dane" in line, line
+    m = got(world.servers["ee"], "ee1")
+    assert len(m) == 1 and m[0]["tls"] is True
+
+
+def test_dane_ee_mismatch_deferred_never_plaintext(world, relay):
+    qid = submit(relay, "bad.dane.test", "bad1")
+    line = outcome(relay, qid, "deferred")
+    assert "dsn=4.7.5" in line, line
+    assert "result=validation-failure" in line, line
+    text = relay.stderr_text()
+    assert "event=tls-failed" in text and "tls_policy=dane" in text
+    # a second attempt (retry 1s) goes the same way: still no plaintext
+    wait_until(lambda: relay.stderr_text().count(
+        f"event=deferred id={qid}") >= 2, WAIT, "a second attempt")
+    assert got(world.servers["bad"], "bad1") == []
+    assert all(t["tls"] or not t["rcpts"]
+               for t in world.servers["bad"].transactions)
+
+
+def test_dane_ta_delivered(world, relay):
+    qid = submit(relay, "ta.dane.test", "ta1")
+    line = outcome(relay, qid, "delivered")
+    assert "tls_policy=dane" in line, line
+    assert len(got(world.servers["ta"], "ta1")) == 1
+
+
+def test_dane_ta_name_mismatch_deferred(world, relay):
+    # the CA is the trust anchor, but the certificate names mx-ta, not
+    # mx-taname: DANE-TA checks names (RFC 7672 3.2.2)
+    qid = submit(relay, "taname.dane.test", "tn1")
+    line = outcome(relay, qid, "deferred")
+    assert "dsn=4.7.5" in line, line
+    assert got(world.servers["taname"], "tn1") == []
+
+
+def test_tlsa_servfail_deferred_no_connection(world, relay):
+    before = world.servers["sf"].connections
+    qid = submit(relay, "sf.dane.test", "sf1")
+    line = outcome(relay, qid, "deferred")
+    assert "dsn=4.7.5" in line and "TLSA lookup" in line, line
+    assert "result=dnssec-invalid" in line, line
+    assert world.servers["sf"].connections == before
+    assert "event=tls-policy-failed" in relay.stderr_text()
+
+
+def test_starttls_stripped_deferred(world, relay):
+    qid = submit(relay, "strip.dane.test", "st1")
+    line = outcome(relay, qid, "deferred")
+    assert "dsn=4.7.5" in line, line
+    assert "starttls-not-supported" in line, line
+    assert got(world.servers["strip"], "st1") == []
+
+
+def test_unsigned_zone_falls_back(world, relay):
+    qid = submit(relay, "plain.test", "pl1")
+    line = outcome(relay, qid, "delivered")
+    assert "tls_policy=default" in line, line
+    assert len(got(world.servers["plain"], "pl1")) == 1
+
+
+def test_resolve_shows_policy(world, relay):
+    p = relay.mta("resolve", "ee.dane.test")
+    out = p.stdout.decode()
+    assert "tls_policy=dane" in out, out
+    assert world.tlsa["mx-ee"].split()[-1].lower() in out.lower(), out
+    p = relay.mta("resolve", "plain.test")
+    out = p.stdout.decode()
+    assert "tls_policy=default" in out, out
