@@ -187,6 +187,9 @@ test_every_restart_key(void)
 		case CONFIG_T_DURATION:
 			v = "2s";
 			break;
+		case CONFIG_T_BOOL:
+			v = "yes"; /* dns.dnssec: defaults to no */
+			break;
 		case CONFIG_T_ENUM:
 			continue; /* queue.sync has one value only */
 		default:
