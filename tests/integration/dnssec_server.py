@@ -18,7 +18,9 @@ rdata is changed after signing, so unbound answers SERVFAIL for it.
         dns.port   # unbound's port on 127.0.0.1
 
 recs: {owner (absolute, no trailing dot): [(type, rdata text), ...]}.
+Python standard library only (bench/relay-bench uses it too).
 """
+import hashlib
 import os
 import pathlib
 import signal
@@ -26,7 +28,20 @@ import socket
 import subprocess
 import time
 
-from conftest import free_port
+
+def free_port():
+    """A port free for both UDP and TCP on 127.0.0.1 (both servers use
+    both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket() as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
 
 SOA = "ns.{o}. hostmaster.{o}. 1 3600 600 86400 60"
 
@@ -66,8 +81,8 @@ class ValidatingDNS:
         self.zones = zones
         self.signed = set(signed)
         self.bogus = set(bogus)
-        self.nsd_port = free_port(kind=socket.SOCK_DGRAM)
-        self.port = free_port(kind=socket.SOCK_DGRAM)
+        self.nsd_port = free_port()
+        self.port = free_port()
         self.procs = []
         self.anchors = []
 
@@ -125,6 +140,8 @@ class ValidatingDNS:
         conf = [
             "server:", "  interface: 127.0.0.1", f"  port: {self.port}",
             "  do-ip6: no", "  do-not-query-localhost: no",
+            # the stub zones on loopback only: nothing else is reachable
+            "  outgoing-interface: 127.0.0.1",
             '  username: ""', '  chroot: ""', f'  directory: "{d}"',
             f'  pidfile: "{d}/unbound.pid"', f'  logfile: "{d}/unbound.log"',
             "  use-syslog: no", "  verbosity: 1", "  val-log-level: 2",
@@ -202,7 +219,6 @@ def tlsa_digest(cert_pem_path, selector=1, ca=False):
         der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"],
                              input=pub, check=True,
                              capture_output=True).stdout
-    import hashlib
     return hashlib.sha256(der).hexdigest()
 
 
