@@ -163,7 +163,7 @@ conn_starttls(struct dconn *c)
 static bool
 conn_same_policy(const struct dconn *c, const struct tls_policy *p)
 {
-	if (c->tls_source != p->source || c->socfg.tls != p->level ||
+	if (c->tls_source != p->source || c->tls_level != p->level ||
 	    c->dane != p->dane || (c->dane && c->ntlsa != p->ntlsa))
 		return false;
 	for (size_t i = 0; c->dane && i < c->ntlsa; i++)
@@ -404,6 +404,7 @@ dconn_open(struct dconn_pool *pool, const struct dconn_params *p, void *job,
 	c->max_msgs = p->max_msgs;
 	if (p->tls != NULL) {
 		c->tls_source = p->tls->source;
+		c->tls_level = p->tls->level;
 		c->dane = p->tls->dane;
 		c->ntlsa = p->tls->ntlsa;
 		for (size_t i = 0; i < c->ntlsa; i++) {
