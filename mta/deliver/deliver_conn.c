@@ -51,8 +51,9 @@ struct dconn {
 	bool settled;      /* failed or closing: no more session calls */
 	bool tls_up;
 	bool tls_failed; /* the handshake failed under tls=may */
-	enum tls_policy_source tls_source;
-	bool dane; /* authenticate by tlsa[] */
+	enum tls_policy_source tls_source; /* the policy it was opened under */
+	enum config_tls_policy tls_level;  /* (socfg.tls may be none since) */
+	bool dane;                         /* authenticate by tlsa[] */
 	size_t ntlsa;
 	struct dns_tlsa tlsa[DNS_TLSA_MAX]; /* copies: the job may go */
 	struct dconn *next;
