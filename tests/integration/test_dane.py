@@ -15,6 +15,8 @@ trust anchor, the zones served by nsd (dnssec_server.py), the relay with
   connection.
 - STARTTLS missing at an MX with TLSA records: deferred 4.7.5
   (starttls-not-supported), never plaintext.
+- Only unusable TLSA records (PKIX-EE): TLS is required but the
+  certificate is not checked: delivered over TLS, tls_policy=dane.
 - An unsigned zone (no AD): [delivery] tls applies (may): delivered,
   tls_policy=default, though its TLSA record would not match.
 - `mta resolve` shows the policy, its source and the TLSA records.
@@ -37,6 +39,7 @@ SENDER = "sender@origin.test"
 HOSTS = {  # MX host: its address
     "mx-ee": "127.0.0.2", "mx-bad": "127.0.0.3", "mx-ta": "127.0.0.4",
     "mx-sf": "127.0.0.5", "mx-strip": "127.0.0.6", "mx-taname": "127.0.0.8",
+    "mx-pkix": "127.0.0.9",
 }
 PLAIN_MX = "127.0.0.7"
 
@@ -72,13 +75,15 @@ class World:
         for name, domain in (("mx-ee", "ee"), ("mx-bad", "bad"),
                              ("mx-ta", "ta"), ("mx-sf", "sf"),
                              ("mx-strip", "strip"),
-                             ("mx-taname", "taname")):
+                             ("mx-taname", "taname"), ("mx-pkix", "pkix")):
             recs[f"{domain}.dane.test"] = [("MX", f"10 {name}.dane.test.")]
             recs[f"{name}.dane.test"] = [("A", HOSTS[name])]
         self.tlsa = {
             "mx-ee": f"3 1 1 {ee}", "mx-bad": f"3 1 1 {'ab' * 32}",
             "mx-ta": f"2 0 1 {ta}", "mx-sf": f"3 1 1 {ee}",
             "mx-strip": f"3 1 1 {ee}", "mx-taname": f"2 0 1 {ta}",
+            # PKIX-EE: unusable for SMTP (RFC 7672 3.1.3), and wrong too
+            "mx-pkix": f"1 1 1 {'ef' * 32}",
         }
         for name, rdata in self.tlsa.items():
             recs[f"{tl}.{name}.dane.test"] = [("TLSA", rdata)]
@@ -98,6 +103,7 @@ class World:
             "sf": self._server(HOSTS["mx-sf"], tls_ee),
             "strip": self._server(HOSTS["mx-strip"], None),
             "taname": self._server(HOSTS["mx-taname"], tls_ta),
+            "pkix": self._server(HOSTS["mx-pkix"], tls_ee),
             "plain": self._server(PLAIN_MX, tls_ee),
         }
 
@@ -215,6 +221,15 @@ def test_starttls_stripped_deferred(world, relay):
     assert "dsn=4.7.5" in line, line
     assert "starttls-not-supported" in line, line
     assert got(world.servers["strip"], "st1") == []
+
+
+def test_only_unusable_records_tls_required_unauthenticated(world, relay):
+    # RFC 7672 2.2: TLS is mandatory, the certificate is not checked
+    qid = submit(relay, "pkix.dane.test", "pk1")
+    line = outcome(relay, qid, "delivered")
+    assert "tls_policy=dane" in line, line
+    m = got(world.servers["pkix"], "pk1")
+    assert len(m) == 1 and m[0]["tls"] is True
 
 
 def test_unsigned_zone_falls_back(world, relay):
