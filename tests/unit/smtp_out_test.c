@@ -316,6 +316,15 @@ static const struct smtp_out_cfg cfg_encrypt = {
     .data_timeout = 600000,
 };
 
+/* DANE (deliver/tls_policy.h): TLS required by a policy */
+static const struct smtp_out_cfg cfg_dane = {
+    .helo_name = "client.example",
+    .tls = CONFIG_TLS_VERIFY,
+    .tls_policy = "dane",
+    .command_timeout = 300000,
+    .data_timeout = 600000,
+};
+
 static const struct smtp_out_cfg cfg_smarthost = {
     .helo_name = "client.example",
     .tls = CONFIG_TLS_MAY,
@@ -612,6 +621,12 @@ SCRIPT(encrypt_not_offered, cfg_encrypt, jobs_std, {'J', NULL, SMTP_OUT_READ},
     {'S', EHLO_PIPE, SMTP_OUT_JOB_DONE}, {'R', "T:0:4.7.4 T:0:4.7.4", 0},
     {'H', "1", 0}, {'U', "0", 0}, {'Q', NULL, SMTP_OUT_READ},
     {'C', "QUIT\r\n", 0}, {'S', "221 bye\r\n", SMTP_OUT_CLOSE}, )
+
+/* under a policy (DANE, MTA-STS) a missing STARTTLS is 4.7.5 */
+SCRIPT(dane_not_offered, cfg_dane, jobs_std, {'J', NULL, SMTP_OUT_READ},
+    {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
+    {'S', EHLO_PIPE, SMTP_OUT_JOB_DONE}, {'R', "T:0:4.7.5 T:0:4.7.5", 0},
+    {'H', "1", 0}, )
 
 SCRIPT(encrypt_refused, cfg_encrypt, jobs_std, {'J', NULL, SMTP_OUT_READ},
     {'S', GREET, SMTP_OUT_READ}, {'C', EHLO, 0},
@@ -1611,6 +1626,7 @@ static const struct harness_case cases[] = {
     {"starttls_none", test_starttls_none},
     {"starttls_refused_may", test_starttls_refused_may},
     {"encrypt_not_offered", test_encrypt_not_offered},
+    {"dane_not_offered", test_dane_not_offered},
     {"encrypt_refused", test_encrypt_refused},
     {"tls_handshake_fails", test_tls_handshake_fails},
     {"job_during_tls", test_job_during_tls},
