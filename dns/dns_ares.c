@@ -16,8 +16,11 @@
  * lookup goes to the cache first; replies that say something definite
  * (records, NODATA, NXDOMAIN) are cached raw and parsed again on a hit,
  * failures are never cached. We use ares_query() for the raw reply and
- * parse it in dns_msg.c. TCP fallback on truncation is c-ares's default;
- * we never set ARES_FLAG_IGNTC.
+ * parse it in dns_msg.c; with [dns] dnssec the query itself is ours too
+ * (dns_query.c: AD and DO set), sent with ares_send(), and a host whose
+ * MX and address replies carried AD gets a TLSA lookup (RFC 7672 2.2)
+ * as one more lookup of its job. TCP fallback on truncation is c-ares's
+ * default; we never set ARES_FLAG_IGNTC.
  *
  * Shutdown: dns_free() sends a stop message; the thread cancels every
  * query (each job then answers DNS_TEMPFAIL), answers whatever is still
