@@ -97,7 +97,7 @@ struct dns_target {
 	uint16_t pref; /* MX preference; 0 for implicit MX and hosts */
 	size_t naddrs; /* 1..DNS_MAX_ADDRS */
 	struct sockaddr_storage addrs[DNS_MAX_ADDRS]; /* AF_INET, AF_INET6 */
-	bool secure;   /* the MX (if any) and address lookups validated */
+	bool secure; /* the MX (if any) and address lookups validated */
 	enum dns_dane dane;
 	char dane_reason[DNS_REASON_MAX]; /* DNS_DANE_FAIL: why */
 	uint8_t ntlsa, tlsa_dropped;

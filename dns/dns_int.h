@@ -141,10 +141,10 @@ struct dns_mx_host {
 struct dns_mx_plan {
 	enum dns_status status; /* DNS_OK: look up the hosts' addresses */
 	char reason[DNS_REASON_MAX];
-	bool implicit; /* no MX: the domain (or host) itself */
-	bool host;     /* dns_resolve_host: no MX involved */
+	bool implicit;  /* no MX: the domain (or host) itself */
+	bool host;      /* dns_resolve_host: no MX involved */
 	bool mx_secure; /* the MX reply had AD (a host plan: true) */
-	size_t nhosts; /* DNS_OK: 1..DNS_MAX_TARGETS */
+	size_t nhosts;  /* DNS_OK: 1..DNS_MAX_TARGETS */
 	struct dns_mx_host hosts[DNS_MAX_TARGETS]; /* in the order to try */
 };
 

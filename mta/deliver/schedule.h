@@ -119,10 +119,10 @@ struct sched_job {
 	char *envid; /* DSN ENVID as given, or NULL; owned by the job */
 	uint8_t ret; /* DSN RET: QUEUE_RET_* */
 	/* set by the worker: */
-	char relay[300];  /* "mx.example[192.0.2.1]:25", or "" */
+	char relay[300];        /* "mx.example[192.0.2.1]:25", or "" */
 	const char *tls_policy; /* static: the relay's TLS policy source
 				   (tls_policy_source_name), or NULL */
-	bool dest_failed; /* connection-level failure: slow start */
+	bool dest_failed;       /* connection-level failure: slow start */
 	/* set by sched_job_next() instead: the destination is resting after
 	 * a failure, so the job is already decided (every recipient
 	 * TEMPFAIL, "delivery temporarily suspended: ..."); hand it straight

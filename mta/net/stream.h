@@ -146,7 +146,7 @@ struct stream_tls {
 	const char *host; /* SNI and verify name; copied */
 	enum config_tls_policy policy;
 	const struct tls_session *resume; /* borrowed for the call, or NULL */
-	const struct tls_tlsa *tlsa; /* DANE (tls_conn_dane), or NULL;
+	const struct tls_tlsa *tlsa;      /* DANE (tls_conn_dane), or NULL;
 					borrowed for the call */
 	size_t ntlsa;
 };
