@@ -62,8 +62,7 @@ struct metrics_server {
 	bool stopping;
 	struct mconn *conns; /* open clients */
 	unsigned nconns;
-	int start_res;
-	char start_err[256];
+	char start_err[256]; /* the loop could not be made: why */
 };
 
 /* ---- the end ---- */
