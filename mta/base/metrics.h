@@ -72,6 +72,7 @@ enum metrics_refusal {
 	METRICS_REFUSED_MAX_CONNECTIONS,
 	METRICS_REFUSED_PER_IP,
 	METRICS_REFUSED_NO_FD, /* EMFILE/ENFILE: told 421 from the backlog */
+	METRICS_REFUSED_LIMIT, /* a [limit] on connections */
 	METRICS_REFUSALS
 };
 

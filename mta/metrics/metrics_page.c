@@ -22,8 +22,8 @@
 static void
 page_connections(struct metrics_text *t, const struct metrics_sums *s)
 {
-	static const char *const why[METRICS_REFUSALS] = {
-	    "max_connections", "max_connections_per_ip", "no_descriptors"};
+	static const char *const why[METRICS_REFUSALS] = {"max_connections",
+	    "max_connections_per_ip", "no_descriptors", "connection_limit"};
 	unsigned nl = metrics_listeners();
 
 	metrics_text_family(t, "mta_connections_current", "gauge",

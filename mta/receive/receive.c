@@ -493,6 +493,7 @@ accept_open(struct listener *ls, int fd, struct smtp_in_peer *peer,
 	if (!conn_lease(t->snap, key, cs->session_timeout)) {
 		ip_release(&r->ip, key);
 		atomic_fetch_sub(&r->nconns, 1);
+		metrics_conn_refused(ls->idx, METRICS_REFUSED_LIMIT, 1);
 		reject(t, fd, peer->addr, ls->tls);
 		return;
 	}

@@ -406,3 +406,22 @@ def test_tls_auth_and_aborted(relay_factory, tmp_path):
         assert val(s, "mta_transactions_total", result="accepted") == 1
     finally:
         srv.stop()
+
+
+def test_connection_limit_refusal_counted(relay_factory):
+    """A [limit] on connections held refuses a second client with 421;
+    the refusal is counted under reason="connection_limit"."""
+    mport = free_port()
+    relay = metrics_relay(relay_factory, mport, free_port(), extra_sections={
+        "limit one": {"count": "connections", "key": "client", "max": "1"}})
+    lst = f"127.0.0.1:{relay.port}"
+    base = val(parse(scrape(mport)), "mta_connections_refused_total",
+               listener=lst, reason="connection_limit")
+    with relay.client() as c1:
+        with relay.client(greet=False) as c2:
+            c2.expect(421)
+        s = parse(scrape(mport))
+        assert val(s, "mta_connections_refused_total", listener=lst,
+                   reason="connection_limit") == base + 1
+        assert val(s, "mta_connections_current", listener=lst) == 1
+        c1.cmd("QUIT")
