@@ -173,6 +173,12 @@ struct config_local {
 	char allow_groups[1024]; /* names or gids */
 };
 
+/* [log]: where lines go besides stderr (mta/base/log.h). */
+struct config_log {
+	bool syslog;                         /* also to syslog, facility mail */
+	char syslog_socket[CONFIG_PATH_MAX]; /* its unix datagram socket */
+};
+
 /* [metrics]: the Prometheus endpoint (mta/metrics/metrics_http.h). */
 struct config_metrics {
 	struct config_addr *listen; /* none: off */
@@ -257,6 +263,7 @@ struct config {
 	struct config_dns dns;
 	struct config_delivery delivery;
 	struct config_local local;
+	struct config_log log;
 	struct config_metrics metrics;
 	struct config_route *routes;
 	size_t nroutes;

@@ -208,6 +208,10 @@ const struct config_key config_keys[] = {
 	KEY(LOCAL, "allow_groups", STRING, "", 0, 0,
 	    FIELD(local.allow_groups), RESTART),
 
+	KEY(LOG, "syslog", BOOL, "no", 0, 0, FIELD(log.syslog), RESTART),
+	KEY(LOG, "syslog_socket", PATH, "/dev/log", 0, 0,
+	    FIELD(log.syslog_socket), RESTART),
+
 	KEY(METRICS, "listen", ADDRS, "", 0, 0, FIELD(metrics.listen),
 	    COUNT(metrics.nlisten), .port = 9725, RESTART),
 	KEY(METRICS, "destinations", UINT, "50", 0, 1000,
@@ -259,6 +263,7 @@ static const char *const section_names[] = {
     [CONFIG_SECT_DNS] = "dns",
     [CONFIG_SECT_DELIVERY] = "delivery",
     [CONFIG_SECT_LOCAL] = "local",
+    [CONFIG_SECT_LOG] = "log",
     [CONFIG_SECT_METRICS] = "metrics",
     [CONFIG_SECT_ROUTE] = "route",
     [CONFIG_SECT_DKIM] = "dkim",

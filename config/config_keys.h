@@ -29,6 +29,7 @@ enum config_section {
 	CONFIG_SECT_DNS,
 	CONFIG_SECT_DELIVERY,
 	CONFIG_SECT_LOCAL,
+	CONFIG_SECT_LOG,
 	CONFIG_SECT_METRICS,
 	CONFIG_SECT_ROUTE, /* [route DOMAIN], [route *] */
 	CONFIG_SECT_DKIM,  /* [dkim DOMAIN], [dkim *]; several per domain */

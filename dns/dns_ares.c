@@ -190,25 +190,29 @@ static void
 dns_job_log(const struct dns_job *job)
 {
 	const struct dns_req *req = job->req;
-	char q[DNS_NAME_MAX + 8];
+	char q[DNS_NAME_MAX + 8], r[256];
 
 	for (size_t i = 0; i < job->plan.nhosts; i++) {
 		const struct dns_mx_host *h = &job->plan.hosts[i];
 
 		if (h->literal && !job->plan.host && !job->plan.implicit)
-			log_info("dns: MX of %s is an IP address, not a name "
-			         "(RFC 5321 5.1); using it: %s",
+			log_info(
+			    "event=mx-literal domain=%s mx=%s "
+			    "note=\"RFC 5321 5.1: a name, not an IP; used\"",
 			    job->name, h->name);
 		if (h->cname && !job->plan.host && !job->plan.implicit)
-			log_info("dns: MX %s of %s is a CNAME (RFC 2181 "
-			         "10.3); following it",
+			log_info("event=mx-cname mx=%s domain=%s "
+			         "note=\"RFC 2181 10.3: followed\"",
 			    h->name, job->name);
 	}
 	if (log_debug_enabled())
-		log_debug("dns: %s %s status=%s targets=%zu reason=%s",
+		log_debug(
+		    "event=dns-answer type=%s name=%s status=%s targets=%zu "
+		    "reason=%s",
 		    req->msg.type == DNS_MSG_MX ? "mx" : "host",
 		    log_quote(q, sizeof(q), job->name, strlen(job->name)),
-		    dns_status_str(req->status), req->ntargets, req->reason);
+		    dns_status_str(req->status), req->ntargets,
+		    log_quote(r, sizeof(r), req->reason, strlen(req->reason)));
 }
 
 static void

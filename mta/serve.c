@@ -336,6 +336,11 @@ cmd_serve(const char *config_path, int argc, char **argv)
 	if (getenv("MTA_DEBUG") != NULL &&
 	    strcmp(getenv("MTA_DEBUG"), "1") == 0)
 		log_set_level(LOG_LEVEL_DEBUG);
+	if (cfg->log.syslog && log_syslog_open(cfg->log.syslog_socket) < 0) {
+		fprintf(stderr, "mta: [log] syslog_socket %s: unusable\n",
+		    cfg->log.syslog_socket);
+		goto out;
+	}
 	raise_nofile(cfg);
 	if ((sfd = signals_setup()) < 0) {
 		fprintf(stderr, "mta: signals: %s\n", strerror(errno));

@@ -125,7 +125,7 @@ queue_room_report(
 	if (low)
 		log_warnx("event=queue-storage-low fs_free=%" PRIu64
 		          " min_free=%" PRIu64 " map_room=%" PRIu64
-		          " (new mail gets 452 4.3.1 at MAIL)",
+		          " note=\"new mail gets 452 4.3.1 at MAIL\"",
 		    fs, floor, map);
 	else
 		log_event("event=queue-storage-ok fs_free=%" PRIu64

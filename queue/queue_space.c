@@ -138,7 +138,8 @@ queue_space_report(struct queue *q, const struct queue_space *sp, bool full)
 		log_warnx(
 		    "event=queue-full used_pages=%" PRIu64
 		    " limit_pages=%" PRIu64 " map_pages=%" PRIu64
-		    " (new mail gets 452 4.3.1 until deliveries free space)",
+		    " note=\"new mail gets 452 4.3.1 until deliveries free "
+		    "space\"",
 		    sp->used, sp->limit, sp->map_pages);
 	else
 		log_event("event=queue-space-ok used_pages=%" PRIu64

@@ -127,8 +127,8 @@ queue_txn_batch(struct queue *q, struct chan_msg **reqs, size_t n)
 	metrics_observe(METRICS_H_COMMIT_BATCH, n);
 	metrics_observe(METRICS_H_COMMIT_SECONDS, clock_mono_us() - t0);
 	if (rc != 0 && rc != -EIO && n > 1) {
-		log_warnx("queue: batch of %zu failed (%s); committing one "
-		          "at a time",
+		log_warnx("event=commit-failed requests=%zu error=\"%s\" "
+		          "retry=one-at-a-time",
 		    n, strerror(-rc));
 		for (size_t i = 0; i < n; i++) {
 			if ((rc = queue_txn_run(q, &reqs[i], 1, &status[i])) !=
@@ -136,7 +136,7 @@ queue_txn_batch(struct queue *q, struct chan_msg **reqs, size_t n)
 				status[i] = rc;
 		}
 	} else if (rc != 0) {
-		log_warnx("queue: commit of %zu request(s) failed: %s", n,
+		log_warnx("event=commit-failed requests=%zu error=\"%s\"", n,
 		    strerror(-rc));
 		for (size_t i = 0; i < n; i++)
 			status[i] = rc;

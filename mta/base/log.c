@@ -8,15 +8,28 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_LINE_MAX 4096
+#define LOG_LINE_MAX      4096
+#define LOG_FACILITY_MAIL 2 /* RFC 5424 facility 2: mail system */
 
 static enum log_level log_min = LOG_LEVEL_INFO;
+
+/* The syslog target (log_syslog_open): set before threads start, read
+ * only afterwards. */
+static struct {
+	int fd; /* -1: off */
+	struct sockaddr_un addr;
+	socklen_t addrlen;
+	char tag[32]; /* "mta[PID]: " */
+} log_sys = {.fd = -1};
 
 /* The calling thread's batch (log.h): whole lines only, n <= PIPE_BUF. */
 static _Thread_local struct {
@@ -118,39 +131,140 @@ log_stamp(char *buf, size_t len)
 	return log_ts.len + 6;
 }
 
-/* Format prefix + message (+ errno text) + "\n" and write it at once. */
+/* The free-text diagnostic's event name per level (log.h). */
+static const char *
+log_diag_event(const char *level)
+{
+	if (strcmp(level, "warn") == 0)
+		return "warning";
+	return level;
+}
+
+/* A diagnostic: `event=NAME level=L rest [error="..."]` when the text is
+ * already `event=NAME rest`, else `event=warning level=warn msg="..."`. */
+static size_t
+log_diag(char *dst, size_t len, const char *level, int errnum, char *msg,
+    size_t msglen)
+{
+	char q[LOG_LINE_MAX / 2];
+	size_t n;
+
+	if (strncmp(msg, "event=", 6) == 0) {
+		size_t name = strcspn(msg, " ");
+
+		n = (size_t)snprintf(dst, len, "%.*s level=%s%s", (int)name,
+		    msg, level, msg + name);
+		if (n < len && errnum != 0) {
+			const char *e = strerror(errnum);
+
+			n += (size_t)snprintf(dst + n, len - n, " error=%s",
+			    log_quote(q, sizeof(q), e, strlen(e)));
+		}
+		return n;
+	}
+	if (errnum != 0) {
+		size_t m = strlen(msg);
+
+		snprintf(msg + m, msglen - m, ": %s", strerror(errnum));
+	}
+	n = (size_t)snprintf(
+	    dst, len, "event=%s level=%s msg=", log_diag_event(level), level);
+	if (n < len) {
+		log_quote(dst + n, len - n, msg, strlen(msg));
+		n += strlen(dst + n);
+	}
+	return n;
+}
+
+int
+log_syslog_open(const char *path)
+{
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(log_sys.addr.sun_path))
+		return -ENAMETOOLONG;
+	if (log_sys.fd < 0)
+		log_sys.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (log_sys.fd < 0)
+		return -errno;
+	memset(&log_sys.addr, 0, sizeof(log_sys.addr));
+	log_sys.addr.sun_family = AF_UNIX;
+	memcpy(log_sys.addr.sun_path, path, len);
+	log_sys.addrlen =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+	snprintf(
+	    log_sys.tag, sizeof(log_sys.tag), "mta[%ld]: ", (long)getpid());
+	return 0;
+}
+
+/* RFC 5424 severity of a line: events are info, as Postfix logs them. */
+static int
+log_syslog_severity(const char *level)
+{
+	if (level == NULL || strcmp(level, "info") == 0)
+		return 6;
+	if (strcmp(level, "debug") == 0)
+		return 7;
+	if (strcmp(level, "warn") == 0)
+		return 4;
+	return 2; /* fatal: crit */
+}
+
+/* Send one line as one datagram, `<PRI>Mmm dd hh:mm:ss mta[PID]: ...`
+ * without our ts= field (syslog stamps it). Never blocks: a full or
+ * absent syslog daemon drops the line; stderr still has it. */
+static void
+log_syslog_line(const char *level, const char *line, size_t n)
+{
+	char dgram[LOG_LINE_MAX + 96], stamp[32];
+	const char *body = line, *sp;
+	struct tm tm;
+	time_t now;
+	int k;
+
+	if (log_sys.fd < 0)
+		return;
+	if (strncmp(body, "ts=", 3) == 0 && (sp = memchr(body, ' ', n)))
+		body = sp + 1;
+	n -= (size_t)(body - line);
+	if (n > 0 && body[n - 1] == '\n')
+		n--;
+	now = time(NULL);
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+	k = snprintf(dgram, sizeof(dgram), "<%d>%s %s%.*s",
+	    LOG_FACILITY_MAIL * 8 + log_syslog_severity(level), stamp,
+	    log_sys.tag, (int)n, body);
+	if (k <= 0)
+		return;
+	(void)sendto(log_sys.fd, dgram,
+	    (size_t)k < sizeof(dgram) ? (size_t)k : sizeof(dgram) - 1,
+	    MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&log_sys.addr,
+	    log_sys.addrlen);
+}
+
+/* Format prefix + message + "\n" and write it at once. */
 static void
 log_vwrite(const char *level, int errnum, const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX], msg[LOG_LINE_MAX - 128];
-	size_t n;
+	size_t n, room;
 	int r;
 
 	n = log_stamp(line, sizeof(line));
+	room = sizeof(line) - n - 1;
 	if (level == NULL) {
-		r = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+		r = vsnprintf(line + n, room, fmt, ap);
+		n += r < 0 ? 0 : (size_t)r < room ? (size_t)r : room - 1;
 	} else {
 		vsnprintf(msg, sizeof(msg), fmt, ap);
-		if (errnum) {
-			size_t m = strlen(msg);
-			snprintf(
-			    msg + m, sizeof(msg) - m, ": %s", strerror(errnum));
-		}
-		r = snprintf(
-		    line + n, sizeof(line) - n - 1, "level=%s msg=", level);
-		if (r > 0 && (size_t)r < sizeof(line) - n - 1) {
-			n += (size_t)r;
-			log_quote(
-			    line + n, sizeof(line) - n - 1, msg, strlen(msg));
-			r = (int)strlen(line + n);
-		}
+		r = (int)log_diag(
+		    line + n, room, level, errnum, msg, sizeof(msg));
+		n += (size_t)r < room ? (size_t)r : room - 1;
 	}
-	if (r < 0)
-		r = 0;
-	n +=
-	    (size_t)r < sizeof(line) - n - 1 ? (size_t)r : sizeof(line) - n - 2;
 	line[n++] = '\n';
 	log_line(level == NULL || strcmp(level, "debug") == 0, line, n);
+	log_syslog_line(level, line, n);
 }
 
 #define LOG_BODY(level, errnum)                     \
@@ -221,8 +335,8 @@ mta_assert_fail(const char *expr, const char *file, int line)
 
 	log_batch_flush();
 	n = snprintf(buf, sizeof(buf),
-	    "level=panic msg=\"assertion failed: %s at %s:%d\"\n", expr, file,
-	    line);
+	    "event=panic level=panic msg=\"assertion failed: %s at %s:%d\"\n",
+	    expr, file, line);
 	if (n > 0 &&
 	    write(STDERR_FILENO, buf,
 	        (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1) < 0)

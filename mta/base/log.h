@@ -2,9 +2,14 @@
 /*
  * log.h - one logfmt line per event on stderr.
  *
- * Every line starts with `ts=<UTC ISO-8601 with ms>`. Event lines are
- * written by callers as `event=NAME key=value ...` through log_event();
- * diagnostics carry `level=` and a quoted `msg=`. Each line is formatted
+ * Every line starts with `ts=<UTC ISO-8601 with ms>`, then `event=NAME`,
+ * then `key=value` fields only: a value is a bare token or a quoted
+ * string (log_quote()). Event lines are written by callers as
+ * `event=NAME key=value ...` through log_event(). The other levels add
+ * `level=`: their text, when it starts with `event=NAME`, is laid out
+ * the same way (`event=NAME level=warn key=value ...`, errno as a quoted
+ * `error=`); free text becomes `event=warning|info|debug|fatal level=..
+ * msg="..."`. README lists every event and its fields. Each line is formatted
  * into a stack buffer and written with one write(2), so lines from many
  * threads never interleave and no lock is held. Safe from any thread.
  *
@@ -34,6 +39,15 @@ enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN };
 /* Set the minimum level written (default INFO; MTA_DEBUG=1 in the
  * environment selects DEBUG). Call before starting threads. */
 void log_set_level(enum log_level level);
+
+/*
+ * log_syslog_open - also send every line to a syslog daemon's unix
+ * datagram socket at path (usually /dev/log), facility mail, ident mta,
+ * one datagram per line, never blocking (lines the daemon has no room
+ * for are dropped there; stderr keeps them). Call before starting
+ * threads. Returns 0, or negative errno.
+ */
+MTA_MUST_CHECK int log_syslog_open(const char *path);
 bool log_debug_enabled(void);
 
 /* Start batching this thread's lines; nests (the outermost end writes).

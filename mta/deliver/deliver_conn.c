@@ -71,16 +71,24 @@ conn_out(struct dconn *c)
 static void
 conn_report(struct dconn *c, const char *reason)
 {
+	char tls[128] = "tls=none";
+	struct tls_info ti;
 	struct dconn_report r = {
 	    .relay = c->relay,
 	    .reason = reason,
 	    .host_failed = reason != NULL || smtp_out_host_failed(c->so),
 	    .tls_failed = c->tls_failed,
+	    .tls = tls,
 	};
 	void *job = c->job;
 
 	if (job == NULL)
 		return;
+	if (stream_tls_ready(&c->st)) {
+		stream_tls_info(&c->st, &ti);
+		str_fmt(tls, sizeof(tls), "tls=%s cipher=%s verified=%s",
+		    ti.version, ti.cipher, ti.verified ? "yes" : "no");
+	}
 	c->job = NULL;
 	c->sj = NULL;
 	c->reporting = true;
@@ -262,6 +270,7 @@ static void
 on_tls_done(struct stream *s, void *user, const char *err)
 {
 	struct dconn *c = user;
+	char relay[340], why[512];
 	struct tls_info ti;
 
 	if (c->settled)
@@ -283,19 +292,22 @@ on_tls_done(struct stream *s, void *user, const char *err)
 		struct tls_policy p = {.dane = c->dane};
 		const char *res = tls_result_name(tls_result_of_error(&p, err));
 		const char *src = tls_policy_source_name(c->tls_source);
-		char why[200];
+		char text[200];
 
-		log_info("event=tls-failed relay=%s tls_policy=%s result=%s "
-		         "reason=\"%s\"",
-		    c->relay, src, res, err);
-		str_fmt(why, sizeof(why),
+		log_event("event=tls-failed relay=%s tls_policy=%s result=%s "
+		          "reason=%s",
+		    log_quote(relay, sizeof(relay), c->relay, strlen(c->relay)),
+		    src, res, log_quote(why, sizeof(why), err, strlen(err)));
+		str_fmt(text, sizeof(text),
 		    "TLS handshake failed under %s policy: %s (result=%s)", src,
 		    err, res);
-		smtp_out_tls_reason(c->so, why);
+		smtp_out_tls_reason(c->so, text);
 		conn_act(c, smtp_out_tls_done(c->so, false, conn_out(c)));
 		return;
 	}
-	log_info("event=tls-failed relay=%s reason=\"%s\"", c->relay, err);
+	log_event("event=tls-failed relay=%s reason=%s",
+	    log_quote(relay, sizeof(relay), c->relay, strlen(c->relay)),
+	    log_quote(why, sizeof(why), err, strlen(err)));
 	/* opportunistic TLS must not cost the delivery: the same host is
 	 * tried again without it (as Postfix) */
 	c->tls_failed = c->socfg.tls == CONFIG_TLS_MAY;

@@ -36,6 +36,9 @@ struct dconn_report {
 			       recipients may go to the next address */
 	bool tls_failed;    /* the handshake failed under tls=may: the same
 			       address may be tried again in plaintext */
+	/* log fields of the session's TLS, "tls=TLSv1.3 cipher=NAME
+	   verified=yes|no" or "tls=none" */
+	const char *tls;
 };
 
 struct dconn_cbs {

@@ -114,19 +114,20 @@ outcome_log(const struct sched_job *job, const char *id, uint64_t now)
 		if (r->state == SCHED_RCPT_PENDING) {
 			log_event("event=deferred id=%s rcpt=%s relay=%s "
 			          "delay=%.2fs dsn=%s attempts=%u next=%llus "
-			          "reply=%s",
+			          "%s reply=%s",
 			    id, rcpt, relay, (double)delay / 1000,
 			    r->dsn[0] ? r->dsn : "4.0.0", r->attempts,
 			    (unsigned long long)(r->next_ms > now
 			                             ? (r->next_ms - now) / 1000
 			                             : 0),
-			    reply);
+			    job->tls[0] ? job->tls : "tls=none", reply);
 		} else {
 			log_event("event=%s id=%s rcpt=%s relay=%s "
-			          "delay=%.2fs dsn=%s reply=%s%s%s",
+			          "delay=%.2fs dsn=%s %s reply=%s%s%s",
 			    event_name(r->state), id, rcpt, relay,
 			    (double)delay / 1000, r->dsn[0] ? r->dsn : "5.0.0",
-			    reply, job->tls_policy ? " tls_policy=" : "",
+			    job->tls[0] ? job->tls : "tls=none", reply,
+			    job->tls_policy ? " tls_policy=" : "",
 			    job->tls_policy ? job->tls_policy : "");
 		}
 	}
@@ -148,8 +149,8 @@ deliver_outcome_done(struct dsched *ds, struct queue_update *u)
 	} else {
 		sched_job_revert(ds->s, job, now);
 		log_warnx("event=update-failed id=%s rcpts=%zu error=\"%s\" "
-		          "(outcomes not recorded: the recipients stay "
-		          "pending as on disk and are tried again later)",
+		          "note=\"outcomes not recorded: the recipients stay "
+		          "pending as on disk and are tried again later\"",
 		    id, job->nrcpts, strerror(-u->status));
 	}
 	deliver_bounce_done(ds, u, job, id);

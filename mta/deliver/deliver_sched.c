@@ -38,7 +38,6 @@ recover_one(void *arg, const struct queue_envelope *env)
 	return 0;
 }
 
-
 static void
 dispatch(struct dsched *ds)
 {
@@ -162,7 +161,7 @@ deliver_sched_main(void *arg)
 	 * them. Their recipients are still pending on disk. */
 	sched_stats_get(ds.s, &st);
 	if (st.inflight)
-		log_info(
+		log_event(
 		    "event=delivery-stopped jobs_abandoned=%zu", st.inflight);
 	sched_free(ds.s);
 	deliver_bounce_fini(&ds);

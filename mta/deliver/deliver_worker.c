@@ -220,7 +220,7 @@ job_loops(struct djob *dj)
 	/* as Postfix: no connection, a permanent failure */
 	str_fmt(
 	    text, sizeof(text), "mail for %s loops back to myself", sj->domain);
-	log_info("%016" PRIx64 " event=loop domain=%s", sj->id, sj->domain);
+	log_event("event=loop id=%016" PRIx64 " domain=%s", sj->id, sj->domain);
 	for (size_t i = 0; i < dj->nleft; i++)
 		rcpt_set(&sj->rcpts[dj->map[i]], SCHED_OUTCOME_PERMFAIL,
 		    "5.4.6", text);
@@ -424,6 +424,7 @@ job_results(struct djob *dj, const struct dconn_report *rep)
 
 	str_copy(dj->sj->relay, sizeof(dj->sj->relay), rep->relay);
 	dj->sj->tls_policy = tls_policy_source_name(dj->pol.source);
+	str_copy(dj->sj->tls, sizeof(dj->sj->tls), rep->tls);
 	for (size_t i = 0; i < dj->nleft; i++) {
 		const struct smtp_out_result *r = &dj->results[i];
 		struct sched_job_rcpt *jr = &dj->sj->rcpts[dj->map[i]];
@@ -598,13 +599,16 @@ job_allowed(struct djob *dj, const struct dns_target *t,
 	enum dest_addr_class cls;
 	enum dest_verdict v;
 	const char *name;
+	char relay[300], q[340];
 
 	v = dest_policy_check(&p, (const struct sockaddr *)sa, &cls);
 	if (v == DEST_OK)
 		return true;
 	name = dest_addr_class_name(cls);
-	log_info("%016" PRIx64 " event=dest-refused relay=%s[%s]:%u class=%s",
-	    dj->sj->id, t->name, ip, dj->port, v == DEST_SELF ? "self" : name);
+	str_fmt(relay, sizeof(relay), "%s[%s]:%u", t->name, ip, dj->port);
+	log_event("event=dest-refused id=%016" PRIx64 " relay=%s class=%s",
+	    dj->sj->id, log_quote(q, sizeof(q), relay, strlen(relay)),
+	    v == DEST_SELF ? "self" : name);
 	if (dj->refused[0] != '\0')
 		return false;
 	dj->refused_dsn = v == DEST_SELF ? "5.4.6" : "5.4.4";

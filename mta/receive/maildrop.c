@@ -268,8 +268,8 @@ pass_finish(struct maildrop *m)
 				          "file=%s rcpts=%zu",
 				    idh, req->client, it->name, req->nrcpts);
 			} else if (req->status != 0)
-				log_warnx("maildrop: %s: commit failed: %s; "
-				          "kept for the next pass",
+				log_warnx("event=maildrop-deferred file=%s "
+				          "error=\"%s\"",
 				    it->name, strerror(-req->status));
 			queue_submit_free(req);
 			it->req = NULL;

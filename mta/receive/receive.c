@@ -392,8 +392,8 @@ accept_error_log(struct listener *ls, int res, unsigned long shed)
 	if (!atomic_compare_exchange_strong(
 	        &r->acc_log_ms, &last, now ? now : 1))
 		return;
-	log_warnx("receive: accept on %s: %s (errors=%lu refused_421=%lu "
-	          "since the last such line; retrying every %d ms)",
+	log_warnx("event=accept-failed listen=%s error=\"%s\" errors=%lu "
+	          "refused_421=%lu retry_ms=%d",
 	    ls->text, strerror(-res), atomic_exchange(&r->acc_errs, 0),
 	    atomic_exchange(&r->acc_shed, 0), ACCEPT_RETRY_MS);
 }
@@ -920,9 +920,9 @@ listen_probe_one(const struct config_addr *a, char *err, size_t errlen)
 	while ((res = listen_one(a, false, &fd, err, errlen)) == -EADDRINUSE &&
 	       clock_mono_ms() - start < BIND_WAIT_MS) {
 		if (!said)
-			log_warnx("listen %s: address in use; waiting up to "
-			          "%d ms for it to be released (a relay that "
-			          "just died may still hold it)",
+			log_warnx("event=listen-busy listen=%s wait_ms=%d "
+			          "note=\"address in use; a relay that just "
+			          "died may still hold it\"",
 			    a->text, BIND_WAIT_MS);
 		said = true;
 		(void)nanosleep(&step, NULL);

@@ -160,8 +160,7 @@ smtp_in_vreply(struct smtp_in *s, struct buf *out, const char *fmt, va_list ap)
 	 * a peer that pipelines far more than it reads back: drop it.
 	 */
 	if (buf_append(out, line, (size_t)n) != 0) {
-		log_warnx(
-		    "smtp client=%s output buffer full, closing", s->peer.addr);
+		log_warnx("event=output-full client=%s", s->peer.addr);
 		smtp_in_close(s);
 	}
 }
@@ -273,8 +272,9 @@ static void
 smtp_in_enter_state(struct smtp_in *s, enum smtp_in_state st)
 {
 	if (log_debug_enabled())
-		log_debug("smtp client=%s state %s -> %s", s->peer.addr,
-		    smtp_in_state_name(s->state), smtp_in_state_name(st));
+		log_debug("event=smtp-in-state client=%s from=%s to=%s",
+		    s->peer.addr, smtp_in_state_name(s->state),
+		    smtp_in_state_name(st));
 	switch (st) {
 	case SMTP_IN_S_CONNECTED:
 	case SMTP_IN_S_HELO:

@@ -127,8 +127,9 @@ static void
 enter(struct smtp_out *s, enum state st)
 {
 	if (s->state != st && log_debug_enabled())
-		log_debug("%016" PRIx64 " smtp-out state %s -> %s", s->id,
-		    state_names[s->state], state_names[st]);
+		log_debug("event=smtp-out-state id=%016" PRIx64
+		          " from=%s to=%s",
+		    s->id, state_names[s->state], state_names[st]);
 	s->state = st;
 }
 
@@ -302,7 +303,8 @@ host_down(struct smtp_out *s, bool can_quit, struct buf *out)
 	s->err.outcome = SMTP_OUT_TEMPFAIL;
 	s->err.enhanced[0] = '4';
 	if (log_debug_enabled())
-		log_debug("%016" PRIx64 " smtp-out host failed in %s code=%d"
+		log_debug("event=smtp-out-host-failed id=%016" PRIx64
+		          " state=%s code=%d"
 		          " dsn=%s",
 		    s->id, state_names[s->state], s->err.code, s->err.enhanced);
 	if (s->has_job) {
@@ -1176,7 +1178,8 @@ static enum smtp_out_action
 dispatch(struct smtp_out *s, const struct smtp_reply *r, struct buf *out)
 {
 	if (log_debug_enabled())
-		log_debug("%016" PRIx64 " smtp-out reply state=%s code=%d",
+		log_debug("event=smtp-out-reply id=%016" PRIx64
+		          " state=%s code=%d",
 		    s->id, state_names[s->state], r->code);
 	if (r->code == 421 && s->state != ST_QUIT) {
 		err_reply(s, cur_cmd(s), r);
