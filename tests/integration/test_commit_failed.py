@@ -37,13 +37,11 @@ def failsync_env(flag):
 
 
 def update_failures(relay, qid):
-    """event=update-failed warnings for qid: a warning's fields are inside
-    its msg="..." field."""
+    """event=update-failed warnings for qid (top-level fields, level=warn
+    among them)."""
     out_ = []
     for line in relay.stderr_text().splitlines():
         e = parse_logfmt(line)
-        if e.get("level") == "warn" and "msg" in e:
-            e = parse_logfmt(e["msg"])
         if e.get("event") == "update-failed" and e.get("id") == qid:
             out_.append(e)
     return out_

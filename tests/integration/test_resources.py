@@ -331,7 +331,7 @@ def test_restart_waits_for_a_lingering_listener(relay_factory):
         held.close()
     assert took >= 0.4, took
     lines = [l for l in relay.stderr_text().splitlines()
-             if "address in use; waiting up to" in l]
+             if "event=listen-busy " in l]
     assert len(lines) == 1, relay.stderr_text()[-2000:]
     with relay.client() as c:
         c.ehlo()
@@ -387,7 +387,7 @@ def test_emfile_421_and_quiet_log(relay_factory, tmp_path, monkeypatch):
             time.sleep(0.2)
         span = time.monotonic() - t0
         lines = [l for l in relay.stderr_text().splitlines()
-                 if "accept on" in l]
+                 if "event=accept-failed " in l]
         assert lines and "Too many open files" in lines[0], lines[:3]
         assert len(lines) <= span + 2, (
             f"{len(lines)} accept error lines in {span:.1f}s:\n"
