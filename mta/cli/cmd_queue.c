@@ -788,6 +788,19 @@ const struct cmd cmd_queue_table[] = {
 	 cmd_queue_show_run, NULL, 0},
 	{"stats", "", "counts by state and by destination domain", NULL,
 	 cmd_queue_stats_run, NULL, 0},
+	{"shape", "[--all|--deferred|--held] [--top N] [--buckets SPEC]",
+	 "pending recipients by domain and age, as qshape",
+	 "A table of pending recipients: one row per destination domain\n"
+	 "(TOTAL first, then the domains with the most), column T the\n"
+	 "total, then one column per age bucket in minutes: `10` counts\n"
+	 "ages from the previous bound up to 10, the last `N+` N and older.\n"
+	 "--all       every pending recipient (the default)\n"
+	 "--deferred  tried and still pending, of messages not held\n"
+	 "--held      of held messages\n"
+	 "--top N     that many domains (default 20; 0: all)\n"
+	 "--buckets N N buckets doubling from 5 minutes (default 9: 5 to\n"
+	 "            1280); or a list of ascending minutes: 1,5,60,1440\n",
+	 cmd_queue_shape, NULL, 0},
 	{"delete", CMD_QUEUE_SEL, "remove messages without a bounce",
 	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
 	{"bounce", CMD_QUEUE_SEL,

@@ -22,4 +22,7 @@ void cmd_queue_put_text(FILE *fp, const char *s);
  * (cmd_queue_ctl.c). */
 int cmd_queue_control(const char *config_path, int argc, char **argv);
 
+/* `mta queue shape [OPTIONS]` (cmd_queue_shape.c). */
+int cmd_queue_shape(const char *config_path, int argc, char **argv);
+
 #endif
