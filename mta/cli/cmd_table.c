@@ -77,6 +77,19 @@ const struct cmd cmd_table[] = {
 	 "directory), as SIGHUP does; the relay logs event=reloaded or\n"
 	 "event=reload-failed with the reason.\n",
 	 cmd_reload, NULL, 0},
+	{"top", "[--once | -n N] [--interval SECONDS] [--listen ADDR]",
+	 "a refreshing view of the running relay, from its metrics",
+	 "Scrapes the relay's Prometheus endpoint ([metrics] listen; exit 2\n"
+	 "when it is off) every interval (default 2 s) and shows message\n"
+	 "rates in and out, refusals, connections, the queue, the mean\n"
+	 "commit (fsync) latency, and the destinations with the most\n"
+	 "queued: connections, deliveries a second, last error class.\n"
+	 "--once        one frame (after one interval, for the rates)\n"
+	 "-n N          N frames, then exit\n"
+	 "--interval S  seconds between frames (0.1 or more)\n"
+	 "--listen ADDR scrape ADDR (HOST:PORT) instead of the configured\n"
+	 "              one\n",
+	 cmd_top, NULL, 0},
 	{"version", "", "print the version and the library versions", NULL,
 	 cmd_version, NULL, 0},
 	{"help", "[COMMAND [SUBCOMMAND]]", "print help on a command", NULL,
