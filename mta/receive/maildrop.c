@@ -70,12 +70,12 @@ struct maildrop {
 static void
 drop_refuse(struct maildrop *m, const char *name, long uid, const char *why)
 {
-	char q[512];
+	char q[512], f[600];
 
+	log_quote(f, sizeof(f), name, strlen(name));
 	if (renameat(m->dirfd, name, m->refusedfd, name) != 0)
-		log_warnx("maildrop: %s: cannot move aside: %s", name,
-		    strerror(errno));
-	log_event("event=maildrop-refused file=%s uid=%ld reason=%s", name, uid,
+		log_warn("event=maildrop-stuck file=%s", f);
+	log_event("event=maildrop-refused file=%s uid=%ld reason=%s", f, uid,
 	    log_quote(q, sizeof(q), why, strlen(why)));
 }
 
@@ -256,7 +256,7 @@ pass_finish(struct maildrop *m)
 		for (c = chan_wait(m->chan, -1); c != NULL; c = next) {
 			struct queue_submit *req = (struct queue_submit *)c;
 			struct drop_item *it = &m->batch[c->reqid];
-			char idh[QUEUE_ID_HEX + 1];
+			char idh[QUEUE_ID_HEX + 1], f[600];
 
 			next = c->next;
 			owed--;
@@ -266,11 +266,16 @@ pass_finish(struct maildrop *m)
 				removed++;
 				log_event("event=queued id=%s client=%s "
 				          "file=%s rcpts=%zu",
-				    idh, req->client, it->name, req->nrcpts);
+				    idh, req->client,
+				    log_quote(f, sizeof(f), it->name,
+				        strlen(it->name)),
+				    req->nrcpts);
 			} else if (req->status != 0)
 				log_warnx("event=maildrop-deferred file=%s "
 				          "error=\"%s\"",
-				    it->name, strerror(-req->status));
+				    log_quote(f, sizeof(f), it->name,
+				        strlen(it->name)),
+				    strerror(-req->status));
 			queue_submit_free(req);
 			it->req = NULL;
 		}

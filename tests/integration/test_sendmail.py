@@ -226,8 +226,8 @@ def test_maildrop_bad_file_is_moved_aside(world):
         15, "files moved to refused/")
     assert maildrop_files(relay) == []
     err = relay.stderr_text()
-    assert "event=maildrop-refused file=garbage" in err
-    assert "event=maildrop-refused file=toolong" in err
+    assert "event=maildrop-refused file=\"garbage\"" in err
+    assert "event=maildrop-refused file=\"toolong\"" in err
     assert world.dest.message_count() == 0
 
 
@@ -431,7 +431,7 @@ def test_maildrop_file_imported_while_running(world):
     assert rcvd.startswith(b"Received: by relay.test (mta, from userid 0)")
     assert rest == b"Subject: dropped\r\n\r\nlive\r\n"
     wait_until(lambda: maildrop_files(relay) == [], 10, "file removed")
-    assert "file=live-file" in relay.stderr_text()
+    assert "file=\"live-file\"" in relay.stderr_text()
 
 
 def test_socket_path_longer_than_sun_path(pubdir):
