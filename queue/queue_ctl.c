@@ -118,7 +118,7 @@ queue_ctl_flags_one(struct queue *q, MDB_txn *txn, uint64_t id,
 	if (rc != 0)
 		return queue_env_err(rc);
 	if (queue_envelope_decode(v.mv_data, v.mv_size, &env) != 0) {
-		log_warnx("queue: id %016llx: corrupt record left as it is",
+		log_warnx("event=record-corrupt id=%016llx action=kept",
 		    (unsigned long long)id);
 		*status = -EBADMSG;
 		return 0;

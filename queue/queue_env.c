@@ -351,8 +351,8 @@ queue_env_corrupt(const MDB_val *k)
 	if (k->mv_size == 8)
 		queue_id_fmt(queue_key_get(k->mv_data), hex);
 	else
-		str_copy(hex, sizeof(hex), "(bad key)");
-	log_warnx("queue: record %s does not decode; skipped", hex);
+		str_copy(hex, sizeof(hex), "bad-key");
+	log_warnx("event=record-corrupt id=%s action=skipped", hex);
 }
 
 /*

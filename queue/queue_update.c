@@ -130,7 +130,7 @@ queue_update_apply(
 	if (rc != 0)
 		return queue_env_err(rc);
 	if (queue_envelope_decode(v.mv_data, v.mv_size, &env) != 0) {
-		log_warnx("queue: id %016llx: corrupt record left as it is",
+		log_warnx("event=record-corrupt id=%016llx action=kept",
 		    (unsigned long long)u->id);
 		*status = -EBADMSG;
 		return 0;

@@ -493,8 +493,7 @@ tls_conn_client_new(struct tls_ctx *ctx, const char *host,
 	ip = tls_ip_literal(host);
 	/* RFC 6066: SNI carries host names only. */
 	if (!ip && SSL_set_tlsext_host_name(c->ssl, host) != 1)
-		log_warnx(
-		    "tls: cannot set SNI for %zu-byte host name", strlen(host));
+		log_warnx("event=tls-sni-unset host_bytes=%zu", strlen(host));
 	/* The name is checked under every policy so that tls_info can
 	 * report it; only verify makes a mismatch fatal. */
 	param = SSL_get0_param(c->ssl);
@@ -502,12 +501,12 @@ tls_conn_client_new(struct tls_ctx *ctx, const char *host,
 	    param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1
 	       : SSL_set1_host(c->ssl, host) != 1)
-		log_warnx("tls: cannot set the host name to verify");
+		log_warnx("event=tls-verify-name-unset");
 	SSL_set_verify(c->ssl,
 	    policy == CONFIG_TLS_VERIFY ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
 	    NULL);
 	if (resume != NULL && SSL_set_session(c->ssl, resume->sess) != 1)
-		log_warnx("tls: cannot resume session");
+		log_warnx("event=tls-resume-failed");
 	ERR_clear_error();
 	return c;
 }
