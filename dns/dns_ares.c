@@ -196,13 +196,13 @@ dns_job_log(const struct dns_job *job)
 		const struct dns_mx_host *h = &job->plan.hosts[i];
 
 		if (h->literal && !job->plan.host && !job->plan.implicit)
-			log_info(
-			    "event=mx-literal domain=%s mx=%s "
-			    "note=\"RFC 5321 5.1: a name, not an IP; used\"",
+			log_info("event=mx-literal domain=%s mx=%s "
+			         "note=\"an IP address, not a name (RFC 5321 "
+			         "5.1); used\"",
 			    job->name, h->name);
 		if (h->cname && !job->plan.host && !job->plan.implicit)
 			log_info("event=mx-cname mx=%s domain=%s "
-			         "note=\"RFC 2181 10.3: followed\"",
+			         "note=\"a CNAME (RFC 2181 10.3); followed\"",
 			    h->name, job->name);
 	}
 	if (log_debug_enabled())
