@@ -92,6 +92,11 @@ top_address(
 		fprintf(stderr, "mta: %s\n", err);
 		return 1;
 	}
+	if (cfg->metrics.nlisten > 0) {
+		*out = cfg->metrics.listen[0];
+		config_unref(cfg);
+		return 0;
+	}
 	config_unref(cfg);
 	fprintf(stderr,
 	    "mta top: metrics are off in %s: set [metrics] listen = "

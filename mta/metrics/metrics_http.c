@@ -157,7 +157,8 @@ conn_request(struct mconn *c, const char *line, size_t len)
 		return;
 	}
 	if ((rc = metrics_page(&c->page)) < 0) {
-		log_warnx("metrics: page: %s", strerror(-rc));
+		log_warnx(
+		    "event=metrics-page-failed error=\"%s\"", strerror(-rc));
 		buf_reset(&c->page);
 		conn_answer(c, "500 Internal Server Error", "", head);
 		return;
@@ -227,7 +228,7 @@ conn_closed(struct stream *s, void *user, const char *reason)
 
 	(void)s;
 	if (log_debug_enabled())
-		log_debug("metrics: client closed: %s", reason);
+		log_debug("event=metrics-client-closed reason=%s", reason);
 	buf_fini(&c->page);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -290,8 +291,9 @@ acc_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	}
 	if (res < 0) {
 		/* EMFILE and the like: try again later, not in a loop */
-		log_warnx(
-		    "metrics: accept on %s: %s", ls->text, strerror(-res));
+		log_warnx("event=accept-failed listen=%s error=\"%s\" "
+		          "listener=metrics",
+		    ls->text, strerror(-res));
 		uring_timeout(m->l, &ls->retry, 100);
 		return;
 	}

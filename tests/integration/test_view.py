@@ -12,7 +12,8 @@ import threading
 
 import pytest
 
-from conftest import MTA, queued_id, send_message
+from conftest import MTA, free_port, queued_id, send_message
+from smtp_servers import wait_until
 
 MSG = b"From: <s@origin.test>\r\nSubject: view\r\n\r\nbody\r\n"
 
@@ -204,3 +205,50 @@ def test_top_unreachable_or_not_metrics():
         m.close()
     assert p.returncode == 1, p
     assert b"line 1 is not Prometheus text" in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------- live
+
+def scrape_text(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n"
+                  b"Connection: close\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    return data.decode("utf-8", "replace")
+
+
+def test_top_and_shape_show_a_live_relays_destinations(relay_factory):
+    """A relay with queued mail for the test's destinations (the test
+    config routes everything to a closed port: deferred, kept): `mta top`
+    (through [metrics] listen, from the same config) and `queue shape`
+    both show them, most queued first."""
+    mport = free_port()
+    relay = relay_factory({"metrics": {"listen": f"127.0.0.1:{mport}"}})
+    submit(relay, ["n1@north.test", "n2@north.test", "s@south.test"], 3)
+    # the scheduler publishes destinations once a second; wait until its
+    # first deferrals are in
+    wait_until(lambda: 'destination="north.test"' in scrape_text(mport)
+               and "mta_destination_deferrals_total{destination=\"north"
+               in scrape_text(mport), 15, "north.test deferred in /metrics")
+    rc, out = on_tty(["-c", relay.conf, "top", "--once", "--interval",
+                      "0.5"])
+    assert rc == 0, out
+    assert f"mta top - 127.0.0.1:{mport}" in out, out
+    lines = out.splitlines()
+    dests = [l.split() for l in lines
+             if l.startswith(("north.test", "south.test"))]
+    assert [d[0] for d in dests] == ["north.test", "south.test"], out
+    assert dests[0][1] == "6" and dests[1][1] == "3", out
+    assert dests[0][4] != "-", f"no last error class for north.test:\n{out}"
+    assert "queue 3 messages" in out, out
+    assert "9 recipients" in out, out
+
+    rc, out = on_tty(["-c", relay.conf, "queue", "shape", "--deferred"])
+    assert rc == 0, out
+    assert row(out, "TOTAL")[0] == 9, out
+    assert row(out, "north.test")[0] == 6 and row(out, "south.test")[0] == 3
