@@ -207,7 +207,7 @@ log_syslog_severity(const char *level)
 		return 7;
 	if (strcmp(level, "warn") == 0)
 		return 4;
-	return 2; /* fatal: crit */
+	return 2; /* fatal, panic: crit */
 }
 
 /* Send one line as one datagram, `<PRI>Mmm dd hh:mm:ss mta[PID]: ...`
@@ -327,20 +327,17 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
+/* A broken invariant: `event=panic level=panic msg="..."`, as any line. */
+static MTA_PRINTF(1, 2) void log_panic(const char *fmt, ...)
+{
+	LOG_BODY("panic", 0);
+}
+
 void
 mta_assert_fail(const char *expr, const char *file, int line)
 {
-	char buf[512];
-	int n;
-
 	log_batch_flush();
-	n = snprintf(buf, sizeof(buf),
-	    "event=panic level=panic msg=\"assertion failed: %s at %s:%d\"\n",
-	    expr, file, line);
-	if (n > 0 &&
-	    write(STDERR_FILENO, buf,
-	        (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1) < 0)
-		abort();
+	log_panic("assertion failed: %s at %s:%d", expr, file, line);
 	abort();
 }
 
