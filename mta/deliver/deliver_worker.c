@@ -472,14 +472,17 @@ job_tls_policy(struct djob *dj, const struct dns_target *t)
 	    .delivery = dj->cfg.set.delivery->tls,
 	    .target = t,
 	};
+	char why[DNS_REASON_MAX + 96];
 
 	tls_policy_decide(&in, &dj->pol);
 	if (!dj->pol.skip)
 		return true;
-	log_info("%016" PRIx64 " event=tls-policy-failed host=%s "
-	         "tls_policy=%s result=%s reason=\"%s\"",
+	log_event("event=tls-policy-failed id=%016" PRIx64 " host=%s "
+	          "tls_policy=%s result=%s reason=%s",
 	    dj->sj->id, t->name, tls_policy_source_name(dj->pol.source),
-	    tls_result_name(dj->pol.result), dj->pol.reason);
+	    tls_result_name(dj->pol.result),
+	    log_quote(
+	        why, sizeof(why), dj->pol.reason, strlen(dj->pol.reason)));
 	job_err(dj, "4.7.5", "%s: %s", t->name, dj->pol.reason);
 	return false;
 }

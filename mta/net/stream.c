@@ -811,8 +811,9 @@ stream_start_tls(struct stream *s, const struct stream_tls *t)
 	                   : tls_conn_server_new(t->ctx);
 	if (t->client && t->ntlsa > 0 &&
 	    tls_conn_dane(s->tls, t->host, NULL, 0, t->tlsa, t->ntlsa) < 0)
-		log_warnx("tls: no TLSA record usable by the TLS library for "
-		          "%s: the peer is verified by the trust store",
+		log_warnx("event=tls-dane-unusable host=%s note=\"no TLSA "
+		          "record usable by the TLS library: the peer is "
+		          "verified by the trust store\"",
 		    t->host);
 	s->tls_client = t->client;
 	s->tls_wait = true;
