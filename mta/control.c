@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -46,6 +47,10 @@
 
 /* bytes: the longest answer line is under 128 */
 #define CONTROL_ANSWER_MAX (CONTROL_IDS_MAX * 128 + 256)
+/* how long a control socket that answers may be a dead relay's (as
+ * BIND_WAIT_MS for the listeners) */
+#define PROBE_WAIT_MS 5000
+#define PROBE_STEP_MS 50
 
 struct control {
 	int lfd; /* listening socket */
@@ -93,6 +98,26 @@ out:
 	return rc;
 }
 
+/*
+ * control_probe, given the time a relay killed a moment ago needs to be
+ * gone: the kernel releases a dead process's io_uring, and the sockets
+ * its requests hold, some milliseconds after the process (as with the
+ * listeners, which receive waits for the same way). A live relay still
+ * answers PROBE_WAIT_MS later and is reported then.
+ */
+static int
+control_probe_wait(const char *path)
+{
+	const struct timespec step = {0, PROBE_STEP_MS * 1000000L};
+	uint64_t start = clock_mono_ms();
+	int rc;
+
+	while ((rc = control_probe(path)) > 0 &&
+	       clock_mono_ms() - start < PROBE_WAIT_MS)
+		(void)nanosleep(&step, NULL);
+	return rc;
+}
+
 int
 control_new(const struct config_queue *q, struct control **out, char *err,
     size_t errlen)
@@ -120,7 +145,7 @@ control_new(const struct config_queue *q, struct control **out, char *err,
 			    c->path);
 			goto fail;
 		}
-		if ((rc = control_probe(c->path)) != 0) {
+		if ((rc = control_probe_wait(c->path)) != 0) {
 			if (rc > 0)
 				rc = -EADDRINUSE;
 			str_fmt(err, errlen, "control socket %s: %s", c->path,

@@ -170,6 +170,13 @@ def submit(relay, rcpts):
     return qid
 
 
+def probe_connects(relay):
+    """Connections the start-up probe made. The relay may log the probe's
+    event=connect after it logged event=started, so wait for it."""
+    return len(wait_until(lambda: events(relay, "connect"), WAIT,
+                          "the start-up probe's event=connect"))
+
+
 def no_submission_but_ours(relay, before):
     """Since `before` connections (the start-up probe), the relay's own
     listener saw only our one submission (MTA_DEBUG=1 logs each accepted
@@ -317,7 +324,7 @@ def test_mx_is_own_listener_loops(world):
                 "mx.self.test": {"A": ["127.0.0.1"]}})
     world.port = port
     relay = world.relay({"allow_loopback": "yes"}, port=port, env=DEBUG)
-    before = len(events(relay, "connect"))
+    before = probe_connects(relay)
     submit(relay, ["x@self.test"])
     ev = wait_event(relay, "failed", "x@self.test")
     assert "dsn=5.4.6" in ev, ev
@@ -384,7 +391,7 @@ def test_route_to_own_listener_loops(world):
     world.port = port
     relay = world.relay(routes={"route loop.test": {
         "host": f"[127.0.0.1]:{port}"}}, port=port, env=DEBUG)
-    before = len(events(relay, "connect"))
+    before = probe_connects(relay)
     submit(relay, ["x@loop.test"])
     ev = wait_event(relay, "failed", "x@loop.test")
     assert "dsn=5.4.6" in ev and "loop.test loops back to myself" in ev, ev
