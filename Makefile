@@ -19,6 +19,9 @@ INC     = -I. -Imta
 ALL_CFLAGS = $(STD) $(CFLAGS) $(SAN) $(WARN) $(HARDEN) $(INC) -MMD -MP
 LDFLAGS_ALL = $(SAN) -pie -Wl,-z,relro,-z,now -pthread
 LIBS    = -luring -lssl -lcrypto -lcares -llmdb -linih -lcrypt -lm
+# hiredis: the Redis protocol for shared limits (mta/limits/limits_redis.c)
+LIBS   += $(shell pkg-config --libs hiredis)
+INC    += $(shell pkg-config --cflags-only-I hiredis)
 
 LIB_SRC = $(wildcard mta/*/*.c config/*.c queue/*.c dns/*.c) \
           $(filter-out mta/main.c mta/sendmail_main.c,$(wildcard mta/*.c))

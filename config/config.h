@@ -220,6 +220,21 @@ struct config_dkim {
 	unsigned key_line; /* of its key */
 };
 
+/* [limits]: where the state of every [limit] lives. */
+enum config_limits_backend {
+	CONFIG_LIMITS_LOCAL, /* this process (mta/limits/limits_store.c) */
+	CONFIG_LIMITS_REDIS, /* shared by nodes (mta/limits/limits_redis.c) */
+};
+
+struct config_shared {
+	enum config_limits_backend backend;
+	char redis[CONFIG_PATH_MAX]; /* "IP:PORT" or a socket path */
+	unsigned nodes;              /* Redis down: each takes rate/nodes */
+	uint64_t redis_timeout;      /* ms; slower answers: as down */
+	struct sockaddr_storage ss;  /* redis, parsed by config_load */
+	socklen_t sslen;
+};
+
 /* [limit NAME]: one throttle (mta/limits/limits.h). */
 enum config_limit_count {
 	CONFIG_LIMIT_MESSAGES,    /* MAIL commands */
@@ -265,6 +280,7 @@ struct config {
 	struct config_local local;
 	struct config_log log;
 	struct config_metrics metrics;
+	struct config_shared shared;
 	struct config_route *routes;
 	size_t nroutes;
 	struct config_dkim *dkims;

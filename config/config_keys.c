@@ -38,6 +38,7 @@ static const char *const dkim_canon_names[] = {"relaxed/relaxed",
     "relaxed/simple", "simple/relaxed", "simple/simple", NULL};
 static const char *const bare_names[] = {"normalize", "reject", NULL};
 static const char *const nul_names[] = {"reject", "strip", NULL};
+static const char *const limits_backend_names[] = {"local", "redis", NULL};
 static const char *const limit_count_names[] = {
     "messages", "recipients", "connections", "bytes", NULL};
 
@@ -48,6 +49,7 @@ _Static_assert(sizeof(enum config_dkim_canon) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_bare_newline) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_nul_body) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_limit_count) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_limits_backend) == sizeof(int), "enum size");
 
 #define FIELD(f)                           \
 	.off = offsetof(struct config, f), \
@@ -217,6 +219,16 @@ const struct config_key config_keys[] = {
 	KEY(METRICS, "destinations", UINT, "50", 0, 1000,
 	    FIELD(metrics.destinations), RESTART),
 
+	/* Where limits live; redis: an IP:PORT or a socket path (no
+	 * resolver on a loop), checked with backend (config_load.c). */
+	KEY(LIMITS, "backend", ENUM, "local", 0, 0, FIELD(shared.backend),
+	    .names = limits_backend_names, RESTART),
+	KEY(LIMITS, "redis", STRING, "", 0, 0, FIELD(shared.redis), RESTART),
+	KEY(LIMITS, "nodes", UINT, "1", 1, 10000, FIELD(shared.nodes),
+	    RESTART),
+	KEY(LIMITS, "redis_timeout", DURATION, "200ms", 1, 1 * MIN,
+	    FIELD(shared.redis_timeout), RESTART),
+
 	/* No default host: a route without one is an error. No default tls:
 	 * unset means [delivery] tls applies (tls_set stays false). */
 	KEY(ROUTE, "host", ROUTE_HOST, NULL, 0, 0, RFIELD(host)),
@@ -265,6 +277,7 @@ static const char *const section_names[] = {
     [CONFIG_SECT_LOCAL] = "local",
     [CONFIG_SECT_LOG] = "log",
     [CONFIG_SECT_METRICS] = "metrics",
+    [CONFIG_SECT_LIMITS] = "limits",
     [CONFIG_SECT_ROUTE] = "route",
     [CONFIG_SECT_DKIM] = "dkim",
     [CONFIG_SECT_LIMIT] = "limit",

@@ -31,6 +31,7 @@ enum config_section {
 	CONFIG_SECT_LOCAL,
 	CONFIG_SECT_LOG,
 	CONFIG_SECT_METRICS,
+	CONFIG_SECT_LIMITS, /* [limits]: where the state of [limit] lives */
 	CONFIG_SECT_ROUTE, /* [route DOMAIN], [route *] */
 	CONFIG_SECT_DKIM,  /* [dkim DOMAIN], [dkim *]; several per domain */
 	CONFIG_SECT_LIMIT, /* [limit NAME] */
@@ -93,6 +94,11 @@ int config_limit_parse_rate(
     struct config_limit *l, char *why, size_t whylen) MTA_MUST_CHECK;
 /* Is s usable as a [limit NAME]: 1..63 letters, digits, '-_.'? */
 bool config_limit_name_valid(const char *s);
+/* [limits] redis: "IP:PORT", "[IPv6]:PORT" or an absolute socket path
+ * into sh->ss (never a host name: nothing may wait on a resolver). 0, or
+ * -1 with the reason in why. */
+int config_shared_parse_redis(
+    struct config_shared *sh, char *why, size_t whylen);
 
 /* config_value.c */
 /*

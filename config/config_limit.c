@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/un.h>
+
 #include "base/compat.h"
 
 #define PREFIX6_DEFAULT 64 /* client_network/V4 alone: IPv6 by /64 */
@@ -120,4 +122,33 @@ bad:
 	snprintf(why, whylen, "invalid rate \"%.24s\" (N/s, N/m, N/h or N/d)",
 	    l->rate);
 	return -1;
+}
+
+int
+config_shared_parse_redis(struct config_shared *sh, char *why, size_t whylen)
+{
+	struct config_addr a;
+	struct sockaddr_un *un = (struct sockaddr_un *)&sh->ss;
+
+	if (sh->redis[0] == '/') {
+		if (strlen(sh->redis) >= sizeof(un->sun_path)) {
+			snprintf(why, whylen, "socket path too long");
+			return -1;
+		}
+		memset(un, 0, sizeof(*un));
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, sh->redis, strlen(sh->redis) + 1);
+		sh->sslen = (socklen_t)sizeof(*un);
+		return 0;
+	}
+	if (config_parse_endpoint(sh->redis, &a) < 0) {
+		snprintf(why, whylen,
+		    "\"%.64s\" is not IP:PORT or a socket path (no host "
+		    "names: nothing may wait on a resolver)",
+		    sh->redis);
+		return -1;
+	}
+	sh->ss = a.ss;
+	sh->sslen = a.sslen;
+	return 0;
 }

@@ -341,7 +341,7 @@ load_section(struct load *l, char *name)
 	static const enum config_section plain[] = {CONFIG_SECT_SERVER,
 	    CONFIG_SECT_TLS, CONFIG_SECT_AUTH, CONFIG_SECT_QUEUE,
 	    CONFIG_SECT_DNS, CONFIG_SECT_DELIVERY, CONFIG_SECT_LOCAL,
-	    CONFIG_SECT_LOG, CONFIG_SECT_METRICS};
+	    CONFIG_SECT_LOG, CONFIG_SECT_METRICS, CONFIG_SECT_LIMITS};
 	char header[96], *d;
 	size_t i;
 
@@ -600,6 +600,24 @@ load_check_order(struct load *l, enum config_section s, const char *small,
 		load_fail(l, bl, big, "less than %s (%s)", small, smallfmt);
 }
 
+/* [limits]: backend = redis needs a usable redis address. */
+static void
+load_check_shared(struct load *l)
+{
+	struct config_shared *sh = &l->c->shared;
+	char why[200];
+
+	if (sh->backend != CONFIG_LIMITS_REDIS)
+		return;
+	if (sh->redis[0] == '\0')
+		load_fail(l, load_key_line(l, CONFIG_SECT_LIMITS, "backend"),
+		    "backend", "redis needs [limits] redis = IP:PORT or a "
+		               "socket path");
+	else if (config_shared_parse_redis(sh, why, sizeof(why)) < 0)
+		load_fail(l, load_key_line(l, CONFIG_SECT_LIMITS, "redis"),
+		    "redis", "%s", why);
+}
+
 static void
 load_check(struct load *l)
 {
@@ -642,6 +660,7 @@ load_check(struct load *l)
 	load_check_order(l, CONFIG_SECT_DELIVERY, "max_connections_per_host",
 	    c->delivery.max_connections_per_host, "max_connections",
 	    c->delivery.max_connections, a, b);
+	load_check_shared(l);
 	if (c->dns.max_ttl != 0) /* 0 turns the cache off */
 		load_check_order(l, CONFIG_SECT_DNS, "min_ttl", c->dns.min_ttl,
 		    "max_ttl", c->dns.max_ttl,

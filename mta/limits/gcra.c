@@ -72,3 +72,14 @@ gcra_idle(uint64_t tat, uint64_t now)
 {
 	return tat <= now;
 }
+
+void
+gcra_share(const struct gcra *g, unsigned nodes, struct gcra *out)
+{
+	if (nodes == 0)
+		nodes = 1;
+	out->interval = sat_mul(g->interval, nodes);
+	out->burst = g->burst / nodes;
+	if (out->burst == 0)
+		out->burst = 1;
+}

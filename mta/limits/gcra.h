@@ -53,6 +53,11 @@ bool gcra_take(const struct gcra *g, uint64_t *tat, uint64_t now, uint64_t n,
  * has paid the debt back; gcra_take with n = 0 asks whether it has. */
 void gcra_charge(const struct gcra *g, uint64_t *tat, uint64_t now, uint64_t n);
 
+/* The share one of nodes nodes takes when they cannot agree (the shared
+ * store is down): rate / nodes, burst / nodes but at least 1, so the
+ * nodes together admit about what the one shared limit would. */
+void gcra_share(const struct gcra *g, unsigned nodes, struct gcra *out);
+
 /* Is a key with state tat idle at now (the same as a fresh key)? */
 bool gcra_idle(uint64_t tat, uint64_t now);
 

@@ -137,9 +137,10 @@ key_of(const struct config_limit *d, const struct limits_subject *s, char *out,
 static bool
 limits_apply(struct limits *l, enum config_limit_count what,
     const struct limits_subject *s, uint64_t n, uint64_t now, bool force,
-    const char **name)
+    unsigned nodes, const char **name)
 {
 	char key[LIMITS_KEY_MAX];
+	struct gcra share;
 	bool ok = true;
 
 	if (!limits_counts(l, what))
@@ -151,8 +152,10 @@ limits_apply(struct limits *l, enum config_limit_count what,
 		if (m->def->count != what || !m->rated ||
 		    (klen = key_of(m->def, s, key, sizeof(key))) == 0)
 			continue;
-		if (!limits_store_take(
-		        l->st, key, klen, &m->g, now, n, force) &&
+		if (nodes > 1)
+			gcra_share(&m->g, nodes, &share);
+		if (!limits_store_take(l->st, key, klen,
+		        nodes > 1 ? &share : &m->g, now, n, force) &&
 		    ok) {
 			ok = false;
 			*name = m->def->name;
@@ -165,7 +168,37 @@ bool
 limits_take(struct limits *l, enum config_limit_count what,
     const struct limits_subject *s, uint64_t n, uint64_t now, const char **name)
 {
-	return limits_apply(l, what, s, n, now, false, name);
+	return limits_apply(l, what, s, n, now, false, 1, name);
+}
+
+bool
+limits_take_share(struct limits *l, enum config_limit_count what,
+    const struct limits_subject *s, uint64_t n, uint64_t now, unsigned nodes,
+    const char **name)
+{
+	return limits_apply(l, what, s, n, now, false, nodes, name);
+}
+
+size_t
+limits_steps(const struct limits *l, enum config_limit_count what,
+    const struct limits_subject *s, struct limits_step *out, size_t max)
+{
+	size_t k = 0;
+
+	if (!limits_counts(l, what))
+		return 0;
+	for (size_t i = 0; i < l->n && k < max; i++) {
+		const struct limit *m = &l->v[i];
+
+		if (m->def->count != what || !m->rated ||
+		    (out[k].keylen = key_of(m->def, s, out[k].key,
+		         sizeof(out[k].key))) == 0)
+			continue;
+		out[k].name = m->def->name;
+		out[k].g = m->g;
+		k++;
+	}
+	return k;
 }
 
 void
@@ -174,7 +207,7 @@ limits_charge(struct limits *l, enum config_limit_count what,
 {
 	const char *name;
 
-	(void)limits_apply(l, what, s, n, now, true, &name);
+	(void)limits_apply(l, what, s, n, now, true, 1, &name);
 }
 
 bool

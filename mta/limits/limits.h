@@ -95,6 +95,29 @@ bool limits_take(struct limits *l, enum config_limit_count what,
     const struct limits_subject *s, uint64_t n, uint64_t now,
     const char **name);
 
+/*
+ * Shared limits ([limits] backend = redis, limits_redis.h). A step is one
+ * limit a check must ask the shared store about: its key text and GCRA.
+ * limits_steps fills at most max steps for what and s (the same limits
+ * limits_take would charge) and returns how many.
+ */
+struct limits_step {
+	const char *name; /* the limit's, borrowed from l */
+	struct gcra g;
+	size_t keylen; /* key: "NAME\0VALUE", keylen bytes */
+	char key[LIMITS_KEY_MAX];
+};
+#define LIMITS_STEPS_MAX 16
+size_t limits_steps(const struct limits *l, enum config_limit_count what,
+    const struct limits_subject *s, struct limits_step *out, size_t max);
+
+/* limits_take with every limit cut to its share of nodes (gcra_share),
+ * in the local store: what a node admits while the shared store is
+ * down. */
+bool limits_take_share(struct limits *l, enum config_limit_count what,
+    const struct limits_subject *s, uint64_t n, uint64_t now, unsigned nodes,
+    const char **name);
+
 /* As limits_take, but the units are counted whether they fit or not
  * (count = bytes: a message's size once it is queued; its MAIL asked
  * limits_take with n = 0, which refuses while a key is in debt). */

@@ -49,6 +49,7 @@
 #include "dkim/dkim.h"
 #include "smtp/sender_policy.h"
 #include "limits/limits.h"
+#include "limits/limits_redis.h"
 #include "queue/queue.h"
 #include "smtp/smtp_in.h"
 #include "net/tls.h"
@@ -93,6 +94,7 @@ struct rthread {
 	struct rconns *conns; /* receive_conn.c */
 	bool finishing;       /* loop is being wound down */
 	struct uring_op sdt;  /* shutdown grace timer */
+	struct limits_redis *redis; /* [limits] backend = redis; else NULL */
 	struct rsnap *snap;   /* for new sessions (a reference); swapped
 				 on RECEIVE_MSG_RELOAD only */
 	int start_res;        /* 0 or -errno, set before start_sem post */
@@ -145,6 +147,7 @@ struct receive {
 	/* the state of every [limit]: kept across reloads, shared by the
 	 * threads (sharded locks, limits.h) */
 	struct limits_store *limits;
+	struct config_shared shared; /* [limits], from the startup config */
 	struct rthread *th;
 	unsigned nth;
 	sem_t start_sem;
@@ -711,6 +714,8 @@ thread_check_done(struct rthread *t)
 		t->finishing = true;
 		uring_cancel(t->l, &t->chan_rd);
 		uring_cancel(t->l, &t->sdt);
+		if (t->redis != NULL)
+			limits_redis_stop(t->redis);
 	}
 	if (uring_loop_busy(t->l) == 0)
 		uring_loop_stop(t->l);
@@ -775,6 +780,24 @@ chan_rd_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 	thread_check_done(t);
 }
 
+/* The shared limits' answers (limits_redis.h), on this thread. */
+static void
+redis_answer(void *arg, uint64_t cookie, int res)
+{
+	struct rthread *t = arg;
+
+	rconns_limit_done(t->conns, cookie, res);
+}
+
+static void
+redis_stopped(void *arg)
+{
+	thread_check_done(arg);
+}
+
+static const struct limits_redis_cbs redis_cbs = {
+    .answer = redis_answer, .stopped = redis_stopped};
+
 static void *
 thread_main(void *arg)
 {
@@ -799,6 +822,11 @@ thread_main(void *arg)
 	t->env.unref = conn_unref;
 	t->env.arg = t;
 	t->conns = rconns_new(&t->env);
+	if (r->shared.backend == CONFIG_LIMITS_REDIS) {
+		t->redis = limits_redis_new(t->l, &r->shared, &redis_cbs, t);
+		t->env.redis = t->redis;
+		t->env.nodes = r->shared.nodes;
+	}
 	uring_op_init(&t->chan_rd, chan_rd_cb);
 	uring_op_init(&t->sdt, sdt_cb);
 	uring_read(t->l, &t->chan_rd, chan_fd(t->chan), &t->chan_val,
@@ -815,6 +843,8 @@ thread_main(void *arg)
 		log_debug("receive thread %u: %" PRIu64 " stale commit or "
 		          "auth answers",
 		    t->idx, rconns_stale(t->conns));
+	limits_redis_free(t->redis);
+	t->redis = NULL;
 	uring_loop_free(t->l);
 	t->l = NULL;
 	atomic_fetch_sub(&r->running, 1);
@@ -895,6 +925,7 @@ snap_fill(struct receive *r, struct rsnap *sn, const struct config_server *cs,
 	sn->scfg.dkim = sn->dkim;
 	sn->scfg.senders = sn->senders;
 	sn->scfg.limits = sn->limits;
+	sn->scfg.limits_shared = r->shared.backend == CONFIG_LIMITS_REDIS;
 }
 
 /*
@@ -1315,6 +1346,8 @@ receive_limits(struct receive *r, const struct config *c)
 	MTA_ASSERT(r->boot.limits == NULL);
 	r->boot.limits = limits_new(c, r->limits);
 	r->boot.scfg.limits = r->boot.limits;
+	r->shared = c->shared;
+	r->boot.scfg.limits_shared = c->shared.backend == CONFIG_LIMITS_REDIS;
 }
 
 /* ---- reload (SIGHUP; main thread) ---- */

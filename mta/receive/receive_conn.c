@@ -52,6 +52,8 @@
 #include "base/xalloc.h"
 #include "auth/auth.h"
 #include "dkim/dkim.h"
+#include "limits/limits.h"
+#include "limits/limits_redis.h"
 #include "net/stream.h"
 #include "net/tls.h"
 #include "queue/queue.h"
@@ -66,6 +68,7 @@ enum pending {
 	PEND_AUTH,       /* a struct auth_req with the auth pool */
 	PEND_AUTH_DELAY, /* failed check: the answer waits for the timer */
 	PEND_SIGN,       /* a struct dkim_job with the signing pool */
+	PEND_LIMIT,      /* a check with the shared limits (Redis) */
 };
 
 struct conn {
@@ -397,15 +400,52 @@ conn_greet_later(struct conn *c)
 		stream_timer_next(&c->st);
 }
 
+/*
+ * SMTP_IN_LIMIT: ask Redis about the MAIL's message limits. true: the
+ * answer comes in rconns_limit_done. false: Redis is not usable, the
+ * local share answered, and *a is what the session does next.
+ */
+static bool
+conn_limit(struct conn *c, enum smtp_in_action *a)
+{
+	const struct rconn_env *env = c->cs->env;
+	struct limits_step steps[LIMITS_STEPS_MAX];
+	struct limits_subject subj;
+	const char *name = NULL;
+	size_t ns;
+	bool ok;
+
+	smtp_in_limit_peek(c->s, &subj);
+	ns = limits_steps(c->scfg->limits, CONFIG_LIMIT_MESSAGES, &subj,
+	    steps, LIMITS_STEPS_MAX);
+	if (ns == 0) {
+		*a = smtp_in_limit_done(c->s, true, NULL, stream_outbuf(&c->st));
+		return false;
+	}
+	if (env->redis != NULL &&
+	    limits_redis_check(env->redis, steps, ns, 1, conn_reqid(c))) {
+		c->pend = PEND_LIMIT;
+		stream_hold_timers(&c->st, true);
+		return true;
+	}
+	ok = limits_take_share(c->scfg->limits, CONFIG_LIMIT_MESSAGES, &subj,
+	    1, limits_now(), env->nodes, &name);
+	*a = smtp_in_limit_done(c->s, ok, name, stream_outbuf(&c->st));
+	return false;
+}
+
 /* Do what the session asked, send its replies, read on if it wants. */
 static void
 conn_act(struct conn *c, enum smtp_in_action a)
 {
 	const struct rconn_env *env = c->cs->env;
 
+	while (a == SMTP_IN_LIMIT && !conn_limit(c, &a))
+		;
 	switch (a) {
 	case SMTP_IN_READ:
 	case SMTP_IN_CLOSE:
+	case SMTP_IN_LIMIT: /* waiting for Redis */
 		break;
 	case SMTP_IN_COMMIT:
 		conn_commit(c);
@@ -655,6 +695,31 @@ rconns_auth_done(struct rconns *cs, struct auth_req *req)
 	}
 	conn_answered(c);
 	conn_act(c, smtp_in_auth_done(c->s, true, stream_outbuf(&c->st)));
+}
+
+void
+rconns_limit_done(struct rconns *cs, uint64_t reqid, int res)
+{
+	struct conn *c = conn_lookup(cs, reqid, PEND_LIMIT);
+	struct limits_step steps[LIMITS_STEPS_MAX];
+	struct limits_subject subj;
+	const char *name = NULL;
+	bool ok = res == 0;
+	size_t ns;
+
+	if (c == NULL)
+		return;
+	conn_answered(c);
+	smtp_in_limit_peek(c->s, &subj);
+	if (res == LIMITS_REDIS_FALLBACK) {
+		ok = limits_take_share(c->scfg->limits, CONFIG_LIMIT_MESSAGES,
+		    &subj, 1, limits_now(), cs->env->nodes, &name);
+	} else if (res > 0) {
+		ns = limits_steps(c->scfg->limits, CONFIG_LIMIT_MESSAGES,
+		    &subj, steps, LIMITS_STEPS_MAX);
+		name = (size_t)res <= ns ? steps[res - 1].name : "?";
+	}
+	conn_act(c, smtp_in_limit_done(c->s, ok, name, stream_outbuf(&c->st)));
 }
 
 void

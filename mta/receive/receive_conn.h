@@ -21,6 +21,7 @@ struct auth_pool;
 struct auth_req;
 struct dkim_job;
 struct dkim_pool;
+struct limits_redis;
 struct chan;
 struct queue;
 struct queue_submit;
@@ -38,6 +39,8 @@ struct rconn_env {
 	struct queue *q;        /* commits go here */
 	struct auth_pool *auth; /* NULL: no AUTH */
 	struct dkim_pool *dkim; /* signing threads; NULL: sign inline */
+	struct limits_redis *redis; /* shared limits; NULL: local only */
+	unsigned nodes;             /* [limits] nodes: the fallback share */
 	bool shutting;          /* say 421 to sessions when they are idle */
 	bool deadline;          /* grace over: say it at the next chance */
 	/* A connection was freed: release its address key and its
@@ -92,6 +95,8 @@ void rconn_open(struct rconns *cs, int fd, const struct rconn_start *st);
  * session). */
 void rconns_commit_done(struct rconns *cs, struct queue_submit *req);
 void rconns_auth_done(struct rconns *cs, struct auth_req *req);
+/* The shared limits' answer res (limits_redis.h) to the check of reqid. */
+void rconns_limit_done(struct rconns *cs, uint64_t reqid, int res);
 void rconns_sign_done(struct rconns *cs, struct dkim_job *j);
 
 /* Shutdown (env->shutting or env->deadline just set): say 421 to every

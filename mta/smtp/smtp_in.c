@@ -114,7 +114,17 @@ struct smtp_in {
 	struct dkim_job *job;     /* built at end of DATA until taken */
 	char dkim[600];           /* for the log: "DOMAIN/SELECTOR,..." */
 	char *from_bad;           /* From: address the sender policy refused */
+
+	/* A MAIL waiting for the shared limits (SMTP_IN_LIMIT) */
+	char *limit_arg; /* its argument, to go on with */
+	size_t limit_arglen;
+	int limit_answer; /* LIMIT_ASK while asking, then the answer */
+	struct limits_subject limit_subj;
+	char limit_dom[SMTP_PARSE_PATH_MAX + 1];
+	char limit_name[64]; /* the limit that refused */
 };
+
+enum { LIMIT_ASK, LIMIT_PASSED, LIMIT_REFUSED };
 
 struct smtp_in_cmd {
 	const char *verb;
@@ -608,6 +618,21 @@ smtp_in_subject(const struct smtp_in *s, const char *sender, size_t len,
 	}
 }
 
+/* Over limit name: the log line and the 450. */
+static void
+smtp_in_limit_refused(struct smtp_in *s, enum config_limit_count what,
+    const char *name, const char *user, struct buf *out)
+{
+	static const char *const what_name[] = {
+	    "messages", "recipients", "connections", "bytes"};
+
+	log_event("event=rejected client=%s reason=rate_limit limit=%s "
+	          "count=%s user=%s",
+	    s->peer.addr, name, what_name[what], user ? user : "-");
+	smtp_in_reply(
+	    s, out, "450 4.7.1 Error: too many %s, slow down", what_name[what]);
+}
+
 /*
  * Charge n units of what (sender: the MAIL FROM address) against the
  * [limit] sections; false: over one, 450 4.7.1 in out and the limit's
@@ -617,8 +642,6 @@ static bool
 smtp_in_limit_ok(struct smtp_in *s, enum config_limit_count what,
     const char *sender, size_t len, uint64_t n, struct buf *out)
 {
-	static const char *const what_name[] = {
-	    "messages", "recipients", "connections", "bytes"};
 	struct limits_subject subj;
 	char dom[SMTP_PARSE_PATH_MAX + 1];
 	const char *name = "?";
@@ -628,12 +651,29 @@ smtp_in_limit_ok(struct smtp_in *s, enum config_limit_count what,
 	smtp_in_subject(s, sender, len, dom, &subj);
 	if (limits_take(s->cfg->limits, what, &subj, n, limits_now(), &name))
 		return true;
-	log_event("event=rejected client=%s reason=rate_limit limit=%s "
-	          "count=%s user=%s",
-	    s->peer.addr, name, what_name[what], subj.user ? subj.user : "-");
-	smtp_in_reply(
-	    s, out, "450 4.7.1 Error: too many %s, slow down", what_name[what]);
+	smtp_in_limit_refused(s, what, name, subj.user, out);
 	return false;
+}
+
+/* [limits] backend = redis: the message limits are asked of the shared
+ * store (SMTP_IN_LIMIT) before the MAIL goes on; true: asked, and the
+ * MAIL runs again from smtp_in_limit_done with the answer. */
+static bool
+smtp_in_limit_defer(struct smtp_in *s, const struct smtp_parse_cmd *cmd,
+    const struct smtp_parse_path *p)
+{
+	if (!s->cfg->limits_shared || s->limit_arg != NULL ||
+	    !limits_counts(s->cfg->limits, CONFIG_LIMIT_MESSAGES))
+		return false;
+	s->limit_arg = xmalloc(cmd->arglen + 1);
+	memcpy(s->limit_arg, cmd->arg, cmd->arglen);
+	s->limit_arg[cmd->arglen] = '\0';
+	s->limit_arglen = cmd->arglen;
+	s->limit_answer = LIMIT_ASK;
+	smtp_in_subject(
+	    s, p->addr, p->addrlen, s->limit_dom, &s->limit_subj);
+	s->pending = SMTP_IN_LIMIT;
+	return true;
 }
 
 /* MAIL: the message and byte limits. */
@@ -641,8 +681,14 @@ static bool
 smtp_in_mail_limits(
     struct smtp_in *s, const struct smtp_parse_path *p, struct buf *out)
 {
-	return smtp_in_limit_ok(
-	           s, CONFIG_LIMIT_MESSAGES, p->addr, p->addrlen, 1, out) &&
+	if (s->limit_arg != NULL && s->limit_answer == LIMIT_REFUSED) {
+		smtp_in_limit_refused(s, CONFIG_LIMIT_MESSAGES, s->limit_name,
+		    s->limit_subj.user, out);
+		return false;
+	}
+	return (s->limit_arg != NULL ||
+	           smtp_in_limit_ok(s, CONFIG_LIMIT_MESSAGES, p->addr,
+	               p->addrlen, 1, out)) &&
 	       smtp_in_limit_ok(
 	           s, CONFIG_LIMIT_BYTES, p->addr, p->addrlen, 0, out);
 }
@@ -713,7 +759,8 @@ smtp_in_proceed_mail(
 		    p.size);
 		return;
 	}
-	if (!smtp_in_sender_ok(s, &p, out) || !smtp_in_mail_limits(s, &p, out))
+	if (!smtp_in_sender_ok(s, &p, out) || smtp_in_limit_defer(s, cmd, &p) ||
+	    !smtp_in_mail_limits(s, &p, out))
 		return;
 	if (!smtp_in_room(s, p.has_size ? p.size : 0, out))
 		return;
@@ -1789,6 +1836,7 @@ smtp_in_free(struct smtp_in *s)
 		metrics_inc(METRICS_TX_ABORTED);
 	smtp_in_tx_reset(s);
 	buf_fini(&s->in);
+	free(s->limit_arg);
 	free(s);
 }
 
@@ -1951,6 +1999,31 @@ smtp_in_auth_done(struct smtp_in *s, bool ok, struct buf *out)
 	} else {
 		smtp_in_auth_fail(s, out);
 	}
+	return smtp_in_resume(s, out);
+}
+
+void
+smtp_in_limit_peek(const struct smtp_in *s, struct limits_subject *subj)
+{
+	*subj = s->limit_subj;
+}
+
+enum smtp_in_action
+smtp_in_limit_done(
+    struct smtp_in *s, bool ok, const char *name, struct buf *out)
+{
+	struct smtp_parse_cmd cmd = {.verb = "MAIL", .verblen = 4};
+
+	if (s->pending != SMTP_IN_LIMIT)
+		return s->pending;
+	s->pending = SMTP_IN_READ;
+	s->limit_answer = ok ? LIMIT_PASSED : LIMIT_REFUSED;
+	(void)str_copy(s->limit_name, sizeof(s->limit_name), name ? name : "?");
+	cmd.arg = s->limit_arg;
+	cmd.arglen = s->limit_arglen;
+	smtp_in_proceed_mail(s, &cmd, out);
+	free(s->limit_arg);
+	s->limit_arg = NULL;
 	return smtp_in_resume(s, out);
 }
 

@@ -34,6 +34,7 @@ struct dkim_job;
 struct dkim_table;
 struct sender_policy;
 struct limits;
+struct limits_subject;
 
 /* What the loop must do after feed/done returns. Replies in `out` are
  * always sent first, in every case. */
@@ -48,6 +49,8 @@ enum smtp_in_action {
 	SMTP_IN_CLOSE,    /* send out, then close the connection */
 	SMTP_IN_SIGN,     /* take smtp_in_sign_take(), sign it (off the
 			     loop: dkim_pool), then smtp_in_sign_done() */
+	SMTP_IN_LIMIT,    /* ask the shared limits store about
+			     smtp_in_limit_peek(), then smtp_in_limit_done() */
 };
 
 /* Per-listener settings, shared read-only by every session of a thread.
@@ -92,6 +95,9 @@ struct smtp_in_cfg {
 	 * messages are counted at MAIL, recipients at RCPT; over a limit
 	 * 450 4.7.1. */
 	struct limits *limits;
+	/* The message limits live in a shared store ([limits] backend =
+	 * redis): MAIL asks the loop (SMTP_IN_LIMIT) instead of limits. */
+	bool limits_shared;
 };
 
 /* The connection, as the loop knows it. */
@@ -149,6 +155,15 @@ void smtp_in_auth_peek(
     const struct smtp_in *s, const char **user, const char **pass);
 enum smtp_in_action smtp_in_auth_done(
     struct smtp_in *s, bool ok, struct buf *out);
+
+/* After SMTP_IN_LIMIT: the MAIL's subject (borrowed until
+ * smtp_in_limit_done) whose messages limits to charge one unit. */
+void smtp_in_limit_peek(
+    const struct smtp_in *s, struct limits_subject *subj);
+/* The answer: ok, or refused by limit name (copied). The MAIL goes on
+ * (250, or 450 4.7.1), then buffered input. */
+enum smtp_in_action smtp_in_limit_done(
+    struct smtp_in *s, bool ok, const char *name, struct buf *out);
 
 /* cfg->greet_wait: the pause is over and no input came; appends the 220.
  * Once, before any other input; later calls do nothing. */
