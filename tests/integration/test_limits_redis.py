@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: ISC
+"""
+Limits shared across nodes ([limits] backend = redis): two relays and one
+real redis-server on a free loopback port. Together the relays admit at
+most the one shared limit; with Redis stopped each admits its share
+(rate / nodes), logs event=limits-fallback once, and recovers by itself
+when Redis is back; every message that got 250 reaches the sink. Bad
+[limits] settings fail check-config with FILE:LINE.
+"""
+import os
+import re
+import shutil
+import smtplib
+import subprocess
+import time
+
+import pytest
+
+from conftest import (BUILD, base_sections, free_port, make_message,
+                      merge_sections, run_mta, wait_port, write_config)
+from smtp_servers import MtaSink
+
+PW = "s3cret-pw"
+REMOTE = "rcpt@remote.example"
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
+                                reason="redis-server is not installed")
+
+
+class Redis:
+    """redis-server on 127.0.0.1:port, no persistence, in dirpath."""
+
+    def __init__(self, dirpath, port=None):
+        self.dir = dirpath
+        self.port = port or free_port()
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port("127.0.0.1", self.port, proc=self.proc)
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = Redis(tmp_path).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def sink(tmp_path):
+    s = MtaSink(BUILD, "127.0.0.1", free_port(), tmp_path / "sink.jsonl")
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def users(tmp_path):
+    h = subprocess.run(["openssl", "passwd", "-6", "-stdin"],
+                       input=PW.encode(), check=True, capture_output=True,
+                       timeout=60).stdout.decode().strip()
+    p = tmp_path / "users"
+    p.write_text(f"alice:{h}\nbob:{h}\n")
+    return str(p)
+
+
+def shared(users, redis, sink, rate, nodes=2):
+    return {"auth": {"users": users, "require_tls": "no"},
+            "limits": {"backend": "redis",
+                       "redis": f"127.0.0.1:{redis.port}",
+                       "nodes": str(nodes), "redis_timeout": "500ms"},
+            "limit per-user": {"count": "messages", "key": "user",
+                               "rate": rate},
+            "route *": {"host": f"[127.0.0.1]:{sink.port}", "tls": "none"},
+            "queue": {"retry": "1s"}}
+
+
+def send_one(relay, user="alice"):
+    """One message in its own session; the MAIL reply code."""
+    with smtplib.SMTP(relay.host, relay.port, timeout=20) as s:
+        s.login(user, PW)
+        code, _ = s.mail(f"{user}@example.org")
+        if code != 250:
+            return code
+        assert s.rcpt(REMOTE)[0] == 250
+        assert s.data(make_message(sender=f"{user}@example.org",
+                                   rcpt=REMOTE))[0] == 250
+        return code
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_two_relays_share_one_limit(relay_factory, users, redis, sink):
+    """4 messages a minute per user, shared: sessions alternating between
+    the two relays get 4 250s in all (each relay alone would give 4)."""
+    ov = shared(users, redis, sink, "4/m")
+    a = relay_factory(ov, name="node-a")
+    b = relay_factory(ov, name="node-b")
+    codes = [send_one(r) for r in [a, b] * 5]
+    assert codes.count(250) == 4, codes
+    assert codes[:4] == [250] * 4 and set(codes[4:]) == {450}, codes
+    # bob has a key of his own
+    assert send_one(b, "bob") == 250
+    log = a.stderr_text() + b.stderr_text()
+    assert "reason=rate_limit limit=per-user count=messages" in log
+    assert "limits-fallback" not in log, log
+    wait_for(lambda: len(sink.records()) == 5, 30, "5 messages at the sink")
+
+
+def test_redis_down_falls_back_and_recovers(relay_factory, users, redis,
+                                            sink):
+    """10 a minute shared by nodes = 2. Redis stopped: each relay admits
+    its share (burst 5), logs the fallback once; Redis back: the relays
+    go back to it by themselves. Every 250 reaches the sink."""
+    ov = shared(users, redis, sink, "10/m")
+    a = relay_factory(ov, name="node-a")
+    b = relay_factory(ov, name="node-b")
+    accepted = 0
+    assert send_one(a) == 250 and send_one(b) == 250
+    accepted += 2
+    redis.stop()
+    codes = {"a": [], "b": []}
+    for _ in range(7):
+        codes["a"].append(send_one(a))
+        codes["b"].append(send_one(b))
+    for k in codes:
+        assert codes[k].count(250) == 5, codes
+        assert codes[k][:5] == [250] * 5, codes
+    accepted += 10
+    for r in (a, b):
+        n = r.stderr_text().count("event=limits-fallback")
+        assert n == 1, r.stderr_text()
+    redis.start()
+    wait_for(lambda: all("event=limits-recovered" in r.stderr_text()
+                         for r in (a, b)), 20, "limits-recovered")
+    # the new Redis is empty: the shared burst of 10 again, for both
+    codes = [send_one(r) for r in [a, b] * 6]
+    assert codes.count(250) == 10, codes
+    accepted += 10
+    for r in (a, b):
+        assert r.stderr_text().count("event=limits-fallback") == 1
+    wait_for(lambda: len(sink.records()) == accepted, 60,
+             f"{accepted} messages at the sink")
+
+
+def check_config(tmp_path, limits):
+    port = free_port()
+    sec = merge_sections(base_sections(tmp_path / "q", port),
+                         {"limits": limits})
+    conf = write_config(tmp_path / "bad.conf", sec)
+    p = run_mta("check-config", conf=conf, check=False)
+    assert p.returncode == 1, p
+    err = p.stderr.decode()
+    text = conf.read_text().splitlines()
+    m = re.match(re.escape(str(conf)) + r":(\d+): (\w+): ", err)
+    assert m, err
+    return text[int(m.group(1)) - 1], m.group(2), err
+
+
+@pytest.mark.parametrize("limits,key,why", [
+    ({"backend": "redis"}, "backend", "needs [limits] redis"),
+    ({"backend": "redis", "redis": "localhost:6379"}, "redis",
+     "not IP:PORT or a socket path"),
+    ({"backend": "redis", "redis": "127.0.0.1"}, "redis",
+     "not IP:PORT or a socket path"),
+    ({"nodes": "0"}, "nodes", ""),
+    ({"backend": "memcached"}, "backend", ""),
+])
+def test_bad_config(tmp_path, limits, key, why):
+    line, k, err = check_config(tmp_path, limits)
+    assert k == key and line.startswith(f"{key} ="), (line, err)
+    assert why in err, err
