@@ -10,6 +10,7 @@ when Redis is back; every message that got 250 reaches the sink. Bad
 import os
 import re
 import shutil
+import signal
 import smtplib
 import subprocess
 import time
@@ -189,3 +190,34 @@ def test_bad_config(tmp_path, limits, key, why):
     line, k, err = check_config(tmp_path, limits)
     assert k == key and line.startswith(f"{key} ="), (line, err)
     assert why in err, err
+
+
+def test_slow_redis_times_out(relay_factory, users, redis, sink):
+    """A Redis that does not answer (SIGSTOP) is as good as down after
+    redis_timeout: the MAIL is answered from the local share, not held;
+    SIGCONT and the relay goes back to Redis by itself."""
+    ov = shared(users, redis, sink, "4/m")
+    a = relay_factory(ov, name="node-a")
+    assert send_one(a) == 250
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        codes = [send_one(a) for _ in range(3)]
+        took = time.monotonic() - t0
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    # share of 4/m for 2 nodes: a burst of 2, counted locally
+    assert codes == [250, 250, 450], codes
+    assert took < 15, took
+    log = a.stderr_text()
+    assert log.count("event=limits-fallback") == 1, log
+    assert re.search(r"event=limits-fallback redis=127\.0\.0\.1:\d+ "
+                     r"reason=timeout", log), log
+    wait_for(lambda: "event=limits-recovered" in a.stderr_text(), 20,
+             "limits-recovered")
+    # Redis counted the first, and perhaps the check that timed out (it
+    # ran it once it was let go): two or three more pass, shared again
+    codes = [send_one(a) for _ in range(4)]
+    assert codes in ([250, 250, 250, 450], [250, 250, 450, 450]), codes
+    n = 3 + codes.count(250)
+    wait_for(lambda: len(sink.records()) == n, 60, f"{n} messages at the sink")
