@@ -215,9 +215,12 @@ def test_slow_redis_times_out(relay_factory, users, redis, sink):
                      r"reason=timeout", log), log
     wait_for(lambda: "event=limits-recovered" in a.stderr_text(), 20,
              "limits-recovered")
-    # Redis counted the first, and perhaps the check that timed out (it
-    # ran it once it was let go): two or three more pass, shared again
+    # Redis counted the first, and perhaps the checks that timed out (one
+    # per receive thread's connection; it ran them once let go): at least
+    # one more passes (the local share is spent: this is Redis again), and
+    # the shared limit holds
     codes = [send_one(a) for _ in range(4)]
-    assert codes in ([250, 250, 250, 450], [250, 250, 450, 450]), codes
+    assert codes[0] == 250 and codes[-1] == 450, codes
+    assert codes == sorted(codes), codes
     n = 3 + codes.count(250)
     wait_for(lambda: len(sink.records()) == n, 60, f"{n} messages at the sink")
