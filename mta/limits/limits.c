@@ -191,11 +191,12 @@ limits_steps(const struct limits *l, enum config_limit_count what,
 		const struct limit *m = &l->v[i];
 
 		if (m->def->count != what || !m->rated ||
-		    (out[k].keylen = key_of(m->def, s, out[k].key,
-		         sizeof(out[k].key))) == 0)
+		    (out[k].keylen = key_of(
+		         m->def, s, out[k].key, sizeof(out[k].key))) == 0)
 			continue;
 		out[k].name = m->def->name;
 		out[k].g = m->g;
+		out[k].max = 0;
 		k++;
 	}
 	return k;
@@ -230,12 +231,13 @@ lease_drop(
 			limits_store_unlease(l->st, key, klen, now);
 }
 
-bool
-limits_lease(struct limits *l, const struct limits_subject *s, uint64_t now,
-    uint64_t ttl, const char **name)
+static bool
+lease_apply(struct limits *l, const struct limits_subject *s, uint64_t now,
+    uint64_t ttl, unsigned nodes, const char **name)
 {
 	char key[LIMITS_KEY_MAX];
 	size_t klen;
+	uint64_t max;
 
 	if (!limits_leases(l))
 		return true;
@@ -244,14 +246,53 @@ limits_lease(struct limits *l, const struct limits_subject *s, uint64_t now,
 
 		if (d->max == 0 || (klen = key_of(d, s, key, sizeof(key))) == 0)
 			continue;
+		max = nodes > 1 ? d->max / nodes : d->max;
+		if (max == 0)
+			max = 1;
 		if (!limits_store_lease(
-		        l->st, key, klen, d->max, now + ttl, now)) {
+		        l->st, key, klen, max, now + ttl, now)) {
 			lease_drop(l, s, i, now);
 			*name = d->name;
 			return false;
 		}
 	}
 	return true;
+}
+
+bool
+limits_lease(struct limits *l, const struct limits_subject *s, uint64_t now,
+    uint64_t ttl, const char **name)
+{
+	return lease_apply(l, s, now, ttl, 1, name);
+}
+
+bool
+limits_lease_share(struct limits *l, const struct limits_subject *s,
+    uint64_t now, uint64_t ttl, unsigned nodes, const char **name)
+{
+	return lease_apply(l, s, now, ttl, nodes, name);
+}
+
+size_t
+limits_lease_steps(const struct limits *l, const struct limits_subject *s,
+    struct limits_step *out, size_t max)
+{
+	size_t k = 0;
+
+	if (!limits_leases(l))
+		return 0;
+	for (size_t i = 0; i < l->n && k < max; i++) {
+		const struct config_limit *d = l->v[i].def;
+
+		if (d->max == 0 || (out[k].keylen = key_of(d, s, out[k].key,
+		                        sizeof(out[k].key))) == 0)
+			continue;
+		out[k].name = d->name;
+		out[k].g = l->v[i].g;
+		out[k].max = d->max;
+		k++;
+	}
+	return k;
 }
 
 void

@@ -104,12 +104,21 @@ bool limits_take(struct limits *l, enum config_limit_count what,
 struct limits_step {
 	const char *name; /* the limit's, borrowed from l */
 	struct gcra g;
+	uint64_t max;  /* limits_lease_steps: leases held at once */
 	size_t keylen; /* key: "NAME\0VALUE", keylen bytes */
 	char key[LIMITS_KEY_MAX];
 };
 #define LIMITS_STEPS_MAX 16
 size_t limits_steps(const struct limits *l, enum config_limit_count what,
     const struct limits_subject *s, struct limits_step *out, size_t max);
+
+/* The limits capping connections held (max) that s has a key for. */
+size_t limits_lease_steps(const struct limits *l,
+    const struct limits_subject *s, struct limits_step *out, size_t max);
+
+/* limits_lease with every max cut to its share of nodes (at least 1). */
+bool limits_lease_share(struct limits *l, const struct limits_subject *s,
+    uint64_t now, uint64_t ttl, unsigned nodes, const char **name);
 
 /* limits_take with every limit cut to its share of nodes (gcra_share),
  * in the local store: what a node admits while the shared store is

@@ -8,6 +8,7 @@
 
 #include <hiredis.h>
 #include <inttypes.h>
+#include <sys/random.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,11 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define COOKIE_LOAD    UINT64_MAX /* the SCRIPT LOAD in the FIFO */
+/* FIFO entries that are not a caller's: the SCRIPT LOADs (check, then
+ * lease script) and the replies nobody waits for (ZREM). */
+#define COOKIE_LOAD0  UINT64_MAX
+#define COOKIE_LOAD1  (UINT64_MAX - 1)
+#define COOKIE_IGNORE (UINT64_MAX - 2)
 
 enum lr_state {
 	LR_DOWN,       /* no connection; the retry timer runs */
@@ -35,6 +40,8 @@ struct lr_wait {
 	uint64_t cookie;
 	uint64_t sent; /* mono ms */
 	size_t ns;     /* steps asked */
+	char *undo;    /* a lease: the commands giving it back; else NULL */
+	size_t undolen;
 };
 
 struct limits_redis {
@@ -48,7 +55,9 @@ struct limits_redis {
 	bool stopping; /* limits_redis_stop */
 	bool stopped;  /* cbs->stopped was called */
 	redisReader *rd;
-	char sha[41];
+	char sha[2][41]; /* the check and lease scripts' digests */
+	uint64_t idpre;  /* lease ids: random per client, then a count */
+	uint64_t idseq;
 	struct lr_wait *q; /* FIFO ring */
 	size_t qhead, qlen, qcap;
 	struct uring_op retry; /* the reconnect timer */
@@ -61,6 +70,7 @@ static atomic_bool lr_fallback;
 
 static const struct stream_cbs lr_cbs;
 static void lr_connect(struct limits_redis *lr);
+static void lr_ignore(struct limits_redis *lr, size_t n);
 
 size_t
 limits_redis_key(const struct limits_step *st, char *out, size_t len)
@@ -110,7 +120,8 @@ lr_log_up(struct limits_redis *lr)
 }
 
 static void
-lr_push(struct limits_redis *lr, uint64_t cookie, size_t ns)
+lr_push(struct limits_redis *lr, uint64_t cookie, size_t ns, char *undo,
+    size_t undolen)
 {
 	if (lr->qlen == lr->qcap) {
 		size_t cap = lr->qcap ? lr->qcap * 2 : 16;
@@ -124,7 +135,7 @@ lr_push(struct limits_redis *lr, uint64_t cookie, size_t ns)
 		lr->qhead = 0;
 	}
 	lr->q[(lr->qhead + lr->qlen) % lr->qcap] =
-	    (struct lr_wait){cookie, clock_mono_ms(), ns};
+	    (struct lr_wait){cookie, clock_mono_ms(), ns, undo, undolen};
 	if (lr->qlen++ == 0)
 		stream_timer(&lr->st, lr->sh.redis_timeout);
 }
@@ -163,7 +174,12 @@ lr_load(struct limits_redis *lr)
 
 	if (!lr_send(lr, 3, argv, len))
 		return false;
-	lr_push(lr, COOKIE_LOAD, 0);
+	lr_push(lr, COOKIE_LOAD0, 0, NULL, 0);
+	argv[2] = limits_redis_lease_lua;
+	len[2] = strlen(limits_redis_lease_lua);
+	if (!lr_send(lr, 3, argv, len))
+		return false;
+	lr_push(lr, COOKIE_LOAD1, 0, NULL, 0);
 	return true;
 }
 
@@ -174,8 +190,9 @@ lr_flush_waits(struct limits_redis *lr)
 	while (lr->qlen > 0) {
 		struct lr_wait w = lr_pop(lr);
 
-		if (w.cookie != COOKIE_LOAD)
-			lr->cbs->answer(
+		free(w.undo); /* a lease Redis took anyway expires by itself */
+		if (w.cookie < COOKIE_IGNORE)
+			(void)lr->cbs->answer(
 			    lr->arg, w.cookie, LIMITS_REDIS_FALLBACK);
 	}
 }
@@ -206,16 +223,22 @@ lr_reply(struct limits_redis *lr, redisReply *r)
 		return;
 	}
 	w = lr_pop(lr);
-	if (w.cookie == COOKIE_LOAD) {
+	if (w.cookie == COOKIE_IGNORE)
+		return;
+	if (w.cookie == COOKIE_LOAD0 || w.cookie == COOKIE_LOAD1) {
+		char *sha = lr->sha[w.cookie == COOKIE_LOAD1];
+
 		if (r->type != REDIS_REPLY_STRING || r->len != 40) {
 			lr_fail(lr, "script load failed");
 			return;
 		}
-		memcpy(lr->sha, r->str, 40);
-		lr->sha[40] = '\0';
-		lr->state = LR_UP;
-		lr->backoff_ms = 0;
-		lr_log_up(lr);
+		memcpy(sha, r->str, 40);
+		sha[40] = '\0';
+		if (w.cookie == COOKIE_LOAD1) {
+			lr->state = LR_UP;
+			lr->backoff_ms = 0;
+			lr_log_up(lr);
+		}
 		return;
 	}
 	res = limits_redis_result(r->type, r->integer,
@@ -226,7 +249,11 @@ lr_reply(struct limits_redis *lr, redisReply *r)
 		if (!lr_load(lr))
 			lr_fail(lr, "write failed");
 	}
-	lr->cbs->answer(lr->arg, w.cookie, res);
+	if (!lr->cbs->answer(lr->arg, w.cookie, res) && res == 0 &&
+	    w.undo != NULL && lr->state != LR_CLOSING &&
+	    stream_write(&lr->st, w.undo, w.undolen) == 0)
+		lr_ignore(lr, w.ns);
+	free(w.undo);
 }
 
 static size_t
@@ -373,52 +400,171 @@ limits_redis_new(struct uring_loop *l, const struct config_shared *sh,
 	lr->sh = *sh;
 	lr->cbs = cbs;
 	lr->arg = arg;
+	if (getrandom(&lr->idpre, sizeof(lr->idpre), 0) !=
+	    (ssize_t)sizeof(lr->idpre))
+		lr->idpre = clock_mono_ms() ^ (uint64_t)(uintptr_t)lr;
 	uring_op_init(&lr->retry, lr_retry_cb);
 	lr_connect(lr);
 	return lr;
 }
 
-bool
-limits_redis_check(struct limits_redis *lr, const struct limits_step *steps,
-    size_t ns, uint64_t n, uint64_t cookie)
+/* EVALSHA script `which` over the keys of steps[0..ns), with args, then
+ * per step its words(), as ARGV. false: not sent. */
+static bool
+lr_eval(struct limits_redis *lr, int which, const struct limits_step *steps,
+    size_t ns, const char *const *args, size_t nargs,
+    size_t (*words)(const struct limits_step *, char (*)[24]))
 {
-	enum { KEYMAX = LIMITS_KEY_MAX + 16 };
-	const char *argv[4 + 3 * LIMITS_STEPS_MAX];
-	size_t len[4 + 3 * LIMITS_STEPS_MAX];
-	char keys[LIMITS_STEPS_MAX][KEYMAX], nums[1 + 2 * LIMITS_STEPS_MAX][24];
+	enum {
+		KEYMAX = LIMITS_KEY_MAX + 16,
+		ARGMAX = 8 + 4 * LIMITS_STEPS_MAX
+	};
+	const char *argv[ARGMAX];
+	size_t len[ARGMAX];
+	char keys[LIMITS_STEPS_MAX][KEYMAX], nums[2 * LIMITS_STEPS_MAX][24];
 	char nk[8];
-	int argc = 0;
+	size_t argc = 0, nn = 0;
 
 	if (lr->state != LR_UP || ns == 0 || ns > LIMITS_STEPS_MAX)
 		return false;
 	snprintf(nk, sizeof(nk), "%zu", ns);
 	argv[argc++] = "EVALSHA";
-	argv[argc++] = lr->sha;
+	argv[argc++] = lr->sha[which];
 	argv[argc++] = nk;
+	for (size_t i = 0; i < 3; i++)
+		len[i] = strlen(argv[i]);
 	for (size_t i = 0; i < ns; i++) {
 		if ((len[argc] =
 		            limits_redis_key(&steps[i], keys[i], KEYMAX)) == 0)
 			return false;
 		argv[argc++] = keys[i];
 	}
-	snprintf(nums[0], sizeof(nums[0]), "%" PRIu64, n);
-	argv[argc++] = nums[0];
-	for (size_t i = 0; i < ns; i++) {
-		snprintf(nums[1 + 2 * i], sizeof(nums[0]), "%" PRIu64,
-		    steps[i].g.interval);
-		snprintf(nums[2 + 2 * i], sizeof(nums[0]), "%" PRIu64,
-		    steps[i].g.burst);
-		argv[argc++] = nums[1 + 2 * i];
-		argv[argc++] = nums[2 + 2 * i];
+	for (size_t i = 0; i < nargs; i++) {
+		len[argc] = strlen(args[i]);
+		argv[argc++] = args[i];
 	}
-	for (int i = 0; i < argc; i++)
-		if (i < 3 || i >= 3 + (int)ns)
-			len[i] = strlen(argv[i]);
-	if (!lr_send(lr, argc, argv, len))
+	for (size_t i = 0; i < ns; i++) {
+		size_t w = words(&steps[i], &nums[nn]);
+
+		for (size_t j = 0; j < w; j++, nn++) {
+			len[argc] = strlen(nums[nn]);
+			argv[argc++] = nums[nn];
+		}
+	}
+	return lr_send(lr, (int)argc, argv, len);
+}
+
+/* The check script's words per key: interval and burst. */
+static size_t
+check_words(const struct limits_step *st, char (*out)[24])
+{
+	snprintf(out[0], sizeof(out[0]), "%" PRIu64, st->g.interval);
+	snprintf(out[1], sizeof(out[1]), "%" PRIu64, st->g.burst);
+	return 2;
+}
+
+/* The lease script's: max. */
+static size_t
+lease_words(const struct limits_step *st, char (*out)[24])
+{
+	snprintf(out[0], sizeof(out[0]), "%" PRIu64, st->max);
+	return 1;
+}
+
+bool
+limits_redis_check(struct limits_redis *lr, const struct limits_step *steps,
+    size_t ns, uint64_t n, uint64_t cookie)
+{
+	char num[24];
+	const char *args[] = {num};
+
+	snprintf(num, sizeof(num), "%" PRIu64, n);
+	if (!lr_eval(lr, 0, steps, ns, args, 1, check_words))
 		return false;
-	lr_push(lr, cookie, ns);
+	lr_push(lr, cookie, ns, NULL, 0);
 	stream_flush(&lr->st);
 	return true;
+}
+
+/* "ZREM key id" for each step, formatted into *out (malloc'd). */
+static bool
+lr_unlease_cmds(const struct limits_step *steps, size_t ns, const char *id,
+    char **out, size_t *outlen)
+{
+	struct buf b;
+	bool ok = ns > 0;
+
+	buf_init(&b, LIMITS_STEPS_MAX * (LIMITS_KEY_MAX + 128));
+	for (size_t i = 0; i < ns && ok; i++) {
+		char key[LIMITS_KEY_MAX + 16], *cmd;
+		const char *argv[] = {"ZREM", key, id};
+		size_t len[] = {4, 0, strlen(id)};
+		int n;
+
+		len[1] = limits_redis_key(&steps[i], key, sizeof(key));
+		if (len[1] == 0 ||
+		    (n = redisFormatCommandArgv(&cmd, 3, argv, len)) < 0) {
+			ok = false;
+			break;
+		}
+		ok = buf_append(&b, cmd, (size_t)n) == 0;
+		redisFreeCommand(cmd);
+	}
+	if (ok) {
+		*outlen = buf_avail(&b);
+		*out = xmalloc(*outlen);
+		memcpy(*out, buf_peek(&b), *outlen);
+	}
+	buf_fini(&b);
+	return ok;
+}
+
+/* Wait for the n replies of commands nobody needs an answer to. */
+static void
+lr_ignore(struct limits_redis *lr, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		lr_push(lr, COOKIE_IGNORE, 0, NULL, 0);
+}
+
+bool
+limits_redis_lease(struct limits_redis *lr, const struct limits_step *steps,
+    size_t ns, uint64_t ttl_ms, char *id, uint64_t cookie)
+{
+	char ttl[24];
+	const char *args[] = {id, ttl};
+	char *undo;
+	size_t undolen;
+
+	snprintf(id, LIMITS_REDIS_ID_MAX, "%016" PRIx64 ":%" PRIu64, lr->idpre,
+	    ++lr->idseq);
+	snprintf(ttl, sizeof(ttl), "%" PRIu64, ttl_ms);
+	if (lr->state != LR_UP ||
+	    !lr_unlease_cmds(steps, ns, id, &undo, &undolen))
+		return false;
+	if (!lr_eval(lr, 1, steps, ns, args, 2, lease_words)) {
+		free(undo);
+		return false;
+	}
+	lr_push(lr, cookie, ns, undo, undolen);
+	stream_flush(&lr->st);
+	return true;
+}
+
+void
+limits_redis_unlease(struct limits_redis *lr, const struct limits_step *steps,
+    size_t ns, const char *id)
+{
+	char *cmds;
+	size_t len;
+
+	if (lr->state != LR_UP || !lr_unlease_cmds(steps, ns, id, &cmds, &len))
+		return;
+	if (stream_write(&lr->st, cmds, len) == 0) {
+		lr_ignore(lr, ns);
+		stream_flush(&lr->st);
+	}
+	free(cmds);
 }
 
 void
@@ -445,6 +591,8 @@ limits_redis_free(struct limits_redis *lr)
 		return;
 	if (lr->rd != NULL)
 		redisReaderFree(lr->rd);
+	while (lr->qlen > 0)
+		free(lr_pop(lr).undo);
 	free(lr->q);
 	free(lr);
 }

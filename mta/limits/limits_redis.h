@@ -41,11 +41,14 @@ struct limits_redis;
 #define LIMITS_REDIS_FALLBACK (-1) /* no shared answer: use the share */
 
 struct limits_redis_cbs {
-	/* The answer to limits_redis_check(cookie): 0 every limit let the
-	 * units through (and counted them); i > 0 step i - 1 refused (the
-	 * others counted theirs, as limits_take); LIMITS_REDIS_FALLBACK.
-	 * Never from inside a limits_redis_*() call. */
-	void (*answer)(void *arg, uint64_t cookie, int res);
+	/* The answer to limits_redis_check or _lease (cookie): 0 every
+	 * limit let the units through (and counted them) or every lease was
+	 * taken; i > 0 step i - 1 refused (a check: the others counted
+	 * theirs, as limits_take; a lease: none was taken);
+	 * LIMITS_REDIS_FALLBACK. Returns false when nobody waits for it any
+	 * more: leases it took are given back. Never from inside a
+	 * limits_redis_*() call but limits_redis_stop. */
+	bool (*answer)(void *arg, uint64_t cookie, int res);
 	/* After limits_redis_stop(): nothing is left on the loop. */
 	void (*stopped)(void *arg);
 };
@@ -63,6 +66,22 @@ struct limits_redis *limits_redis_new(struct uring_loop *l,
  */
 bool limits_redis_check(struct limits_redis *lr,
     const struct limits_step *steps, size_t ns, uint64_t n, uint64_t cookie);
+
+/*
+ * limits_redis_lease - take one lease of every step (limits_lease_steps:
+ * at most step.max held per key, across every node) for ttl_ms, all or
+ * none, as *id (filled here, LIMITS_REDIS_ID_MAX bytes: unique to this
+ * node). As limits_redis_check: true, the answer comes later; false,
+ * apply the local share (limits_lease_share) now.
+ * limits_redis_unlease gives the leases of id back (no answer; when
+ * Redis is away they expire by themselves).
+ */
+#define LIMITS_REDIS_ID_MAX 48
+bool limits_redis_lease(struct limits_redis *lr,
+    const struct limits_step *steps, size_t ns, uint64_t ttl_ms, char *id,
+    uint64_t cookie);
+void limits_redis_unlease(struct limits_redis *lr,
+    const struct limits_step *steps, size_t ns, const char *id);
 
 /* Close the connection and stop retrying; the checks still out are
  * answered LIMITS_REDIS_FALLBACK; cbs->stopped follows. */
@@ -86,7 +105,8 @@ size_t limits_redis_key(const struct limits_step *st, char *out, size_t len);
 int limits_redis_result(
     int type, long long v, const char *str, size_t ns, bool *noscript);
 
-/* The GCRA script (limits_redis_lua.c). */
+/* The GCRA and lease scripts (limits_redis_lua.c). */
 extern const char limits_redis_lua[];
+extern const char limits_redis_lease_lua[];
 
 #endif

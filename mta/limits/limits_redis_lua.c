@@ -11,6 +11,14 @@
  * charged on its own, as limits_take does. Returns 0, or the index
  * (1-based) of the first key that refused. Lua numbers are doubles:
  * exact for microsecond times well past 2200.
+ *
+ * limits_redis_lease_lua: connection leases, one sorted set per key
+ * (member: the lease id, score: when it expires, ms of Redis's clock).
+ * KEYS: one per limit; ARGV: the lease id, its ttl (ms), then each key's
+ * max. Expired leases are dropped first; then all or none are taken:
+ * returns 0, or the index of the first key already at its max. A set
+ * expires with its last lease, so a node that died leaves nothing behind
+ * for longer than a ttl.
  */
 #include "limits/limits_redis.h"
 
@@ -35,3 +43,19 @@ const char limits_redis_lua[] =
     "  end\n"
     "end\n"
     "return refused\n";
+
+const char limits_redis_lease_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ttl = tonumber(ARGV[2])\n"
+    "for i, k in ipairs(KEYS) do\n"
+    "  redis.call('ZREMRANGEBYSCORE', k, '-inf', now)\n"
+    "  if redis.call('ZCARD', k) >= tonumber(ARGV[2 + i]) then\n"
+    "    return i\n"
+    "  end\n"
+    "end\n"
+    "for i, k in ipairs(KEYS) do\n"
+    "  redis.call('ZADD', k, now + ttl, ARGV[1])\n"
+    "  redis.call('PEXPIRE', k, ttl)\n"
+    "end\n"
+    "return 0\n";

@@ -447,7 +447,9 @@ conn_lease(struct rsnap *sn, const uint8_t key[RCONN_IPKEY], uint64_t ttl_ms)
 	struct limits_subject subj = {.client = addr};
 	const char *name = "?";
 
-	if (!limits_leases(sn->limits) || !ipkey_text(key, addr, sizeof(addr)))
+	/* shared leases are taken by the connection (receive_conn.c) */
+	if (!limits_leases(sn->limits) || sn->scfg.limits_shared ||
+	    !ipkey_text(key, addr, sizeof(addr)))
 		return true;
 	if (limits_lease(sn->limits, &subj, limits_now(),
 	        (ttl_ms + 60000) * 1000, &name))
@@ -464,7 +466,8 @@ conn_unlease(struct rsnap *sn, const uint8_t key[RCONN_IPKEY])
 	char addr[INET6_ADDRSTRLEN];
 	struct limits_subject subj = {.client = addr};
 
-	if (limits_leases(sn->limits) && ipkey_text(key, addr, sizeof(addr)))
+	if (limits_leases(sn->limits) && !sn->scfg.limits_shared &&
+	    ipkey_text(key, addr, sizeof(addr)))
 		limits_unlease(sn->limits, &subj, limits_now());
 }
 
@@ -781,12 +784,12 @@ chan_rd_cb(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 }
 
 /* The shared limits' answers (limits_redis.h), on this thread. */
-static void
+static bool
 redis_answer(void *arg, uint64_t cookie, int res)
 {
 	struct rthread *t = arg;
 
-	rconns_limit_done(t->conns, cookie, res);
+	return rconns_redis_answer(t->conns, cookie, res);
 }
 
 static void

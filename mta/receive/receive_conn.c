@@ -71,6 +71,15 @@ enum pending {
 	PEND_LIMIT,      /* a check with the shared limits (Redis) */
 };
 
+/* [limit] max with the shared store: where this connection's leases are. */
+enum lease {
+	LEASE_NONE,   /* none held (no such limit, or the local socket) */
+	LEASE_ASKING, /* asked of Redis; the greeting waits for the answer */
+	LEASE_REDIS,  /* held in Redis as lease_id */
+	LEASE_LOCAL,  /* Redis was away: the local share, in the store */
+};
+#define LEASE_COOKIE (1ULL << 63) /* a lease answer, not a MAIL's check */
+
 struct conn {
 	struct stream st; /* first: the stream's storage */
 	struct rconns *cs;
@@ -79,7 +88,8 @@ struct conn {
 	uint32_t gen; /* bumped at each reuse of the slot */
 	bool live;    /* between open and closed */
 	bool implicit;
-	bool held; /* the stream is paused */
+	bool lease_local; /* the local socket: no address, no lease */
+	bool held;        /* the stream is paused */
 
 	bool greet_due;            /* the user timer is the greeting pause */
 	bool dl_on;                /* the user timer is a request deadline */
@@ -91,6 +101,10 @@ struct conn {
 	unsigned data_rate; /* bytes/s; 0: none */
 
 	enum pending pend;
+	enum lease lease;
+	bool greet_held; /* the greeting is due, but the lease is not in */
+	uint64_t lease_ttl_ms;
+	char lease_id[LIMITS_REDIS_ID_MAX];
 	const char *reason; /* why it closes, when we decided */
 	struct smtp_in *s;
 	const struct smtp_in_cfg *scfg;
@@ -98,7 +112,7 @@ struct conn {
 	void *ref; /* settings reference, back to env->gone */
 	uint8_t ipkey[RCONN_IPKEY];
 	unsigned listener; /* metrics label index */
-	char addr[64]; /* numeric client address */
+	char addr[64];     /* numeric client address */
 };
 
 struct rconns {
@@ -416,10 +430,11 @@ conn_limit(struct conn *c, enum smtp_in_action *a)
 	bool ok;
 
 	smtp_in_limit_peek(c->s, &subj);
-	ns = limits_steps(c->scfg->limits, CONFIG_LIMIT_MESSAGES, &subj,
-	    steps, LIMITS_STEPS_MAX);
+	ns = limits_steps(c->scfg->limits, CONFIG_LIMIT_MESSAGES, &subj, steps,
+	    LIMITS_STEPS_MAX);
 	if (ns == 0) {
-		*a = smtp_in_limit_done(c->s, true, NULL, stream_outbuf(&c->st));
+		*a =
+		    smtp_in_limit_done(c->s, true, NULL, stream_outbuf(&c->st));
 		return false;
 	}
 	if (env->redis != NULL &&
@@ -428,8 +443,8 @@ conn_limit(struct conn *c, enum smtp_in_action *a)
 		stream_hold_timers(&c->st, true);
 		return true;
 	}
-	ok = limits_take_share(c->scfg->limits, CONFIG_LIMIT_MESSAGES, &subj,
-	    1, limits_now(), env->nodes, &name);
+	ok = limits_take_share(c->scfg->limits, CONFIG_LIMIT_MESSAGES, &subj, 1,
+	    limits_now(), env->nodes, &name);
 	*a = smtp_in_limit_done(c->s, ok, name, stream_outbuf(&c->st));
 	return false;
 }
@@ -528,6 +543,10 @@ conn_timeout(struct stream *st, void *user, enum stream_timer which)
 
 	if (which == STREAM_TMO_TIMER && c->greet_due) {
 		c->greet_due = false;
+		if (c->lease == LEASE_ASKING) { /* greet once it is in */
+			c->greet_held = true;
+			return;
+		}
 		conn_act(c, smtp_in_greet(c->s, stream_outbuf(st)));
 		return;
 	}
@@ -548,6 +567,85 @@ conn_timeout(struct stream *st, void *user, enum stream_timer which)
 	conn_act(c, smtp_in_timeout(c->s, stream_outbuf(st)));
 }
 
+/* The client's [limit] max steps (its address; none for the local
+ * socket, which has no address). */
+static size_t
+conn_lease_steps(const struct conn *c, struct limits_step *steps)
+{
+	struct limits_subject subj = {.client = c->addr};
+
+	if (c->lease_local)
+		return 0;
+	return limits_lease_steps(
+	    c->scfg->limits, &subj, steps, LIMITS_STEPS_MAX);
+}
+
+/* Over a connection cap: 421, logged, closed. */
+static void
+conn_lease_refuse(struct conn *c, const char *name)
+{
+	log_event("event=rejected client=%s reason=connection_limit limit=%s",
+	    c->addr, name);
+	if (buf_appendf(stream_outbuf(&c->st),
+	        "421 4.7.0 %s Too many connections\r\n", c->scfg->hostname) < 0)
+		c->reason = "limit"; /* no room: closed all the same */
+	c->reason = "limit";
+	stream_close(&c->st, c->reason, STREAM_CLOSE_ORDERLY);
+}
+
+/* Redis is away: the local share of every cap. false: refused. */
+static bool
+conn_lease_local(struct conn *c)
+{
+	struct limits_subject subj = {.client = c->addr};
+	const char *name = "?";
+
+	if (limits_lease_share(c->scfg->limits, &subj, limits_now(),
+	        c->lease_ttl_ms * 1000, c->cs->env->nodes, &name)) {
+		c->lease = LEASE_LOCAL;
+		return true;
+	}
+	c->lease = LEASE_NONE;
+	conn_lease_refuse(c, name);
+	return false;
+}
+
+/* At open, with the shared store: ask for the leases. false: refused at
+ * once (the local share), and the connection is closing. */
+static bool
+conn_lease_ask(struct conn *c)
+{
+	struct limits_redis *lr = c->cs->env->redis;
+	struct limits_step steps[LIMITS_STEPS_MAX];
+	size_t ns;
+
+	c->lease = LEASE_NONE;
+	c->greet_held = false;
+	if (lr == NULL || (ns = conn_lease_steps(c, steps)) == 0)
+		return true;
+	if (limits_redis_lease(lr, steps, ns, c->lease_ttl_ms, c->lease_id,
+	        conn_reqid(c) | LEASE_COOKIE)) {
+		c->lease = LEASE_ASKING;
+		return true;
+	}
+	return conn_lease_local(c);
+}
+
+/* The connection ends: its leases go back. */
+static void
+conn_lease_drop(struct conn *c)
+{
+	struct limits_step steps[LIMITS_STEPS_MAX];
+	struct limits_subject subj = {.client = c->addr};
+	size_t ns;
+
+	if (c->lease == LEASE_REDIS && (ns = conn_lease_steps(c, steps)) > 0)
+		limits_redis_unlease(c->cs->env->redis, steps, ns, c->lease_id);
+	else if (c->lease == LEASE_LOCAL)
+		limits_unlease(c->scfg->limits, &subj, limits_now());
+	c->lease = LEASE_NONE;
+}
+
 static void
 conn_closed(struct stream *st, void *user, const char *reason)
 {
@@ -563,6 +661,7 @@ conn_closed(struct stream *st, void *user, const char *reason)
 		/* out before the fd closes shows the peer the end (log.h) */
 		log_batch_flush();
 	}
+	conn_lease_drop(c);
 	smtp_in_free(c->s);
 	c->s = NULL;
 	if (c->pend == PEND_AUTH_DELAY) /* its answer came; none is owed */
@@ -613,6 +712,8 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 	c->tls = st->tls;
 	c->ref = st->ref;
 	c->listener = st->listener;
+	c->lease_local = st->peer->local;
+	c->lease_ttl_ms = st->session_ms + 60000; /* no session outlives it */
 	memcpy(c->ipkey, st->ipkey, RCONN_IPKEY);
 	str_copy(c->addr, sizeof(c->addr), st->peer->addr);
 	cs->live++;
@@ -623,9 +724,14 @@ rconn_open(struct rconns *cs, int fd, const struct rconn_start *st)
 	 * early talker's (Exim's check at the greeting); it is offered
 	 * before the next turn's greeting. The timer goes before the longer
 	 * ones: the lazy timer is armed for the nearest, then moves on. */
+	if (!conn_lease_ask(c))
+		return; /* closing: no session */
 	if (c->scfg->greet_wait && !st->implicit) {
-		if (c->greet_ms == 0 && !stream_input_waiting(&c->st))
+		if (c->greet_ms == 0 && !stream_input_waiting(&c->st) &&
+		    c->lease != LEASE_ASKING)
 			greet = true;
+		else if (c->greet_ms == 0 && c->lease == LEASE_ASKING)
+			c->greet_held = true;
 		else
 			conn_greet_later(c);
 	}
@@ -697,6 +803,46 @@ rconns_auth_done(struct rconns *cs, struct auth_req *req)
 	conn_act(c, smtp_in_auth_done(c->s, true, stream_outbuf(&c->st)));
 }
 
+/* The answer to a connection's lease request. false: nobody wants it. */
+static bool
+rconns_lease_done(struct rconns *cs, uint64_t reqid, int res)
+{
+	uint32_t slot = (uint32_t)(reqid >> 32), gen = (uint32_t)reqid;
+	struct limits_step steps[LIMITS_STEPS_MAX];
+	struct conn *c = slot < cs->nslots ? cs->slots[slot] : NULL;
+	size_t ns;
+
+	if (c == NULL || !c->live || c->gen != gen ||
+	    c->lease != LEASE_ASKING || stream_closing(&c->st))
+		return false;
+	if (res == 0) {
+		c->lease = LEASE_REDIS;
+	} else if (res == LIMITS_REDIS_FALLBACK) {
+		if (!conn_lease_local(c))
+			return true;
+	} else {
+		c->lease = LEASE_NONE;
+		ns = conn_lease_steps(c, steps);
+		conn_lease_refuse(
+		    c, (size_t)res <= ns ? steps[res - 1].name : "?");
+		return true;
+	}
+	if (c->greet_held) {
+		c->greet_held = false;
+		conn_act(c, smtp_in_greet(c->s, stream_outbuf(&c->st)));
+	}
+	return true;
+}
+
+bool
+rconns_redis_answer(struct rconns *cs, uint64_t cookie, int res)
+{
+	if (cookie & LEASE_COOKIE)
+		return rconns_lease_done(cs, cookie & ~LEASE_COOKIE, res);
+	rconns_limit_done(cs, cookie, res);
+	return true;
+}
+
 void
 rconns_limit_done(struct rconns *cs, uint64_t reqid, int res)
 {
@@ -715,8 +861,8 @@ rconns_limit_done(struct rconns *cs, uint64_t reqid, int res)
 		ok = limits_take_share(c->scfg->limits, CONFIG_LIMIT_MESSAGES,
 		    &subj, 1, limits_now(), cs->env->nodes, &name);
 	} else if (res > 0) {
-		ns = limits_steps(c->scfg->limits, CONFIG_LIMIT_MESSAGES,
-		    &subj, steps, LIMITS_STEPS_MAX);
+		ns = limits_steps(c->scfg->limits, CONFIG_LIMIT_MESSAGES, &subj,
+		    steps, LIMITS_STEPS_MAX);
 		name = (size_t)res <= ns ? steps[res - 1].name : "?";
 	}
 	conn_act(c, smtp_in_limit_done(c->s, ok, name, stream_outbuf(&c->st)));

@@ -35,14 +35,14 @@ struct uring_loop;
  * may change the flags at any time on the thread. */
 struct rconn_env {
 	struct uring_loop *l;
-	struct chan *chan;      /* reply address of our requests */
-	struct queue *q;        /* commits go here */
-	struct auth_pool *auth; /* NULL: no AUTH */
-	struct dkim_pool *dkim; /* signing threads; NULL: sign inline */
+	struct chan *chan;          /* reply address of our requests */
+	struct queue *q;            /* commits go here */
+	struct auth_pool *auth;     /* NULL: no AUTH */
+	struct dkim_pool *dkim;     /* signing threads; NULL: sign inline */
 	struct limits_redis *redis; /* shared limits; NULL: local only */
 	unsigned nodes;             /* [limits] nodes: the fallback share */
-	bool shutting;          /* say 421 to sessions when they are idle */
-	bool deadline;          /* grace over: say it at the next chance */
+	bool shutting;              /* say 421 to sessions when they are idle */
+	bool deadline;              /* grace over: say it at the next chance */
 	/* A connection was freed: release its address key and its
 	 * settings reference (ref from struct rconn_start). */
 	void (*gone)(void *arg, const uint8_t ipkey[RCONN_IPKEY], void *ref);
@@ -97,6 +97,9 @@ void rconns_commit_done(struct rconns *cs, struct queue_submit *req);
 void rconns_auth_done(struct rconns *cs, struct auth_req *req);
 /* The shared limits' answer res (limits_redis.h) to the check of reqid. */
 void rconns_limit_done(struct rconns *cs, uint64_t reqid, int res);
+/* Any answer of the shared limits (a check, or a connection's leases);
+ * false: nobody waits for it (limits_redis_cbs.answer). */
+bool rconns_redis_answer(struct rconns *cs, uint64_t cookie, int res);
 void rconns_sign_done(struct rconns *cs, struct dkim_job *j);
 
 /* Shutdown (env->shutting or env->deadline just set): say 421 to every

@@ -215,6 +215,9 @@ def test_slow_redis_times_out(relay_factory, users, redis, sink):
                      r"reason=timeout", log), log
     wait_for(lambda: "event=limits-recovered" in a.stderr_text(), 20,
              "limits-recovered")
+    # the first receive thread is back; each retries within the longest
+    # backoff (5 s)
+    time.sleep(5.5)
     # Redis counted the first, and perhaps the checks that timed out (one
     # per receive thread's connection; it ran them once let go): at least
     # one more passes (the local share is spent: this is Redis again), and
@@ -224,3 +227,63 @@ def test_slow_redis_times_out(relay_factory, users, redis, sink):
     assert codes == sorted(codes), codes
     n = 3 + codes.count(250)
     wait_for(lambda: len(sink.records()) == n, 60, f"{n} messages at the sink")
+
+
+def first_line(relay):
+    c = relay.client(greet=False)
+    return c, c.read_line(timeout=10)
+
+
+def test_connection_leases_shared(relay_factory, users, redis, sink):
+    """max = 3 connections of a client, across both relays (sorted sets
+    in Redis): the fourth, on either relay, gets 421 until one closes.
+    Redis down: each relay holds its share (3 / 2 = 1)."""
+    ov = shared(users, redis, sink, "100/m")
+    ov["limit held"] = {"count": "connections", "key": "client",
+                        "max": "3"}
+    a = relay_factory(ov, name="node-a")
+    b = relay_factory(ov, name="node-b")
+    # each relay's threads connect to Redis just after the start (until
+    # then the local share applies, and the start-up probe held it)
+    time.sleep(1)
+    held = []
+    for r in (a, b, a):
+        c, line = first_line(r)
+        assert line.startswith(b"220"), line
+        held.append(c)
+    for r in (b, a):
+        c, line = first_line(r)
+        assert line.startswith(b"421 4.7.0"), line
+        c.expect_closed()
+        c.close()
+    log = a.stderr_text() + b.stderr_text()
+    assert "reason=connection_limit limit=held" in log, log
+    held.pop(0).close()  # one of node-a's goes: node-b may take it
+    line = b""
+    for _ in range(50):
+        c, line = first_line(b)
+        if line.startswith(b"220"):
+            held.append(c)
+            break
+        c.close()
+        time.sleep(0.1)
+    assert line.startswith(b"220"), line
+    for c in held:
+        c.close()
+    # Redis away: one connection a relay (the local share of 3 by 2)
+    redis.stop()
+    time.sleep(0.5)
+    for r in (a, b):
+        got = []
+        for _ in range(30):
+            c, line = first_line(r)
+            if line.startswith(b"220"):
+                got.append(c)
+                break
+            c.close()
+            time.sleep(0.1)
+        assert got, "no connection admitted from the local share"
+        c, line = first_line(r)
+        assert line.startswith(b"421"), line
+        c.close()
+        got[0].close()
