@@ -287,3 +287,21 @@ def test_connection_leases_shared(relay_factory, users, redis, sink):
         assert line.startswith(b"421"), line
         c.close()
         got[0].close()
+
+
+def test_script_flush_reloads(relay_factory, users, redis, sink):
+    """SCRIPT FLUSH (or a Redis restarted behind a proxy): the EVALSHA
+    that meets NOSCRIPT is answered from the local share and the scripts
+    are loaded again; the shared limit keeps holding, nothing is logged
+    as a fallback (Redis was never down)."""
+    ov = shared(users, redis, sink, "3/m", nodes=2)
+    a = relay_factory(ov, name="node-a")
+    assert send_one(a) == 250
+    subprocess.run(["redis-cli", "-p", str(redis.port), "SCRIPT", "FLUSH"],
+                   check=True, capture_output=True, timeout=10)
+    codes = [send_one(a) for _ in range(6)]
+    # Redis counted the first and lets two more through; the local share
+    # (3 / 2 nodes: 1) answered the MAILs that met NOSCRIPT (one per
+    # receive thread). Without the reload only that one would pass.
+    assert 2 <= codes.count(250) <= 3 and codes[-1] == 450, codes
+    assert "limits-fallback" not in a.stderr_text()
