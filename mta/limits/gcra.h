@@ -13,7 +13,7 @@
  * and then TAT becomes max(TAT, now) + n * T. So B units pass at once
  * after a quiet spell, then one every T; a key whose TAT is in the past
  * is exactly a fresh key, which lets a store forget it (gcra_idle). The
- * same arithmetic runs in the Redis script (limits_redis.c), so a limit
+ * same arithmetic runs in the Redis script (limits_redis_lua.c), so a limit
  * means the same thing locally and shared.
  *
  * A request larger than the burst could never fit; it is allowed when
