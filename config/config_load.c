@@ -611,8 +611,9 @@ load_check_shared(struct load *l)
 		return;
 	if (sh->redis[0] == '\0')
 		load_fail(l, load_key_line(l, CONFIG_SECT_LIMITS, "backend"),
-		    "backend", "redis needs [limits] redis = IP:PORT or a "
-		               "socket path");
+		    "backend",
+		    "redis needs [limits] redis = IP:PORT or a "
+		    "socket path");
 	else if (config_shared_parse_redis(sh, why, sizeof(why)) < 0)
 		load_fail(l, load_key_line(l, CONFIG_SECT_LIMITS, "redis"),
 		    "redis", "%s", why);

@@ -90,14 +90,14 @@ struct rthread {
 	struct listener *ls;
 	size_t nls, nls_open;
 	int spare; /* a descriptor given back at EMFILE (accept_shed) */
-	struct rconn_env env; /* shutting/deadline flags live here */
-	struct rconns *conns; /* receive_conn.c */
-	bool finishing;       /* loop is being wound down */
-	struct uring_op sdt;  /* shutdown grace timer */
+	struct rconn_env env;       /* shutting/deadline flags live here */
+	struct rconns *conns;       /* receive_conn.c */
+	bool finishing;             /* loop is being wound down */
+	struct uring_op sdt;        /* shutdown grace timer */
 	struct limits_redis *redis; /* [limits] backend = redis; else NULL */
-	struct rsnap *snap;   /* for new sessions (a reference); swapped
+	struct rsnap *snap;         /* for new sessions (a reference); swapped
 				 on RECEIVE_MSG_RELOAD only */
-	int start_res;        /* 0 or -errno, set before start_sem post */
+	int start_res;              /* 0 or -errno, set before start_sem post */
 	char start_err[256];
 };
 

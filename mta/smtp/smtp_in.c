@@ -84,7 +84,7 @@ struct smtp_in {
 	unsigned nerrors;
 	unsigned nauthfail;
 	bool tx_ended; /* metrics: the transaction got its final reply */
-	size_t more; /* input bytes behind the line being handled */
+	size_t more;   /* input bytes behind the line being handled */
 
 	bool greeted;   /* the 220 is out (cfg->greet_wait: after the pause) */
 	bool skip_auth; /* the line being skipped is an AUTH line */
@@ -670,8 +670,7 @@ smtp_in_limit_defer(struct smtp_in *s, const struct smtp_parse_cmd *cmd,
 	s->limit_arg[cmd->arglen] = '\0';
 	s->limit_arglen = cmd->arglen;
 	s->limit_answer = LIMIT_ASK;
-	smtp_in_subject(
-	    s, p->addr, p->addrlen, s->limit_dom, &s->limit_subj);
+	smtp_in_subject(s, p->addr, p->addrlen, s->limit_dom, &s->limit_subj);
 	s->pending = SMTP_IN_LIMIT;
 	return true;
 }

@@ -158,8 +158,7 @@ enum smtp_in_action smtp_in_auth_done(
 
 /* After SMTP_IN_LIMIT: the MAIL's subject (borrowed until
  * smtp_in_limit_done) whose messages limits to charge one unit. */
-void smtp_in_limit_peek(
-    const struct smtp_in *s, struct limits_subject *subj);
+void smtp_in_limit_peek(const struct smtp_in *s, struct limits_subject *subj);
 /* The answer: ok, or refused by limit name (copied). The MAIL goes on
  * (250, or 450 4.7.1), then buffered input. */
 enum smtp_in_action smtp_in_limit_done(
