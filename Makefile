@@ -22,6 +22,8 @@ LIBS    = -luring -lssl -lcrypto -lcares -llmdb -linih -lcrypt -lm
 # hiredis: the Redis protocol for shared limits (mta/limits/limits_redis.c)
 LIBS   += $(shell pkg-config --libs hiredis)
 INC    += $(shell pkg-config --cflags-only-I hiredis)
+# libcurl: the MTA-STS policy fetch (mta/sts/), HTTPS with its own checks
+LIBS   += $(shell pkg-config --libs libcurl)
 
 LIB_SRC = $(wildcard mta/*/*.c config/*.c queue/*.c dns/*.c) \
           $(filter-out mta/main.c mta/sendmail_main.c,$(wildcard mta/*.c))

@@ -161,6 +161,9 @@ struct config_delivery {
 	char ca_file[CONFIG_PATH_MAX];
 	char ca_path[CONFIG_PATH_MAX];
 	unsigned ca_file_line, ca_path_line; /* where set, for errors; 0 */
+	bool mta_sts;                  /* RFC 8461 policies (mta/sts/) */
+	uint64_t mta_sts_timeout;      /* ms, one policy fetch in all */
+	uint64_t mta_sts_recheck;      /* ms between TXT id checks */
 };
 
 /* [local]: sendmail-compatible local submission (mta sendmail). */

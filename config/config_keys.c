@@ -201,6 +201,11 @@ const struct config_key config_keys[] = {
 	    RESTART),
 	KEY(DELIVERY, "ca_path", PATH, "", 0, 0, FIELD(delivery.ca_path),
 	    RESTART),
+	KEY(DELIVERY, "mta_sts", BOOL, "yes", 0, 0, FIELD(delivery.mta_sts)),
+	KEY(DELIVERY, "mta_sts_timeout", DURATION, "30s", 1 * SEC, 5 * MIN,
+	    FIELD(delivery.mta_sts_timeout), RESTART),
+	KEY(DELIVERY, "mta_sts_recheck", DURATION, "1h", 1 * SEC, 1 * DAY,
+	    FIELD(delivery.mta_sts_recheck), RESTART),
 
 	KEY(LOCAL, "socket", PATH, "", 0, 0, FIELD(local.socket), RESTART),
 	KEY(LOCAL, "maildrop", PATH, "", 0, 0, FIELD(local.maildrop),

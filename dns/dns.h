@@ -58,6 +58,7 @@ struct config_dns;
 /* chan_msg.type of a request and of its answer (same struct both ways). */
 #define DNS_MSG_MX   0x4401
 #define DNS_MSG_HOST 0x4402
+#define DNS_MSG_TXT  0x4403 /* struct dns_txt_req */
 
 enum dns_status {
 	DNS_OK,       /* targets[] holds at least one address */
@@ -168,6 +169,30 @@ void dns_resolve_host(struct dns *r, struct dns_req *req);
  * a name (*t untouched: ask the resolver). Pure; any thread.
  */
 bool dns_literal_target(const char *host, struct dns_target *t);
+
+/*
+ * A TXT lookup through the resolver thread (MTA-STS's _mta-sts record):
+ * the same contract as struct dns_req, answered on reply with msg.type
+ * DNS_MSG_TXT. Not cached by the resolver (its caller caches what it
+ * makes of the answer).
+ */
+struct dns_txt_req {
+	struct chan_msg msg;         /* first; reqid is the caller's */
+	struct chan *reply;          /* in */
+	void *arg;                   /* in: caller's cookie */
+	char name[DNS_NAME_MAX];     /* in: the name to query */
+	enum dns_status status;      /* out: DNS_OK (records or NODATA),
+				    DNS_NOTFOUND (NXDOMAIN), DNS_TEMPFAIL */
+	char reason[DNS_REASON_MAX]; /* out */
+	int nrecords;                /* out */
+	struct buf txt;    /* in: initialised with its max by the caller, who
+			   frees it; out: each record's strings joined,
+			   a NUL after each */
+	struct dns *txt_r; /* the resolver's while in flight */
+};
+
+/* dns_resolve_txt - send req (ownership passes until its answer). */
+void dns_resolve_txt(struct dns *r, struct dns_txt_req *req);
 
 /*
  * dns_txt_lookup - the TXT records of name, looked up once through cfg's

@@ -459,6 +459,42 @@ dns_req_start(struct dns *r, struct dns_req *req)
 	dns_job_put(job);
 }
 
+static void
+dns_txt_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_txt_req *req = arg;
+	struct dns *r = req->txt_r;
+
+	(void)timeouts;
+	if (status == ARES_SUCCESS)
+		status = dns_txt_records(abuf, alen, &req->txt, &req->nrecords);
+	req->status = status == ARES_SUCCESS || status == ARES_ENODATA ? DNS_OK
+	              : status == ARES_ENOTFOUND ? DNS_NOTFOUND
+	                                         : DNS_TEMPFAIL;
+	str_copy(req->reason, sizeof(req->reason), ares_strerror(status));
+	r->jobs--;
+	chan_send(req->reply, &req->msg);
+}
+
+/* A TXT request: one query, never cached here, answered from the
+ * callback (at shutdown too: ares_cancel runs it). */
+static void
+dns_txt_start(struct dns *r, struct dns_txt_req *req)
+{
+	char name[DNS_NAME_MAX];
+
+	if (r->stopping || !dns_name_norm(req->name, name, sizeof(name))) {
+		req->status = r->stopping ? DNS_TEMPFAIL : DNS_PERMFAIL;
+		str_copy(req->reason, sizeof(req->reason),
+		    r->stopping ? "resolver stopped" : "invalid name");
+		chan_send(req->reply, &req->msg);
+		return;
+	}
+	req->txt_r = r;
+	r->jobs++;
+	ares_query(r->ch, name, DNS_C_IN, DNS_T_TXT, dns_txt_cb, req);
+}
+
 /* Returns false when told to stop. */
 static bool
 dns_take(struct dns *r)
@@ -472,6 +508,8 @@ dns_take(struct dns *r)
 		if (m->type == DNS_MSG_STOP) {
 			stop = true;
 			r->stopping = true;
+		} else if (m->type == DNS_MSG_TXT) {
+			dns_txt_start(r, (struct dns_txt_req *)m);
 		} else if (r->stopping) {
 			dns_reply_status((struct dns_req *)m, DNS_TEMPFAIL,
 			    "resolver stopped");
@@ -724,6 +762,17 @@ void
 dns_resolve_host(struct dns *r, struct dns_req *req)
 {
 	dns_send(r, req, DNS_MSG_HOST);
+}
+
+void
+dns_resolve_txt(struct dns *r, struct dns_txt_req *req)
+{
+	MTA_ASSERT(req->reply != NULL);
+	req->msg.type = DNS_MSG_TXT;
+	req->status = DNS_TEMPFAIL;
+	req->nrecords = 0;
+	req->reason[0] = '\0';
+	chan_send(r->in, &req->msg);
 }
 
 const char *

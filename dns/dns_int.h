@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "base/compat.h"
+#include "base/buf.h"
 #include "dns/dns.h"
 
 #define DNS_T_A     1
@@ -22,6 +23,7 @@
 #define DNS_T_CNAME 5
 #define DNS_T_SOA   6
 #define DNS_T_MX    15
+#define DNS_T_TXT   16
 #define DNS_T_AAAA  28
 #define DNS_T_OPT   41
 #define DNS_T_TLSA  52
@@ -211,5 +213,11 @@ bool dns_cache_get(struct dns_cache *c, uint16_t type, const char *name,
     uint64_t now_ms, const void **data, size_t *len) MTA_MUST_CHECK;
 
 size_t dns_cache_count(const struct dns_cache *c);
+
+/* dns_txt.c: the TXT records of a raw reply (abuf, alen), each one's
+ * strings joined and a NUL after it, appended to out; *n counts them.
+ * Returns an ARES_* status (ARES_SUCCESS for NODATA too). */
+int dns_txt_records(
+    const unsigned char *abuf, int alen, struct buf *out, int *n);
 
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "dns/dns_int.h"
 
 struct txt_result {
 	struct buf *out;
@@ -24,38 +25,45 @@ struct txt_result {
 	bool done;
 };
 
+int
+dns_txt_records(const unsigned char *abuf, int alen, struct buf *out, int *n)
+{
+	struct ares_txt_ext *txt = NULL, *t;
+	bool open = false;
+	int full = 0, status;
+
+	status = ares_parse_txt_reply_ext(abuf, alen, &txt);
+	for (t = txt; t != NULL && status == ARES_SUCCESS; t = t->next) {
+		if (t->record_start && open) {
+			full |= buf_append(out, "", 1);
+			(*n)++;
+		}
+		open = true;
+		full |= buf_append(out, t->txt, t->length);
+	}
+	if (open) {
+		full |= buf_append(out, "", 1);
+		(*n)++;
+	}
+	if (full != 0)
+		status = ARES_ENOMEM;
+	if (status == ARES_ENODATA)
+		status = ARES_SUCCESS;
+	ares_free_data(txt);
+	return status;
+}
+
 /* Each record: its strings joined, then NUL. */
 static void
 txt_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct txt_result *res = arg;
-	struct ares_txt_ext *txt = NULL, *t;
-	bool open = false;
-	int full = 0;
 
 	(void)timeouts;
 	res->done = true;
 	res->status = status;
-	if (status != ARES_SUCCESS)
-		return;
-	res->status = ares_parse_txt_reply_ext(abuf, alen, &txt);
-	for (t = txt; t != NULL && res->status == ARES_SUCCESS; t = t->next) {
-		if (t->record_start && open) {
-			full |= buf_append(res->out, "", 1);
-			res->n++;
-		}
-		open = true;
-		full |= buf_append(res->out, t->txt, t->length);
-	}
-	if (open) {
-		full |= buf_append(res->out, "", 1);
-		res->n++;
-	}
-	if (full != 0)
-		res->status = ARES_ENOMEM;
-	if (res->status == ARES_ENODATA)
-		res->status = ARES_SUCCESS;
-	ares_free_data(txt);
+	if (status == ARES_SUCCESS)
+		res->status = dns_txt_records(abuf, alen, res->out, &res->n);
 }
 
 static int

@@ -2,10 +2,12 @@
 # Install every Debian package the build, the tests and `make run` need.
 # As root: installs what is missing. Otherwise: prints the apt-get line.
 PKGS="build-essential pkg-config liburing-dev libssl-dev libc-ares-dev liblmdb-dev
+libcurl4-openssl-dev
 libinih-dev libcrypt-dev openssl python3 python3-pytest python3-dnslib
 python3-aiosmtpd swaks dnsmasq-base iproute2 util-linux lmdb-utils gnuplot-nox whois
 php-cli groff-base man-db python3-dkim python3-nacl opendkim-tools
-prometheus unbound nsd ldnsutils libhiredis-dev redis-server"
+prometheus unbound nsd ldnsutils libhiredis-dev redis-server
+python3-cryptography"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -27,6 +27,14 @@
  *	tlsa host=mx1.example.com usage=3 selector=1 mtype=1 usable=yes
  *	data=...
  *
+ * A mail domain without a route then gets its MTA-STS policy as delivery
+ * would (the relay's cache, <queue path>/sts.mdb, else a fetch), when
+ * there is one or a failure to report, on one more line:
+ *
+ *	sts mode=enforce mx=mx1.example.com,*.example.net max_age=86400
+ *	    id=20240101 expires=1735689600 source=cached
+ *	sts none result=sts-policy-fetch-error reason="..."
+ *
  * --host looks NAME up as a host (A and AAAA, no MX), as a route's host
  * is. Several names are resolved in turn by one resolver, so a repeated
  * name comes from its cache. Exit 0 when every status=ok, 1 otherwise,
@@ -37,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/chan.h"
 #include "base/clock.h"
@@ -46,6 +55,7 @@
 #include "config/config.h"
 #include "deliver/tls_policy.h"
 #include "dns/dns.h"
+#include "sts/sts.h"
 
 /* A route's host, port, TLS policy and AUTH, as delivery applies them;
  * the password is never printed. */
@@ -161,11 +171,51 @@ resolve_wait(struct chan *reply, int ms)
 	return false;
 }
 
+static void
+resolve_sts_print(const struct sts_req *q)
+{
+	char why[sizeof(q->reason) * 2];
+
+	if (!q->have) {
+		if (q->failure[0] != '\0')
+			printf("sts none result=%s reason=%s\n", q->failure,
+			    log_quote(why, sizeof(why), q->reason,
+			        strlen(q->reason)));
+		return;
+	}
+	printf("sts mode=%s mx=", sts_mode_name(q->pol.mode));
+	for (size_t i = 0; i < q->pol.nmx; i++)
+		printf("%s%s", i ? "," : "", q->pol.mx[i]);
+	printf(" max_age=%u id=%s expires=%llu source=%s\n",
+	    (unsigned)q->pol.max_age, q->id, (unsigned long long)q->expires,
+	    q->cached ? "cached" : "fetched");
+}
+
+/* The domain's MTA-STS policy, as delivery would see it now. */
+static void
+resolve_sts(struct sts *t, struct chan *reply, const char *name)
+{
+	struct sts_req *q = calloc(1, sizeof(*q));
+
+	if (q == NULL || !str_copy(q->domain, sizeof(q->domain), name)) {
+		free(q);
+		return;
+	}
+	q->reply = reply;
+	sts_lookup(t, q);
+	/* the fetch is bounded by [delivery] mta_sts_timeout; the thread
+	 * always answers (sts_free answers what is left) */
+	while (chan_wait(reply, 1000) == NULL)
+		;
+	resolve_sts_print(q);
+	free(q);
+}
+
 /* Resolve one name as delivery would; false when the resolver did not
  * answer in time (it then still owns req). */
 static bool
-resolve_one(struct dns *r, const struct config *c, struct chan *reply,
-    struct dns_req *req, const char *name, bool host)
+resolve_one(struct dns *r, struct sts *t, const struct config *c,
+    struct chan *reply, struct dns_req *req, const char *name, bool host)
 {
 	const struct config_route *route =
 	    host ? NULL : config_route_find(c->routes, c->nroutes, name);
@@ -192,7 +242,40 @@ resolve_one(struct dns *r, const struct config *c, struct chan *reply,
 			return false;
 	}
 	resolve_print(req, name, route, c);
+	if (t != NULL && !host && route == NULL && c->delivery.mta_sts)
+		resolve_sts(t, reply, name);
 	return true;
+}
+
+/* The policy stage on the relay's cache, when the queue directory is
+ * there (it is the relay's; this command does not create it). */
+static struct sts *
+resolve_sts_new(const struct config *c, struct dns *r)
+{
+	const struct config_delivery *dl = &c->delivery;
+	struct sts_settings ss = {
+	    .dir = c->queue.path,
+	    .ca_file = dl->ca_file[0] ? dl->ca_file : NULL,
+	    .ca_path = dl->ca_path[0] ? dl->ca_path : NULL,
+	    .allow_private = dl->allow_private,
+	    .allow_loopback = dl->allow_loopback,
+	    .connect_timeout = dl->connect_timeout,
+	    .timeout = dl->mta_sts_timeout,
+	    .recheck = dl->mta_sts_recheck,
+	};
+	struct sts *t;
+	char err[256];
+
+	if (!dl->mta_sts || access(c->queue.path, W_OK) != 0)
+		return NULL;
+	if ((t = sts_new(&ss, r, err, sizeof(err))) == NULL ||
+	    sts_start(t) != 0) {
+		fprintf(stderr, "mta: resolve: no MTA-STS: %s\n",
+		    t ? "cannot start its thread" : err);
+		sts_free(t);
+		return NULL;
+	}
+	return t;
 }
 
 /* One resolver for every name, so a repeated name is answered from the
@@ -204,6 +287,7 @@ resolve_run(const struct config *c, char **names, int n, bool host)
 	struct chan *reply = chan_new();
 	char err[256];
 	struct dns *r = NULL;
+	struct sts *t = NULL;
 	int rc = 0;
 
 	if (req == NULL || (r = dns_new(&c->dns, err, sizeof(err))) == NULL) {
@@ -217,8 +301,11 @@ resolve_run(const struct config *c, char **names, int n, bool host)
 		rc = 1;
 		goto out;
 	}
+	t = host ? NULL : resolve_sts_new(c, r);
 	for (int i = 0; i < n; i++) {
-		if (!resolve_one(r, c, reply, req, names[i], host)) {
+		if (!resolve_one(r, t, c, reply, req, names[i], host)) {
+			sts_free(t);
+			t = NULL;
 			dns_free(r); /* answers req, as DNS_TEMPFAIL */
 			r = NULL;
 			(void)resolve_wait(reply, 1000);
@@ -232,6 +319,7 @@ resolve_run(const struct config *c, char **names, int n, bool host)
 			rc = 1;
 	}
 out:
+	sts_free(t);
 	dns_free(r);
 	chan_free(reply);
 	free(req);

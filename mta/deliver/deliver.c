@@ -14,6 +14,7 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "deliver/deliver_int.h"
+#include "sts/sts.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "net/tls.h"
@@ -107,6 +108,30 @@ deliver_check(const struct config *c, char *err, size_t errlen)
 	return rc;
 }
 
+/* The MTA-STS policy thread, with delivery's trust anchors and
+ * destination policy. */
+static struct sts *
+deliver_sts_new(struct deliver *d, const struct deliver_settings *s,
+    struct dns *dns, char *err, size_t errlen)
+{
+	const struct config_delivery *dl = s->delivery;
+	struct sts_settings ss = {
+	    .dir = s->queue->path,
+	    .ca_file = dl->ca_file[0] ? dl->ca_file : NULL,
+	    .ca_path = dl->ca_path[0] ? dl->ca_path : NULL,
+	    .allow_private = dl->allow_private,
+	    .allow_loopback = dl->allow_loopback,
+	    .self = &d->self,
+	    .connect_timeout = dl->connect_timeout < dl->mta_sts_timeout
+	                           ? dl->connect_timeout
+	                           : dl->mta_sts_timeout,
+	    .timeout = dl->mta_sts_timeout,
+	    .recheck = dl->mta_sts_recheck,
+	};
+
+	return sts_new(&ss, dns, err, errlen);
+}
+
 struct deliver *
 deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
     char *err, size_t errlen)
@@ -124,6 +149,11 @@ deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
 	if (tls_ctx_client_new_ca(s->delivery->ca_file, s->delivery->ca_path,
 	        &d->tls, terr, sizeof(terr)) != 0) {
 		str_fmt(err, errlen, "delivery: %s", terr);
+		goto fail;
+	}
+	if ((d->sts = deliver_sts_new(d, s, dns, terr, sizeof(terr))) == NULL) {
+		str_fmt(err, errlen, "delivery: %s", terr);
+		tls_ctx_free(d->tls);
 		goto fail;
 	}
 	d->sched_chan = chan_new();
@@ -145,6 +175,8 @@ deliver_start(struct deliver *d)
 {
 	int rc;
 
+	if ((rc = sts_start(d->sts)) != 0)
+		return rc;
 	for (unsigned i = 0; i < d->nworkers; i++)
 		if ((rc = deliver_worker_start(d->workers[i])) != 0)
 			return rc;
@@ -184,8 +216,11 @@ deliver_stop(struct deliver *d, uint64_t grace_ms)
 		chan_send(d->sched_chan, stop);
 		pthread_join(d->sched_tid, NULL);
 	}
+	/* workers waiting for a policy get none, so they can stop */
+	sts_quiesce(d->sts);
 	for (unsigned i = 0; i < d->nworkers; i++)
 		deliver_worker_stop(d->workers[i]);
+	sts_free(d->sts);
 	free(d->workers);
 	queue_listen(d->q, NULL);
 	/* What reached the scheduler after it stopped: new-message notes

@@ -75,6 +75,7 @@ struct deliver {
 	struct queue *q;
 	struct dns *dns;
 	struct tls_ctx *tls; /* client context, system CA store */
+	struct sts *sts;     /* the MTA-STS policy thread (mta/sts/) */
 	/* the scheduler thread */
 	pthread_t sched_tid;
 	bool sched_started;

@@ -47,6 +47,7 @@
 #include "deliver/deliver_int.h"
 #include "deliver/dest_policy.h"
 #include "deliver/tls_policy.h"
+#include "sts/sts.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "smtp/smtp_out.h"
@@ -75,6 +76,8 @@ struct djob {
 	bool tls_failed;       /* the last handshake failed under may */
 	bool tls_off;          /* so this address goes again in plain */
 	struct tls_policy pol; /* the current target's (tls_policy.h) */
+	struct sts_req *sts;   /* the MTA-STS answer, while it is asked */
+	struct tls_sts_policy sts_pol; /* the domain's, for tls_policy.h */
 	char last_err[400];
 	char last_dsn[SMTP_REPLY_ENH_MAX]; /* of last_err; "" = 4.4.1 */
 	bool tried;                        /* an address passed the policy */
@@ -105,6 +108,7 @@ static void job_try(struct djob *dj);
 static void job_next_host(struct djob *dj);
 static void job_targets_ready(struct djob *dj);
 static void job_bind(struct djob *dj);
+static void job_sts_ask(struct djob *dj);
 
 /* Give the oldest parked job another try (it parks again if it must). */
 static void
@@ -174,6 +178,7 @@ job_finish(struct djob *dj)
 	chan_send(dj->w->d->sched_chan, &sj->msg);
 	deliver_cfg_drop(&dj->cfg);
 	free(dj->dns);
+	free(dj->sts);
 	free(dj->targets);
 	dbody_close(&dj->body);
 	free(dj->addrs);
@@ -278,7 +283,7 @@ job_start(struct deliver_worker *w, struct sched_job *sj)
 			dj->targets =
 			    (struct dns_target *)(void *)xmemdup(&t, sizeof(t));
 			if (!job_loops(dj))
-				job_targets_ready(dj);
+				job_sts_ask(dj);
 			return;
 		}
 	}
@@ -320,7 +325,58 @@ job_dns_done(struct djob *dj)
 	free(dj->dns);
 	dj->dns = NULL;
 	if (!job_loops(dj))
+		job_sts_ask(dj);
+}
+
+/* MTA-STS (RFC 8461): the policy thread's answer (mta/sts/) becomes
+ * the domain's tls_sts_policy, which tls_policy.h weighs per target. A
+ * route decides alone, so it is not asked then. */
+static void
+job_sts_ask(struct djob *dj)
+{
+	struct deliver_worker *w = dj->w;
+
+	if (dj->route != NULL || w->d->sts == NULL ||
+	    !dj->cfg.set.delivery->mta_sts || dj->sj->domain[0] == '[') {
 		job_targets_ready(dj);
+		return;
+	}
+	dj->sts = xcalloc(1, sizeof(*dj->sts));
+	dj->sts->reply = w->chan;
+	dj->sts->arg = dj;
+	str_copy(dj->sts->domain, sizeof(dj->sts->domain), dj->sj->domain);
+	w->ndns++;
+	sts_lookup(w->d->sts, dj->sts);
+}
+
+static void
+job_sts_done(struct djob *dj)
+{
+	const struct sts_req *q = dj->sts;
+	char why[sizeof(q->reason) + 8];
+
+	if (dj->w->stopping || q->stopping) {
+		job_err(dj, NULL, "delivery is shutting down");
+		job_finish(dj);
+		return;
+	}
+	if (q->have) {
+		dj->sts_pol.mode = q->pol.mode == STS_MODE_ENFORCE
+		                       ? TLS_STS_ENFORCE
+		                       : TLS_STS_TESTING;
+		dj->sts_pol.nmx = q->pol.nmx;
+		for (size_t i = 0; i < q->pol.nmx && i < TLS_STS_MX_MAX; i++)
+			str_copy(dj->sts_pol.mx[i], sizeof(dj->sts_pol.mx[i]),
+			    q->pol.mx[i]);
+	} else if (!q->cached && q->failure[0] != '\0') {
+		log_event("event=sts-unavailable id=%016" PRIx64 " domain=%s "
+		          "result=%s reason=%s",
+		    dj->sj->id, dj->sj->domain, q->failure,
+		    log_quote(why, sizeof(why), q->reason, strlen(q->reason)));
+	}
+	free(dj->sts);
+	dj->sts = NULL;
+	job_targets_ready(dj);
 }
 
 /* The body cannot be read: not the destination's fault. */
@@ -471,6 +527,7 @@ job_tls_policy(struct djob *dj, const struct dns_target *t)
 	    .route = dj->route,
 	    .delivery = dj->cfg.set.delivery->tls,
 	    .target = t,
+	    .sts = dj->sts_pol.mode != TLS_STS_NONE ? &dj->sts_pol : NULL,
 	};
 	char why[DNS_REASON_MAX + 96];
 
@@ -762,6 +819,10 @@ on_chan(struct uring_op *op, int res, unsigned flags, const uint8_t *data,
 		case DNS_MSG_HOST:
 			w->ndns--;
 			job_dns_done(((struct dns_req *)m)->arg);
+			break;
+		case STS_MSG_LOOKUP:
+			w->ndns--;
+			job_sts_done(((struct sts_req *)m)->arg);
 			break;
 		case DELIVER_MSG_STOP:
 			free(m);
