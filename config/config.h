@@ -91,6 +91,9 @@ struct config_server {
 	char relay_sender_domains[1024]; /* words; "" = any domain */
 	bool relay_null_sender;          /* relay clients may use <> */
 	bool check_from_header;          /* From: must be owned too */
+	char user[64];    /* drop to this user after start; "" = none */
+	char group[64];   /* and group; "" = the user's primary group */
+	bool run_as_root; /* may run as root without user */
 };
 
 struct config_tls {

@@ -123,6 +123,11 @@ const struct config_key config_keys[] = {
 	    FIELD(server.relay_null_sender)),
 	KEY(SERVER, "check_from_header", BOOL, "no", 0, 0,
 	    FIELD(server.check_from_header)),
+	/* the privilege drop (mta/serve_priv.c) */
+	KEY(SERVER, "user", STRING, "", 0, 0, FIELD(server.user), RESTART),
+	KEY(SERVER, "group", STRING, "", 0, 0, FIELD(server.group), RESTART),
+	KEY(SERVER, "run_as_root", BOOL, "no", 0, 0,
+	    FIELD(server.run_as_root), RESTART),
 
 	KEY(TLS, "certificate", PATH, "", 0, 0, FIELD(tls.certificate)),
 	KEY(TLS, "private_key", PATH, "", 0, 0, FIELD(tls.private_key)),

@@ -13,7 +13,9 @@
  * and closes. receive_new() comes first: besides binding the ports it
  * loads the [tls] certificate and the [auth] users file, so a busy port,
  * a bad certificate or key, or a bad users file is one line and exit 1
- * before anything else starts. The control socket (control.h) comes up
+ * before anything else starts. Then, started as root, the relay becomes
+ * [server] user for good (serve_priv.h) before the queue opens and
+ * before any thread exists. The control socket (control.h) comes up
  * after the queue and goes down before delivery, which answers it.
  * SIGHUP reloads the configuration (reload()): one new snapshot, a
  * reference to it sent to every stage; the startup snapshot stays in use
@@ -44,6 +46,7 @@
 #include "receive/local.h"
 #include "receive/maildrop.h"
 #include "receive/receive.h"
+#include "serve_priv.h"
 
 /* How long jobs in flight get to finish at shutdown. */
 #define DELIVER_GRACE_MS 5000
@@ -201,7 +204,8 @@ reload(const char *path, const struct config *boot, struct stages *st)
 /* Build and start every stage; false (with the reason on stderr, and
  * what was built left in st for serve_close) on failure. */
 static bool
-serve_open(const struct config *cfg, struct stages *st)
+serve_open(const struct config *cfg, const struct serve_priv *priv,
+    struct stages *st)
 {
 	struct deliver_settings ds;
 	char err[1024];
@@ -214,6 +218,11 @@ serve_open(const struct config *cfg, struct stages *st)
 	    0)
 		goto fail;
 	metrics_set_enabled(st->metrics != NULL, cfg->metrics.destinations);
+	/* ports bound, keys read: from here on, the relay's user */
+	if (serve_priv_queue(priv, cfg, err, sizeof(err)) < 0 ||
+	    serve_priv_drop(priv, err, sizeof(err)) < 0)
+		goto fail;
+	serve_priv_reload_check(priv, cfg);
 	if (queue_open(&cfg->queue, false, &st->q, err, sizeof(err)) < 0)
 		goto fail;
 	/* after queue_open (it makes the directory); refuses to start when
@@ -317,6 +326,7 @@ int
 cmd_serve(const char *config_path, int argc, char **argv)
 {
 	struct config *cfg = NULL;
+	struct serve_priv priv;
 	struct stages st = {0};
 	char err[1024];
 	int sfd = -1, rc = 1;
@@ -328,6 +338,11 @@ cmd_serve(const char *config_path, int argc, char **argv)
 	/* the DKIM keys load with the file: a bad one refuses the start */
 	if (config_load(config_path, &cfg, err, sizeof(err)) < 0 ||
 	    dkim_table_attach(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mta: %s\n", err);
+		config_unref(cfg);
+		return 1;
+	}
+	if (serve_priv_plan(&cfg->server, &priv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mta: %s\n", err);
 		config_unref(cfg);
 		return 1;
@@ -346,7 +361,7 @@ cmd_serve(const char *config_path, int argc, char **argv)
 		fprintf(stderr, "mta: signals: %s\n", strerror(errno));
 		goto out;
 	}
-	if (!serve_open(cfg, &st))
+	if (!serve_open(cfg, &priv, &st))
 		goto out;
 	if (receive_start(st.r, st.q, err, sizeof(err)) < 0) {
 		fprintf(stderr, "mta: %s\n", err);

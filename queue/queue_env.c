@@ -3,11 +3,15 @@
  * queue_env.c - the LMDB environment: open, recover, close, and the read
  * side (count, scan, get).
  *
- * The environment is a directory (data.mdb + lock.mdb) created 0700. The
+ * The environment is a directory (data.mdb + lock.mdb) created 0750. The
  * writer opens it with full syncs: never MDB_NOSYNC, MDB_NOMETASYNC or
  * MDB_MAPASYNC, because "250 only after the commit is on disk" rests on
  * mdb_txn_commit() syncing. Readers (`mta queue`, in another process)
- * open it MDB_RDONLY; LMDB lets them read while the relay writes.
+ * open it MDB_RDONLY; LMDB lets them read while the relay writes. The
+ * relay's group may list the queue (`mta queue list` as a member): the
+ * directory is group-searchable, data.mdb group-readable and lock.mdb
+ * group-writable, because an LMDB reader takes a slot in the lock file;
+ * nobody else gets in.
  *
  * MDB_NOTLS ties a reader slot to its transaction rather than to a
  * thread, so the many threads of the relay do not each pin a slot.
@@ -139,7 +143,8 @@ fail:
 	return -errno;
 }
 
-/* mkdir -p, with the queue directory itself private (0700). */
+/* mkdir -p, with the queue directory itself the relay's and its group's
+ * (0750). */
 static int
 queue_env_mkdir(const char *path, char *err, size_t errlen)
 {
@@ -159,7 +164,7 @@ queue_env_mkdir(const char *path, char *err, size_t errlen)
 			goto fail;
 		*p = '/';
 	}
-	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+	if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
 		goto fail;
 	if (stat(tmp, &st) != 0)
 		goto fail;
@@ -248,6 +253,22 @@ queue_env_recover(struct queue *q)
 	return 0;
 }
 
+/* The group's access (file comment), whatever the umask or an older
+ * relay left: best effort, a reader is told plainly when it lacks it. */
+static void
+queue_env_group_access(const char *path)
+{
+	char f[CONFIG_PATH_MAX + 16];
+	struct stat st;
+
+	if (stat(path, &st) == 0 && (st.st_mode & 0050) != 0050)
+		(void)chmod(path, (st.st_mode & 07777) | 0050);
+	if (str_fmt(f, sizeof(f), "%s/data.mdb", path))
+		(void)chmod(f, 0640);
+	if (str_fmt(f, sizeof(f), "%s/lock.mdb", path))
+		(void)chmod(f, 0660);
+}
+
 static int
 queue_env_open_lmdb(struct queue *q, const struct config_queue *cfg)
 {
@@ -262,8 +283,10 @@ queue_env_open_lmdb(struct queue *q, const struct config_queue *cfg)
 	if (!q->readonly && cfg->map_size != 0 &&
 	    (rc = mdb_env_set_mapsize(q->env, (size_t)cfg->map_size)) != 0)
 		return rc;
-	if ((rc = mdb_env_open(q->env, q->path, flags, 0600)) != 0)
+	if ((rc = mdb_env_open(q->env, q->path, flags, 0640)) != 0)
 		return rc;
+	if (!q->readonly)
+		queue_env_group_access(q->path);
 	/* Free reader slots left by dead processes (a killed `mta queue`),
 	 * which would otherwise pin old pages forever. */
 	if (!q->readonly)

@@ -16,6 +16,7 @@
  * UTF-8 as U+FFFD).
  */
 #include <errno.h>
+#include <grp.h>
 #include <sys/resource.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,12 +47,35 @@ static const char *const cmd_queue_state_names[QUEUE_RCPT_NSTATES] = {
     [QUEUE_RCPT_FAILED] = "failed",
 };
 
+/* Who may read the queue: root and the relay's group (queue_env.c). */
+static void
+cmd_queue_denied(const char *path)
+{
+	struct group gr, *gp = NULL;
+	char buf[8192], gid[32];
+	struct stat st;
+	const char *name = "the queue's group";
+
+	if (stat(path, &st) == 0) {
+		if (getgrgid_r(st.st_gid, &gr, buf, sizeof(buf), &gp) == 0 &&
+		    gp != NULL)
+			name = gp->gr_name;
+		else if (str_fmt(gid, sizeof(gid), "%u", (unsigned)st.st_gid))
+			name = gid;
+	}
+	fprintf(stderr,
+	    "mta queue: permission denied on %s (run as root or a member "
+	    "of group %s)\n",
+	    path, name);
+}
+
 struct queue *
 cmd_queue_open(const char *config_path, const char *verb)
 {
 	struct config *cfg;
 	struct queue *q;
 	char err[CONFIG_PATH_MAX + 256];
+	int rc;
 
 	if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mta: %s\n", err);
@@ -60,12 +85,13 @@ cmd_queue_open(const char *config_path, const char *verb)
 	 * must not slow mail down (measured: -35% throughput at the same
 	 * priority on two cores, within noise at nice 19). Best effort. */
 	(void)setpriority(PRIO_PROCESS, 0, 19);
-	if (queue_open(&cfg->queue, true, &q, err, sizeof(err)) != 0) {
+	if ((rc = queue_open(&cfg->queue, true, &q, err, sizeof(err))) ==
+	    -EACCES)
+		cmd_queue_denied(cfg->queue.path);
+	else if (rc != 0)
 		fprintf(stderr, "mta: queue %s: %s\n", verb, err);
-		q = NULL;
-	}
 	config_unref(cfg);
-	return q;
+	return rc == 0 ? q : NULL;
 }
 
 /* Write s for a terminal: bytes as they are, except control bytes

@@ -172,6 +172,8 @@ def base_sections(queue_path, port, host=LOOPBACK):
             "max_connections_per_ip": "200",
             "idle_timeout": "30s",
             "relay_networks": "127.0.0.0/8, ::1/128",
+            # the suite runs as root; test_privdrop.py sets user instead
+            "run_as_root": "yes",
         },
         "queue": {
             "path": str(queue_path),
