@@ -38,7 +38,8 @@ PROGS   = $(BUILD)/mta $(BUILD)/mta-sink $(BUILD)/mta-load $(BUILD)/mta-sendmail
 MAN     = man/mta.8 man/mta-load.1 man/mta-sink.1 $(BUILD)/man/mta.conf.5
 
 .SECONDARY:
-.PHONY: all deps run test test-tsan unit integration clean install check-headers bench
+.PHONY: all deps run test test-tsan unit integration clean install uninstall \
+    check-headers bench
 all: $(PROGS) $(BUILD)/man/mta.conf.5
 
 $(BUILD)/obj/%.o: %.c
@@ -132,11 +133,25 @@ bench: all
 
 # PREFIX=/usr/local by default, DESTDIR for packaging. sendmail and mailq
 # are links to mta; another MTA's files of those names are never replaced.
+# scripts/install.sh: man pages, the unit, a default configuration (never
+# over one that exists) and the queue; uninstall keeps those two.
 PREFIX  ?= /usr/local
+SYSCONFDIR ?= /etc
+SPOOLDIR ?= /var/spool/mta
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+MTA_USER ?= mta
+INSTALL_ENV = DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" BUILD="$(BUILD)" \
+    SYSCONFDIR="$(SYSCONFDIR)" SPOOLDIR="$(SPOOLDIR)" MANDIR="$(MANDIR)" \
+    UNITDIR="$(UNITDIR)" MTA_USER="$(MTA_USER)"
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
 	@sh scripts/install-sendmail.sh "$(DESTDIR)" "$(PREFIX)"
+	@$(INSTALL_ENV) sh scripts/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) sh scripts/install.sh uninstall
 
 clean:
 	rm -rf build

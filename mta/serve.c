@@ -204,8 +204,8 @@ reload(const char *path, const struct config *boot, struct stages *st)
 /* Build and start every stage; false (with the reason on stderr, and
  * what was built left in st for serve_close) on failure. */
 static bool
-serve_open(const struct config *cfg, const struct serve_priv *priv,
-    struct stages *st)
+serve_open(
+    const struct config *cfg, const struct serve_priv *priv, struct stages *st)
 {
 	struct deliver_settings ds;
 	char err[1024];
