@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sysexits.h>
@@ -305,7 +306,10 @@ sm_drop_write(const char *dir, const struct buf *file)
 	    tpath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
-	if (write(fd, buf_peek(file), buf_avail(file)) ==
+	/* readable by the relay, which runs as its own user (serve_priv.h):
+	 * nobody else finds the file (random name, directory not listable) */
+	if (fchmod(fd, 0644) == 0 &&
+	    write(fd, buf_peek(file), buf_avail(file)) ==
 	        (ssize_t)buf_avail(file) &&
 	    fsync(fd) == 0 && rename(tpath, fpath) == 0) {
 		rc = sm_drop_sync(dir, fd);

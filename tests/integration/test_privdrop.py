@@ -229,3 +229,27 @@ def test_queue_list_group_member_and_not(world_dir, user):
     # root still can
     p = run_mta("queue", "list", conf=relay.conf)
     assert qid in p.stdout.decode()
+
+
+def test_maildrop_of_a_local_user_imported_by_dropped_relay(world_dir, user):
+    """`mta sendmail` by an ordinary user while the relay is down writes
+    into the maildrop; the relay, which is neither root nor that user,
+    can read the file and imports it at its next start."""
+    relay = priv_relay(world_dir, user)
+    relay.start()
+    relay.stop()
+    p = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                        "--clear-groups", MTA, "sendmail", "-c",
+                        str(relay.conf), "-i", "zed@z.test"],
+                       input=b"Subject: dropped\n\nhi\n", capture_output=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    drop = relay.queue_path / "maildrop"
+    files = [f for f in drop.iterdir() if f.name != "refused"]
+    assert len(files) == 1 and files[0].stat().st_uid == NOBODY
+    relay.start()
+    wait_until(lambda: [f for f in drop.iterdir() if f.name != "refused"]
+               == [], 20, "maildrop emptied:\n" + relay.stderr_text())
+    assert list((drop / "refused").iterdir()) == [], relay.stderr_text()
+    rows = relay.queue_list()
+    assert len(rows) == 1, rows
