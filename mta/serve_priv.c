@@ -59,8 +59,9 @@ priv_group(const char *name, gid_t *gid)
 	return true;
 }
 
-int
-serve_priv_plan(const struct config_server *s, struct serve_priv *p, char *err,
+/* serve_priv_plan() but for who runs it: see serve_priv_check(). */
+static int
+priv_resolve(const struct config_server *s, struct serve_priv *p, char *err,
     size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
@@ -92,6 +93,25 @@ serve_priv_plan(const struct config_server *s, struct serve_priv *p, char *err,
 		    s->user);
 		return -1;
 	}
+	return 0;
+}
+
+int
+serve_priv_check(const struct config_server *s, char *err, size_t errlen)
+{
+	struct serve_priv p;
+
+	return priv_resolve(s, &p, err, errlen);
+}
+
+int
+serve_priv_plan(const struct config_server *s, struct serve_priv *p, char *err,
+    size_t errlen)
+{
+	if (priv_resolve(s, p, err, errlen) < 0)
+		return -1;
+	if (s->user[0] == '\0')
+		return 0;
 	if (geteuid() == 0)
 		p->drop = p->uid != 0;
 	else if (geteuid() != p->uid || getegid() != p->gid) {

@@ -35,6 +35,14 @@ int serve_priv_plan(const struct config_server *s, struct serve_priv *p,
     char *err, size_t errlen) MTA_MUST_CHECK;
 
 /*
+ * serve_priv_check - for check-config: what serve_priv_plan() refuses,
+ * except a user other than the caller (serve starts as root to become
+ * it). Returns 0, or -1 with one line in err.
+ */
+int serve_priv_check(
+    const struct config_server *s, char *err, size_t errlen) MTA_MUST_CHECK;
+
+/*
  * serve_priv_queue - as root, before the drop: make the queue directory
  * when it is missing (mode 0750) and, when it is not already the user's,
  * give it and what the relay keeps in it (data.mdb, lock.mdb, the

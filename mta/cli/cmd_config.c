@@ -3,7 +3,8 @@
  * cmd_config.c - `mta check-config [-c FILE]`.
  *
  * Catches what `mta serve` would refuse at start, with the very functions
- * serve uses: config_load (keys, values, routes), receive_check (the [tls]
+ * serve uses: config_load (keys, values, routes), serve_priv_check (the
+ * [server] user and group exist; root without one), receive_check (the [tls]
  * certificate and key load and match, the [auth] users file parses, a
  * listen_tls has a certificate), queue_path_check (the queue directory
  * is usable or can be made) and deliver_check (the [delivery] ca_file and
@@ -28,6 +29,7 @@
 #include "dkim/dkim.h"
 #include "queue/queue.h"
 #include "receive/receive.h"
+#include "serve_priv.h"
 
 static void
 check_warn(const struct config *c, const char *what)
@@ -104,7 +106,8 @@ check_loads(const struct config *c)
 
 	struct dkim_table *dkim;
 
-	if (receive_check(&c->server, &c->tls, &c->auth, err, sizeof(err)) <
+	if (serve_priv_check(&c->server, err, sizeof(err)) < 0 ||
+	    receive_check(&c->server, &c->tls, &c->auth, err, sizeof(err)) <
 	        0 ||
 	    queue_path_check(&c->queue, err, sizeof(err)) < 0 ||
 	    deliver_check(c, err, sizeof(err)) < 0 ||

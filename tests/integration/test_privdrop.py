@@ -118,10 +118,11 @@ def test_refuses_root_without_user(tmp_path):
     text = conf.read_text().replace("run_as_root = yes\n", "")
     assert "run_as_root" not in text and "user =" not in text
     conf.write_text(text)
-    p = run_mta("serve", conf=conf, check=False, timeout=30)
-    assert p.returncode == 1
-    assert (b"refusing to run as root: set [server] user (e.g. user = mta), "
-            b"or run_as_root = yes") in p.stderr, p.stderr
+    for cmd in ("serve", "check-config"):
+        p = run_mta(cmd, conf=conf, check=False, timeout=30)
+        assert p.returncode == 1, cmd
+        assert (b"refusing to run as root: set [server] user (e.g. user = "
+                b"mta), or run_as_root = yes") in p.stderr, (cmd, p.stderr)
     assert not (tmp_path / "q" / "data.mdb").exists()
 
 
@@ -130,9 +131,11 @@ def test_unknown_user_refused(tmp_path):
         tmp_path / "q", free_port()), "")
     conf.write_text(conf.read_text().replace(
         "run_as_root = yes", "user = no-such-user-here"))
-    p = run_mta("serve", conf=conf, check=False, timeout=30)
-    assert p.returncode == 1
-    assert b"user = no-such-user-here: no such user" in p.stderr, p.stderr
+    for cmd in ("serve", "check-config"):
+        p = run_mta(cmd, conf=conf, check=False, timeout=30)
+        assert p.returncode == 1, cmd
+        assert b"user = no-such-user-here: no such user" in p.stderr, (
+            cmd, p.stderr)
 
 
 def test_runs_as_user_serves_delivers_reloads(world_dir, user):
