@@ -64,10 +64,11 @@ install)
 		echo "install: $CONF exists: left alone"
 	else
 		default_conf >"$D$CONF.tmp"
-		chmod 640 "$D$CONF.tmp"
+		# 0644: local programs read it (mta-sendmail finds the socket
+		# there); it holds no secret until a route password is added
+		chmod 644 "$D$CONF.tmp"
 		mv "$D$CONF.tmp" "$D$CONF"
 		echo "install: $CONF (user = $MTA_USER, queue $SPOOLDIR)"
-		own "$CONF" "root:$MTA_USER"
 	fi
 	if [ ! -d "$D$SPOOLDIR" ]; then
 		install -d -m 750 "$D$SPOOLDIR"

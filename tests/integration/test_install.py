@@ -71,7 +71,7 @@ def expected_tree():
     for p in PAGES:
         t[f"usr/local/{p}"] = ("file", 0o644)
     t["usr/local/lib/systemd/system/mta.service"] = ("file", 0o644)
-    t["etc/mta/mta.conf"] = ("file", 0o640)
+    t["etc/mta/mta.conf"] = ("file", 0o644)
     t["var/spool/mta"] = ("dir", 0o750)
     return t
 
