@@ -154,7 +154,10 @@ priv_give(const struct serve_priv *p, const char *dir, const char *name)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (lchown(path, p->uid, p->gid) != 0 && errno != ENOENT)
+	/* the directory itself may be a link to where the queue is */
+	if ((name[0] ? lchown(path, p->uid, p->gid)
+	             : chown(path, p->uid, p->gid)) != 0 &&
+	    errno != ENOENT)
 		return -1;
 	return 0;
 }
