@@ -511,13 +511,20 @@ test_open_errors(void)
 	/* A reader never creates anything. */
 	CHECK(queue_open(&cfg, true, &q, err, sizeof(err)) == -ENOENT);
 	CHECK(q == NULL && strstr(err, cfg.path) != NULL);
-	/* The writer creates the directory, private. */
+	/* The writer creates the directory, the relay's and its group's:
+	 * nothing for others; the group may read (mta queue list), and
+	 * write only the lock file (an LMDB reader's slot). */
 	CHECK((q = q_open(&cfg, false)) != NULL);
 	queue_close(q);
 	{
 		struct stat st;
+		char f[sizeof(cfg.path) + 16];
 
-		CHECK(stat(cfg.path, &st) == 0 && (st.st_mode & 077) == 0);
+		CHECK(stat(cfg.path, &st) == 0 && (st.st_mode & 0777) == 0750);
+		snprintf(f, sizeof(f), "%s/data.mdb", cfg.path);
+		CHECK(stat(f, &st) == 0 && (st.st_mode & 0777) == 0640);
+		snprintf(f, sizeof(f), "%s/lock.mdb", cfg.path);
+		CHECK(stat(f, &st) == 0 && (st.st_mode & 0777) == 0660);
 	}
 	cfg.path[0] = '\0';
 	CHECK(queue_open(&cfg, false, &q, err, sizeof(err)) == -EINVAL);
