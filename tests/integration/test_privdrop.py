@@ -256,3 +256,27 @@ def test_maildrop_of_a_local_user_imported_by_dropped_relay(world_dir, user):
     assert list((drop / "refused").iterdir()) == [], relay.stderr_text()
     rows = relay.queue_list()
     assert len(rows) == 1, rows
+
+
+def test_root_owned_queue_given_to_user_with_its_mail(world_dir, user):
+    """A queue a relay made as root (run_as_root) is the user's after a
+    start with `user`: the directory and its LMDB files change owner and
+    the queued message is still there."""
+    name, uid, gid = user
+    relay = priv_relay(world_dir, user)
+    relay.sections["server"].pop("user")
+    relay.sections["server"]["run_as_root"] = "yes"
+    write_config(relay.conf, relay.sections)
+    relay.start()
+    qid = submit(relay, "x@dest.test")
+    relay.stop()
+    assert os.stat(relay.queue_path / "data.mdb").st_uid == 0
+    relay.sections["server"]["user"] = name
+    relay.sections["server"].pop("run_as_root")
+    write_config(relay.conf, relay.sections)
+    relay.start()
+    assert_runs_as(relay.proc.pid, uid, gid)
+    for f in ("", "data.mdb", "lock.mdb", "maildrop", "maildrop/refused"):
+        st = os.stat(relay.queue_path / f)
+        assert (st.st_uid, st.st_gid) == (uid, gid), f
+    assert [r["id"] for r in relay.queue_list()] == [qid]
