@@ -103,13 +103,15 @@ def test_install_tree_file_by_file(dest):
     assert "@" not in unit.replace("$MAINPID", ""), "unfilled placeholder"
     conf = (dest / "etc/mta/mta.conf").read_text().splitlines()
     active = [ln for ln in conf if ln and ln[0] not in "#; \t"]
-    assert active == ["[server]", "user = mta ; started as root: bind, read "
-                      "keys, then run as this user; empty: refuse root",
-                      "[tls]", "[auth]", "[queue]",
-                      "path = /var/spool/mta ; LMDB queue directory",
-                      "[dns]", "[delivery]", "[local]"], active
-    # every key of the example is there, commented out at its default
     example = (REPO / "config/mta.conf.example").read_text().splitlines()
+    # the example's sections, and only user and the queue path set
+    want = [ln for ln in example if ln.startswith("[")]
+    want.insert(want.index("[server]") + 1, "user = mta ; started as root: "
+                "bind, read keys, then run as this user; empty: refuse root")
+    want.insert(want.index("[queue]") + 1,
+                "path = /var/spool/mta ; LMDB queue directory")
+    assert active == want, active
+    # every key of the example is there, commented out at its default
     for ln in example:
         if ln[:1].isalpha() and "=" in ln and not ln.startswith(
                 ("user ", "path ")):
