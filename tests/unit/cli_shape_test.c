@@ -53,13 +53,19 @@ test_parse(void)
 	CHECK(shape_buckets_parse("-1", &b) < 0);
 }
 
-/* The table printed into a string (freed by the caller). */
+/* The table printed into a string (freed by the caller). The stream's
+ * pointer and size are static: gcc -O2 cannot see that fclose() ends the
+ * stream's use of them and calls locals dangling. */
 static char *
 printed(const struct shape *s, size_t top)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *fp = open_memstream(&text, &len);
+	static char *text;
+	static size_t len;
+	FILE *fp;
+
+	text = NULL;
+	len = 0;
+	fp = open_memstream(&text, &len);
 
 	shape_print(s, fp, top);
 	fclose(fp);

@@ -150,10 +150,15 @@ static char *
 render(struct top_view *v, const struct prom_set *a, const struct prom_set *b,
     double dt, size_t rows)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *fp = open_memstream(&text, &len);
+	/* static: see printed() in cli_shape_test.c (gcc -O2's false
+	 * dangling-pointer warning) */
+	static char *text;
+	static size_t len;
+	FILE *fp;
 
+	text = NULL;
+	len = 0;
+	fp = open_memstream(&text, &len);
 	top_view_render(v, fp, a, b, dt, rows);
 	fclose(fp);
 	return text;
