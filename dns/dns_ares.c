@@ -253,7 +253,11 @@ dns_job_tlsa(struct dns_job *job, size_t host)
 	char name[DNS_NAME_MAX];
 
 	if (!job->r->dnssec || job->req->tlsa_port == 0 ||
-	    job->plan.hosts[host].answered != 2 ||
+	    job->plan.hosts[host].answered != 2)
+		return;
+	/* RFC 7672 2.2: a failed (not insecure) address lookup under a
+	 * validated MX must not downgrade the host to no DANE */
+	if (dns_mx_host_addr_fail(&job->plan, host) ||
 	    !dns_mx_host_secure(&job->plan, host))
 		return;
 	if (!str_fmt(name, sizeof(name), "_%u._tcp.%s",

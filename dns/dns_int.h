@@ -134,6 +134,7 @@ struct dns_mx_host {
 	struct dns_addr v6[DNS_ANSWER_MAX];
 	unsigned answered;  /* address replies merged (A, AAAA: 2) */
 	bool addr_secure;   /* every address reply had AD (so far) */
+	bool addr_insecure; /* an address reply answered without AD */
 	enum dns_dane dane; /* dns_mx_host_tlsa() */
 	char dane_reason[DNS_REASON_MAX];
 	uint8_t ntlsa, tlsa_dropped;
@@ -171,6 +172,16 @@ void dns_mx_host_add(
 /* Is host i of the plan (both address replies in) one whose TLSA records
  * count (RFC 7672 2.2.2): MX and addresses validated, not a literal? */
 bool dns_mx_host_secure(const struct dns_mx_plan *plan, size_t i);
+
+/*
+ * dns_mx_host_addr_fail - RFC 7672 2.2: the MX lookup of the plan was
+ * validated (not a route host, not a literal), both address replies of
+ * host i are in, one of them failed (SERVFAIL, timeout: possibly bogus)
+ * and none answered insecurely. Then the host's DANE status is unknown
+ * and it must not be used without DANE: marks it DNS_DANE_FAIL with a
+ * reason and returns true. Otherwise false, the host untouched. Pure.
+ */
+bool dns_mx_host_addr_fail(struct dns_mx_plan *plan, size_t i);
 
 /* Merge the TLSA reply for host h (ans borrowed): validated records,
  * validated NODATA/NXDOMAIN, insecure (no DANE) or a failure. Pure. */

@@ -165,6 +165,8 @@ dns_mx_host_add(
 	h->answered++;
 	if (!ans->ad)
 		h->addr_secure = false;
+	if (!ans->ad && ans->status != DNS_TEMPFAIL)
+		h->addr_insecure = true; /* an answer: the zone is unsigned */
 	for (size_t i = 0; i < ans->naddrs; i++) {
 		const struct dns_addr *a = &ans->addrs[i];
 
@@ -182,6 +184,28 @@ dns_mx_host_secure(const struct dns_mx_plan *plan, size_t i)
 
 	return plan->mx_secure && !h->literal && h->answered == 2 &&
 	       h->addr_secure && h->nv4 + h->nv6 > 0;
+}
+
+bool
+dns_mx_host_addr_fail(struct dns_mx_plan *plan, size_t i)
+{
+	struct dns_mx_host *h = &plan->hosts[i];
+	const char *why;
+
+	if (!plan->mx_secure || plan->host || h->literal || h->answered != 2 ||
+	    h->addr_insecure)
+		return false;
+	if (h->a_status == DNS_TEMPFAIL)
+		why = h->a_reason;
+	else if (h->aaaa_status == DNS_TEMPFAIL)
+		why = h->aaaa_reason;
+	else
+		return false;
+	h->dane = DNS_DANE_FAIL;
+	str_fmt(h->dane_reason, sizeof(h->dane_reason),
+	    "address lookup for %s failed under a validated MX: %s", h->name,
+	    why);
+	return true;
 }
 
 void

@@ -332,6 +332,55 @@ test_host_tlsa(void)
 	CHECK(strstr(req.targets[0].dane_reason, "mx.example") != NULL);
 }
 
+static void
+test_host_addr_fail(void)
+{
+	static struct dns_mx_plan plan;
+	static struct dns_answer mx, a4, a6;
+	static struct dns_req req;
+
+	answer_ok(&mx, true, 0);
+	mx.nodata = false;
+	mx.nmx = 1;
+	mx.mx[0].pref = 10;
+	strcpy(mx.mx[0].host, "mx.example");
+	answer_ok(&a4, true, AF_INET);
+	dns_answer_fail(&a6, DNS_TEMPFAIL, "SERVFAIL from server");
+	/* validated MX, validated A, AAAA SERVFAIL: no downgrade */
+	dns_mx_plan(&plan, "example", &mx, NULL, NULL);
+	dns_mx_host_add(&plan.hosts[0], DNS_T_A, &a4);
+	CHECK(!dns_mx_host_addr_fail(&plan, 0)); /* AAAA not in yet */
+	dns_mx_host_add(&plan.hosts[0], DNS_T_AAAA, &a6);
+	CHECK(dns_mx_host_addr_fail(&plan, 0));
+	CHECK(plan.hosts[0].dane == DNS_DANE_FAIL);
+	CHECK(strstr(plan.hosts[0].dane_reason, "mx.example") != NULL);
+	CHECK(strstr(plan.hosts[0].dane_reason, "SERVFAIL") != NULL);
+	dns_mx_finish(&plan, rng_zero, NULL, &req);
+	CHECK(req.status == DNS_OK && req.ntargets == 1);
+	CHECK(req.targets[0].dane == DNS_DANE_FAIL);
+	/* the other family answered without AD: insecure, DANE not owed */
+	a4.ad = false;
+	dns_mx_plan(&plan, "example", &mx, NULL, NULL);
+	dns_mx_host_add(&plan.hosts[0], DNS_T_AAAA, &a6);
+	dns_mx_host_add(&plan.hosts[0], DNS_T_A, &a4);
+	CHECK(!dns_mx_host_addr_fail(&plan, 0));
+	CHECK(plan.hosts[0].dane == DNS_DANE_NONE);
+	/* an MX without AD: DANE never applied */
+	a4.ad = true;
+	mx.ad = false;
+	dns_mx_plan(&plan, "example", &mx, NULL, NULL);
+	dns_mx_host_add(&plan.hosts[0], DNS_T_A, &a4);
+	dns_mx_host_add(&plan.hosts[0], DNS_T_AAAA, &a6);
+	CHECK(!dns_mx_host_addr_fail(&plan, 0));
+	/* both validated: nothing failed */
+	mx.ad = true;
+	answer_ok(&a6, true, 0);
+	dns_mx_plan(&plan, "example", &mx, NULL, NULL);
+	dns_mx_host_add(&plan.hosts[0], DNS_T_A, &a4);
+	dns_mx_host_add(&plan.hosts[0], DNS_T_AAAA, &a6);
+	CHECK(!dns_mx_host_addr_fail(&plan, 0));
+}
+
 static const struct harness_case cases[] = {
     {"query_bytes", test_query_bytes},
     {"query_errors", test_query_errors},
@@ -341,6 +390,7 @@ static const struct harness_case cases[] = {
     {"tlsa_bounds", test_tlsa_bounds},
     {"host_secure", test_host_secure},
     {"host_tlsa", test_host_tlsa},
+    {"host_addr_fail", test_host_addr_fail},
 };
 
 HARNESS_MAIN(cases)
