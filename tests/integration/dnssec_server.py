@@ -114,6 +114,8 @@ class ValidatingDNS:
                 f[-1] = "00" * 32 if f[3] == "TLSA" else f[-1]
                 if f[3] == "A":
                     f[-1] = "127.0.0.254"
+                if f[3] == "AAAA":
+                    f[-1] = "::254"
                 line = "\t".join(f)
             out.append(line)
         return "\n".join(out) + "\n"

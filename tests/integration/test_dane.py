@@ -13,6 +13,9 @@ trust anchor, the zones served by nsd (dnssec_server.py), the relay with
   certificate names another host: deferred 4.7.5 (RFC 7672 name checks).
 - A bogus TLSA record (unbound says SERVFAIL): deferred 4.7.5, no
   connection.
+- A validated MX whose host's AAAA lookup fails (bogus: unbound says
+  SERVFAIL) while its A is validated: deferred 4.7.5 dnssec-invalid, no
+  connection, never the non-DANE policy (RFC 7672 2.2).
 - STARTTLS missing at an MX with TLSA records: deferred 4.7.5
   (starttls-not-supported), never plaintext.
 - Only unusable TLSA records (PKIX-EE): TLS is required but the
@@ -39,7 +42,7 @@ SENDER = "sender@origin.test"
 HOSTS = {  # MX host: its address
     "mx-ee": "127.0.0.2", "mx-bad": "127.0.0.3", "mx-ta": "127.0.0.4",
     "mx-sf": "127.0.0.5", "mx-strip": "127.0.0.6", "mx-taname": "127.0.0.8",
-    "mx-pkix": "127.0.0.9",
+    "mx-pkix": "127.0.0.9", "mx-af": "127.0.0.10",
 }
 PLAIN_MX = "127.0.0.7"
 
@@ -75,15 +78,18 @@ class World:
         for name, domain in (("mx-ee", "ee"), ("mx-bad", "bad"),
                              ("mx-ta", "ta"), ("mx-sf", "sf"),
                              ("mx-strip", "strip"),
-                             ("mx-taname", "taname"), ("mx-pkix", "pkix")):
+                             ("mx-taname", "taname"), ("mx-pkix", "pkix"),
+                             ("mx-af", "af")):
             recs[f"{domain}.dane.test"] = [("MX", f"10 {name}.dane.test.")]
             recs[f"{name}.dane.test"] = [("A", HOSTS[name])]
+        recs["mx-af.dane.test"].append(("AAAA", "::1"))
         self.tlsa = {
             "mx-ee": f"3 1 1 {ee}", "mx-bad": f"3 1 1 {'ab' * 32}",
             "mx-ta": f"2 0 1 {ta}", "mx-sf": f"3 1 1 {ee}",
             "mx-strip": f"3 1 1 {ee}", "mx-taname": f"2 0 1 {ta}",
             # PKIX-EE: unusable for SMTP (RFC 7672 3.1.3), and wrong too
             "mx-pkix": f"1 1 1 {'ef' * 32}",
+            "mx-af": f"3 1 1 {ee}",
         }
         for name, rdata in self.tlsa.items():
             recs[f"{tl}.{name}.dane.test"] = [("TLSA", rdata)]
@@ -93,7 +99,8 @@ class World:
         self.dns = ValidatingDNS(
             tmp / "dns", {"dane.test": recs, "plain.test": plain},
             signed={"dane.test"},
-            bogus={(f"{tl}.mx-sf.dane.test", "TLSA")}).start()
+            bogus={(f"{tl}.mx-sf.dane.test", "TLSA"),
+                   ("mx-af.dane.test", "AAAA")}).start()
         tls_ee = (str(ee_cert[0]), str(ee_cert[1]))
         tls_ta = (str(chain), str(key))
         self.servers = {
@@ -104,6 +111,7 @@ class World:
             "strip": self._server(HOSTS["mx-strip"], None),
             "taname": self._server(HOSTS["mx-taname"], tls_ta),
             "pkix": self._server(HOSTS["mx-pkix"], tls_ee),
+            "af": self._server(HOSTS["mx-af"], tls_ee),
             "plain": self._server(PLAIN_MX, tls_ee),
         }
 
@@ -213,6 +221,18 @@ def test_tlsa_servfail_deferred_no_connection(world, relay):
     assert "result=dnssec-invalid" in line, line
     assert world.servers["sf"].connections == before
     assert "event=tls-policy-failed" in relay.stderr_text()
+
+
+def test_address_servfail_under_validated_mx_deferred(world, relay):
+    # RFC 7672 2.2: the A record alone would pass as "no DANE" and go out
+    # under tls = may; a failed (not insecure) AAAA lookup must not
+    before = world.servers["af"].connections
+    qid = submit(relay, "af.dane.test", "af1")
+    line = outcome(relay, qid, "deferred")
+    assert "dsn=4.7.5" in line and "address lookup" in line, line
+    assert "result=dnssec-invalid" in line, line
+    assert world.servers["af"].connections == before
+    assert got(world.servers["af"], "af1") == []
 
 
 def test_starttls_stripped_deferred(world, relay):
