@@ -33,6 +33,9 @@ and these behaviours instead of data (for the name and every type):
   "tc": true                       over UDP answer empty with TC set
                                    (the client must retry over TCP)
   "ttl": SECONDS                   TTL for this name's records
+A zone with "ad": true sets the AD bit on every answer that is not an
+error rcode, as a validating resolver does for signed data (the DANE
+tests that need no real validator use it).
 A name not in the zone is NXDOMAIN; a name with no record of the asked
 type is NODATA. Both carry the SOA in the authority section (negative TTL
 = "neg_ttl", default 60). Replies larger than the client's UDP size (512,
@@ -139,6 +142,7 @@ class Zone:
         self.neg_ttl = int(zone.get("neg_ttl", 60))
         self.soa_name = _norm(zone.get("soa", "test"))
         self.records = {_norm(k): v for k, v in zone.get("records", {}).items()}
+        self.ad = bool(zone.get("ad", False))
 
     def soa(self):
         return RR(self.soa_name + ".", QTYPE.SOA, ttl=self.neg_ttl,
@@ -171,12 +175,14 @@ class Zone:
         qtype = QTYPE.get(q.qtype)
         reply = request.reply()
         reply.header.ra = 0
+        reply.header.ad = 1 if self.ad else 0
         node = self.records.get(name)
         delay = float(node.get("delay", 0)) if node else 0.0
         if node is not None and node.get("drop"):
             return None, 0.0
         if node is not None and "rcode" in node:
             reply.header.aa = 0
+            reply.header.ad = 0
             reply.header.rcode = _RCODES[node["rcode"]]
             return reply, delay
         if node is not None and node.get("tc") and proto == "udp":
