@@ -155,7 +155,6 @@ tls_result_name(enum tls_result r)
 	    [TLS_RESULT_VALIDATION_FAILURE] = "validation-failure",
 	    [TLS_RESULT_TLSA_INVALID] = "tlsa-invalid",
 	    [TLS_RESULT_DNSSEC_INVALID] = "dnssec-invalid",
-	    [TLS_RESULT_DANE_REQUIRED] = "dane-required",
 	    [TLS_RESULT_STS_POLICY_FETCH_ERROR] = "sts-policy-fetch-error",
 	    [TLS_RESULT_STS_POLICY_INVALID] = "sts-policy-invalid",
 	    [TLS_RESULT_STS_WEBPKI_INVALID] = "sts-webpki-invalid",

@@ -40,7 +40,10 @@ enum tls_policy_source {
 	TLS_POLICY_MTA_STS, /* the domain's MTA-STS policy */
 };
 
-/* RFC 8460 4.3 result types (what TLS-RPT counts). */
+/* RFC 8460 4.3 result types (what TLS-RPT counts). Not dane-required:
+ * RFC 8460 4.3.2.1 keeps it for a sender configured to require DANE for
+ * every MX host (mandatory DANE, RFC 7672 6), a setting mta does not
+ * have; DANE here applies only where validated TLSA records exist. */
 enum tls_result {
 	TLS_RESULT_NONE,
 	TLS_RESULT_STARTTLS_NOT_SUPPORTED,
@@ -50,7 +53,6 @@ enum tls_result {
 	TLS_RESULT_VALIDATION_FAILURE,
 	TLS_RESULT_TLSA_INVALID,
 	TLS_RESULT_DNSSEC_INVALID,
-	TLS_RESULT_DANE_REQUIRED,
 	TLS_RESULT_STS_POLICY_FETCH_ERROR,
 	TLS_RESULT_STS_POLICY_INVALID,
 	TLS_RESULT_STS_WEBPKI_INVALID,
