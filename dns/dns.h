@@ -103,6 +103,9 @@ struct dns_target {
 	char dane_reason[DNS_REASON_MAX]; /* DNS_DANE_FAIL: why */
 	uint8_t ntlsa, tlsa_dropped;
 	struct dns_tlsa tlsa[DNS_TLSA_MAX];
+	char tlsa_base[DNS_NAME_MAX]; /* RECORDS found at a CNAME-expanded
+					 name (RFC 7672 2.2.3): it, also a
+					 DANE-TA reference id; else "" */
 };
 
 /*

@@ -245,13 +245,29 @@ dns_job_mx(struct dns_job *job, const struct dns_answer *ans)
 	}
 }
 
+/* Ask for the TLSA records of host at _PORT._tcp.base. */
+static void
+dns_tlsa_start(struct dns_job *job, size_t host, const char *base)
+{
+	char name[DNS_NAME_MAX];
+
+	if (!str_fmt(name, sizeof(name), "_%u._tcp.%s",
+	        (unsigned)job->req->tlsa_port, base) ||
+	    strlen(name) > 253) {
+		struct dns_answer ans;
+
+		dns_answer_fail(&ans, DNS_TEMPFAIL, "TLSA name too long");
+		(void)dns_mx_host_tlsa(&job->plan.hosts[host], &ans);
+		return;
+	}
+	dns_lookup_start(job, host, DNS_T_TLSA, name);
+}
+
 /* Both address replies of a validated host are in: its TLSA records
  * (RFC 7672 2.2), when the request wants them. */
 static void
 dns_job_tlsa(struct dns_job *job, size_t host)
 {
-	char name[DNS_NAME_MAX];
-
 	if (!job->r->dnssec || job->req->tlsa_port == 0 ||
 	    job->plan.hosts[host].answered != 2)
 		return;
@@ -260,16 +276,8 @@ dns_job_tlsa(struct dns_job *job, size_t host)
 	if (dns_mx_host_addr_fail(&job->plan, host) ||
 	    !dns_mx_host_secure(&job->plan, host))
 		return;
-	if (!str_fmt(name, sizeof(name), "_%u._tcp.%s",
-	        (unsigned)job->req->tlsa_port, job->plan.hosts[host].name) ||
-	    strlen(name) > 253) {
-		struct dns_answer ans;
-
-		dns_answer_fail(&ans, DNS_TEMPFAIL, "TLSA name too long");
-		dns_mx_host_tlsa(&job->plan.hosts[host], &ans);
-		return;
-	}
-	dns_lookup_start(job, host, DNS_T_TLSA, name);
+	dns_tlsa_start(
+	    job, host, dns_mx_host_tlsa_first(&job->plan.hosts[host]));
 }
 
 static void
@@ -279,7 +287,9 @@ dns_job_answer(struct dns_job *job, size_t host, uint16_t type,
 	if (host == DNS_HOST_MX) {
 		dns_job_mx(job, ans);
 	} else if (type == DNS_T_TLSA) {
-		dns_mx_host_tlsa(&job->plan.hosts[host], ans);
+		/* RFC 7672 2.2.3: the expanded name first, then the MX name */
+		if (dns_mx_host_tlsa(&job->plan.hosts[host], ans))
+			dns_tlsa_start(job, host, job->plan.hosts[host].name);
 	} else {
 		dns_mx_host_add(&job->plan.hosts[host], type, ans);
 		dns_job_tlsa(job, host);

@@ -132,10 +132,13 @@ struct dns_mx_host {
 	size_t nv4, nv6;
 	struct dns_addr v4[DNS_ANSWER_MAX];
 	struct dns_addr v6[DNS_ANSWER_MAX];
-	unsigned answered;  /* address replies merged (A, AAAA: 2) */
-	bool addr_secure;   /* every address reply had AD (so far) */
-	bool addr_insecure; /* an address reply answered without AD */
-	enum dns_dane dane; /* dns_mx_host_tlsa() */
+	unsigned answered;            /* address replies merged (A, AAAA: 2) */
+	bool addr_secure;             /* every address reply had AD (so far) */
+	bool addr_insecure;           /* an address reply answered without AD */
+	enum dns_dane dane;           /* dns_mx_host_tlsa() */
+	char expanded[DNS_NAME_MAX];  /* the address lookups' CNAME target */
+	bool tlsa_expanded;           /* TLSA asked at expanded, not name */
+	char tlsa_base[DNS_NAME_MAX]; /* records found at expanded */
 	char dane_reason[DNS_REASON_MAX];
 	uint8_t ntlsa, tlsa_dropped;
 	struct dns_tlsa tlsa[DNS_TLSA_MAX];
@@ -183,9 +186,16 @@ bool dns_mx_host_secure(const struct dns_mx_plan *plan, size_t i);
  */
 bool dns_mx_host_addr_fail(struct dns_mx_plan *plan, size_t i);
 
+/* The name to ask TLSA at first: the CNAME-expanded name of the host's
+ * addresses, when they were reached through one (RFC 7672 2.2.3), else
+ * its name. Notes which one in h. Pure. */
+const char *dns_mx_host_tlsa_first(struct dns_mx_host *h);
+
 /* Merge the TLSA reply for host h (ans borrowed): validated records,
- * validated NODATA/NXDOMAIN, insecure (no DANE) or a failure. Pure. */
-void dns_mx_host_tlsa(struct dns_mx_host *h, const struct dns_answer *ans);
+ * validated NODATA/NXDOMAIN, insecure (no DANE) or a failure. Returns
+ * true when the reply was for the expanded name and found no validated
+ * records (RFC 7672 2.2.3): ask again at h->name. Pure. */
+bool dns_mx_host_tlsa(struct dns_mx_host *h, const struct dns_answer *ans);
 
 /*
  * dns_mx_finish - the answer from a plan whose address lookups are done:

@@ -162,6 +162,8 @@ dns_mx_host_add(
 	}
 	if (ans->ncname > 0)
 		h->cname = true;
+	if (ans->ncname > 0 && ans->naddrs > 0 && h->expanded[0] == '\0')
+		str_copy(h->expanded, sizeof(h->expanded), ans->cname);
 	h->answered++;
 	if (!ans->ad)
 		h->addr_secure = false;
@@ -208,32 +210,48 @@ dns_mx_host_addr_fail(struct dns_mx_plan *plan, size_t i)
 	return true;
 }
 
-void
+const char *
+dns_mx_host_tlsa_first(struct dns_mx_host *h)
+{
+	h->tlsa_expanded =
+	    h->expanded[0] != '\0' && strcmp(h->expanded, h->name) != 0;
+	return h->tlsa_expanded ? h->expanded : h->name;
+}
+
+bool
 dns_mx_host_tlsa(struct dns_mx_host *h, const struct dns_answer *ans)
 {
+	const char *base = h->tlsa_expanded ? h->expanded : h->name;
+	bool again = h->tlsa_expanded;
+
+	h->tlsa_expanded = false;
 	h->ntlsa = h->tlsa_dropped = 0;
+	h->tlsa_base[0] = '\0';
 	if (ans->status != DNS_OK && ans->status != DNS_NOTFOUND) {
 		/* RFC 7672 2.2.3: a failed TLSA lookup makes the host
 		 * unusable (a validating resolver says SERVFAIL for bogus
 		 * data: an attacker could be behind it) */
 		h->dane = DNS_DANE_FAIL;
 		str_fmt(h->dane_reason, sizeof(h->dane_reason),
-		    "TLSA lookup for %s failed: %s", h->name, ans->reason);
-		return;
+		    "TLSA lookup for %s failed: %s", base, ans->reason);
+		return false;
 	}
 	if (!ans->ad) {
 		h->dane = DNS_DANE_NONE; /* insecure: DANE does not apply */
-		return;
+		return again;
 	}
 	if (ans->status == DNS_NOTFOUND || ans->nodata) {
 		h->dane = DNS_DANE_NODATA;
-		return;
+		return again;
 	}
 	h->dane = DNS_DANE_RECORDS;
+	if (again)
+		str_copy(h->tlsa_base, sizeof(h->tlsa_base), base);
 	h->ntlsa = (uint8_t)ans->ntlsa;
 	h->tlsa_dropped =
 	    (uint8_t)(ans->tlsa_dropped > 255 ? 255 : ans->tlsa_dropped);
 	memcpy(h->tlsa, ans->tlsa, ans->ntlsa * sizeof(ans->tlsa[0]));
+	return false;
 }
 
 static void
@@ -288,6 +306,7 @@ dns_target_set(struct dns_target *t, const struct dns_mx_host *h,
 	t->ntlsa = h->ntlsa;
 	t->tlsa_dropped = h->tlsa_dropped;
 	memcpy(t->tlsa, h->tlsa, h->ntlsa * sizeof(h->tlsa[0]));
+	str_copy(t->tlsa_base, sizeof(t->tlsa_base), h->tlsa_base);
 }
 
 bool

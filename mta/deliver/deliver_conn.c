@@ -56,6 +56,7 @@ struct dconn {
 	bool dane;                         /* authenticate by tlsa[] */
 	size_t ntlsa;
 	struct dns_tlsa tlsa[DNS_TLSA_MAX]; /* copies: the job may go */
+	char tlsa_base[DNS_NAME_MAX];       /* dane: "" or the CNAME target */
 	struct dconn *next;
 };
 
@@ -158,6 +159,7 @@ conn_starttls(struct dconn *c)
 	                                                : CONFIG_TLS_MAY,
 	    .tlsa = recs,
 	    .ntlsa = c->dane ? c->ntlsa : 0,
+	    .dane_name = c->tlsa_base[0] != '\0' ? c->tlsa_base : NULL,
 	};
 
 	for (size_t i = 0; i < t.ntlsa; i++)
@@ -420,6 +422,8 @@ dconn_open(struct dconn_pool *pool, const struct dconn_params *p, void *job,
 		c->tls_level = p->tls->level;
 		c->dane = p->tls->dane;
 		c->ntlsa = p->tls->ntlsa;
+		str_copy(c->tlsa_base, sizeof(c->tlsa_base),
+		    p->tls->tlsa_base != NULL ? p->tls->tlsa_base : "");
 		for (size_t i = 0; i < c->ntlsa; i++) {
 			const struct tls_policy_tlsa *r = &p->tls->tlsa[i];
 

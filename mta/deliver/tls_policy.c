@@ -52,6 +52,7 @@ tls_policy_dane(const struct dns_target *t, struct tls_policy *out)
 {
 	out->source = TLS_POLICY_DANE;
 	out->unusable = t->tlsa_dropped;
+	out->tlsa_base = t->tlsa_base;
 	for (size_t i = 0; i < t->ntlsa; i++) {
 		const struct dns_tlsa *r = &t->tlsa[i];
 
@@ -100,6 +101,7 @@ tls_policy_decide(const struct tls_policy_in *in, struct tls_policy *out)
 	const struct dns_target *t = in->target;
 
 	memset(out, 0, sizeof(*out));
+	out->tlsa_base = "";
 	out->source = TLS_POLICY_DEFAULT;
 	out->level = in->delivery;
 	if (in->route != NULL && in->route->tls_set) {

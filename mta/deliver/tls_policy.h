@@ -93,6 +93,9 @@ struct tls_policy {
 	size_t ntlsa; /* dane: usable records */
 	struct tls_policy_tlsa tlsa[DNS_TLSA_MAX];
 	size_t unusable; /* TLSA records of the target that cannot be used */
+	const char *tlsa_base; /* dane: the CNAME-expanded name the records
+				  were found at, another reference id for
+				  DANE-TA (RFC 7672 2.2.3, 3.2.2); or "" */
 };
 
 /* The inputs; all borrowed for the call. */

@@ -810,7 +810,8 @@ stream_start_tls(struct stream *s, const struct stream_tls *t)
 	                         t->ctx, t->host, t->policy, t->resume)
 	                   : tls_conn_server_new(t->ctx);
 	if (t->client && t->ntlsa > 0 &&
-	    tls_conn_dane(s->tls, t->host, NULL, 0, t->tlsa, t->ntlsa) < 0)
+	    tls_conn_dane(s->tls, t->host, &t->dane_name,
+	        t->dane_name != NULL ? 1 : 0, t->tlsa, t->ntlsa) < 0)
 		log_warnx("event=tls-dane-unusable host=%s note=\"no TLSA "
 		          "record usable by the TLS library: the peer is "
 		          "verified by the trust store\"",

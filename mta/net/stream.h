@@ -149,6 +149,8 @@ struct stream_tls {
 	const struct tls_tlsa *tlsa;      /* DANE (tls_conn_dane), or NULL;
 					borrowed for the call */
 	size_t ntlsa;
+	const char *dane_name; /* DANE: a name the peer may have besides
+				  host (RFC 7672 3.2.2), or NULL; copied */
 };
 
 /* Private to stream.c; embed it, never touch the fields. */

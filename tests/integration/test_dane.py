@@ -16,6 +16,11 @@ trust anchor, the zones served by nsd (dnssec_server.py), the relay with
 - A validated MX whose host's AAAA lookup fails (bogus: unbound says
   SERVFAIL) while its A is validated: deferred 4.7.5 dnssec-invalid, no
   connection, never the non-DANE policy (RFC 7672 2.2).
+- A CNAME'd MX host (RFC 7672 2.2.3): TLSA at the CNAME-expanded name
+  first (DANE-TA, the certificate names only the expanded name, which is
+  then a reference id too): delivered under dane; TLSA only at the MX
+  name: found there after the expanded name has none: delivered under
+  dane.
 - STARTTLS missing at an MX with TLSA records: deferred 4.7.5
   (starttls-not-supported), never plaintext.
 - Only unusable TLSA records (PKIX-EE): TLS is required but the
@@ -44,6 +49,7 @@ HOSTS = {  # MX host: its address
     "mx-sf": "127.0.0.5", "mx-strip": "127.0.0.6", "mx-taname": "127.0.0.8",
     "mx-pkix": "127.0.0.9", "mx-af": "127.0.0.10",
 }
+CN_MX, CN2_MX = "127.0.0.11", "127.0.0.12"  # real-cn, real-cn2
 PLAIN_MX = "127.0.0.7"
 
 
@@ -83,6 +89,15 @@ class World:
             recs[f"{domain}.dane.test"] = [("MX", f"10 {name}.dane.test.")]
             recs[f"{name}.dane.test"] = [("A", HOSTS[name])]
         recs["mx-af.dane.test"].append(("AAAA", "::1"))
+        cn_chain, cn_key, cn_ca = make_ca_chain(tmp / "ca-cn",
+                                                "real-cn.dane.test")
+        for n, ip in (("cn", CN_MX), ("cn2", CN2_MX)):
+            recs[f"{n}.dane.test"] = [("MX", f"10 mx-{n}.dane.test.")]
+            recs[f"mx-{n}.dane.test"] = [("CNAME", f"real-{n}.dane.test.")]
+            recs[f"real-{n}.dane.test"] = [("A", ip)]
+        recs[f"{tl}.real-cn.dane.test"] = [
+            ("TLSA", f"2 0 1 {tlsa_digest(cn_ca, 0)}")]
+        recs[f"{tl}.mx-cn2.dane.test"] = [("TLSA", f"3 1 1 {ee}")]
         self.tlsa = {
             "mx-ee": f"3 1 1 {ee}", "mx-bad": f"3 1 1 {'ab' * 32}",
             "mx-ta": f"2 0 1 {ta}", "mx-sf": f"3 1 1 {ee}",
@@ -112,6 +127,8 @@ class World:
             "taname": self._server(HOSTS["mx-taname"], tls_ta),
             "pkix": self._server(HOSTS["mx-pkix"], tls_ee),
             "af": self._server(HOSTS["mx-af"], tls_ee),
+            "cn": self._server(CN_MX, (str(cn_chain), str(cn_key))),
+            "cn2": self._server(CN2_MX, tls_ee),
             "plain": self._server(PLAIN_MX, tls_ee),
         }
 
@@ -233,6 +250,23 @@ def test_address_servfail_under_validated_mx_deferred(world, relay):
     assert "result=dnssec-invalid" in line, line
     assert world.servers["af"].connections == before
     assert got(world.servers["af"], "af1") == []
+
+
+def test_cname_mx_tlsa_at_expanded_name(world, relay):
+    # without the expanded name the MX name has no TLSA (validated
+    # NXDOMAIN): the default policy would apply
+    qid = submit(relay, "cn.dane.test", "cn1")
+    line = outcome(relay, qid, "delivered")
+    assert "tls_policy=dane" in line, line
+    m = got(world.servers["cn"], "cn1")
+    assert len(m) == 1 and m[0]["tls"] is True
+
+
+def test_cname_mx_tlsa_at_mx_name(world, relay):
+    qid = submit(relay, "cn2.dane.test", "cn2")
+    line = outcome(relay, qid, "delivered")
+    assert "tls_policy=dane" in line, line
+    assert len(got(world.servers["cn2"], "cn2")) == 1
 
 
 def test_starttls_stripped_deferred(world, relay):

@@ -381,6 +381,57 @@ test_host_addr_fail(void)
 	CHECK(!dns_mx_host_addr_fail(&plan, 0));
 }
 
+static void
+test_host_tlsa_cname(void)
+{
+	static struct dns_mx_plan plan;
+	static struct dns_answer t, a4;
+	static struct dns_req req;
+	struct dns_mx_host *h = &plan.hosts[0];
+
+	dns_mx_plan_host(&plan, "mx.example");
+	answer_ok(&a4, true, AF_INET);
+	a4.ncname = 1;
+	strcpy(a4.cname, "real.example");
+	dns_mx_host_add(h, DNS_T_A, &a4);
+	dns_mx_host_add(h, DNS_T_AAAA, &a4);
+	/* RFC 7672 2.2.3: the expanded name first */
+	CHECK(strcmp(dns_mx_host_tlsa_first(h), "real.example") == 0);
+	answer_ok(&t, true, 0);
+	t.nodata = false;
+	t.ntlsa = 1;
+	t.tlsa[0] = (struct dns_tlsa){3, 1, 1, 32, {0x55}};
+	CHECK(!dns_mx_host_tlsa(h, &t));
+	CHECK(h->dane == DNS_DANE_RECORDS);
+	CHECK(strcmp(h->tlsa_base, "real.example") == 0);
+	dns_mx_finish(&plan, rng_zero, NULL, &req);
+	CHECK(strcmp(req.targets[0].tlsa_base, "real.example") == 0);
+	/* none there (validated NODATA, or insecure): ask the MX name */
+	(void)dns_mx_host_tlsa_first(h);
+	answer_ok(&t, true, 0);
+	CHECK(dns_mx_host_tlsa(h, &t));
+	t.nodata = false;
+	t.ntlsa = 1;
+	CHECK(!dns_mx_host_tlsa(h, &t)); /* the answer for the MX name */
+	CHECK(h->dane == DNS_DANE_RECORDS && h->tlsa_base[0] == '\0');
+	(void)dns_mx_host_tlsa_first(h);
+	t.ad = false;
+	CHECK(dns_mx_host_tlsa(h, &t));
+	/* a failure at the expanded name is final */
+	(void)dns_mx_host_tlsa_first(h);
+	dns_answer_fail(&t, DNS_TEMPFAIL, "SERVFAIL from server");
+	CHECK(!dns_mx_host_tlsa(h, &t));
+	CHECK(h->dane == DNS_DANE_FAIL);
+	CHECK(strstr(h->dane_reason, "real.example") != NULL);
+	/* no CNAME: the name itself, once */
+	dns_mx_plan_host(&plan, "mx.example");
+	a4.ncname = 0;
+	dns_mx_host_add(h, DNS_T_A, &a4);
+	CHECK(strcmp(dns_mx_host_tlsa_first(h), "mx.example") == 0);
+	answer_ok(&t, true, 0);
+	CHECK(!dns_mx_host_tlsa(h, &t) && h->dane == DNS_DANE_NODATA);
+}
+
 static const struct harness_case cases[] = {
     {"query_bytes", test_query_bytes},
     {"query_errors", test_query_errors},
@@ -391,6 +442,7 @@ static const struct harness_case cases[] = {
     {"host_secure", test_host_secure},
     {"host_tlsa", test_host_tlsa},
     {"host_addr_fail", test_host_addr_fail},
+    {"host_tlsa_cname", test_host_tlsa_cname},
 };
 
 HARNESS_MAIN(cases)
