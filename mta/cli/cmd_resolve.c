@@ -24,6 +24,7 @@
  * [dns] dnssec found validated TLSA records, one line per record:
  *
  *	tls_policy=dane host=mx1.example.com level=verify
+ *	(plus tlsa_base=NAME when the records were at the host's CNAME target)
  *	tlsa host=mx1.example.com usage=3 selector=1 mtype=1 usable=yes
  *	data=...
  *
@@ -91,6 +92,8 @@ resolve_print_tls(const struct config *c, const struct config_route *route,
 	printf("tls_policy=%s host=%s level=%s",
 	    tls_policy_source_name(p.source), t->name,
 	    config_tls_policy_name(p.level));
+	if (p.tlsa_base[0] != '\0') /* a CNAME'd host (RFC 7672 2.2.3) */
+		printf(" tlsa_base=%s", p.tlsa_base);
 	if (p.skip)
 		printf(" skip=yes reason=%s",
 		    log_quote(why, sizeof(why), p.reason, strlen(p.reason)));

@@ -260,6 +260,9 @@ def test_cname_mx_tlsa_at_expanded_name(world, relay):
     assert "tls_policy=dane" in line, line
     m = got(world.servers["cn"], "cn1")
     assert len(m) == 1 and m[0]["tls"] is True
+    out = relay.mta("resolve", "cn.dane.test").stdout.decode()
+    assert "tls_policy=dane host=mx-cn.dane.test" in out, out
+    assert "tlsa_base=real-cn.dane.test" in out, out
 
 
 def test_cname_mx_tlsa_at_mx_name(world, relay):
