@@ -25,6 +25,9 @@ INC    += $(shell pkg-config --cflags-only-I hiredis)
 # libcurl: the MTA-STS policy fetch (mta/sts/), HTTPS with its own checks
 LIBS   += $(shell pkg-config --libs libcurl)
 
+# zlib: TLS-RPT reports are sent gzipped (mta/tlsrpt/, RFC 8460 5)
+LIBS   += -lz
+
 LIB_SRC = $(wildcard mta/*/*.c config/*.c queue/*.c dns/*.c) \
           $(filter-out mta/main.c mta/sendmail_main.c,$(wildcard mta/*.c))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
