@@ -192,6 +192,16 @@ struct config_metrics {
 	unsigned destinations; /* shown by name; the rest are "other" */
 };
 
+/* [tlsrpt]: SMTP TLS reports (RFC 8460), mta/tlsrpt/. */
+struct config_tlsrpt {
+	bool enabled;
+	uint64_t interval;  /* ms: a report period (1d: a UTC day) */
+	char org_name[256]; /* organization-name; "" = hostname */
+	char contact[256];  /* contact-info; "" = mailto:<from> */
+	char from[256];     /* the reports' sender; "" =
+			       noreply-smtp-tls-reporting@hostname */
+};
+
 /* [route DOMAIN] or [route *]. */
 struct config_route {
 	char domain[CONFIG_HOST_MAX]; /* lowercase; "*" = every other domain */
@@ -287,6 +297,7 @@ struct config {
 	struct config_log log;
 	struct config_metrics metrics;
 	struct config_shared shared;
+	struct config_tlsrpt tlsrpt;
 	struct config_route *routes;
 	size_t nroutes;
 	struct config_dkim *dkims;

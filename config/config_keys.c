@@ -239,6 +239,17 @@ const struct config_key config_keys[] = {
 	KEY(LIMITS, "redis_timeout", DURATION, "200ms", 1, 1 * MIN,
 	    FIELD(shared.redis_timeout), RESTART),
 
+	/* "" = derived from [server] hostname (mta/tlsrpt/tlsrpt.c) */
+	KEY(TLSRPT, "enabled", BOOL, "no", 0, 0, FIELD(tlsrpt.enabled),
+	    RESTART),
+	KEY(TLSRPT, "interval", DURATION, "1d", 1 * SEC, 7 * DAY,
+	    FIELD(tlsrpt.interval), RESTART),
+	KEY(TLSRPT, "org_name", STRING, "", 0, 0, FIELD(tlsrpt.org_name),
+	    RESTART),
+	KEY(TLSRPT, "contact", STRING, "", 0, 0, FIELD(tlsrpt.contact),
+	    RESTART),
+	KEY(TLSRPT, "from", STRING, "", 0, 0, FIELD(tlsrpt.from), RESTART),
+
 	/* No default host: a route without one is an error. No default tls:
 	 * unset means [delivery] tls applies (tls_set stays false). */
 	KEY(ROUTE, "host", ROUTE_HOST, NULL, 0, 0, RFIELD(host)),
@@ -288,6 +299,7 @@ static const char *const section_names[] = {
     [CONFIG_SECT_LOG] = "log",
     [CONFIG_SECT_METRICS] = "metrics",
     [CONFIG_SECT_LIMITS] = "limits",
+    [CONFIG_SECT_TLSRPT] = "tlsrpt",
     [CONFIG_SECT_ROUTE] = "route",
     [CONFIG_SECT_DKIM] = "dkim",
     [CONFIG_SECT_LIMIT] = "limit",

@@ -32,6 +32,7 @@ enum config_section {
 	CONFIG_SECT_LOG,
 	CONFIG_SECT_METRICS,
 	CONFIG_SECT_LIMITS, /* [limits]: where the state of [limit] lives */
+	CONFIG_SECT_TLSRPT, /* [tlsrpt]: TLS reports (RFC 8460) */
 	CONFIG_SECT_ROUTE,  /* [route DOMAIN], [route *] */
 	CONFIG_SECT_DKIM,   /* [dkim DOMAIN], [dkim *]; several per domain */
 	CONFIG_SECT_LIMIT,  /* [limit NAME] */

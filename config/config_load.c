@@ -341,7 +341,8 @@ load_section(struct load *l, char *name)
 	static const enum config_section plain[] = {CONFIG_SECT_SERVER,
 	    CONFIG_SECT_TLS, CONFIG_SECT_AUTH, CONFIG_SECT_QUEUE,
 	    CONFIG_SECT_DNS, CONFIG_SECT_DELIVERY, CONFIG_SECT_LOCAL,
-	    CONFIG_SECT_LOG, CONFIG_SECT_METRICS, CONFIG_SECT_LIMITS};
+	    CONFIG_SECT_LOG, CONFIG_SECT_METRICS, CONFIG_SECT_LIMITS,
+	    CONFIG_SECT_TLSRPT};
 	char header[96], *d;
 	size_t i;
 

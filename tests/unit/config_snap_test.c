@@ -188,7 +188,7 @@ test_every_restart_key(void)
 			v = "2s";
 			break;
 		case CONFIG_T_BOOL:
-			v = "yes"; /* dnssec, syslog, run_as_root: no */
+			v = "yes"; /* dnssec, syslog, run_as_root, tlsrpt: no */
 			break;
 		case CONFIG_T_ENUM:
 			continue; /* queue.sync has one value only */
