@@ -22,7 +22,8 @@ LIBS    = -luring -lssl -lcrypto -lcares -llmdb -linih -lcrypt -lm
 # hiredis: the Redis protocol for shared limits (mta/limits/limits_redis.c)
 LIBS   += $(shell pkg-config --libs hiredis)
 INC    += $(shell pkg-config --cflags-only-I hiredis)
-# libcurl: the MTA-STS policy fetch (mta/sts/), HTTPS with its own checks
+# libcurl: the MTA-STS policy fetch (mta/sts/), HTTPS with its own checks,
+# and the TLS reports' https: POST (mta/tlsrpt/)
 LIBS   += $(shell pkg-config --libs libcurl)
 
 # zlib: TLS-RPT reports are sent gzipped (mta/tlsrpt/, RFC 8460 5)

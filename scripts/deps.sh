@@ -3,6 +3,7 @@
 # As root: installs what is missing. Otherwise: prints the apt-get line.
 PKGS="build-essential pkg-config liburing-dev libssl-dev libc-ares-dev liblmdb-dev
 libcurl4-openssl-dev
+zlib1g-dev
 libinih-dev libcrypt-dev openssl python3 python3-pytest python3-dnslib
 python3-aiosmtpd swaks dnsmasq-base iproute2 util-linux lmdb-utils gnuplot-nox whois
 php-cli groff-base man-db python3-dkim python3-nacl opendkim-tools

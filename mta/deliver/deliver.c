@@ -18,6 +18,7 @@
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "net/tls.h"
+#include "tlsrpt/tlsrpt.h"
 
 /* One remote address with connections open to it. Few exist at a time
  * (bounded by [delivery] max_connections), so a list is enough. */
@@ -132,6 +133,39 @@ deliver_sts_new(struct deliver *d, const struct deliver_settings *s,
 	return sts_new(&ss, dns, err, errlen);
 }
 
+/* The TLS-RPT stage, when [tlsrpt] enabled: its defaults come from
+ * [server] hostname. */
+static struct tlsrpt *
+deliver_tlsrpt_new(const struct deliver_settings *s, struct queue *q,
+    struct dns *dns, char *err, size_t errlen)
+{
+	const struct config_tlsrpt *c = s->tlsrpt;
+	const struct config_delivery *dl = s->delivery;
+	char from[300], contact[320];
+	struct tlsrpt_settings ts = {
+	    .dir = s->queue->path,
+	    .interval = c->interval / 1000,
+	    .org = c->org_name[0] ? c->org_name : s->hostname,
+	    .hostname = s->hostname,
+	    .ca_file = dl->ca_file[0] ? dl->ca_file : NULL,
+	    .ca_path = dl->ca_path[0] ? dl->ca_path : NULL,
+	    .dkim = s->dkim,
+	};
+
+	if (c->from[0])
+		str_copy(from, sizeof(from), c->from);
+	else
+		str_fmt(from, sizeof(from), "noreply-smtp-tls-reporting@%s",
+		    s->hostname);
+	if (c->contact[0])
+		str_copy(contact, sizeof(contact), c->contact);
+	else
+		str_fmt(contact, sizeof(contact), "mailto:%s", from);
+	ts.from = from;
+	ts.contact = contact;
+	return tlsrpt_new(&ts, q, dns, err, errlen);
+}
+
 struct deliver *
 deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
     char *err, size_t errlen)
@@ -156,6 +190,14 @@ deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
 		tls_ctx_free(d->tls);
 		goto fail;
 	}
+	if (s->tlsrpt != NULL && s->tlsrpt->enabled &&
+	    (d->tlsrpt = deliver_tlsrpt_new(s, q, dns, terr, sizeof(terr))) ==
+	        NULL) {
+		str_fmt(err, errlen, "delivery: %s", terr);
+		sts_free(d->sts);
+		tls_ctx_free(d->tls);
+		goto fail;
+	}
 	d->sched_chan = chan_new();
 	queue_listen(q, d->sched_chan);
 	d->nworkers = s->delivery->workers ? s->delivery->workers : 1;
@@ -175,7 +217,8 @@ deliver_start(struct deliver *d)
 {
 	int rc;
 
-	if ((rc = sts_start(d->sts)) != 0)
+	if ((rc = sts_start(d->sts)) != 0 ||
+	    (d->tlsrpt != NULL && (rc = tlsrpt_start(d->tlsrpt)) != 0))
 		return rc;
 	for (unsigned i = 0; i < d->nworkers; i++)
 		if ((rc = deliver_worker_start(d->workers[i])) != 0)
@@ -220,6 +263,9 @@ deliver_stop(struct deliver *d, uint64_t grace_ms)
 	sts_quiesce(d->sts);
 	for (unsigned i = 0; i < d->nworkers; i++)
 		deliver_worker_stop(d->workers[i]);
+	/* after the workers (they count into it), before the queue and
+	 * the resolver (it waits for their answers) */
+	tlsrpt_free(d->tlsrpt);
 	sts_free(d->sts);
 	free(d->workers);
 	queue_listen(d->q, NULL);

@@ -62,6 +62,7 @@ struct deliver_settings {
 	/* signs bounces and delay notices (From MAILER-DAEMON@hostname),
 	 * the table attached to the snapshot; NULL: none */
 	const struct dkim_table *dkim;
+	const struct config_tlsrpt *tlsrpt; /* TLS reports (mta/tlsrpt/) */
 };
 
 /* Point out at the parts of c the stage reads (c borrowed). */

@@ -24,6 +24,7 @@ deliver_settings_of(const struct config *c, struct deliver_settings *out)
 	out->hostname = c->server.hostname;
 	out->server = &c->server;
 	out->dkim = dkim_table_of(c);
+	out->tlsrpt = &c->tlsrpt;
 }
 
 void

@@ -76,6 +76,7 @@ struct deliver {
 	struct dns *dns;
 	struct tls_ctx *tls; /* client context, system CA store */
 	struct sts *sts;     /* the MTA-STS policy thread (mta/sts/) */
+	struct tlsrpt *tlsrpt; /* TLS reports (mta/tlsrpt/); NULL: off */
 	/* the scheduler thread */
 	pthread_t sched_tid;
 	bool sched_started;
