@@ -28,6 +28,7 @@
 #include "base/xalloc.h"
 #include "deliver/deliver_conn.h"
 #include "deliver/deliver_int.h"
+#include "deliver/deliver_tlsrpt.h"
 #include "dns/dns.h"
 #include "net/stream.h"
 #include "net/tls.h"
@@ -56,7 +57,7 @@ struct dconn {
 	bool dane;                         /* authenticate by tlsa[] */
 	size_t ntlsa;
 	struct dns_tlsa tlsa[DNS_TLSA_MAX]; /* copies: the job may go */
-	char tlsa_base[DNS_NAME_MAX];       /* dane: "" or the CNAME target */
+	struct tlsrpt_rec *rpt; /* TLS-RPT template until counted, or NULL */
 	struct dconn *next;
 };
 
@@ -66,6 +67,44 @@ static struct buf *
 conn_out(struct dconn *c)
 {
 	return stream_outbuf(&c->st);
+}
+
+/* TLS-RPT: one record a session, once its TLS is settled: tls_err ""
+ * a success, else a failed handshake; or smtp_err, the session's error
+ * when it ended without a handshake (STARTTLS missing or refused). */
+static void
+conn_tlsrpt(struct dconn *c, const char *tls_err, const char *smtp_err)
+{
+	char type[TLSRPT_RESULT_MAX];
+
+	if (c->rpt == NULL)
+		return;
+	if (tls_err != NULL && tls_err[0] == '\0') {
+		struct tls_info ti;
+
+		/* a policy that only reports (STS testing) let an unverified
+		 * peer through; a result the worker set (tlsa-invalid) stands */
+		stream_tls_info(&c->st, &ti);
+		dtlsrpt_session(c->pool->d, c->rpt, c->st.fd,
+		    c->rpt->result[0] ? c->rpt->result
+		    : !ti.verified && c->rpt->ptype == TLSRPT_STS
+		        ? "validation-failure"
+		        : NULL);
+	} else if (tls_err != NULL) {
+		/* the handshake's result type, as the policy code names it */
+		struct tls_policy p = {.dane = c->dane};
+
+		str_copy(type, sizeof(type),
+		    tls_result_name(tls_result_of_error(&p, tls_err)));
+		dtlsrpt_session(c->pool->d, c->rpt, c->st.fd, type);
+	} else {
+		dtlsrpt_tls_result(c->rpt, NULL, smtp_err, type, sizeof(type));
+		if (type[0] == '\0')
+			return; /* not a TLS failure: kept for later */
+		dtlsrpt_session(c->pool->d, c->rpt, c->st.fd, type);
+	}
+	free(c->rpt);
+	c->rpt = NULL;
 }
 
 /* Hand the job back to its owner. reason: see struct dconn_report. */
@@ -83,6 +122,8 @@ conn_report(struct dconn *c, const char *reason)
 	};
 	void *job = c->job;
 
+	if (c->so != NULL && smtp_out_error(c->so) != NULL)
+		conn_tlsrpt(c, NULL, smtp_out_error(c->so)->text);
 	if (job == NULL)
 		return;
 	if (stream_tls_ready(&c->st)) {
@@ -277,6 +318,7 @@ on_tls_done(struct stream *s, void *user, const char *err)
 
 	if (c->settled)
 		return;
+	conn_tlsrpt(c, err != NULL ? err : "", NULL);
 	if (err == NULL) {
 		stream_tls_info(s, &ti);
 		metrics_tls(true, ti.version, ti.verified);
@@ -369,6 +411,7 @@ conn_free(struct dconn *c)
 	deliver_host_release(pool->d, c->key);
 	smtp_out_free(c->so);
 	deliver_cfg_drop(&c->cfg);
+	free(c->rpt);
 	free(c);
 	/* a slot opened: the oldest parked job may take it */
 	pool->cbs->slot(pool->owner);
@@ -434,6 +477,9 @@ dconn_open(struct dconn_pool *pool, const struct dconn_params *p, void *job,
 			memcpy(c->tlsa[i].data, r->data, r->len);
 		}
 	}
+	c->rpt = p->rpt ? (struct tlsrpt_rec *)(void *)xmemdup(
+	                      p->rpt, sizeof(*p->rpt))
+	                : NULL;
 	c->job = job;
 	c->sj = sj;
 	c->next = pool->conns;

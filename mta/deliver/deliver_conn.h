@@ -22,6 +22,7 @@
 #include "smtp/smtp_out.h"
 
 struct deliver;
+struct tlsrpt_rec;
 struct deliver_cfg;
 struct dconn;
 struct uring_loop;
@@ -76,6 +77,9 @@ struct dconn_params {
 	unsigned max_msgs;            /* transactions per connection, at most */
 	const struct tls_policy *tls; /* the target's (tls_policy.h);
 					 borrowed, its records copied */
+	/* TLS-RPT: the session is under a DANE or MTA-STS policy and is
+	 * counted (deliver_tlsrpt.h); borrowed, copied; NULL: not counted */
+	const struct tlsrpt_rec *rpt;
 };
 
 /*

@@ -25,12 +25,12 @@ dtlsrpt_sts(struct tlsrpt_rec *r, const char *domain, const char *mode,
 	r->ptype = TLSRPT_STS;
 	str_copy(r->domain, sizeof(r->domain), domain);
 	str_copy(r->mx, sizeof(r->mx), mx);
-	str_fmt(r->strings, sizeof(r->strings), "version: STSv1\nmode: %s",
-	    mode);
+	str_fmt(
+	    r->strings, sizeof(r->strings), "version: STSv1\nmode: %s", mode);
 	for (size_t i = 0; i < nmx; i++) {
 		n = strlen(r->strings);
-		snprintf(r->strings + n, sizeof(r->strings) - n, "\nmx: %s",
-		    mxs[i]);
+		snprintf(
+		    r->strings + n, sizeof(r->strings) - n, "\nmx: %s", mxs[i]);
 	}
 	n = strlen(r->strings);
 	snprintf(r->strings + n, sizeof(r->strings) - n, "\nmax_age: %u",
@@ -38,8 +38,8 @@ dtlsrpt_sts(struct tlsrpt_rec *r, const char *domain, const char *mode,
 }
 
 void
-dtlsrpt_dane(struct tlsrpt_rec *r, const char *mx,
-    const struct dtlsrpt_tlsa *t, size_t n)
+dtlsrpt_dane(struct tlsrpt_rec *r, const char *mx, const struct dtlsrpt_tlsa *t,
+    size_t n)
 {
 	char *p = r->strings, *end = r->strings + sizeof(r->strings);
 
@@ -53,10 +53,11 @@ dtlsrpt_dane(struct tlsrpt_rec *r, const char *mx,
 
 		if ((size_t)(end - p) < need)
 			break;
-		p += snprintf(p, (size_t)(end - p), "%s%u %u %u ", i ? "\n" : "",
-		    t[i].usage, t[i].selector, t[i].mtype);
+		p += snprintf(p, (size_t)(end - p), "%s%u %u %u ",
+		    i ? "\n" : "", t[i].usage, t[i].selector, t[i].mtype);
 		for (size_t k = 0; k < t[i].len; k++)
-			p += snprintf(p, (size_t)(end - p), "%02X", t[i].data[k]);
+			p += snprintf(
+			    p, (size_t)(end - p), "%02X", t[i].data[k]);
 	}
 }
 
@@ -69,8 +70,8 @@ addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
 		a = &((const struct sockaddr_in *)(const void *)ss)->sin_addr;
 	else if (ss->ss_family == AF_INET6)
 		a = &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
-	if (a == NULL || inet_ntop(ss->ss_family, a, out, (socklen_t)len) ==
-	                     NULL)
+	if (a == NULL ||
+	    inet_ntop(ss->ss_family, a, out, (socklen_t)len) == NULL)
 		out[0] = '\0';
 }
 
@@ -110,4 +111,34 @@ dtlsrpt_result_of(const char *reason, char *out, size_t len)
 	while (p[n] == '-' || (p[n] >= 'a' && p[n] <= 'z'))
 		n++;
 	str_ncopy(out, len, p, n);
+}
+
+void
+dtlsrpt_tls_result(const struct tlsrpt_rec *r, const char *tls_err,
+    const char *smtp_err, char *out, size_t len)
+{
+	const char *e = tls_err ? tls_err : smtp_err ? smtp_err : "";
+	const char *type = "";
+
+	dtlsrpt_result_of(e, out, len);
+	if (out[0] != '\0')
+		return;
+	if (tls_err != NULL) {
+		if (strstr(e, "hostname mismatch") ||
+		    strstr(e, "IP address mismatch"))
+			type = "certificate-host-mismatch";
+		else if (strstr(e, "expired") || strstr(e, "not yet valid"))
+			type = "certificate-expired";
+		else if (r->ptype == TLSRPT_TLSA)
+			type = "validation-failure";
+		else if (strstr(e, "verify failed") ||
+		         strstr(e, "unable to get") ||
+		         strstr(e, "self-signed") || strstr(e, "self signed"))
+			type = "certificate-not-trusted";
+		else
+			type = "validation-failure";
+	} else if (strstr(e, "STARTTLS") || strstr(e, "not offered")) {
+		type = "starttls-not-supported";
+	}
+	str_copy(out, len, type);
 }

@@ -42,11 +42,21 @@ void dtlsrpt_dane(struct tlsrpt_rec *r, const char *mx,
  * connection was made (a policy failure before one). d->tlsrpt NULL:
  * nothing.
  */
-void dtlsrpt_session(struct deliver *d, const struct tlsrpt_rec *r, int fd,
-    const char *result);
+void dtlsrpt_session(
+    struct deliver *d, const struct tlsrpt_rec *r, int fd, const char *result);
 
 /* The RFC 8460 result type named in a reason ("... (result=TYPE)"), into
  * out; "" when none. */
 void dtlsrpt_result_of(const char *reason, char *out, size_t len);
+
+/*
+ * dtlsrpt_tls_result - the result type of a session of template r that
+ * failed: tls_err the failed handshake's reason (OpenSSL's words), or
+ * else smtp_err the session's error without a handshake. A type named
+ * in the text ("result=TYPE", as the policy code writes it) wins. "" in
+ * out when it is no TLS failure (a lost connection, a 4xx greeting).
+ */
+void dtlsrpt_tls_result(const struct tlsrpt_rec *r, const char *tls_err,
+    const char *smtp_err, char *out, size_t len);
 
 #endif

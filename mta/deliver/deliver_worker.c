@@ -45,6 +45,7 @@
 #include "deliver/deliver_body.h"
 #include "deliver/deliver_conn.h"
 #include "deliver/deliver_int.h"
+#include "deliver/deliver_tlsrpt.h"
 #include "deliver/dest_policy.h"
 #include "deliver/tls_policy.h"
 #include "sts/sts.h"
@@ -78,6 +79,8 @@ struct djob {
 	struct tls_policy pol; /* the current target's (tls_policy.h) */
 	struct sts_req *sts;   /* the MTA-STS answer, while it is asked */
 	struct tls_sts_policy sts_pol; /* the domain's, for tls_policy.h */
+	struct tlsrpt_rec rpt; /* its TLS-RPT template (deliver_tlsrpt.h) */
+	uint32_t sts_max_age;  /* s, of sts_pol (for TLS-RPT) */
 	char last_err[400];
 	char last_dsn[SMTP_REPLY_ENH_MAX]; /* of last_err; "" = 4.4.1 */
 	bool tried;                        /* an address passed the policy */
@@ -368,7 +371,14 @@ job_sts_done(struct djob *dj)
 		for (size_t i = 0; i < q->pol.nmx && i < TLS_STS_MX_MAX; i++)
 			str_copy(dj->sts_pol.mx[i], sizeof(dj->sts_pol.mx[i]),
 			    q->pol.mx[i]);
+		dj->sts_max_age = q->pol.max_age;
 	} else if (!q->cached && q->failure[0] != '\0') {
+		/* reported as the domain's, without a policy to show */
+		memset(&dj->rpt, 0, sizeof(dj->rpt));
+		dj->rpt.ptype = TLSRPT_STS;
+		str_copy(
+		    dj->rpt.domain, sizeof(dj->rpt.domain), dj->sj->domain);
+		dtlsrpt_session(dj->w->d, &dj->rpt, -1, q->failure);
 		log_event("event=sts-unavailable id=%016" PRIx64 " domain=%s "
 		          "result=%s reason=%s",
 		    dj->sj->id, dj->sj->domain, q->failure,
@@ -517,6 +527,35 @@ job_results(struct djob *dj, const struct dconn_report *rep)
 
 /* --- connections ---------------------------------------------------------- */
 
+/* The TLS-RPT template of a session to t under a policy that is
+ * reported (deliver_tlsrpt.h), else NULL. */
+static const struct tlsrpt_rec *
+job_tlsrpt(struct djob *dj, const struct dns_target *t)
+{
+	struct dtlsrpt_tlsa recs[DNS_TLSA_MAX];
+
+	if (dj->tls_off)
+		return NULL;
+	if (dj->pol.source == TLS_POLICY_MTA_STS) {
+		dtlsrpt_sts(&dj->rpt, dj->sj->domain,
+		    dj->sts_pol.mode == TLS_STS_ENFORCE ? "enforce" : "testing",
+		    dj->sts_pol.mx, dj->sts_pol.nmx, dj->sts_max_age, t->name);
+		return &dj->rpt;
+	}
+	if (dj->pol.source != TLS_POLICY_DANE)
+		return NULL;
+	for (size_t i = 0; i < dj->pol.ntlsa; i++)
+		recs[i] = (struct dtlsrpt_tlsa){dj->pol.tlsa[i].usage,
+		    dj->pol.tlsa[i].selector, dj->pol.tlsa[i].mtype,
+		    dj->pol.tlsa[i].data, dj->pol.tlsa[i].len};
+	dtlsrpt_dane(&dj->rpt, t->name, recs, dj->pol.ntlsa);
+	/* no usable record: TLS without authentication, reported */
+	if (dj->pol.result == TLS_RESULT_TLSA_INVALID)
+		str_copy(dj->rpt.result, sizeof(dj->rpt.result),
+		    tls_result_name(dj->pol.result));
+	return &dj->rpt;
+}
+
 /* The TLS policy of target t (tls_policy.h), kept in dj->pol. False
  * when the target must not be used (a DANE or MTA-STS failure before
  * any connection): logged, and the job's error says why (4.7.5). */
@@ -541,6 +580,10 @@ job_tls_policy(struct djob *dj, const struct dns_target *t)
 	    log_quote(
 	        why, sizeof(why), dj->pol.reason, strlen(dj->pol.reason)));
 	job_err(dj, "4.7.5", "%s: %s", t->name, dj->pol.reason);
+	/* a session that could not be made is reported too */
+	if (job_tlsrpt(dj, t) != NULL)
+		dtlsrpt_session(
+		    dj->w->d, &dj->rpt, -1, tls_result_name(dj->pol.result));
 	return false;
 }
 
@@ -630,6 +673,7 @@ job_connect(struct djob *dj, const struct dns_target *t,
 
 	str_fmt(relay, sizeof(relay), "%s[%s]:%u", t->name, ip, dj->port);
 	job_session_cfg(dj, &p.so);
+	p.rpt = job_tlsrpt(dj, t);
 	return dconn_open(&dj->w->pool, &p, dj, &dj->job);
 }
 

@@ -62,7 +62,7 @@ cur_flush(struct tlsrpt *t)
 	if (n > 0 && (rc = tlsrpt_store_put(t->store, w, n)) != 0)
 		log_warnx(
 		    "event=tlsrpt-store-failed error=\"%s\"", strerror(-rc));
-	else
+	else if (t->ncur > 0)
 		memset(t->dirty, 0, t->ncur * sizeof(*t->dirty));
 	free(w);
 	t->next_flush = clock_mono_ms() + TLSRPT_FLUSH_MS;

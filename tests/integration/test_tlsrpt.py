@@ -244,7 +244,7 @@ def test_reports_count_sessions(world):
         assert msg["Subject"] == (f'Report Domain: {domain} Submitter: '
                                   f'Test "Org" Report-ID: '
                                   f'<{j["report-id"]}>')
-        assert msg["From"] == "<tlsrpt@origin.test>"
+        assert msg["From"].addresses[0].addr_spec == "tlsrpt@origin.test"
     for m in reports.messages:
         assert m["from"] == "tlsrpt@origin.test"
         assert m["rcpts"] == ["tls@reports.test"]
