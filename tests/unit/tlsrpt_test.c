@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "../harness.h"
+#include "deliver/deliver_tlsrpt.h"
 #include "tlsrpt/tlsrpt_agg.h"
 #include "tlsrpt/tlsrpt_report.h"
 
@@ -227,6 +228,67 @@ test_gzip_mail(void)
 	buf_fini(&gz);
 }
 
+static void
+test_templates(void)
+{
+	static const char mxs[2][256] = {"mx1.example.com", "*.example.com"};
+	static const uint8_t h[3] = {0xab, 0x01, 0xff};
+	struct dtlsrpt_tlsa t[2] = {{3, 1, 1, h, 3}, {2, 0, 2, h, 1}};
+	struct tlsrpt_rec r;
+
+	dtlsrpt_sts(
+	    &r, "example.com", "enforce", mxs, 2, 604800, "mx1.example.com");
+	CHECK(r.ptype == TLSRPT_STS && strcmp(r.domain, "example.com") == 0);
+	CHECK(strcmp(r.strings, "version: STSv1\nmode: enforce\nmx: "
+	                        "mx1.example.com\nmx: *.example.com\n"
+	                        "max_age: 604800") == 0);
+	CHECK(strcmp(r.mx, "mx1.example.com") == 0);
+	dtlsrpt_dane(&r, "mx.example.net", t, 2);
+	CHECK(
+	    r.ptype == TLSRPT_TLSA && strcmp(r.domain, "mx.example.net") == 0);
+	CHECK(strcmp(r.strings, "3 1 1 AB01FF\n2 0 2 AB") == 0);
+}
+
+static void
+test_result_types(void)
+{
+	struct tlsrpt_rec sts = {.ptype = TLSRPT_STS};
+	struct tlsrpt_rec dane = {.ptype = TLSRPT_TLSA};
+	char out[TLSRPT_RESULT_MAX];
+
+	dtlsrpt_result_of("x (result=tlsa-invalid)", out, sizeof(out));
+	CHECK(strcmp(out, "tlsa-invalid") == 0);
+	dtlsrpt_result_of("no type here", out, sizeof(out));
+	CHECK(out[0] == '\0');
+	dtlsrpt_tls_result(&sts,
+	    "handshake failed: certificate verify "
+	    "failed: hostname mismatch",
+	    NULL, out, sizeof(out));
+	CHECK(strcmp(out, "certificate-host-mismatch") == 0);
+	dtlsrpt_tls_result(&sts,
+	    "certificate verify failed: certificate has "
+	    "expired",
+	    NULL, out, sizeof(out));
+	CHECK(strcmp(out, "certificate-expired") == 0);
+	dtlsrpt_tls_result(&sts,
+	    "certificate verify failed: unable to get "
+	    "local issuer certificate",
+	    NULL, out, sizeof(out));
+	CHECK(strcmp(out, "certificate-not-trusted") == 0);
+	dtlsrpt_tls_result(&dane,
+	    "certificate verify failed: unable to get "
+	    "local issuer certificate",
+	    NULL, out, sizeof(out));
+	CHECK(strcmp(out, "validation-failure") == 0);
+	dtlsrpt_tls_result(&sts, NULL,
+	    "TLS is required, but was not offered "
+	    "by host",
+	    out, sizeof(out));
+	CHECK(strcmp(out, "starttls-not-supported") == 0);
+	dtlsrpt_tls_result(&sts, NULL, "421 busy", out, sizeof(out));
+	CHECK(out[0] == '\0');
+}
+
 static const struct harness_case cases[] = {
     {"txt record parsed", test_txt_ok},
     {"txt record refused", test_txt_bad},
@@ -235,6 +297,8 @@ static const struct harness_case cases[] = {
     {"strings cleaned", test_clean},
     {"json report", test_json},
     {"gzip and mail", test_gzip_mail},
+    {"session templates", test_templates},
+    {"result types", test_result_types},
 };
 
 HARNESS_MAIN(cases)
