@@ -19,13 +19,15 @@ import email.policy
 import gzip
 import http.server
 import json
+import re
 import ssl
 import threading
 import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, run_mta, write_config
+from dkim_verify import verify_each
 from smtp_servers import SMTPServer, wait_until
 
 test_mta_sts = pytest.importorskip("test_mta_sts")
@@ -147,13 +149,12 @@ def relay_conf(world):
             "queue": {"retry": "1h"}}
 
 
-def relay_with(world, extra):
+def relay_with(world, extra, text=""):
     # World.relay sets [queue] itself: replace it after
     r = world.relay(start=False)
     for sect, kv in extra.items():
         r.sections.setdefault(sect, {}).update(kv)
-    from conftest import write_config
-    write_config(r.conf, r.sections, "")
+    write_config(r.conf, r.sections, text)
     r.start()
     return r
 
@@ -259,7 +260,13 @@ def test_counts_survive_restart_and_failed_post_retried(world):
     rua.stop()  # the https rua is down at first
     conf = relay_conf(world)
     conf["tlsrpt"]["interval"] = "10s"
-    relay = relay_with(world, conf)
+    # a key for the from domain: the report mail is DKIM-signed
+    key = world.tmp / "origin.pem"
+    out = run_mta("dkim", "keygen", "origin.test", "rpt", "--type",
+                  "ed25519", "--out", key).stdout.decode()
+    record = "".join(re.findall(r'"([^"]*)"', out)).encode()
+    relay = relay_with(world, conf, f"[dkim origin.test]\nselector = rpt\n"
+                                    f"key = {key}\n")
     # early in a period, so the restart below falls inside it
     wait_until(lambda: time.time() % 10 < 2, 12, "a period's start")
     submit(relay, ["a@expired.test"])
@@ -283,3 +290,6 @@ def test_counts_survive_restart_and_failed_post_retried(world):
     time.sleep(2)
     assert len(rua2.posts) == 1
     assert len(reports.messages) == 1
+    sigs = verify_each(reports.messages[0]["data"],
+                       {"rpt._domainkey.origin.test": record})
+    assert [(d, ok) for d, _, _, _, ok in sigs] == [("origin.test", True)]
