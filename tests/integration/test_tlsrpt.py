@@ -293,3 +293,75 @@ def test_counts_survive_restart_and_failed_post_retried(world):
     sigs = verify_each(reports.messages[0]["data"],
                        {"rpt._domainkey.origin.test": record})
     assert [(d, ok) for d, _, _, _, ok in sigs] == [("origin.test", True)]
+
+
+# ------------------------------------------------------------ DANE
+
+def test_dane_sessions_reported_per_mx_host(tmp_path, relay_factory):
+    """DANE through a validating resolver (test_dane.py's unbound + nsd):
+    the policy domain is the TLSA base domain, the MX host (RFC 8460
+    4.3), so each MX host's `_smtp._tls` record says where its report
+    goes; a matching DANE-EE record is a success, a wrong one a
+    validation-failure."""
+    dnssec = pytest.importorskip("dnssec_server")
+    import shutil
+    for tool in ("unbound", "nsd", "ldns-signzone", "ldns-keygen"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (scripts/deps.sh)")
+    from smtp_servers import make_cert
+    port = free_port()
+    ee_cert = make_cert(tmp_path / "ee", "mx-ee.dane.test")
+    ee = dnssec.tlsa_digest(ee_cert[0], 1)
+    tl = f"_{port}._tcp"
+    rua = '"v=TLSRPTv1; rua=mailto:tls@reports.plain.test"'
+    recs = {"ee.dane.test": [("MX", "10 mx-ee.dane.test.")],
+            "bad.dane.test": [("MX", "10 mx-bad.dane.test.")],
+            "mx-ee.dane.test": [("A", "127.0.0.2")],
+            "mx-bad.dane.test": [("A", "127.0.0.3")],
+            f"{tl}.mx-ee.dane.test": [("TLSA", f"3 1 1 {ee}")],
+            f"{tl}.mx-bad.dane.test": [("TLSA", f"3 1 1 {'ab' * 32}")],
+            "_smtp._tls.mx-ee.dane.test": [("TXT", rua)],
+            "_smtp._tls.mx-bad.dane.test": [("TXT", rua)]}
+    plain = {"reports.plain.test": [("MX", "10 mx.plain.test.")],
+             "mx.plain.test": [("A", "127.0.0.7")]}
+    dns = dnssec.ValidatingDNS(tmp_path / "dns",
+                               {"dane.test": recs, "plain.test": plain},
+                               signed={"dane.test"}).start()
+    tls = (str(ee_cert[0]), str(ee_cert[1]))
+    good = SMTPServer("127.0.0.2", port, tls_cert=tls).start()
+    bad = SMTPServer("127.0.0.3", port, tls_cert=tls).start()
+    reports = SMTPServer("127.0.0.7", port).start()
+    try:
+        relay = relay_factory({
+            "route *": None,
+            "dns": {"servers": f"127.0.0.1:{dns.port}", "timeout": "3s",
+                    "tries": "2", "dnssec": "yes"},
+            "delivery": {"port": port, "workers": "2", "tls": "may",
+                         "connect_timeout": "5s"},
+            "queue": {"retry": "1h"},
+            "tlsrpt": {"enabled": "yes", "interval": f"{INTERVAL}s",
+                       "from": "tlsrpt@origin.test"}})
+        submit(relay, ["a@ee.dane.test"])
+        wait_event(relay, "delivered", "a@ee.dane.test")
+        submit(relay, ["a@bad.dane.test"])
+        wait_event(relay, "deferred", "a@bad.dane.test")
+        want = {"mx-ee.dane.test": (good.connections, {}),
+                "mx-bad.dane.test": (0, {"validation-failure":
+                                         bad.connections})}
+        wait_until(lambda: {d: totals(mail_reports(reports), d)
+                            for d in want} == want, 40,
+                   f"DANE reports matching {want}")
+        for _, j in mail_reports(reports):
+            (p,) = j["policies"]
+            host = p["policy"]["policy-domain"]
+            assert p["policy"]["policy-type"] == "tlsa"
+            assert p["policy"]["mx-host"] == [host]
+            assert len(p["policy"]["policy-string"]) == 1
+            assert p["policy"]["policy-string"][0].startswith("3 1 1 ")
+            if host == "mx-ee.dane.test":
+                assert p["policy"]["policy-string"][0] == \
+                    f"3 1 1 {ee.upper()}"
+    finally:
+        for s in (good, bad, reports):
+            s.stop()
+        dns.stop()
