@@ -21,7 +21,7 @@
 #include "tlsrpt/tlsrpt_int.h"
 
 #define TLSRPT_FLUSH_MS     1000
-#define TLSRPT_DOMAINS_MAX  4096 /* domains counted in one period */
+#define TLSRPT_DOMAINS_MAX  1024 /* domains in a period (~30 KiB each) */
 #define TLSRPT_KEEP_PERIODS 8    /* a period is kept this long after */
 
 struct rec_msg {

@@ -29,8 +29,8 @@
 #define TLSRPT_IP_MAX      48   /* an IPv6 address text, with NUL */
 #define TLSRPT_RESULT_MAX  32   /* "certificate-host-mismatch", ... */
 #define TLSRPT_STRINGS_MAX 1024 /* policy strings, '\n' between them */
-#define TLSRPT_POL_MAX     16   /* policies of a domain in a period */
-#define TLSRPT_FAIL_MAX    32   /* failure rows of a policy */
+#define TLSRPT_POL_MAX     4    /* policies of a domain in a period */
+#define TLSRPT_FAIL_MAX    16   /* failure rows of a policy */
 
 enum tlsrpt_ptype {
 	TLSRPT_STS,       /* "sts": an MTA-STS policy */
