@@ -30,10 +30,26 @@ from conftest import free_port, run_mta, write_config
 from dkim_verify import verify_each
 from smtp_servers import SMTPServer, wait_until
 
-test_mta_sts = pytest.importorskip("test_mta_sts")
-World = test_mta_sts.World
-submit = test_mta_sts.submit
-wait_event = test_mta_sts.wait_event
+try:  # the MTA-STS tests' world: test CA, policy server, MX hosts
+    from test_mta_sts import World, submit, wait_event
+except ImportError:  # pragma: no cover (before MTA-STS was merged)
+    World = None
+    from conftest import queued_id, send_message
+
+    def submit(relay, rcpts):
+        with relay.client() as c:
+            c.ehlo()
+            qid = queued_id(send_message(
+                c, b"Subject: tlsrpt\r\n\r\nhello\r\n",
+                sender="sender@origin.test", rcpts=rcpts), c)
+            c.cmd("QUIT")
+        return qid
+
+    def wait_event(relay, kind, rcpt):
+        return wait_until(
+            lambda: f'event={kind} ' in relay.stderr_text() and
+            f'rcpt="{rcpt}"' in relay.stderr_text(), 30,
+            f"event={kind} rcpt={rcpt}")
 
 INTERVAL = 3  # s, a report period
 REPORTS_IP = "127.0.0.40"
@@ -103,6 +119,8 @@ def mail_reports(srv):
 
 @pytest.fixture
 def world(tmp_path, relay_factory):
+    if World is None:
+        pytest.skip("needs the MTA-STS tests (test_mta_sts.py)")
     w = World(tmp_path, relay_factory)
     yield w
     for c in w.closers:
