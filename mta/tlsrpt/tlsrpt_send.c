@@ -94,9 +94,13 @@ job_end(struct rjob *j)
 static void
 job_sent(struct rjob *j, unsigned idx, bool ok, const char *why)
 {
-	log_event("event=tlsrpt-%s domain=%s rua=%s%s%s%s",
-	    ok ? "sent" : "send-failed", j->e.agg.domain, j->rua.uri[idx],
-	    why ? " reason=\"" : "", why ? why : "", why ? "\"" : "");
+	char q[TLSRPT_URI_MAX + 16], w[400];
+	const char *u = j->rua.uri[idx];
+
+	log_event("event=tlsrpt-%s domain=%s rua=%s%s%s",
+	    ok ? "sent" : "send-failed", j->e.agg.domain,
+	    log_quote(q, sizeof(q), u, strlen(u)), why ? " reason=" : "",
+	    why ? log_quote(w, sizeof(w), why, strlen(why)) : "");
 	if (ok)
 		j->e.done |= 1u << idx;
 	else
@@ -204,8 +208,11 @@ job_txt(struct rjob *j, struct dns_txt_req *q)
 			break;
 	}
 	if (q->status == DNS_TEMPFAIL) {
-		log_event("event=tlsrpt-lookup-failed domain=%s reason=\"%s\"",
-		    j->e.agg.domain, q->reason);
+		char why[DNS_REASON_MAX + 16];
+
+		log_event("event=tlsrpt-lookup-failed domain=%s reason=%s",
+		    j->e.agg.domain,
+		    log_quote(why, sizeof(why), q->reason, strlen(q->reason)));
 		j->retry = true;
 		j->rua.n = 0;
 		job_end(j);

@@ -270,6 +270,13 @@ def test_reports_count_sessions(world):
     good = [j for _, j in rua.reports()
             if j["policies"][0]["policy"]["policy-domain"] == "good.test"]
     assert all("failure-details" not in j["policies"][0] for j in good)
+    # the report events are strict logfmt lines (test_logs.py)
+    from test_logs import strict_parse
+    text = relay.stderr_text()
+    assert "event=tlsrpt-sent " in text and "event=tlsrpt-queued " in text
+    for line in text.splitlines():
+        if "event=tlsrpt" in line:
+            strict_parse(line)
 
 
 def test_counts_survive_restart_and_failed_post_retried(world):
