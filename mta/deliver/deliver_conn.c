@@ -57,6 +57,7 @@ struct dconn {
 	bool dane;                         /* authenticate by tlsa[] */
 	size_t ntlsa;
 	struct dns_tlsa tlsa[DNS_TLSA_MAX]; /* copies: the job may go */
+	char tlsa_base[DNS_NAME_MAX];       /* dane: "" or the CNAME target */
 	struct tlsrpt_rec *rpt; /* TLS-RPT template until counted, or NULL */
 	struct dconn *next;
 };
