@@ -167,6 +167,9 @@ struct config_delivery {
 	bool mta_sts;                  /* RFC 8461 policies (mta/sts/) */
 	uint64_t mta_sts_timeout;      /* ms, one policy fetch in all */
 	uint64_t mta_sts_recheck;      /* ms between TXT id checks */
+	/* adaptive backoff (mta/deliver/backoff.h) */
+	bool backoff_defaults;   /* the built-in throttling-reply rules */
+	uint64_t backoff_suspend; /* ms a matching reply suspends for */
 };
 
 /* [local]: sendmail-compatible local submission (mta sendmail). */
@@ -264,6 +267,8 @@ enum config_limit_key {
 	CONFIG_LIMIT_KEY_CLIENT,         /* the client's address */
 	CONFIG_LIMIT_KEY_CLIENT_NETWORK, /* client_network/V4[/V6] */
 	CONFIG_LIMIT_KEY_SENDER_DOMAIN,  /* the MAIL FROM domain */
+	/* delivery shaping (mta/deliver/shape.c): the recipient domain */
+	CONFIG_LIMIT_KEY_DEST_DOMAIN,
 };
 
 struct config_limit {

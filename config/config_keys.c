@@ -211,6 +211,10 @@ const struct config_key config_keys[] = {
 	    FIELD(delivery.mta_sts_timeout), RESTART),
 	KEY(DELIVERY, "mta_sts_recheck", DURATION, "1h", 1 * SEC, 1 * DAY,
 	    FIELD(delivery.mta_sts_recheck), RESTART),
+	KEY(DELIVERY, "backoff_defaults", BOOL, "yes", 0, 0,
+	    FIELD(delivery.backoff_defaults)),
+	KEY(DELIVERY, "backoff_suspend", DURATION, "5m", 1 * SEC, 1 * DAY,
+	    FIELD(delivery.backoff_suspend)),
 
 	KEY(LOCAL, "socket", PATH, "", 0, 0, FIELD(local.socket), RESTART),
 	KEY(LOCAL, "maildrop", PATH, "", 0, 0, FIELD(local.maildrop),

@@ -413,6 +413,8 @@ control_run(struct control *c, char *line, struct buf *out)
 		control_reload(out, strtok_r(NULL, " \t\r", &save) == NULL);
 		return;
 	}
+	if (control_shape(c->d, verb, &save, out))
+		return;
 	for (size_t i = 0; i < MTA_ARRAY_LEN(control_verbs); i++)
 		if (strcmp(verb, control_verbs[i].verb) == 0) {
 			req.op = control_verbs[i].op;

@@ -37,6 +37,7 @@
 #ifndef MTA_CONTROL_H
 #define MTA_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "base/compat.h"
@@ -67,6 +68,13 @@ int control_path(
  */
 int control_new(const struct config_queue *q, struct control **out, char *err,
     size_t errlen) MTA_MUST_CHECK;
+
+struct buf;
+/* control_shape.c: answer the shaping requests (limits, suspended,
+ * resume DOMAIN) into out; false when verb is none of them. save: the
+ * strtok_r state after the verb. The control thread. */
+bool control_shape(
+    struct deliver *d, const char *verb, char **save, struct buf *out);
 
 /* Start the thread; d (borrowed, started) receives the requests and
  * must outlive control_free(). Returns 0 or negative errno. */

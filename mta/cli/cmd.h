@@ -63,5 +63,7 @@ int cmd_reload(
     const char *config_path, int argc, char **argv); /* cmd_queue_ctl.c */
 int cmd_dkim(const char *config_path, int argc, char **argv); /* cmd_dkim.c */
 int cmd_top(const char *config_path, int argc, char **argv);  /* cmd_top.c */
+int cmd_limits(
+    const char *config_path, int argc, char **argv); /* cmd_shape.c */
 
 #endif

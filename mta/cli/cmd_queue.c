@@ -782,7 +782,11 @@ cmd_queue_show_run(const char *config_path, int argc, char **argv)
 static int
 cmd_queue_stats_run(const char *config_path, int argc, char **argv)
 {
-	return cmd_queue_read(config_path, argc, argv, cmd_queue_stats);
+	int status = cmd_queue_read(config_path, argc, argv, cmd_queue_stats);
+
+	if (status == 0)
+		cmd_shape_suspended(config_path, stdout); /* the live part */
+	return status;
 }
 
 #define CMD_QUEUE_SEL "ID... | SELECTOR..."
@@ -838,6 +842,8 @@ const struct cmd cmd_queue_table[] = {
 	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
 	{"release", CMD_QUEUE_SEL, "let held messages be delivered again",
 	 CMD_QUEUE_CTL_DETAIL, cmd_queue_control, NULL, 0},
+	{"resume", "DOMAIN", "lift a destination's backoff suspension now",
+	 NULL, cmd_queue_resume, NULL, 0},
 	{NULL, NULL, NULL, NULL, NULL, NULL, 0},
 };
 /* clang-format on */

@@ -25,4 +25,10 @@ int cmd_queue_control(const char *config_path, int argc, char **argv);
 /* `mta queue shape [OPTIONS]` (cmd_queue_shape.c). */
 int cmd_queue_shape(const char *config_path, int argc, char **argv);
 
+/* cmd_shape.c: `mta queue resume DOMAIN`; and the relay's suspended
+ * destinations ("suspended DOMAIN ..." lines) on out, nothing when it
+ * is not running. */
+int cmd_queue_resume(const char *config_path, int argc, char **argv);
+void cmd_shape_suspended(const char *config_path, FILE *out);
+
 #endif

@@ -90,6 +90,12 @@ const struct cmd cmd_table[] = {
 	 "--listen ADDR scrape ADDR (HOST:PORT) instead of the configured\n"
 	 "              one\n",
 	 cmd_top, NULL, 0},
+	{"limits", "", "show each limit, its use and whether it binds",
+	 "Asks the running relay: each [limit] with its key, the\n"
+	 "destinations it has met (in flight, admitted, refused,\n"
+	 "binding = refused in the last 2 s), then suspended destinations\n"
+	 "and cut rates (adaptive backoff).\n",
+	 cmd_limits, NULL, 0},
 	{"version", "", "print the version and the library versions", NULL,
 	 cmd_version, NULL, 0},
 	{"help", "[COMMAND [SUBCOMMAND]]", "print help on a command", NULL,

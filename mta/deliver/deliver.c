@@ -177,6 +177,7 @@ deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
 	d->q = q;
 	d->dns = dns;
 	pthread_mutex_init(&d->hosts_lock, NULL);
+	pthread_mutex_init(&d->shape_lock, NULL);
 	dest_self_init(&d->self, s->server);
 	/* One context serves every policy: verification is chosen per
 	 * connection (tls_conn_client_new). */
@@ -208,6 +209,7 @@ deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
 fail:
 	dest_self_fini(&d->self);
 	pthread_mutex_destroy(&d->hosts_lock);
+	pthread_mutex_destroy(&d->shape_lock);
 	free(d);
 	return NULL;
 }
@@ -293,5 +295,7 @@ deliver_stop(struct deliver *d, uint64_t grace_ms)
 	tls_ctx_free(d->tls);
 	dest_self_fini(&d->self);
 	pthread_mutex_destroy(&d->hosts_lock);
+	pthread_mutex_destroy(&d->shape_lock);
+	free(d->shape_text);
 	free(d);
 }

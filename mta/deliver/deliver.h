@@ -63,6 +63,8 @@ struct deliver_settings {
 	 * the table attached to the snapshot; NULL: none */
 	const struct dkim_table *dkim;
 	const struct config_tlsrpt *tlsrpt; /* TLS reports (mta/tlsrpt/) */
+	/* the whole snapshot: [limit] sections for delivery shaping */
+	const struct config *config;
 };
 
 /* Point out at the parts of c the stage reads (c borrowed). */
@@ -141,5 +143,14 @@ struct deliver_ctl {
  * c->reply (as its msg, chan order); the scheduler always answers, as
  * long as it runs (stop the sender before deliver_stop()). */
 void deliver_ctl_submit(struct deliver *d, struct deliver_ctl *c);
+
+/* deliver_shape.c: delivery shaping for operators, any thread. The
+ * report the scheduler last published (at most a second old: limits,
+ * their use, suspended destinations; deliver/shape.h), caller frees;
+ * and a request to lift a destination's suspension, which returns once
+ * the scheduler has applied it (at most about 2 s; not on the scheduler
+ * thread). */
+char *deliver_shape_report(struct deliver *d);
+void deliver_shape_resume(struct deliver *d, const char *domain);
 
 #endif

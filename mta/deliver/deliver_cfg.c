@@ -25,6 +25,7 @@ deliver_settings_of(const struct config *c, struct deliver_settings *out)
 	out->server = &c->server;
 	out->dkim = dkim_table_of(c);
 	out->tlsrpt = &c->tlsrpt;
+	out->config = c;
 }
 
 void

@@ -24,6 +24,13 @@ enum deliver_msg_type {
 	DELIVER_MSG_CTL = 0x5340, /* struct deliver_ctl (deliver.h) */
 	DELIVER_MSG_CTL_DONE,     /* the same struct, back on ->reply */
 	DELIVER_MSG_CONFIG,       /* struct deliver_config, to any thread */
+	DELIVER_MSG_RESUME,       /* struct deliver_resume (deliver_shape.c) */
+};
+
+/* DELIVER_MSG_RESUME: an operator lifts a destination's suspension. */
+struct deliver_resume {
+	struct chan_msg msg;
+	char domain[256];
 };
 
 /*
@@ -94,6 +101,10 @@ struct deliver {
 	/* the relay's own listeners, from the startup settings; read-only
 	 * once the workers run */
 	struct dest_self self;
+	/* the scheduler's shaping report for operators (deliver_shape.c) */
+	pthread_mutex_t shape_lock;
+	char *shape_text;   /* shape_lock */
+	uint64_t shape_gen; /* shape_lock: reports published */
 };
 
 /* deliver_worker.c */
@@ -139,7 +150,14 @@ struct dsched {
 	struct idset warned;  /* messages with a delay warning on disk */
 	struct idset warning; /* ... with one in an update not yet back */
 	uint64_t metrics_ms;  /* mono ms when the next metrics snapshot is due */
+	struct shape *shape;  /* delivery shaping, backoff (shape.h) */
+	uint64_t shape_ms;    /* mono ms when the next report is due */
 };
+
+/* deliver_shape.c: the scheduler's side: publish the shaping report
+ * (each second, or now when force), apply an operator's resume. */
+void deliver_shape_publish(struct dsched *ds, bool force);
+void deliver_shape_resume_apply(struct dsched *ds, struct deliver_resume *r);
 
 struct queue_envelope;
 struct queue_update;

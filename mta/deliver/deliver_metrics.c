@@ -21,6 +21,7 @@
 #include "base/metrics.h"
 #include "base/str.h"
 #include "deliver/deliver_int.h"
+#include "deliver/shape.h"
 
 #define PUBLISH_MS 1000 /* snapshot interval, at least */
 #define COST_SHARE 50   /* the interval is at least 50 times its cost */
@@ -28,6 +29,8 @@
 struct pick {
 	struct metrics_sched *q;
 	size_t cap; /* N */
+	const struct shape *shape;
+	uint64_t now; /* wall ms */
 };
 
 static uint64_t
@@ -105,7 +108,8 @@ pick_one(void *arg, const struct sched_dest_view *v)
 	str_copy(d.domain, sizeof(d.domain), v->domain);
 	d.queued = v->queued;
 	d.connections = v->inflight;
-	d.suspended = v->resting;
+	/* resting after a failure, or suspended by a backoff rule */
+	d.suspended = v->resting || shape_suspended(p->shape, v->domain, p->now);
 	d.delivered = v->outcomes[0];
 	d.deferred = v->outcomes[1];
 	d.failed = v->outcomes[2];
@@ -149,6 +153,8 @@ deliver_metrics_tick(struct dsched *ds)
 	p.cap = metrics_destinations();
 	p.q = metrics_sched_new(p.cap);
 	p.q->made_ms = now;
+	p.shape = ds->shape;
+	p.now = now;
 	sched_queue_view(ds->s, &qv);
 	memcpy(p.q->msgs, qv.msgs, sizeof(qv.msgs));
 	memcpy(p.q->rcpts, qv.rcpts, sizeof(qv.rcpts));

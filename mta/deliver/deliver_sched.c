@@ -27,6 +27,7 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "deliver/deliver_int.h"
+#include "deliver/shape.h"
 #include "queue/queue.h"
 
 static int
@@ -72,7 +73,11 @@ handle(struct dsched *ds, struct chan_msg *m)
 		return 0;
 	}
 	case DELIVER_MSG_DONE:
+		shape_done(ds->shape, (struct sched_job *)m, clock_wall_ms());
 		deliver_outcome_submit(ds, (struct sched_job *)m);
+		return 0;
+	case DELIVER_MSG_RESUME:
+		deliver_shape_resume_apply(ds, (struct deliver_resume *)m);
 		return 0;
 	case DELIVER_MSG_CTL:
 		deliver_ctl_request(ds, (struct deliver_ctl *)m);
@@ -85,6 +90,7 @@ handle(struct dsched *ds, struct chan_msg *m)
 		/* the loop boundary: nothing of this thread holds the old
 		 * one now (jobs carry their worker's) */
 		deliver_cfg_take(&ds->cfg, (struct deliver_config *)m);
+		shape_config(ds->shape, ds->cfg.set.config);
 		return 0;
 	case QUEUE_DONE_UPDATE:
 		deliver_outcome_done(ds, (struct queue_update *)m);
@@ -113,12 +119,15 @@ deliver_sched_main(void *arg)
 	    .max_jobs = boot->delivery->max_connections,
 	    .max_per_dest = boot->delivery->max_connections_per_host,
 	};
-	struct dsched ds = {.d = d};
+	struct dsched ds = {.d = d, .shape = shape_new()};
 	struct sched_stats st;
 	uint64_t deadline = 0;
 	int rc;
 
 	deliver_cfg_init(&ds.cfg, boot);
+	shape_config(ds.shape, ds.cfg.set.config);
+	scfg.admit = shape_admit;
+	scfg.admit_arg = ds.shape;
 	ds.s = sched_new(&scfg);
 	rc = queue_scan(d->q, 0, recover_one, &ds);
 	if (rc != 0)
@@ -147,6 +156,7 @@ deliver_sched_main(void *arg)
 		}
 		dispatch(&ds);
 		deliver_metrics_tick(&ds);
+		deliver_shape_publish(&ds, false);
 		log_batch_end();
 		/* An update is always answered (commits are quick) and its
 		 * answer comes to this chan, so wait for every one; jobs in
@@ -164,6 +174,7 @@ deliver_sched_main(void *arg)
 		log_event(
 		    "event=delivery-stopped jobs_abandoned=%zu", st.inflight);
 	sched_free(ds.s);
+	shape_free(ds.shape);
 	deliver_bounce_fini(&ds);
 	deliver_cfg_drop(&ds.cfg);
 	return NULL;

@@ -566,6 +566,8 @@ job_suspended(struct sched *s, struct sunit *u, uint64_t now_ms)
 struct sched_job *
 sched_job_next(struct sched *s, uint64_t now_ms)
 {
+	uint64_t wait;
+
 	while (s->inflight < s->cfg.max_jobs && s->hlen > 0) {
 		struct sunit *u = s->heap[0];
 		struct sdest *d = u->dest;
@@ -578,6 +580,14 @@ sched_job_next(struct sched *s, uint64_t now_ms)
 		if (dest_room(d) == 0) {
 			/* due, but its destination is busy: wait in line */
 			fifo_push(u);
+			continue;
+		}
+		if (s->cfg.admit != NULL &&
+		    (wait = s->cfg.admit(s->cfg.admit_arg, d->domain, now_ms)) !=
+		        0) {
+			/* shaped: due again when the limit allows */
+			u->due = now_ms + wait;
+			heap_push(s, u);
 			continue;
 		}
 		return job_make(s, u, now_ms);
@@ -1003,6 +1013,25 @@ sched_queue_view(const struct sched *s, struct sched_queue_view *out)
 			    m->received_ms < out->oldest_ms)
 				out->oldest_ms = m->received_ms;
 		}
+}
+
+int
+sched_dest_resume(struct sched *s, const char *domain, uint64_t now_ms)
+{
+	struct sdest *d = dest_find(s, domain);
+
+	if (d == NULL)
+		return -ENOENT;
+	d->dead_until = 0;
+	for (size_t i = 0; i < s->hlen; i++) {
+		struct sunit *u = s->heap[i];
+
+		if (u->dest == d && u->due > now_ms) {
+			u->due = now_ms;
+			heap_up(s, i);
+		}
+	}
+	return 0;
 }
 
 void

@@ -78,6 +78,11 @@ struct sched_cfg {
 	unsigned max_per_dest;       /* jobs in flight per destination */
 	uint32_t (*rand)(void *arg); /* jitter source; NULL = random() */
 	void *rand_arg;
+	/* delivery shaping (deliver/shape.h; NULL: none): 0 when a job of
+	 * domain may start at now_ms (and is counted), else ms until the
+	 * unit is due again; it waits in memory, its recipients as they are */
+	uint64_t (*admit)(void *arg, const char *domain, uint64_t now_ms);
+	void *admit_arg;
 };
 
 /* A recipient as recovered from the queue or received. */
@@ -242,6 +247,10 @@ struct sched_queue_view {
 	uint64_t oldest_ms;
 };
 void sched_queue_view(const struct sched *s, struct sched_queue_view *out);
+
+/* An operator lifted domain's suspension: its waiting units are due at
+ * now_ms (and its rest after a failure ends). 0 or -ENOENT. */
+int sched_dest_resume(struct sched *s, const char *domain, uint64_t now_ms);
 
 /* Jobs in flight and the current window for one destination. */
 void sched_dest_get(const struct sched *s, const char *domain,

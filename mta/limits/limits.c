@@ -126,6 +126,8 @@ key_of(const struct config_limit *d, const struct limits_subject *s, char *out,
 	case CONFIG_LIMIT_KEY_SENDER_DOMAIN:
 		val = s->sender_domain;
 		break;
+	case CONFIG_LIMIT_KEY_DEST_DOMAIN:
+		break; /* delivery's (deliver/shape.c), not a submission's */
 	}
 	if (val == NULL || val[0] == '\0')
 		return 0;

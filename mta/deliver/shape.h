@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * shape.h - delivery shaping: the [limit] sections keyed by destination
+ * (key = destination_domain) applied where the scheduler admits a job,
+ * and the suspensions and rate cuts of adaptive backoff (backoff.h).
+ *
+ * DESIGN. The scheduler asks shape_admit before it makes a job of a due
+ * unit: a suspended destination, a rate that would be exceeded (count =
+ * messages: one per job, a message's transaction; count = connections
+ * with a rate: one per job, which may open a connection) or a cap on
+ * connections held (count = connections, max = N: a lease per job in
+ * flight, the same leases as submission's, expiring by themselves) make
+ * the unit wait in memory, due again when the limit allows: no recipient
+ * changes state and no connection is made. Rates use the one throttle
+ * engine (limits.h) over a store of the delivery stage's own, kept across
+ * reloads. A job that comes back (shape_done) gives its lease back and
+ * its replies are matched against the backoff rules: a match suspends
+ * the destination for [delivery] backoff_suspend and halves its rates;
+ * successes ramp them back up.
+ *
+ * Operators read shape_report (a text snapshot, published by the
+ * scheduler for the control socket) and lift a suspension with
+ * shape_resume. Thread: the scheduler.
+ */
+#ifndef MTA_SHAPE_H
+#define MTA_SHAPE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "deliver/schedule.h"
+
+struct shape;
+
+struct shape *shape_new(void);
+void shape_free(struct shape *sh);
+
+/* Use the limits and backoff keys of c (borrowed until the next call or
+ * shape_free: the caller holds the snapshot). */
+void shape_config(struct shape *sh, const struct config *c);
+
+/* sched_cfg.admit: 0 when a job of domain may start at now_ms (wall) and
+ * is counted; else the ms to wait. arg: the struct shape. */
+uint64_t shape_admit(void *arg, const char *domain, uint64_t now_ms);
+
+/* A job a worker ran is back: its lease is given back; a deferral that a
+ * backoff rule matches suspends its destination (and the job's
+ * dest_failed is cleared: the suspension, not the scheduler's rest,
+ * holds the destination back). */
+void shape_done(struct shape *sh, struct sched_job *job, uint64_t now_ms);
+
+/* Lift domain's suspension and rate cut. false: it had none. */
+bool shape_resume(struct shape *sh, const char *domain);
+
+/* Is domain suspended at now_ms? */
+bool shape_suspended(const struct shape *sh, const char *domain,
+    uint64_t now_ms);
+
+/* Lines for operators (caller frees): every limit with its key, use and
+ * whether it binds, then "suspended DOMAIN ..." and "rate DOMAIN ..." */
+char *shape_report(const struct shape *sh, uint64_t now_ms);
+
+#endif
