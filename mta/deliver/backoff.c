@@ -16,8 +16,8 @@
  * (their postmaster pages): Yahoo's [TSS04] and [TS0x] deferrals; Gmail's
  * 4.7.28 (an unusual rate) and 4.7.0 "rate limited"; Microsoft's 4.7.650
  * (IP reputation throttling) and 451 4.7.500-699 (server busy, try
- * later); and any reply that says it is throttling or over a rate or
- * connection limit.
+ * later); and any reply that says it is throttling, over a rate limit or
+ * receiving too many connections.
  */
 const struct backoff_rule backoff_default_rules[] = {
     {"yahoo-tss04", 0, NULL, "\\[TSS04\\]", true},
@@ -28,7 +28,7 @@ const struct backoff_rule backoff_default_rules[] = {
     {"microsoft-451-4.7.5xx", 451, "4.7.", "^.*4\\.7\\.[56][0-9][0-9]",
         true},
     {"throttled", 0, NULL,
-        "throttl|too many (connections|messages)|rate limit|"
+        "throttl|too many connections|rate limit|"
         "try (again )?later.*(rate|volume)",
         true},
 };
