@@ -26,8 +26,8 @@
 static void
 shape_lines(struct buf *out, const char *report, bool only_suspended)
 {
-	size_t room = out->max > SHAPE_DONE_ROOM ? out->max - SHAPE_DONE_ROOM
-	                                          : 0;
+	size_t room =
+	    out->max > SHAPE_DONE_ROOM ? out->max - SHAPE_DONE_ROOM : 0;
 
 	for (const char *p = report; *p != '\0';) {
 		const char *nl = strchr(p, '\n');
@@ -35,8 +35,7 @@ shape_lines(struct buf *out, const char *report, bool only_suspended)
 
 		if ((!only_suspended || strncmp(p, "suspended ", 10) == 0 ||
 		        strncmp(p, "rate ", 5) == 0) &&
-		    buf_avail(out) + n <= room &&
-		    buf_append(out, p, n) != 0)
+		    buf_avail(out) + n <= room && buf_append(out, p, n) != 0)
 			break;
 		p += n;
 	}
@@ -81,9 +80,10 @@ control_shape(struct deliver *d, const char *verb, char **save, struct buf *out)
 			                      "done ok=0 error=1\n");
 		} else {
 			deliver_shape_resume(d, arg);
-			log_event("event=operator action=resume domain=%s", arg);
-			rc = buf_appendf(out, "ok resume %s\ndone ok=1 error=0\n",
-			    arg);
+			log_event(
+			    "event=operator action=resume domain=%s", arg);
+			rc = buf_appendf(
+			    out, "ok resume %s\ndone ok=1 error=0\n", arg);
 		}
 	} else {
 		return false;

@@ -25,8 +25,7 @@ const struct backoff_rule backoff_default_rules[] = {
     {"gmail-4.7.28", 0, "4.7.28", NULL, true},
     {"gmail-rate", 0, "4.7.0", "rate.limit", true},
     {"microsoft-4.7.650", 0, "4.7.650", NULL, true},
-    {"microsoft-451-4.7.5xx", 451, "4.7.", "^.*4\\.7\\.[56][0-9][0-9]",
-        true},
+    {"microsoft-451-4.7.5xx", 451, "4.7.", "^.*4\\.7\\.[56][0-9][0-9]", true},
     {"throttled", 0, NULL,
         "throttl|too many connections|rate limit|"
         "try (again )?later.*(rate|volume)",

@@ -31,11 +31,11 @@ struct shape_use {
 
 struct shape_dest {
 	char *domain;
-	uint64_t until;  /* wall ms: suspended until */
-	char why[240];   /* rule and reply that suspended it */
-	unsigned pct;    /* rates at pct% of the configured ones */
-	unsigned ok;     /* successes toward the next ramp step */
-	unsigned held;   /* jobs admitted, not back */
+	uint64_t until; /* wall ms: suspended until */
+	char why[240];  /* rule and reply that suspended it */
+	unsigned pct;   /* rates at pct% of the configured ones */
+	unsigned ok;    /* successes toward the next ramp step */
+	unsigned held;  /* jobs admitted, not back */
 	uint64_t admitted;
 	struct shape_use use[SHAPE_USES];
 	struct shape_dest *next;
@@ -57,8 +57,8 @@ shape_new(void)
 
 	sh->st = limits_store_new();
 	sh->suspend_ms = 5 * 60 * 1000;
-	if (backoff_init(&sh->rules, backoff_default_rules,
-	        backoff_ndefault) != 0)
+	if (backoff_init(&sh->rules, backoff_default_rules, backoff_ndefault) !=
+	    0)
 		MTA_ASSERT(!"a built-in backoff rule does not compile");
 	return sh;
 }
@@ -278,8 +278,8 @@ shape_done(struct shape *sh, struct sched_job *job, uint64_t now_ms)
 
 	if (d != NULL && d->held > 0) {
 		d->held--;
-		unlease(sh, job->domain, sh->c ? sh->c->nlimits : 0,
-		    limits_now());
+		unlease(
+		    sh, job->domain, sh->c ? sh->c->nlimits : 0, limits_now());
 	}
 	if ((rule = job_match(sh, job, &at)) == NULL) {
 		if (d != NULL && !job->dest_failed && job->nrcpts > 0 &&
@@ -292,8 +292,8 @@ shape_done(struct shape *sh, struct sched_job *job, uint64_t now_ms)
 	if (rule->cut)
 		d->pct = backoff_cut(d->pct);
 	d->ok = 0;
-	str_fmt(d->why, sizeof(d->why), "%s: %s", rule->name,
-	    job->rcpts[at].reply);
+	str_fmt(
+	    d->why, sizeof(d->why), "%s: %s", rule->name, job->rcpts[at].reply);
 	job->dest_failed = false;
 	log_info("event=destination-suspended domain=%s rule=%s for_ms=%" PRIu64
 	         " rate_pct=%u",
@@ -353,8 +353,7 @@ report_limit(FILE *fp, const struct shape *sh, const struct config_limit *l,
 				fprintf(fp,
 				    "  %s in_flight=%u admitted=%" PRIu64
 				    " refused=%" PRIu64 " binding=%s\n",
-				    d->domain, d->held, d->admitted,
-				    u->refused,
+				    d->domain, d->held, d->admitted, u->refused,
 				    now_ms < u->last_refused + SHAPE_BINDING
 				        ? "yes"
 				        : "no");
@@ -381,8 +380,8 @@ shape_report(const struct shape *sh, uint64_t now_ms)
 				    d->domain, (d->until - now_ms + 999) / 1000,
 				    d->why);
 			if (d->pct < 100)
-				fprintf(fp, "rate %s pct=%u\n", d->domain,
-				    d->pct);
+				fprintf(
+				    fp, "rate %s pct=%u\n", d->domain, d->pct);
 		}
 	fclose(fp);
 	return text;

@@ -54,8 +54,8 @@ void shape_done(struct shape *sh, struct sched_job *job, uint64_t now_ms);
 bool shape_resume(struct shape *sh, const char *domain);
 
 /* Is domain suspended at now_ms? */
-bool shape_suspended(const struct shape *sh, const char *domain,
-    uint64_t now_ms);
+bool shape_suspended(
+    const struct shape *sh, const char *domain, uint64_t now_ms);
 
 /* Lines for operators (caller frees): every limit with its key, use and
  * whether it binds, then "suspended DOMAIN ..." and "rate DOMAIN ..." */

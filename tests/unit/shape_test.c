@@ -22,12 +22,12 @@ static const struct {
     {"mx.yahoo[1.2.3.4]:25: 421 4.7.0 [TSS04] Messages from 192.0.2.1 "
      "temporarily deferred due to unexpected volume or user complaints",
         "4.7.0", "yahoo-tss04"},
-    {"421 4.7.0 [TS01] Messages from 192.0.2.1 temporarily deferred",
-        "4.7.0", "yahoo-ts0x"},
+    {"421 4.7.0 [TS01] Messages from 192.0.2.1 temporarily deferred", "4.7.0",
+        "yahoo-ts0x"},
     {"450 4.7.28 The IP you're using to send mail has an unusual rate",
         "4.7.28", "gmail-4.7.28"},
-    {"421 4.7.0 Try again later, closing connection. (rate limited)",
-        "4.7.0", "gmail-rate"},
+    {"421 4.7.0 Try again later, closing connection. (rate limited)", "4.7.0",
+        "gmail-rate"},
     {"451 4.7.650 The mail server [192.0.2.1] has been temporarily rate "
      "limited due to IP reputation.",
         "4.7.650", "microsoft-4.7.650"},
@@ -57,7 +57,8 @@ test_default_rules(void)
 		if (replies[i].rule == NULL) {
 			CHECK(r == NULL);
 		} else {
-			CHECK(r != NULL && strcmp(r->name, replies[i].rule) == 0);
+			CHECK(
+			    r != NULL && strcmp(r->name, replies[i].rule) == 0);
 		}
 		if ((r == NULL) != (replies[i].rule == NULL) ||
 		    (r && strcmp(r->name, replies[i].rule) != 0))
@@ -80,13 +81,12 @@ test_rule_fields(void)
 	struct backoff b;
 
 	CHECK(backoff_init(&b, rules, 2) == 0);
-	CHECK(backoff_match(&b, "452 4.2.2 mailbox full", "4.2.2") ==
-	      &rules[0]);
+	CHECK(
+	    backoff_match(&b, "452 4.2.2 mailbox full", "4.2.2") == &rules[0]);
 	CHECK(backoff_match(&b, "h[1.1.1.1]:25: 452-x", "") == &rules[0]);
 	CHECK(backoff_match(&b, "451 4.7.1 please SLOW DOWN", "4.7.1") ==
 	      &rules[1]);
-	CHECK(backoff_match(&b, "451 4.7.1 please slow down", "4.7.2") ==
-	      NULL);
+	CHECK(backoff_match(&b, "451 4.7.1 please slow down", "4.7.2") == NULL);
 	CHECK(backoff_match(&b, "451 4.7.1 go away", "4.7.1") == NULL);
 	backoff_fini(&b);
 	CHECK(backoff_init(&b, bad, 1) == -1);
@@ -212,8 +212,8 @@ test_admit(void)
 	CHECK(!shape_resume(sh, "b.test"));
 	CHECK(!shape_resume(sh, "none.test"));
 	/* an ordinary deferral suspends nothing */
-	j = job_of("b.test", "451 4.3.0 try later", "4.3.0",
-	    SCHED_OUTCOME_TEMPFAIL);
+	j = job_of(
+	    "b.test", "451 4.3.0 try later", "4.3.0", SCHED_OUTCOME_TEMPFAIL);
 	shape_done(sh, j, now);
 	CHECK(j->dest_failed);
 	sched_job_free(j);
