@@ -269,6 +269,7 @@ enum config_limit_key {
 	CONFIG_LIMIT_KEY_SENDER_DOMAIN,  /* the MAIL FROM domain */
 	/* delivery shaping (mta/deliver/shape.c): the recipient domain */
 	CONFIG_LIMIT_KEY_DEST_DOMAIN,
+	CONFIG_LIMIT_KEY_DEST_SITE, /* its MX host set (MX rollup) */
 };
 
 struct config_limit {

@@ -76,14 +76,16 @@ config_limit_parse_key(struct config_limit *l, char *why, size_t whylen)
 		l->key_type = CONFIG_LIMIT_KEY_SENDER_DOMAIN;
 	else if (strcmp(l->key, "destination_domain") == 0)
 		l->key_type = CONFIG_LIMIT_KEY_DEST_DOMAIN;
+	else if (strcmp(l->key, "destination_site") == 0)
+		l->key_type = CONFIG_LIMIT_KEY_DEST_SITE;
 	else if (strncmp(l->key, net, sizeof(net) - 1) == 0) {
 		l->key_type = CONFIG_LIMIT_KEY_CLIENT_NETWORK;
 		return parse_prefixes(l, l->key + sizeof(net) - 1, why, whylen);
 	} else {
 		snprintf(why, whylen,
 		    "unknown key type \"%.32s\" (user, client, "
-		    "client_network/N, sender_domain or "
-		    "destination_domain)",
+		    "client_network/N, sender_domain, "
+		    "destination_domain or destination_site)",
 		    l->key);
 		return -1;
 	}

@@ -47,6 +47,7 @@
 #include "deliver/deliver_int.h"
 #include "deliver/deliver_tlsrpt.h"
 #include "deliver/dest_policy.h"
+#include "deliver/dest_site.h"
 #include "deliver/tls_policy.h"
 #include "sts/sts.h"
 #include "dns/dns.h"
@@ -421,6 +422,9 @@ job_targets_ready(struct djob *dj)
 	bool eight;
 	int rc;
 
+	/* the MX host set, for the scheduler's site limits (shape.h) */
+	(void)dest_site_key(
+	    dj->targets, dj->ntargets, dj->sj->site, sizeof(dj->sj->site));
 	/* the worker's current budget, so a reload reaches waiting jobs */
 	rc = dbody_open(
 	    &dj->body, w->d, dj->sj->id, w->cfg.set.delivery->max_inflight);

@@ -37,6 +37,10 @@ struct shape_dest {
 	unsigned ok;    /* successes toward the next ramp step */
 	unsigned held;  /* jobs admitted, not back */
 	uint64_t admitted;
+	/* its site (MX host set) as the last job learned it, and the one
+	 * its site limits use: the learned one, taken when no job holds
+	 * leases under the old one */
+	char site[256], lsite[256];
 	struct shape_use use[SHAPE_USES];
 	struct shape_dest *next;
 };
@@ -122,17 +126,25 @@ dest_get(struct shape *sh, const char *domain)
 static bool
 is_dest_limit(const struct config_limit *l)
 {
-	return l->key_type == CONFIG_LIMIT_KEY_DEST_DOMAIN &&
+	return (l->key_type == CONFIG_LIMIT_KEY_DEST_DOMAIN ||
+	           l->key_type == CONFIG_LIMIT_KEY_DEST_SITE) &&
 	       (l->count == CONFIG_LIMIT_MESSAGES ||
 	           l->count == CONFIG_LIMIT_CONNECTIONS);
 }
 
-/* The store key of limit l for domain: "NAME\0domain". */
+/* The store key of limit l for d: "NAME\0domain" or "NAME\0site"; 0
+ * when d has none (a site not learned yet: its first job). */
 static size_t
-key_of(const struct config_limit *l, const char *domain, char *out, size_t len)
+key_of(const struct config_limit *l, const struct shape_dest *d, char *out,
+    size_t len)
 {
-	int n = snprintf(out, len, "%s%c%s", l->name, '\0', domain);
+	const char *v =
+	    l->key_type == CONFIG_LIMIT_KEY_DEST_SITE ? d->lsite : d->domain;
+	int n;
 
+	if (v[0] == '\0')
+		return 0;
+	n = snprintf(out, len, "%s%c%s", l->name, '\0', v);
 	return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
@@ -164,7 +176,7 @@ rate_of(const struct config_limit *l, unsigned pct, struct gcra *g)
 
 /* Give back the leases of the first upto limits that d's job took. */
 static void
-unlease(struct shape *sh, const char *domain, size_t upto, uint64_t now)
+unlease(struct shape *sh, const struct shape_dest *d, size_t upto, uint64_t now)
 {
 	char key[LIMITS_KEY_MAX];
 	size_t klen;
@@ -173,7 +185,7 @@ unlease(struct shape *sh, const char *domain, size_t upto, uint64_t now)
 		const struct config_limit *l = &sh->c->limits[i];
 
 		if (is_dest_limit(l) && l->max > 0 &&
-		    (klen = key_of(l, domain, key, sizeof(key))) != 0)
+		    (klen = key_of(l, d, key, sizeof(key))) != 0)
 			limits_store_unlease(sh->st, key, klen, now);
 	}
 }
@@ -190,11 +202,11 @@ admit_leases(struct shape *sh, struct shape_dest *d, uint64_t now_ms)
 		const struct config_limit *l = &sh->c->limits[i];
 
 		if (!is_dest_limit(l) || l->max == 0 ||
-		    (klen = key_of(l, d->domain, key, sizeof(key))) == 0)
+		    (klen = key_of(l, d, key, sizeof(key))) == 0)
 			continue;
 		if (!limits_store_lease(sh->st, key, klen, l->max,
 		        now + SHAPE_LEASE_TTL, now)) {
-			unlease(sh, d->domain, i, now);
+			unlease(sh, d, i, now);
 			note_refusal(d, l->name, now_ms);
 			return 50; /* asked again soon; a job's end wakes it */
 		}
@@ -215,7 +227,7 @@ admit_rates(struct shape *sh, struct shape_dest *d, uint64_t now_ms)
 		const struct config_limit *l = &sh->c->limits[i];
 
 		if (!is_dest_limit(l) || !rate_of(l, d->pct, &g) ||
-		    (klen = key_of(l, d->domain, key, sizeof(key))) == 0)
+		    (klen = key_of(l, d, key, sizeof(key))) == 0)
 			continue;
 		if (!limits_store_take(sh->st, key, klen, &g, now, 1, false)) {
 			uint64_t w = g.interval / 1000;
@@ -239,10 +251,12 @@ shape_admit(void *arg, const char *domain, uint64_t now_ms)
 	if (sh->c == NULL || sh->c->nlimits == 0)
 		return 0;
 	d = dest_get(sh, domain);
+	if (d->held == 0)
+		memcpy(d->lsite, d->site, sizeof(d->lsite));
 	if ((wait = admit_leases(sh, d, now_ms)) != 0)
 		return wait;
 	if ((wait = admit_rates(sh, d, now_ms)) != 0) {
-		unlease(sh, domain, sh->c->nlimits, limits_now());
+		unlease(sh, d, sh->c->nlimits, limits_now());
 		return wait < 1 ? 1 : wait;
 	}
 	d->held++;
@@ -278,8 +292,11 @@ shape_done(struct shape *sh, struct sched_job *job, uint64_t now_ms)
 
 	if (d != NULL && d->held > 0) {
 		d->held--;
-		unlease(
-		    sh, job->domain, sh->c ? sh->c->nlimits : 0, limits_now());
+		unlease(sh, d, sh->c ? sh->c->nlimits : 0, limits_now());
+	}
+	if (job->site[0] != '\0' && (d != NULL || sh->c != NULL)) {
+		d = d != NULL ? d : dest_get(sh, job->domain);
+		str_copy(d->site, sizeof(d->site), job->site);
 	}
 	if ((rule = job_match(sh, job, &at)) == NULL) {
 		if (d != NULL && !job->dest_failed && job->nrcpts > 0 &&
@@ -335,6 +352,8 @@ report_limit(FILE *fp, const struct shape *sh, const struct config_limit *l,
 	static const char *const counts[] = {
 	    "messages", "recipients", "connections", "bytes"};
 
+	bool site = l->key_type == CONFIG_LIMIT_KEY_DEST_SITE;
+
 	fprintf(fp, "limit %s count=%s key=%s rate=%s burst=%u max=%u\n",
 	    l->name, counts[l->count], l->key, l->rate[0] ? l->rate : "-",
 	    l->burst, l->max);
@@ -351,9 +370,11 @@ report_limit(FILE *fp, const struct shape *sh, const struct config_limit *l,
 				    strcmp(u->limit, l->name) != 0)
 					continue;
 				fprintf(fp,
-				    "  %s in_flight=%u admitted=%" PRIu64
+				    "  %s%s%s in_flight=%u admitted=%" PRIu64
 				    " refused=%" PRIu64 " binding=%s\n",
-				    d->domain, d->held, d->admitted, u->refused,
+				    d->domain, site ? " site=" : "",
+				    site ? d->lsite : "", d->held, d->admitted,
+				    u->refused,
 				    now_ms < u->last_refused + SHAPE_BINDING
 				        ? "yes"
 				        : "no");

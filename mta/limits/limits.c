@@ -127,6 +127,7 @@ key_of(const struct config_limit *d, const struct limits_subject *s, char *out,
 		val = s->sender_domain;
 		break;
 	case CONFIG_LIMIT_KEY_DEST_DOMAIN:
+	case CONFIG_LIMIT_KEY_DEST_SITE:
 		break; /* delivery's (deliver/shape.c), not a submission's */
 	}
 	if (val == NULL || val[0] == '\0')

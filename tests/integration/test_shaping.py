@@ -21,6 +21,7 @@ import time
 import pytest
 
 from conftest import base_sections, free_port, run_mta, write_config
+from dns_server import DNSServer
 from smtp_servers import SMTPServer, wait_until
 
 TSS04 = ("421 4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred "
@@ -184,6 +185,46 @@ def test_max_connections_per_destination(relay_factory, server):
     wait_until(lambda: srv.message_count() == 12, 40, "12 deliveries")
     assert srv.max_concurrent <= 2, srv.max_concurrent
     assert srv.max_concurrent >= 1
+
+
+def test_site_limit_shared_by_domains_with_one_mx_set(relay_factory):
+    """a.test and b.test have the same MX hosts (in another order and
+    case): one site, one 10/s limit for both."""
+    port = free_port("127.0.0.8")
+    srv = Recorder("127.0.0.8", port).start()
+    dns = DNSServer({"ttl": 300, "neg_ttl": 60, "soa": "test", "records": {
+        "a.test": {"MX": [[10, "mx1.shared.test"], [20, "mx2.shared.test"]]},
+        "b.test": {"MX": [[5, "MX2.shared.test"], [10, "mx1.shared.test"]]},
+        "mx1.shared.test": {"A": ["127.0.0.8"]},
+        "mx2.shared.test": {"A": ["127.0.0.8"]},
+    }}).start()
+    try:
+        relay = relay_factory(overrides={
+            "route *": None,
+            "dns": {"servers": f"127.0.0.1:{dns.port}", "timeout": "2s"},
+            "delivery": {"port": str(port)}},
+            extra="[limit site]\ncount = messages\n"
+                  "key = destination_site\nrate = 10/s\n")
+        # one message each first: the relay learns each domain's site
+        send(relay, "a.test", 1)
+        send(relay, "b.test", 1)
+        wait_until(lambda: srv.message_count() == 2, 20, "first deliveries")
+        time.sleep(1.5)  # the burst back
+        with smtplib.SMTP(relay.host, relay.port, timeout=30) as s:
+            for i in range(30):
+                for d in ("a.test", "b.test"):
+                    s.sendmail("s@origin.test", [f"r{i}@{d}"],
+                               f"Subject: {i}\r\n\r\nx\r\n")
+        wait_until(lambda: srv.message_count() == 62, 40, "62 deliveries")
+        out = relay.mta("limits").stdout.decode()
+        assert "site=mx1.shared.test,mx2.shared.test" in out, out
+        times = sorted(m["time"] for m in srv.snapshot()["messages"][2:])
+        span = times[-1] - times[0]
+        # 60 messages, burst 10 then 10/s: 5 s; each domain alone: 2 s
+        assert span >= 4.0, f"60 messages in {span:.2f}s: not one site"
+    finally:
+        srv.stop()
+        dns.stop()
 
 
 @pytest.mark.parametrize("extra,line,why", [

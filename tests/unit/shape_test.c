@@ -7,6 +7,7 @@
  * destination rate, a connection cap, a suspension and its resume.
  */
 #include "deliver/backoff.h"
+#include "deliver/dest_site.h"
 #include "deliver/shape.h"
 
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "dns/dns.h"
 #include "../harness.h"
 
 static const struct {
@@ -244,7 +246,67 @@ test_defaults_off(void)
 	config_unref(c);
 }
 
+/* The site key: MX names, lowercased, sorted, each once. */
+static void
+test_site_key(void)
+{
+	struct dns_target t[3];
+	char out[64];
+
+	memset(t, 0, sizeof(t));
+	snprintf(t[0].name, sizeof(t[0].name), "MX2.Example.");
+	snprintf(t[1].name, sizeof(t[1].name), "mx1.example");
+	snprintf(t[2].name, sizeof(t[2].name), "mx2.example");
+	CHECK(dest_site_key(t, 3, out, sizeof(out)));
+	CHECK(strcmp(out, "mx1.example,mx2.example") == 0);
+	CHECK(dest_site_key(t + 1, 1, out, sizeof(out)));
+	CHECK(strcmp(out, "mx1.example") == 0);
+	CHECK(!dest_site_key(t, 3, out, 12)); /* does not fit */
+	CHECK(out[0] == '\0');
+	CHECK(!dest_site_key(t, 0, out, sizeof(out)));
+}
+
+/* Two domains whose jobs reported the same MX set share a site limit;
+ * a domain's first job (its site unknown) is not counted by it. */
+static void
+test_site_shared(void)
+{
+	struct config *c = load("[limit s]\nkey = destination_site\n"
+	                        "rate = 2/h\n");
+	struct shape *sh = shape_new();
+	struct sched_job *j;
+	char *rep;
+
+	CHECK(c != NULL);
+	if (c == NULL)
+		return;
+	shape_config(sh, c);
+	CHECK(shape_admit(sh, "a.test", 1000) == 0); /* site unknown */
+	CHECK(shape_admit(sh, "b.test", 1000) == 0);
+	j = job_of("a.test", "250 ok", "2.0.0", SCHED_OUTCOME_OK);
+	snprintf(j->site, sizeof(j->site), "mx.shared");
+	shape_done(sh, j, 1000);
+	sched_job_free(j);
+	j = job_of("b.test", "250 ok", "2.0.0", SCHED_OUTCOME_OK);
+	snprintf(j->site, sizeof(j->site), "mx.shared");
+	shape_done(sh, j, 1000);
+	sched_job_free(j);
+	CHECK(shape_admit(sh, "a.test", 1000) == 0);
+	CHECK(shape_admit(sh, "b.test", 1000) == 0);
+	/* the site's burst of 2 is spent, by either domain */
+	CHECK(shape_admit(sh, "a.test", 1000) != 0);
+	CHECK(shape_admit(sh, "b.test", 1000) != 0);
+	CHECK(shape_admit(sh, "c.test", 1000) == 0); /* another site */
+	rep = shape_report(sh, 1000);
+	CHECK(strstr(rep, "  a.test site=mx.shared in_flight=1") != NULL);
+	free(rep);
+	shape_free(sh);
+	config_unref(c);
+}
+
 static const struct harness_case cases[] = {
+    {"site_key", test_site_key},
+    {"site_shared", test_site_shared},
     {"default_rules", test_default_rules},
     {"rule_fields", test_rule_fields},
     {"ramp", test_ramp},
