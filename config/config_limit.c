@@ -89,6 +89,15 @@ config_limit_parse_key(struct config_limit *l, char *why, size_t whylen)
 		    l->key);
 		return -1;
 	}
+	if ((l->key_type == CONFIG_LIMIT_KEY_DEST_DOMAIN ||
+	        l->key_type == CONFIG_LIMIT_KEY_DEST_SITE) &&
+	    l->count != CONFIG_LIMIT_MESSAGES &&
+	    l->count != CONFIG_LIMIT_CONNECTIONS) {
+		/* delivery shapes transactions and connections only */
+		snprintf(why, whylen, "%s counts messages or connections only",
+		    l->key);
+		return -1;
+	}
 	return 0;
 }
 

@@ -31,7 +31,8 @@ dest_site_key(const struct dns_target *t, size_t n, char *out, size_t len)
 		size_t m = strnlen(t[i].name, DNS_NAME_MAX - 1);
 
 		for (size_t j = 0; j < m; j++)
-			names[k][j] = (char)tolower((unsigned char)t[i].name[j]);
+			names[k][j] =
+			    (char)tolower((unsigned char)t[i].name[j]);
 		if (m > 0 && names[k][m - 1] == '.')
 			m--;
 		names[k][m] = '\0';

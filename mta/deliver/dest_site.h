@@ -17,7 +17,6 @@ struct dns_target;
  * lowercased, without a trailing dot, sorted, duplicates dropped, joined
  * by ','. false (out "") when there is none or it does not fit in len.
  */
-bool dest_site_key(
-    const struct dns_target *t, size_t n, char *out, size_t len);
+bool dest_site_key(const struct dns_target *t, size_t n, char *out, size_t len);
 
 #endif

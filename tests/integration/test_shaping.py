@@ -232,6 +232,8 @@ def test_site_limit_shared_by_domains_with_one_mx_set(relay_factory):
      "key", "unknown key type"),
     ("[limit x]\ncount = messages\nkey = destination_domain\nrate = 0/s\n",
      "rate", "a rate of zero"),
+    ("[limit x]\ncount = bytes\nkey = destination_site\nrate = 1/s\n",
+     "key", "destination_site counts messages or connections only"),
 ])
 def test_bad_config(tmp_path, extra, line, why):
     q = tmp_path / "q"
