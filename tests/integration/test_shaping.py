@@ -15,8 +15,8 @@ reached through [route DOMAIN] sections. Runs inside `unshare -n`.
 import re
 import smtplib
 import socket
-import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -115,15 +115,28 @@ def test_tss04_suspends_then_delivers(relay_factory, server):
                "the suspension's end in queue stats")
 
 
+def suspended_gauge(port):
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(r'^mta_destination_suspended\{destination="yahoo\.test"\} '
+                  r'(\S+)$', text, re.M)
+    return m.group(1) if m else None
+
+
 def test_resume_lifts_a_suspension(relay_factory, server):
     srv = server("127.0.0.3", throttle=1)
+    mport = free_port()
     relay = relay_factory(overrides={
         "queue": {"retry": "1s"},
         "delivery": {"backoff_suspend": "10m"},
+        "metrics": {"listen": f"127.0.0.1:{mport}"},
         **route("yahoo.test", srv.host, srv.port)})
     send(relay, "yahoo.test", 2)
     wait_until(lambda: "suspended yahoo.test" in stats(relay), 20,
                "the suspension")
+    wait_until(lambda: suspended_gauge(mport) == "1", 10,
+               "mta_destination_suspended 1")
     time.sleep(2)
     assert srv.message_count() == 0
     n = len(srv.conn_times)
@@ -132,6 +145,8 @@ def test_resume_lifts_a_suspension(relay_factory, server):
     wait_until(lambda: srv.message_count() == 2, 20, "delivery after resume")
     assert len(srv.conn_times) > n
     assert "suspended yahoo.test" not in stats(relay)
+    wait_until(lambda: suspended_gauge(mport) == "0", 10,
+               "mta_destination_suspended 0")
     bad = relay.mta("queue", "resume", "a b", check=False)
     assert bad.returncode != 0
 
