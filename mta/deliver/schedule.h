@@ -126,7 +126,7 @@ struct sched_job {
 	/* set by the worker: */
 	char relay[300];        /* "mx.example[192.0.2.1]:25", or "" */
 	char tls[128];          /* log fields: dconn_report.tls, or "" */
-	char site[256];        /* its MX host set (dest_site.h), or "" */
+	char site[256];         /* its MX host set (dest_site.h), or "" */
 	const char *tls_policy; /* static: the relay's TLS policy source
 				   (tls_policy_source_name), or NULL */
 	bool dest_failed;       /* connection-level failure: slow start */
