@@ -77,6 +77,11 @@ struct sdest {
 	uint64_t queued;                   /* scratch of sched_dest_each */
 	struct sunit *whead, *wtail;
 	struct sdest *hnext;
+	/* shaped (cfg.admit refused): its due units wait in its line until
+	 * then; linked in sched->shaped while in_shaped */
+	uint64_t shaped_until;
+	bool in_shaped;
+	struct sdest *snext;
 };
 
 struct sched {
@@ -90,6 +95,7 @@ struct sched {
 	size_t nunits;
 	unsigned inflight; /* jobs out, deciding ones included */
 	unsigned deciding;
+	struct sdest *shaped; /* destinations waiting on cfg.admit */
 };
 
 static uint64_t
@@ -532,10 +538,13 @@ dest_room(const struct sdest *d)
 	return d->window - d->inflight;
 }
 
-/* Units waiting in line for d go next, as many as it has room for. */
+/* Units waiting in line for d go next, as many as it has room for (a
+ * shaped destination is asked again: a job's end may have freed what
+ * held it back). */
 static void
 dest_wake(struct sched *s, struct sdest *d, uint64_t now_ms)
 {
+	d->shaped_until = 0;
 	for (unsigned n = dest_room(d); n > 0 && d->whead; n--) {
 		struct sunit *w = d->whead;
 
@@ -563,11 +572,46 @@ job_suspended(struct sched *s, struct sunit *u, uint64_t now_ms)
 	return j;
 }
 
+/* Destinations whose shaping wait is over: their line goes next. */
+static void
+shaped_wake(struct sched *s, uint64_t now_ms)
+{
+	for (struct sdest **pp = &s->shaped; *pp != NULL;) {
+		struct sdest *d = *pp;
+
+		if (d->shaped_until > now_ms) {
+			pp = &d->snext;
+			continue;
+		}
+		*pp = d->snext;
+		d->in_shaped = false;
+		dest_wake(s, d, now_ms);
+	}
+}
+
+/* A due unit that shaping holds back: in its destination's line until
+ * the destination may take a job again (no state changes). */
+static void
+shaped_wait(struct sched *s, struct sunit *u, uint64_t until)
+{
+	struct sdest *d = u->dest;
+
+	fifo_push(u);
+	if (until > d->shaped_until)
+		d->shaped_until = until;
+	if (!d->in_shaped) {
+		d->in_shaped = true;
+		d->snext = s->shaped;
+		s->shaped = d;
+	}
+}
+
 struct sched_job *
 sched_job_next(struct sched *s, uint64_t now_ms)
 {
 	uint64_t wait;
 
+	shaped_wake(s, now_ms);
 	while (s->inflight < s->cfg.max_jobs && s->hlen > 0) {
 		struct sunit *u = s->heap[0];
 		struct sdest *d = u->dest;
@@ -582,12 +626,16 @@ sched_job_next(struct sched *s, uint64_t now_ms)
 			fifo_push(u);
 			continue;
 		}
+		if (d->shaped_until > now_ms) {
+			/* refused already: no need to ask again yet */
+			fifo_push(u);
+			continue;
+		}
 		if (s->cfg.admit != NULL &&
-		    (wait = s->cfg.admit(s->cfg.admit_arg, d->domain, now_ms)) !=
-		        0) {
-			/* shaped: due again when the limit allows */
-			u->due = now_ms + wait;
-			heap_push(s, u);
+		    (wait = s->cfg.admit(
+		         s->cfg.admit_arg, d->domain, now_ms)) != 0) {
+			/* shaped: it goes when the limit allows */
+			shaped_wait(s, u, now_ms + wait);
 			continue;
 		}
 		return job_make(s, u, now_ms);
@@ -854,11 +902,16 @@ sched_job_free(struct sched_job *job)
 int64_t
 sched_timeout(const struct sched *s, uint64_t now_ms)
 {
-	if (s->hlen == 0 || s->inflight >= s->cfg.max_jobs)
+	uint64_t next = s->hlen > 0 ? s->heap[0]->due : UINT64_MAX;
+
+	if (s->inflight >= s->cfg.max_jobs)
 		return -1;
-	if (s->heap[0]->due <= now_ms)
-		return 0;
-	return (int64_t)(s->heap[0]->due - now_ms);
+	for (const struct sdest *d = s->shaped; d != NULL; d = d->snext)
+		if (d->shaped_until < next)
+			next = d->shaped_until;
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= now_ms ? 0 : (int64_t)(next - now_ms);
 }
 
 int
@@ -1023,14 +1076,8 @@ sched_dest_resume(struct sched *s, const char *domain, uint64_t now_ms)
 	if (d == NULL)
 		return -ENOENT;
 	d->dead_until = 0;
-	for (size_t i = 0; i < s->hlen; i++) {
-		struct sunit *u = s->heap[i];
-
-		if (u->dest == d && u->due > now_ms) {
-			u->due = now_ms;
-			heap_up(s, i);
-		}
-	}
+	/* its line (what the suspension held back) goes at once */
+	dest_wake(s, d, now_ms);
 	return 0;
 }
 

@@ -249,8 +249,8 @@ struct sched_queue_view {
 };
 void sched_queue_view(const struct sched *s, struct sched_queue_view *out);
 
-/* An operator lifted domain's suspension: its waiting units are due at
- * now_ms (and its rest after a failure ends). 0 or -ENOENT. */
+/* An operator lifted domain's suspension: the units cfg.admit held back
+ * are due at now_ms (and its rest after a failure ends). 0 or -ENOENT. */
 int sched_dest_resume(struct sched *s, const char *domain, uint64_t now_ms);
 
 /* Jobs in flight and the current window for one destination. */

@@ -208,7 +208,9 @@ admit_leases(struct shape *sh, struct shape_dest *d, uint64_t now_ms)
 		        now + SHAPE_LEASE_TTL, now)) {
 			unlease(sh, d, i, now);
 			note_refusal(d, l->name, now_ms);
-			return 50; /* asked again soon; a job's end wakes it */
+			/* a job's end asks again (sched: dest_wake); this is
+			 * a fallback for leases that expire instead */
+			return 200;
 		}
 	}
 	return 0;

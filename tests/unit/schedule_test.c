@@ -585,7 +585,88 @@ test_commit_slots(void)
 	sched_free(s);
 }
 
+/* A fake shaper: x.org may start a job only at or after `open`. */
+struct gate {
+	uint64_t open;
+	unsigned asked;
+};
+
+static uint64_t
+gate_admit(void *arg, const char *domain, uint64_t now)
+{
+	struct gate *g = arg;
+
+	g->asked++;
+	if (strcmp(domain, "x.org") != 0 || now >= g->open)
+		return 0;
+	return g->open - now;
+}
+
+/* Units shaping holds back wait in memory (no attempt counted, no retry
+ * time moved), are asked about once per wait, go when it allows, and an
+ * operator's resume makes them due at once. */
+static void
+test_admit_holds_units(void)
+{
+	struct gate g = {5000, 0};
+	struct sched_cfg cfg = {
+	    .retry = retry,
+	    .nretry = 3,
+	    .max_age = 100000,
+	    .max_jobs = 10,
+	    .max_per_dest = 10,
+	    .rand = mid_rand,
+	    .admit = gate_admit,
+	    .admit_arg = &g,
+	};
+	struct sched *s = sched_new(&cfg);
+	struct sched_rcpt_in a = {"a@x.org", 0, 0, 0}, b = {"b@y.org", 0, 0, 0};
+	struct sched_job *j;
+
+	for (uint64_t id = 1; id <= 3; id++)
+		CHECK(sched_msg_add(s, id, "s@z", 0, &a, 1, 1000) == 0);
+	CHECK(sched_msg_add(s, 4, "s@z", 0, &b, 1, 1000) == 0);
+	j = sched_job_next(s, 1000);
+	CHECK(j != NULL && strcmp(j->domain, "y.org") == 0);
+	CHECK(sched_job_next(s, 1000) == NULL);
+	CHECK(g.asked == 2); /* x.org once, y.org once */
+	CHECK(sched_timeout(s, 1000) == 4000);
+	CHECK(sched_job_next(s, 4999) == NULL);
+	CHECK(g.asked == 2); /* not asked again before its time */
+	for (int i = 0; i < 3; i++) {
+		struct sched_job *x = sched_job_next(s, 5000);
+
+		CHECK(x != NULL && strcmp(x->domain, "x.org") == 0);
+		if (x != NULL) {
+			/* nothing was counted while it waited */
+			CHECK(x->nrcpts == 1);
+			set_all(x, SCHED_OUTCOME_OK);
+			CHECK(done(s, x, 5000));
+			sched_job_free(x);
+		}
+	}
+	set_all(j, SCHED_OUTCOME_OK);
+	CHECK(done(s, j, 5000));
+	sched_job_free(j);
+	/* held back for long; the operator lifts it */
+	g.open = 1000000;
+	CHECK(sched_msg_add(s, 5, "s@z", 0, &a, 1, 6000) == 0);
+	CHECK(sched_job_next(s, 6000) == NULL);
+	CHECK(sched_dest_resume(s, "x.org", 7000) == 0);
+	CHECK(sched_dest_resume(s, "none.org", 7000) == -ENOENT);
+	g.open = 0;
+	j = sched_job_next(s, 7000);
+	CHECK(j != NULL && j->id == 5);
+	if (j != NULL) {
+		set_all(j, SCHED_OUTCOME_OK);
+		CHECK(done(s, j, 7000));
+		sched_job_free(j);
+	}
+	sched_free(s);
+}
+
 static const struct harness_case cases[] = {
+    {"admit_holds_units", test_admit_holds_units},
     {"group_by_domain", test_group_by_domain},
     {"retry_and_expiry", test_retry_and_expiry},
     {"dsn_params", test_dsn_params},
