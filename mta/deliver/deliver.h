@@ -146,7 +146,7 @@ void deliver_ctl_submit(struct deliver *d, struct deliver_ctl *c);
 
 /* deliver_shape.c: delivery shaping for operators, any thread. The
  * report the scheduler last published (at most a second old: limits,
- * their use, suspended destinations; deliver/shape.h), caller frees;
+ * their use, suspended destinations; deliver/dest_shape.h), caller frees;
  * and a request to lift a destination's suspension, which returns once
  * the scheduler has applied it (at most about 2 s; not on the scheduler
  * thread). */

@@ -150,7 +150,7 @@ struct dsched {
 	struct idset warned;  /* messages with a delay warning on disk */
 	struct idset warning; /* ... with one in an update not yet back */
 	uint64_t metrics_ms;  /* mono ms when the next metrics snapshot is due */
-	struct shape *shape;  /* delivery shaping, backoff (shape.h) */
+	struct dest_shape *shape;  /* delivery shaping, backoff (dest_shape.h) */
 	uint64_t shape_ms;    /* mono ms when the next report is due */
 };
 

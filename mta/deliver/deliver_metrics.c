@@ -21,7 +21,7 @@
 #include "base/metrics.h"
 #include "base/str.h"
 #include "deliver/deliver_int.h"
-#include "deliver/shape.h"
+#include "deliver/dest_shape.h"
 
 #define PUBLISH_MS 1000 /* snapshot interval, at least */
 #define COST_SHARE 50   /* the interval is at least 50 times its cost */
@@ -29,7 +29,7 @@
 struct pick {
 	struct metrics_sched *q;
 	size_t cap; /* N */
-	const struct shape *shape;
+	const struct dest_shape *shape;
 	uint64_t now; /* wall ms */
 };
 
@@ -109,7 +109,8 @@ pick_one(void *arg, const struct sched_dest_view *v)
 	d.queued = v->queued;
 	d.connections = v->inflight;
 	/* resting after a failure, or suspended by a backoff rule */
-	d.suspended = v->resting || shape_suspended(p->shape, v->domain, p->now);
+	d.suspended =
+	    v->resting || dest_shape_suspended(p->shape, v->domain, p->now);
 	d.delivered = v->outcomes[0];
 	d.deferred = v->outcomes[1];
 	d.failed = v->outcomes[2];

@@ -27,7 +27,7 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "deliver/deliver_int.h"
-#include "deliver/shape.h"
+#include "deliver/dest_shape.h"
 #include "queue/queue.h"
 
 static int
@@ -73,7 +73,8 @@ handle(struct dsched *ds, struct chan_msg *m)
 		return 0;
 	}
 	case DELIVER_MSG_DONE:
-		shape_done(ds->shape, (struct sched_job *)m, clock_wall_ms());
+		dest_shape_done(
+		    ds->shape, (struct sched_job *)m, clock_wall_ms());
 		deliver_outcome_submit(ds, (struct sched_job *)m);
 		return 0;
 	case DELIVER_MSG_RESUME:
@@ -90,7 +91,7 @@ handle(struct dsched *ds, struct chan_msg *m)
 		/* the loop boundary: nothing of this thread holds the old
 		 * one now (jobs carry their worker's) */
 		deliver_cfg_take(&ds->cfg, (struct deliver_config *)m);
-		shape_config(ds->shape, ds->cfg.set.config);
+		dest_shape_config(ds->shape, ds->cfg.set.config);
 		return 0;
 	case QUEUE_DONE_UPDATE:
 		deliver_outcome_done(ds, (struct queue_update *)m);
@@ -119,14 +120,14 @@ deliver_sched_main(void *arg)
 	    .max_jobs = boot->delivery->max_connections,
 	    .max_per_dest = boot->delivery->max_connections_per_host,
 	};
-	struct dsched ds = {.d = d, .shape = shape_new()};
+	struct dsched ds = {.d = d, .shape = dest_shape_new()};
 	struct sched_stats st;
 	uint64_t deadline = 0;
 	int rc;
 
 	deliver_cfg_init(&ds.cfg, boot);
-	shape_config(ds.shape, ds.cfg.set.config);
-	scfg.admit = shape_admit;
+	dest_shape_config(ds.shape, ds.cfg.set.config);
+	scfg.admit = dest_shape_admit;
 	scfg.admit_arg = ds.shape;
 	ds.s = sched_new(&scfg);
 	rc = queue_scan(d->q, 0, recover_one, &ds);
@@ -174,7 +175,7 @@ deliver_sched_main(void *arg)
 		log_event(
 		    "event=delivery-stopped jobs_abandoned=%zu", st.inflight);
 	sched_free(ds.s);
-	shape_free(ds.shape);
+	dest_shape_free(ds.shape);
 	deliver_bounce_fini(&ds);
 	deliver_cfg_drop(&ds.cfg);
 	return NULL;

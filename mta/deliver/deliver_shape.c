@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * deliver_shape.c - delivery shaping as operators see it: the scheduler
- * publishes shape_report()'s text here once a second (a copy under a
+ * publishes dest_shape_report()'s text here once a second (a copy under a
  * mutex, so the control thread reads a snapshot and never waits on the
  * scheduler's loop), and an operator's resume travels to the scheduler
  * as a DELIVER_MSG_RESUME. deliver_shape_report and deliver_shape_resume
@@ -16,7 +16,7 @@
 #include "base/str.h"
 #include "base/xalloc.h"
 #include "deliver/deliver_int.h"
-#include "deliver/shape.h"
+#include "deliver/dest_shape.h"
 
 #define SHAPE_REPORT_MS 1000
 
@@ -66,7 +66,7 @@ deliver_shape_publish(struct dsched *ds, bool force)
 	if (!force && mono < ds->shape_ms)
 		return;
 	ds->shape_ms = mono + SHAPE_REPORT_MS;
-	t = shape_report(ds->shape, clock_wall_ms());
+	t = dest_shape_report(ds->shape, clock_wall_ms());
 	pthread_mutex_lock(&ds->d->shape_lock);
 	old = ds->d->shape_text;
 	ds->d->shape_text = t;
@@ -78,7 +78,7 @@ deliver_shape_publish(struct dsched *ds, bool force)
 void
 deliver_shape_resume_apply(struct dsched *ds, struct deliver_resume *r)
 {
-	bool was = shape_resume(ds->shape, r->domain);
+	bool was = dest_shape_resume(ds->shape, r->domain);
 
 	/* the units of a suspended destination wait in the heap until the
 	 * suspension's end: make them due */

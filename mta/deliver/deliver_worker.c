@@ -422,7 +422,7 @@ job_targets_ready(struct djob *dj)
 	bool eight;
 	int rc;
 
-	/* the MX host set, for the scheduler's site limits (shape.h) */
+	/* the MX host set, for the scheduler's site limits (dest_shape.h) */
 	(void)dest_site_key(
 	    dj->targets, dj->ntargets, dj->sj->site, sizeof(dj->sj->site));
 	/* the worker's current budget, so a reload reaches waiting jobs */

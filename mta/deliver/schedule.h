@@ -78,7 +78,7 @@ struct sched_cfg {
 	unsigned max_per_dest;       /* jobs in flight per destination */
 	uint32_t (*rand)(void *arg); /* jitter source; NULL = random() */
 	void *rand_arg;
-	/* delivery shaping (deliver/shape.h; NULL: none): 0 when a job of
+	/* delivery shaping (deliver/dest_shape.h; NULL: none): 0 when a job of
 	 * domain may start at now_ms (and is counted), else ms until the
 	 * unit is due again; it waits in memory, its recipients as they are */
 	uint64_t (*admit)(void *arg, const char *domain, uint64_t now_ms);

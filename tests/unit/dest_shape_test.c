@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * shape_test.c - adaptive backoff and delivery shaping: the built-in
+ * dest_shape_test.c - adaptive backoff and delivery shaping: the built-in
  * rules against real throttling replies (and ordinary deferrals they
  * must leave alone), the reply code as recorded, the rate ramp, and the
- * scheduler's admission (shape.c) over a loaded configuration: a
+ * scheduler's admission (dest_shape.c) over a loaded configuration: a
  * destination rate, a connection cap, a suspension and its resume.
  */
 #include "deliver/backoff.h"
 #include "deliver/dest_site.h"
-#include "deliver/shape.h"
+#include "deliver/dest_shape.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,7 +166,7 @@ test_admit(void)
 	                        "rate = 3/h\n"
 	                        "[limit k]\ncount = connections\n"
 	                        "key = destination_domain\nmax = 2\n");
-	struct shape *sh = shape_new();
+	struct dest_shape *sh = dest_shape_new();
 	struct sched_job *j;
 	uint64_t now = 1000000;
 	char *rep;
@@ -174,22 +174,22 @@ test_admit(void)
 	CHECK(c != NULL);
 	if (c == NULL)
 		return;
-	shape_config(sh, c);
-	CHECK(shape_admit(sh, "a.test", now) == 0);
-	CHECK(shape_admit(sh, "a.test", now) == 0);
+	dest_shape_config(sh, c);
+	CHECK(dest_shape_admit(sh, "a.test", now) == 0);
+	CHECK(dest_shape_admit(sh, "a.test", now) == 0);
 	/* two in flight: the cap */
-	CHECK(shape_admit(sh, "a.test", now) != 0);
-	CHECK(shape_admit(sh, "b.test", now) == 0); /* each domain apart */
+	CHECK(dest_shape_admit(sh, "a.test", now) != 0);
+	CHECK(dest_shape_admit(sh, "b.test", now) == 0); /* each domain apart */
 	j = job_of("a.test", "250 ok", "2.0.0", SCHED_OUTCOME_OK);
-	shape_done(sh, j, now);
+	dest_shape_done(sh, j, now);
 	sched_job_free(j);
 	/* a lease back; the rate's burst (3) is the last one */
-	CHECK(shape_admit(sh, "a.test", now) == 0);
+	CHECK(dest_shape_admit(sh, "a.test", now) == 0);
 	j = job_of("a.test", "250 ok", "2.0.0", SCHED_OUTCOME_OK);
-	shape_done(sh, j, now);
+	dest_shape_done(sh, j, now);
 	sched_job_free(j);
-	CHECK(shape_admit(sh, "a.test", now) >= 1000); /* 3/h: long */
-	rep = shape_report(sh, now);
+	CHECK(dest_shape_admit(sh, "a.test", now) >= 1000); /* 3/h: long */
+	rep = dest_shape_report(sh, now);
 	CHECK(strstr(rep, "limit r count=messages key=destination_domain "
 	                  "rate=3/h") != NULL);
 	CHECK(strstr(rep, "  a.test in_flight=1 admitted=3 refused=1 "
@@ -198,29 +198,29 @@ test_admit(void)
 	/* a throttling reply: suspended for 30 s, rates halved */
 	j = job_of("b.test", "421 4.7.0 [TSS04] deferred", "4.7.0",
 	    SCHED_OUTCOME_TEMPFAIL);
-	shape_done(sh, j, now);
+	dest_shape_done(sh, j, now);
 	CHECK(!j->dest_failed);
 	sched_job_free(j);
-	CHECK(shape_suspended(sh, "b.test", now + 29999));
-	CHECK(!shape_suspended(sh, "b.test", now + 30000));
-	CHECK(shape_admit(sh, "b.test", now + 1000) == 29000);
-	rep = shape_report(sh, now);
+	CHECK(dest_shape_suspended(sh, "b.test", now + 29999));
+	CHECK(!dest_shape_suspended(sh, "b.test", now + 30000));
+	CHECK(dest_shape_admit(sh, "b.test", now + 1000) == 29000);
+	rep = dest_shape_report(sh, now);
 	CHECK(strstr(rep, "suspended b.test for_s=30 reason=\"yahoo-tss04: "
 	                  "421 4.7.0 [TSS04] deferred\"") != NULL);
 	CHECK(strstr(rep, "rate b.test pct=50") != NULL);
 	free(rep);
-	CHECK(shape_resume(sh, "b.test"));
-	CHECK(!shape_suspended(sh, "b.test", now + 1000));
-	CHECK(!shape_resume(sh, "b.test"));
-	CHECK(!shape_resume(sh, "none.test"));
+	CHECK(dest_shape_resume(sh, "b.test"));
+	CHECK(!dest_shape_suspended(sh, "b.test", now + 1000));
+	CHECK(!dest_shape_resume(sh, "b.test"));
+	CHECK(!dest_shape_resume(sh, "none.test"));
 	/* an ordinary deferral suspends nothing */
 	j = job_of(
 	    "b.test", "451 4.3.0 try later", "4.3.0", SCHED_OUTCOME_TEMPFAIL);
-	shape_done(sh, j, now);
+	dest_shape_done(sh, j, now);
 	CHECK(j->dest_failed);
 	sched_job_free(j);
-	CHECK(!shape_suspended(sh, "b.test", now + 1));
-	shape_free(sh);
+	CHECK(!dest_shape_suspended(sh, "b.test", now + 1));
+	dest_shape_free(sh);
 	config_unref(c);
 }
 
@@ -229,20 +229,20 @@ static void
 test_defaults_off(void)
 {
 	struct config *c = load("[delivery]\nbackoff_defaults = no\n");
-	struct shape *sh = shape_new();
+	struct dest_shape *sh = dest_shape_new();
 	struct sched_job *j;
 
 	CHECK(c != NULL);
 	if (c == NULL)
 		return;
-	shape_config(sh, c);
+	dest_shape_config(sh, c);
 	j = job_of("y.test", "421 4.7.0 [TSS04] deferred", "4.7.0",
 	    SCHED_OUTCOME_TEMPFAIL);
-	shape_done(sh, j, 5000);
+	dest_shape_done(sh, j, 5000);
 	sched_job_free(j);
-	CHECK(!shape_suspended(sh, "y.test", 5001));
-	CHECK(shape_admit(sh, "y.test", 5001) == 0);
-	shape_free(sh);
+	CHECK(!dest_shape_suspended(sh, "y.test", 5001));
+	CHECK(dest_shape_admit(sh, "y.test", 5001) == 0);
+	dest_shape_free(sh);
 	config_unref(c);
 }
 
@@ -273,34 +273,34 @@ test_site_shared(void)
 {
 	struct config *c = load("[limit s]\nkey = destination_site\n"
 	                        "rate = 2/h\n");
-	struct shape *sh = shape_new();
+	struct dest_shape *sh = dest_shape_new();
 	struct sched_job *j;
 	char *rep;
 
 	CHECK(c != NULL);
 	if (c == NULL)
 		return;
-	shape_config(sh, c);
-	CHECK(shape_admit(sh, "a.test", 1000) == 0); /* site unknown */
-	CHECK(shape_admit(sh, "b.test", 1000) == 0);
+	dest_shape_config(sh, c);
+	CHECK(dest_shape_admit(sh, "a.test", 1000) == 0); /* site unknown */
+	CHECK(dest_shape_admit(sh, "b.test", 1000) == 0);
 	j = job_of("a.test", "250 ok", "2.0.0", SCHED_OUTCOME_OK);
 	snprintf(j->site, sizeof(j->site), "mx.shared");
-	shape_done(sh, j, 1000);
+	dest_shape_done(sh, j, 1000);
 	sched_job_free(j);
 	j = job_of("b.test", "250 ok", "2.0.0", SCHED_OUTCOME_OK);
 	snprintf(j->site, sizeof(j->site), "mx.shared");
-	shape_done(sh, j, 1000);
+	dest_shape_done(sh, j, 1000);
 	sched_job_free(j);
-	CHECK(shape_admit(sh, "a.test", 1000) == 0);
-	CHECK(shape_admit(sh, "b.test", 1000) == 0);
+	CHECK(dest_shape_admit(sh, "a.test", 1000) == 0);
+	CHECK(dest_shape_admit(sh, "b.test", 1000) == 0);
 	/* the site's burst of 2 is spent, by either domain */
-	CHECK(shape_admit(sh, "a.test", 1000) != 0);
-	CHECK(shape_admit(sh, "b.test", 1000) != 0);
-	CHECK(shape_admit(sh, "c.test", 1000) == 0); /* another site */
-	rep = shape_report(sh, 1000);
+	CHECK(dest_shape_admit(sh, "a.test", 1000) != 0);
+	CHECK(dest_shape_admit(sh, "b.test", 1000) != 0);
+	CHECK(dest_shape_admit(sh, "c.test", 1000) == 0); /* another site */
+	rep = dest_shape_report(sh, 1000);
 	CHECK(strstr(rep, "  a.test site=mx.shared in_flight=1") != NULL);
 	free(rep);
-	shape_free(sh);
+	dest_shape_free(sh);
 	config_unref(c);
 }
 

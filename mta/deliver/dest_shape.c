@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * shape.c - delivery shaping and adaptive backoff per destination (see
- * shape.h). The scheduler thread only; the throttle state is in a
+ * dest_shape.c - delivery shaping and adaptive backoff per destination (see
+ * dest_shape.h). The scheduler thread only; the throttle state is in a
  * limits store (thread-safe, but only this thread uses this one).
  */
-#include "deliver/shape.h"
+#include "deliver/dest_shape.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -45,7 +45,7 @@ struct shape_dest {
 	struct shape_dest *next;
 };
 
-struct shape {
+struct dest_shape {
 	const struct config *c; /* borrowed: the scheduler's snapshot */
 	struct limits_store *st;
 	struct backoff rules;
@@ -54,10 +54,10 @@ struct shape {
 	struct shape_dest *tab[SHAPE_BUCKETS];
 };
 
-struct shape *
-shape_new(void)
+struct dest_shape *
+dest_shape_new(void)
 {
-	struct shape *sh = xcalloc(1, sizeof(*sh));
+	struct dest_shape *sh = xcalloc(1, sizeof(*sh));
 
 	sh->st = limits_store_new();
 	sh->suspend_ms = 5 * 60 * 1000;
@@ -68,7 +68,7 @@ shape_new(void)
 }
 
 void
-shape_free(struct shape *sh)
+dest_shape_free(struct dest_shape *sh)
 {
 	if (sh == NULL)
 		return;
@@ -84,7 +84,7 @@ shape_free(struct shape *sh)
 }
 
 void
-shape_config(struct shape *sh, const struct config *c)
+dest_shape_config(struct dest_shape *sh, const struct config *c)
 {
 	sh->c = c;
 	if (c == NULL)
@@ -98,7 +98,7 @@ shape_config(struct shape *sh, const struct config *c)
 }
 
 static struct shape_dest *
-dest_find(const struct shape *sh, const char *domain)
+dest_find(const struct dest_shape *sh, const char *domain)
 {
 	struct shape_dest *d = sh->tab[str_hash(domain) % SHAPE_BUCKETS];
 
@@ -108,7 +108,7 @@ dest_find(const struct shape *sh, const char *domain)
 }
 
 static struct shape_dest *
-dest_get(struct shape *sh, const char *domain)
+dest_get(struct dest_shape *sh, const char *domain)
 {
 	struct shape_dest *d = dest_find(sh, domain), **head;
 
@@ -176,7 +176,8 @@ rate_of(const struct config_limit *l, unsigned pct, struct gcra *g)
 
 /* Give back the leases of the first upto limits that d's job took. */
 static void
-unlease(struct shape *sh, const struct shape_dest *d, size_t upto, uint64_t now)
+unlease(struct dest_shape *sh, const struct shape_dest *d, size_t upto,
+    uint64_t now)
 {
 	char key[LIMITS_KEY_MAX];
 	size_t klen;
@@ -192,7 +193,7 @@ unlease(struct shape *sh, const struct shape_dest *d, size_t upto, uint64_t now)
 
 /* Every lease a job of d needs; 0, or ms to wait (none held then). */
 static uint64_t
-admit_leases(struct shape *sh, struct shape_dest *d, uint64_t now_ms)
+admit_leases(struct dest_shape *sh, struct shape_dest *d, uint64_t now_ms)
 {
 	char key[LIMITS_KEY_MAX];
 	uint64_t now = limits_now();
@@ -218,7 +219,7 @@ admit_leases(struct shape *sh, struct shape_dest *d, uint64_t now_ms)
 
 /* Every rate; 0 or ms to wait. Each limit is charged on its own. */
 static uint64_t
-admit_rates(struct shape *sh, struct shape_dest *d, uint64_t now_ms)
+admit_rates(struct dest_shape *sh, struct shape_dest *d, uint64_t now_ms)
 {
 	char key[LIMITS_KEY_MAX];
 	uint64_t now = limits_now(), wait = 0;
@@ -242,9 +243,9 @@ admit_rates(struct shape *sh, struct shape_dest *d, uint64_t now_ms)
 }
 
 uint64_t
-shape_admit(void *arg, const char *domain, uint64_t now_ms)
+dest_shape_admit(void *arg, const char *domain, uint64_t now_ms)
 {
-	struct shape *sh = arg;
+	struct dest_shape *sh = arg;
 	struct shape_dest *d = dest_find(sh, domain);
 	uint64_t wait;
 
@@ -268,7 +269,7 @@ shape_admit(void *arg, const char *domain, uint64_t now_ms)
 
 /* A deferral of the job that a rule matches, or NULL. */
 static const struct backoff_rule *
-job_match(const struct shape *sh, const struct sched_job *job, size_t *at)
+job_match(const struct dest_shape *sh, const struct sched_job *job, size_t *at)
 {
 	for (size_t i = 0; sh->rules_on && i < job->nrcpts; i++) {
 		const struct sched_job_rcpt *r = &job->rcpts[i];
@@ -286,7 +287,7 @@ job_match(const struct shape *sh, const struct sched_job *job, size_t *at)
 }
 
 void
-shape_done(struct shape *sh, struct sched_job *job, uint64_t now_ms)
+dest_shape_done(struct dest_shape *sh, struct sched_job *job, uint64_t now_ms)
 {
 	struct shape_dest *d = dest_find(sh, job->domain);
 	const struct backoff_rule *rule;
@@ -320,7 +321,7 @@ shape_done(struct shape *sh, struct sched_job *job, uint64_t now_ms)
 }
 
 bool
-shape_resume(struct shape *sh, const char *domain)
+dest_shape_resume(struct dest_shape *sh, const char *domain)
 {
 	struct shape_dest *d = dest_find(sh, domain);
 	bool was;
@@ -335,7 +336,8 @@ shape_resume(struct shape *sh, const char *domain)
 }
 
 bool
-shape_suspended(const struct shape *sh, const char *domain, uint64_t now_ms)
+dest_shape_suspended(
+    const struct dest_shape *sh, const char *domain, uint64_t now_ms)
 {
 	const struct shape_dest *d;
 
@@ -348,8 +350,8 @@ shape_suspended(const struct shape *sh, const char *domain, uint64_t now_ms)
 /* The lines of limit l: its definition, then each destination it has
  * met. */
 static void
-report_limit(FILE *fp, const struct shape *sh, const struct config_limit *l,
-    uint64_t now_ms)
+report_limit(FILE *fp, const struct dest_shape *sh,
+    const struct config_limit *l, uint64_t now_ms)
 {
 	static const char *const counts[] = {
 	    "messages", "recipients", "connections", "bytes"};
@@ -384,7 +386,7 @@ report_limit(FILE *fp, const struct shape *sh, const struct config_limit *l,
 }
 
 char *
-shape_report(const struct shape *sh, uint64_t now_ms)
+dest_shape_report(const struct dest_shape *sh, uint64_t now_ms)
 {
 	char *text = NULL;
 	size_t len = 0;
