@@ -233,13 +233,14 @@ admit_rates(struct dest_shape *sh, struct shape_dest *d, uint64_t now_ms)
 		    (klen = key_of(l, d, key, sizeof(key))) == 0)
 			continue;
 		if (!limits_store_take(sh->st, key, klen, &g, now, 1, false)) {
-			uint64_t w = g.interval / 1000;
+			/* at least 1 ms: a refusal must not read as 0 */
+			uint64_t w = g.interval >= 1000 ? g.interval / 1000 : 1;
 
 			note_refusal(d, l->name, now_ms);
 			wait = w > wait ? w : wait;
 		}
 	}
-	return wait == 0 ? 0 : wait;
+	return wait;
 }
 
 uint64_t
@@ -260,7 +261,7 @@ dest_shape_admit(void *arg, const char *domain, uint64_t now_ms)
 		return wait;
 	if ((wait = admit_rates(sh, d, now_ms)) != 0) {
 		unlease(sh, d, sh->c->nlimits, limits_now());
-		return wait < 1 ? 1 : wait;
+		return wait;
 	}
 	d->held++;
 	d->admitted++;
