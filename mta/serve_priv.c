@@ -21,6 +21,7 @@
  */
 #include "serve_priv.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -166,9 +167,10 @@ int
 serve_priv_queue(const struct serve_priv *p, const struct config *cfg,
     char *err, size_t errlen)
 {
-	static const char *const kept[] = {"", "data.mdb", "lock.mdb"};
 	const char *q = cfg->queue.path;
+	struct dirent *de;
 	struct stat st;
+	DIR *d;
 
 	if (!p->drop)
 		return 0;
@@ -176,9 +178,19 @@ serve_priv_queue(const struct serve_priv *p, const struct config *cfg,
 		goto fail;
 	if (st.st_uid == p->uid)
 		return 0;
-	for (size_t i = 0; i < MTA_ARRAY_LEN(kept); i++)
-		if (priv_give(p, q, kept[i]) != 0)
+	/* the directory and every entry the stages keep in it (the queue's
+	 * data.mdb and lock.mdb, the MTA-STS and TLS-RPT stores, ...): not
+	 * a list of names, which a store added later would miss */
+	if (priv_give(p, q, "") != 0 || (d = opendir(q)) == NULL)
+		goto fail;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0 &&
+		    priv_give(p, q, de->d_name) != 0) {
+			closedir(d);
 			goto fail;
+		}
+	closedir(d);
 	/* the maildrop and its refused/ stay where [local] says; their
 	 * files keep their owners (the submitting users) */
 	if (priv_give(p, cfg->local.maildrop, "") != 0 ||
