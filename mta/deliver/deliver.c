@@ -136,8 +136,9 @@ deliver_sts_new(struct deliver *d, const struct deliver_settings *s,
 /* The TLS-RPT stage, when [tlsrpt] enabled: its defaults come from
  * [server] hostname. */
 static struct tlsrpt *
-deliver_tlsrpt_new(const struct deliver_settings *s, struct queue *q,
-    struct dns *dns, char *err, size_t errlen)
+deliver_tlsrpt_new(const struct deliver_settings *s,
+    const struct dest_self *self, struct queue *q, struct dns *dns, char *err,
+    size_t errlen)
 {
 	const struct config_tlsrpt *c = s->tlsrpt;
 	const struct config_delivery *dl = s->delivery;
@@ -150,6 +151,9 @@ deliver_tlsrpt_new(const struct deliver_settings *s, struct queue *q,
 	    .ca_file = dl->ca_file[0] ? dl->ca_file : NULL,
 	    .ca_path = dl->ca_path[0] ? dl->ca_path : NULL,
 	    .dkim = s->dkim,
+	    .allow_private = dl->allow_private,
+	    .allow_loopback = dl->allow_loopback,
+	    .self = self,
 	};
 
 	if (c->from[0])
@@ -192,8 +196,8 @@ deliver_new(const struct deliver_settings *s, struct queue *q, struct dns *dns,
 		goto fail;
 	}
 	if (s->tlsrpt != NULL && s->tlsrpt->enabled &&
-	    (d->tlsrpt = deliver_tlsrpt_new(s, q, dns, terr, sizeof(terr))) ==
-	        NULL) {
+	    (d->tlsrpt = deliver_tlsrpt_new(
+	         s, &d->self, q, dns, terr, sizeof(terr))) == NULL) {
 		str_fmt(err, errlen, "delivery: %s", terr);
 		sts_free(d->sts);
 		tls_ctx_free(d->tls);

@@ -267,6 +267,11 @@ tlsrpt_new(const struct tlsrpt_settings *s, struct queue *q, struct dns *dns,
 	str_copy(t->ca_file, sizeof(t->ca_file), s->ca_file ? s->ca_file : "");
 	str_copy(t->ca_path, sizeof(t->ca_path), s->ca_path ? s->ca_path : "");
 	t->dkim = s->dkim;
+	t->dest = (struct dest_policy){
+	    .allow_private = s->allow_private,
+	    .allow_loopback = s->allow_loopback,
+	    .self = s->self,
+	};
 	t->q = q;
 	t->dns = dns;
 	if (tlsrpt_store_open(s->dir, &t->store, err, errlen) != 0) {

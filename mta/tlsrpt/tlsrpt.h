@@ -25,11 +25,14 @@
 #ifndef MTA_TLSRPT_H
 #define MTA_TLSRPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/compat.h"
 #include "tlsrpt/tlsrpt_agg.h"
+
+struct dest_self;
 
 struct dns;
 struct queue;
@@ -50,6 +53,10 @@ struct tlsrpt_settings {
 	const char *ca_path;           /* NULL: none */
 	const struct dkim_table *dkim; /* borrowed, outlives the stage;
 					  NULL: reports unsigned */
+	/* what an https: rua may connect to: delivery's destination policy
+	 * (self borrowed, outlives the stage) */
+	bool allow_private, allow_loopback;
+	const struct dest_self *self;
 };
 
 struct tlsrpt;

@@ -15,6 +15,7 @@
 
 #include "base/buf.h"
 #include "base/chan.h"
+#include "deliver/dest_policy.h"
 #include "tlsrpt/tlsrpt.h"
 #include "tlsrpt/tlsrpt_report.h"
 #include "tlsrpt/tlsrpt_store.h"
@@ -54,6 +55,7 @@ struct tlsrpt {
 	char org[256], contact[256], from[256], hostname[256];
 	char ca_file[4096], ca_path[4096];
 	const struct dkim_table *dkim;
+	struct dest_policy dest; /* what an https: rua may reach */
 	struct queue *q;
 	struct dns *dns;
 	struct tlsrpt_store *store;

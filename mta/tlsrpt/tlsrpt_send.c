@@ -11,11 +11,13 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "base/xalloc.h"
+#include "deliver/dest_addr.h"
 #include "dkim/dkim.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
@@ -148,6 +150,28 @@ send_mail(struct rjob *j, unsigned idx, const struct tlsrpt_who *w)
 	queue_submit(t->q, s);
 }
 
+/*
+ * The socket for a POST's connection, when delivery's destination policy
+ * allows its address: an rua names any host, and curl resolves it itself,
+ * so this is where a report is kept from internal addresses (as the
+ * MTA-STS fetch is, by the addresses it hands curl).
+ */
+static curl_socket_t
+post_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	const struct tlsrpt *t = arg;
+	enum dest_addr_class cls;
+
+	if (purpose != CURLSOCKTYPE_IPCXN ||
+	    dest_policy_check(&t->dest, &a->addr, &cls) != DEST_OK) {
+		log_event("event=tlsrpt-address-refused class=%s",
+		    purpose == CURLSOCKTYPE_IPCXN ? dest_addr_class_name(cls)
+		                                  : "not-ip");
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 /* The report to an https: rua, as a POST. */
 static void
 send_post(struct rjob *j, unsigned idx)
@@ -171,6 +195,8 @@ send_post(struct rjob *j, unsigned idx)
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, post_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
 	if (t->ca_file[0] || t->ca_path[0]) {
 		curl_easy_setopt(
 		    e, CURLOPT_CAINFO, t->ca_file[0] ? t->ca_file : NULL);

@@ -136,7 +136,7 @@ CASES = [
 ]
 
 
-def setup_world(world):
+def setup_world(world, https_host="localhost"):
     rua = RuaServer(world.ca.leaf("localhost"))
     world.closers.append(rua.stop)
     mxs = {}
@@ -145,7 +145,7 @@ def setup_world(world):
         world.sts_domain(dom, f"127.0.0.{21 + i}", f"127.0.0.{31 + i}")
         world.records[f"_smtp._tls.{dom}"] = {"TXT": [
             f"v=TLSRPTv1; rua=mailto:tls@reports.test,"
-            f"https://localhost:{rua.port}/rua/{name}"]}
+            f"https://{https_host}:{rua.port}/rua/{name}"]}
     world.records["reports.test"] = {"MX": [[10, "mx.reports.test"]]}
     world.records["mx.reports.test"] = {"A": [REPORTS_IP]}
     world.start_dns()
@@ -390,3 +390,20 @@ def test_dane_sessions_reported_per_mx_host(tmp_path, relay_factory):
         for s in (good, bad, reports):
             s.stop()
         dns.stop()
+
+
+def test_https_rua_kept_from_internal_addresses(world):
+    """An rua names any host: its address passes delivery's destination
+    policy as a delivery's would. 0.0.0.0 (unspecified, which Linux
+    connects to this machine) is never connected to, whatever the
+    allow_* keys say; the mail report still goes."""
+    rua, mxs, reports = setup_world(world, https_host="0.0.0.0")
+    relay = relay_with(world, relay_conf(world))
+    submit(relay, ["a@good.test"])
+    wait_event(relay, "delivered", "a@good.test")
+    wait_until(lambda: "event=tlsrpt-address-refused class=unspecified"
+               in relay.stderr_text(), 10 * INTERVAL + 20,
+               "the https: rua refused by the destination policy")
+    wait_until(lambda: mail_reports(reports), 10 * INTERVAL + 20,
+               "the mailto: report")
+    assert rua.reports() == [] and rua.posts == [], rua.posts
