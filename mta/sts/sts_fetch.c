@@ -19,6 +19,7 @@
 
 #include "base/compat.h"
 #include "base/str.h"
+#include "net/https.h"
 
 static size_t
 sts_fetch_write(char *p, size_t size, size_t n, void *arg)
@@ -45,26 +46,14 @@ sts_fetch_init(struct sts_fetch *f, const char *domain, const char *addrs,
 	    "https://mta-sts.%s/.well-known/mta-sts.txt", domain);
 	str_fmt(pin, sizeof(pin), "mta-sts.%s:%u:%s", domain, STS_PORT, addrs);
 	if ((f->resolve = curl_slist_append(NULL, pin)) == NULL ||
-	    (f->easy = e = curl_easy_init()) == NULL)
+	    (f->easy = e = https_easy_new(f->url, s->ca_file, s->ca_path)) ==
+	        NULL)
 		return -ENOMEM;
-	curl_easy_setopt(e, CURLOPT_URL, f->url);
 	curl_easy_setopt(e, CURLOPT_RESOLVE, f->resolve);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_PROXY, "");
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	/* as tls = verify: these when set, else the system store */
-	if (s->ca_file != NULL || s->ca_path != NULL) {
-		curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
-		curl_easy_setopt(e, CURLOPT_CAPATH, s->ca_path);
-	}
 	curl_easy_setopt(
 	    e, CURLOPT_CONNECTTIMEOUT_MS, (long)s->connect_timeout);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)s->timeout);
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE, (long)STS_POLICY_MAX);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "mta/" MTA_VERSION);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sts_fetch_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);

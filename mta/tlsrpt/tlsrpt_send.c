@@ -20,6 +20,7 @@
 #include "deliver/dest_addr.h"
 #include "dkim/dkim.h"
 #include "dns/dns.h"
+#include "net/https.h"
 #include "queue/queue.h"
 #include "tlsrpt/tlsrpt_int.h"
 
@@ -184,27 +185,16 @@ send_post(struct rjob *j, unsigned idx)
 	p->idx = idx;
 	p->hdr =
 	    curl_slist_append(NULL, "Content-Type: application/tlsrpt+gzip");
-	if (p->hdr == NULL || (p->easy = e = curl_easy_init()) == NULL) {
+	if (p->hdr == NULL || (p->easy = e = https_easy_new(j->rua.uri[idx],
+	                           t->ca_file, t->ca_path)) == NULL) {
 		curl_slist_free_all(p->hdr);
 		free(p);
 		job_sent(j, idx, false, "libcurl: out of memory");
 		return;
 	}
-	curl_easy_setopt(e, CURLOPT_URL, j->rua.uri[idx]);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_PROXY, "");
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, post_socket);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
-	if (t->ca_file[0] || t->ca_path[0]) {
-		curl_easy_setopt(
-		    e, CURLOPT_CAINFO, t->ca_file[0] ? t->ca_file : NULL);
-		curl_easy_setopt(
-		    e, CURLOPT_CAPATH, t->ca_path[0] ? t->ca_path : NULL);
-	}
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, POST_TIMEOUT_MS);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "mta/" MTA_VERSION);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->hdr);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, buf_peek(&j->gz));
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)buf_avail(&j->gz));
